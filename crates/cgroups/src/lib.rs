@@ -1,0 +1,255 @@
+//! cgroups for capsa: v1, v2 and hybrid hierarchies behind one interface.
+//!
+//! The hierarchy is read from `/proc/self/mountinfo`: every v1 hierarchy
+//! (one or more controllers, or a named one such as `name=systemd`) and the
+//! v2 mount. A container's cgroup is one directory per hierarchy, all with
+//! the same path, as runc lays them out.
+
+mod hierarchy;
+mod resources;
+
+pub use hierarchy::{Hierarchy, Mode};
+pub use resources::DEFAULT_ALLOWED_DEVICES;
+
+use nix::errno::Errno;
+use std::path::{Path, PathBuf};
+
+/// Why a cgroup operation failed: what was done, to which file, and errno.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("{op} {path}: {errno}")]
+    Sys { op: &'static str, path: PathBuf, errno: Errno },
+    #[error("{field}: {message}")]
+    Unsupported { field: String, message: String },
+    #[error("cgroup path {0:?}: must not contain \"..\"")]
+    BadPath(String),
+    #[error("no cgroup hierarchy is mounted")]
+    NoHierarchy,
+}
+
+impl CgroupError {
+    pub(crate) fn sys(op: &'static str, path: &Path, e: std::io::Error) -> Self {
+        CgroupError::Sys {
+            op,
+            path: path.to_path_buf(),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+
+/// A container's cgroup: one directory per mounted hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cgroup {
+    /// The cgroup path, relative to each hierarchy's root (`/capsa/ID`).
+    pub path: PathBuf,
+    /// Directories in v1 hierarchies, with the hierarchy's controllers.
+    pub v1: Vec<(Vec<String>, PathBuf)>,
+    /// The directory in the v2 hierarchy, if one is mounted.
+    pub v2: Option<PathBuf>,
+    /// Directories this cgroup's creation made (parents included), deepest
+    /// last, so that removal can take away exactly what we added.
+    pub created: Vec<PathBuf>,
+}
+
+/// The default parent for containers whose spec gives no absolute path.
+pub const DEFAULT_PARENT: &str = "capsa";
+
+/// Resolve the `linux.cgroupsPath` of container `id`: absolute paths are
+/// taken from each hierarchy's root; relative ones and the default go under
+/// [`DEFAULT_PARENT`].
+pub fn container_path(spec_path: Option<&Path>, id: &str) -> Result<PathBuf> {
+    let p = match spec_path {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(DEFAULT_PARENT).join(p),
+        _ => Path::new("/").join(DEFAULT_PARENT).join(id),
+    };
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) || p == Path::new("/") {
+        return Err(CgroupError::BadPath(p.display().to_string()));
+    }
+    Ok(p)
+}
+
+impl Cgroup {
+    /// The cgroup at `path` in every hierarchy of `h` (nothing is created).
+    pub fn new(h: &Hierarchy, path: &Path) -> Cgroup {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        Cgroup {
+            path: path.to_path_buf(),
+            v1: h.v1.iter().map(|m| (m.controllers.clone(), m.mountpoint.join(rel))).collect(),
+            v2: h.v2.as_ref().map(|m| m.join(rel)),
+            created: Vec::new(),
+        }
+    }
+
+    /// Every directory of this cgroup.
+    pub fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        self.v1.iter().map(|(_, d)| d).chain(self.v2.iter())
+    }
+
+    /// The directory of the v1 hierarchy holding `controller`.
+    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(c, _)| c.iter().any(|x| x == controller))
+            .map(|(_, d)| d.as_path())
+    }
+
+    /// Create every directory (and missing parents), recording what we made.
+    /// On failure, what this call created is removed again.
+    pub fn create(&mut self) -> Result<()> {
+        let dirs: Vec<(Option<Vec<String>>, PathBuf)> = self
+            .v1
+            .iter()
+            .map(|(c, d)| (Some(c.clone()), d.clone()))
+            .chain(self.v2.iter().map(|d| (None, d.clone())))
+            .collect();
+        for (controllers, dir) in dirs {
+            if let Err(e) = self.mkdir_all(&dir, controllers.as_deref()) {
+                let _ = self.remove();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn mkdir_all(&mut self, dir: &Path, controllers: Option<&[String]>) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while !cur.exists() {
+            missing.push(cur.to_path_buf());
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(&d) {
+                Ok(()) => self.created.push(d.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(CgroupError::sys("mkdir", &d, e)),
+            }
+            // A new v1 cpuset is empty and refuses tasks until it has cpus
+            // and mems: inherit the parent's.
+            if controllers.is_some_and(|c| c.iter().any(|x| x == "cpuset")) {
+                resources::inherit_cpuset(&d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Move `pid` into this cgroup in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Pids in the cgroup (from the first hierarchy that answers).
+    pub fn procs(&self) -> Result<Vec<i32>> {
+        let dir = self
+            .v1_dir("pids")
+            .or_else(|| self.v1_dir("freezer"))
+            .or(self.v2.as_deref())
+            .or_else(|| self.v1.first().map(|(_, d)| d.as_path()))
+            .ok_or(CgroupError::NoHierarchy)?;
+        let f = dir.join("cgroup.procs");
+        let s = std::fs::read_to_string(&f).map_err(|e| CgroupError::sys("read", &f, e))?;
+        Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Send `sig` to every process of the cgroup. With SIGKILL on a v2
+    /// hierarchy that has `cgroup.kill`, the kernel does it atomically.
+    pub fn signal_all(&self, sig: i32) -> Result<()> {
+        if sig == libc::SIGKILL {
+            if let Some(v2) = &self.v2 {
+                let kill = v2.join("cgroup.kill");
+                if kill.exists() && write(&kill, "1").is_ok() && self.v1.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        for pid in self.procs()? {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(sig).ok());
+        }
+        Ok(())
+    }
+
+    /// Remove every directory, deepest first, retrying while the kernel still
+    /// counts exiting tasks in it; then the parents our creation made, when
+    /// they are empty.
+    pub fn remove(&self) -> Result<()> {
+        let mut first_err = None;
+        for d in self.dirs() {
+            if let Err(e) = rmdir_retry(d) {
+                first_err.get_or_insert(e);
+            }
+        }
+        for d in self.created.iter().rev() {
+            if self.dirs().any(|x| x == d) {
+                continue;
+            }
+            // A parent shared with another container is busy: leave it.
+            let _ = std::fs::remove_dir(d);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn rmdir_retry(d: &Path) -> Result<()> {
+    let mut delay = std::time::Duration::from_micros(200);
+    for _ in 0..40 {
+        match std::fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(CgroupError::sys("rmdir", d, e)),
+        }
+    }
+    std::fs::remove_dir(d).map_err(|e| CgroupError::sys("rmdir", d, e))
+}
+
+pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| CgroupError::sys("write", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_and_default_paths_go_under_the_capsa_parent() {
+        assert_eq!(container_path(None, "abc").unwrap(), PathBuf::from("/capsa/abc"));
+        assert_eq!(container_path(Some(Path::new("pod/c1")), "x").unwrap(), PathBuf::from("/capsa/pod/c1"));
+        assert_eq!(container_path(Some(Path::new("/mine/c1")), "x").unwrap(), PathBuf::from("/mine/c1"));
+        assert!(container_path(Some(Path::new("/a/../../etc")), "x").is_err());
+    }
+
+    #[test]
+    fn create_and_remove_in_a_fake_tree_leaves_nothing() {
+        let root = std::env::temp_dir().join(format!("capsa-cg-unit-{}", std::process::id()));
+        let h = Hierarchy {
+            v1: vec![hierarchy::V1Mount { controllers: vec!["pids".into()], mountpoint: root.join("pids") }],
+            v2: Some(root.join("unified")),
+        };
+        std::fs::create_dir_all(root.join("pids")).unwrap();
+        std::fs::create_dir_all(root.join("unified")).unwrap();
+        let mut c = Cgroup::new(&h, Path::new("/parent/ctr"));
+        c.create().unwrap();
+        assert!(root.join("pids/parent/ctr").is_dir());
+        assert_eq!(c.created.len(), 4);
+        c.remove().unwrap();
+        assert!(!root.join("pids/parent").exists());
+        assert!(!root.join("unified/parent").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,79 @@
+//! `config.json` to a [`Plan`]: parsed with `oci-spec`, validated as a whole
+//! before anything on the system changes, with every default resolved.
+//!
+//! Every error names the JSON path at fault, as in
+//! `process.capabilities.bounding[2]: unknown variant "CAP_FOO"`.
+
+pub mod caps;
+pub mod defaults;
+pub mod mounts;
+mod plan;
+pub mod rlimits;
+
+pub use oci_spec::runtime as oci;
+pub use plan::{HookSet, IdMap, Namespaces, Plan, ProcessPlan};
+
+use std::path::{Path, PathBuf};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JSON is malformed or does not match the OCI schema; `field` is the
+    /// JSON path where parsing stopped.
+    #[error("{file}: {field}: {message}")]
+    Parse { file: PathBuf, field: String, message: String },
+    /// The JSON is well-formed but a value is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl SpecError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+/// Parse `bytes` (the contents of `file`) as an OCI runtime spec.
+pub fn parse(file: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if field == "." { format!("line {} column {}", inner.line(), inner.column()) } else { field };
+        SpecError::Parse { file: file.to_path_buf(), field, message: strip_position(&inner.to_string()) }
+    })
+}
+
+// serde_json appends " at line L column C" to its messages; the JSON path
+// already says where, so the position is kept only when there is no path.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Read `BUNDLE/config.json` and turn it into a validated [`Plan`].
+pub fn load(bundle: &Path) -> Result<Plan, SpecError> {
+    let file = bundle.join("config.json");
+    let bytes = std::fs::read(&file).map_err(|source| SpecError::Read { path: file.clone(), source })?;
+    let spec = parse(&file, &bytes)?;
+    Plan::new(bundle, spec)
+}
+
+/// Parse a `process.json` as given to `exec --process`.
+pub fn parse_process(file: &Path, bytes: &[u8]) -> Result<oci::Process, SpecError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        SpecError::Parse { file: file.to_path_buf(), field, message: strip_position(&inner.to_string()) }
+    })
+}

@@ -1,0 +1,149 @@
+//! File descriptor helpers: fd passing over unix sockets, closing every fd a
+//! container must not inherit.
+
+use crate::Result;
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Send `data` and, optionally, one fd with `SCM_RIGHTS`.
+pub fn send_with_fd(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>) -> Result<()> {
+    let iov = [IoSlice::new(data)];
+    let fds;
+    let cmsgs: Vec<ControlMessage<'_>> = match fd {
+        Some(f) => {
+            fds = [f];
+            vec![ControlMessage::ScmRights(&fds)]
+        }
+        None => Vec::new(),
+    };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receive one message of at most `buf.len()` bytes and the fd it carries, if
+/// any. Returns the number of bytes read (0 on end of stream).
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>)> {
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut received = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for f in fds {
+                // SAFETY: SCM_RIGHTS installed this fd in our table for us;
+                // nothing else refers to it.
+                let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, received))
+}
+
+/// Mark every fd from `first` upwards close-on-exec (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`), so that nothing but what we chose survives execve.
+///
+/// Security: CVE-2024-21626 leaked a host directory fd into the container.
+pub fn cloexec_from(first: RawFd) -> Result<()> {
+    // SAFETY: close_range takes integers; CLOEXEC only changes fd flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // Older kernels: walk /proc/self/fd instead.
+    let entries = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
+    let fds: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in fds {
+        set_cloexec(fd, true)?;
+    }
+    Ok(())
+}
+
+/// Set or clear `FD_CLOEXEC` on `fd`.
+pub fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
+    let new = if on { flags | FdFlag::FD_CLOEXEC } else { flags - FdFlag::FD_CLOEXEC };
+    fcntl(fd, FcntlArg::F_SETFD(new))?;
+    Ok(())
+}
+
+/// `dup3(fd, target, 0)`: place `fd` at `target`, without close-on-exec.
+pub fn dup_to(fd: RawFd, target: RawFd) -> Result<()> {
+    if fd == target {
+        return set_cloexec(fd, false);
+    }
+    // SAFETY: dup3 takes integers; replacing `target` is what we want.
+    Errno::result(unsafe { libc::dup3(fd, target, 0) }).map(drop)
+}
+
+/// Borrow a raw fd number that the caller knows to be open for the borrow's
+/// lifetime (for example stdin).
+pub fn borrow_raw<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: callers pass fds that stay open for as long as they use the
+    // borrow (stdio, or fds they own themselves).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Take ownership of a raw fd number (for example one named by
+/// `--preserve-fds` or inherited by design).
+pub fn own_raw(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass fds nothing else in this process owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `ioctl(fd, TIOCSCTTY, 0)`: make the tty the controlling terminal.
+pub fn set_controlling_tty(fd: RawFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// Window size of a tty, as `(rows, cols)`.
+pub fn window_size(fd: RawFd) -> Result<(u16, u16)> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the valid pointer.
+    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) })?;
+    Ok((ws.ws_row, ws.ws_col))
+}
+
+/// Set a tty's window size.
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer.
+    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(drop)
+}
+
+/// Open the pty master `ptmx` points to and its slave, unlocked: returns
+/// `(master, slave_path)`.
+pub fn open_pty(ptmx: &std::path::Path) -> Result<(OwnedFd, String)> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let fd = open(ptmx, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let master = own_raw(fd);
+    let mut unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the valid pointer.
+    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) })?;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int into the valid pointer.
+    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
+    Ok((master, format!("/dev/pts/{n}")))
+}

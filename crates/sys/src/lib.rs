@@ -1,0 +1,17 @@
+//! Safe wrappers over the syscalls capsa needs and that `nix` does not cover
+//! (or covers in a way that hides what the kernel does).
+//!
+//! This is the only crate of the workspace allowed to contain `unsafe`; every
+//! block carries a `// SAFETY:` line. Functions return owned fds and
+//! `nix::Error` (an errno) so that callers attach the operation and target.
+
+pub mod caps;
+pub mod exe;
+pub mod fd;
+pub mod process;
+pub mod resolve;
+
+pub use nix::errno::Errno;
+
+/// Result of a raw syscall wrapper: the errno on failure.
+pub type Result<T> = std::result::Result<T, Errno>;

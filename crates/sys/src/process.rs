@@ -1,0 +1,233 @@
+//! Process creation and process-wide settings: clone3, fork, prctl, pidfd.
+
+use crate::Result;
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// What `clone3`/`fork` returned in the calling process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// We are the parent; the child has this pid (in our pid namespace).
+    Parent(Pid),
+    /// We are the child.
+    Child,
+}
+
+// Not taken from libc, whose constant is typed too narrowly for clone3.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Fork-like `clone3`: the child gets a copy of the address space and
+/// continues at the call site, in new namespaces given by `flags`
+/// (`CLONE_NEW*`), and, with `cgroup_fd`, born directly into that cgroup v2
+/// directory (`CLONE_INTO_CGROUP`). Falls back to `clone(2)` when the kernel
+/// lacks clone3 (the cgroup is then joined by the caller).
+///
+/// The caller must be single-threaded: like `fork`, only the calling thread
+/// survives in the child, so locks held by other threads would never be
+/// released.
+pub fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 with a zero stack behaves like fork: the child resumes on
+    // a copy of this stack. `args` lives for the duration of the call and its
+    // size is passed exactly. The caller guarantees a single thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let ret = if ret < 0 && Errno::last() == Errno::ENOSYS && cgroup_fd.is_none() {
+        // SAFETY: clone(2) with a NULL stack is fork with extra flags; the
+        // remaining pointer arguments are unused without CLONE_*TID flags.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags as libc::c_long) | libc::SIGCHLD as libc::c_long,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        }
+    } else {
+        ret
+    };
+    match ret {
+        r if r < 0 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// `fork(2)`. The caller must be single-threaded (see [`clone_fork`]).
+pub fn fork() -> Result<Forked> {
+    clone_fork(0, None)
+}
+
+fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<libc::c_int> {
+    // SAFETY: the prctl options used through this helper take integer
+    // arguments only; unused arguments are zero as the man page asks.
+    let r = unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    Errno::result(r)
+}
+
+/// `PR_SET_NO_NEW_PRIVS`: execve can no longer grant privileges (setuid
+/// bits, file capabilities).
+pub fn set_no_new_privs() -> Result<()> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map(drop)
+}
+
+/// `PR_SET_DUMPABLE`. A non-dumpable process cannot be ptraced and its
+/// `/proc/PID` entries are owned by root of the initial user namespace.
+pub fn set_dumpable(on: bool) -> Result<()> {
+    prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong).map(drop)
+}
+
+/// `PR_SET_KEEPCAPS`: keep permitted capabilities across setuid to non-zero.
+pub fn set_keep_caps(on: bool) -> Result<()> {
+    prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong).map(drop)
+}
+
+/// `PR_SET_PDEATHSIG`: the signal this process gets when its parent dies.
+pub fn set_parent_death_signal(sig: libc::c_int) -> Result<()> {
+    prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong).map(drop)
+}
+
+/// `PR_SET_CHILD_SUBREAPER`: orphaned descendants are reparented to us.
+pub fn set_child_subreaper() -> Result<()> {
+    prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map(drop)
+}
+
+/// `PR_CAPBSET_DROP` one capability from the bounding set.
+pub fn drop_bounding_cap(cap: u32) -> Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong).map(drop)
+}
+
+/// Whether `cap` is in the bounding set (`PR_CAPBSET_READ`); false when the
+/// kernel does not know the capability.
+pub fn bounding_has(cap: u32) -> bool {
+    matches!(prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong), Ok(1))
+}
+
+/// Clear the ambient set, then raise each capability in `caps` into it.
+pub fn set_ambient(caps: &[u32]) -> Result<()> {
+    // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    Errno::result(r)?;
+    for &cap in caps {
+        // SAFETY: as above.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        Errno::result(r)?;
+    }
+    Ok(())
+}
+
+/// `pidfd_open(2)`: a stable handle on a process that cannot be confused with
+/// a later process reusing the pid.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd we own.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = Errno::result(r)? as RawFd;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: RawFd, sig: libc::c_int) -> Result<()> {
+    // SAFETY: a NULL siginfo is allowed and means "as kill(2) would".
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// `setns(2)` with a pidfd and several `CLONE_NEW*` flags: joins all those
+/// namespaces of the target process atomically (Linux 5.8).
+pub fn setns_pidfd(pidfd: RawFd, flags: libc::c_int) -> Result<()> {
+    // SAFETY: setns takes an fd and flags.
+    Errno::result(unsafe { libc::setns(pidfd, flags) }).map(drop)
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)` for the calling thread.
+pub fn set_io_priority(class: u32, level: u32) -> Result<()> {
+    let prio = ((class & 0x7) << 13) | (level & 0x1fff);
+    // SAFETY: ioprio_set takes three integers.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) };
+    Errno::result(r).map(drop)
+}
+
+/// `setgroups(2)`.
+pub fn set_groups(gids: &[u32]) -> Result<()> {
+    // SAFETY: the pointer and length describe a live slice of gid_t (u32).
+    let r = unsafe { libc::setgroups(gids.len(), gids.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+/// The process's umask, set to `mask`; returns the previous one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// `execve(2)` with explicit path, argv and envp. Returns only on failure.
+pub fn execve(path: &std::ffi::CStr, args: &[std::ffi::CString], env: &[std::ffi::CString]) -> Errno {
+    match nix::unistd::execve(path, args, env) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// `_exit(2)`: leave without running destructors or atexit handlers, as a
+/// forked child must.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
