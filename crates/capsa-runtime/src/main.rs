@@ -1,1 +1,71 @@
-fn main(){}
+//! `capsa-runtime`: an OCI runtime with runc's command line, so that
+//! containerd, CRI-O, podman and docker can call it in place of runc.
+//!
+//! Thin by design: parse arguments, call the runtime library, print, and
+//! choose the exit code. One module per command under `commands/`.
+
+mod cli;
+mod commands;
+mod foreground;
+mod log;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let logger = match log::Logger::open(cli.log.as_deref(), cli.log_format, cli.debug) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "capsa-runtime: --log {}: {e}",
+                cli.log
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            std::process::exit(1);
+        }
+    };
+    if cli.systemd_cgroup && !std::path::Path::new("/run/systemd/system").exists() {
+        logger.fatal(&anyhow::anyhow!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use cgroupfs paths instead"));
+    }
+    // Security: CVE-2019-5736. Commands that enter a container run from a
+    // sealed memfd copy of this binary, so /proc/PID/exe inside the
+    // container cannot reach the file on the host.
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) && !capsa_sys::exe::running_sealed()
+    {
+        if let Err(e) = reexec_sealed() {
+            logger.fatal(&anyhow::anyhow!(
+                "re-executing from a sealed copy of the runtime: {e}"
+            ));
+        }
+    }
+    let store = capsa_runtime::Store::new(&cli.root);
+    let code = match commands::dispatch(&cli, &store, &logger) {
+        Ok(code) => code,
+        Err(e) => logger.fatal(&e),
+    };
+    std::process::exit(code);
+}
+
+fn reexec_sealed() -> std::result::Result<(), capsa_sys::Errno> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let mem = capsa_sys::exe::sealed_copy()?;
+    let args: Vec<std::ffi::CString> = std::env::args_os()
+        .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
+        .collect();
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            std::ffi::CString::new(b).ok()
+        })
+        .collect();
+    Err(capsa_sys::exe::exec_fd(mem.as_raw_fd(), &args, &env))
+}

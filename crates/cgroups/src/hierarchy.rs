@@ -30,19 +30,30 @@ pub enum Mode {
 }
 
 // v1 mount options that are not controllers.
-const NOT_CONTROLLERS: [&str; 6] = ["rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode"];
+const NOT_CONTROLLERS: [&str; 6] = [
+    "rw",
+    "ro",
+    "noprefix",
+    "clone_children",
+    "xattr",
+    "cpuset_v2_mode",
+];
 
 impl Hierarchy {
     /// Read the hierarchies mounted in our mount namespace.
     pub fn detect() -> std::io::Result<Hierarchy> {
-        Ok(Self::parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
+        Ok(Self::parse(&std::fs::read_to_string(
+            "/proc/self/mountinfo",
+        )?))
     }
 
     /// Parse mountinfo text (see proc(5)).
     pub fn parse(mountinfo: &str) -> Hierarchy {
         let mut h = Hierarchy::default();
         for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
             let pre: Vec<&str> = pre.split(' ').collect();
             let post: Vec<&str> = post.split(' ').collect();
             if pre.len() < 5 || post.len() < 3 {
@@ -54,13 +65,18 @@ impl Hierarchy {
                 "cgroup" => {
                     let controllers: Vec<String> = post[2]
                         .split(',')
-                        .filter(|o| !NOT_CONTROLLERS.contains(o) && !o.starts_with("release_agent="))
+                        .filter(|o| {
+                            !NOT_CONTROLLERS.contains(o) && !o.starts_with("release_agent=")
+                        })
                         .map(str::to_string)
                         .collect();
                     if controllers.is_empty() || h.v1.iter().any(|m| m.controllers == controllers) {
                         continue;
                     }
-                    h.v1.push(V1Mount { controllers, mountpoint });
+                    h.v1.push(V1Mount {
+                        controllers,
+                        mountpoint,
+                    });
                 }
                 _ => {}
             }
@@ -92,7 +108,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -119,14 +138,19 @@ mod tests {
         let h = Hierarchy::parse(HYBRID);
         assert_eq!(h.mode(), Mode::Hybrid);
         assert_eq!(h.v1.len(), 3);
-        assert_eq!(h.v1_mount("memory"), Some(Path::new("/sys/fs/cgroup/memory")));
+        assert_eq!(
+            h.v1_mount("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
         assert_eq!(h.v1[2].controllers, vec!["name=systemd".to_string()]);
         assert_eq!(h.v2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
     }
 
     #[test]
     fn unified_layout_is_recognised() {
-        let h = Hierarchy::parse("30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
+        let h = Hierarchy::parse(
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
         assert_eq!(h.mode(), Mode::Unified);
     }
 

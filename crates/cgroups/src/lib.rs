@@ -18,7 +18,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("{op} {path}: {errno}")]
-    Sys { op: &'static str, path: PathBuf, errno: Errno },
+    Sys {
+        op: &'static str,
+        path: PathBuf,
+        errno: Errno,
+    },
     #[error("{field}: {message}")]
     Unsupported { field: String, message: String },
     #[error("cgroup path {0:?}: must not contain \"..\"")]
@@ -38,7 +42,6 @@ impl CgroupError {
 }
 
 type Result<T> = std::result::Result<T, CgroupError>;
-
 
 /// A container's cgroup: one directory per mounted hierarchy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,7 +69,10 @@ pub fn container_path(spec_path: Option<&Path>, id: &str) -> Result<PathBuf> {
         Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(DEFAULT_PARENT).join(p),
         _ => Path::new("/").join(DEFAULT_PARENT).join(id),
     };
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) || p == Path::new("/") {
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        || p == Path::new("/")
+    {
         return Err(CgroupError::BadPath(p.display().to_string()));
     }
     Ok(p)
@@ -78,7 +84,11 @@ impl Cgroup {
         let rel = path.strip_prefix("/").unwrap_or(path);
         Cgroup {
             path: path.to_path_buf(),
-            v1: h.v1.iter().map(|m| (m.controllers.clone(), m.mountpoint.join(rel))).collect(),
+            v1: h
+                .v1
+                .iter()
+                .map(|m| (m.controllers.clone(), m.mountpoint.join(rel)))
+                .collect(),
             v2: h.v2.as_ref().map(|m| m.join(rel)),
             created: Vec::new(),
         }
@@ -173,7 +183,10 @@ impl Cgroup {
             }
         }
         for pid in self.procs()? {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(sig).ok());
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(sig).ok(),
+            );
         }
         Ok(())
     }
@@ -228,9 +241,18 @@ mod tests {
 
     #[test]
     fn relative_and_default_paths_go_under_the_capsa_parent() {
-        assert_eq!(container_path(None, "abc").unwrap(), PathBuf::from("/capsa/abc"));
-        assert_eq!(container_path(Some(Path::new("pod/c1")), "x").unwrap(), PathBuf::from("/capsa/pod/c1"));
-        assert_eq!(container_path(Some(Path::new("/mine/c1")), "x").unwrap(), PathBuf::from("/mine/c1"));
+        assert_eq!(
+            container_path(None, "abc").unwrap(),
+            PathBuf::from("/capsa/abc")
+        );
+        assert_eq!(
+            container_path(Some(Path::new("pod/c1")), "x").unwrap(),
+            PathBuf::from("/capsa/pod/c1")
+        );
+        assert_eq!(
+            container_path(Some(Path::new("/mine/c1")), "x").unwrap(),
+            PathBuf::from("/mine/c1")
+        );
         assert!(container_path(Some(Path::new("/a/../../etc")), "x").is_err());
     }
 
@@ -238,7 +260,10 @@ mod tests {
     fn create_and_remove_in_a_fake_tree_leaves_nothing() {
         let root = std::env::temp_dir().join(format!("capsa-cg-unit-{}", std::process::id()));
         let h = Hierarchy {
-            v1: vec![hierarchy::V1Mount { controllers: vec!["pids".into()], mountpoint: root.join("pids") }],
+            v1: vec![hierarchy::V1Mount {
+                controllers: vec!["pids".into()],
+                mountpoint: root.join("pids"),
+            }],
             v2: Some(root.join("unified")),
         };
         std::fs::create_dir_all(root.join("pids")).unwrap();

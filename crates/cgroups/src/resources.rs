@@ -26,14 +26,18 @@ pub const DEFAULT_ALLOWED_DEVICES: [&str; 10] = [
 pub(crate) fn inherit_cpuset(dir: &Path) -> Result<()> {
     let parent = dir.parent().unwrap_or(dir);
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let v = std::fs::read_to_string(parent.join(f)).map_err(|e| CgroupError::sys("read", &parent.join(f), e))?;
+        let v = std::fs::read_to_string(parent.join(f))
+            .map_err(|e| CgroupError::sys("read", &parent.join(f), e))?;
         write(&dir.join(f), v.trim())?;
     }
     Ok(())
 }
 
 fn unsupported(field: &str) -> CgroupError {
-    CgroupError::Unsupported { field: format!("linux.resources.{field}"), message: "not supported by this build yet".into() }
+    CgroupError::Unsupported {
+        field: format!("linux.resources.{field}"),
+        message: "not supported by this build yet".into(),
+    }
 }
 
 fn device_rule(d: &LinuxDeviceCgroup) -> String {
@@ -84,13 +88,23 @@ impl Cgroup {
                     Some(d) => write(&d.join("memory.memsw.limit_in_bytes"), &swap.to_string())?,
                     None => {
                         // v2 counts swap alone; the spec's value is memory+swap.
-                        let v2 = m.limit().filter(|&l| swap > 0 && l > 0).map(|l| swap - l).unwrap_or(swap);
+                        let v2 = m
+                            .limit()
+                            .filter(|&l| swap > 0 && l > 0)
+                            .map(|l| swap - l)
+                            .unwrap_or(swap);
                         self.set_v2("memory.swap.max", &max_or(v2))?;
                     }
                 }
             }
-            if m.kernel().is_some() || m.kernel_tcp().is_some() || m.swappiness().is_some() || m.disable_oom_killer().is_some() {
-                return Err(unsupported("memory (kernel, kernelTCP, swappiness, disableOOMKiller)"));
+            if m.kernel().is_some()
+                || m.kernel_tcp().is_some()
+                || m.swappiness().is_some()
+                || m.disable_oom_killer().is_some()
+            {
+                return Err(unsupported(
+                    "memory (kernel, kernelTCP, swappiness, disableOOMKiller)",
+                ));
             }
         }
         if let Some(c) = r.cpu() {
@@ -111,7 +125,11 @@ impl Cgroup {
                         }
                     }
                     None => {
-                        let q = c.quota().filter(|&q| q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".into());
+                        let q = c
+                            .quota()
+                            .filter(|&q| q > 0)
+                            .map(|q| q.to_string())
+                            .unwrap_or_else(|| "max".into());
                         self.set_v2("cpu.max", &format!("{q} {}", c.period().unwrap_or(100_000)))?;
                     }
                 }
@@ -122,12 +140,22 @@ impl Cgroup {
             if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
                 self.set_cpuset("cpuset.mems", mems)?;
             }
-            if c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some() || c.burst().is_some() {
-                return Err(unsupported("cpu (realtimeRuntime, realtimePeriod, idle, burst)"));
+            if c.realtime_runtime().is_some()
+                || c.realtime_period().is_some()
+                || c.idle().is_some()
+                || c.burst().is_some()
+            {
+                return Err(unsupported(
+                    "cpu (realtimeRuntime, realtimePeriod, idle, burst)",
+                ));
             }
         }
         if let Some(p) = r.pids() {
-            let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
+            let v = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
             match self.v1_dir("pids") {
                 Some(d) => write(&d.join("pids.max"), &v)?,
                 None => self.set_v2("pids.max", &v)?,
@@ -136,20 +164,33 @@ impl Cgroup {
         self.apply_devices(r.devices().as_deref().unwrap_or(&[]), devices)
     }
 
-    fn apply_devices(&self, rules: &[LinuxDeviceCgroup], devices: &[(char, i64, i64)]) -> Result<()> {
+    fn apply_devices(
+        &self,
+        rules: &[LinuxDeviceCgroup],
+        devices: &[(char, i64, i64)],
+    ) -> Result<()> {
         // v2 filters devices with an eBPF program; that comes with the full
         // cgroup support. On v1 the allowlist is files.
-        let Some(d) = self.v1_dir("devices") else { return Ok(()) };
+        let Some(d) = self.v1_dir("devices") else {
+            return Ok(());
+        };
         write(&d.join("devices.deny"), "a")?;
         for rule in rules {
-            let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
+            let file = if rule.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
             write(&d.join(file), &device_rule(rule))?;
         }
         for rule in DEFAULT_ALLOWED_DEVICES {
             write(&d.join("devices.allow"), rule)?;
         }
         for (t, major, minor) in devices {
-            write(&d.join("devices.allow"), &format!("{t} {major}:{minor} rwm"))?;
+            write(
+                &d.join("devices.allow"),
+                &format!("{t} {major}:{minor} rwm"),
+            )?;
         }
         Ok(())
     }
@@ -204,9 +245,12 @@ mod tests {
 
     #[test]
     fn device_rules_render_as_the_kernel_reads_them() {
-        let r: LinuxDeviceCgroup = serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#).unwrap();
+        let r: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#)
+                .unwrap();
         assert_eq!(device_rule(&r), "c 1:3 rw");
-        let all: LinuxDeviceCgroup = serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
+        let all: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
         assert_eq!(device_rule(&all), "a *:* rwm");
     }
 }

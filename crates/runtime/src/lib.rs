@@ -1,0 +1,28 @@
+//! The capsa OCI runtime library.
+//!
+//! `create` turns a bundle into a container whose init waits on the exec
+//! FIFO; `start` releases it; `exec` joins a running container; `kill`,
+//! `delete`, `state` and `list` manage the state kept under the root
+//! directory. The flows are single-threaded where they fork.
+//! See `docs/create-flow.md` for the sequence.
+
+mod channel;
+mod create;
+mod error;
+mod exec;
+mod hooks;
+mod init;
+mod lifecycle;
+mod mounts;
+mod namespaces;
+mod process;
+pub mod signals;
+pub mod state;
+
+pub use create::Created;
+pub use create::{create, CreateOptions};
+pub use error::{ChildError, Error, Kind, Result};
+pub use exec::Execed;
+pub use exec::{exec, ExecOptions};
+pub use lifecycle::{delete, kill, list, pids, start, state, status_of};
+pub use state::{ContainerState, Status, Store};

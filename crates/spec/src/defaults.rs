@@ -66,14 +66,22 @@ pub fn spec(rootless: Option<(u32, u32)>) -> Value {
         v["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": uid, "size": 1 }]);
         v["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": gid, "size": 1 }]);
         v["linux"].as_object_mut().map(|l| l.remove("resources"));
-        let mounts = v["mounts"].as_array_mut().expect("mounts is an array literal");
+        let mounts = v["mounts"]
+            .as_array_mut()
+            .expect("mounts is an array literal");
         for m in mounts.iter_mut() {
             if m["destination"] == "/sys" {
                 *m = json!({ "destination": "/sys", "type": "none", "source": "/sys",
                              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
             }
             if m["destination"] == "/dev/pts" {
-                m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
             }
         }
     }
@@ -96,7 +104,12 @@ mod tests {
     fn rootless_spec_maps_the_user_and_drops_the_network_namespace() {
         let v = spec(Some((1000, 1000)));
         assert_eq!(v["linux"]["uidMappings"][0]["hostID"], 1000);
-        let ns: Vec<_> = v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        let ns: Vec<_> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
         assert!(ns.contains(&"user") && !ns.contains(&"network"));
         assert!(v["linux"].get("resources").is_none());
     }

@@ -19,16 +19,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The JSON is malformed or does not match the OCI schema; `field` is the
     /// JSON path where parsing stopped.
     #[error("{file}: {field}: {message}")]
-    Parse { file: PathBuf, field: String, message: String },
+    Parse {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
     /// The JSON is well-formed but a value is not acceptable.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
@@ -36,7 +39,10 @@ pub enum SpecError {
 
 impl SpecError {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError::Invalid { field: field.into(), message: message.into() }
+        SpecError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -46,8 +52,16 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        let field = if field == "." { format!("line {} column {}", inner.line(), inner.column()) } else { field };
-        SpecError::Parse { file: file.to_path_buf(), field, message: strip_position(&inner.to_string()) }
+        let field = if field == "." {
+            format!("line {} column {}", inner.line(), inner.column())
+        } else {
+            field
+        };
+        SpecError::Parse {
+            file: file.to_path_buf(),
+            field,
+            message: strip_position(&inner.to_string()),
+        }
     })
 }
 
@@ -63,7 +77,10 @@ fn strip_position(msg: &str) -> String {
 /// Read `BUNDLE/config.json` and turn it into a validated [`Plan`].
 pub fn load(bundle: &Path) -> Result<Plan, SpecError> {
     let file = bundle.join("config.json");
-    let bytes = std::fs::read(&file).map_err(|source| SpecError::Read { path: file.clone(), source })?;
+    let bytes = std::fs::read(&file).map_err(|error| SpecError::Read {
+        path: file.clone(),
+        error,
+    })?;
     let spec = parse(&file, &bytes)?;
     Plan::new(bundle, spec)
 }
@@ -74,6 +91,10 @@ pub fn parse_process(file: &Path, bytes: &[u8]) -> Result<oci::Process, SpecErro
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        SpecError::Parse { file: file.to_path_buf(), field, message: strip_position(&inner.to_string()) }
+        SpecError::Parse {
+            file: file.to_path_buf(),
+            field,
+            message: strip_position(&inner.to_string()),
+        }
     })
 }

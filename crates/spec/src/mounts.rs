@@ -34,7 +34,11 @@ impl MountPlan {
 }
 
 /// Parse `mounts[index]` of the spec.
-pub fn plan(index: usize, m: &oci_spec::runtime::Mount, bundle: &std::path::Path) -> Result<MountPlan, SpecError> {
+pub fn plan(
+    index: usize,
+    m: &oci_spec::runtime::Mount,
+    bundle: &std::path::Path,
+) -> Result<MountPlan, SpecError> {
     let field = format!("mounts[{index}]");
     let dest = m.destination().clone();
     if !dest.is_absolute() {
@@ -43,8 +47,14 @@ pub fn plan(index: usize, m: &oci_spec::runtime::Mount, bundle: &std::path::Path
             format!("{:?} is not an absolute path", dest.display().to_string()),
         ));
     }
-    if dest.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(SpecError::invalid(format!("{field}.destination"), format!("{:?} contains \"..\"", dest.display().to_string())));
+    if dest
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(SpecError::invalid(
+            format!("{field}.destination"),
+            format!("{:?} contains \"..\"", dest.display().to_string()),
+        ));
     }
     let mut p = MountPlan {
         destination: dest,
@@ -77,13 +87,21 @@ pub fn plan(index: usize, m: &oci_spec::runtime::Mount, bundle: &std::path::Path
     }
     if p.bind {
         match &p.source {
-            None => return Err(SpecError::invalid(format!("{field}.source"), "a bind mount needs a source")),
+            None => {
+                return Err(SpecError::invalid(
+                    format!("{field}.source"),
+                    "a bind mount needs a source",
+                ))
+            }
             Some(s) if s.is_relative() => p.source = Some(bundle.join(s)),
             Some(_) => {}
         }
     }
     if p.fstype.is_empty() && !p.bind {
-        return Err(SpecError::invalid(format!("{field}.type"), "missing (only bind mounts may omit it)"));
+        return Err(SpecError::invalid(
+            format!("{field}.type"),
+            "missing (only bind mounts may omit it)",
+        ));
     }
     p.data = data.join(",");
     Ok(p)
@@ -165,7 +183,12 @@ mod tests {
 
     #[test]
     fn flags_and_data_are_split() {
-        let m = mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        let m = mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        );
         let p = plan(1, &m, std::path::Path::new("/b")).unwrap();
         assert_eq!(p.flags, libc::MS_NOSUID | libc::MS_STRICTATIME);
         assert_eq!(p.data, "mode=755,size=65536k");
@@ -184,7 +207,9 @@ mod tests {
     #[test]
     fn relative_destination_is_refused_with_its_field() {
         let m = mount("proc", "proc", "proc", &[]);
-        let e = plan(3, &m, std::path::Path::new("/b")).unwrap_err().to_string();
+        let e = plan(3, &m, std::path::Path::new("/b"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("mounts[3].destination:"), "{e}");
     }
 

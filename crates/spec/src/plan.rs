@@ -102,17 +102,29 @@ impl Plan {
         let bundle = std::path::absolute(bundle).unwrap_or_else(|_| bundle.to_path_buf());
         let version = spec.version();
         if !SUPPORTED_VERSIONS.iter().any(|v| version.starts_with(v)) {
-            return Err(SpecError::invalid("ociVersion", format!("{version:?} is not supported (1.0.x to 1.2.x)")));
+            return Err(SpecError::invalid(
+                "ociVersion",
+                format!("{version:?} is not supported (1.0.x to 1.2.x)"),
+            ));
         }
-        let root = spec.root().as_ref().ok_or_else(|| SpecError::invalid("root", "missing"))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| SpecError::invalid("root", "missing"))?;
         if root.path().as_os_str().is_empty() {
             return Err(SpecError::invalid("root.path", "empty"));
         }
         let rootfs = bundle.join(root.path());
         if !rootfs.is_dir() {
-            return Err(SpecError::invalid("root.path", format!("{} is not a directory", rootfs.display())));
+            return Err(SpecError::invalid(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
         }
-        let process = spec.process().as_ref().ok_or_else(|| SpecError::invalid("process", "missing"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| SpecError::invalid("process", "missing"))?;
         let process = ProcessPlan::from_oci(process, "process")?;
         let default_linux = oci::Linux::default();
         let linux = spec.linux().as_ref().unwrap_or(&default_linux);
@@ -122,10 +134,16 @@ impl Plan {
         let gid_maps = id_maps(linux.gid_mappings(), "linux.gidMappings");
         let userns = namespaces.new & libc::CLONE_NEWUSER != 0;
         if userns && (uid_maps.is_empty() || gid_maps.is_empty()) {
-            return Err(SpecError::invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
+            return Err(SpecError::invalid(
+                "linux.uidMappings",
+                "a new user namespace needs uidMappings and gidMappings",
+            ));
         }
         if !userns && (!uid_maps.is_empty() || !gid_maps.is_empty()) {
-            return Err(SpecError::invalid("linux.uidMappings", "mappings given without a new user namespace"));
+            return Err(SpecError::invalid(
+                "linux.uidMappings",
+                "mappings given without a new user namespace",
+            ));
         }
 
         let mut mounts_plan = Vec::new();
@@ -136,20 +154,35 @@ impl Plan {
         let rootfs_propagation = match linux.rootfs_propagation() {
             None => libc::MS_SLAVE | libc::MS_REC,
             Some(p) if p.is_empty() => libc::MS_SLAVE | libc::MS_REC,
-            Some(p) => mounts::propagation(p)
-                .ok_or_else(|| SpecError::invalid("linux.rootfsPropagation", format!("unknown propagation {p:?}")))?,
+            Some(p) => mounts::propagation(p).ok_or_else(|| {
+                SpecError::invalid(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {p:?}"),
+                )
+            })?,
         };
 
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         let domainname = spec.domainname().clone().filter(|h| !h.is_empty());
         if hostname.is_some() && !namespaces.has(libc::CLONE_NEWUTS) {
-            return Err(SpecError::invalid("hostname", "cannot set a hostname without a private UTS namespace"));
+            return Err(SpecError::invalid(
+                "hostname",
+                "cannot set a hostname without a private UTS namespace",
+            ));
         }
         if domainname.is_some() && !namespaces.has(libc::CLONE_NEWUTS) {
-            return Err(SpecError::invalid("domainname", "cannot set a domainname without a private UTS namespace"));
+            return Err(SpecError::invalid(
+                "domainname",
+                "cannot set a domainname without a private UTS namespace",
+            ));
         }
 
-        let sysctl: BTreeMap<String, String> = linux.sysctl().clone().unwrap_or_default().into_iter().collect();
+        let sysctl: BTreeMap<String, String> = linux
+            .sysctl()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         for key in sysctl.keys() {
             check_sysctl(key, &namespaces)?;
         }
@@ -157,10 +190,16 @@ impl Plan {
         let devices = linux.devices().clone().unwrap_or_default();
         for (i, d) in devices.iter().enumerate() {
             if !d.path().is_absolute() || !d.path().starts_with("/dev") {
-                return Err(SpecError::invalid(format!("linux.devices[{i}].path"), format!("{} is not under /dev", d.path().display())));
+                return Err(SpecError::invalid(
+                    format!("linux.devices[{i}].path"),
+                    format!("{} is not under /dev", d.path().display()),
+                ));
             }
             if matches!(d.typ(), oci::LinuxDeviceType::A) {
-                return Err(SpecError::invalid(format!("linux.devices[{i}].type"), "must be c, b, u or p"));
+                return Err(SpecError::invalid(
+                    format!("linux.devices[{i}].type"),
+                    "must be c, b, u or p",
+                ));
             }
         }
 
@@ -169,18 +208,31 @@ impl Plan {
         let mut time_offsets = Vec::new();
         if let Some(offsets) = linux.time_offsets() {
             if !namespaces.has(libc::CLONE_NEWTIME) {
-                return Err(SpecError::invalid("linux.timeOffsets", "time offsets need a time namespace"));
+                return Err(SpecError::invalid(
+                    "linux.timeOffsets",
+                    "time offsets need a time namespace",
+                ));
             }
             for (clock, off) in offsets {
                 if clock != "monotonic" && clock != "boottime" {
-                    return Err(SpecError::invalid(format!("linux.timeOffsets.{clock}"), "only monotonic and boottime can be offset"));
+                    return Err(SpecError::invalid(
+                        format!("linux.timeOffsets.{clock}"),
+                        "only monotonic and boottime can be offset",
+                    ));
                 }
-                time_offsets.push((clock.clone(), off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+                time_offsets.push((
+                    clock.clone(),
+                    off.secs().unwrap_or(0),
+                    off.nanosecs().unwrap_or(0),
+                ));
             }
         }
 
         if linux.seccomp().is_some() {
-            return Err(SpecError::invalid("linux.seccomp", "seccomp filters are not supported by this build yet"));
+            return Err(SpecError::invalid(
+                "linux.seccomp",
+                "seccomp filters are not supported by this build yet",
+            ));
         }
 
         Ok(Plan {
@@ -192,8 +244,18 @@ impl Plan {
             gid_maps,
             mounts: mounts_plan,
             rootfs_propagation,
-            masked_paths: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
-            readonly_paths: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
+            masked_paths: linux
+                .masked_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
+            readonly_paths: linux
+                .readonly_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
             hostname,
             domainname,
             sysctl,
@@ -201,7 +263,12 @@ impl Plan {
             hooks,
             cgroups_path: linux.cgroups_path().clone(),
             time_offsets,
-            annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             bundle,
             spec,
         })
@@ -214,12 +281,20 @@ impl Plan {
 
     /// The host uid that container root maps to (0 without a user namespace).
     pub fn host_root_uid(&self) -> u32 {
-        self.uid_maps.iter().find(|m| m.container == 0).map(|m| m.host).unwrap_or(0)
+        self.uid_maps
+            .iter()
+            .find(|m| m.container == 0)
+            .map(|m| m.host)
+            .unwrap_or(0)
     }
 
     /// The host gid that container root maps to (0 without a user namespace).
     pub fn host_root_gid(&self) -> u32 {
-        self.gid_maps.iter().find(|m| m.container == 0).map(|m| m.host).unwrap_or(0)
+        self.gid_maps
+            .iter()
+            .find(|m| m.container == 0)
+            .map(|m| m.host)
+            .unwrap_or(0)
     }
 }
 
@@ -229,13 +304,19 @@ fn namespaces(linux: &oci::Linux) -> Result<Namespaces, SpecError> {
     for (i, n) in linux.namespaces().iter().flatten().enumerate() {
         let flag = n.typ() as i32;
         if seen & flag != 0 {
-            return Err(SpecError::invalid(format!("linux.namespaces[{i}].type"), format!("namespace {:?} given twice", n.typ().to_string())));
+            return Err(SpecError::invalid(
+                format!("linux.namespaces[{i}].type"),
+                format!("namespace {:?} given twice", n.typ().to_string()),
+            ));
         }
         seen |= flag;
         match n.path() {
             Some(p) if !p.as_os_str().is_empty() => {
                 if !p.is_absolute() {
-                    return Err(SpecError::invalid(format!("linux.namespaces[{i}].path"), format!("{} is not absolute", p.display())));
+                    return Err(SpecError::invalid(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{} is not absolute", p.display()),
+                    ));
                 }
                 ns.join.push((flag, p.clone()));
             }
@@ -243,14 +324,19 @@ fn namespaces(linux: &oci::Linux) -> Result<Namespaces, SpecError> {
         }
     }
     // The user namespace is joined first: it decides what the others allow.
-    ns.join.sort_by_key(|(f, _)| if *f == NsType::User as i32 { 0 } else { 1 });
+    ns.join
+        .sort_by_key(|(f, _)| if *f == NsType::User as i32 { 0 } else { 1 });
     Ok(ns)
 }
 
 fn id_maps(maps: &Option<Vec<oci::LinuxIdMapping>>, _field: &str) -> Vec<IdMap> {
     maps.iter()
         .flatten()
-        .map(|m| IdMap { container: m.container_id(), host: m.host_id(), size: m.size() })
+        .map(|m| IdMap {
+            container: m.container_id(),
+            host: m.host_id(),
+            size: m.size(),
+        })
         .collect()
 }
 
@@ -259,7 +345,16 @@ fn check_sysctl(key: &str, ns: &Namespaces) -> Result<(), SpecError> {
     if key.contains("..") || key.contains('/') && key.contains('.') {
         return Err(SpecError::invalid(field, "malformed key"));
     }
-    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         if !ns.has(libc::CLONE_NEWIPC) {
             return Err(SpecError::invalid(field, "needs a private IPC namespace"));
@@ -268,7 +363,10 @@ fn check_sysctl(key: &str, ns: &Namespaces) -> Result<(), SpecError> {
     }
     if key.starts_with("net.") {
         if !ns.has(libc::CLONE_NEWNET) {
-            return Err(SpecError::invalid(field, "needs a private network namespace"));
+            return Err(SpecError::invalid(
+                field,
+                "needs a private network namespace",
+            ));
         }
         return Ok(());
     }
@@ -278,20 +376,31 @@ fn check_sysctl(key: &str, ns: &Namespaces) -> Result<(), SpecError> {
         }
         return Ok(());
     }
-    Err(SpecError::invalid(field, "not namespaced: it would change the host"))
+    Err(SpecError::invalid(
+        field,
+        "not namespaced: it would change the host",
+    ))
 }
 
 fn hooks(h: &Option<oci::Hooks>) -> Result<HookSet, SpecError> {
-    let Some(h) = h else { return Ok(HookSet::default()) };
+    let Some(h) = h else {
+        return Ok(HookSet::default());
+    };
     let check = |name: &str, list: &Option<Vec<oci::Hook>>| -> Result<Vec<oci::Hook>, SpecError> {
         let list = list.clone().unwrap_or_default();
         for (i, hook) in list.iter().enumerate() {
             if !hook.path().is_absolute() {
-                return Err(SpecError::invalid(format!("hooks.{name}[{i}].path"), format!("{} is not absolute", hook.path().display())));
+                return Err(SpecError::invalid(
+                    format!("hooks.{name}[{i}].path"),
+                    format!("{} is not absolute", hook.path().display()),
+                ));
             }
             if let Some(t) = hook.timeout() {
                 if t <= 0 {
-                    return Err(SpecError::invalid(format!("hooks.{name}[{i}].timeout"), "must be greater than zero"));
+                    return Err(SpecError::invalid(
+                        format!("hooks.{name}[{i}].timeout"),
+                        "must be greater than zero",
+                    ));
                 }
             }
         }
@@ -314,15 +423,27 @@ impl ProcessPlan {
     pub fn from_oci(p: &oci::Process, field: &str) -> Result<ProcessPlan, SpecError> {
         let args = p.args().clone().unwrap_or_default();
         if args.is_empty() {
-            return Err(SpecError::invalid(format!("{field}.args"), "empty: there is nothing to run"));
+            return Err(SpecError::invalid(
+                format!("{field}.args"),
+                "empty: there is nothing to run",
+            ));
         }
         if !p.cwd().is_absolute() {
-            return Err(SpecError::invalid(format!("{field}.cwd"), format!("{:?} is not an absolute path", p.cwd().display().to_string())));
+            return Err(SpecError::invalid(
+                format!("{field}.cwd"),
+                format!(
+                    "{:?} is not an absolute path",
+                    p.cwd().display().to_string()
+                ),
+            ));
         }
         let user = p.user();
-        let (mut bounding, mut effective, mut permitted, mut inheritable, mut ambient) = (0, 0, 0, 0, 0);
+        let (mut bounding, mut effective, mut permitted, mut inheritable, mut ambient) =
+            (0, 0, 0, 0, 0);
         if let Some(c) = p.capabilities() {
-            let m = |s: &Option<oci::Capabilities>| s.as_ref().map(|s| caps::mask(s.iter())).unwrap_or(0);
+            let m = |s: &Option<oci::Capabilities>| {
+                s.as_ref().map(|s| caps::mask(s.iter())).unwrap_or(0)
+            };
             bounding = m(c.bounding());
             effective = m(c.effective());
             permitted = m(c.permitted());
@@ -333,44 +454,75 @@ impl ProcessPlan {
         let mut seen = Vec::new();
         for (i, r) in p.rlimits().iter().flatten().enumerate() {
             let name = rlimits::name_of(&r.typ());
-            let num = rlimits::number(&name).ok_or_else(|| SpecError::invalid(format!("{field}.rlimits[{i}].type"), format!("unknown rlimit {name:?}")))?;
+            let num = rlimits::number(&name).ok_or_else(|| {
+                SpecError::invalid(
+                    format!("{field}.rlimits[{i}].type"),
+                    format!("unknown rlimit {name:?}"),
+                )
+            })?;
             if seen.contains(&num) {
-                return Err(SpecError::invalid(format!("{field}.rlimits[{i}].type"), format!("{name} given twice")));
+                return Err(SpecError::invalid(
+                    format!("{field}.rlimits[{i}].type"),
+                    format!("{name} given twice"),
+                ));
             }
             seen.push(num);
             if r.soft() > r.hard() {
-                return Err(SpecError::invalid(format!("{field}.rlimits[{i}]"), format!("soft limit {} is above hard limit {}", r.soft(), r.hard())));
+                return Err(SpecError::invalid(
+                    format!("{field}.rlimits[{i}]"),
+                    format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
+                ));
             }
             rl.push((num, r.soft(), r.hard()));
         }
         if let Some(adj) = p.oom_score_adj() {
             if !(-1000..=1000).contains(&adj) {
-                return Err(SpecError::invalid(format!("{field}.oomScoreAdj"), format!("{adj} is outside -1000..1000")));
+                return Err(SpecError::invalid(
+                    format!("{field}.oomScoreAdj"),
+                    format!("{adj} is outside -1000..1000"),
+                ));
             }
         }
         let io_priority = match p.io_priority() {
             None => None,
             Some(io) => {
-                let class = match serde_json::to_value(io.class()).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() {
+                let class = match serde_json::to_value(io.class())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .as_deref()
+                {
                     Some("IOPRIO_CLASS_RT") => 1,
                     Some("IOPRIO_CLASS_BE") => 2,
                     Some("IOPRIO_CLASS_IDLE") => 3,
-                    other => return Err(SpecError::invalid(format!("{field}.ioPriority.class"), format!("unknown class {other:?}"))),
+                    other => {
+                        return Err(SpecError::invalid(
+                            format!("{field}.ioPriority.class"),
+                            format!("unknown class {other:?}"),
+                        ))
+                    }
                 };
                 if !(0..=7).contains(&io.priority()) {
-                    return Err(SpecError::invalid(format!("{field}.ioPriority.priority"), "must be 0 to 7"));
+                    return Err(SpecError::invalid(
+                        format!("{field}.ioPriority.priority"),
+                        "must be 0 to 7",
+                    ));
                 }
                 Some((class, io.priority() as u32))
             }
         };
         for (i, e) in p.env().iter().flatten().enumerate() {
             if !e.contains('=') {
-                return Err(SpecError::invalid(format!("{field}.env[{i}]"), format!("{e:?} is not KEY=VALUE")));
+                return Err(SpecError::invalid(
+                    format!("{field}.env[{i}]"),
+                    format!("{e:?} is not KEY=VALUE"),
+                ));
             }
         }
         Ok(ProcessPlan {
             terminal: p.terminal().unwrap_or(false),
-            console_size: p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            console_size: p
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16)),
             args,
             env: p.env().clone().unwrap_or_default(),
             cwd: p.cwd().clone(),

@@ -31,3 +31,12 @@ pub fn name_of(t: &oci_spec::runtime::PosixRlimitType) -> String {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
 }
+
+/// The name of a resource number (`7` -> `RLIMIT_NOFILE`).
+pub fn name_of_number(n: u32) -> &'static str {
+    TABLE
+        .iter()
+        .find(|(_, v)| *v == n)
+        .map(|(name, _)| *name)
+        .unwrap_or("RLIMIT_?")
+}

@@ -29,10 +29,19 @@ pub struct CapSets {
 
 /// Read the calling thread's capability sets.
 pub fn get() -> Result<CapSets> {
-    let mut hdr = CapHeader { version: VERSION_3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
     let mut data = [CapData::default(); 2];
     // SAFETY: version 3 expects two CapData structs; both pointers are valid.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     Errno::result(r)?;
     let join = |lo: u32, hi: u32| (lo as u64) | ((hi as u64) << 32);
     Ok(CapSets {
@@ -44,14 +53,25 @@ pub fn get() -> Result<CapSets> {
 
 /// Set the calling thread's capability sets.
 pub fn set(sets: CapSets) -> Result<()> {
-    let mut hdr = CapHeader { version: VERSION_3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
     let split = |v: u64| (v as u32, (v >> 32) as u32);
     let (e0, e1) = split(sets.effective);
     let (p0, p1) = split(sets.permitted);
     let (i0, i1) = split(sets.inheritable);
     let data = [
-        CapData { effective: e0, permitted: p0, inheritable: i0 },
-        CapData { effective: e1, permitted: p1, inheritable: i1 },
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
     ];
     // SAFETY: version 3 reads two CapData structs; both pointers are valid.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };

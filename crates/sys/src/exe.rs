@@ -11,7 +11,8 @@ use nix::errno::Errno;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+const SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
 /// Whether the running binary is already a write-sealed memfd.
 pub fn running_sealed() -> bool {
@@ -25,10 +26,12 @@ pub fn running_sealed() -> bool {
 
 /// Copy `/proc/self/exe` into a new memfd and seal it against every change.
 pub fn sealed_copy() -> Result<OwnedFd> {
-    let src = std::fs::File::open("/proc/self/exe").map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let src = std::fs::File::open("/proc/self/exe")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let name = c"capsa-runtime";
     // SAFETY: memfd_create takes a valid C string and flags; the fd is ours.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     let fd = Errno::result(fd)?;
     // SAFETY: memfd_create returned a new fd that nothing else owns.
     let mem = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -37,7 +40,14 @@ pub fn sealed_copy() -> Result<OwnedFd> {
     while copied < len {
         // SAFETY: sendfile between two fds we own; a NULL offset uses and
         // advances the source file position.
-        let n = unsafe { libc::sendfile(mem.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), len - copied) };
+        let n = unsafe {
+            libc::sendfile(
+                mem.as_raw_fd(),
+                src.as_raw_fd(),
+                std::ptr::null_mut(),
+                len - copied,
+            )
+        };
         if n < 0 {
             let e = Errno::last();
             if e == Errno::EINTR {
@@ -66,7 +76,14 @@ pub fn exec_fd(fd: RawFd, args: &[CString], env: &[CString]) -> Errno {
     // SAFETY: argv and envp are NULL-terminated arrays of pointers to C
     // strings that outlive the call; on success execveat does not return.
     unsafe {
-        libc::syscall(libc::SYS_execveat, fd, empty.as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
     }
     Errno::last()
 }

@@ -28,7 +28,12 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Opti
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Err(Errno::EINTR) => continue,
             other => break other?,
         }
@@ -82,7 +87,11 @@ pub fn cloexec_from(first: RawFd) -> Result<()> {
 pub fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
-    let new = if on { flags | FdFlag::FD_CLOEXEC } else { flags - FdFlag::FD_CLOEXEC };
+    let new = if on {
+        flags | FdFlag::FD_CLOEXEC
+    } else {
+        flags - FdFlag::FD_CLOEXEC
+    };
     fcntl(fd, FcntlArg::F_SETFD(new))?;
     Ok(())
 }
@@ -119,7 +128,12 @@ pub fn set_controlling_tty(fd: RawFd) -> Result<()> {
 
 /// Window size of a tty, as `(rows, cols)`.
 pub fn window_size(fd: RawFd) -> Result<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes one winsize into the valid pointer.
     Errno::result(unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) })?;
     Ok((ws.ws_row, ws.ws_col))
@@ -127,7 +141,12 @@ pub fn window_size(fd: RawFd) -> Result<(u16, u16)> {
 
 /// Set a tty's window size.
 pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer.
     Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(drop)
 }
@@ -137,7 +156,11 @@ pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
 pub fn open_pty(ptmx: &std::path::Path) -> Result<(OwnedFd, String)> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
-    let fd = open(ptmx, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let fd = open(
+        ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
     let master = own_raw(fd);
     let mut unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads one int from the valid pointer.
@@ -146,4 +169,16 @@ pub fn open_pty(ptmx: &std::path::Path) -> Result<(OwnedFd, String)> {
     // SAFETY: TIOCGPTN writes one unsigned int into the valid pointer.
     Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
     Ok((master, format!("/dev/pts/{n}")))
+}
+
+/// `flock(fd, LOCK_EX)`, waiting for the lock; released when the fd closes.
+pub fn lock_exclusive(fd: RawFd) -> Result<()> {
+    loop {
+        // SAFETY: flock takes an fd and an operation.
+        let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
+        match Errno::result(r) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
 }

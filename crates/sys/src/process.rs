@@ -93,7 +93,15 @@ pub fn fork() -> Result<Forked> {
 fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<libc::c_int> {
     // SAFETY: the prctl options used through this helper take integer
     // arguments only; unused arguments are zero as the man page asks.
-    let r = unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    let r = unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
     Errno::result(r)
 }
 
@@ -218,7 +226,11 @@ pub fn set_umask(mask: u32) -> u32 {
 }
 
 /// `execve(2)` with explicit path, argv and envp. Returns only on failure.
-pub fn execve(path: &std::ffi::CStr, args: &[std::ffi::CString], env: &[std::ffi::CString]) -> Errno {
+pub fn execve(
+    path: &std::ffi::CStr,
+    args: &[std::ffi::CString],
+    env: &[std::ffi::CString],
+) -> Errno {
     match nix::unistd::execve(path, args, env) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -230,4 +242,28 @@ pub fn execve(path: &std::ffi::CStr, args: &[std::ffi::CString], env: &[std::ffi
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
     unsafe { libc::_exit(code) }
+}
+
+/// `setrlimit(2)` for a resource given by number.
+pub fn set_rlimit(resource: u32, lim: &libc::rlimit) -> Result<()> {
+    // SAFETY: the pointer refers to a live rlimit; the resource number is
+    // checked by the kernel.
+    let r = unsafe { libc::setrlimit(resource as _, lim) };
+    Errno::result(r).map(drop)
+}
+
+/// `setdomainname(2)`.
+pub fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe a live byte slice.
+    let r = unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) };
+    Errno::result(r).map(drop)
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: a new session keyring, so
+/// that containers do not share the host's keys.
+pub fn join_session_keyring(name: &str) -> Result<()> {
+    let c = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING (1) takes a C string pointer.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, 1, c.as_ptr()) };
+    Errno::result(r).map(drop)
 }

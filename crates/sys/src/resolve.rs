@@ -32,9 +32,19 @@ pub enum Symlinks {
 /// `root`, and magic links (`/proc/self/fd/N`) refused.
 ///
 /// Security: CVE-2021-30465 and the symlink-exchange class of mount races.
-pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int, mode: u32, links: Symlinks) -> Result<OwnedFd> {
+pub fn open_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: libc::c_int,
+    mode: u32,
+    links: Symlinks,
+) -> Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let mut resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     if links == Symlinks::Refuse {

@@ -1,0 +1,12 @@
+use crate::cli::CreateArgs;
+use crate::log::Logger;
+use capsa_runtime::Store;
+
+pub fn run(store: &Store, a: &CreateArgs, log: &Logger) -> anyhow::Result<i32> {
+    let c = capsa_runtime::create(store, &super::create_options(a))?;
+    log.debug(&format!(
+        "created {} with init pid {}",
+        c.state.id, c.state.pid
+    ));
+    Ok(0)
+}

@@ -1,0 +1,95 @@
+use crate::cli::ExecArgs;
+use crate::foreground;
+use crate::log::Logger;
+use anyhow::{anyhow, bail, Context};
+use capsa_runtime::Store;
+use capsa_spec::ProcessPlan;
+
+/// The process to exec: `--process FILE`, or the container's own process
+/// with the command line's overrides (as runc builds it).
+fn process(store: &Store, a: &ExecArgs) -> anyhow::Result<ProcessPlan> {
+    if let Some(f) = &a.process {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let p = capsa_spec::parse_process(f, &bytes)?;
+        return Ok(ProcessPlan::from_oci(&p, "process")?);
+    }
+    if a.command.is_empty() {
+        bail!("exec: a command or --process is required");
+    }
+    let st = store.load(&a.id)?;
+    let base = st
+        .config
+        .process()
+        .clone()
+        .ok_or_else(|| anyhow!("container {} has no process in its config", a.id))?;
+    let mut p = ProcessPlan::from_oci(&base, "process")?;
+    p.args = a.command.clone();
+    p.terminal = a.tty;
+    p.console_size = None;
+    for e in &a.env {
+        if !e.contains('=') {
+            bail!("--env {e:?}: not KEY=VALUE");
+        }
+        let key = e.split('=').next().unwrap_or_default();
+        p.env.retain(|x| x.split('=').next() != Some(key));
+        p.env.push(e.clone());
+    }
+    if let Some(cwd) = &a.cwd {
+        if !cwd.is_absolute() {
+            bail!("--cwd {}: not an absolute path", cwd.display());
+        }
+        p.cwd = cwd.clone();
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, ""));
+        p.uid = uid
+            .parse()
+            .map_err(|_| anyhow!("--user {u:?}: expected UID[:GID]"))?;
+        if !gid.is_empty() {
+            p.gid = gid
+                .parse()
+                .map_err(|_| anyhow!("--user {u:?}: expected UID[:GID]"))?;
+        }
+    }
+    if !a.additional_gids.is_empty() {
+        p.additional_gids = a.additional_gids.clone();
+    }
+    for c in &a.cap {
+        let n = capsa_spec::caps::number(c)
+            .ok_or_else(|| anyhow!("--cap {c:?}: unknown capability"))?;
+        let bit = 1u64 << n;
+        p.bounding |= bit;
+        p.effective |= bit;
+        p.permitted |= bit;
+        p.inheritable |= bit;
+        p.ambient |= bit;
+    }
+    if a.no_new_privs {
+        p.no_new_privileges = true;
+    }
+    Ok(p)
+}
+
+pub fn run(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
+    let p = process(store, a)?;
+    if p.terminal && a.detach && a.console_socket.is_none() {
+        bail!("cannot allocate tty if capsa-runtime will detach without setting console socket");
+    }
+    if !a.detach {
+        capsa_sys::process::set_child_subreaper().ok();
+        foreground::block_signals();
+    }
+    let opts = capsa_runtime::ExecOptions {
+        id: a.id.clone(),
+        process: p,
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    let e = capsa_runtime::exec(store, &opts)?;
+    log.debug(&format!("exec in {}: pid {}", a.id, e.pid));
+    if a.detach {
+        return Ok(0);
+    }
+    Ok(foreground::wait(e.pid, e.console))
+}

@@ -1,0 +1,48 @@
+//! One module per command; `dispatch` picks it.
+
+mod create;
+mod delete;
+mod exec;
+mod features;
+mod kill;
+mod list;
+mod ps;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+use crate::cli::{Cli, Command};
+use crate::log::Logger;
+use capsa_runtime::Store;
+
+/// Run the command; the result is the exit code.
+pub fn dispatch(cli: &Cli, store: &Store, log: &Logger) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Spec(a) => spec::run(a),
+        Command::Create(a) => create::run(store, a, log),
+        Command::Start(a) => start::run(store, &a.id, log),
+        Command::State(a) => state::run(store, &a.id),
+        Command::Kill(a) => kill::run(store, a),
+        Command::Delete(a) => delete::run(store, a, log),
+        Command::Run(a) => run::run(store, a, log),
+        Command::Exec(a) => exec::run(store, a, log),
+        Command::List(a) => list::run(store, a),
+        Command::Ps(a) => ps::run(store, a),
+        Command::Features => features::run(),
+    }
+}
+
+/// Create options from the shared flags.
+pub fn create_options(a: &crate::cli::CreateArgs) -> capsa_runtime::CreateOptions {
+    capsa_runtime::CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+        own_console: false,
+    }
+}

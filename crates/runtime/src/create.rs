@@ -1,0 +1,385 @@
+//! `create`: from a bundle to a container whose init waits on the exec FIFO.
+//!
+//! Parent side of the flow in `docs/create-flow.md`: plan, cgroup, clone,
+//! maps, hooks, state. Whatever fails, everything made so far is undone.
+
+use crate::channel::{self, Channel, Msg};
+use crate::error::{Error, Result};
+use crate::init::{self, InitContext};
+use crate::namespaces;
+use crate::state::{self, ContainerState, Status, Store};
+use capsa_cgroups::{Cgroup, Hierarchy};
+use capsa_spec::Plan;
+use capsa_sys::process::Forked;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Options of `create` (and of the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// The caller proxies the terminal itself (`run` in the foreground)
+    /// when no console socket is given.
+    pub own_console: bool,
+}
+
+/// A created container.
+#[derive(Debug)]
+pub struct Created {
+    pub state: ContainerState,
+    /// The pty master, when the process has a terminal and no console
+    /// socket was given (the caller proxies it).
+    pub console: Option<OwnedFd>,
+    channel: Channel,
+}
+
+impl Created {
+    /// After the init has exited: the error it reported between `start` and
+    /// execve, if any (for `run`, which is still there to print it).
+    pub fn late_error(&self) -> Option<crate::error::ChildError> {
+        match self.channel.recv() {
+            Ok(Some((Msg::Failed(e), _))) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Undo what a failed create made: the process, the cgroup, the state dir.
+struct Undo<'a> {
+    store: &'a Store,
+    id: String,
+    pid: Option<Pid>,
+    cgroup: Option<Cgroup>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.remove();
+        }
+        let _ = self.store.remove(&self.id);
+    }
+}
+
+/// Create container `opts.id` from its bundle.
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
+    state::check_id(&opts.id)?;
+    let plan = capsa_spec::load(&opts.bundle)?;
+    if plan.namespaces.new & libc::CLONE_NEWNS == 0 && !plan.namespaces.has(libc::CLONE_NEWNS) {
+        return Err(Error::Invalid(
+            "linux.namespaces: a mount namespace is required".into(),
+        ));
+    }
+    if plan.process.terminal && opts.console_socket.is_none() && !opts.own_console {
+        return Err(Error::Invalid(
+            "cannot allocate tty if capsa-runtime will detach without setting console socket"
+                .into(),
+        ));
+    }
+    let console_sock = match &opts.console_socket {
+        Some(p) => Some(
+            std::os::unix::net::UnixStream::connect(p)
+                .map_err(|e| Error::io("connect console socket", p.display(), e))?,
+        ),
+        None => None,
+    };
+
+    let dir = store.create_dir(&opts.id)?;
+    let mut undo = Undo {
+        store,
+        id: opts.id.clone(),
+        pid: None,
+        cgroup: None,
+        armed: true,
+    };
+
+    let hierarchy =
+        Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let cg_path = capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?;
+    let mut cgroup = Cgroup::new(&hierarchy, &cg_path);
+    let cg_result = cgroup.create();
+    undo.cgroup = Some(cgroup.clone());
+    cg_result?;
+    let device_rules: Vec<(char, i64, i64)> = plan
+        .devices
+        .iter()
+        .map(|d| {
+            let t = if matches!(d.typ(), capsa_spec::oci::LinuxDeviceType::B) {
+                'b'
+            } else {
+                'c'
+            };
+            (t, d.major(), d.minor())
+        })
+        .collect();
+    let resources = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    cgroup.apply(&resources, &device_rules)?;
+
+    let fifo_path = dir.join("exec.fifo");
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::sys("mkfifo", fifo_path.display(), e))?;
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", fifo_path.display(), e))?;
+    let fifo = capsa_sys::fd::own_raw(fifo);
+
+    let hooks = !plan.hooks.prestart.is_empty()
+        || !plan.hooks.create_runtime.is_empty()
+        || !plan.hooks.create_container.is_empty()
+        || !plan.hooks.start_container.is_empty();
+    let (parent, child) = channel::pair()?;
+    let ctx = InitContext {
+        id: &opts.id,
+        plan: &plan,
+        chan: &child,
+        fifo: fifo.as_raw_fd(),
+        cgroup: &cgroup,
+        hierarchy: &hierarchy,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        hooks,
+    };
+
+    let pid = spawn_init(&plan, &ctx, &parent)?;
+    undo.pid = Some(pid);
+    drop(child);
+
+    // Hand the init its maps and cgroup, then serve it until it is ready.
+    if plan.new_userns() && plan.namespaces.join.is_empty() && plan.time_offsets.is_empty() {
+        namespaces::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
+    }
+    cgroup.add(pid.as_raw())?;
+    send(&parent, &Msg::MapsDone)?;
+
+    let created = state::now_rfc3339();
+    let mut st = ContainerState {
+        id: opts.id.clone(),
+        pid: pid.as_raw(),
+        start_time: 0,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created,
+        owner: String::new(),
+        cgroup: cgroup.clone(),
+        config: plan.spec.clone(),
+    };
+    let mut console = None;
+    loop {
+        match parent
+            .recv()
+            .map_err(|e| Error::sys("recv", "init channel", e))?
+        {
+            Some((Msg::Console, fd)) => {
+                let fd = fd.ok_or_else(|| Error::State("console message without a pty".into()))?;
+                match &console_sock {
+                    Some(sock) => {
+                        capsa_sys::fd::send_with_fd(
+                            std::os::fd::AsFd::as_fd(sock),
+                            b"/dev/ptmx",
+                            Some(fd.as_raw_fd()),
+                        )
+                        .map_err(|e| {
+                            Error::sys(
+                                "send pty master to console socket",
+                                opts.console_socket
+                                    .as_ref()
+                                    .map(|p| p.display().to_string())
+                                    .unwrap_or_default(),
+                                e,
+                            )
+                        })?;
+                    }
+                    None => console = Some(fd),
+                }
+            }
+            Some((Msg::HooksPlease, _)) => {
+                let json = st.oci_state(Status::Creating).to_string();
+                run_hooks("prestart", &plan.hooks.prestart, &json)?;
+                run_hooks("createRuntime", &plan.hooks.create_runtime, &json)?;
+                send(
+                    &parent,
+                    &Msg::HooksDone(st.oci_state(Status::Created).to_string()),
+                )?;
+            }
+            Some((Msg::Ready, _)) => break,
+            Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
+            Some((other, _)) => {
+                return Err(Error::State(format!(
+                    "unexpected message from init: {other:?}"
+                )))
+            }
+            None => {
+                return Err(Error::State(
+                    "container init exited before it was ready".into(),
+                ))
+            }
+        }
+    }
+
+    st.start_time = state::proc_stat(pid.as_raw()).map(|(_, t)| t).unwrap_or(0);
+    store.save(&st)?;
+    if let Some(pf) = &opts.pid_file {
+        let pf = std::path::absolute(pf).unwrap_or_else(|_| pf.clone());
+        state::write_atomic(&pf, pid.as_raw().to_string().as_bytes())?;
+    }
+    undo.armed = false;
+    Ok(Created {
+        state: st,
+        console,
+        channel: parent,
+    })
+}
+
+fn send(chan: &Channel, m: &Msg) -> Result<()> {
+    chan.send(m)
+        .map_err(|e| Error::sys("send", "init channel", e))
+}
+
+fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) -> Result<()> {
+    crate::hooks::run(hooks, state).map_err(|f| Error::Hook {
+        stage,
+        index: f.index,
+        path: f.path,
+        why: f.why,
+    })
+}
+
+/// Start the init: one clone3 with every new namespace when nothing is
+/// joined (the common case), else an intermediate process that joins, makes
+/// the rest and forks the init.
+fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<Pid> {
+    // The cgroup namespace is unshared by the init itself once it is in
+    // its cgroup.
+    let new = plan.namespaces.new & !libc::CLONE_NEWCGROUP;
+    if plan.namespaces.join.is_empty() && plan.time_offsets.is_empty() {
+        return match capsa_sys::process::clone_fork(new as u64, None)
+            .map_err(|e| Error::sys("clone3", "container init", e))?
+        {
+            Forked::Child => init::run(ctx),
+            Forked::Parent(pid) => Ok(pid),
+        };
+    }
+    match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "intermediate", e))? {
+        Forked::Child => intermediate(plan, ctx, new),
+        Forked::Parent(mid) => {
+            let res = serve_intermediate(plan, parent, mid);
+            let _ = waitpid(mid, None);
+            if res.is_err() {
+                let _ = kill(mid, Signal::SIGKILL);
+            }
+            res
+        }
+    }
+}
+
+fn serve_intermediate(plan: &Plan, parent: &Channel, mid: Pid) -> Result<Pid> {
+    loop {
+        match parent
+            .recv()
+            .map_err(|e| Error::sys("recv", "intermediate channel", e))?
+        {
+            Some((Msg::MapsPlease, _)) => {
+                namespaces::write_maps(mid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
+                send(parent, &Msg::MapsDone)?;
+            }
+            Some((Msg::Pid(p), _)) => return Ok(Pid::from_raw(p)),
+            Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
+            Some((other, _)) => {
+                return Err(Error::State(format!(
+                    "unexpected message from intermediate: {other:?}"
+                )))
+            }
+            None => return Err(Error::State("intermediate process exited early".into())),
+        }
+    }
+}
+
+/// The intermediate: join the namespaces given by path, create the user
+/// namespace (and have the parent map it), create the rest, set time
+/// offsets, fork the init, report its pid, exit.
+fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
+    let fail = |e: crate::error::ChildError| -> ! {
+        let _ = ctx.chan.send(&Msg::Failed(e));
+        capsa_sys::process::exit_now(1)
+    };
+    if let Err(e) = namespaces::join(&plan.namespaces.join) {
+        fail(e);
+    }
+    if new & libc::CLONE_NEWUSER != 0 {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+            fail(crate::error::ChildError::sys(
+                "namespaces",
+                "unshare",
+                "user",
+                e,
+            ));
+        }
+        if ctx.chan.send(&Msg::MapsPlease).is_err()
+            || !matches!(ctx.chan.recv(), Ok(Some((Msg::MapsDone, _))))
+        {
+            fail(crate::error::ChildError::msg(
+                "namespaces",
+                "wait for maps",
+                "user",
+                "the runtime went away",
+            ));
+        }
+        let root = nix::unistd::Uid::from_raw(0);
+        let rootg = nix::unistd::Gid::from_raw(0);
+        let _ = nix::unistd::setresgid(rootg, rootg, rootg);
+        let _ = nix::unistd::setresuid(root, root, root);
+    }
+    let rest = new & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::from_bits_truncate(rest)) {
+            fail(crate::error::ChildError::sys(
+                "namespaces",
+                "unshare",
+                format!("{rest:#x}"),
+                e,
+            ));
+        }
+    }
+    if let Err(e) = namespaces::write_time_offsets(&plan.time_offsets) {
+        fail(e);
+    }
+    match capsa_sys::process::fork() {
+        Ok(Forked::Child) => init::run(ctx),
+        Ok(Forked::Parent(pid)) => {
+            let _ = ctx.chan.send(&Msg::Pid(pid.as_raw()));
+            capsa_sys::process::exit_now(0)
+        }
+        Err(e) => fail(crate::error::ChildError::sys(
+            "namespaces",
+            "fork",
+            "init",
+            e,
+        )),
+    }
+}

@@ -1,0 +1,146 @@
+//! Runtime errors: each knows its kind (so the command line can answer as
+//! runc does) and carries the operation, the target and the errno.
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+/// What kind of failure, for exit codes and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidSpec,
+    NotFound,
+    Conflict,
+    Permission,
+    Unsupported,
+    System,
+}
+
+/// A failure inside the container's init or exec'd process before it ran
+/// the user's program, sent back to the runtime over the channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChildError {
+    /// Which part of the set-up (`rootfs`, `process`, `hooks`, ...).
+    pub stage: String,
+    /// The operation (`mount`, `pivot_root`, `execve`, ...).
+    pub op: String,
+    /// What it was applied to (a path, a capability, a key).
+    pub target: String,
+    /// The errno, 0 when the failure was not a syscall's.
+    pub errno: i32,
+    /// Extra words, when errno alone does not say it.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ChildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {}", self.stage, self.op, self.target)?;
+        if self.errno != 0 {
+            write!(f, ": {}", Errno::from_raw(self.errno).desc())?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+impl ChildError {
+    pub(crate) fn sys(stage: &str, op: &str, target: impl std::fmt::Display, e: Errno) -> Self {
+        ChildError {
+            stage: stage.into(),
+            op: op.into(),
+            target: target.to_string(),
+            errno: e as i32,
+            detail: String::new(),
+        }
+    }
+    pub(crate) fn msg(
+        stage: &str,
+        op: &str,
+        target: impl std::fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
+        ChildError {
+            stage: stage.into(),
+            op: op.into(),
+            target: target.to_string(),
+            errno: 0,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Errors of the runtime library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] capsa_spec::SpecError),
+    #[error(transparent)]
+    Cgroup(#[from] capsa_cgroups::CgroupError),
+    #[error("container with id exists: {0}")]
+    Exists(String),
+    #[error("container does not exist: {0}")]
+    NotFound(String),
+    #[error("invalid container id {id:?}: {why}")]
+    InvalidId { id: String, why: &'static str },
+    #[error("{0}")]
+    State(String),
+    #[error("{op} {target}: {errno}")]
+    Sys {
+        op: &'static str,
+        target: String,
+        errno: Errno,
+    },
+    #[error("container init failed: {0}")]
+    Child(ChildError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("hook {stage}[{index}] {path}: {why}")]
+    Hook {
+        stage: &'static str,
+        index: usize,
+        path: String,
+        why: String,
+    },
+}
+
+impl Error {
+    /// The kind of failure.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Spec(_) | Error::InvalidId { .. } | Error::Invalid(_) => Kind::InvalidSpec,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::Exists(_) | Error::State(_) => Kind::Conflict,
+            Error::Unsupported(_) => Kind::Unsupported,
+            Error::Cgroup(capsa_cgroups::CgroupError::Unsupported { .. }) => Kind::Unsupported,
+            Error::Sys {
+                errno: Errno::EPERM | Errno::EACCES,
+                ..
+            } => Kind::Permission,
+            Error::Child(c) if c.errno == libc::EPERM || c.errno == libc::EACCES => {
+                Kind::Permission
+            }
+            _ => Kind::System,
+        }
+    }
+
+    pub(crate) fn sys(op: &'static str, target: impl std::fmt::Display, errno: Errno) -> Self {
+        Error::Sys {
+            op,
+            target: target.to_string(),
+            errno,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, target: impl std::fmt::Display, e: std::io::Error) -> Self {
+        Error::Sys {
+            op,
+            target: target.to_string(),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

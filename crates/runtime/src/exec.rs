@@ -1,0 +1,210 @@
+//! `exec`: a new process in a running container, joining every namespace
+//! of its init (atomically, through a pidfd) and its cgroup.
+
+use crate::channel::{self, Msg};
+use crate::error::{ChildError, Error, Result};
+use crate::lifecycle::{open_verified, status_of};
+use crate::state::{self, Status, Store};
+use crate::{namespaces, process};
+use capsa_spec::ProcessPlan;
+use capsa_sys::process::Forked;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub id: String,
+    pub process: ProcessPlan,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+}
+
+/// A started exec process.
+#[derive(Debug)]
+pub struct Execed {
+    pub pid: i32,
+    /// The pty master when a terminal was asked without a console socket.
+    pub console: Option<OwnedFd>,
+}
+
+/// Run `opts.process` in container `opts.id`. The caller becomes the
+/// process's parent if it made itself a child subreaper beforehand.
+pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
+    let st = store.load(&opts.id)?;
+    match status_of(&st) {
+        Status::Created | Status::Running => {}
+        s => return Err(Error::State(format!("cannot exec in a {s} container"))),
+    }
+    let console_sock = match &opts.console_socket {
+        Some(p) => Some(
+            std::os::unix::net::UnixStream::connect(p)
+                .map_err(|e| Error::io("connect console socket", p.display(), e))?,
+        ),
+        None => None,
+    };
+    let pidfd = open_verified(&st)?;
+    let flags = namespaces::differing(st.pid)?;
+    let (parent, child) = channel::pair()?;
+    let mid = match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "exec", e))? {
+        Forked::Child => {
+            drop(parent);
+            joiner(
+                &child,
+                pidfd.as_raw_fd(),
+                flags,
+                &opts.process,
+                opts.preserve_fds,
+            )
+        }
+        Forked::Parent(p) => p,
+    };
+    drop(child);
+    let res = serve(&st, &parent, mid, console_sock.as_ref(), opts);
+    let _ = waitpid(mid, None);
+    let execed = res?;
+    if let Some(pf) = &opts.pid_file {
+        let pf = std::path::absolute(pf).unwrap_or_else(|_| pf.clone());
+        state::write_atomic(&pf, execed.pid.to_string().as_bytes())?;
+    }
+    Ok(execed)
+}
+
+fn serve(
+    st: &state::ContainerState,
+    parent: &channel::Channel,
+    mid: Pid,
+    console_sock: Option<&std::os::unix::net::UnixStream>,
+    opts: &ExecOptions,
+) -> Result<Execed> {
+    st.cgroup.add(mid.as_raw())?;
+    parent
+        .send(&Msg::MapsDone)
+        .map_err(|e| Error::sys("send", "exec channel", e))?;
+    let mut pid = None;
+    let mut console = None;
+    loop {
+        match parent
+            .recv()
+            .map_err(|e| Error::sys("recv", "exec channel", e))?
+        {
+            Some((Msg::Pid(p), _)) => pid = Some(p),
+            Some((Msg::Console, fd)) => {
+                let fd = fd.ok_or_else(|| Error::State("console message without a pty".into()))?;
+                match console_sock {
+                    Some(sock) => capsa_sys::fd::send_with_fd(
+                        std::os::fd::AsFd::as_fd(sock),
+                        b"/dev/ptmx",
+                        Some(fd.as_raw_fd()),
+                    )
+                    .map_err(|e| {
+                        Error::sys(
+                            "send pty master to console socket",
+                            opts.console_socket
+                                .as_ref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default(),
+                            e,
+                        )
+                    })?,
+                    None => console = Some(fd),
+                }
+            }
+            Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
+            Some((other, _)) => {
+                return Err(Error::State(format!(
+                    "unexpected message from exec: {other:?}"
+                )))
+            }
+            // Both ends closed: the process exec'd (the channel is
+            // close-on-exec) or died, which the caller's wait will tell.
+            None => break,
+        }
+    }
+    let pid = pid.ok_or_else(|| Error::State("exec process exited before it started".into()))?;
+    Ok(Execed { pid, console })
+}
+
+/// The first child: join the container's namespaces and fork the process
+/// (a pid namespace applies to children only).
+fn joiner(
+    chan: &channel::Channel,
+    pidfd: i32,
+    flags: i32,
+    p: &ProcessPlan,
+    preserve_fds: i32,
+) -> ! {
+    let fail = |e: ChildError| -> ! {
+        let _ = chan.send(&Msg::Failed(e));
+        capsa_sys::process::exit_now(1)
+    };
+    if !matches!(chan.recv(), Ok(Some((Msg::MapsDone, _)))) {
+        fail(ChildError::msg(
+            "exec",
+            "wait for cgroup",
+            "",
+            "the runtime went away",
+        ));
+    }
+    if flags != 0 {
+        if let Err(e) = capsa_sys::process::setns_pidfd(pidfd, flags) {
+            fail(ChildError::sys("exec", "setns", format!("{flags:#x}"), e));
+        }
+    }
+    match capsa_sys::process::fork() {
+        Ok(Forked::Parent(pid)) => {
+            let _ = chan.send(&Msg::Pid(pid.as_raw()));
+            capsa_sys::process::exit_now(0)
+        }
+        Ok(Forked::Child) => {
+            let e = match run_process(chan, p, preserve_fds) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            fail(e)
+        }
+        Err(e) => fail(ChildError::sys("exec", "fork", "", e)),
+    }
+}
+
+fn run_process(
+    chan: &channel::Channel,
+    p: &ProcessPlan,
+    preserve_fds: i32,
+) -> std::result::Result<std::convert::Infallible, ChildError> {
+    nix::unistd::setsid().map_err(|e| ChildError::sys("exec", "setsid", "", e))?;
+    if p.terminal {
+        let (master, slave_name) =
+            capsa_sys::fd::open_pty(std::path::Path::new("/dev/pts/ptmx"))
+                .map_err(|e| ChildError::sys("console", "open", "/dev/pts/ptmx", e))?;
+        if let Some((rows, cols)) = p.console_size {
+            let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
+        }
+        chan.send_fd(&Msg::Console, Some(master.as_raw_fd()))
+            .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
+        drop(master);
+        let slave = nix::fcntl::open(
+            slave_name.as_str(),
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| ChildError::sys("console", "open", &slave_name, e))?;
+        for t in 0..3 {
+            capsa_sys::fd::dup_to(slave, t).map_err(|e| ChildError::sys("console", "dup", t, e))?;
+        }
+        if slave > 2 {
+            let _ = nix::unistd::close(slave);
+        }
+        capsa_sys::fd::set_controlling_tty(0)
+            .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
+    }
+    process::set_rlimits(p)?;
+    process::set_oom_score_adj(p)?;
+    process::set_io_priority(p)?;
+    let exe = process::lookup(p)?;
+    let env = process::env_with_home(p);
+    Err(process::finalize(p, &exe, &env, preserve_fds))
+}

@@ -1,0 +1,234 @@
+//! The container's init, from the moment it exists (in its new namespaces)
+//! until it execs the user's program. Runs in the child of `create`; every
+//! failure goes back to the runtime as a [`ChildError`].
+
+use crate::channel::{Channel, Msg};
+use crate::error::ChildError;
+use crate::{mounts, process};
+use capsa_cgroups::{Cgroup, Hierarchy};
+use capsa_spec::Plan;
+use nix::errno::Errno;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+type R<T> = std::result::Result<T, ChildError>;
+
+/// What the init needs, all prepared by the parent before the clone.
+pub struct InitContext<'a> {
+    pub id: &'a str,
+    pub plan: &'a Plan,
+    pub chan: &'a Channel,
+    /// `O_PATH` fd of the exec FIFO in the state directory.
+    pub fifo: RawFd,
+    pub cgroup: &'a Cgroup,
+    pub hierarchy: &'a Hierarchy,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// Whether the plan has hooks that need the runtime's state JSON.
+    pub hooks: bool,
+}
+
+/// Run the init. Never returns: execs the program, or reports and exits.
+pub fn run(ctx: &InitContext<'_>) -> ! {
+    let e = match run_inner(ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ctx.chan.send(&Msg::Failed(e));
+    capsa_sys::process::exit_now(1)
+}
+
+fn expect(chan: &Channel, want: &str) -> R<Msg> {
+    match chan.recv() {
+        Ok(Some((m, _))) => Ok(m),
+        Ok(None) => Err(ChildError::msg(
+            "init",
+            "wait for runtime",
+            want,
+            "the runtime went away",
+        )),
+        Err(e) => Err(ChildError::sys("init", "recv", want, e)),
+    }
+}
+
+fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
+    let plan = ctx.plan;
+    let p = &plan.process;
+    // The parent writes our id maps and moves us into the cgroup first.
+    if expect(ctx.chan, "maps")? != Msg::MapsDone {
+        return Err(ChildError::msg(
+            "init",
+            "protocol",
+            "maps",
+            "unexpected message",
+        ));
+    }
+    if plan.new_userns() {
+        let root_g = nix::unistd::Gid::from_raw(0);
+        let root_u = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(root_g, root_g, root_g)
+            .map_err(|e| ChildError::sys("init", "setresgid", 0, e))?;
+        nix::unistd::setresuid(root_u, root_u, root_u)
+            .map_err(|e| ChildError::sys("init", "setresuid", 0, e))?;
+    }
+    // The cgroup namespace is made only now, so that its root is the
+    // container's cgroup and not the runtime's.
+    if plan.namespaces.new & libc::CLONE_NEWCGROUP != 0 {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ChildError::sys("namespaces", "unshare", "cgroup", e))?;
+    }
+    nix::unistd::setsid().map_err(|e| ChildError::sys("init", "setsid", "", e))?;
+    if !ctx.no_new_keyring {
+        match capsa_sys::process::join_session_keyring(&format!("_ses.{}", ctx.id)) {
+            Ok(()) | Err(Errno::ENOSYS) => {}
+            // A user namespace may not reach the keyring quota: go on
+            // without a private keyring, as runc does for ENOSYS.
+            Err(Errno::EDQUOT | Errno::EACCES | Errno::EPERM) => {}
+            Err(e) => {
+                return Err(ChildError::sys(
+                    "init",
+                    "keyctl join session keyring",
+                    ctx.id,
+                    e,
+                ))
+            }
+        }
+    }
+
+    let root = mounts::prepare_root(plan)?;
+    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy)?;
+    mounts::setup_dev(plan, &root)?;
+    if p.terminal {
+        console(ctx, &root)?;
+    }
+
+    let mut state = String::new();
+    if ctx.hooks {
+        ctx.chan
+            .send(&Msg::HooksPlease)
+            .map_err(|e| ChildError::sys("hooks", "send", "channel", e))?;
+        match expect(ctx.chan, "hooks")? {
+            Msg::HooksDone(s) => state = s,
+            _ => {
+                return Err(ChildError::msg(
+                    "init",
+                    "protocol",
+                    "hooks",
+                    "unexpected message",
+                ))
+            }
+        }
+        crate::hooks::run(&plan.hooks.create_container, &state).map_err(|f| {
+            ChildError::msg(
+                "hooks",
+                "createContainer",
+                format!("[{}] {}", f.index, f.path),
+                f.why,
+            )
+        })?;
+    }
+
+    mounts::pivot(&plan.rootfs, ctx.no_pivot)?;
+    drop(root);
+    mounts::finish_propagation(plan)?;
+    mounts::mask(&plan.masked_paths)?;
+    mounts::readonly(&plan.readonly_paths)?;
+    if plan.root_readonly {
+        mounts::readonly_root()?;
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).map_err(|e| ChildError::sys("init", "sethostname", h, e))?;
+    }
+    if let Some(d) = &plan.domainname {
+        capsa_sys::process::set_domainname(d)
+            .map_err(|e| ChildError::sys("init", "setdomainname", d, e))?;
+    }
+    for (k, v) in &plan.sysctl {
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|e| {
+            ChildError::sys(
+                "init",
+                "write sysctl",
+                k,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })?;
+    }
+    process::set_rlimits(p)?;
+    process::set_oom_score_adj(p)?;
+    process::set_io_priority(p)?;
+    let exe = process::lookup(p)?;
+    let env = process::env_with_home(p);
+
+    ctx.chan
+        .send(&Msg::Ready)
+        .map_err(|e| ChildError::sys("init", "send", "ready", e))?;
+
+    // Wait for `start`: opening the FIFO for writing blocks until a reader
+    // opens it. /proc/self/fd reopens our O_PATH handle from inside the new
+    // root.
+    let fifo_path = format!("/proc/self/fd/{}", ctx.fifo);
+    let fifo = loop {
+        match nix::fcntl::open(
+            fifo_path.as_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => {
+                break other
+                    .map_err(|e| ChildError::sys("init", "open exec fifo", &fifo_path, e))?
+            }
+        }
+    };
+    let fifo: OwnedFd = capsa_sys::fd::own_raw(fifo);
+    nix::unistd::write(&fifo, b"0")
+        .map_err(|e| ChildError::sys("init", "write exec fifo", &fifo_path, e))?;
+    drop(fifo);
+
+    if !plan.hooks.start_container.is_empty() {
+        crate::hooks::run(&plan.hooks.start_container, &state).map_err(|f| {
+            ChildError::msg(
+                "hooks",
+                "startContainer",
+                format!("[{}] {}", f.index, f.path),
+                f.why,
+            )
+        })?;
+    }
+    Err(process::finalize(p, &exe, &env, ctx.preserve_fds))
+}
+
+/// Allocate the container's terminal from its own devpts, hand the master to
+/// the runtime, and make the slave our stdio and controlling terminal.
+fn console(ctx: &InitContext<'_>, root: &OwnedFd) -> R<()> {
+    let rootfs = &ctx.plan.rootfs;
+    let ptmx = rootfs.join("dev/pts/ptmx");
+    let (master, slave_name) = capsa_sys::fd::open_pty(&ptmx)
+        .map_err(|e| ChildError::sys("console", "open", ptmx.display(), e))?;
+    if let Some((rows, cols)) = ctx.plan.process.console_size {
+        let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
+    }
+    ctx.chan
+        .send_fd(&Msg::Console, Some(master.as_raw_fd()))
+        .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
+    drop(master);
+    let slave_host = rootfs.join(slave_name.trim_start_matches('/'));
+    let slave = nix::fcntl::open(
+        &slave_host,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| ChildError::sys("console", "open", &slave_name, e))?;
+    for target in 0..3 {
+        capsa_sys::fd::dup_to(slave, target)
+            .map_err(|e| ChildError::sys("console", "dup", target, e))?;
+    }
+    if slave > 2 {
+        let _ = nix::unistd::close(slave);
+    }
+    capsa_sys::fd::set_controlling_tty(0)
+        .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
+    mounts::bind_console(root, &slave_host.display().to_string())
+}

@@ -1,0 +1,253 @@
+//! `start`, `kill`, `delete`, `state` and `list` over the state store.
+
+use crate::error::{Error, Result};
+use crate::hooks;
+use crate::state::{proc_stat, ContainerState, Status, Store};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+/// The status of a container, from its init process and exec FIFO. A pid
+/// whose start time differs from the recorded one belongs to another
+/// process: the container is stopped.
+pub fn status_of(st: &ContainerState) -> Status {
+    if st.pid <= 0 {
+        return Status::Stopped;
+    }
+    match proc_stat(st.pid) {
+        Some((s, start)) if start == st.start_time && s != 'Z' && s != 'X' => {}
+        _ => return Status::Stopped,
+    }
+    if let Some(dir) = st.cgroup.v1_dir("freezer") {
+        if std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN") {
+            return Status::Paused;
+        }
+    } else if let Some(dir) = &st.cgroup.v2 {
+        if std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1") {
+            return Status::Paused;
+        }
+    }
+    Status::Running
+}
+
+fn status_with_fifo(store: &Store, st: &ContainerState) -> Status {
+    match status_of(st) {
+        Status::Running if store.dir(&st.id).join("exec.fifo").exists() => Status::Created,
+        s => s,
+    }
+}
+
+/// A pidfd of the container's init, checked to be the same process the
+/// state recorded (not a later one that reused the pid).
+pub(crate) fn open_verified(st: &ContainerState) -> Result<OwnedFd> {
+    let fd = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(st.pid))
+        .map_err(|e| Error::sys("pidfd_open", st.pid, e))?;
+    // Checked after opening: from here on the fd cannot change process.
+    match proc_stat(st.pid) {
+        Some((_, start)) if start == st.start_time => Ok(fd),
+        _ => Err(Error::State("container not running".into())),
+    }
+}
+
+/// The state of `id`, with its status, as `state` prints it.
+pub fn state(store: &Store, id: &str) -> Result<(ContainerState, Status)> {
+    let st = store.load(id)?;
+    let s = status_with_fifo(store, &st);
+    Ok((st, s))
+}
+
+/// Every container with its status.
+pub fn list(store: &Store) -> Result<Vec<(ContainerState, Status)>> {
+    let mut out = Vec::new();
+    for id in store.ids()? {
+        // A container deleted while we list is simply not listed.
+        if let Ok(st) = store.load(&id) {
+            let s = status_with_fifo(store, &st);
+            out.push((st, s));
+        }
+    }
+    Ok(out)
+}
+
+/// `start`: release a created container's init through the exec FIFO, then
+/// run the poststart hooks. Returns the hooks' failures, which the spec
+/// makes warnings.
+pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
+    let _lock = store.lock(id)?;
+    let (st, status) = state(store, id)?;
+    match status {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::State(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        Status::Running | Status::Paused => {
+            return Err(Error::State(
+                "cannot start an already running container".into(),
+            ))
+        }
+        Status::Creating => {
+            return Err(Error::State(
+                "cannot start a container that is being created".into(),
+            ))
+        }
+    }
+    let pidfd = open_verified(&st)?;
+    let fifo_path = store.dir(id).join("exec.fifo");
+    // Non-blocking open: a reader may open a FIFO before any writer; the
+    // init is already blocked opening it for writing.
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", fifo_path.display(), e))?;
+    let fifo = capsa_sys::fd::own_raw(fifo);
+    loop {
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
+            Ok(_) => {}
+        }
+        let fifo_ready = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let died = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ready {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(Errno::EAGAIN) => {}
+                Err(e) => return Err(Error::sys("read", fifo_path.display(), e)),
+            }
+        }
+        if died {
+            return Err(Error::State(
+                "container init exited before it was started".into(),
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo_path);
+    let json = st.oci_state(Status::Running).to_string();
+    Ok(hooks::run_all(&st.poststart_hooks(), &json)
+        .into_iter()
+        .map(|f| format!("poststart hook [{}] {}: {}", f.index, f.path, f.why))
+        .collect())
+}
+
+/// `kill`: send `sig` to the init, or with `all` to every process of the
+/// container's cgroup.
+pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
+    let (st, status) = state(store, id)?;
+    if status == Status::Stopped {
+        return Err(Error::State("container not running".into()));
+    }
+    if all {
+        st.cgroup.signal_all(sig)?;
+        return Ok(());
+    }
+    let pidfd = open_verified(&st)?;
+    capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), sig)
+        .map_err(|e| Error::sys("kill", st.pid, e))
+}
+
+/// Pids of the container's processes (from its cgroup).
+pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
+    let st = store.load(id)?;
+    Ok(st.cgroup.procs()?)
+}
+
+/// `delete`: remove a stopped (or created) container; with `force` kill a
+/// running one first. Returns poststop hook failures as warnings.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
+    let lock = match store.lock(id) {
+        Ok(l) => l,
+        Err(Error::NotFound(_)) if force => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let st = match store.load(id) {
+        Ok(s) => s,
+        // A directory without state is what a crashed create leaves: with
+        // force, clean it.
+        Err(Error::NotFound(_)) if force => {
+            drop(lock);
+            store.remove(id)?;
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let status = status_with_fifo(store, &st);
+    match status {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&st)?,
+        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&st)?,
+        s => {
+            return Err(Error::State(format!(
+                "cannot delete container {id} that is not stopped: {s}"
+            )))
+        }
+    }
+    // Processes that outlived the init (no pid namespace) go too.
+    let _ = st.cgroup.signal_all(libc::SIGKILL);
+    st.cgroup.remove()?;
+    store.remove(id)?;
+    drop(lock);
+    let json = st.oci_state(Status::Stopped).to_string();
+    Ok(hooks::run_all(&st.poststop_hooks(), &json)
+        .into_iter()
+        .map(|f| format!("poststop hook [{}] {}: {}", f.index, f.path, f.why))
+        .collect())
+}
+
+/// SIGKILL the container and wait until its init has exited, on its pidfd
+/// (no polling loop: the kernel wakes us).
+fn kill_and_wait(st: &ContainerState) -> Result<()> {
+    let Ok(pidfd) = open_verified(st) else {
+        return Ok(());
+    };
+    // A frozen cgroup would hold the killed tasks: thaw it.
+    if let Some(d) = st.cgroup.v1_dir("freezer") {
+        let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+    }
+    let _ = st.cgroup.signal_all(libc::SIGKILL);
+    match capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => return Err(Error::sys("kill", st.pid, e)),
+    }
+    loop {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(10_000u16)) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll", "pidfd", e)),
+            Ok(0) => {
+                return Err(Error::State(format!(
+                    "container init {} did not exit after SIGKILL",
+                    st.pid
+                )))
+            }
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+impl ContainerState {
+    fn poststart_hooks(&self) -> Vec<capsa_spec::oci::Hook> {
+        self.config
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default()
+    }
+    fn poststop_hooks(&self) -> Vec<capsa_spec::oci::Hook> {
+        self.config
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default()
+    }
+}

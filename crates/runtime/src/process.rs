@@ -1,0 +1,266 @@
+//! The last steps before the user's program runs, shared by a container's
+//! init and by `exec`: resource limits, user and groups, capabilities,
+//! no_new_privs, the working directory, and execve.
+
+use crate::error::ChildError;
+use capsa_spec::ProcessPlan;
+use nix::errno::Errno;
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+type R<T> = std::result::Result<T, ChildError>;
+
+fn err(op: &str, target: impl std::fmt::Display, e: Errno) -> ChildError {
+    ChildError::sys("process", op, target, e)
+}
+
+/// Find `args[0]` as execve would with the process's `PATH`, inside the
+/// current root. The error reads as runc's.
+pub fn lookup(p: &ProcessPlan) -> R<PathBuf> {
+    let name = &p.args[0];
+    let is_exec = |f: &Path| {
+        std::fs::metadata(f)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.contains('/') {
+        let path = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else {
+            p.cwd.join(name)
+        };
+        if is_exec(&path) {
+            return Ok(path);
+        }
+        return Err(ChildError::msg(
+            "process",
+            "exec",
+            name,
+            format!(
+                "exec: {name:?}: stat {}: no such file or directory or not executable",
+                path.display()
+            ),
+        ));
+    }
+    for dir in p.path_var().split(':') {
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(dir)
+        };
+        let cand = dir.join(name);
+        if is_exec(&cand) {
+            return Ok(cand);
+        }
+    }
+    Err(ChildError::msg(
+        "process",
+        "exec",
+        name,
+        format!("exec: {name:?}: executable file not found in $PATH"),
+    ))
+}
+
+/// Apply rlimits. Raising a hard limit needs CAP_SYS_RESOURCE, which the
+/// error names.
+pub fn set_rlimits(p: &ProcessPlan) -> R<()> {
+    for &(res, soft, hard) in &p.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        if let Err(e) = capsa_sys::process::set_rlimit(res, &lim) {
+            let name = capsa_spec::rlimits::name_of_number(res);
+            let why = if e == Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(ChildError {
+                detail: format!("soft {soft} hard {hard}{why}"),
+                ..err("setrlimit", name, e)
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Write `oom_score_adj` (lowering it needs CAP_SYS_RESOURCE).
+pub fn set_oom_score_adj(p: &ProcessPlan) -> R<()> {
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+            let why = if adj < 0 {
+                "lowering the score needs CAP_SYS_RESOURCE"
+            } else {
+                ""
+            };
+            ChildError {
+                detail: why.into(),
+                ..err("write oom_score_adj", adj, errno)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// `ioPriority`.
+pub fn set_io_priority(p: &ProcessPlan) -> R<()> {
+    if let Some((class, level)) = p.io_priority {
+        capsa_sys::process::set_io_priority(class, level)
+            .map_err(|e| err("ioprio_set", format!("class {class} level {level}"), e))?;
+    }
+    Ok(())
+}
+
+/// `HOME` from the container's `/etc/passwd` when the spec does not set it,
+/// `/` when the user has no entry (as runc does).
+pub fn env_with_home(p: &ProcessPlan) -> Vec<String> {
+    let mut env = p.env.clone();
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(p.uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".into());
+    env.push(format!("HOME={home}"));
+    env
+}
+
+/// Drop to the spec's user with exactly its capability sets, enter the
+/// working directory, close every fd the program must not inherit, and
+/// execve. Returns only on failure.
+pub fn finalize(p: &ProcessPlan, exe: &Path, env: &[String], keep_fds: i32) -> ChildError {
+    match finalize_inner(p, exe, env, keep_fds) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn finalize_inner(
+    p: &ProcessPlan,
+    exe: &Path,
+    env: &[String],
+    keep_fds: i32,
+) -> R<std::convert::Infallible> {
+    let args: Vec<CString> = p
+        .args
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| ChildError::msg("process", "args", a, "contains a NUL byte"))
+        })
+        .collect::<R<_>>()?;
+    let envs: Vec<CString> = env
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| ChildError::msg("process", "env", a, "contains a NUL byte"))
+        })
+        .collect::<R<_>>()?;
+    let path = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| ChildError::msg("process", "exec", exe.display(), "contains a NUL byte"))?;
+
+    // Security: CVE-2024-21626. Nothing but stdio and --preserve-fds may
+    // reach the program; a leaked directory fd would be a way out of the
+    // rootfs.
+    capsa_sys::fd::cloexec_from(3 + keep_fds).map_err(|e| err("close_range", "fds", e))?;
+
+    // The bounding set first: dropping needs CAP_SETPCAP, which the
+    // user switch below may take away.
+    let last = capsa_sys::caps::last_cap();
+    for cap in 0..=last {
+        if p.bounding & (1u64 << cap) == 0 && capsa_sys::process::bounding_has(cap) {
+            capsa_sys::process::drop_bounding_cap(cap).map_err(|e| {
+                err(
+                    "drop bounding capability",
+                    capsa_spec::caps::NAMES.get(cap as usize).unwrap_or(&"?"),
+                    e,
+                )
+            })?;
+        }
+    }
+
+    capsa_sys::process::set_keep_caps(true).map_err(|e| err("prctl", "PR_SET_KEEPCAPS", e))?;
+    if let Err(e) = capsa_sys::process::set_groups(&p.additional_gids) {
+        // A user namespace with setgroups denied refuses; only an error
+        // when groups were asked for.
+        if !p.additional_gids.is_empty() || e != Errno::EPERM {
+            return Err(err("setgroups", format!("{:?}", p.additional_gids), e));
+        }
+    }
+    let gid = nix::unistd::Gid::from_raw(p.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| err("setresgid", p.gid, e))?;
+    let uid = nix::unistd::Uid::from_raw(p.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| err("setresuid", p.uid, e))?;
+    capsa_sys::process::set_keep_caps(false).map_err(|e| err("prctl", "PR_SET_KEEPCAPS", e))?;
+
+    nix::unistd::chdir(&p.cwd).map_err(|e| err("chdir", p.cwd.display(), e))?;
+    // Security: CVE-2024-21626. A cwd outside the root (reached through a
+    // leaked fd) makes getcwd fail with ENOENT ("(unreachable)").
+    match nix::unistd::getcwd() {
+        Ok(c) if c.is_absolute() => {}
+        Ok(c) => {
+            return Err(ChildError::msg(
+                "process",
+                "getcwd",
+                c.display(),
+                "current directory is outside the container root",
+            ))
+        }
+        Err(e) => {
+            return Err(ChildError {
+                detail: "current directory is outside the container root".into(),
+                ..err("getcwd", p.cwd.display(), e)
+            })
+        }
+    }
+
+    if let Some(m) = p.umask {
+        capsa_sys::process::set_umask(m);
+    }
+
+    capsa_sys::caps::set(capsa_sys::caps::CapSets {
+        effective: p.effective,
+        permitted: p.permitted,
+        inheritable: p.inheritable,
+    })
+    .map_err(|e| {
+        err(
+            "capset",
+            format!(
+                "effective {:#x} permitted {:#x} inheritable {:#x}",
+                p.effective, p.permitted, p.inheritable
+            ),
+            e,
+        )
+    })?;
+    // The kernel allows an ambient capability only when it is permitted and
+    // inheritable; others are skipped, as runc does.
+    let allowed = p.ambient & p.permitted & p.inheritable;
+    let ambient: Vec<u32> = (0..=last).filter(|c| allowed & (1u64 << c) != 0).collect();
+    capsa_sys::process::set_ambient(&ambient)
+        .map_err(|e| err("raise ambient capabilities", format!("{:#x}", p.ambient), e))?;
+
+    if p.no_new_privileges {
+        capsa_sys::process::set_no_new_privs()
+            .map_err(|e| err("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
+    }
+
+    // The runtime may have blocked signals to forward them; the program
+    // starts with none blocked.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    let e = capsa_sys::process::execve(&path, &args, &envs);
+    Err(err("execve", exe.display(), e))
+}

@@ -1,0 +1,293 @@
+//! The state store: one directory per container under the root
+//! (`/run/capsa-runtime/ID`), holding `state.json` and the exec FIFO.
+
+use crate::error::{Error, Result};
+use capsa_cgroups::Cgroup;
+use capsa_spec::oci;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The container status of the OCI state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What the runtime remembers of a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of the init process in clock ticks since boot
+    /// (`/proc/PID/stat` field 22): a recycled pid has another one.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub owner: String,
+    pub cgroup: Cgroup,
+    /// The configuration the container was created from (for hooks and
+    /// `exec` defaults).
+    pub config: oci::Spec,
+}
+
+impl ContainerState {
+    /// The OCI runtime-spec state, as `state` prints and hooks read.
+    pub fn oci_state(&self, status: Status) -> serde_json::Value {
+        let annotations: BTreeMap<String, String> = self
+            .config
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
+        serde_json::json!({
+            "ociVersion": "1.2.0",
+            "id": self.id,
+            "status": status,
+            "pid": pid,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+            "annotations": annotations,
+        })
+    }
+}
+
+/// The directory holding every container's state.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// Container ids are directory names: refuse anything that could escape.
+pub fn check_id(id: &str) -> Result<()> {
+    let bad = |why| {
+        Err(Error::InvalidId {
+            id: id.to_string(),
+            why,
+        })
+    };
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id == "." || id == ".." {
+        return bad("not a name");
+    }
+    if id.len() > 1024 {
+        return bad("too long");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
+    {
+        return bad("only letters, digits, '_', '+', '-' and '.' are allowed");
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// The directory of container `id`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Make the directory for a new container; an existing one is a conflict.
+    pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
+        check_id(id)?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| Error::io("mkdir", self.root.display(), e))?;
+        let d = self.dir(id);
+        match std::fs::create_dir(&d) {
+            Ok(()) => Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => Err(Error::io("mkdir", d.display(), e)),
+        }
+    }
+
+    /// Read the state of `id`.
+    pub fn load(&self, id: &str) -> Result<ContainerState> {
+        check_id(id)?;
+        let f = self.dir(id).join("state.json");
+        let bytes = match std::fs::read(&f) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(Error::io("read", f.display(), e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| Error::State(format!("{}: {e}", f.display())))
+    }
+
+    /// Write the state atomically (temp file, fsync-free rename: the state
+    /// lives on tmpfs and a crash loses the containers anyway).
+    pub fn save(&self, st: &ContainerState) -> Result<()> {
+        let dir = self.dir(&st.id);
+        let bytes = serde_json::to_vec(st).map_err(|e| Error::State(e.to_string()))?;
+        write_atomic(&dir.join("state.json"), &bytes)
+    }
+
+    /// Remove the container's directory.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let d = self.dir(id);
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", d.display(), e)),
+        }
+    }
+
+    /// Ids of every container with a state file.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read", self.root.display(), e)),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("state.json").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Take the container's lock (released when the fd is dropped), so that
+    /// two commands on one container do not interleave.
+    pub fn lock(&self, id: &str) -> Result<OwnedFd> {
+        check_id(id)?;
+        let d = self.dir(id);
+        let f = match std::fs::File::open(&d) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(Error::io("open", d.display(), e)),
+        };
+        let fd: OwnedFd = f.into();
+        capsa_sys::fd::lock_exclusive(fd.as_raw_fd())
+            .map_err(|e| Error::sys("flock", d.display(), e))?;
+        Ok(fd)
+    }
+}
+
+/// Write `bytes` to `path` through a temp file and a rename, so that readers
+/// see the old or the new content, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("write", path.display(), e)
+    })
+}
+
+/// `(state letter, start time)` of a process from `/proc/PID/stat`.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip past the
+    // last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// RFC 3339 UTC time of now, with nanoseconds, as runc writes `created`.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_could_escape_the_root_are_refused() {
+        assert!(check_id("abc-1.2_x").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "a b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_709_251_200, 5), "2024-03-01T00:00:00.000000005Z");
+    }
+
+    #[test]
+    fn own_stat_is_readable_and_running() {
+        let (state, start) = proc_stat(std::process::id() as i32).unwrap();
+        assert!(state == 'R' || state == 'S');
+        assert!(start > 0);
+    }
+}
