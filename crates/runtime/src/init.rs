@@ -64,7 +64,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
             "unexpected message",
         ));
     }
-    if plan.new_userns() {
+    // In a user namespace (new or joined) become its root: files we create
+    // must be owned by an id that the namespace maps.
+    if plan.namespaces.has(libc::CLONE_NEWUSER) {
         let root_g = nix::unistd::Gid::from_raw(0);
         let root_u = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresgid(root_g, root_g, root_g)
@@ -75,7 +77,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     // The cgroup namespace is made only now, so that its root is the
     // container's cgroup and not the runtime's.
     if plan.namespaces.new & libc::CLONE_NEWCGROUP != 0 {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        capsa_sys::process::unshare(libc::CLONE_NEWCGROUP)
             .map_err(|e| ChildError::sys("namespaces", "unshare", "cgroup", e))?;
     }
     nix::unistd::setsid().map_err(|e| ChildError::sys("init", "setsid", "", e))?;

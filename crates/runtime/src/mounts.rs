@@ -58,58 +58,90 @@ fn open_root(rootfs: &Path) -> R<OwnedFd> {
 }
 
 /// Create `path` inside the root (directories, and the last component as a
-/// file when `file`), never following a symlink out of it. Returns an
-/// `O_PATH` fd of the result.
+/// file when `file`), never following a symlink out of it: each component
+/// is looked at without following, and a symlink is replaced by its target
+/// read as if the rootfs were `/` (so `/evil -> /etc` means the rootfs's
+/// `/etc`, and a dangling link is created inside). Returns an `O_PATH` fd.
 pub fn mkdir_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
+    use nix::fcntl::AtFlags;
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let comps = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.to_os_string()),
+                std::path::Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending: VecDeque<OsString> = comps(path).into();
     let mut cur = PathBuf::from("/");
-    let comps: Vec<_> = path
-        .components()
-        .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .collect();
-    let mut parent = open_in_root(
-        root.as_fd(),
-        &cur,
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        Symlinks::InRoot,
-    )
-    .map_err(|e| err("open", "/", e))?;
-    for (i, c) in comps.iter().enumerate() {
-        cur.push(c);
-        let last = i + 1 == comps.len();
-        match open_in_root(root.as_fd(), &cur, libc::O_PATH, 0, Symlinks::InRoot) {
-            Ok(fd) => {
-                parent = fd;
-                continue;
-            }
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(err("open", cur.display(), e)),
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
         }
-        if last && file {
-            let fd = nix::fcntl::openat(
-                Some(parent.as_raw_fd()),
-                c.as_os_str(),
-                nix::fcntl::OFlag::O_CREAT
-                    | nix::fcntl::OFlag::O_WRONLY
-                    | nix::fcntl::OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )
-            .map_err(|e| err("create", cur.display(), e))?;
-            drop(capsa_sys::fd::own_raw(fd));
-        } else {
-            match nix::sys::stat::mkdirat(
-                Some(parent.as_raw_fd()),
-                c.as_os_str(),
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(err("mkdir", cur.display(), e)),
+        let parent = open_in_root(
+            root.as_fd(),
+            &cur,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            Symlinks::InRoot,
+        )
+        .map_err(|e| err("open", cur.display(), e))?;
+        let next = cur.join(&c);
+        match nix::sys::stat::fstatat(
+            Some(parent.as_raw_fd()),
+            c.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(err("resolve", path.display(), Errno::ELOOP));
+                }
+                let target = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), c.as_os_str())
+                    .map_err(|e| err("readlink", next.display(), e))?;
+                let target = PathBuf::from(target);
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                for t in comps(&target).into_iter().rev() {
+                    pending.push_front(t);
+                }
             }
+            Ok(_) => cur = next,
+            Err(Errno::ENOENT) => {
+                if pending.is_empty() && file {
+                    let fd = nix::fcntl::openat(
+                        Some(parent.as_raw_fd()),
+                        c.as_os_str(),
+                        nix::fcntl::OFlag::O_CREAT
+                            | nix::fcntl::OFlag::O_WRONLY
+                            | nix::fcntl::OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map_err(|e| err("create", next.display(), e))?;
+                    drop(capsa_sys::fd::own_raw(fd));
+                } else {
+                    match nix::sys::stat::mkdirat(
+                        Some(parent.as_raw_fd()),
+                        c.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    ) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(err("mkdir", next.display(), e)),
+                    }
+                }
+                cur = next;
+            }
+            Err(e) => return Err(err("stat", next.display(), e)),
         }
-        parent = open_in_root(root.as_fd(), &cur, libc::O_PATH, 0, Symlinks::InRoot)
-            .map_err(|e| err("open", cur.display(), e))?;
     }
-    Ok(parent)
+    open_in_root(root.as_fd(), &cur, libc::O_PATH, 0, Symlinks::InRoot)
+        .map_err(|e| err("open", cur.display(), e))
 }
 
 /// Mount every entry of the spec, in order.

@@ -3,7 +3,6 @@
 
 use crate::error::{ChildError, Error, Result};
 use capsa_spec::IdMap;
-use nix::sched::CloneFlags;
 use std::os::unix::fs::MetadataExt;
 
 /// Every namespace kind with its `/proc/PID/ns` name, user namespace first
@@ -47,7 +46,7 @@ pub fn join(join: &[(i32, std::path::PathBuf)]) -> std::result::Result<(), Child
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             )
         })?;
-        nix::sched::setns(f, CloneFlags::from_bits_truncate(*flag))
+        capsa_sys::process::setns(std::os::fd::AsRawFd::as_raw_fd(&f), *flag)
             .map_err(|e| ChildError::sys("namespaces", "setns", path.display(), e))?;
     }
     Ok(())

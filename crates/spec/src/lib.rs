@@ -48,30 +48,44 @@ impl SpecError {
 
 /// Parse `bytes` (the contents of `file`) as an OCI runtime spec.
 pub fn parse(file: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
+    deserialize(file, bytes)
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, SpecError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        let field = if field == "." {
+        // Without a path (syntax errors, truncated files) the position says
+        // where.
+        let field = if field == "." || field == "?" || field.is_empty() {
             format!("line {} column {}", inner.line(), inner.column())
         } else {
             field
         };
         SpecError::Parse {
             file: file.to_path_buf(),
+            message: message(&field, &inner.to_string()),
             field,
-            message: strip_position(&inner.to_string()),
         }
     })
 }
 
 // serde_json appends " at line L column C" to its messages; the JSON path
-// already says where, so the position is kept only when there is no path.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+// already says where. oci-spec words an unknown capability as "no variant
+// for CAP_FOO (converted to FOO)": say it plainly.
+fn message(field: &str, msg: &str) -> String {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    if field.contains("capabilities") {
+        if let Some(rest) = msg.strip_prefix("no variant for ") {
+            let name = rest.split(' ').next().unwrap_or(rest);
+            return format!("unknown capability {name:?}");
+        }
     }
+    msg.to_string()
 }
 
 /// Read `BUNDLE/config.json` and turn it into a validated [`Plan`].
@@ -87,14 +101,5 @@ pub fn load(bundle: &Path) -> Result<Plan, SpecError> {
 
 /// Parse a `process.json` as given to `exec --process`.
 pub fn parse_process(file: &Path, bytes: &[u8]) -> Result<oci::Process, SpecError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        SpecError::Parse {
-            file: file.to_path_buf(),
-            field,
-            message: strip_position(&inner.to_string()),
-        }
-    })
+    deserialize(file, bytes)
 }

@@ -267,3 +267,17 @@ pub fn join_session_keyring(name: &str) -> Result<()> {
     let r = unsafe { libc::syscall(libc::SYS_keyctl, 1, c.as_ptr()) };
     Errno::result(r).map(drop)
 }
+
+/// `unshare(2)` with raw `CLONE_*` flags (nix's flag type lacks
+/// `CLONE_NEWTIME`).
+pub fn unshare(flags: libc::c_int) -> Result<()> {
+    // SAFETY: unshare takes an integer; it only changes this process's
+    // namespaces.
+    Errno::result(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// `setns(2)` on a namespace fd, with the expected `CLONE_NEW*` type.
+pub fn setns(fd: RawFd, nstype: libc::c_int) -> Result<()> {
+    // SAFETY: setns takes an fd and an integer.
+    Errno::result(unsafe { libc::setns(fd, nstype) }).map(drop)
+}

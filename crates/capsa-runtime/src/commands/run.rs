@@ -19,7 +19,11 @@ pub fn run(store: &Store, a: &RunArgs, log: &Logger) -> anyhow::Result<i32> {
     match capsa_runtime::start(store, id) {
         Ok(warnings) => warnings.iter().for_each(|w| log.warn(w)),
         Err(e) => {
+            // The init's own report says more than "it exited".
             let _ = capsa_runtime::delete(store, id, true);
+            if let Some(late) = created.late_error() {
+                return Err(capsa_runtime::Error::Child(late).into());
+            }
             return Err(e.into());
         }
     }

@@ -1,0 +1,140 @@
+//! Terminals: the pty master sent to `--console-socket` as runc does (the
+//! way containerd and podman receive it), for create and for exec.
+
+use capsa_tests::*;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::json;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+/// Accept one connection and receive the fd it carries.
+fn receive_master(listener: UnixListener) -> std::thread::JoinHandle<OwnedFd> {
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                return owned(fds[0]);
+            }
+        }
+        panic!("no fd received on the console socket");
+    })
+}
+
+// SCM_RIGHTS installed the fd for us alone. (Reopening it through /proc
+// would not do: that opens a new pty.)
+fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
+    capsa_sys::fd::own_raw(fd)
+}
+
+fn read_all(master: OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn create_sends_the_pty_master_to_the_console_socket() {
+    let env = Env::new("console");
+    let sock = env.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let rx = receive_master(listener);
+    let mut b = env.bundle("b");
+    b.config["process"]["terminal"] = json!(true);
+    b.args(&[
+        "sh",
+        "-c",
+        "tty; echo hello-tty; test -c /dev/console && echo has-console",
+    ]);
+    let id = env.id("c");
+    env.rt_ok(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        b.path(),
+        &id,
+    ]);
+    let master = rx.join().unwrap();
+    env.rt_ok(&["start", &id]);
+    let out = read_all(master);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("hello-tty"), "{out}");
+    assert!(out.contains("has-console"), "{out}");
+}
+
+#[test]
+fn exec_tty_sends_its_own_pty_master() {
+    let env = Env::new("exectty");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let sock = env.dir.join("exec.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let rx = receive_master(listener);
+    env.rt_ok(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; echo exec-tty",
+    ]);
+    let out = read_all(rx.join().unwrap());
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("exec-tty"), "{out}");
+}
+
+#[test]
+fn a_terminal_without_console_socket_is_refused_for_create() {
+    let env = Env::new("noconsole");
+    let mut b = env.bundle("b");
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot allocate tty"), "{}", stderr(&o));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn console_socket_that_does_not_exist_is_a_clear_error() {
+    let env = Env::new("badsock");
+    let mut b = env.bundle("b");
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let id = env.id("c");
+    let sock = env.dir.join("missing.sock");
+    let o = env.rt(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        b.path(),
+        &id,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.sock"), "{}", stderr(&o));
+    env.assert_gone(&id);
+}

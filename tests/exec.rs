@@ -1,0 +1,142 @@
+//! `exec`: a new process that joins every namespace and the cgroup of a
+//! running container.
+
+use capsa_tests::*;
+use serde_json::json;
+
+fn running(env: &Env, name: &str) -> (String, capsa_tests::Bundle) {
+    let mut b = env.bundle(name);
+    b.config["hostname"] = json!("exec-host");
+    b.args(&["sleep", "100"]);
+    let id = env.id(name);
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    (id, b)
+}
+
+#[test]
+fn exec_joins_every_namespace_and_the_cgroup_of_the_container() {
+    let env = Env::new("exec");
+    let (id, _b) = running(&env, "c");
+    let init = env.state(&id)["pid"].as_i64().unwrap().to_string();
+    let o = env.rt(&["exec", &id, "/probe"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = probe_output(&o);
+    for ns in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
+        assert_eq!(
+            p["namespaces"][ns].as_u64().unwrap(),
+            ns_inode(&init, ns),
+            "{ns}"
+        );
+    }
+    assert_eq!(p["hostname"], "exec-host");
+    assert!(p["pid"].as_u64().unwrap() > 1);
+    // Same cgroup as the init, seen from inside the cgroup namespace.
+    assert!(
+        p["cgroup"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .all(|l| l.ends_with(":/")),
+        "{}",
+        p["cgroup"]
+    );
+    // The container's process defaults apply (the default spec's caps).
+    assert_eq!(p["caps"]["CapBnd"], "0000000020000420");
+    let fds: Vec<String> = p["fds"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(fds.len(), 4, "{}", p["fds"]);
+}
+
+#[test]
+fn exec_returns_the_process_exit_code_and_output() {
+    let env = Env::new("execcode");
+    let (id, _b) = running(&env, "c");
+    let o = env.rt(&["exec", &id, "sh", "-c", "echo hi; exit 9"]);
+    assert_eq!(o.status.code(), Some(9));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
+}
+
+#[test]
+fn exec_flags_set_env_cwd_and_user() {
+    let env = Env::new("execflags");
+    let (id, _b) = running(&env, "c");
+    let o = env.rt(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        "-g",
+        "4242",
+        &id,
+        "/probe",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = probe_output(&o);
+    assert_eq!(p["uid"], 1000);
+    assert_eq!(p["gid"], 1000);
+    assert_eq!(p["groups"], "4242");
+    assert_eq!(p["cwd"], "/tmp");
+    assert!(p["env"].as_array().unwrap().iter().any(|e| e == "FOO=bar"));
+}
+
+#[test]
+fn exec_with_a_process_file_and_detach_writes_the_pid_file() {
+    let env = Env::new("execproc");
+    let (id, b) = running(&env, "c");
+    let proc_json = json!({
+        "terminal": false,
+        "user": { "uid": 0, "gid": 0 },
+        "args": ["sh", "-c", "echo $MARK > /tmp/mark; sleep 100"],
+        "env": ["PATH=/bin", "MARK=from-process-json"],
+        "cwd": "/"
+    });
+    let f = env.dir.join("process.json");
+    std::fs::write(&f, proc_json.to_string()).unwrap();
+    let pidfile = env.dir.join("exec.pid");
+    env.rt_ok(&[
+        "exec",
+        "--process",
+        f.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    assert!(wait_for(5, || std::fs::read_to_string(
+        b.rootfs().join("tmp/mark")
+    )
+    .map(|s| s.trim() == "from-process-json")
+    .unwrap_or(false)));
+    let pids: Vec<i32> =
+        serde_json::from_str(&env.rt_ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
+}
+
+#[test]
+fn exec_of_a_missing_program_fails_clearly() {
+    let env = Env::new("execmissing");
+    let (id, _b) = running(&env, "c");
+    let o = env.rt(&["exec", &id, "no-such-program"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("executable file not found"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn exec_in_a_stopped_container_is_refused() {
+    let env = Env::new("execstopped");
+    let mut b = env.bundle("c");
+    b.args(&["true"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    assert!(wait_for(5, || env.state(&id)["status"] == "stopped"));
+    let o = env.rt(&["exec", &id, "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("stopped"), "{}", stderr(&o));
+}

@@ -1,0 +1,127 @@
+//! OCI hooks: each stage runs where the spec says, with the state on stdin,
+//! and fails as the spec says.
+
+use capsa_tests::*;
+use serde_json::{json, Value};
+
+fn hook(cmd: &str) -> Value {
+    json!({ "path": "/bin/sh", "args": ["sh", "-c", cmd], "env": ["PATH=/bin:/usr/bin"] })
+}
+
+#[test]
+fn every_stage_runs_in_order_with_the_state_on_stdin() {
+    let env = Env::new("hooks");
+    let mut b = env.bundle("b");
+    let d = env.dir.display().to_string();
+    b.config["hooks"] = json!({
+        "prestart": [hook(&format!("cat > {d}/prestart.json"))],
+        "createRuntime": [hook(&format!("cat > {d}/createRuntime.json; readlink /proc/self/ns/uts > {d}/createRuntime.uts"))],
+        "createContainer": [hook(&format!("cat > {d}/createContainer.json; readlink /proc/self/ns/uts > {d}/createContainer.uts"))],
+        "startContainer": [hook("cat > /tmp/startContainer.json")],
+        "poststart": [hook(&format!("cat > {d}/poststart.json"))],
+        "poststop": [hook(&format!("cat > {d}/poststop.json"))]
+    });
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let read = |f: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(env.dir.join(f)).unwrap_or_else(|_| panic!("{f} not written")),
+        )
+        .unwrap()
+    };
+    for f in [
+        "prestart.json",
+        "createRuntime.json",
+        "createContainer.json",
+    ] {
+        let s = read(f);
+        assert_eq!(s["id"], id.as_str(), "{f}");
+        assert_eq!(s["pid"], pid, "{f}");
+        assert_eq!(s["bundle"], b.path(), "{f}");
+    }
+    assert_eq!(read("prestart.json")["status"], "creating");
+    // createRuntime runs in the runtime's namespaces, createContainer in
+    // the container's.
+    let host_uts = std::fs::read_link("/proc/self/ns/uts")
+        .unwrap()
+        .display()
+        .to_string();
+    let init_uts = std::fs::read_link(format!("/proc/{pid}/ns/uts"))
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("createRuntime.uts"))
+            .unwrap()
+            .trim(),
+        host_uts
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("createContainer.uts"))
+            .unwrap()
+            .trim(),
+        init_uts
+    );
+    assert!(!env.dir.join("poststart.json").exists());
+
+    env.rt_ok(&["start", &id]);
+    assert!(
+        wait_for(5, || b.rootfs().join("tmp/startContainer.json").exists()),
+        "startContainer did not run inside the container"
+    );
+    assert_eq!(read("poststart.json")["status"], "running");
+    env.rt_ok(&["delete", "--force", &id]);
+    assert_eq!(read("poststop.json")["status"], "stopped");
+    env.assert_gone(&id);
+}
+
+#[test]
+fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
+    let env = Env::new("hookfail");
+    let mut b = env.bundle("b");
+    b.config["hooks"] = json!({ "prestart": [hook("echo nope >&2; exit 3")] });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("prestart[0]") && e.contains("nope"), "{e}");
+    env.assert_gone(&id);
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_and_fails() {
+    let env = Env::new("hooktimeout");
+    let mut b = env.bundle("b");
+    let mut h = hook("sleep 30");
+    h["timeout"] = json!(1);
+    b.config["hooks"] = json!({ "createRuntime": [h] });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let t = std::time::Instant::now();
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn failing_poststart_and_poststop_hooks_are_warnings() {
+    let env = Env::new("hookwarn");
+    let mut b = env.bundle("b");
+    b.config["hooks"] = json!({ "poststart": [hook("exit 1")], "poststop": [hook("exit 1")] });
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+    let o = env.rt(&["start", &id]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("poststart hook"), "{}", stderr(&o));
+    assert_eq!(env.state(&id)["status"], "running");
+    let o = env.rt(&["delete", "-f", &id]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("poststop hook"), "{}", stderr(&o));
+    env.assert_gone(&id);
+}

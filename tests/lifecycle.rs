@@ -1,0 +1,315 @@
+//! The container lifecycle through the command line, as containerd drives
+//! runc: create, state, start, kill, delete; run; list; ps; spec; features.
+
+use capsa_tests::*;
+use serde_json::Value;
+
+#[test]
+fn run_returns_the_container_exit_code() {
+    let env = Env::new("exitcode");
+    let mut b = env.bundle("b");
+    b.args(&["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(7), "stderr: {}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert!(stderr(&o).contains("err"));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn run_forwards_signals_and_reports_death_by_signal_as_128_plus_signal() {
+    let env = Env::new("signaled");
+    let mut b = env.bundle("b");
+    b.args(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; touch /tmp/ready; while true; do sleep 0.05; done",
+    ]);
+    let id = env.id("c");
+    let mut child = env
+        .cmd(&["run", "-b", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(10, || b.rootfs().join("tmp/ready").exists()),
+        "container never got ready"
+    );
+    // SIGTERM to `run` reaches the container's init, whose trap answers.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+    env.assert_gone(&id);
+
+    // Killed from outside: 128 + 9.
+    let id2 = env.id("c2");
+    std::fs::remove_file(b.rootfs().join("tmp/ready")).unwrap();
+    let mut child = env
+        .cmd(&["run", "-b", b.path(), &id2])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, || b.rootfs().join("tmp/ready").exists()));
+    env.rt_ok(&["kill", &id2, "KILL"]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+}
+
+#[test]
+fn create_start_kill_delete_walks_every_status() {
+    let env = Env::new("lifecycle");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    let pidfile = env.dir.join("pid");
+    env.rt_ok(&[
+        "create",
+        "-b",
+        b.path(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
+    let st = env.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
+    assert_eq!(st["bundle"], b.path());
+
+    // The init is in the cgroup the spec named.
+    let procs = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/pids/{}/b/cgroup.procs",
+        env.cgroup_parent
+    ))
+    .unwrap();
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+
+    env.rt_ok(&["start", &id]);
+    assert_eq!(env.state(&id)["status"], "running");
+    // The process is now sleep, not the runtime.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+
+    env.rt_ok(&["kill", &id, "KILL"]);
+    assert!(
+        wait_for(5, || env.state(&id)["status"] == "stopped"),
+        "never stopped"
+    );
+    assert_eq!(env.state(&id)["pid"], 0);
+    env.rt_ok(&["delete", &id]);
+    let o = env.rt(&["state", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn delete_of_a_created_container_kills_its_init() {
+    let env = Env::new("delcreated");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    env.rt_ok(&["delete", &id]);
+    assert!(wait_for(2, || !std::path::Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn delete_force_kills_a_running_container() {
+    let env = Env::new("delforce");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    assert_eq!(env.state(&id)["status"], "running");
+    env.rt_ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+    // Deleting what is gone is fine with --force, an error without.
+    env.rt_ok(&["delete", "--force", &id]);
+    assert_eq!(env.rt(&["delete", &id]).status.code(), Some(1));
+}
+
+#[test]
+fn kill_accepts_names_and_numbers_and_all() {
+    let env = Env::new("kill");
+    let mut b = env.bundle("b");
+    // A shell that traps TERM and reports it, with a child of its own.
+    b.args(&["sh", "-c", "trap 'echo got-term > /tmp/term; exit 0' TERM; sleep 100 & while true; do sleep 0.05; done"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    env.rt_ok(&["kill", &id, "SIGTERM"]);
+    assert!(wait_for(5, || env.state(&id)["status"] == "stopped"));
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("tmp/term"))
+            .unwrap()
+            .trim(),
+        "got-term"
+    );
+    env.rt_ok(&["delete", &id]);
+
+    let id2 = env.id("c2");
+    let mut b2 = env.bundle("b2");
+    b2.args(&["sh", "-c", "sleep 100 & sleep 100"]);
+    env.rt_ok(&["run", "-d", "-b", b2.path(), &id2]);
+    assert!(wait_for(5, || serde_json::from_str::<Vec<i32>>(
+        &env.rt_ok(&["ps", "--format", "json", &id2])
+    )
+    .unwrap()
+    .len()
+        >= 2));
+    env.rt_ok(&["kill", "--all", &id2, "9"]);
+    assert!(wait_for(5, || env.state(&id2)["status"] == "stopped"));
+    let o = env.rt(&["kill", &id2, "KILL"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+    let o = env.rt(&["kill", &id2, "NOSUCHSIG"]);
+    assert!(stderr(&o).contains("unknown signal"), "{}", stderr(&o));
+}
+
+#[test]
+fn list_shows_containers_as_table_json_and_ids() {
+    let env = Env::new("list");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+    let json: Value = serde_json::from_str(&env.rt_ok(&["list", "--format", "json"])).unwrap();
+    let arr = json.as_array().unwrap();
+    assert_eq!(arr.len(), 1);
+    assert_eq!(arr[0]["id"], id.as_str());
+    assert_eq!(arr[0]["status"], "created");
+    let table = env.rt_ok(&["list"]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("ID"));
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&id) && row.contains("created"), "{row}");
+    assert_eq!(env.rt_ok(&["list", "-q"]).trim(), id);
+}
+
+#[test]
+fn ps_lists_the_container_processes() {
+    let env = Env::new("ps");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
+    let pids: Vec<i32> =
+        serde_json::from_str(&env.rt_ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(pids, vec![pid]);
+    let table = env.rt_ok(&["ps", &id]);
+    assert!(table.lines().next().unwrap().contains("PID"));
+    assert!(
+        table.lines().skip(1).any(|l| l.contains("sleep 100")),
+        "{table}"
+    );
+}
+
+#[test]
+fn spec_writes_a_default_config_once() {
+    let env = Env::new("spec");
+    let d = env.dir.join("bundle");
+    std::fs::create_dir_all(&d).unwrap();
+    env.rt_ok(&["spec", "--bundle", d.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+    assert_eq!(v["process"]["args"][0], "sh");
+    assert_eq!(v["root"]["path"], "rootfs");
+    let o = env.rt(&["spec", "--bundle", d.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+    let r = env.dir.join("rootless");
+    std::fs::create_dir_all(&r).unwrap();
+    env.rt_ok(&["spec", "--rootless", "-b", r.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&std::fs::read(r.join("config.json")).unwrap()).unwrap();
+    assert_eq!(v["linux"]["uidMappings"][0]["containerID"], 0);
+}
+
+#[test]
+fn spec_then_run_runs_a_busybox_shell_command() {
+    let env = Env::new("specrun");
+    let b = env.bundle("b");
+    std::fs::remove_file(b.dir.join("config.json")).unwrap();
+    env.rt_ok(&["spec", "-b", b.path()]);
+    // The default spec asks for a terminal, which `run` in the foreground
+    // provides itself; the command's exit code comes back through it.
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(b.dir.join("config.json")).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sh", "-c", "echo from-busybox; exit 5"]);
+    v["linux"]["cgroupsPath"] = Value::String(format!("/{}/b", env.cgroup_parent));
+    std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(5), "stderr: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("from-busybox"));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn features_reports_what_the_runtime_supports() {
+    let env = Env::new("features");
+    let v: Value = serde_json::from_str(&env.rt_ok(&["features"])).unwrap();
+    assert_eq!(v["ociVersionMax"], "1.2.0");
+    let ns: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    for n in [
+        "pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time",
+    ] {
+        assert!(ns.contains(&n), "{n} missing");
+    }
+    assert!(v["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "CAP_SYS_ADMIN"));
+}
+
+#[test]
+fn log_file_gets_errors_in_json_as_containerd_reads_them() {
+    let env = Env::new("logjson");
+    let log = env.dir.join("log.json");
+    let o = env.rt(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nonexistent-id",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("does not exist"));
+}
+
+#[test]
+fn systemd_cgroup_without_systemd_is_a_clear_error() {
+    let env = Env::new("systemd");
+    if std::path::Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    let o = env.rt(&["--systemd-cgroup", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("systemd is not running"),
+        "{}",
+        stderr(&o)
+    );
+}

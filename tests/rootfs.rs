@@ -1,0 +1,199 @@
+//! The root filesystem: read-only root, bind mounts, tmpfs, devices,
+//! masked and read-only paths, the cgroup mount, --no-pivot.
+
+use capsa_tests::*;
+use serde_json::json;
+
+fn run(env: &Env, b: &capsa_tests::Bundle) -> std::process::Output {
+    env.rt(&["run", "-b", b.path(), &env.id("c")])
+}
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn readonly_root_refuses_writes() {
+    let env = Env::new("roroot");
+    let mut b = env.bundle("b");
+    b.config["root"]["readonly"] = json!(true);
+    b.args(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo wrote || echo refused; touch /dev/shm/ok && echo tmpfs-ok",
+    ]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(out(&o), "refused\ntmpfs-ok\n");
+    assert!(!b.rootfs().join("x").exists());
+}
+
+#[test]
+fn bind_mounts_with_options_and_tmpfs() {
+    let env = Env::new("binds");
+    let host = env.dir.join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("data"), "from-host").unwrap();
+    let mut b = env.bundle("b");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({ "destination": "/mnt/ro", "type": "bind", "source": host, "options": ["rbind", "ro"] }));
+    mounts.push(
+        json!({ "destination": "/mnt/rw", "type": "none", "source": host, "options": ["bind"] }),
+    );
+    mounts.push(json!({ "destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=1777"] }));
+    b.args(&["sh", "-c", "cat /mnt/ro/data; echo; touch /mnt/ro/x 2>/dev/null || echo ro-refused; echo new > /mnt/rw/written; stat -c %a /scratch; grep ' /scratch ' /proc/self/mountinfo | grep -c tmpfs"]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(out(&o), "from-host\nro-refused\n1777\n1\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("written")).unwrap(),
+        "new\n"
+    );
+}
+
+#[test]
+fn mount_destinations_cannot_escape_the_rootfs_through_symlinks() {
+    let env = Env::new("symlinkdest");
+    let mut b = env.bundle("b");
+    // /evil -> /.. -> ... would be the host's / if followed naively.
+    let outside = env.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, b.rootfs().join("evil")).unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs" }));
+    b.args(&[
+        "sh",
+        "-c",
+        "grep -c ' /evil/sub \\| /.*outside/sub ' /proc/self/mountinfo; true",
+    ]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The directory was made inside the rootfs, not in the host directory
+    // the link names.
+    assert!(
+        !outside.join("sub").exists(),
+        "mount target was created outside the rootfs"
+    );
+    assert!(b
+        .rootfs()
+        .join(outside.strip_prefix("/").unwrap())
+        .join("sub")
+        .exists());
+}
+
+#[test]
+fn proc_refuses_to_land_on_a_symlink() {
+    let env = Env::new("procsymlink");
+    let mut b = env.bundle("b");
+    std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
+    std::os::unix::fs::symlink("/tmp", b.rootfs().join("proc")).unwrap();
+    b.args(&["true"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/proc"), "{}", stderr(&o));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn default_devices_and_spec_devices_exist() {
+    let env = Env::new("devices");
+    let mut b = env.bundle("b");
+    b.config["linux"]["devices"] = json!([{ "path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 438, "uid": 0, "gid": 0 }]);
+    b.args(&["sh", "-c", "for d in null zero full random urandom tty mynull; do stat -c '%n %F %t:%T' /dev/$d; done; readlink /dev/fd; readlink /dev/ptmx; echo x > /dev/mynull && echo writable"]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("/dev/null character special file 1:3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/dev/mynull character special file 1:3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/dev/tty character special file 5:0"),
+        "{text}"
+    );
+    assert!(text.contains("/proc/self/fd\npts/ptmx\n"), "{text}");
+    assert!(text.ends_with("writable\n"));
+}
+
+#[test]
+fn device_cgroup_denies_devices_not_allowed() {
+    let env = Env::new("devcgroup");
+    let mut b = env.bundle("b");
+    // Add CAP_MKNOD so only the device cgroup stands in the way.
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    b.args(&["sh", "-c", "mknod /tmp/disk b 8 0 && (head -c1 /tmp/disk >/dev/null 2>&1 && echo read-disk || echo denied)"]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(out(&o), "denied\n");
+}
+
+#[test]
+fn masked_and_readonly_paths_stay_so() {
+    let env = Env::new("masked");
+    let mut b = env.bundle("b");
+    b.args(&["sh", "-c", "wc -c < /proc/keys; wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro; grep -E ' /proc/(keys|sys) ' /proc/self/mountinfo | wc -l"]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = out(&o).lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(lines, vec!["0", "0", "0", "ro", "2"]);
+}
+
+#[test]
+fn cgroup_mount_shows_the_container_cgroup() {
+    let env = Env::new("cgmount");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["pids"] = json!({ "limit": 77 });
+    b.args(&["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup/pids | grep -c '^capsa-test' ; touch /sys/fs/cgroup/pids/x 2>/dev/null || echo ro"]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(out(&o), "77\n0\nro\n");
+}
+
+#[test]
+fn no_pivot_moves_and_chroots() {
+    let env = Env::new("nopivot");
+    let mut b = env.bundle("b");
+    b.args(&["sh", "-c", "ls /; cat /proc/self/mountinfo | head -1"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "--no-pivot", "-b", b.path(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out(&o).contains("probe"), "{}", out(&o));
+    env.assert_gone(&id);
+}
+
+#[test]
+fn memory_cpu_and_pids_limits_land_in_the_cgroup_files() {
+    let env = Env::new("limits");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": 67108864 });
+    b.config["linux"]["resources"]["cpu"] =
+        json!({ "shares": 512, "quota": 50000, "period": 100000 });
+    b.config["linux"]["resources"]["pids"] = json!({ "limit": 32 });
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let base = |ctl: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{}/b/{f}", env.cgroup_parent))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(base("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(base("cpu", "cpu.shares"), "512");
+    assert_eq!(base("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(base("pids", "pids.max"), "32");
+    env.rt_ok(&["delete", "-f", &id]);
+    env.assert_gone(&id);
+}

@@ -1,0 +1,149 @@
+//! Each defence that belongs in the core, proven by performing the attack.
+
+use capsa_tests::*;
+use serde_json::json;
+
+/// CVE-2019-5736: a process in the container holds `/proc/PID/exe` of a
+/// runtime process that is inside the container (here the init before
+/// `start`), then writes through it once the runtime has exec'd. With the
+/// runtime running from a sealed memfd copy, the write fails and the
+/// binary on the host is unchanged.
+#[test]
+fn runtime_binary_cannot_be_overwritten_from_inside_cve_2019_5736() {
+    let mut env = Env::new("cve20195736");
+    // Attack a copy, so that a regression cannot break the build's binary.
+    let copy = env.dir.join("capsa-runtime");
+    std::fs::copy(&env.runtime, &copy).unwrap();
+    let original = std::fs::read(&copy).unwrap();
+    env.runtime = copy.clone();
+
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+
+    // The attacker gets every capability we have, so that only the sealed
+    // copy stands in its way (not the ptrace checks on the privileged init).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let prm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .unwrap()
+        .trim();
+    let prm = u64::from_str_radix(prm, 16).unwrap();
+    let all: Vec<&str> = capsa_spec::caps::NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| prm & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    let attacker = json!({
+        "user": { "uid": 0, "gid": 0 }, "cwd": "/", "env": ["PATH=/bin"],
+        "args": ["/probe", "attack-exe", "1", "/tmp/attack.json"],
+        "capabilities": { "bounding": all, "effective": all, "permitted": all }
+    });
+    let pf = env.dir.join("attacker.json");
+    std::fs::write(&pf, attacker.to_string()).unwrap();
+    env.rt_ok(&["exec", "--detach", "--process", pf.to_str().unwrap(), &id]);
+    let result = b.rootfs().join("tmp/attack.json");
+    let read = || {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&result).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(10, || read()["handle"] == true),
+        "attacker got no handle on the runtime: {}",
+        read()
+    );
+    assert!(
+        read()["target"].as_str().unwrap().contains("memfd:"),
+        "runtime runs from {}",
+        read()["target"]
+    );
+
+    // start: the init execs sleep, the binary is no longer busy.
+    env.rt_ok(&["start", &id]);
+    assert!(
+        wait_for(20, || read()["phase"] == "done"),
+        "attack did not finish: {}",
+        read()
+    );
+    let r = read();
+    assert_eq!(
+        r["wrote"], false,
+        "the attacker wrote to the runtime binary: {r}"
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        original,
+        "the runtime binary on the host changed"
+    );
+}
+
+/// CVE-2024-21626: a working directory of `/proc/self/fd/N` reached a host
+/// directory through an fd the runtime leaked. Whatever N, the container
+/// must not start with a cwd outside its root.
+#[test]
+fn cwd_through_a_leaked_fd_cannot_leave_the_rootfs_cve_2024_21626() {
+    let env = Env::new("cve202421626");
+    let mut b = env.bundle("b");
+    for n in 3..=9 {
+        b.config["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+        b.args(&["sh", "-c", "pwd; ls .. > /dev/null"]);
+        let id = env.id(&format!("c{n}"));
+        let o = env.rt(&["run", "-b", b.path(), &id]);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "cwd /proc/self/fd/{n} was accepted: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let e = stderr(&o);
+        assert!(
+            e.contains("chdir") || e.contains("outside the container root"),
+            "fd {n}: {e}"
+        );
+        env.assert_gone(&id);
+    }
+}
+
+/// The same attack through `exec --cwd`.
+#[test]
+fn exec_cwd_through_a_leaked_fd_is_refused() {
+    let env = Env::new("execcwd");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    for n in 3..=9 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let o = env.rt(&["exec", "--cwd", &cwd, &id, "pwd"]);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "exec cwd {cwd} accepted: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
+/// The init and exec'd processes run the runtime from a sealed copy: even a
+/// process with every capability inside cannot find the host file through
+/// /proc/1/exe while the container is being created.
+#[test]
+fn init_exe_is_a_sealed_memfd_not_the_host_file() {
+    let env = Env::new("sealed");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.display()
+            .to_string()
+            .starts_with("/memfd:capsa-runtime"),
+        "{}",
+        exe.display()
+    );
+}
