@@ -281,3 +281,23 @@ pub fn setns(fd: RawFd, nstype: libc::c_int) -> Result<()> {
     // SAFETY: setns takes an fd and an integer.
     Errno::result(unsafe { libc::setns(fd, nstype) }).map(drop)
 }
+
+/// `wait4(2)` for one child: its exit status (as waitpid reports it) and
+/// its peak resident set size in KiB (`ru_maxrss`, which covers the
+/// descendants it waited for).
+pub fn wait4(pid: Pid) -> Result<(i32, i64)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; zeroed is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both pointers refer to live locals for the call.
+        let r = unsafe { libc::wait4(pid.as_raw(), &mut status, 0, &mut ru) };
+        if r >= 0 {
+            return Ok((status, ru.ru_maxrss));
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `capsa-bench`: capsa-runtime beside runc, crun and the syscall floor, in
+//! one run, on one busybox bundle running `true`.
+//!
+//! Every runtime runs in a private mount namespace where
+//! `/sys/fs/cgroup/unified` is unmounted (crun 1.8 refuses this host's
+//! hybrid layout otherwise), rounds are interleaved so that drift hits all
+//! runtimes alike, and the table reports medians and ratios to crun.
+//!
+//! Usage: capsa-bench [--runs N] [--capsa PATH] [--floor PATH]
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+struct Runtime {
+    name: &'static str,
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+#[derive(Default)]
+struct Samples {
+    ms: Vec<f64>,
+    rss_kib: Vec<i64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let m = s.len() / 2;
+    if s.len() % 2 == 0 {
+        (s[m - 1] + s[m]) / 2.0
+    } else {
+        s[m]
+    }
+}
+
+/// Spawn, wait with wait4; (milliseconds, peak RSS KiB, success).
+fn timed(cmd: &mut Command) -> (f64, i64, bool) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (status, rss) = capsa_sys::process::wait4(pid).expect("wait4");
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    (
+        ms,
+        rss,
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    )
+}
+
+fn rt(r: &Runtime, args: &[&str]) -> Command {
+    let mut c = Command::new(&r.bin);
+    c.arg("--root").arg(&r.root).args(args);
+    c
+}
+
+fn wait_exit(pid: i32) {
+    if let Ok(fd) = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16));
+    }
+}
+
+fn bundle(dir: &Path, args: &[&str]) {
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("busybox-static is needed (/bin/busybox)");
+    for a in ["sh", "true", "sleep"] {
+        let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
+    }
+    let mut spec = capsa_spec::defaults::spec(None);
+    spec["process"]["terminal"] = serde_json::json!(false);
+    spec["process"]["args"] = serde_json::json!(args);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+}
+
+fn private_mounts() {
+    capsa_sys::process::unshare(libc::CLONE_NEWNS).expect("unshare mount namespace (run as root)");
+    let none = None::<&str>;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).expect("make / private");
+    // crun 1.8 refuses a v1 host with a v2 mount beside it.
+    let _ = umount2("/sys/fs/cgroup/unified", MntFlags::MNT_DETACH);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut runs = 20usize;
+    let here = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut capsa = here.join("capsa-runtime");
+    let mut floor = here.join("capsa-floor");
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--runs" => runs = args[i + 1].parse().expect("--runs N"),
+            "--capsa" => capsa = PathBuf::from(&args[i + 1]),
+            "--floor" => floor = PathBuf::from(&args[i + 1]),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    private_mounts();
+    let work = std::env::temp_dir().join(format!("capsa-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let b_true = work.join("true");
+    let b_sleep = work.join("sleep");
+    bundle(&b_true, &["true"]);
+    bundle(&b_sleep, &["sleep", "100"]);
+
+    let mut runtimes = vec![Runtime {
+        name: "capsa",
+        bin: capsa,
+        root: work.join("root-capsa"),
+    }];
+    for (name, path) in [("crun", "/usr/bin/crun"), ("runc", "/usr/sbin/runc")] {
+        if Path::new(path).exists() {
+            runtimes.push(Runtime {
+                name,
+                bin: PathBuf::from(path),
+                root: work.join(format!("root-{name}")),
+            });
+        }
+    }
+    let ops = ["run", "lifecycle", "delete -f"];
+    let mut results: Vec<Vec<Samples>> = runtimes
+        .iter()
+        .map(|_| ops.iter().map(|_| Samples::default()).collect())
+        .collect();
+    let mut floor_s = Samples::default();
+    let mut failures = Vec::new();
+
+    for round in 0..runs + 2 {
+        let warm = round < 2;
+        for (ri, r) in runtimes.iter().enumerate() {
+            let id = format!("bench-{}-{round}", r.name);
+            // run: create + start + wait + delete, in one command.
+            let (ms, rss, ok) =
+                timed(rt(r, &["run", "-b", b_true.to_str().unwrap(), &id]).current_dir(&b_true));
+            if !ok {
+                failures.push(format!("{} run failed", r.name));
+            }
+            if !warm {
+                results[ri][0].ms.push(ms);
+                results[ri][0].rss_kib.push(rss);
+            }
+            // lifecycle: create, start, wait for exit, delete.
+            let id = format!("{id}-l");
+            let pidfile = work.join(format!("{id}.pid"));
+            let t = Instant::now();
+            let (_, rss_c, ok_c) = timed(&mut rt(
+                r,
+                &[
+                    "create",
+                    "-b",
+                    b_true.to_str().unwrap(),
+                    "--pid-file",
+                    pidfile.to_str().unwrap(),
+                    &id,
+                ],
+            ));
+            let pid: i32 = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            let (_, _, ok_s) = timed(&mut rt(r, &["start", &id]));
+            wait_exit(pid);
+            let (_, _, ok_d) = timed(&mut rt(r, &["delete", &id]));
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if !(ok_c && ok_s && ok_d) {
+                failures.push(format!(
+                    "{} lifecycle failed ({ok_c} {ok_s} {ok_d})",
+                    r.name
+                ));
+            }
+            if !warm {
+                results[ri][1].ms.push(ms);
+                results[ri][1].rss_kib.push(rss_c);
+            }
+            // delete -f of a running container.
+            let id = format!("{id}-d");
+            let (_, _, ok_r) = timed(&mut rt(
+                r,
+                &["run", "-d", "-b", b_sleep.to_str().unwrap(), &id],
+            ));
+            let (ms, rss, ok) = timed(&mut rt(r, &["delete", "-f", &id]));
+            if !(ok_r && ok) {
+                failures.push(format!("{} delete -f failed ({ok_r} {ok})", r.name));
+            }
+            if !warm {
+                results[ri][2].ms.push(ms);
+                results[ri][2].rss_kib.push(rss);
+            }
+        }
+        let (ms, rss, ok) = timed(
+            Command::new(&floor)
+                .arg(b_true.join("rootfs"))
+                .arg("/bin/true"),
+        );
+        if !ok {
+            failures.push("floor failed".into());
+        }
+        if !warm {
+            floor_s.ms.push(ms);
+            floor_s.rss_kib.push(rss);
+        }
+    }
+
+    let crun = runtimes.iter().position(|r| r.name == "crun");
+    println!(
+        "capsa-bench: {runs} runs each (after 2 warm-up rounds), busybox `true`, medians in ms"
+    );
+    println!();
+    print!("| operation |");
+    for r in &runtimes {
+        print!(" {} |", r.name);
+    }
+    println!(" floor | capsa / crun |");
+    print!("|---|");
+    for _ in &runtimes {
+        print!("---|");
+    }
+    println!("---|---|");
+    for (oi, op) in ops.iter().enumerate() {
+        print!("| {op} |");
+        for ri in 0..runtimes.len() {
+            print!(" {:.2} |", median(&results[ri][oi].ms));
+        }
+        let f = if oi == 0 {
+            format!("{:.2}", median(&floor_s.ms))
+        } else {
+            "-".into()
+        };
+        let ratio = crun
+            .map(|c| {
+                format!(
+                    "{:.2}x",
+                    median(&results[0][oi].ms) / median(&results[c][oi].ms)
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(" {f} | {ratio} |");
+    }
+    print!("| peak RSS of `run` (MiB) |");
+    for ri in 0..runtimes.len() {
+        let max = results[ri][0].rss_kib.iter().copied().max().unwrap_or(0);
+        print!(" {:.1} |", max as f64 / 1024.0);
+    }
+    println!(
+        " {:.1} | - |",
+        floor_s.rss_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0
+    );
+    if !failures.is_empty() {
+        failures.sort();
+        failures.dedup();
+        println!();
+        println!("failures: {}", failures.join("; "));
+    }
+    for r in &runtimes {
+        let _ = std::fs::remove_dir_all(&r.root);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
