@@ -32,7 +32,7 @@ fn median(v: &[f64]) -> f64 {
         return f64::NAN;
     }
     let m = s.len() / 2;
-    if s.len() % 2 == 0 {
+    if s.len().is_multiple_of(2) {
         (s[m - 1] + s[m]) / 2.0
     } else {
         s[m]
@@ -40,6 +40,8 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Spawn, wait with wait4; (milliseconds, peak RSS KiB, success).
+// The child is reaped by wait4, which also gives its rusage.
+#[allow(clippy::zombie_processes)]
 fn timed(cmd: &mut Command) -> (f64, i64, bool) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -243,8 +245,8 @@ fn main() {
     println!("---|---|");
     for (oi, op) in ops.iter().enumerate() {
         print!("| {op} |");
-        for ri in 0..runtimes.len() {
-            print!(" {:.2} |", median(&results[ri][oi].ms));
+        for res in &results {
+            print!(" {:.2} |", median(&res[oi].ms));
         }
         let f = if oi == 0 {
             format!("{:.2}", median(&floor_s.ms))
@@ -262,8 +264,8 @@ fn main() {
         println!(" {f} | {ratio} |");
     }
     print!("| peak RSS of `run` (MiB) |");
-    for ri in 0..runtimes.len() {
-        let max = results[ri][0].rss_kib.iter().copied().max().unwrap_or(0);
+    for res in &results {
+        let max = res[0].rss_kib.iter().copied().max().unwrap_or(0);
         print!(" {:.1} |", max as f64 / 1024.0);
     }
     println!(
