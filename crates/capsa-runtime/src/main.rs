@@ -30,13 +30,13 @@ fn main() {
     if cli.systemd_cgroup && !std::path::Path::new("/run/systemd/system").exists() {
         logger.fatal(&anyhow::anyhow!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use cgroupfs paths instead"));
     }
-    // Security: CVE-2019-5736. Commands that enter a container run from a
-    // sealed memfd copy of this binary, so /proc/PID/exe inside the
-    // container cannot reach the file on the host.
+    // Security: CVE-2019-5736. Commands that enter a container re-exec
+    // through a read-only clone of this binary (or a sealed memfd copy), so
+    // /proc/PID/exe inside the container cannot be written to.
     if matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) && !capsa_sys::exe::running_sealed()
+    ) && !capsa_sys::exe::running_protected()
     {
         if let Err(e) = reexec_sealed() {
             logger.fatal(&anyhow::anyhow!(
@@ -55,7 +55,13 @@ fn main() {
 fn reexec_sealed() -> std::result::Result<(), capsa_sys::Errno> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
-    let mem = capsa_sys::exe::sealed_copy()?;
+    // A read-only clone of the binary costs one execve; the memfd copy
+    // (for when the new mount API is refused, as without privileges) also
+    // copies the binary.
+    let exe = match capsa_sys::exe::readonly_clone() {
+        Ok(fd) => fd,
+        Err(_) => capsa_sys::exe::sealed_copy()?,
+    };
     let args: Vec<std::ffi::CString> = std::env::args_os()
         .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
         .collect();
@@ -67,5 +73,5 @@ fn reexec_sealed() -> std::result::Result<(), capsa_sys::Errno> {
             std::ffi::CString::new(b).ok()
         })
         .collect();
-    Err(capsa_sys::exe::exec_fd(mem.as_raw_fd(), &args, &env))
+    Err(capsa_sys::exe::exec_fd(exe.as_raw_fd(), &args, &env))
 }

@@ -180,9 +180,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         hooks,
+        join_v1_cgroups: plan.namespaces.join.is_empty() && plan.time_offsets.is_empty(),
     };
 
-    let pid = spawn_init(&plan, &ctx, &parent)?;
+    let (pid, v2_pending) = spawn_init(&plan, &ctx, &parent)?;
     undo.pid = Some(pid);
     drop(child);
 
@@ -190,7 +191,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     if plan.new_userns() && plan.namespaces.join.is_empty() && plan.time_offsets.is_empty() {
         namespaces::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
     }
-    cgroup.add(pid.as_raw())?;
+    if v2_pending {
+        cgroup.add_v2(pid.as_raw())?;
+    }
     send(&parent, &Msg::MapsDone)?;
 
     let created = state::now_rfc3339();
@@ -289,27 +292,42 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
 /// Start the init: one clone3 with every new namespace when nothing is
 /// joined (the common case), else an intermediate process that joins, makes
 /// the rest and forks the init.
-fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<Pid> {
+///
+/// The process is born in the v2 cgroup (`CLONE_INTO_CGROUP`) and joins
+/// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
+/// is written to a `cgroup.procs` file: that write costs a RCU grace period.
+/// Returns the pid and whether the v2 cgroup still has to be joined.
+fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(Pid, bool)> {
     // The cgroup namespace is unshared by the init itself once it is in
     // its cgroup.
     let new = plan.namespaces.new & !libc::CLONE_NEWCGROUP;
-    if plan.namespaces.join.is_empty() && plan.time_offsets.is_empty() {
-        return match capsa_sys::process::clone_fork(new as u64, None)
-            .map_err(|e| Error::sys("clone3", "container init", e))?
-        {
-            Forked::Child => init::run(ctx),
-            Forked::Parent(pid) => Ok(pid),
-        };
-    }
-    match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "intermediate", e))? {
+    let direct = plan.namespaces.join.is_empty() && plan.time_offsets.is_empty();
+    let flags = if direct { new as u64 } else { 0 };
+    let v2 = ctx.cgroup.v2_fd();
+    let (forked, v2_pending) = match v2
+        .as_ref()
+        .map(|fd| capsa_sys::process::clone_fork(flags, Some(fd.as_raw_fd())))
+    {
+        Some(Ok(f)) => (f, false),
+        // Without clone3 or CLONE_INTO_CGROUP: the parent joins it later.
+        _ => (
+            capsa_sys::process::clone_fork(flags, None)
+                .map_err(|e| Error::sys("clone3", "container init", e))?,
+            v2.is_some(),
+        ),
+    };
+    match forked {
+        Forked::Child if direct => init::run(ctx),
         Forked::Child => intermediate(plan, ctx, new),
+        Forked::Parent(pid) if direct => Ok((pid, v2_pending)),
         Forked::Parent(mid) => {
             let res = serve_intermediate(plan, parent, mid);
             let _ = waitpid(mid, None);
             if res.is_err() {
                 let _ = kill(mid, Signal::SIGKILL);
             }
-            res
+            // The init was forked by the intermediate, after it joined.
+            res.map(|pid| (pid, false))
         }
     }
 }
@@ -344,6 +362,15 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
         let _ = ctx.chan.send(&Msg::Failed(e));
         capsa_sys::process::exit_now(1)
     };
+    // Join the v1 cgroups first, as the runtime's root: the init inherits.
+    if let Err(e) = ctx.cgroup.join_self_v1() {
+        fail(crate::error::ChildError::msg(
+            "cgroups",
+            "join",
+            ctx.cgroup.path.display(),
+            e.to_string(),
+        ));
+    }
     if let Err(e) = namespaces::join(&plan.namespaces.join) {
         fail(e);
     }

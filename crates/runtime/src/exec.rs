@@ -49,11 +49,25 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     let pidfd = open_verified(&st)?;
     let flags = namespaces::differing(st.pid)?;
     let (parent, child) = channel::pair()?;
-    let mid = match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "exec", e))? {
+    // Born in the v2 cgroup; the v1 ones the joiner enters itself (a pid
+    // written to cgroup.procs would cost a RCU grace period).
+    let v2 = st.cgroup.v2_fd();
+    let (forked, v2_pending) = match v2
+        .as_ref()
+        .map(|fd| capsa_sys::process::clone_fork(0, Some(fd.as_raw_fd())))
+    {
+        Some(Ok(f)) => (f, false),
+        _ => (
+            capsa_sys::process::fork().map_err(|e| Error::sys("fork", "exec", e))?,
+            v2.is_some(),
+        ),
+    };
+    let mid = match forked {
         Forked::Child => {
             drop(parent);
             joiner(
                 &child,
+                &st.cgroup,
                 pidfd.as_raw_fd(),
                 flags,
                 &opts.process,
@@ -63,7 +77,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         Forked::Parent(p) => p,
     };
     drop(child);
-    let res = serve(&st, &parent, mid, console_sock.as_ref(), opts);
+    let res = serve(&st, &parent, mid, v2_pending, console_sock.as_ref(), opts);
     let _ = waitpid(mid, None);
     let execed = res?;
     if let Some(pf) = &opts.pid_file {
@@ -77,10 +91,13 @@ fn serve(
     st: &state::ContainerState,
     parent: &channel::Channel,
     mid: Pid,
+    v2_pending: bool,
     console_sock: Option<&std::os::unix::net::UnixStream>,
     opts: &ExecOptions,
 ) -> Result<Execed> {
-    st.cgroup.add(mid.as_raw())?;
+    if v2_pending {
+        st.cgroup.add_v2(mid.as_raw())?;
+    }
     parent
         .send(&Msg::MapsDone)
         .map_err(|e| Error::sys("send", "exec channel", e))?;
@@ -132,6 +149,7 @@ fn serve(
 /// (a pid namespace applies to children only).
 fn joiner(
     chan: &channel::Channel,
+    cgroup: &capsa_cgroups::Cgroup,
     pidfd: i32,
     flags: i32,
     p: &ProcessPlan,
@@ -141,6 +159,14 @@ fn joiner(
         let _ = chan.send(&Msg::Failed(e));
         capsa_sys::process::exit_now(1)
     };
+    if let Err(e) = cgroup.join_self_v1() {
+        fail(ChildError::msg(
+            "exec",
+            "join cgroup",
+            cgroup.path.display(),
+            e.to_string(),
+        ));
+    }
     if !matches!(chan.recv(), Ok(Some((Msg::MapsDone, _)))) {
         fail(ChildError::msg(
             "exec",

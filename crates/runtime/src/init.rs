@@ -27,6 +27,8 @@ pub struct InitContext<'a> {
     pub preserve_fds: i32,
     /// Whether the plan has hooks that need the runtime's state JSON.
     pub hooks: bool,
+    /// Whether the init joins the v1 cgroups itself (no intermediate did).
+    pub join_v1_cgroups: bool,
 }
 
 /// Run the init. Never returns: execs the program, or reports and exits.
@@ -55,7 +57,14 @@ fn expect(chan: &Channel, want: &str) -> R<Msg> {
 fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     let plan = ctx.plan;
     let p = &plan.process;
-    // The parent writes our id maps and moves us into the cgroup first.
+    // Join the v1 cgroups while we are still the runtime's root (before a
+    // user namespace maps us); the intermediate, if any, did it for us.
+    if ctx.join_v1_cgroups {
+        ctx.cgroup.join_self_v1().map_err(|e| {
+            ChildError::msg("cgroups", "join", ctx.cgroup.path.display(), e.to_string())
+        })?;
+    }
+    // The parent writes our id maps first.
     if expect(ctx.chan, "maps")? != Msg::MapsDone {
         return Err(ChildError::msg(
             "init",

@@ -3,8 +3,10 @@
 //! Security: CVE-2019-5736. A process in the container can reach the binary
 //! of a runtime process that joined it through `/proc/PID/exe` (or by making
 //! the container's entrypoint `#!/proc/self/exe`) and overwrite it on the host.
-//! Re-executing from a sealed memfd makes `/proc/PID/exe` point at an
-//! anonymous, write-sealed file instead.
+//! Re-executing through a detached, read-only bind mount of the binary makes
+//! `/proc/PID/exe` a path on which every write fails with EROFS, and costs
+//! one execve. Where the new mount API is not allowed (rootless), a sealed
+//! memfd copy does the same at the price of copying the binary.
 
 use crate::Result;
 use nix::errno::Errno;
@@ -14,14 +16,72 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-/// Whether the running binary is already a write-sealed memfd.
-pub fn running_sealed() -> bool {
+/// Whether the running binary cannot be written through `/proc/self/exe`:
+/// a write-sealed memfd, or a file reached through a read-only mount.
+pub fn running_protected() -> bool {
     let Ok(f) = std::fs::File::open("/proc/self/exe") else {
         return false;
     };
     // SAFETY: F_GET_SEALS takes no argument and only reads fd state.
     let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && (seals & libc::F_SEAL_WRITE) != 0
+    if seals >= 0 && (seals & libc::F_SEAL_WRITE) != 0 {
+        return true;
+    }
+    nix::sys::statvfs::fstatvfs(&f)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 1;
+
+/// A detached, read-only bind mount of the running binary
+/// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`). It
+/// is attached nowhere, so nothing is left behind: it lives as long as a
+/// process runs the binary through it.
+pub fn readonly_clone() -> Result<OwnedFd> {
+    let path = c"/proc/self/exe";
+    // SAFETY: open_tree takes a dirfd, a C string and flags, and returns a
+    // new fd that we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    let fd = Errno::result(fd)? as RawFd;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `attr` is a valid mount_attr of the size passed; the empty
+    // path with AT_EMPTY_PATH names the fd itself.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r)?;
+    Ok(tree)
 }
 
 /// Copy `/proc/self/exe` into a new memfd and seal it against every change.
