@@ -23,8 +23,8 @@ pub enum Msg {
     HooksPlease,
     /// parent -> child: hooks done; the OCI state for the child's own hooks.
     HooksDone(String),
-    /// child -> parent: set up, waiting to be started.
-    Ready,
+    /// child -> parent: set up, waiting to be started; what each step cost.
+    Ready(crate::trace::Trace),
     /// parent -> child: go on.
     Go,
     /// child -> parent: set-up failed.

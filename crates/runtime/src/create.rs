@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::init::{self, InitContext};
 use crate::namespaces;
 use crate::state::{self, ContainerState, Status, Store};
+use crate::trace::Trace;
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
 use capsa_sys::process::Forked;
@@ -40,6 +41,8 @@ pub struct Created {
     /// socket was given (the caller proxies it).
     pub console: Option<OwnedFd>,
     channel: Channel,
+    /// What each step cost, runtime and init merged.
+    pub trace: Trace,
 }
 
 impl Created {
@@ -81,7 +84,10 @@ impl Drop for Undo<'_> {
 /// Create container `opts.id` from its bundle.
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     state::check_id(&opts.id)?;
+    let mut trace = Trace::default();
+    trace.mark("runtime", "create begins");
     let plan = capsa_spec::load(&opts.bundle)?;
+    trace.mark("runtime", "config.json parsed and validated");
     if plan.namespaces.new & libc::CLONE_NEWNS == 0 && !plan.namespaces.has(libc::CLONE_NEWNS) {
         return Err(Error::Invalid(
             "linux.namespaces: a mount namespace is required".into(),
@@ -136,6 +142,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
     cgroup.apply(&resources, &device_rules)?;
+    trace.mark("runtime", "cgroup created, limits written");
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -183,7 +190,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         join_v1_cgroups: plan.namespaces.join.is_empty() && plan.time_offsets.is_empty(),
     };
 
+    trace.mark("runtime", "exec fifo and channel ready");
     let (pid, v2_pending) = spawn_init(&plan, &ctx, &parent)?;
+    trace.mark("runtime", "clone3 returned");
     undo.pid = Some(pid);
     drop(child);
 
@@ -195,6 +204,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         cgroup.add_v2(pid.as_raw())?;
     }
     send(&parent, &Msg::MapsDone)?;
+    trace.mark("runtime", "id maps written");
 
     let created = state::now_rfc3339();
     let mut st = ContainerState {
@@ -246,7 +256,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
                     &Msg::HooksDone(st.oci_state(Status::Created).to_string()),
                 )?;
             }
-            Some((Msg::Ready, _)) => break,
+            Some((Msg::Ready(t), _)) => {
+                trace.merge(t);
+                trace.mark("runtime", "init ready");
+                break;
+            }
             Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
             Some((other, _)) => {
                 return Err(Error::State(format!(
@@ -263,6 +277,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
 
     st.start_time = state::proc_stat(pid.as_raw()).map(|(_, t)| t).unwrap_or(0);
     store.save(&st)?;
+    trace.mark("runtime", "state.json written");
     if let Some(pf) = &opts.pid_file {
         let pf = std::path::absolute(pf).unwrap_or_else(|_| pf.clone());
         state::write_atomic(&pf, pid.as_raw().to_string().as_bytes())?;
@@ -272,6 +287,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         state: st,
         console,
         channel: parent,
+        trace,
     })
 }
 

@@ -4,6 +4,7 @@
 
 use crate::channel::{Channel, Msg};
 use crate::error::ChildError;
+use crate::trace::Trace;
 use crate::{mounts, process};
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
@@ -55,6 +56,8 @@ fn expect(chan: &Channel, want: &str) -> R<Msg> {
 }
 
 fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
+    let mut t = Trace::default();
+    t.mark("init", "born in new namespaces");
     let plan = ctx.plan;
     let p = &plan.process;
     // Join the v1 cgroups while we are still the runtime's root (before a
@@ -65,6 +68,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         })?;
     }
     // The parent writes our id maps first.
+    t.mark("init", "joined v1 cgroups");
     if expect(ctx.chan, "maps")? != Msg::MapsDone {
         return Err(ChildError::msg(
             "init",
@@ -107,9 +111,13 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         }
     }
 
+    t.mark("init", "ids, cgroup namespace, session, keyring");
     let root = mounts::prepare_root(plan)?;
+    t.mark("init", "propagation set, rootfs bound");
     mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy)?;
+    t.mark("init", "spec mounts");
     mounts::setup_dev(plan, &root)?;
+    t.mark("init", "/dev devices and links");
     if p.terminal {
         console(ctx, &root)?;
     }
@@ -141,6 +149,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     }
 
     mounts::pivot(&plan.rootfs, ctx.no_pivot)?;
+    t.mark("init", "pivot_root");
     drop(root);
     mounts::finish_propagation(plan)?;
     mounts::mask(&plan.masked_paths)?;
@@ -169,11 +178,15 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     process::set_rlimits(p)?;
     process::set_oom_score_adj(p)?;
     process::set_io_priority(p)?;
+    t.mark("init", "masked/readonly paths, hostname, sysctls, limits");
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
 
     ctx.chan
-        .send(&Msg::Ready)
+        .send(&Msg::Ready({
+            t.mark("init", "program found, ready");
+            t
+        }))
         .map_err(|e| ChildError::sys("init", "send", "ready", e))?;
 
     // Wait for `start`: opening the FIFO for writing blocks until a reader

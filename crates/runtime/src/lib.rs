@@ -18,6 +18,7 @@ mod namespaces;
 mod process;
 pub mod signals;
 pub mod state;
+pub mod trace;
 
 pub use create::Created;
 pub use create::{create, CreateOptions};

@@ -8,5 +8,6 @@ pub fn run(store: &Store, a: &CreateArgs, log: &Logger) -> anyhow::Result<i32> {
         "created {} with init pid {}",
         c.state.id, c.state.pid
     ));
+    super::trace(log, &c.trace);
     Ok(0)
 }

@@ -46,3 +46,10 @@ pub fn create_options(a: &crate::cli::CreateArgs) -> capsa_runtime::CreateOption
         own_console: false,
     }
 }
+
+/// With `--debug`: what each step of the create cost.
+pub fn trace(log: &Logger, t: &capsa_runtime::trace::Trace) {
+    for line in t.lines() {
+        log.debug(&line);
+    }
+}

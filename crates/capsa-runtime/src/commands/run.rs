@@ -15,6 +15,7 @@ pub fn run(store: &Store, a: &RunArgs, log: &Logger) -> anyhow::Result<i32> {
         foreground::block_signals();
     }
     let mut created = capsa_runtime::create(store, &opts)?;
+    super::trace(log, &created.trace);
     let id = &a.create.id;
     match capsa_runtime::start(store, id) {
         Ok(warnings) => warnings.iter().for_each(|w| log.warn(w)),
