@@ -174,23 +174,36 @@ impl Cgroup {
         let Some(d) = self.v1_dir("devices") else {
             return Ok(());
         };
-        write(&d.join("devices.deny"), "a")?;
-        for rule in rules {
-            let file = if rule.allow() {
-                "devices.allow"
+        // One open per file: the kernel takes one rule per write(2).
+        let open = |name: &str| {
+            let path = d.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map(|f| (f, path.clone()))
+                .map_err(|e| CgroupError::sys("open", &path, e))
+        };
+        let (mut allow, allow_path) = open("devices.allow")?;
+        let (mut deny, deny_path) = open("devices.deny")?;
+        let mut put = |to_allow: bool, rule: &str| -> Result<()> {
+            use std::io::Write;
+            let (f, p) = if to_allow {
+                (&mut allow, &allow_path)
             } else {
-                "devices.deny"
+                (&mut deny, &deny_path)
             };
-            write(&d.join(file), &device_rule(rule))?;
+            f.write_all(rule.as_bytes())
+                .map_err(|e| CgroupError::sys("write", p, e))
+        };
+        put(false, "a")?;
+        for rule in rules {
+            put(rule.allow(), &device_rule(rule))?;
         }
         for rule in DEFAULT_ALLOWED_DEVICES {
-            write(&d.join("devices.allow"), rule)?;
+            put(true, rule)?;
         }
         for (t, major, minor) in devices {
-            write(
-                &d.join("devices.allow"),
-                &format!("{t} {major}:{minor} rwm"),
-            )?;
+            put(true, &format!("{t} {major}:{minor} rwm"))?;
         }
         Ok(())
     }
