@@ -27,21 +27,27 @@ json.dump(c, open(p, "w"), indent=2)
 PY
 
 echo "== capsa-runtime run (the probe reports what it sees inside)"
-$rt run --bundle "$demo/bundle" "demo-$$" | python3 -c '
+$rt run --bundle "$demo/bundle" "demo-$$" > "$demo/report.json"
+python3 - "$demo/report.json" <<'PY'
 import json, sys
-p = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print(f"pid inside:      {p[\"pid\"]}")
-print(f"hostname:        {p[\"hostname\"]}")
-print(f"uid/gid:         {p[\"uid\"]}/{p[\"gid\"]}")
-print(f"namespaces:      " + ", ".join(f"{k}:{v}" for k, v in sorted(p["namespaces"].items())))
-print(f"capabilities:    effective {p[\"caps\"][\"CapEff\"]} bounding {p[\"caps\"][\"CapBnd\"]}")
-print(f"no_new_privs:    {p[\"no_new_privs\"]}")
-print(f"open fds:        {sorted(p[\"fds\"])}")
-print(f"rlimit nofile:   {p[\"rlimits\"].get(\"Max open files\")}")
-print(f"cgroup:          {p[\"cgroup\"].strip().splitlines()[:3]} ...")
+p = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+caps = p["caps"]
+rows = [
+    ("pid inside", p["pid"]),
+    ("hostname", p["hostname"]),
+    ("uid/gid", "%s/%s" % (p["uid"], p["gid"])),
+    ("namespaces", ", ".join("%s:%s" % kv for kv in sorted(p["namespaces"].items()))),
+    ("capabilities", "effective %s bounding %s" % (caps["CapEff"], caps["CapBnd"])),
+    ("no_new_privs", p["no_new_privs"]),
+    ("open fds", ", ".join(sorted(p["fds"]))),
+    ("rlimit nofile", p["rlimits"].get("Max open files")),
+    ("cgroups", "; ".join(p["cgroup"].strip().splitlines()[:4]) + " ..."),
+]
+for k, v in rows:
+    print("%-14s %s" % (k + ":", v))
 print("mounts:")
 for m in p["mounts"]:
-    print(f"  {m[\"target\"]:<24} {m[\"fstype\"]:<8} {m[\"options\"]}")
-'
+    print("  %-24s %-8s %s" % (m["target"], m["fstype"], m["options"]))
+PY
 echo "== host namespaces, for comparison"
 for n in pid net mnt uts ipc cgroup; do printf '%s:%s ' "$n" "$(stat -Lc %i /proc/self/ns/$n)"; done; echo

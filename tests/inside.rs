@@ -304,7 +304,11 @@ fn oom_score_adj_and_io_priority_are_applied() {
     let mut b = env.bundle("b");
     b.config["process"]["oomScoreAdj"] = json!(500);
     b.config["process"]["ioPriority"] = json!({ "class": "IOPRIO_CLASS_BE", "priority": 6 });
-    b.args(&["/probe"]);
-    let p = run_probe(&env, &b, &env.id("c"));
-    assert_eq!(p["oom_score_adj"], "500");
+    b.args(&["sh", "-c", "cat /proc/self/oom_score_adj; ionice -p $$"]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "500\nbest-effort: prio 6\n"
+    );
 }

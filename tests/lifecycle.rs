@@ -2,7 +2,7 @@
 //! runc: create, state, start, kill, delete; run; list; ps; spec; features.
 
 use capsa_tests::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[test]
 fn run_returns_the_container_exit_code() {
@@ -312,4 +312,41 @@ fn systemd_cgroup_without_systemd_is_a_clear_error() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_reused_pid_is_never_taken_for_the_container() {
+    let env = Env::new("pidreuse");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    env.rt_ok(&["kill", &id, "KILL"]);
+    assert!(wait_for(5, || env.state(&id)["status"] == "stopped"));
+    // Another process now holds the recorded pid (here: a sleep of ours,
+    // written into the state as if the kernel had recycled the pid).
+    let mut other = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let path = env.root.join(&id).join("state.json");
+    let mut st: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    st["pid"] = json!(other.id());
+    std::fs::write(&path, st.to_string()).unwrap();
+    assert_eq!(env.state(&id)["status"], "stopped");
+    assert_eq!(env.state(&id)["pid"], 0);
+    let o = env.rt(&["kill", &id, "KILL"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "kill reached a process that is not the container"
+    );
+    env.rt_ok(&["delete", "--force", &id]);
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "delete killed a process that is not the container"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    env.assert_gone(&id);
 }

@@ -42,7 +42,7 @@ pub fn probe_bin() -> PathBuf {
 const APPLETS: [&str; 30] = [
     "sh", "true", "false", "echo", "cat", "ls", "sleep", "id", "hostname", "ps", "mount", "touch",
     "mkdir", "test", "stat", "readlink", "tty", "env", "pwd", "grep", "wc", "head", "kill",
-    "printf", "uname", "mknod", "rm", "chmod", "dd", "umask",
+    "printf", "uname", "mknod", "rm", "chmod", "dd", "ionice",
 ];
 
 /// One test's world: a temp directory, a state root, a cgroup parent, and
