@@ -288,3 +288,18 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Unless the command succeeded (the machine allows what the test asks),
+/// it must have failed with every one of `words` on stderr and left
+/// nothing of container `id` behind.
+pub fn refused_unless_allowed(env: &Env, o: &Output, id: &str, words: &[&str]) {
+    if o.status.success() {
+        return;
+    }
+    let e = stderr(o);
+    assert!(
+        words.iter().all(|w| e.contains(w)),
+        "stderr lacks {words:?}: {e}"
+    );
+    env.assert_gone(id);
+}

@@ -4,6 +4,7 @@
 //! maps, hooks, state. Whatever fails, everything made so far is undone.
 
 use crate::channel::{self, Channel, Msg};
+use crate::console::ConsoleSocket;
 use crate::error::{Error, Result};
 use crate::init::{self, InitContext};
 use crate::namespaces;
@@ -99,13 +100,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
                 .into(),
         ));
     }
-    let console_sock = match &opts.console_socket {
-        Some(p) => Some(
-            std::os::unix::net::UnixStream::connect(p)
-                .map_err(|e| Error::io("connect console socket", p.display(), e))?,
-        ),
-        None => None,
-    };
+    let console_sock = ConsoleSocket::connect(opts.console_socket.as_deref())?;
 
     let dir = store.create_dir(&opts.id)?;
     let mut undo = Undo {
@@ -225,26 +220,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             .map_err(|e| Error::sys("recv", "init channel", e))?
         {
             Some((Msg::Console, fd)) => {
-                let fd = fd.ok_or_else(|| Error::State("console message without a pty".into()))?;
-                match &console_sock {
-                    Some(sock) => {
-                        capsa_sys::fd::send_with_fd(
-                            std::os::fd::AsFd::as_fd(sock),
-                            b"/dev/ptmx",
-                            Some(fd.as_raw_fd()),
-                        )
-                        .map_err(|e| {
-                            Error::sys(
-                                "send pty master to console socket",
-                                opts.console_socket
-                                    .as_ref()
-                                    .map(|p| p.display().to_string())
-                                    .unwrap_or_default(),
-                                e,
-                            )
-                        })?;
-                    }
-                    None => console = Some(fd),
+                if let Some(kept) = console_sock.forward(fd)? {
+                    console = Some(kept);
                 }
             }
             Some((Msg::HooksPlease, _)) => {

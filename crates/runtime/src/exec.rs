@@ -2,6 +2,7 @@
 //! of its init (atomically, through a pidfd) and its cgroup.
 
 use crate::channel::{self, Msg};
+use crate::console::ConsoleSocket;
 use crate::error::{ChildError, Error, Result};
 use crate::lifecycle::{open_verified, status_of};
 use crate::state::{self, Status, Store};
@@ -39,13 +40,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         Status::Created | Status::Running => {}
         s => return Err(Error::State(format!("cannot exec in a {s} container"))),
     }
-    let console_sock = match &opts.console_socket {
-        Some(p) => Some(
-            std::os::unix::net::UnixStream::connect(p)
-                .map_err(|e| Error::io("connect console socket", p.display(), e))?,
-        ),
-        None => None,
-    };
+    let console_sock = ConsoleSocket::connect(opts.console_socket.as_deref())?;
     let pidfd = open_verified(&st)?;
     let flags = namespaces::differing(st.pid)?;
     let (parent, child) = channel::pair()?;
@@ -77,7 +72,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         Forked::Parent(p) => p,
     };
     drop(child);
-    let res = serve(&st, &parent, mid, v2_pending, console_sock.as_ref(), opts);
+    let res = serve(&st, &parent, mid, v2_pending, &console_sock);
     let _ = waitpid(mid, None);
     let execed = res?;
     if let Some(pf) = &opts.pid_file {
@@ -92,8 +87,7 @@ fn serve(
     parent: &channel::Channel,
     mid: Pid,
     v2_pending: bool,
-    console_sock: Option<&std::os::unix::net::UnixStream>,
-    opts: &ExecOptions,
+    console_sock: &ConsoleSocket,
 ) -> Result<Execed> {
     if v2_pending {
         st.cgroup.add_v2(mid.as_raw())?;
@@ -110,24 +104,8 @@ fn serve(
         {
             Some((Msg::Pid(p), _)) => pid = Some(p),
             Some((Msg::Console, fd)) => {
-                let fd = fd.ok_or_else(|| Error::State("console message without a pty".into()))?;
-                match console_sock {
-                    Some(sock) => capsa_sys::fd::send_with_fd(
-                        std::os::fd::AsFd::as_fd(sock),
-                        b"/dev/ptmx",
-                        Some(fd.as_raw_fd()),
-                    )
-                    .map_err(|e| {
-                        Error::sys(
-                            "send pty master to console socket",
-                            opts.console_socket
-                                .as_ref()
-                                .map(|p| p.display().to_string())
-                                .unwrap_or_default(),
-                            e,
-                        )
-                    })?,
-                    None => console = Some(fd),
+                if let Some(kept) = console_sock.forward(fd)? {
+                    console = Some(kept);
                 }
             }
             Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
@@ -203,29 +181,7 @@ fn run_process(
 ) -> std::result::Result<std::convert::Infallible, ChildError> {
     nix::unistd::setsid().map_err(|e| ChildError::sys("exec", "setsid", "", e))?;
     if p.terminal {
-        let (master, slave_name) =
-            capsa_sys::fd::open_pty(std::path::Path::new("/dev/pts/ptmx"))
-                .map_err(|e| ChildError::sys("console", "open", "/dev/pts/ptmx", e))?;
-        if let Some((rows, cols)) = p.console_size {
-            let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
-        }
-        chan.send_fd(&Msg::Console, Some(master.as_raw_fd()))
-            .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
-        drop(master);
-        let slave = nix::fcntl::open(
-            slave_name.as_str(),
-            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| ChildError::sys("console", "open", &slave_name, e))?;
-        for t in 0..3 {
-            capsa_sys::fd::dup_to(slave, t).map_err(|e| ChildError::sys("console", "dup", t, e))?;
-        }
-        if slave > 2 {
-            let _ = nix::unistd::close(slave);
-        }
-        capsa_sys::fd::set_controlling_tty(0)
-            .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
+        crate::console::attach(chan, std::path::Path::new("/"), p.console_size)?;
     }
     process::set_rlimits(p)?;
     process::set_oom_score_adj(p)?;

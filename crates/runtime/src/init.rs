@@ -9,7 +9,7 @@ use crate::{mounts, process};
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
 use nix::errno::Errno;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 
 type R<T> = std::result::Result<T, ChildError>;
@@ -138,14 +138,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
                 ))
             }
         }
-        crate::hooks::run(&plan.hooks.create_container, &state).map_err(|f| {
-            ChildError::msg(
-                "hooks",
-                "createContainer",
-                format!("[{}] {}", f.index, f.path),
-                f.why,
-            )
-        })?;
+        container_hooks("createContainer", &plan.hooks.create_container, &state)?;
     }
 
     mounts::pivot(&plan.rootfs, ctx.no_pivot)?;
@@ -212,14 +205,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     drop(fifo);
 
     if !plan.hooks.start_container.is_empty() {
-        crate::hooks::run(&plan.hooks.start_container, &state).map_err(|f| {
-            ChildError::msg(
-                "hooks",
-                "startContainer",
-                format!("[{}] {}", f.index, f.path),
-                f.why,
-            )
-        })?;
+        container_hooks("startContainer", &plan.hooks.start_container, &state)?;
     }
     Err(process::finalize(p, &exe, &env, ctx.preserve_fds))
 }
@@ -227,32 +213,13 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
 /// Allocate the container's terminal from its own devpts, hand the master to
 /// the runtime, and make the slave our stdio and controlling terminal.
 fn console(ctx: &InitContext<'_>, root: &OwnedFd) -> R<()> {
-    let rootfs = &ctx.plan.rootfs;
-    let ptmx = rootfs.join("dev/pts/ptmx");
-    let (master, slave_name) = capsa_sys::fd::open_pty(&ptmx)
-        .map_err(|e| ChildError::sys("console", "open", ptmx.display(), e))?;
-    if let Some((rows, cols)) = ctx.plan.process.console_size {
-        let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
-    }
-    ctx.chan
-        .send_fd(&Msg::Console, Some(master.as_raw_fd()))
-        .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
-    drop(master);
-    let slave_host = rootfs.join(slave_name.trim_start_matches('/'));
-    let slave = nix::fcntl::open(
-        &slave_host,
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| ChildError::sys("console", "open", &slave_name, e))?;
-    for target in 0..3 {
-        capsa_sys::fd::dup_to(slave, target)
-            .map_err(|e| ChildError::sys("console", "dup", target, e))?;
-    }
-    if slave > 2 {
-        let _ = nix::unistd::close(slave);
-    }
-    capsa_sys::fd::set_controlling_tty(0)
-        .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
-    mounts::bind_console(root, &slave_host.display().to_string())
+    let slave = crate::console::attach(ctx.chan, &ctx.plan.rootfs, ctx.plan.process.console_size)?;
+    mounts::bind_console(root, &slave.display().to_string())
+}
+
+/// Hooks that run in the container's namespaces (createContainer,
+/// startContainer): a failure fails the create or the start.
+fn container_hooks(stage: &str, hooks: &[capsa_spec::oci::Hook], state: &str) -> R<()> {
+    crate::hooks::run(hooks, state)
+        .map_err(|f| ChildError::msg("hooks", stage, format!("[{}] {}", f.index, f.path), f.why))
 }

@@ -7,6 +7,7 @@
 //! See `docs/create-flow.md` for the sequence.
 
 mod channel;
+mod console;
 mod create;
 mod error;
 mod exec;

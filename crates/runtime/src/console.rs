@@ -1,0 +1,81 @@
+//! Terminals, as runc hands them out: the process allocates its pty from the
+//! container's own devpts, sends the master to the runtime over the
+//! channel, and the runtime passes it on to `--console-socket` (or keeps it
+//! to proxy itself, for `run` in the foreground).
+
+use crate::channel::{Channel, Msg};
+use crate::error::{ChildError, Error, Result};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// The runtime's side: a connection to `--console-socket`, if given.
+pub(crate) struct ConsoleSocket {
+    conn: Option<(UnixStream, PathBuf)>,
+}
+
+impl ConsoleSocket {
+    /// Connect now, so that a wrong path fails before anything is made.
+    pub fn connect(path: Option<&Path>) -> Result<ConsoleSocket> {
+        let conn = match path {
+            Some(p) => Some((
+                UnixStream::connect(p)
+                    .map_err(|e| Error::io("connect console socket", p.display(), e))?,
+                p.to_path_buf(),
+            )),
+            None => None,
+        };
+        Ok(ConsoleSocket { conn })
+    }
+
+    /// Pass the pty master on; without a socket, hand it back to keep.
+    pub fn forward(&self, master: Option<OwnedFd>) -> Result<Option<OwnedFd>> {
+        let master = master.ok_or_else(|| Error::State("console message without a pty".into()))?;
+        match &self.conn {
+            Some((sock, path)) => {
+                // runc sends the terminal's name as the payload.
+                capsa_sys::fd::send_with_fd(sock.as_fd(), b"/dev/ptmx", Some(master.as_raw_fd()))
+                    .map_err(|e| Error::sys("send pty master to console socket", path.display(), e))?;
+                Ok(None)
+            }
+            None => Ok(Some(master)),
+        }
+    }
+}
+
+/// The process's side: open a pty through `ptmx`, send the master over
+/// `chan`, and make the slave (found under `root`, which is `/` once inside
+/// the container and the rootfs before pivot_root) our stdio and
+/// controlling terminal. Returns the slave's path as opened.
+pub(crate) fn attach(
+    chan: &Channel,
+    root: &Path,
+    size: Option<(u16, u16)>,
+) -> std::result::Result<PathBuf, ChildError> {
+    let ptmx = root.join("dev/pts/ptmx");
+    let (master, slave_name) = capsa_sys::fd::open_pty(&ptmx)
+        .map_err(|e| ChildError::sys("console", "open", ptmx.display(), e))?;
+    if let Some((rows, cols)) = size {
+        let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
+    }
+    chan.send_fd(&Msg::Console, Some(master.as_raw_fd()))
+        .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
+    drop(master);
+    let slave_path = root.join(slave_name.trim_start_matches('/'));
+    let slave = nix::fcntl::open(
+        &slave_path,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| ChildError::sys("console", "open", &slave_name, e))?;
+    for target in 0..3 {
+        capsa_sys::fd::dup_to(slave, target)
+            .map_err(|e| ChildError::sys("console", "dup", target, e))?;
+    }
+    if slave > 2 {
+        let _ = nix::unistd::close(slave);
+    }
+    capsa_sys::fd::set_controlling_tty(0)
+        .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
+    Ok(slave_path)
+}
