@@ -44,53 +44,74 @@ fn invalid_json_names_the_position() {
     );
 }
 
-#[test]
-fn unknown_namespace_type_names_its_field() {
-    let env = Env::new("badns");
+/// A bundle whose config `change` spoils must be refused at create with
+/// `want` on stderr, leaving nothing.
+fn bad_config(name: &str, change: impl FnOnce(&mut serde_json::Value), want: &str) {
+    let env = Env::new(name);
     let mut b = env.bundle("b");
-    b.config["linux"]["namespaces"][1] = json!({ "type": "bogus" });
+    change(&mut b.config);
     b.save();
     let id = env.id("c");
-    fails_cleanly(
-        &env,
-        &["create", "-b", b.path(), &id],
-        &id,
+    fails_cleanly(&env, &["create", "-b", b.path(), &id], &id, want);
+}
+
+#[test]
+fn unknown_namespace_type_names_its_field() {
+    bad_config(
+        "badns",
+        |c| c["linux"]["namespaces"][1] = json!({ "type": "bogus" }),
         "linux.namespaces[1].type: unknown variant `bogus`",
     );
 }
 
 #[test]
 fn unknown_capability_names_its_field() {
-    let env = Env::new("badcap");
-    let mut b = env.bundle("b");
-    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_KILL", "CAP_FOO"]);
-    b.save();
-    let id = env.id("c");
-    fails_cleanly(
-        &env,
-        &["create", "-b", b.path(), &id],
-        &id,
+    bad_config(
+        "badcap",
+        |c| c["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_KILL", "CAP_FOO"]),
         "process.capabilities.bounding[2]: unknown capability \"CAP_FOO\"",
     );
 }
 
 #[test]
-fn unsupported_spec_version_and_relative_cwd_are_refused() {
-    let env = Env::new("badversion");
-    let mut b = env.bundle("b");
-    b.config["ociVersion"] = json!("2.0.0");
-    b.save();
-    let id = env.id("c");
-    fails_cleanly(
-        &env,
-        &["create", "-b", b.path(), &id],
-        &id,
+fn unsupported_spec_version_is_refused() {
+    bad_config(
+        "badversion",
+        |c| c["ociVersion"] = json!("2.0.0"),
         "ociVersion: \"2.0.0\" is not supported",
     );
-    b.config["ociVersion"] = json!("1.0.2");
-    b.config["process"]["cwd"] = json!("tmp");
-    b.save();
-    fails_cleanly(&env, &["create", "-b", b.path(), &id], &id, "process.cwd");
+}
+
+#[test]
+fn relative_cwd_is_refused() {
+    bad_config(
+        "relcwd",
+        |c| c["process"]["cwd"] = json!("tmp"),
+        "process.cwd: \"tmp\" is not an absolute path",
+    );
+}
+
+#[test]
+fn hostname_without_a_uts_namespace_is_refused() {
+    bad_config(
+        "nouts",
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "uts")
+        },
+        "hostname: cannot set a hostname without a private UTS namespace",
+    );
+}
+
+#[test]
+fn a_missing_program_fails_at_create_and_leaves_nothing() {
+    bad_config(
+        "noprog",
+        |c| c["process"]["args"] = json!(["does-not-exist"]),
+        "executable file not found in $PATH",
+    );
 }
 
 #[test]
@@ -193,20 +214,6 @@ fn negative_oom_score_adj_without_the_capability_is_reported() {
 }
 
 #[test]
-fn a_missing_program_fails_at_create_and_leaves_nothing() {
-    let env = Env::new("noprog");
-    let mut b = env.bundle("b");
-    b.args(&["does-not-exist"]);
-    let id = env.id("c");
-    fails_cleanly(
-        &env,
-        &["create", "-b", b.path(), &id],
-        &id,
-        "executable file not found in $PATH",
-    );
-}
-
-#[test]
 fn wrong_flags_are_usage_errors() {
     let env = Env::new("flags");
     let o = env.rt(&["create", "--no-such-flag", "x"]);
@@ -218,21 +225,5 @@ fn wrong_flags_are_usage_errors() {
         stderr(&o).contains("invalid container id"),
         "{}",
         stderr(&o)
-    );
-}
-
-#[test]
-fn hostname_without_a_uts_namespace_is_refused() {
-    let env = Env::new("nouts");
-    let mut b = env.bundle("b");
-    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
-    ns.retain(|n| n["type"] != "uts");
-    b.save();
-    let id = env.id("c");
-    fails_cleanly(
-        &env,
-        &["create", "-b", b.path(), &id],
-        &id,
-        "hostname: cannot set a hostname without a private UTS namespace",
     );
 }
