@@ -71,6 +71,14 @@ pub enum Command {
     Ps(PsArgs),
     /// Print the features this runtime supports, as JSON.
     Features,
+    /// Freeze every process of a container.
+    Pause(IdArg),
+    /// Thaw a paused container.
+    Resume(IdArg),
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// Container usage and OOM events, as JSON lines.
+    Events(EventsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -205,4 +213,56 @@ pub struct ExecArgs {
     pub process_label: Option<String>,
     #[arg(long, hide = true)]
     pub apparmor: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A JSON file of linux.resources ("-" for stdin).
+    #[arg(short, long)]
+    pub resources: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    pub cpu_idle: Option<i64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit in bytes (suffixes k, m, g accepted; -1 unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1 unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Intel RDT is not supported; accepted to refuse it clearly.
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    pub id: String,
+    /// Stats interval of the stream (5s, 500ms, 1m).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Print the stats once and exit.
+    #[arg(long)]
+    pub stats: bool,
 }

@@ -5,11 +5,16 @@
 //! v2 mount. A container's cgroup is one directory per hierarchy, all with
 //! the same path, as runc lays them out.
 
+pub mod devices;
+mod freezer;
 mod hierarchy;
 mod resources;
+pub mod stats;
 
 pub use hierarchy::{Hierarchy, Mode};
-pub use resources::DEFAULT_ALLOWED_DEVICES;
+pub use resources::{
+    blkio_to_io_weight, shares_to_weight, FileWrite, Place, DEFAULT_ALLOWED_DEVICES,
+};
 
 use nix::errno::Errno;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,20 @@ pub enum CgroupError {
     },
     #[error("{field}: {message}")]
     Unsupported { field: String, message: String },
+    #[error("{field}: write {value:?} to {path}: {errno}")]
+    Write {
+        field: String,
+        path: PathBuf,
+        value: String,
+        errno: Errno,
+    },
+    #[error("{op} on {path}: {errno}{}{detail}", if detail.is_empty() { "" } else { ": " })]
+    Device {
+        op: &'static str,
+        path: PathBuf,
+        errno: Errno,
+        detail: String,
+    },
     #[error("cgroup path {0:?}: must not contain \"..\"")]
     BadPath(String),
     #[error("no cgroup hierarchy is mounted")]
@@ -64,6 +83,9 @@ pub const DEFAULT_PARENT: &str = "capsa";
 /// taken from each hierarchy's root; relative ones and the default go under
 /// [`DEFAULT_PARENT`].
 pub fn container_path(spec_path: Option<&Path>, id: &str) -> Result<PathBuf> {
+    if let Some(p) = spec_path.and_then(systemd_form) {
+        return Ok(p);
+    }
     let p = match spec_path {
         Some(p) if p.is_absolute() => p.to_path_buf(),
         Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(DEFAULT_PARENT).join(p),
@@ -76,6 +98,57 @@ pub fn container_path(spec_path: Option<&Path>, id: &str) -> Result<PathBuf> {
         return Err(CgroupError::BadPath(p.display().to_string()));
     }
     Ok(p)
+}
+
+/// The systemd form `slice:prefix:name` as a cgroupfs path, the mapping
+/// crun uses without systemd: the slice expanded as systemd nests it
+/// (`a-b.slice` is `a.slice/a-b.slice`), then `prefix-name.scope`.
+pub fn systemd_form(p: &Path) -> Option<PathBuf> {
+    let s = p.to_str()?;
+    if s.starts_with('/') {
+        return None;
+    }
+    let parts: Vec<&str> = s.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return None;
+    };
+    if name.is_empty()
+        || [slice, prefix, name]
+            .iter()
+            .any(|x| x.contains('/') || *x == "..")
+    {
+        return None;
+    }
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let mut out = PathBuf::from("/");
+    let stem = slice.strip_suffix(".slice")?;
+    let mut acc = String::new();
+    // "-.slice" is the root slice: no directory of its own.
+    let parts: Vec<&str> = if stem == "-" {
+        Vec::new()
+    } else {
+        stem.split('-').collect()
+    };
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            acc.push('-');
+        }
+        acc.push_str(part);
+        if acc != "-" {
+            out.push(format!("{acc}.slice"));
+        }
+    }
+    let unit = if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    out.push(unit);
+    Some(out)
 }
 
 impl Cgroup {
@@ -122,7 +195,26 @@ impl Cgroup {
                 return Err(e);
             }
         }
+        self.delegate_v2();
         Ok(())
+    }
+
+    /// On v2 a controller reaches a cgroup only when its parent lists it in
+    /// `cgroup.subtree_control`. Enable, in the parents we created (never in
+    /// others'), every controller they have, so the container's cgroup gets
+    /// what its ancestors offer. A controller that cannot be enabled is
+    /// simply not offered; asking for its limits is then a clear error.
+    fn delegate_v2(&self) {
+        let Some(leaf) = &self.v2 else { return };
+        for d in self
+            .created
+            .iter()
+            .filter(|d| *d != leaf && leaf.starts_with(d))
+        {
+            for c in v2_controllers(d) {
+                let _ = write(&d.join("cgroup.subtree_control"), &format!("+{c}"));
+            }
+        }
     }
 
     fn mkdir_all(&mut self, dir: &Path, controllers: Option<&[String]>) -> Result<()> {
@@ -154,6 +246,27 @@ impl Cgroup {
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in self.dirs() {
             write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Apply a change of resources to a running container: like
+    /// [`Cgroup::apply`], but device rules only when the update has some.
+    pub fn update(
+        &self,
+        r: &oci_spec::runtime::LinuxResources,
+        devices: &[(char, i64, i64)],
+    ) -> Result<()> {
+        for w in self.plan(r)? {
+            std::fs::write(&w.path, &w.value).map_err(|e| CgroupError::Write {
+                field: w.field.clone(),
+                path: w.path.clone(),
+                value: w.value.clone(),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        }
+        if r.devices().is_some() {
+            self.apply_devices(r.devices().as_deref().unwrap_or(&[]), devices)?;
         }
         Ok(())
     }
@@ -259,6 +372,13 @@ fn rmdir_retry(d: &Path) -> Result<()> {
     std::fs::remove_dir(d).map_err(|e| CgroupError::sys("rmdir", d, e))
 }
 
+/// Controllers a v2 directory offers (`cgroup.controllers`).
+pub fn v2_controllers(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(|e| CgroupError::sys("write", path, e))
 }
@@ -266,6 +386,22 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_form_maps_to_the_nested_slices() {
+        assert_eq!(
+            container_path(Some(Path::new("machine.slice:capsa:abc")), "x").unwrap(),
+            PathBuf::from("/machine.slice/capsa-abc.scope")
+        );
+        assert_eq!(
+            container_path(Some(Path::new("a-b.slice:p:c")), "x").unwrap(),
+            PathBuf::from("/a.slice/a-b.slice/p-c.scope")
+        );
+        assert_eq!(
+            container_path(Some(Path::new(":p:c")), "x").unwrap(),
+            PathBuf::from("/system.slice/p-c.scope")
+        );
+    }
 
     #[test]
     fn relative_and_default_paths_go_under_the_capsa_parent() {

@@ -1,12 +1,13 @@
-//! `linux.resources` written as cgroup files.
+//! `linux.resources` written as cgroup files, v1 or v2 per controller.
 //!
-//! This first version covers what a container needs to be contained: memory,
-//! cpu, cpuset, pids and the v1 device allowlist. Fields it cannot honour yet
-//! are refused with their JSON path rather than silently dropped.
+//! Every write is planned first, so that a field the host cannot honour is
+//! refused (naming the field) before any file changes; then the plan is
+//! written in order. Conversions between v1 and v2 values are the ones runc
+//! and crun use.
 
 use crate::{write, Cgroup, CgroupError, Result};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
-use std::path::Path;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxThrottleDevice};
+use std::path::{Path, PathBuf};
 
 /// Devices every container may use (runc's list): null, zero, full, tty,
 /// random, urandom, the pts and ptmx pair, and mknod of anything.
@@ -33,10 +34,50 @@ pub(crate) fn inherit_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn unsupported(field: &str) -> CgroupError {
+/// Where a controller lives for this cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
+}
+
+/// One planned file write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileWrite {
+    pub path: PathBuf,
+    pub value: String,
+    /// The spec field it comes from, for errors.
+    pub field: String,
+}
+
+fn refuse(field: &str, message: impl Into<String>) -> CgroupError {
     CgroupError::Unsupported {
         field: format!("linux.resources.{field}"),
-        message: "not supported by this build yet".into(),
+        message: message.into(),
+    }
+}
+
+/// cpu.shares (2..262144) to cpu.weight (1..10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 100;
+    }
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// blkio weight (10..1000) to io.weight (1..10000).
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + ((w.clamp(10, 1000) as u64 - 10) * 9999) / 990
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
     }
 }
 
@@ -55,124 +96,598 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
     }
 }
 
-impl Cgroup {
-    /// Apply `r`, plus the device rules of `devices` (the spec's
-    /// `linux.devices`, which the container must be able to use).
-    pub fn apply(&self, r: &LinuxResources, devices: &[(char, i64, i64)]) -> Result<()> {
-        if r.block_io().is_some() {
-            return Err(unsupported("blockIO"));
+struct Planner<'a> {
+    cg: &'a Cgroup,
+    out: Vec<FileWrite>,
+}
+
+impl<'a> Planner<'a> {
+    fn place(&self, ctl: &str, field: &str) -> Result<Place<'a>> {
+        if let Some(d) = self.cg.v1_dir(ctl) {
+            return Ok(Place::V1(d));
         }
-        if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(unsupported("hugepageLimits"));
-        }
-        if r.network().is_some() {
-            return Err(unsupported("network"));
-        }
-        if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(unsupported("rdma"));
-        }
-        if let Some(u) = r.unified() {
-            if !u.is_empty() {
-                return Err(unsupported("unified"));
+        if let Some(d) = self.cg.v2.as_deref() {
+            if crate::v2_controllers(d).iter().any(|c| c == ctl) {
+                return Ok(Place::V2(d));
             }
+            let parent = d.parent().unwrap_or(d);
+            return Err(refuse(
+                field,
+                format!("the {ctl} controller is not available to {} (not in {}/cgroup.subtree_control)", d.display(), parent.display()),
+            ));
         }
-        if let Some(m) = r.memory() {
-            if let Some(limit) = m.limit() {
-                self.set_v1_or_v2("memory", "memory.limit_in_bytes", "memory.max", limit)?;
-            }
-            if let Some(res) = m.reservation() {
-                self.set_v1_or_v2("memory", "memory.soft_limit_in_bytes", "memory.low", res)?;
-            }
-            if let Some(swap) = m.swap() {
-                match self.v1_dir("memory") {
-                    Some(d) => write(&d.join("memory.memsw.limit_in_bytes"), &swap.to_string())?,
-                    None => {
-                        // v2 counts swap alone; the spec's value is memory+swap.
-                        let v2 = m
-                            .limit()
-                            .filter(|&l| swap > 0 && l > 0)
-                            .map(|l| swap - l)
-                            .unwrap_or(swap);
-                        self.set_v2("memory.swap.max", &max_or(v2))?;
+        Err(refuse(
+            field,
+            format!("the {ctl} controller is not mounted on this host"),
+        ))
+    }
+
+    fn put(&mut self, dir: &Path, file: &str, value: impl Into<String>, field: &str) {
+        self.out.push(FileWrite {
+            path: dir.join(file),
+            value: value.into(),
+            field: format!("linux.resources.{field}"),
+        });
+    }
+
+    /// A file that only some kernels have: refuse if missing.
+    fn put_existing(
+        &mut self,
+        dir: &Path,
+        file: &str,
+        value: impl Into<String>,
+        field: &str,
+    ) -> Result<()> {
+        if !dir.join(file).exists() {
+            return Err(refuse(
+                field,
+                format!("{} does not exist on this kernel", dir.join(file).display()),
+            ));
+        }
+        self.put(dir, file, value, field);
+        Ok(())
+    }
+
+    fn cpu(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(c) = r.cpu() else { return Ok(()) };
+        let any_cpu = c.shares().is_some()
+            || c.quota().is_some()
+            || c.period().is_some()
+            || c.burst().is_some()
+            || c.realtime_runtime().is_some()
+            || c.realtime_period().is_some()
+            || c.idle().is_some();
+        if any_cpu {
+            match self.place("cpu", "cpu")? {
+                Place::V1(d) => {
+                    if let Some(s) = c.shares() {
+                        self.put(d, "cpu.shares", s.to_string(), "cpu.shares");
+                    }
+                    if let Some(p) = c.period() {
+                        self.put(d, "cpu.cfs_period_us", p.to_string(), "cpu.period");
+                    }
+                    if let Some(q) = c.quota() {
+                        self.put(d, "cpu.cfs_quota_us", q.to_string(), "cpu.quota");
+                    }
+                    if let Some(b) = c.burst() {
+                        self.put_existing(d, "cpu.cfs_burst_us", b.to_string(), "cpu.burst")?;
+                    }
+                    // The period first: the kernel checks the runtime against it.
+                    if let Some(p) = c.realtime_period() {
+                        self.put_existing(
+                            d,
+                            "cpu.rt_period_us",
+                            p.to_string(),
+                            "cpu.realtimePeriod",
+                        )?;
+                    }
+                    if let Some(rt) = c.realtime_runtime() {
+                        self.put_existing(
+                            d,
+                            "cpu.rt_runtime_us",
+                            rt.to_string(),
+                            "cpu.realtimeRuntime",
+                        )?;
+                    }
+                    if let Some(i) = c.idle() {
+                        self.put_existing(d, "cpu.idle", i.to_string(), "cpu.idle")?;
                     }
                 }
-            }
-            if m.kernel().is_some()
-                || m.kernel_tcp().is_some()
-                || m.swappiness().is_some()
-                || m.disable_oom_killer().is_some()
-            {
-                return Err(unsupported(
-                    "memory (kernel, kernelTCP, swappiness, disableOOMKiller)",
-                ));
-            }
-        }
-        if let Some(c) = r.cpu() {
-            if let Some(shares) = c.shares() {
-                match self.v1_dir("cpu") {
-                    Some(d) => write(&d.join("cpu.shares"), &shares.to_string())?,
-                    None => self.set_v2("cpu.weight", &shares_to_weight(shares).to_string())?,
-                }
-            }
-            if c.quota().is_some() || c.period().is_some() {
-                match self.v1_dir("cpu") {
-                    Some(d) => {
-                        if let Some(p) = c.period() {
-                            write(&d.join("cpu.cfs_period_us"), &p.to_string())?;
-                        }
-                        if let Some(q) = c.quota() {
-                            write(&d.join("cpu.cfs_quota_us"), &q.to_string())?;
-                        }
+                Place::V2(d) => {
+                    if let Some(s) = c.shares() {
+                        self.put(
+                            d,
+                            "cpu.weight",
+                            shares_to_weight(s).to_string(),
+                            "cpu.shares",
+                        );
                     }
-                    None => {
+                    if c.quota().is_some() || c.period().is_some() {
                         let q = c
                             .quota()
                             .filter(|&q| q > 0)
                             .map(|q| q.to_string())
                             .unwrap_or_else(|| "max".into());
-                        self.set_v2("cpu.max", &format!("{q} {}", c.period().unwrap_or(100_000)))?;
+                        self.put(
+                            d,
+                            "cpu.max",
+                            format!("{q} {}", c.period().unwrap_or(100_000)),
+                            "cpu.quota",
+                        );
+                    }
+                    if let Some(b) = c.burst() {
+                        self.put_existing(d, "cpu.max.burst", b.to_string(), "cpu.burst")?;
+                    }
+                    if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+                        return Err(refuse(
+                            "cpu.realtimeRuntime",
+                            "cgroup v2 has no real-time cpu budget",
+                        ));
+                    }
+                    if let Some(i) = c.idle() {
+                        self.put_existing(d, "cpu.idle", i.to_string(), "cpu.idle")?;
                     }
                 }
             }
-            if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
-                self.set_cpuset("cpuset.cpus", cpus)?;
-            }
-            if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
-                self.set_cpuset("cpuset.mems", mems)?;
-            }
-            if c.realtime_runtime().is_some()
-                || c.realtime_period().is_some()
-                || c.idle().is_some()
-                || c.burst().is_some()
-            {
-                return Err(unsupported(
-                    "cpu (realtimeRuntime, realtimePeriod, idle, burst)",
-                ));
+        }
+        for (value, file, field) in [
+            (c.cpus(), "cpuset.cpus", "cpu.cpus"),
+            (c.mems(), "cpuset.mems", "cpu.mems"),
+        ] {
+            if let Some(v) = value.as_ref().filter(|s| !s.is_empty()) {
+                let (Place::V1(d) | Place::V2(d)) = self.place("cpuset", field)?;
+                self.put(d, file, v.clone(), field);
             }
         }
-        if let Some(p) = r.pids() {
-            let v = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".into()
-            };
-            match self.v1_dir("pids") {
-                Some(d) => write(&d.join("pids.max"), &v)?,
-                None => self.set_v2("pids.max", &v)?,
-            }
-        }
-        self.apply_devices(r.devices().as_deref().unwrap_or(&[]), devices)
+        Ok(())
     }
 
-    fn apply_devices(
+    fn memory(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(m) = r.memory() else { return Ok(()) };
+        match self.place("memory", "memory")? {
+            Place::V1(d) => {
+                if m.check_before_update() == Some(true) {
+                    if let Some(limit) = m.limit().filter(|&l| l > 0) {
+                        let usage: i64 = read_num(&d.join("memory.usage_in_bytes")).unwrap_or(0);
+                        if limit < usage {
+                            return Err(refuse("memory.limit", format!("{limit} is below the current usage {usage} (checkBeforeUpdate)")));
+                        }
+                    }
+                }
+                // memsw must stay >= limit at every step: raise memsw
+                // first when the limit grows, else the limit first.
+                let current: i64 = read_num(&d.join("memory.limit_in_bytes")).unwrap_or(i64::MAX);
+                let grows = m.limit().is_some_and(|l| l < 0 || l > current);
+                let swap = m.swap();
+                if grows {
+                    if let Some(s) = swap {
+                        self.put(
+                            d,
+                            "memory.memsw.limit_in_bytes",
+                            s.to_string(),
+                            "memory.swap",
+                        );
+                    }
+                }
+                if let Some(l) = m.limit() {
+                    self.put(d, "memory.limit_in_bytes", l.to_string(), "memory.limit");
+                }
+                if !grows {
+                    if let Some(s) = swap {
+                        self.put_existing(
+                            d,
+                            "memory.memsw.limit_in_bytes",
+                            s.to_string(),
+                            "memory.swap",
+                        )?;
+                    }
+                }
+                if let Some(v) = m.reservation() {
+                    self.put(
+                        d,
+                        "memory.soft_limit_in_bytes",
+                        v.to_string(),
+                        "memory.reservation",
+                    );
+                }
+                if let Some(v) = m.kernel() {
+                    self.put_existing(
+                        d,
+                        "memory.kmem.limit_in_bytes",
+                        v.to_string(),
+                        "memory.kernel",
+                    )?;
+                }
+                if let Some(v) = m.kernel_tcp() {
+                    self.put_existing(
+                        d,
+                        "memory.kmem.tcp.limit_in_bytes",
+                        v.to_string(),
+                        "memory.kernelTCP",
+                    )?;
+                }
+                if let Some(v) = m.swappiness() {
+                    if v > 100 {
+                        return Err(refuse("memory.swappiness", format!("{v} is above 100")));
+                    }
+                    self.put(d, "memory.swappiness", v.to_string(), "memory.swappiness");
+                }
+                if m.disable_oom_killer() == Some(true) {
+                    self.put(d, "memory.oom_control", "1", "memory.disableOOMKiller");
+                }
+                if let Some(h) = m.use_hierarchy() {
+                    self.put_existing(
+                        d,
+                        "memory.use_hierarchy",
+                        if h { "1" } else { "0" },
+                        "memory.useHierarchy",
+                    )?;
+                }
+            }
+            Place::V2(d) => {
+                if m.check_before_update() == Some(true) {
+                    if let Some(limit) = m.limit().filter(|&l| l > 0) {
+                        let usage: i64 = read_num(&d.join("memory.current")).unwrap_or(0);
+                        if limit < usage {
+                            return Err(refuse("memory.limit", format!("{limit} is below the current usage {usage} (checkBeforeUpdate)")));
+                        }
+                    }
+                }
+                if let Some(l) = m.limit() {
+                    self.put(d, "memory.max", max_or(l), "memory.limit");
+                }
+                if let Some(s) = m.swap() {
+                    // v2 counts swap alone; the spec's value is memory+swap.
+                    let v = match m.limit() {
+                        _ if s < 0 => "max".to_string(),
+                        Some(l) if l > 0 => {
+                            if s < l {
+                                return Err(refuse(
+                                    "memory.swap",
+                                    format!("memory+swap {s} is below the memory limit {l}"),
+                                ));
+                            }
+                            (s - l).to_string()
+                        }
+                        _ => {
+                            return Err(refuse(
+                                "memory.swap",
+                                "on cgroup v2 a swap limit needs a memory limit",
+                            ))
+                        }
+                    };
+                    self.put_existing(d, "memory.swap.max", v, "memory.swap")?;
+                }
+                if let Some(v) = m.reservation() {
+                    self.put(d, "memory.low", max_or(v), "memory.reservation");
+                }
+                if m.kernel().is_some() || m.kernel_tcp().is_some() {
+                    return Err(refuse(
+                        "memory.kernel",
+                        "cgroup v2 has no separate kernel memory limit",
+                    ));
+                }
+                if m.swappiness().is_some() {
+                    return Err(refuse(
+                        "memory.swappiness",
+                        "cgroup v2 has no per-cgroup swappiness",
+                    ));
+                }
+                if m.disable_oom_killer() == Some(true) {
+                    return Err(refuse(
+                        "memory.disableOOMKiller",
+                        "cgroup v2 cannot disable the OOM killer",
+                    ));
+                }
+                if m.use_hierarchy() == Some(false) {
+                    return Err(refuse(
+                        "memory.useHierarchy",
+                        "cgroup v2 is always hierarchical",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pids(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(p) = r.pids() else { return Ok(()) };
+        let (Place::V1(d) | Place::V2(d)) = self.place("pids", "pids")?;
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        self.put(d, "pids.max", v, "pids.limit");
+        Ok(())
+    }
+
+    fn block_io(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(b) = r.block_io() else { return Ok(()) };
+        let throttles: [(&Option<Vec<LinuxThrottleDevice>>, &str, &str, &str); 4] = [
+            (
+                b.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+                "rbps",
+                "blockIO.throttleReadBpsDevice",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+                "wbps",
+                "blockIO.throttleWriteBpsDevice",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+                "riops",
+                "blockIO.throttleReadIOPSDevice",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+                "wiops",
+                "blockIO.throttleWriteIOPSDevice",
+            ),
+        ];
+        match self.place(
+            if self.cg.v1_dir("blkio").is_some() {
+                "blkio"
+            } else {
+                "io"
+            },
+            "blockIO",
+        )? {
+            Place::V1(d) => {
+                if let Some(w) = b.weight() {
+                    let file = if d.join("blkio.weight").exists() {
+                        "blkio.weight"
+                    } else {
+                        "blkio.bfq.weight"
+                    };
+                    self.put_existing(d, file, w.to_string(), "blockIO.weight")?;
+                }
+                if let Some(w) = b.leaf_weight() {
+                    self.put_existing(d, "blkio.leaf_weight", w.to_string(), "blockIO.leafWeight")?;
+                }
+                for (i, wd) in b.weight_device().iter().flatten().enumerate() {
+                    let field = format!("blockIO.weightDevice[{i}]");
+                    if let Some(w) = wd.weight() {
+                        let file = if d.join("blkio.weight_device").exists() {
+                            "blkio.weight_device"
+                        } else {
+                            "blkio.bfq.weight_device"
+                        };
+                        self.put_existing(
+                            d,
+                            file,
+                            format!("{}:{} {w}", wd.major(), wd.minor()),
+                            &field,
+                        )?;
+                    }
+                    if let Some(w) = wd.leaf_weight() {
+                        self.put_existing(
+                            d,
+                            "blkio.leaf_weight_device",
+                            format!("{}:{} {w}", wd.major(), wd.minor()),
+                            &field,
+                        )?;
+                    }
+                }
+                for (list, file, _, field) in throttles {
+                    for (i, t) in list.iter().flatten().enumerate() {
+                        self.put_existing(
+                            d,
+                            file,
+                            format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+                            &format!("{field}[{i}]"),
+                        )?;
+                    }
+                }
+            }
+            Place::V2(d) => {
+                if let Some(w) = b.weight() {
+                    if d.join("io.bfq.weight").exists() {
+                        self.put(d, "io.bfq.weight", w.to_string(), "blockIO.weight");
+                    } else {
+                        self.put_existing(
+                            d,
+                            "io.weight",
+                            format!("default {}", blkio_to_io_weight(w)),
+                            "blockIO.weight",
+                        )?;
+                    }
+                }
+                if b.leaf_weight().is_some() {
+                    return Err(refuse("blockIO.leafWeight", "cgroup v2 has no leaf weight"));
+                }
+                for (i, wd) in b.weight_device().iter().flatten().enumerate() {
+                    if let Some(w) = wd.weight() {
+                        self.put_existing(
+                            d,
+                            "io.weight",
+                            format!("{}:{} {}", wd.major(), wd.minor(), blkio_to_io_weight(w)),
+                            &format!("blockIO.weightDevice[{i}]"),
+                        )?;
+                    }
+                    if wd.leaf_weight().is_some() {
+                        return Err(refuse(
+                            &format!("blockIO.weightDevice[{i}].leafWeight"),
+                            "cgroup v2 has no leaf weight",
+                        ));
+                    }
+                }
+                for (list, _, key, field) in throttles {
+                    for (i, t) in list.iter().flatten().enumerate() {
+                        self.put(
+                            d,
+                            "io.max",
+                            format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
+                            &format!("{field}[{i}]"),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hugetlb(&mut self, r: &LinuxResources) -> Result<()> {
+        for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+            let field = format!("hugepageLimits[{i}]");
+            let size = h.page_size();
+            if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(refuse(&field, format!("bad page size {size:?}")));
+            }
+            match self.place("hugetlb", &field)? {
+                Place::V1(d) => self.put_existing(
+                    d,
+                    &format!("hugetlb.{size}.limit_in_bytes"),
+                    h.limit().to_string(),
+                    &field,
+                )?,
+                Place::V2(d) => {
+                    self.put_existing(d, &format!("hugetlb.{size}.max"), max_or(h.limit()), &field)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn network(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(n) = r.network() else { return Ok(()) };
+        if let Some(id) = n.class_id() {
+            match self.cg.v1_dir("net_cls") {
+                Some(d) => self.put(d, "net_cls.classid", id.to_string(), "network.classID"),
+                None => {
+                    return Err(refuse(
+                        "network.classID",
+                        "the net_cls controller (cgroup v1 only) is not mounted",
+                    ))
+                }
+            }
+        }
+        for (i, p) in n.priorities().iter().flatten().enumerate() {
+            let field = format!("network.priorities[{i}]");
+            match self.cg.v1_dir("net_prio") {
+                Some(d) => self.put(
+                    d,
+                    "net_prio.ifpriomap",
+                    format!("{} {}", p.name(), p.priority()),
+                    &field,
+                ),
+                None => {
+                    return Err(refuse(
+                        &field,
+                        "the net_prio controller (cgroup v1 only) is not mounted",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rdma(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(map) = r.rdma() else { return Ok(()) };
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        for name in names {
+            let v = &map[name];
+            let field = format!("rdma.{name}");
+            let (Place::V1(d) | Place::V2(d)) = self.place("rdma", &field)?;
+            let mut parts = vec![name.clone()];
+            if let Some(h) = v.hca_handles() {
+                parts.push(format!("hca_handle={h}"));
+            }
+            if let Some(o) = v.hca_objects() {
+                parts.push(format!("hca_object={o}"));
+            }
+            self.put(d, "rdma.max", parts.join(" "), &field);
+        }
+        Ok(())
+    }
+
+    fn unified(&mut self, r: &LinuxResources) -> Result<()> {
+        let Some(u) = r.unified() else { return Ok(()) };
+        let mut keys: Vec<&String> = u.keys().collect();
+        keys.sort();
+        for key in keys {
+            let field = format!("unified.{key}");
+            let Some(d) = self.cg.v2.as_deref() else {
+                return Err(refuse(
+                    &field,
+                    "there is no cgroup v2 hierarchy on this host",
+                ));
+            };
+            if key.contains('/') || key.starts_with('.') || !key.contains('.') {
+                return Err(refuse(&field, "not a cgroup file name"));
+            }
+            // A controller file of a controller we have on v1 would be
+            // applied twice and disagree: refuse.
+            let ctl = key.split('.').next().unwrap_or_default();
+            if self.cg.v1_dir(ctl).is_some() {
+                return Err(refuse(
+                    &field,
+                    format!("the {ctl} controller is on cgroup v1 on this host"),
+                ));
+            }
+            self.put_existing(d, key, u[key].clone(), &field)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_num(p: &Path) -> Option<i64> {
+    let s = std::fs::read_to_string(p).ok()?;
+    let s = s.trim();
+    if s == "max" {
+        return Some(i64::MAX);
+    }
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| s.parse::<u64>().ok().map(|v| v.min(i64::MAX as u64) as i64))
+}
+
+impl Cgroup {
+    /// The file writes `r` needs on this cgroup, in order; an error names
+    /// the first field the host cannot honour. Nothing is written.
+    pub fn plan(&self, r: &LinuxResources) -> Result<Vec<FileWrite>> {
+        let mut p = Planner {
+            cg: self,
+            out: Vec::new(),
+        };
+        p.cpu(r)?;
+        p.memory(r)?;
+        p.pids(r)?;
+        p.block_io(r)?;
+        p.hugetlb(r)?;
+        p.network(r)?;
+        p.rdma(r)?;
+        p.unified(r)?;
+        Ok(p.out)
+    }
+
+    /// Apply `r`, plus the device rules of `devices` (the spec's
+    /// `linux.devices`, which the container must be able to use).
+    pub fn apply(&self, r: &LinuxResources, devices: &[(char, i64, i64)]) -> Result<()> {
+        let mut all = r.clone();
+        if all.devices().is_none() {
+            all.set_devices(Some(Vec::new()));
+        }
+        self.update(&all, devices)
+    }
+
+    pub(crate) fn apply_devices(
         &self,
         rules: &[LinuxDeviceCgroup],
         devices: &[(char, i64, i64)],
     ) -> Result<()> {
-        // v2 filters devices with an eBPF program; that comes with the full
-        // cgroup support. On v1 the allowlist is files.
         let Some(d) = self.v1_dir("devices") else {
-            return Ok(());
+            // cgroup v2: an eBPF program attached to the cgroup.
+            return match &self.v2 {
+                Some(v2) => crate::devices::attach_filter(v2, rules, devices),
+                None => Ok(()),
+            };
         };
         // One open per file: the kernel takes one rule per write(2).
         let open = |name: &str| {
@@ -207,53 +722,21 @@ impl Cgroup {
         }
         Ok(())
     }
-
-    fn set_v1_or_v2(&self, ctl: &str, v1: &str, v2: &str, value: i64) -> Result<()> {
-        match self.v1_dir(ctl) {
-            Some(d) => write(&d.join(v1), &value.to_string()),
-            None => self.set_v2(v2, &max_or(value)),
-        }
-    }
-
-    fn set_v2(&self, file: &str, value: &str) -> Result<()> {
-        let d = self.v2.as_ref().ok_or(CgroupError::NoHierarchy)?;
-        write(&d.join(file), value)
-    }
-
-    fn set_cpuset(&self, file: &str, value: &str) -> Result<()> {
-        match self.v1_dir("cpuset") {
-            Some(d) => write(&d.join(file), value),
-            None => self.set_v2(file, value),
-        }
-    }
-}
-
-fn max_or(v: i64) -> String {
-    if v < 0 {
-        "max".into()
-    } else {
-        v.to_string()
-    }
-}
-
-/// cpu.shares (2..262144) to cpu.weight (1..10000), the conversion runc and
-/// crun use.
-pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 100;
-    }
-    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hierarchy::{Hierarchy, V1Mount};
 
     #[test]
     fn shares_convert_to_weight_at_the_ends_and_default() {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
+        assert_eq!(blkio_to_io_weight(500), 4950);
     }
 
     #[test]
@@ -265,5 +748,146 @@ mod tests {
         let all: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
         assert_eq!(device_rule(&all), "a *:* rwm");
+    }
+
+    /// A fake pure-v2 cgroup with the given controllers and files.
+    fn fake_v2(name: &str, controllers: &str, files: &[&str]) -> (PathBuf, Cgroup) {
+        let root = std::env::temp_dir().join(format!("capsa-cg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("c");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cgroup.controllers"), controllers).unwrap();
+        for f in files {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let h = Hierarchy {
+            v1: vec![],
+            v2: Some(root.clone()),
+        };
+        (root, Cgroup::new(&h, Path::new("/c")))
+    }
+
+    fn res(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn values(plan: &[FileWrite]) -> Vec<(String, String)> {
+        plan.iter()
+            .map(|w| {
+                (
+                    w.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    w.value.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn v2_values_follow_runc_conversions() {
+        let (root, cg) = fake_v2(
+            "v2",
+            "cpu cpuset memory pids io hugetlb",
+            &[
+                "memory.swap.max",
+                "io.weight",
+                "hugetlb.2MB.max",
+                "cpu.max.burst",
+            ],
+        );
+        let r = res(r#"{
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "burst": 1000, "cpus": "0"},
+            "memory": {"limit": 1048576, "swap": 3145728, "reservation": 524288},
+            "pids": {"limit": 0},
+            "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]
+        }"#);
+        let v = values(&cg.plan(&r).unwrap());
+        let want: Vec<(String, String)> = [
+            ("cpu.weight", "39"),
+            ("cpu.max", "50000 100000"),
+            ("cpu.max.burst", "1000"),
+            ("cpuset.cpus", "0"),
+            ("memory.max", "1048576"),
+            ("memory.swap.max", "2097152"),
+            ("memory.low", "524288"),
+            ("pids.max", "max"),
+            ("io.weight", "default 4950"),
+            ("io.max", "8:0 rbps=1000"),
+            ("hugetlb.2MB.max", "4194304"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(v, want);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn v2_refuses_what_it_cannot_honour_naming_the_field() {
+        let (root, cg) = fake_v2("v2refuse", "cpu memory", &[]);
+        for (json, field) in [
+            (
+                r#"{"memory": {"kernel": 1000}}"#,
+                "linux.resources.memory.kernel",
+            ),
+            (
+                r#"{"memory": {"swappiness": 10}}"#,
+                "linux.resources.memory.swappiness",
+            ),
+            (
+                r#"{"cpu": {"realtimeRuntime": 10}}"#,
+                "linux.resources.cpu.realtimeRuntime",
+            ),
+            (r#"{"pids": {"limit": 10}}"#, "linux.resources.pids"),
+            (
+                r#"{"network": {"classID": 1}}"#,
+                "linux.resources.network.classID",
+            ),
+            (
+                r#"{"unified": {"memory.high": "1"}}"#,
+                "linux.resources.unified.memory.high",
+            ),
+        ] {
+            let e = cg.plan(&res(json)).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{json}: {e}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn v1_memory_orders_limit_and_swap_so_memsw_never_drops_below() {
+        let root = std::env::temp_dir().join(format!("capsa-cg-v1mem-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("memory/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.limit_in_bytes"), "1000\n").unwrap();
+        std::fs::write(dir.join("memory.memsw.limit_in_bytes"), "2000\n").unwrap();
+        let h = Hierarchy {
+            v1: vec![V1Mount {
+                controllers: vec!["memory".into()],
+                mountpoint: root.join("memory"),
+            }],
+            v2: None,
+        };
+        let cg = Cgroup::new(&h, Path::new("/c"));
+        let grow = values(
+            &cg.plan(&res(r#"{"memory": {"limit": 5000, "swap": 8000}}"#))
+                .unwrap(),
+        );
+        assert_eq!(grow[0].0, "memory.memsw.limit_in_bytes");
+        let shrink = values(
+            &cg.plan(&res(r#"{"memory": {"limit": 500, "swap": 800}}"#))
+                .unwrap(),
+        );
+        assert_eq!(shrink[0].0, "memory.limit_in_bytes");
+        std::fs::write(dir.join("memory.usage_in_bytes"), "900\n").unwrap();
+        let e = cg
+            .plan(&res(
+                r#"{"memory": {"limit": 800, "checkBeforeUpdate": true}}"#,
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("below the current usage"), "{e}");
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -5,6 +5,8 @@
 //!   capsa-probe                 report (the default)
 //!   capsa-probe exit N          exit with status N
 //!   capsa-probe sleep SECS      sleep, then report
+//!   capsa-probe spawn N OUT    start N sleeping children, write how many
+//!                               the kernel allowed to OUT, then wait
 //!   capsa-probe attack-exe PID OUT
 //!                               CVE-2019-5736: hold /proc/PID/exe, then try
 //!                               to write through it once PID has exec'd;
@@ -24,6 +26,10 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_secs_f64(secs));
             print(&report());
         }
+        Some("spawn") => spawn(
+            args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1),
+            args.get(3).map(String::as_str).unwrap_or("/spawn.json"),
+        ),
         Some("attack-exe") => attack_exe(
             args.get(2).map(String::as_str).unwrap_or("1"),
             args.get(3).map(String::as_str).unwrap_or("/attack.json"),
@@ -191,5 +197,31 @@ fn write_result(out: &str, v: Value) {
     let tmp = format!("{out}.tmp");
     if std::fs::write(&tmp, v.to_string()).is_ok() {
         let _ = std::fs::rename(&tmp, out);
+    }
+}
+
+/// Start `n` children that sleep; count how many the kernel let us start
+/// (a pids limit makes the rest fail with EAGAIN), report, then wait.
+fn spawn(n: usize, out: &str) {
+    let me = std::env::current_exe().unwrap_or_else(|_| "/probe".into());
+    let mut children = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..n {
+        match std::process::Command::new(&me)
+            .args(["sleep", "100"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => children.push(c),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    errors.dedup();
+    write_result(
+        out,
+        json!({ "spawned": children.len(), "failed": n - children.len(), "errors": errors }),
+    );
+    for mut c in children {
+        let _ = c.wait();
     }
 }

@@ -118,18 +118,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let cg_result = cgroup.create();
     undo.cgroup = Some(cgroup.clone());
     cg_result?;
-    let device_rules: Vec<(char, i64, i64)> = plan
-        .devices
-        .iter()
-        .map(|d| {
-            let t = if matches!(d.typ(), capsa_spec::oci::LinuxDeviceType::B) {
-                'b'
-            } else {
-                'c'
-            };
-            (t, d.major(), d.minor())
-        })
-        .collect();
+    let device_rules = crate::lifecycle::spec_devices(&plan.spec);
     let resources = plan
         .spec
         .linux()

@@ -26,5 +26,7 @@ pub use create::{create, CreateOptions};
 pub use error::{ChildError, Error, Kind, Result};
 pub use exec::Execed;
 pub use exec::{exec, ExecOptions};
-pub use lifecycle::{delete, kill, list, pids, start, state, status_of};
+pub use lifecycle::{
+    delete, kill, list, oom_kills, pause, pids, resume, start, state, stats, status_of, update,
+};
 pub use state::{ContainerState, Status, Store};

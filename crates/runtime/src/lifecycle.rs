@@ -18,14 +18,8 @@ pub fn status_of(st: &ContainerState) -> Status {
         Some((s, start)) if start == st.start_time && s != 'Z' && s != 'X' => {}
         _ => return Status::Stopped,
     }
-    if let Some(dir) = st.cgroup.v1_dir("freezer") {
-        if std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN") {
-            return Status::Paused;
-        }
-    } else if let Some(dir) = &st.cgroup.v2 {
-        if std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1") {
-            return Status::Paused;
-        }
+    if st.cgroup.is_frozen() {
+        return Status::Paused;
     }
     Status::Running
 }
@@ -250,4 +244,108 @@ impl ContainerState {
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default()
     }
+}
+
+/// `pause`: freeze every process of a running container.
+pub fn pause(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (st, status) = state(store, id)?;
+    match status {
+        Status::Running => Ok(st.cgroup.freeze(true)?),
+        Status::Paused => Err(Error::State("container already paused".into())),
+        _ => Err(Error::State("container not running".into())),
+    }
+}
+
+/// `resume`: thaw a paused container.
+pub fn resume(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (st, status) = state(store, id)?;
+    match status {
+        Status::Paused => Ok(st.cgroup.freeze(false)?),
+        _ => Err(Error::State("container not paused".into())),
+    }
+}
+
+/// `update`: apply new resources to a running (or paused, or created)
+/// container and record them in its state, as runc does.
+pub fn update(store: &Store, id: &str, r: &capsa_spec::oci::LinuxResources) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let (mut st, status) = state(store, id)?;
+    if status == Status::Stopped {
+        return Err(Error::State("container not running".into()));
+    }
+    let devices = spec_devices(&st.config);
+    st.cgroup.update(r, &devices)?;
+    let merged = merge_resources(
+        st.config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default(),
+        r,
+    )?;
+    let mut linux = st.config.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(merged));
+    st.config.set_linux(Some(linux));
+    store.save(&st)
+}
+
+/// The usage of a container's cgroup.
+pub fn stats(store: &Store, id: &str) -> Result<capsa_cgroups::stats::Stats> {
+    let (st, status) = state(store, id)?;
+    if status == Status::Stopped {
+        return Err(Error::State("container not running".into()));
+    }
+    Ok(st.cgroup.stats())
+}
+
+/// OOM kills so far in the container's cgroup.
+pub fn oom_kills(store: &Store, id: &str) -> Result<u64> {
+    Ok(store.load(id)?.cgroup.oom_kills())
+}
+
+/// `linux.devices` as (type, major, minor), for the device rules.
+pub(crate) fn spec_devices(spec: &capsa_spec::oci::Spec) -> Vec<(char, i64, i64)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            (
+                if matches!(d.typ(), capsa_spec::oci::LinuxDeviceType::B) {
+                    'b'
+                } else {
+                    'c'
+                },
+                d.major(),
+                d.minor(),
+            )
+        })
+        .collect()
+}
+
+/// The recorded resources with every field the update sets replaced.
+fn merge_resources(
+    old: capsa_spec::oci::LinuxResources,
+    new: &capsa_spec::oci::LinuxResources,
+) -> Result<capsa_spec::oci::LinuxResources> {
+    fn overlay(base: &mut serde_json::Value, top: &serde_json::Value) {
+        match (base, top) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(t)) => {
+                for (k, v) in t {
+                    if v.is_null() {
+                        continue;
+                    }
+                    overlay(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (b, t) => *b = t.clone(),
+        }
+    }
+    let mut base = serde_json::to_value(old).map_err(|e| Error::State(e.to_string()))?;
+    let top = serde_json::to_value(new).map_err(|e| Error::State(e.to_string()))?;
+    overlay(&mut base, &top);
+    serde_json::from_value(base).map_err(|e| Error::State(e.to_string()))
 }

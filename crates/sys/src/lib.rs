@@ -5,6 +5,7 @@
 //! block carries a `// SAFETY:` line. Functions return owned fds and
 //! `nix::Error` (an errno) so that callers attach the operation and target.
 
+pub mod bpf;
 pub mod caps;
 pub mod exe;
 pub mod fd;

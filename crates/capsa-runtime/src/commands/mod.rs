@@ -2,15 +2,18 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod kill;
 mod list;
+mod pause;
 mod ps;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use crate::cli::{Cli, Command};
 use crate::log::Logger;
@@ -30,6 +33,10 @@ pub fn dispatch(cli: &Cli, store: &Store, log: &Logger) -> anyhow::Result<i32> {
         Command::List(a) => list::run(store, a),
         Command::Ps(a) => ps::run(store, a),
         Command::Features => features::run(),
+        Command::Pause(a) => pause::pause(store, &a.id),
+        Command::Resume(a) => pause::resume(store, &a.id),
+        Command::Update(a) => update::run(store, a),
+        Command::Events(a) => events::run(store, a),
     }
 }
 

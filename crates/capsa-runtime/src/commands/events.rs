@@ -1,0 +1,77 @@
+use crate::cli::EventsArgs;
+use anyhow::{anyhow, bail};
+use capsa_runtime::{Status, Store};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A Go-style duration: 5s, 500ms, 1m, 1.5s.
+pub fn parse_interval(s: &str) -> anyhow::Result<Duration> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .ok_or_else(|| anyhow!("--interval {s:?}: needs a unit (ms, s, m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("--interval {s:?}: not a duration"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--interval {s:?}: unknown unit {unit:?}"),
+    };
+    if secs <= 0.0 {
+        bail!("--interval {s:?}: must be positive");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn print_stats(store: &Store, id: &str) -> anyhow::Result<()> {
+    let s = capsa_runtime::stats(store, id)?;
+    println!("{}", json!({ "type": "stats", "id": id, "data": s }));
+    Ok(())
+}
+
+/// As runc: `--stats` prints one stats event; otherwise a stream of stats
+/// every interval and an `oom` event whenever the OOM killer acted, until
+/// the container stops.
+pub fn run(store: &Store, a: &EventsArgs) -> anyhow::Result<i32> {
+    let interval = parse_interval(&a.interval)?;
+    if a.stats {
+        print_stats(store, &a.id)?;
+        return Ok(0);
+    }
+    let mut ooms = capsa_runtime::oom_kills(store, &a.id)?;
+    let mut next = Instant::now();
+    loop {
+        let (_, status) = capsa_runtime::state(store, &a.id)?;
+        if status == Status::Stopped {
+            return Ok(0);
+        }
+        let now_ooms = capsa_runtime::oom_kills(store, &a.id).unwrap_or(ooms);
+        if now_ooms > ooms {
+            println!("{}", json!({ "type": "oom", "id": a.id }));
+            ooms = now_ooms;
+        }
+        if Instant::now() >= next {
+            print_stats(store, &a.id)?;
+            next += interval;
+        }
+        // OOM kills are noticed within this poll.
+        std::thread::sleep(Duration::from_millis(100).min(interval));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_like_go_durations() {
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_interval("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_interval("5").is_err());
+        assert!(parse_interval("0s").is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! cgroups on the real kernel of this v1-hybrid host: limits enforced,
+//! pause and resume, update while running, stats and OOM events; and on the
+//! cgroup2 mount (`/sys/fs/cgroup/unified`): freeze, kill, procs and the
+//! eBPF device filter.
+
+use capsa_tests::*;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn stats(env: &Env, id: &str) -> Value {
+    let v: Value = serde_json::from_str(&env.rt_ok(&["events", "--stats", id])).unwrap();
+    assert_eq!(v["type"], "stats");
+    v["data"].clone()
+}
+
+#[test]
+fn memory_limit_kills_on_overrun_and_the_oom_event_is_seen() {
+    let env = Env::new("oomkill");
+    let mut b = env.bundle("b");
+    let limit = 32 << 20;
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": limit, "swap": limit });
+    b.args(&["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-exit-$? > /tmp/done; sleep 100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    assert_eq!(stats(&env, &id)["memory"]["usage"]["limit"], limit);
+    let mut events = env
+        .cmd(&["events", "--interval", "10s", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The stream starts with a stats event; then allocate past the limit.
+    let first: Value =
+        serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+            .unwrap();
+    assert_eq!(first["type"], "stats");
+    std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
+    let mut saw_oom = false;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == "oom" {
+            assert_eq!(v["id"], id.as_str());
+            saw_oom = true;
+            break;
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(saw_oom, "no oom event");
+    assert!(wait_for(5, || std::fs::read_to_string(
+        b.rootfs().join("tmp/done")
+    )
+    .is_ok()));
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("tmp/done"))
+            .unwrap()
+            .trim(),
+        "dd-exit-137"
+    );
+    assert!(stats(&env, &id)["memory"]["oomKill"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn pids_limit_bounds_a_fork_loop() {
+    let env = Env::new("pidsmax");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["pids"] = json!({ "limit": 8 });
+    b.args(&["/probe", "spawn", "30", "/tmp/spawn.json"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    assert!(wait_for(10, || b.rootfs().join("tmp/spawn.json").exists()));
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(b.rootfs().join("tmp/spawn.json")).unwrap()).unwrap();
+    // The probe itself is one of the 8.
+    assert_eq!(r["spawned"], 7, "{r}");
+    assert_eq!(r["failed"], 23, "{r}");
+    let s = stats(&env, &id);
+    assert_eq!(s["pids"]["limit"], 8);
+    let current = s["pids"]["current"].as_u64().unwrap();
+    assert!((2..=8).contains(&current), "pids.current {current}");
+    let pids: Vec<i32> =
+        serde_json::from_str(&env.rt_ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(pids.len() <= 8, "{pids:?}");
+}
+
+#[test]
+fn cpu_quota_caps_usage() {
+    let env = Env::new("cpuquota");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["cpu"] = json!({ "quota": 20000, "period": 100000 });
+    b.args(&["sh", "-c", "while true; do :; done"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let t0 = std::time::Instant::now();
+    let u0 = stats(&env, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let u1 = stats(&env, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
+    let ratio = (u1 - u0) as f64 / t0.elapsed().as_nanos() as f64;
+    // 0.2 of a cpu, with slack for the periods at the edges.
+    assert!(
+        ratio > 0.05 && ratio < 0.35,
+        "cpu used {ratio:.3} of wall time under a 0.2 quota"
+    );
+    let s = stats(&env, &id);
+    assert!(
+        s["cpu"]["throttling"]["throttledPeriods"].as_u64().unwrap() > 0,
+        "{}",
+        s["cpu"]
+    );
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    let env = Env::new("pause");
+    let mut b = env.bundle("b");
+    b.args(&[
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done",
+    ]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let count = || {
+        std::fs::read_to_string(b.rootfs().join("tmp/count"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(wait_for(5, || count() > 2));
+    env.rt_ok(&["pause", &id]);
+    assert_eq!(env.state(&id)["status"], "paused");
+    let frozen_at = count();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(count(), frozen_at, "the container ran while paused");
+    let o = env.rt(&["pause", &id]);
+    assert!(stderr(&o).contains("already paused"), "{}", stderr(&o));
+    env.rt_ok(&["resume", &id]);
+    assert_eq!(env.state(&id)["status"], "running");
+    assert!(
+        wait_for(5, || count() > frozen_at + 2),
+        "no progress after resume"
+    );
+    let o = env.rt(&["resume", &id]);
+    assert!(stderr(&o).contains("not paused"), "{}", stderr(&o));
+    // A paused container can be deleted with --force.
+    env.rt_ok(&["pause", &id]);
+    env.rt_ok(&["delete", "-f", &id]);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn update_changes_limits_while_the_container_runs() {
+    let env = Env::new("update");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20 });
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let file = |ctl: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{}/b/{f}", env.cgroup_parent))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    env.rt_ok(&[
+        "update",
+        "--memory",
+        "32m",
+        "--pids-limit",
+        "20",
+        "--cpu-quota",
+        "30000",
+        "--cpu-period",
+        "100000",
+        "--cpu-share",
+        "256",
+        &id,
+    ]);
+    assert_eq!(
+        file("memory", "memory.limit_in_bytes"),
+        (32 << 20).to_string()
+    );
+    assert_eq!(file("pids", "pids.max"), "20");
+    assert_eq!(file("cpu", "cpu.cfs_quota_us"), "30000");
+    assert_eq!(file("cpu", "cpu.shares"), "256");
+    // --resources takes a linux.resources JSON.
+    let r = env.dir.join("r.json");
+    std::fs::write(
+        &r,
+        json!({ "pids": { "limit": 50 }, "memory": { "limit": 48 << 20 } }).to_string(),
+    )
+    .unwrap();
+    env.rt_ok(&["update", "--resources", r.to_str().unwrap(), &id]);
+    assert_eq!(file("pids", "pids.max"), "50");
+    assert_eq!(
+        file("memory", "memory.limit_in_bytes"),
+        (48 << 20).to_string()
+    );
+    assert_eq!(stats(&env, &id)["memory"]["usage"]["limit"], 48 << 20);
+    // A field this host cannot honour is refused by name.
+    std::fs::write(&r, json!({ "network": { "classID": 1 } }).to_string()).unwrap();
+    let o = env.rt(&["update", "--resources", r.to_str().unwrap(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("linux.resources.network.classID"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unsupported_resources_fail_create_by_name_and_leave_nothing() {
+    let env = Env::new("badres");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["network"] = json!({ "classID": 7 });
+    b.save();
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("linux.resources.network.classID"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
+fn stats_report_cpu_memory_pids_and_pressure() {
+    let env = Env::new("stats");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": 100 << 20 });
+    b.args(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 100",
+    ]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let s = stats(&env, &id);
+    assert!(s["cpu"]["usage"]["total"].as_u64().unwrap() > 0);
+    assert_eq!(
+        s["cpu"]["usage"]["percpu"].as_array().unwrap().len(),
+        std::thread::available_parallelism().unwrap().get()
+    );
+    assert!(s["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    assert_eq!(s["memory"]["usage"]["limit"], 100 << 20);
+    assert!(
+        s["memory"]["raw"].as_object().unwrap().contains_key("rss")
+            || s["memory"]["raw"]
+                .as_object()
+                .unwrap()
+                .contains_key("total_rss")
+    );
+    assert!(s["pids"]["current"].as_u64().unwrap() >= 1);
+    // PSI comes from the cgroup2 directory of this hybrid host.
+    assert!(s["cpu"]["psi"]["some"]["total"].is_u64(), "{}", s["cpu"]);
+}
+
+/// A cgroup of our own on the cgroup2 mount, removed on drop.
+struct V2Cgroup {
+    parent: PathBuf,
+    cg: capsa_cgroups::Cgroup,
+}
+
+impl V2Cgroup {
+    fn new(env: &Env) -> Option<V2Cgroup> {
+        let h = capsa_cgroups::Hierarchy::detect().unwrap();
+        let root = h.v2.clone()?;
+        let v2_only = capsa_cgroups::Hierarchy {
+            v1: vec![],
+            v2: Some(root.clone()),
+        };
+        let path = Path::new("/").join(&env.cgroup_parent).join("v2");
+        let mut cg = capsa_cgroups::Cgroup::new(&v2_only, &path);
+        cg.create().unwrap();
+        Some(V2Cgroup {
+            parent: root.join(&env.cgroup_parent),
+            cg,
+        })
+    }
+
+    /// A shell of ours moved into the cgroup, running `script`.
+    fn spawn(&self, script: &str) -> std::process::Child {
+        let dir = self.cg.v2.as_ref().unwrap().display().to_string();
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {dir}/cgroup.procs && {script}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for V2Cgroup {
+    fn drop(&mut self) {
+        let _ = self.cg.signal_all(libc::SIGKILL);
+        let _ = self.cg.remove();
+        let _ = std::fs::remove_dir(&self.parent);
+    }
+}
+
+#[test]
+fn cgroup2_freeze_kill_and_procs_on_the_real_kernel() {
+    let env = Env::new("v2freeze");
+    let Some(v2) = V2Cgroup::new(&env) else {
+        return;
+    };
+    let mut child = v2.spawn("exec sleep 100");
+    let pid = child.id() as i32;
+    assert!(
+        wait_for(5, || v2.cg.procs().unwrap() == vec![pid]),
+        "{:?}",
+        v2.cg.procs()
+    );
+    v2.cg.freeze(true).unwrap();
+    assert!(v2.cg.is_frozen());
+    let events = std::fs::read_to_string(v2.cg.v2.as_ref().unwrap().join("cgroup.events")).unwrap();
+    assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    v2.cg.freeze(false).unwrap();
+    assert!(!v2.cg.is_frozen());
+    // cgroup.kill: the kernel kills every process of the cgroup.
+    v2.cg.signal_all(libc::SIGKILL).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert!(wait_for(5, || v2.cg.procs().unwrap().is_empty()));
+}
+
+#[test]
+fn cgroup2_ebpf_device_filter_denies_what_is_not_allowed() {
+    let env = Env::new("v2devices");
+    let Some(v2) = V2Cgroup::new(&env) else {
+        return;
+    };
+    let rules: Vec<capsa_spec::oci::LinuxDeviceCgroup> =
+        serde_json::from_value(json!([{ "allow": false, "access": "rwm" }])).unwrap();
+    capsa_cgroups::devices::attach_filter(v2.cg.v2.as_ref().unwrap(), &rules, &[]).unwrap();
+    // /dev/null is in the default allowlist; /dev/kmsg (c 1:11) is not.
+    let child = v2.spawn("head -c0 /dev/null && echo null-ok; (exec 3</dev/kmsg) 2>/dev/null && echo kmsg-opened || echo kmsg-denied");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "null-ok\nkmsg-denied\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same shell outside the cgroup may open it.
+    let free = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("(exec 3</dev/kmsg) && echo kmsg-opened")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&free.stdout), "kmsg-opened\n");
+}
