@@ -74,6 +74,36 @@ fn wait_exit(pid: i32) {
     }
 }
 
+/// create, start, wait for the process to exit, delete: (ms, peak RSS of
+/// create in KiB, all succeeded).
+fn lifecycle(r: &Runtime, bundle: &Path, id: &str, work: &Path) -> (f64, i64, bool) {
+    let pidfile = work.join(format!("{id}.pid"));
+    let t = Instant::now();
+    let (_, rss, ok_c) = timed(&mut rt(
+        r,
+        &[
+            "create",
+            "-b",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            id,
+        ],
+    ));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let (_, _, ok_s) = timed(&mut rt(r, &["start", id]));
+    wait_exit(pid);
+    let (_, _, ok_d) = timed(&mut rt(r, &["delete", id]));
+    (
+        t.elapsed().as_secs_f64() * 1000.0,
+        rss,
+        ok_c && ok_s && ok_d,
+    )
+}
+
 fn bundle(dir: &Path, args: &[&str]) {
     let rootfs = dir.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp"] {
@@ -131,6 +161,16 @@ fn main() {
     let b_sleep = work.join("sleep");
     bundle(&b_true, &["true"]);
     bundle(&b_sleep, &["sleep", "100"]);
+    let b_limits = work.join("limits");
+    bundle(&b_limits, &["true"]);
+    let cfg = b_limits.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 268435456 });
+    spec["linux"]["resources"]["cpu"] =
+        serde_json::json!({ "shares": 512, "quota": 50000, "period": 100000 });
+    spec["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 100 });
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
 
     let mut runtimes = vec![Runtime {
         name: "capsa",
@@ -146,7 +186,7 @@ fn main() {
             });
         }
     }
-    let ops = ["run", "lifecycle", "delete -f"];
+    let ops = ["run", "lifecycle", "lifecycle + limits", "delete -f"];
     let mut results: Vec<Vec<Samples>> = runtimes
         .iter()
         .map(|_| ops.iter().map(|_| Samples::default()).collect())
@@ -168,38 +208,17 @@ fn main() {
                 results[ri][0].ms.push(ms);
                 results[ri][0].rss_kib.push(rss);
             }
-            // lifecycle: create, start, wait for exit, delete.
-            let id = format!("{id}-l");
-            let pidfile = work.join(format!("{id}.pid"));
-            let t = Instant::now();
-            let (_, rss_c, ok_c) = timed(&mut rt(
-                r,
-                &[
-                    "create",
-                    "-b",
-                    b_true.to_str().unwrap(),
-                    "--pid-file",
-                    pidfile.to_str().unwrap(),
-                    &id,
-                ],
-            ));
-            let pid: i32 = std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            let (_, _, ok_s) = timed(&mut rt(r, &["start", &id]));
-            wait_exit(pid);
-            let (_, _, ok_d) = timed(&mut rt(r, &["delete", &id]));
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            if !(ok_c && ok_s && ok_d) {
-                failures.push(format!(
-                    "{} lifecycle failed ({ok_c} {ok_s} {ok_d})",
-                    r.name
-                ));
-            }
-            if !warm {
-                results[ri][1].ms.push(ms);
-                results[ri][1].rss_kib.push(rss_c);
+            // lifecycle: create, start, wait for exit, delete; without
+            // and with memory, cpu and pids limits.
+            for (oi, bundle, tag) in [(1, &b_true, "l"), (2, &b_limits, "ll")] {
+                let (ms, rss, ok) = lifecycle(r, bundle, &format!("{id}-{tag}"), &work);
+                if !ok {
+                    failures.push(format!("{} lifecycle failed ({tag})", r.name));
+                }
+                if !warm {
+                    results[ri][oi].ms.push(ms);
+                    results[ri][oi].rss_kib.push(rss);
+                }
             }
             // delete -f of a running container.
             let id = format!("{id}-d");
@@ -212,8 +231,8 @@ fn main() {
                 failures.push(format!("{} delete -f failed ({ok_r} {ok})", r.name));
             }
             if !warm {
-                results[ri][2].ms.push(ms);
-                results[ri][2].rss_kib.push(rss);
+                results[ri][3].ms.push(ms);
+                results[ri][3].rss_kib.push(rss);
             }
         }
         let (ms, rss, ok) = timed(
