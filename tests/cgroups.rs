@@ -360,6 +360,19 @@ fn cgroup2_ebpf_device_filter_denies_what_is_not_allowed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // An update replaces the filter (one program stays attached): now
+    // /dev/kmsg is allowed.
+    let allow: Vec<capsa_spec::oci::LinuxDeviceCgroup> = serde_json::from_value(json!([{ "allow": false, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 11, "access": "r" }])).unwrap();
+    capsa_cgroups::devices::attach_filter(v2.cg.v2.as_ref().unwrap(), &allow, &[]).unwrap();
+    assert_eq!(
+        capsa_cgroups::devices::attached_filters(v2.cg.v2.as_ref().unwrap()).unwrap(),
+        1
+    );
+    let out = v2
+        .spawn("(exec 3</dev/kmsg) 2>/dev/null && echo kmsg-opened || echo kmsg-denied")
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kmsg-opened\n");
     // The same shell outside the cgroup may open it.
     let free = Command::new("/bin/sh")
         .arg("-c")

@@ -176,7 +176,9 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
     p
 }
 
-/// Load the program for these rules and attach it to the v2 directory.
+/// Load the program for these rules and attach it to the v2 directory,
+/// then detach the programs it replaces (an update): attaching first means
+/// the cgroup is never without a filter.
 pub fn attach_filter(
     dir: &Path,
     spec: &[LinuxDeviceCgroup],
@@ -191,6 +193,7 @@ pub fn attach_filter(
             detail: log,
         })?;
     let d = std::fs::File::open(dir).map_err(|e| CgroupError::sys("open", dir, e))?;
+    let old = capsa_sys::bpf::query_device_programs(d.as_raw_fd()).unwrap_or_default();
     capsa_sys::bpf::attach_device_program(d.as_raw_fd(), fd.as_raw_fd()).map_err(|errno| {
         CgroupError::Device {
             op: "attach eBPF device filter",
@@ -198,7 +201,34 @@ pub fn attach_filter(
             errno,
             detail: String::new(),
         }
-    })
+    })?;
+    for id in old {
+        let Ok(p) = capsa_sys::bpf::program_by_id(id) else {
+            continue;
+        };
+        capsa_sys::bpf::detach_device_program(d.as_raw_fd(), p.as_raw_fd()).map_err(|errno| {
+            CgroupError::Device {
+                op: "detach the previous eBPF device filter",
+                path: dir.to_path_buf(),
+                errno,
+                detail: String::new(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// How many device programs are attached to a v2 directory.
+pub fn attached_filters(dir: &Path) -> Result<usize> {
+    let d = std::fs::File::open(dir).map_err(|e| CgroupError::sys("open", dir, e))?;
+    capsa_sys::bpf::query_device_programs(d.as_raw_fd())
+        .map(|v| v.len())
+        .map_err(|errno| CgroupError::Device {
+            op: "query eBPF device filters",
+            path: dir.to_path_buf(),
+            errno,
+            detail: String::new(),
+        })
 }
 
 #[cfg(test)]

@@ -80,3 +80,31 @@ pub fn detach_device_program(cgroup: RawFd, prog: RawFd) -> Result<()> {
     put_u32(&mut attr, 8, BPF_CGROUP_DEVICE);
     bpf(BPF_PROG_DETACH, &mut attr).map(drop)
 }
+
+const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_PROG_QUERY: libc::c_int = 16;
+
+/// Ids of the device programs attached to a cgroup (`BPF_PROG_QUERY`).
+pub fn query_device_programs(cgroup: RawFd) -> Result<Vec<u32>> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = [0u8; 128];
+    // struct { u32 target_fd; u32 attach_type; u32 query_flags;
+    //          u32 attach_flags; u64 prog_ids; u32 prog_cnt; }
+    put_u32(&mut attr, 0, cgroup as u32);
+    put_u32(&mut attr, 4, BPF_CGROUP_DEVICE);
+    put_u64(&mut attr, 16, ids.as_mut_ptr() as u64);
+    put_u32(&mut attr, 24, ids.len() as u32);
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    let count = u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]) as usize;
+    ids.truncate(count.min(64));
+    Ok(ids)
+}
+
+/// An fd for the program with this id (`BPF_PROG_GET_FD_BY_ID`).
+pub fn program_by_id(id: u32) -> Result<OwnedFd> {
+    let mut attr = [0u8; 128];
+    put_u32(&mut attr, 0, id);
+    let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
