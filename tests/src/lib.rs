@@ -2,6 +2,8 @@
 //! busybox rootfs with the probe at `/probe`, a cgroup parent per test, and
 //! cleanup that runs even when a test fails (on drop).
 
+pub mod engines;
+
 use serde_json::Value;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

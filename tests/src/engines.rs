@@ -1,0 +1,245 @@
+//! Real container engines for the drop-in tests: a busybox OCI image made
+//! here (no registry), and containerd started with a config, root, state
+//! and socket of the test's own.
+
+use crate::Env;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Write an OCI image archive (an image layout, tarred) of a busybox rootfs
+/// with every applet linked, named `docker.io/library/busybox:capsa-test`.
+pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut dir_header = |path: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        (h, path.to_string())
+    };
+    for d in ["bin/", "proc/", "sys/", "dev/", "etc/", "tmp/", "root/"] {
+        let (mut h, p) = dir_header(d);
+        if d == "tmp/" {
+            h.set_mode(0o1777);
+        }
+        layer.append_data(&mut h, p, std::io::empty()).unwrap();
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static provides /bin/busybox");
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    h.set_mtime(0);
+    layer
+        .append_data(&mut h, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(0);
+        layer
+            .append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(passwd.len() as u64);
+    h.set_mtime(0);
+    layer
+        .append_data(&mut h, "etc/passwd", &passwd[..])
+        .unwrap();
+    let layer = layer.into_inner().unwrap();
+    let layer_d = sha256(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_d}")] }
+    })
+    .to_string()
+    .into_bytes();
+    let config_d = sha256(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_d}"), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_d}"), "size": layer.len() }]
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_d = sha256(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_d}"), "size": manifest.len(),
+            "annotations": {
+                "io.containerd.image.name": "docker.io/library/busybox:capsa-test",
+                "org.opencontainers.image.ref.name": "capsa-test"
+            },
+            "platform": { "architecture": "amd64", "os": "linux" }
+        }]
+    })
+    .to_string()
+    .into_bytes();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        archive.append_data(&mut h, name, data).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json", &index);
+    add(&format!("blobs/sha256/{manifest_d}"), &manifest);
+    add(&format!("blobs/sha256/{config_d}"), &config);
+    add(&format!("blobs/sha256/{layer_d}"), &layer);
+    let path = dir.join("busybox-oci.tar");
+    std::fs::write(&path, archive.into_inner().unwrap()).unwrap();
+    path
+}
+
+/// The image name the archive carries.
+pub const BUSYBOX: &str = "docker.io/library/busybox:capsa-test";
+
+/// A containerd of the test's own; stopped, and its mounts undone, on drop.
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    /// The containerd namespace the test works in (its cgroup parent too).
+    pub namespace: String,
+    child: Child,
+}
+
+impl Containerd {
+    /// Start containerd (without the CRI plugin) under `env.dir`, or `None`
+    /// when containerd is not installed.
+    pub fn start(env: &Env) -> Option<Containerd> {
+        if Command::new("containerd")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            // CI installs it (scripts/test.sh): there, its absence fails.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "containerd is not installed"
+            );
+            return None;
+        }
+        let dir = env.dir.join("containerd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n[debug]\n  address = \"{d}/debug.sock\"\n",
+            d = dir.display(),
+            s = socket.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let c = Containerd {
+            dir,
+            socket,
+            namespace: env.cgroup_parent.clone(),
+            child,
+        };
+        assert!(
+            crate::wait_for(20, || c.ctr(&["version"]).status.success()),
+            "containerd did not come up: {}",
+            c.log()
+        );
+        Some(c)
+    }
+
+    /// `ctr -a SOCKET -n NAMESPACE ARGS...`
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .arg("-n")
+            .arg(&self.namespace)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// ctr that must succeed; its stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let o = self.ctr(args);
+        assert!(
+            o.status.success(),
+            "ctr {args:?} failed: {}\n{}\ncontainerd log:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks and containers of our namespace first, so shims exit.
+        let tasks = self.ctr(&["task", "ls", "-q"]);
+        for t in String::from_utf8_lossy(&tasks.stdout).lines() {
+            let _ = self.ctr(&["task", "kill", "-s", "KILL", t]);
+            let _ = self.ctr(&["task", "delete", "-f", t]);
+        }
+        let cs = self.ctr(&["container", "ls", "-q"]);
+        for c in String::from_utf8_lossy(&cs.stdout).lines() {
+            let _ = self.ctr(&["container", "delete", c]);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        unmount_under(&self.dir);
+        // The runc shim keeps its runtime state per namespace here.
+        let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(&self.namespace));
+    }
+}
+
+/// Detach every mount below `dir`, deepest first (what a killed engine may
+/// leave: overlay rootfs, shm).
+pub fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| Path::new(t).starts_with(dir))
+        .map(str::to_string)
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let _ = nix::mount::umount2(t.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
