@@ -18,7 +18,7 @@ fn sha256(bytes: &[u8]) -> String {
 /// with every applet linked, named `docker.io/library/busybox:capsa-test`.
 pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
     let mut layer = tar::Builder::new(Vec::new());
-    let mut dir_header = |path: &str| {
+    let dir_header = |path: &str| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
