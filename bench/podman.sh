@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `podman run --rm` of `true` with capsa-runtime, runc and crun as the OCI
+# runtime: several runs each, interleaved, medians and ratios. podman uses
+# a root, run root and containers.conf of this script's own (cgroupfs, no
+# network, no seccomp profile until capsa has seccomp). crun goes through a
+# wrapper that hides this host's cgroup2 mount (crun 1.8 refuses it).
+# Usage: sudo bench/podman.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+capsa=$(pwd)/target/x86_64-unknown-linux-gnu/release/capsa-runtime
+[ -x "$capsa" ] || cargo build --release -p capsa-runtime
+work=$(mktemp -d /tmp/capsa-podman-bench.XXXXXX)
+export CONTAINERS_CONF=$work/containers.conf
+cat > "$CONTAINERS_CONF" <<EOT
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+seccomp_profile = "unconfined"
+netns = "none"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOT
+pm() { podman --root "$work/root" --runroot "$work/runroot" --tmpdir "$work/tmp" --storage-driver overlay "$@"; }
+cleanup() {
+    pm rm -a -f >/dev/null 2>&1 || true
+    pm system reset -f >/dev/null 2>&1 || true
+    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/capsa-podman-bench; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/rootfs/bin"
+cp /bin/busybox "$work/rootfs/bin/" && ln -s busybox "$work/rootfs/bin/true"
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+pm import "$work/rootfs.tar" localhost/capsa-bench:latest >/dev/null
+cat > "$work/crun-wrapper" <<'EOT'
+#!/bin/sh
+exec unshare -m sh -c 'umount -l /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun "$@"' crun "$@"
+EOT
+chmod +x "$work/crun-wrapper"
+declare -A bins=([capsa]="$capsa" [runc]=/usr/sbin/runc [crun]="$work/crun-wrapper")
+names=(capsa runc crun)
+declare -A times
+for i in $(seq "$runs"); do
+    for n in "${names[@]}"; do
+        t0=$(date +%s%N)
+        pm --runtime "${bins[$n]}" run --rm --cgroup-parent /capsa-podman-bench localhost/capsa-bench:latest /bin/true
+        t1=$(date +%s%N)
+        times[$n]+="$(( (t1 - t0) / 1000 )) "
+    done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
+echo "podman run --rm busybox true, $runs runs each, median ms"
+echo
+echo "| runtime | median ms | / capsa |"
+echo "|---|---|---|"
+c=$(echo "${times[capsa]}" | median)
+for n in "${names[@]}"; do
+    m=$(echo "${times[$n]}" | median)
+    echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') |"
+done
