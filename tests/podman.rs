@@ -20,7 +20,7 @@ fn podman_runs_execs_stats_stops_and_removes_through_capsa() {
         BUSYBOX,
         "sh",
         "-c",
-        "echo hello-podman; exit 3",
+        "echo hello-podman; grep Seccomp: /proc/self/status; exit 3",
     ]);
     assert_eq!(
         o.status.code(),
@@ -28,7 +28,11 @@ fn podman_runs_execs_stats_stops_and_removes_through_capsa() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello-podman\n");
+    // podman's default seccomp profile is in force.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello-podman\nSeccomp:\t2\n"
+    );
 
     let id = p.ok(&[
         "run",

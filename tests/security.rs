@@ -153,3 +153,85 @@ fn init_exe_cannot_be_written_through() {
         "init runs the runtime from a writable {target}"
     );
 }
+
+fn seccomp_profile() -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13 },
+            // kill is refused for SIGKILL only.
+            { "names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+              "args": [{ "index": 1, "value": 9, "op": "SCMP_CMP_EQ" }] },
+            { "names": ["no_such_syscall_at_all"], "action": "SCMP_ACT_ERRNO" }
+        ]
+    })
+}
+
+/// seccomp is loaded last, for the init and for exec'd processes: calls the
+/// profile refuses fail with its errno, argument conditions included.
+#[test]
+fn seccomp_profile_filters_calls_by_name_and_argument() {
+    let env = Env::new("seccomp");
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = seccomp_profile();
+    b.args(&["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; sleep 100 & kill -9 $! 2>&1; kill -15 $! && echo term-ok; touch /tmp/ready; sleep 100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    assert!(wait_for(10, || b.rootfs().join("tmp/ready").exists()));
+    let o = env.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; mkdir /tmp/y 2>&1; exit 0",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        out.contains("Permission denied"),
+        "exec'd process not filtered: {out}"
+    );
+    assert!(!b.rootfs().join("tmp/x").exists() && !b.rootfs().join("tmp/y").exists());
+
+    // The same from the init's own output, in a foreground run.
+    let id2 = env.id("fg");
+    let mut b2 = env.bundle("b2");
+    b2.config["linux"]["seccomp"] = seccomp_profile();
+    // Without no_new_privs the filter is loaded before the user switch.
+    b2.config["process"]["noNewPrivileges"] = json!(false);
+    b2.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    b2.args(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/x 2>&1; sleep 100 & kill -9 $! 2>&1; kill -15 $! && echo term-ok; id -u",
+    ]);
+    let o = env.rt(&["run", "-b", b2.path(), &id2]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    assert!(out.contains("Permission denied"), "{out}");
+    assert!(
+        out.contains("Operation not permitted"),
+        "SIGKILL was not refused: {out}"
+    );
+    assert!(out.contains("term-ok"), "SIGTERM was refused: {out}");
+    assert!(out.contains("1000"), "{out}");
+}
+
+#[test]
+fn a_bad_seccomp_profile_fails_create_by_field() {
+    let env = Env::new("badseccomp");
+    let mut b = env.bundle("b");
+    let mut p = seccomp_profile();
+    p["syscalls"][1]["args"][0]["op"] = json!("SCMP_CMP_BOGUS");
+    b.config["linux"]["seccomp"] = p;
+    b.save();
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("linux.seccomp.syscalls[1].args[0].op"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
+}

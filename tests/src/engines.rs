@@ -263,12 +263,11 @@ impl Podman {
         let dir = env.dir.join("podman");
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         // Default ulimits this machine allows (root here lacks
-        // CAP_SYS_RESOURCE), cgroupfs without systemd, events to a file.
-        // seccomp is capsa's issue 5: until then the default profile is
-        // not applied.
+        // CAP_SYS_RESOURCE), cgroupfs without systemd, events to a file, no
+        // network; podman's default seccomp profile applies.
         std::fs::write(
             dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nseccomp_profile = \"unconfined\"\nnetns = \"none\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nnetns = \"none\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
         )
         .unwrap();
         Some(Podman {

@@ -7,6 +7,7 @@ use crate::error::{ChildError, Error, Result};
 use crate::lifecycle::{open_verified, status_of};
 use crate::state::{self, Status, Store};
 use crate::{namespaces, process};
+use capsa_spec::seccomp::SeccompPlan;
 use capsa_spec::ProcessPlan;
 use capsa_sys::process::Forked;
 use nix::sys::wait::waitpid;
@@ -41,6 +42,16 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         s => return Err(Error::State(format!("cannot exec in a {s} container"))),
     }
     let console_sock = ConsoleSocket::connect(opts.console_socket.as_deref())?;
+    // The container's seccomp profile applies to exec'd processes too.
+    let seccomp = match st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        Some(s) => Some(capsa_spec::seccomp::compile(s)?),
+        None => None,
+    };
     let pidfd = open_verified(&st)?;
     let flags = namespaces::differing(st.pid)?;
     let (parent, child) = channel::pair()?;
@@ -67,6 +78,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
                 flags,
                 &opts.process,
                 opts.preserve_fds,
+                seccomp.as_ref(),
             )
         }
         Forked::Parent(p) => p,
@@ -132,6 +144,7 @@ fn joiner(
     flags: i32,
     p: &ProcessPlan,
     preserve_fds: i32,
+    seccomp: Option<&SeccompPlan>,
 ) -> ! {
     let fail = |e: ChildError| -> ! {
         let _ = chan.send(&Msg::Failed(e));
@@ -164,7 +177,7 @@ fn joiner(
             capsa_sys::process::exit_now(0)
         }
         Ok(Forked::Child) => {
-            let e = match run_process(chan, p, preserve_fds) {
+            let e = match run_process(chan, p, preserve_fds, seccomp) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -178,6 +191,7 @@ fn run_process(
     chan: &channel::Channel,
     p: &ProcessPlan,
     preserve_fds: i32,
+    seccomp: Option<&SeccompPlan>,
 ) -> std::result::Result<std::convert::Infallible, ChildError> {
     nix::unistd::setsid().map_err(|e| ChildError::sys("exec", "setsid", "", e))?;
     if p.terminal {
@@ -188,5 +202,5 @@ fn run_process(
     process::set_io_priority(p)?;
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
-    Err(process::finalize(p, &exe, &env, preserve_fds))
+    Err(process::finalize(p, &exe, &env, preserve_fds, seccomp))
 }

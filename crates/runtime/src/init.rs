@@ -207,7 +207,13 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     if !plan.hooks.start_container.is_empty() {
         container_hooks("startContainer", &plan.hooks.start_container, &state)?;
     }
-    Err(process::finalize(p, &exe, &env, ctx.preserve_fds))
+    Err(process::finalize(
+        p,
+        &exe,
+        &env,
+        ctx.preserve_fds,
+        plan.seccomp.as_ref(),
+    ))
 }
 
 /// Allocate the container's terminal from its own devpts, hand the master to

@@ -3,6 +3,7 @@
 //! no_new_privs, the working directory, and execve.
 
 use crate::error::ChildError;
+use capsa_spec::seccomp::SeccompPlan;
 use capsa_spec::ProcessPlan;
 use nix::errno::Errno;
 use std::ffi::CString;
@@ -137,8 +138,14 @@ pub fn env_with_home(p: &ProcessPlan) -> Vec<String> {
 /// Drop to the spec's user with exactly its capability sets, enter the
 /// working directory, close every fd the program must not inherit, and
 /// execve. Returns only on failure.
-pub fn finalize(p: &ProcessPlan, exe: &Path, env: &[String], keep_fds: i32) -> ChildError {
-    match finalize_inner(p, exe, env, keep_fds) {
+pub fn finalize(
+    p: &ProcessPlan,
+    exe: &Path,
+    env: &[String],
+    keep_fds: i32,
+    seccomp: Option<&SeccompPlan>,
+) -> ChildError {
+    match finalize_inner(p, exe, env, keep_fds, seccomp) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -149,6 +156,7 @@ fn finalize_inner(
     exe: &Path,
     env: &[String],
     keep_fds: i32,
+    seccomp: Option<&SeccompPlan>,
 ) -> R<std::convert::Infallible> {
     let args: Vec<CString> = p
         .args
@@ -172,6 +180,22 @@ fn finalize_inner(
     // reach the program; a leaked directory fd would be a way out of the
     // rootfs.
     capsa_sys::fd::cloexec_from(3 + keep_fds).map_err(|e| err("close_range", "fds", e))?;
+
+    // The runtime may have blocked signals to forward them; the program
+    // starts with none blocked. (Before seccomp, which may forbid it.)
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the
+    // user switch below may drop: load it now, as runc does (the profile
+    // must then allow the set-up calls that follow).
+    if !p.no_new_privileges {
+        if let Some(s) = seccomp {
+            load_seccomp(s)?;
+        }
+    }
 
     // The bounding set first: dropping needs CAP_SETPCAP, which the
     // user switch below may take away.
@@ -254,13 +278,32 @@ fn finalize_inner(
             .map_err(|e| err("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
     }
 
-    // The runtime may have blocked signals to forward them; the program
-    // starts with none blocked.
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
+    // Seccomp last: nothing of the runtime's own set-up is filtered.
+    if p.no_new_privileges {
+        if let Some(s) = seccomp {
+            load_seccomp(s)?;
+        }
+    }
     let e = capsa_sys::process::execve(&path, &args, &envs);
     Err(err("execve", exe.display(), e))
+}
+
+fn load_seccomp(s: &SeccompPlan) -> R<()> {
+    let filter: Vec<capsa_sys::seccomp::Instruction> = s
+        .filter
+        .iter()
+        .map(|i| capsa_sys::seccomp::Instruction {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    capsa_sys::seccomp::set_filter(s.flags, &filter).map_err(|e| {
+        err(
+            "seccomp",
+            format!("{} instructions, flags {:#x}", filter.len(), s.flags),
+            e,
+        )
+    })
 }

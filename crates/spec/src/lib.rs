@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod mounts;
 mod plan;
 pub mod rlimits;
+pub mod seccomp;
 
 pub use oci_spec::runtime as oci;
 pub use plan::{HookSet, IdMap, Namespaces, Plan, ProcessPlan};

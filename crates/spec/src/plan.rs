@@ -92,6 +92,8 @@ pub struct Plan {
     /// (clock name, seconds, nanoseconds) for the time namespace.
     pub time_offsets: Vec<(String, i64, u32)>,
     pub annotations: BTreeMap<String, String>,
+    /// The compiled `linux.seccomp`, loaded last before execve.
+    pub seccomp: Option<crate::seccomp::SeccompPlan>,
 }
 
 const SUPPORTED_VERSIONS: [&str; 3] = ["1.0.", "1.1.", "1.2."];
@@ -228,14 +230,13 @@ impl Plan {
             }
         }
 
-        if linux.seccomp().is_some() {
-            return Err(SpecError::invalid(
-                "linux.seccomp",
-                "seccomp filters are not supported by this build yet",
-            ));
-        }
+        let seccomp = match linux.seccomp() {
+            Some(s) => Some(crate::seccomp::compile(s)?),
+            None => None,
+        };
 
         Ok(Plan {
+            seccomp,
             root_readonly: root.readonly().unwrap_or(false),
             rootfs,
             process,

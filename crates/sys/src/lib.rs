@@ -11,6 +11,7 @@ pub mod exe;
 pub mod fd;
 pub mod process;
 pub mod resolve;
+pub mod seccomp;
 
 pub use nix::errno::Errno;
 
