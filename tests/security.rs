@@ -235,3 +235,26 @@ fn a_bad_seccomp_profile_fails_create_by_field() {
     );
     env.assert_gone(&id);
 }
+
+/// no_new_privs: a setuid-root binary does not raise an unprivileged
+/// user's euid; without it, it does (so the test can fail).
+#[test]
+fn no_new_privs_blocks_setuid_escalation() {
+    let env = Env::new("nnp");
+    let mut b = env.bundle("b");
+    // A setuid-root copy of the probe in the rootfs.
+    let suid = b.rootfs().join("probe-suid");
+    std::fs::copy(probe_bin(), &suid).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    b.args(&["/probe-suid"]);
+    for (nnp, want) in [(true, 1000), (false, 0)] {
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.save();
+        let o = env.rt(&["run", "-b", b.path(), &env.id(&format!("n{nnp}"))]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let p = probe_output(&o);
+        assert_eq!(p["uid"], 1000);
+        assert_eq!(p["euid"], want, "noNewPrivileges {nnp}");
+    }
+}

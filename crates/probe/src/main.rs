@@ -117,6 +117,7 @@ fn report() -> Value {
         "pid": std::process::id(),
         "ppid": nix::unistd::getppid().as_raw(),
         "uid": nix::unistd::getuid().as_raw(),
+        "euid": nix::unistd::geteuid().as_raw(),
         "gid": nix::unistd::getgid().as_raw(),
         "groups": status_field(&status, "Groups"),
         "hostname": uname.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()),

@@ -150,6 +150,12 @@ fn joiner(
         let _ = chan.send(&Msg::Failed(e));
         capsa_sys::process::exit_now(1)
     };
+    // Security: CVE-2016-9962. Not dumpable until execve: a process in the
+    // container must not ptrace us while we hold host fds. The exec'd
+    // process inherits this from us and execve resets it.
+    if let Err(e) = capsa_sys::process::set_dumpable(false) {
+        fail(ChildError::sys("exec", "prctl", "PR_SET_DUMPABLE", e));
+    }
     if let Err(e) = cgroup.join_self_v1() {
         fail(ChildError::msg(
             "exec",

@@ -58,6 +58,10 @@ fn expect(chan: &Channel, want: &str) -> R<Msg> {
 fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     let mut t = Trace::default();
     t.mark("init", "born in new namespaces");
+    // Security: CVE-2016-9962. Until execve (which resets it) nothing in
+    // the container may ptrace us or open our /proc entries: we hold host
+    // fds (the channel, the exec FIFO).
+    capsa_sys::process::set_dumpable(false).map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
     let plan = ctx.plan;
     let p = &plan.process;
     // Join the v1 cgroups while we are still the runtime's root (before a
