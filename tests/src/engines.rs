@@ -14,9 +14,8 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Write an OCI image archive (an image layout, tarred) of a busybox rootfs
-/// with every applet linked, named `docker.io/library/busybox:capsa-test`.
-pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
+/// A tar of a busybox rootfs with every applet linked.
+pub fn busybox_rootfs_tar() -> Vec<u8> {
     let mut layer = tar::Builder::new(Vec::new());
     let dir_header = |path: &str| {
         let mut h = tar::Header::new_gnu();
@@ -63,7 +62,13 @@ pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
     layer
         .append_data(&mut h, "etc/passwd", &passwd[..])
         .unwrap();
-    let layer = layer.into_inner().unwrap();
+    layer.into_inner().unwrap()
+}
+
+/// Write an OCI image archive (an image layout, tarred) of the busybox
+/// rootfs, named `docker.io/library/busybox:capsa-test`.
+pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
+    let layer = busybox_rootfs_tar();
     let layer_d = sha256(&layer);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
@@ -316,6 +321,119 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
         let _ = self.run(&["system", "reset", "-f"]);
+        unmount_under(&self.dir);
+    }
+}
+
+/// dockerd with a data root, exec root, socket and daemon.json of the test's
+/// own (no iptables, no bridge), capsa-runtime registered as runtime
+/// `capsa`, and the test's cgroup parent.
+pub struct Dockerd {
+    pub dir: PathBuf,
+    socket: PathBuf,
+    child: Child,
+}
+
+impl Dockerd {
+    /// `None` when docker is not installed (outside CI).
+    pub fn start(env: &Env) -> Option<Dockerd> {
+        if Command::new("dockerd").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "docker.io is not installed"
+            );
+            return None;
+        }
+        let dir = env.dir.join("docker");
+        std::fs::create_dir_all(&dir).unwrap();
+        let daemon = serde_json::json!({
+            "runtimes": { "capsa": { "path": env.runtime } },
+            // Limits this machine's root may set (it lacks CAP_SYS_RESOURCE).
+            "default-ulimits": { "nofile": { "Name": "nofile", "Hard": 1024, "Soft": 1024 } },
+            "cgroup-parent": format!("/{}", env.cgroup_parent),
+        });
+        std::fs::write(dir.join("daemon.json"), daemon.to_string()).unwrap();
+        let socket = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dockerd { dir, socket, child };
+        assert!(
+            crate::wait_for(60, || d.docker(&["version"]).status.success()),
+            "dockerd did not come up: {}",
+            d.log()
+        );
+        Some(d)
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed: {}\n{}\ndockerd log:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `docker import` of the busybox rootfs as `busybox:capsa-test`.
+    pub fn import_busybox(&self) {
+        let mut child = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(["import", "-", "busybox:capsa-test"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &busybox_rootfs_tar()).unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success(), "docker import failed");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
         unmount_under(&self.dir);
     }
 }

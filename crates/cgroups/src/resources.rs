@@ -637,6 +637,37 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// Zero means "not set" for these limits, as runc reads them (docker sends
+/// `blockIO.weight: 0`, `cpu.shares: 0`, ... for its defaults).
+fn without_zeros(r: &LinuxResources) -> LinuxResources {
+    const UNSET_IF_ZERO: [(&str, &[&str]); 3] = [
+        (
+            "cpu",
+            &[
+                "shares",
+                "quota",
+                "period",
+                "realtimeRuntime",
+                "realtimePeriod",
+            ],
+        ),
+        (
+            "memory",
+            &["limit", "reservation", "swap", "kernel", "kernelTCP"],
+        ),
+        ("blockIO", &["weight", "leafWeight"]),
+    ];
+    let Ok(mut v) = serde_json::to_value(r) else {
+        return r.clone();
+    };
+    for (group, keys) in UNSET_IF_ZERO {
+        if let Some(g) = v.get_mut(group).and_then(|g| g.as_object_mut()) {
+            g.retain(|k, val| !(keys.contains(&k.as_str()) && val.as_i64() == Some(0)));
+        }
+    }
+    serde_json::from_value(v).unwrap_or_else(|_| r.clone())
+}
+
 fn read_num(p: &Path) -> Option<i64> {
     let s = std::fs::read_to_string(p).ok()?;
     let s = s.trim();
@@ -652,6 +683,7 @@ impl Cgroup {
     /// The file writes `r` needs on this cgroup, in order; an error names
     /// the first field the host cannot honour. Nothing is written.
     pub fn plan(&self, r: &LinuxResources) -> Result<Vec<FileWrite>> {
+        let r = &without_zeros(r);
         let mut p = Planner {
             cg: self,
             out: Vec::new(),
@@ -819,6 +851,14 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         assert_eq!(v, want);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn zero_means_unset_as_docker_sends_it() {
+        let (root, cg) = fake_v2("zeros", "cpu memory io", &[]);
+        let plan = cg.plan(&res(r#"{"cpu": {"shares": 0, "quota": 0, "period": 0}, "memory": {"limit": 0, "swap": 0}, "blockIO": {"weight": 0}}"#)).unwrap();
+        assert_eq!(plan, vec![]);
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -61,7 +61,8 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     // Security: CVE-2016-9962. Until execve (which resets it) nothing in
     // the container may ptrace us or open our /proc entries: we hold host
     // fds (the channel, the exec FIFO).
-    capsa_sys::process::set_dumpable(false).map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
+    capsa_sys::process::set_dumpable(false)
+        .map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
     let plan = ctx.plan;
     let p = &plan.process;
     // Join the v1 cgroups while we are still the runtime's root (before a
@@ -149,11 +150,6 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     t.mark("init", "pivot_root");
     drop(root);
     mounts::finish_propagation(plan)?;
-    mounts::mask(&plan.masked_paths)?;
-    mounts::readonly(&plan.readonly_paths)?;
-    if plan.root_readonly {
-        mounts::readonly_root()?;
-    }
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).map_err(|e| ChildError::sys("init", "sethostname", h, e))?;
     }
@@ -171,6 +167,12 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
                 Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             )
         })?;
+    }
+    // After the sysctls, as runc: /proc/sys becomes read-only below.
+    mounts::mask(&plan.masked_paths)?;
+    mounts::readonly(&plan.readonly_paths)?;
+    if plan.root_readonly {
+        mounts::readonly_root()?;
     }
     process::set_rlimits(p)?;
     process::set_oom_score_adj(p)?;
