@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails if the test suite left anything of ours on the host: mounts under a
 # test directory, cgroups of a test parent or of capsa's default parent,
-# processes started from a test bundle, or state directories.
+# processes started from a test bundle, CNI bridges, network namespaces and
+# results of the CRI test, shim state, or test directories.
 set -uo pipefail
 bad=0
 if grep -E 'capsa-test-' /proc/self/mountinfo; then
@@ -12,6 +13,18 @@ for d in /sys/fs/cgroup/*/capsa-test-* /sys/fs/cgroup/*/capsa; do
 done
 if pgrep -af 'capsa-test-' | grep -v pgrep; then
     echo "leftover processes above"; bad=1
+fi
+if ip -o link show 2>/dev/null | grep -E ': cb[0-9]+[:@]'; then
+    echo "leftover CNI bridge above"; bad=1
+fi
+if ls /var/run/netns 2>/dev/null | grep .; then
+    echo "leftover network namespaces above"; bad=1
+fi
+if grep -ls 'capsa-test-' /var/lib/cni/results/* 2>/dev/null; then
+    echo "leftover CNI results above"; bad=1
+fi
+if ls /run/containerd/runc 2>/dev/null | grep .; then
+    echo "leftover runtime state of the containerd shim above"; bad=1
 fi
 for d in /tmp/capsa-test-*; do
     if [ -e "$d" ]; then echo "leftover test directory: $d"; bad=1; fi

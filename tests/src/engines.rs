@@ -68,11 +68,53 @@ pub fn busybox_rootfs_tar() -> Vec<u8> {
 /// Write an OCI image archive (an image layout, tarred) of the busybox
 /// rootfs, named `docker.io/library/busybox:capsa-test`.
 pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
-    let layer = busybox_rootfs_tar();
-    let layer_d = sha256(&layer);
+    oci_archive(
+        &dir.join("busybox-oci.tar"),
+        BUSYBOX,
+        &busybox_rootfs_tar(),
+        &[],
+        &["sh"],
+    )
+}
+
+/// A pause image (`localhost/capsa-pause:test`) around Debian's static
+/// catatonit, for CRI sandboxes.
+pub fn pause_oci_archive(dir: &Path) -> PathBuf {
+    let bin = std::fs::read("/usr/bin/catatonit").expect("catatonit provides the pause binary");
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(bin.len() as u64);
+    h.set_mtime(0);
+    layer.append_data(&mut h, "pause", bin.as_slice()).unwrap();
+    oci_archive(
+        &dir.join("pause-oci.tar"),
+        PAUSE,
+        &layer.into_inner().unwrap(),
+        &["/pause", "-P"],
+        &[],
+    )
+}
+
+/// The pause image's name.
+pub const PAUSE: &str = "localhost/capsa-pause:test";
+
+/// An OCI archive of one layer, named `name`.
+pub fn oci_archive(
+    path: &Path,
+    name: &str,
+    layer: &[u8],
+    entrypoint: &[&str],
+    cmd: &[&str],
+) -> PathBuf {
+    let layer_d = sha256(layer);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Entrypoint": if entrypoint.is_empty() { serde_json::Value::Null } else { serde_json::json!(entrypoint) },
+            "Cmd": if cmd.is_empty() { serde_json::Value::Null } else { serde_json::json!(cmd) }
+        },
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_d}")] }
     })
     .to_string()
@@ -92,10 +134,7 @@ pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
         "manifests": [{
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": format!("sha256:{manifest_d}"), "size": manifest.len(),
-            "annotations": {
-                "io.containerd.image.name": "docker.io/library/busybox:capsa-test",
-                "org.opencontainers.image.ref.name": "capsa-test"
-            },
+            "annotations": { "io.containerd.image.name": name },
             "platform": { "architecture": "amd64", "os": "linux" }
         }]
     })
@@ -113,10 +152,9 @@ pub fn busybox_oci_archive(dir: &Path) -> PathBuf {
     add("index.json", &index);
     add(&format!("blobs/sha256/{manifest_d}"), &manifest);
     add(&format!("blobs/sha256/{config_d}"), &config);
-    add(&format!("blobs/sha256/{layer_d}"), &layer);
-    let path = dir.join("busybox-oci.tar");
-    std::fs::write(&path, archive.into_inner().unwrap()).unwrap();
-    path
+    add(&format!("blobs/sha256/{layer_d}"), layer);
+    std::fs::write(path, archive.into_inner().unwrap()).unwrap();
+    path.to_path_buf()
 }
 
 /// The image name the archive carries.
@@ -135,6 +173,11 @@ impl Containerd {
     /// Start containerd (without the CRI plugin) under `env.dir`, or `None`
     /// when containerd is not installed.
     pub fn start(env: &Env) -> Option<Containerd> {
+        Self::start_with(env, None)
+    }
+
+    /// Start containerd with `extra` config (for example the CRI plugin's).
+    pub fn start_with(env: &Env, extra: Option<&str>) -> Option<Containerd> {
         if Command::new("containerd")
             .arg("--version")
             .output()
@@ -150,8 +193,14 @@ impl Containerd {
         let dir = env.dir.join("containerd");
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("containerd.sock");
+        let disabled = if extra.is_some() {
+            ""
+        } else {
+            "\"io.containerd.grpc.v1.cri\""
+        };
         let config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n[debug]\n  address = \"{d}/debug.sock\"\n",
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [{disabled}]\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n[debug]\n  address = \"{d}/debug.sock\"\n{}",
+            extra.unwrap_or(""),
             d = dir.display(),
             s = socket.display()
         );

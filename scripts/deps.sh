@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the build and the tests need, installed when missing:
+# busybox-static (test rootfs), procps (ps), protobuf-compiler (the CRI
+# client's generated code), containerd, podman, docker.io, catatonit (the
+# pause image) and containernetworking-plugins (CNI, for the CRI test).
+set -euo pipefail
+need=()
+for p in busybox-static procps protobuf-compiler containerd podman docker.io catatonit containernetworking-plugins; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
