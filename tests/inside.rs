@@ -280,7 +280,8 @@ fn sysctls_are_set_inside_the_namespaces() {
     let mut b = env.bundle("b");
     b.config["linux"]["sysctl"] =
         json!({ "net.ipv4.ip_unprivileged_port_start": "42", "kernel.shmmni": "1234" });
-    b.config["linux"]["readonlyPaths"] = json!([]);
+    // /proc/sys stays in readonlyPaths: sysctls are written before it
+    // becomes read-only (docker relies on this order).
     b.args(&[
         "sh",
         "-c",
