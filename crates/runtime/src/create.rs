@@ -88,6 +88,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let mut trace = Trace::default();
     trace.mark("runtime", "create begins");
     let plan = capsa_spec::load(&opts.bundle)?;
+    crate::lsm::check(&plan.process, "process")?;
     trace.mark("runtime", "config.json parsed and validated");
     if plan.namespaces.new & libc::CLONE_NEWNS == 0 && !plan.namespaces.has(libc::CLONE_NEWNS) {
         return Err(Error::Invalid(

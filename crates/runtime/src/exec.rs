@@ -42,6 +42,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         s => return Err(Error::State(format!("cannot exec in a {s} container"))),
     }
     let console_sock = ConsoleSocket::connect(opts.console_socket.as_deref())?;
+    crate::lsm::check(&opts.process, "process")?;
     // The container's seccomp profile applies to exec'd processes too.
     let seccomp = match st
         .config

@@ -14,6 +14,7 @@ mod exec;
 mod hooks;
 mod init;
 mod lifecycle;
+pub mod lsm;
 mod mounts;
 mod namespaces;
 mod process;

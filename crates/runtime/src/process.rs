@@ -278,6 +278,7 @@ fn finalize_inner(
             .map_err(|e| err("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
     }
 
+    crate::lsm::apply(p)?;
     // Seccomp last: nothing of the runtime's own set-up is filtered.
     if p.no_new_privileges {
         if let Some(s) = seccomp {
