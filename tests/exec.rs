@@ -41,7 +41,7 @@ fn exec_joins_every_namespace_and_the_cgroup_of_the_container() {
         p["cgroup"]
     );
     // The container's process defaults apply (the default spec's caps).
-    assert_eq!(p["caps"]["CapBnd"], "0000000020000420");
+    assert_eq!(p["caps"]["CapBnd"], "00000000a80425fb");
     let fds: Vec<String> = p["fds"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(fds.len(), 4, "{}", p["fds"]);
 }
