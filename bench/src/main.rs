@@ -161,6 +161,13 @@ fn main() {
     let b_sleep = work.join("sleep");
     bundle(&b_true, &["true"]);
     bundle(&b_sleep, &["sleep", "100"]);
+    let b_plain = work.join("plain");
+    bundle(&b_plain, &["true"]);
+    let cfg = b_plain.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    spec["linux"].as_object_mut().unwrap().remove("seccomp");
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
     let b_limits = work.join("limits");
     bundle(&b_limits, &["true"]);
     let cfg = b_limits.join("config.json");
@@ -186,7 +193,13 @@ fn main() {
             });
         }
     }
-    let ops = ["run", "lifecycle", "lifecycle + limits", "delete -f"];
+    let ops = [
+        "run",
+        "lifecycle",
+        "lifecycle + limits",
+        "delete -f",
+        "run, no seccomp",
+    ];
     let mut results: Vec<Vec<Samples>> = runtimes
         .iter()
         .map(|_| ops.iter().map(|_| Samples::default()).collect())
@@ -198,6 +211,17 @@ fn main() {
         let warm = round < 2;
         for (ri, r) in runtimes.iter().enumerate() {
             let id = format!("bench-{}-{round}", r.name);
+            // run without the default seccomp profile: the cost of the rest.
+            let (ms, _, ok) = timed(&mut rt(
+                r,
+                &["run", "-b", b_plain.to_str().unwrap(), &format!("{id}-p")],
+            ));
+            if !ok {
+                failures.push(format!("{} run (no seccomp) failed", r.name));
+            }
+            if !warm {
+                results[ri][4].ms.push(ms);
+            }
             // run: create + start + wait + delete, in one command.
             let (ms, rss, ok) =
                 timed(rt(r, &["run", "-b", b_true.to_str().unwrap(), &id]).current_dir(&b_true));
@@ -269,7 +293,7 @@ fn main() {
         for res in &results {
             print!(" {:.2} |", median(&res[oi].ms));
         }
-        let f = if oi == 0 {
+        let f = if oi == 0 || oi == 4 {
             format!("{:.2}", median(&floor_s.ms))
         } else {
             "-".into()
