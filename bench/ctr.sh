@@ -52,32 +52,7 @@ cpid=$!
 for _ in $(seq 50); do ctr -a "$work/c.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
 ctr -a "$work/c.sock" -n "$ns" images import "$work/busybox.tar" >/dev/null
 
-cat > "$work/crun-wrapper" <<'EOT'
-#!/bin/sh
-exec unshare -m sh -c 'umount -l /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun "$@"' crun "$@"
-EOT
-chmod +x "$work/crun-wrapper"
-
-declare -A bins=([capsa]="$capsa" [runc]=/usr/sbin/runc [crun]="$work/crun-wrapper")
-names=(capsa runc crun)
-declare -A times
-for i in $(seq "$runs"); do
-    for n in "${names[@]}"; do
-        [ -x "${bins[$n]}" ] || continue
-        t0=$(date +%s%N)
-        ctr -a "$work/c.sock" -n "$ns" run --runc-binary "${bins[$n]}" --rm docker.io/library/busybox:capsa-bench "b-$n-$i" true >/dev/null
-        t1=$(date +%s%N)
-        times[$n]+="$(( (t1 - t0) / 1000 )) "
-    done
-done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
-echo "ctr run --rm busybox true, $runs runs each, median ms"
-echo
-echo "| runtime | median ms | / capsa |"
-echo "|---|---|---|"
-c=$(echo "${times[capsa]}" | median)
-for n in "${names[@]}"; do
-    [ -n "${times[$n]:-}" ] || continue
-    m=$(echo "${times[$n]}" | median)
-    echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') |"
-done
+source bench/engines-common.sh
+write_crun_wrapper "$work/crun-wrapper"
+run_ctr() { ctr -a "$work/c.sock" -n "$ns" run --runc-binary "$1" --rm docker.io/library/busybox:capsa-bench "$2" true; }
+measure "$runs" "ctr run --rm busybox true" run_ctr

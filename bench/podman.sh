@@ -33,29 +33,7 @@ mkdir -p "$work/rootfs/bin"
 cp /bin/busybox "$work/rootfs/bin/" && ln -s busybox "$work/rootfs/bin/true"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 pm import "$work/rootfs.tar" localhost/capsa-bench:latest >/dev/null
-cat > "$work/crun-wrapper" <<'EOT'
-#!/bin/sh
-exec unshare -m sh -c 'umount -l /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun "$@"' crun "$@"
-EOT
-chmod +x "$work/crun-wrapper"
-declare -A bins=([capsa]="$capsa" [runc]=/usr/sbin/runc [crun]="$work/crun-wrapper")
-names=(capsa runc crun)
-declare -A times
-for i in $(seq "$runs"); do
-    for n in "${names[@]}"; do
-        t0=$(date +%s%N)
-        pm --runtime "${bins[$n]}" run --rm --cgroup-parent /capsa-podman-bench localhost/capsa-bench:latest /bin/true
-        t1=$(date +%s%N)
-        times[$n]+="$(( (t1 - t0) / 1000 )) "
-    done
-done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
-echo "podman run --rm busybox true, $runs runs each, median ms"
-echo
-echo "| runtime | median ms | / capsa |"
-echo "|---|---|---|"
-c=$(echo "${times[capsa]}" | median)
-for n in "${names[@]}"; do
-    m=$(echo "${times[$n]}" | median)
-    echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') |"
-done
+source bench/engines-common.sh
+write_crun_wrapper "$work/crun-wrapper"
+run_podman() { pm --runtime "$1" run --rm --cgroup-parent /capsa-podman-bench localhost/capsa-bench:latest /bin/true; }
+measure "$runs" "podman run --rm busybox true" run_podman

@@ -145,14 +145,7 @@ fn only_stdio_reaches_the_container_unless_fds_are_preserved() {
 fn user_namespace_maps_are_written_by_the_parent() {
     let env = Env::new("userns");
     let mut b = env.bundle("b");
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({ "type": "user" }));
-    b.config["linux"]["uidMappings"] =
-        json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-    b.config["linux"]["gidMappings"] =
-        json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.user_namespace(100000);
     b.args(&["/probe"]);
     let id = env.id("c");
     let p = run_probe(&env, &b, &id);
@@ -206,14 +199,7 @@ fn namespaces_given_by_path_are_joined() {
 fn a_user_namespace_given_by_path_is_joined_first() {
     let env = Env::new("joinuser");
     let mut a = env.bundle("a");
-    a.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({ "type": "user" }));
-    a.config["linux"]["uidMappings"] =
-        json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
-    a.config["linux"]["gidMappings"] =
-        json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+    a.user_namespace(200000);
     a.args(&["sleep", "100"]);
     let ida = env.id("a");
     env.rt_ok(&["run", "-d", "-b", a.path(), &ida]);

@@ -308,14 +308,7 @@ fn lsm_labels_the_host_lacks_are_refused_by_field() {
 fn masked_paths_stay_masked_against_a_new_procfs() {
     let env = Env::new("maskedstay");
     let mut b = env.bundle("b");
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({ "type": "user" }));
-    b.config["linux"]["uidMappings"] =
-        json!([{ "containerID": 0, "hostID": 300000, "size": 65536 }]);
-    b.config["linux"]["gidMappings"] =
-        json!([{ "containerID": 0, "hostID": 300000, "size": 65536 }]);
+    b.user_namespace(300000);
     b.args(&["sh", "-c", "umount /proc/keys 2>/dev/null && echo unmasked || echo umount-refused; mkdir -p /tmp/p; mount -t proc proc /tmp/p 2>/dev/null && echo proc-mounted || echo proc-refused; wc -c < /proc/keys"]);
     let o = env.rt(&["run", "-b", b.path(), &env.id("default-caps")]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -241,6 +241,19 @@ impl Bundle {
         self
     }
 
+    /// A new user namespace mapping container ids 0..65536 to host ids
+    /// from `host`.
+    pub fn user_namespace(&mut self, host: u32) -> &mut Self {
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "user" }));
+        let map = serde_json::json!([{ "containerID": 0, "hostID": host, "size": 65536 }]);
+        self.config["linux"]["uidMappings"] = map.clone();
+        self.config["linux"]["gidMappings"] = map;
+        self
+    }
+
     pub fn path(&self) -> &str {
         self.dir.to_str().unwrap()
     }

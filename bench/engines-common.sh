@@ -1,0 +1,40 @@
+# Shared by bench/ctr.sh and bench/podman.sh (sourced): the runtimes to
+# compare, a crun that works on this hybrid host, timing and the table.
+
+# crun 1.8 refuses a v1 host with a cgroup2 mount beside it: run it in a
+# private mount namespace without /sys/fs/cgroup/unified.
+write_crun_wrapper() {
+    cat > "$1" <<'EOT'
+#!/bin/sh
+exec unshare -m sh -c 'umount -l /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun "$@"' crun "$@"
+EOT
+    chmod +x "$1"
+}
+
+# measure RUNS CMD...: run "CMD RUNTIME ID" for capsa, runc and crun in
+# turn, RUNS rounds, and print the medians and ratios to capsa.
+measure() {
+    local runs=$1 title=$2; shift 2
+    declare -A bins=([capsa]="$capsa" [runc]=/usr/sbin/runc [crun]="$work/crun-wrapper")
+    local names=(capsa runc crun) n i t0 t1
+    declare -A times
+    for i in $(seq "$runs"); do
+        for n in "${names[@]}"; do
+            t0=$(date +%s%N)
+            "$@" "${bins[$n]}" "b-$n-$i" >/dev/null
+            t1=$(date +%s%N)
+            times[$n]+="$(( (t1 - t0) / 1000 )) "
+        done
+    done
+    median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
+    echo "$title, $runs runs each, median ms"
+    echo
+    echo "| runtime | median ms | / capsa |"
+    echo "|---|---|---|"
+    local c m
+    c=$(echo "${times[capsa]}" | median)
+    for n in "${names[@]}"; do
+        m=$(echo "${times[$n]}" | median)
+        echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') |"
+    done
+}
