@@ -10,9 +10,10 @@ use std::path::PathBuf;
     about = "An OCI container runtime with runc's command line"
 )]
 pub struct Cli {
-    /// Directory for the state of containers.
-    #[arg(long, global = true, default_value = "/run/capsa-runtime")]
-    pub root: PathBuf,
+    /// Directory for the state of containers (default /run/capsa-runtime,
+    /// or $XDG_RUNTIME_DIR/capsa-runtime for an unprivileged user).
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Write log messages (and errors) to this file.
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,

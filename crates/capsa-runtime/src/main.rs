@@ -44,7 +44,7 @@ fn main() {
             ));
         }
     }
-    let store = capsa_runtime::Store::new(&cli.root);
+    let store = capsa_runtime::Store::new(state_root(&cli));
     let code = match commands::dispatch(&cli, &store, &logger) {
         Ok(code) => code,
         Err(e) => logger.fatal(&e),
@@ -74,4 +74,19 @@ fn reexec_sealed() -> std::result::Result<(), capsa_sys::Errno> {
         })
         .collect();
     Err(capsa_sys::exe::exec_fd(exe.as_raw_fd(), &args, &env))
+}
+
+/// `--root`, else runc's defaults: /run for root, the user's runtime
+/// directory otherwise.
+fn state_root(cli: &Cli) -> std::path::PathBuf {
+    if let Some(r) = &cli.root {
+        return r.clone();
+    }
+    if nix::unistd::geteuid().is_root() {
+        return "/run/capsa-runtime".into();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => std::path::PathBuf::from(d).join("capsa-runtime"),
+        None => std::env::temp_dir().join(format!("capsa-runtime-{}", nix::unistd::geteuid())),
+    }
 }

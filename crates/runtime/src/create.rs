@@ -116,17 +116,38 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
     let cg_path = capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?;
     let mut cgroup = Cgroup::new(&hierarchy, &cg_path);
-    let cg_result = cgroup.create();
-    undo.cgroup = Some(cgroup.clone());
-    cg_result?;
-    let device_rules = crate::lifecycle::spec_devices(&plan.spec);
     let resources = plan
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    cgroup.apply(&resources, &device_rules)?;
+    let cg_result = cgroup.create();
+    undo.cgroup = Some(cgroup.clone());
+    match cg_result {
+        Ok(()) => {
+            let device_rules = crate::lifecycle::spec_devices(&plan.spec);
+            cgroup.apply(&resources, &device_rules)?;
+        }
+        // Rootless: without a delegated cgroup the container shares the
+        // caller's, which is fine as long as no limit was asked for.
+        Err(capsa_cgroups::CgroupError::Sys {
+            errno: nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS,
+            path,
+            ..
+        }) if !nix::unistd::geteuid().is_root() => {
+            if crate::rootless::asks_for_limits(&resources) {
+                return Err(Error::Unsupported(format!(
+                    "linux.resources: running rootless, and {} is not delegated to uid {}: limits cannot be applied (delegate a cgroup, or drop the limits)",
+                    path.display(),
+                    nix::unistd::geteuid()
+                )));
+            }
+            cgroup = Cgroup::default();
+            undo.cgroup = None;
+        }
+        Err(e) => return Err(e.into()),
+    }
     trace.mark("runtime", "cgroup created, limits written");
 
     let fifo_path = dir.join("exec.fifo");
@@ -183,7 +204,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
 
     // Hand the init its maps and cgroup, then serve it until it is ready.
     if plan.new_userns() && plan.namespaces.join.is_empty() && plan.time_offsets.is_empty() {
-        namespaces::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
+        crate::rootless::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
     }
     if v2_pending {
         cgroup.add_v2(pid.as_raw())?;
@@ -322,7 +343,7 @@ fn serve_intermediate(plan: &Plan, parent: &Channel, mid: Pid) -> Result<Pid> {
             .map_err(|e| Error::sys("recv", "intermediate channel", e))?
         {
             Some((Msg::MapsPlease, _)) => {
-                namespaces::write_maps(mid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
+                crate::rootless::write_maps(mid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
                 send(parent, &Msg::MapsDone)?;
             }
             Some((Msg::Pid(p), _)) => return Ok(Pid::from_raw(p)),

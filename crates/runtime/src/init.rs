@@ -58,11 +58,6 @@ fn expect(chan: &Channel, want: &str) -> R<Msg> {
 fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     let mut t = Trace::default();
     t.mark("init", "born in new namespaces");
-    // Security: CVE-2016-9962. Until execve (which resets it) nothing in
-    // the container may ptrace us or open our /proc entries: we hold host
-    // fds (the channel, the exec FIFO).
-    capsa_sys::process::set_dumpable(false)
-        .map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
     let plan = ctx.plan;
     let p = &plan.process;
     // Join the v1 cgroups while we are still the runtime's root (before a
@@ -82,6 +77,12 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
             "unexpected message",
         ));
     }
+    // Security: CVE-2016-9962. Until execve (which resets it) nothing in
+    // the container may ptrace us or open our /proc entries: we hold host
+    // fds (the channel, the exec FIFO). Only now: an unprivileged parent
+    // must still open our uid_map, which non-dumpable would forbid.
+    capsa_sys::process::set_dumpable(false)
+        .map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
     // In a user namespace (new or joined) become its root: files we create
     // must be owned by an id that the namespace maps.
     if plan.namespaces.has(libc::CLONE_NEWUSER) {

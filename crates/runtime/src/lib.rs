@@ -18,6 +18,7 @@ pub mod lsm;
 mod mounts;
 mod namespaces;
 mod process;
+mod rootless;
 pub mod signals;
 pub mod state;
 pub mod trace;
