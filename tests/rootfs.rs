@@ -197,3 +197,69 @@ fn memory_cpu_and_pids_limits_land_in_the_cgroup_files() {
     env.rt_ok(&["delete", "-f", &id]);
     env.assert_gone(&id);
 }
+
+/// A bind mount with uidMappings/gidMappings is id-mapped: files owned by
+/// host root show as the mapped ids, where a plain bind shows them as they
+/// are on disk.
+#[test]
+fn idmapped_bind_mounts_show_mapped_owners() {
+    let env = Env::new("idmap");
+    let host = env.dir.join("owned-by-root");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "x").unwrap();
+    let mut b = env.bundle("b");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({ "destination": "/plain", "type": "bind", "source": host, "options": ["bind"] }),
+    );
+    mounts.push(json!({
+        "destination": "/mapped", "type": "bind", "source": host, "options": ["bind", "idmap"],
+        "uidMappings": [{ "containerID": 0, "hostID": 1234, "size": 1 }],
+        "gidMappings": [{ "containerID": 0, "hostID": 4321, "size": 1 }]
+    }));
+    b.args(&["sh", "-c", "stat -c '%u:%g' /plain/f /mapped/f"]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0:0\n1234:4321\n");
+    // The host file is unchanged.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(host.join("f")).unwrap().uid(), 0);
+
+    // In a user namespace (0 -> 100000), mapping the mount the same way
+    // makes host root's files the container root's.
+    b.user_namespace(100000);
+    let m = b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap();
+    m["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    m["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.args(&["sh", "-c", "stat -c '%u:%g' /plain/f /mapped/f"]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("userns")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Unmapped host root shows as the overflow id; the mapped mount as 0.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "65534:65534\n0:0\n");
+}
+
+#[test]
+fn idmapped_mounts_need_both_maps_and_a_bind() {
+    let env = Env::new("idmapbad");
+    let mut b = env.bundle("b");
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/t", "type": "tmpfs", "source": "tmpfs",
+        "uidMappings": [{ "containerID": 0, "hostID": 1234, "size": 1 }],
+        "gidMappings": [{ "containerID": 0, "hostID": 1234, "size": 1 }]
+    }));
+    b.save();
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o)
+            .contains("mounts[7].uidMappings: id-mapped mounts are supported for bind mounts"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
+}

@@ -181,6 +181,25 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         || !plan.hooks.create_runtime.is_empty()
         || !plan.hooks.create_container.is_empty()
         || !plan.hooks.start_container.is_empty();
+    // Id-mapped mounts need privileges the init may not have in its user
+    // namespace: clone and map them here, the init only attaches them.
+    let mut idmapped_trees = Vec::new();
+    for (i, m) in plan.mounts.iter().enumerate() {
+        if let Some((uid, gid)) = &m.idmap {
+            let src = m.source.clone().unwrap_or_default();
+            let ns = namespaces::userns_fd(uid, gid)?;
+            let tree = capsa_sys::mount::clone_tree(&src, m.recursive)
+                .map_err(|e| Error::sys("open_tree", src.display(), e))?;
+            capsa_sys::mount::set_idmap(&tree, ns.as_raw_fd(), m.recursive).map_err(|e| {
+                Error::sys("id-map mount", format!("mounts[{i}] {}", src.display()), e)
+            })?;
+            idmapped_trees.push((i, tree));
+        }
+    }
+    let idmapped: Vec<(usize, std::os::fd::RawFd)> = idmapped_trees
+        .iter()
+        .map(|(i, t)| (*i, t.as_raw_fd()))
+        .collect();
     let (parent, child) = channel::pair()?;
     let ctx = InitContext {
         id: &opts.id,
@@ -194,6 +213,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         hooks,
         join_v1_cgroups: plan.namespaces.join.is_empty() && plan.time_offsets.is_empty(),
+        idmapped: &idmapped,
     };
 
     trace.mark("runtime", "exec fifo and channel ready");

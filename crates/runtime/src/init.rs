@@ -30,6 +30,8 @@ pub struct InitContext<'a> {
     pub hooks: bool,
     /// Whether the init joins the v1 cgroups itself (no intermediate did).
     pub join_v1_cgroups: bool,
+    /// Detached id-mapped trees by mount index, made by the runtime.
+    pub idmapped: &'a [(usize, RawFd)],
 }
 
 /// Run the init. Never returns: execs the program, or reports and exits.
@@ -120,7 +122,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     t.mark("init", "ids, cgroup namespace, session, keyring");
     let root = mounts::prepare_root(plan)?;
     t.mark("init", "propagation set, rootfs bound");
-    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy)?;
+    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, ctx.idmapped)?;
     t.mark("init", "spec mounts");
     mounts::setup_dev(plan, &root)?;
     t.mark("init", "/dev devices and links");

@@ -145,18 +145,32 @@ pub fn mkdir_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
 }
 
 /// Mount every entry of the spec, in order.
-pub fn mount_all(plan: &Plan, root: &OwnedFd, cgroup: &Cgroup, hier: &Hierarchy) -> R<()> {
-    for m in &plan.mounts {
+/// `idmapped` holds, by mount index, detached id-mapped trees the runtime
+/// prepared (only it has the privilege to map them).
+pub fn mount_all(
+    plan: &Plan,
+    root: &OwnedFd,
+    cgroup: &Cgroup,
+    hier: &Hierarchy,
+    idmapped: &[(usize, std::os::fd::RawFd)],
+) -> R<()> {
+    for (i, m) in plan.mounts.iter().enumerate() {
         if m.fstype == "cgroup" || m.fstype == "cgroup2" {
             mount_cgroup(plan, root, m, cgroup, hier)?;
         } else {
-            mount_one(plan, root, m)?;
+            let tree = idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
+            mount_one(plan, root, m, tree)?;
         }
     }
     Ok(())
 }
 
-fn mount_one(plan: &Plan, root: &OwnedFd, m: &MountPlan) -> R<()> {
+fn mount_one(
+    plan: &Plan,
+    root: &OwnedFd,
+    m: &MountPlan,
+    idmapped: Option<std::os::fd::RawFd>,
+) -> R<()> {
     let dest = m.destination.display().to_string();
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
@@ -172,14 +186,24 @@ fn mount_one(plan: &Plan, root: &OwnedFd, m: &MountPlan) -> R<()> {
         if m.recursive {
             f |= MsFlags::MS_REC;
         }
-        mount(
-            Some(src),
-            fd_path(target.as_raw_fd()).as_str(),
-            None::<&str>,
-            f,
-            None::<&str>,
-        )
-        .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?;
+        match idmapped {
+            // The runtime cloned and id-mapped the source: attach it.
+            Some(tree) => capsa_sys::mount::attach(tree, target.as_raw_fd()).map_err(|e| {
+                err(
+                    "attach id-mapped mount",
+                    format!("{} on {dest}", src.display()),
+                    e,
+                )
+            })?,
+            None => mount(
+                Some(src),
+                fd_path(target.as_raw_fd()).as_str(),
+                None::<&str>,
+                f,
+                None::<&str>,
+            )
+            .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?,
+        }
         let extra = m.flags & !(libc::MS_REC | libc::MS_BIND | libc::MS_REMOUNT);
         if extra != 0 {
             // The fd above is the directory under the mount: reopen to reach

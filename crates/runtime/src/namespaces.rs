@@ -115,3 +115,36 @@ mod tests {
         assert_eq!(differing(std::process::id() as i32).unwrap(), 0);
     }
 }
+
+/// A user namespace with these maps, for an id-mapped mount: a short-lived
+/// child makes it, we write its maps and keep a handle (the namespace lives
+/// as long as the handle).
+pub fn userns_fd(uid: &[IdMap], gid: &[IdMap]) -> Result<std::os::fd::OwnedFd> {
+    use capsa_sys::process::Forked;
+    use std::os::fd::AsRawFd;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe", "userns helper", e))?;
+    match capsa_sys::process::clone_fork(libc::CLONE_NEWUSER as u64, None)
+        .map_err(|e| Error::sys("clone3", "userns helper", e))?
+    {
+        Forked::Child => {
+            drop(w);
+            // Wait until the parent is done with us (it closes its end).
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+            capsa_sys::process::exit_now(0)
+        }
+        Forked::Parent(pid) => {
+            drop(r);
+            let res = write_maps(pid.as_raw(), uid, gid).and_then(|()| {
+                let p = format!("/proc/{pid}/ns/user");
+                std::fs::File::open(&p)
+                    .map(Into::into)
+                    .map_err(|e| Error::io("open", p, e))
+            });
+            drop(w);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            res
+        }
+    }
+}

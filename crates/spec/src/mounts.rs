@@ -24,6 +24,9 @@ pub struct MountPlan {
     pub bind: bool,
     /// `rbind`: submounts come along.
     pub recursive: bool,
+    /// An id-mapped mount: (uid map, gid map), from the mount's
+    /// `uidMappings`/`gidMappings`.
+    pub idmap: Option<(Vec<crate::IdMap>, Vec<crate::IdMap>)>,
 }
 
 impl MountPlan {
@@ -65,6 +68,7 @@ pub fn plan(
         data: String::new(),
         bind: false,
         recursive: false,
+        idmap: None,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in m.options().iter().flatten() {
@@ -104,6 +108,32 @@ pub fn plan(
         ));
     }
     p.data = data.join(",");
+    let to_maps = |v: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<crate::IdMap> {
+        v.iter()
+            .flatten()
+            .map(|m| crate::IdMap {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    let (u, g) = (to_maps(m.uid_mappings()), to_maps(m.gid_mappings()));
+    if !u.is_empty() || !g.is_empty() {
+        if u.is_empty() || g.is_empty() {
+            return Err(SpecError::invalid(
+                format!("{field}.uidMappings"),
+                "an id-mapped mount needs both uidMappings and gidMappings",
+            ));
+        }
+        if !p.bind {
+            return Err(SpecError::invalid(
+                format!("{field}.uidMappings"),
+                "id-mapped mounts are supported for bind mounts",
+            ));
+        }
+        p.idmap = Some((u, g));
+    }
     Ok(p)
 }
 
@@ -153,7 +183,9 @@ fn option(name: &str) -> Option<Opt> {
         "rslave" => Propagation(libc::MS_SLAVE | rec),
         "unbindable" => Propagation(libc::MS_UNBINDABLE),
         "runbindable" => Propagation(libc::MS_UNBINDABLE | rec),
-        "tmpcopyup" | "defaults" => Ignore,
+        // Id-mapped mounts are asked by their mappings; the options only
+        // say whether submounts are mapped too (rbind decides that here).
+        "tmpcopyup" | "defaults" | "idmap" | "ridmap" => Ignore,
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod caps;
 pub mod exe;
 pub mod fd;
+pub mod mount;
 pub mod process;
 pub mod resolve;
 pub mod seccomp;

@@ -61,7 +61,7 @@ pub fn run() -> anyhow::Result<i32> {
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": true } }
         },
         "annotations": { "org.capsa.runtime.version": env!("CARGO_PKG_VERSION") }
     });
