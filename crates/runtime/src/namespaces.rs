@@ -89,33 +89,6 @@ pub fn write_time_offsets(offsets: &[(String, i64, u32)]) -> std::result::Result
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn maps_render_one_line_per_range() {
-        let m = [
-            IdMap {
-                container: 0,
-                host: 100000,
-                size: 65536,
-            },
-            IdMap {
-                container: 65536,
-                host: 1000,
-                size: 1,
-            },
-        ];
-        assert_eq!(render(&m), "0 100000 65536\n65536 1000 1\n");
-    }
-
-    #[test]
-    fn our_own_namespaces_do_not_differ_from_ours() {
-        assert_eq!(differing(std::process::id() as i32).unwrap(), 0);
-    }
-}
-
 /// A user namespace with these maps, for an id-mapped mount: a short-lived
 /// child makes it, we write its maps and keep a handle (the namespace lives
 /// as long as the handle).
@@ -146,5 +119,32 @@ pub fn userns_fd(uid: &[IdMap], gid: &[IdMap]) -> Result<std::os::fd::OwnedFd> {
             let _ = nix::sys::wait::waitpid(pid, None);
             res
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_render_one_line_per_range() {
+        let m = [
+            IdMap {
+                container: 0,
+                host: 100000,
+                size: 65536,
+            },
+            IdMap {
+                container: 65536,
+                host: 1000,
+                size: 1,
+            },
+        ];
+        assert_eq!(render(&m), "0 100000 65536\n65536 1000 1\n");
+    }
+
+    #[test]
+    fn our_own_namespaces_do_not_differ_from_ours() {
+        assert_eq!(differing(std::process::id() as i32).unwrap(), 0);
     }
 }
