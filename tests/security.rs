@@ -330,3 +330,103 @@ fn masked_paths_stay_masked_against_a_new_procfs() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "proc-refused");
 }
+
+/// A kill action kills: the call never returns, the process dies of
+/// SIGSYS (exit 128 + 31).
+#[test]
+fn seccomp_kill_action_kills_the_caller() {
+    let env = Env::new("seccompkill");
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS" }]
+    });
+    b.args(&["mkdir", "/tmp/never"]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert_eq!(o.status.code(), Some(128 + libc::SIGSYS), "{}", stderr(&o));
+    assert!(!b.rootfs().join("tmp/never").exists());
+}
+
+/// A less privileged process of the container cannot read the memory of
+/// another (the init): `/proc/1/mem` and ptrace are refused; the same read
+/// by a process of the init's own uid shows the check is real.
+#[test]
+fn proc_mem_of_another_container_process_is_refused() {
+    let env = Env::new("procmem");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let read_mem = "dd if=/proc/1/mem of=/dev/null bs=1 count=1 skip=4194304 2>&1 | grep -qi 'permission denied' && echo refused || echo other";
+    let o = env.rt(&["exec", "--user", "1000:1000", &id, "sh", "-c", read_mem]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "refused",
+        "{}",
+        stderr(&o)
+    );
+    // Opening it at all is what the kernel checks: as root (same uid and
+    // capabilities as the init) the open succeeds.
+    let o = env.rt(&["exec", &id, "sh", "-c", "exec 3</proc/1/mem && echo opened"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "opened",
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// CVE-2021-30465 class: while containers are being set up, a mount
+/// target is swapped back and forth between a directory and a symlink to a
+/// host directory. Whatever the timing, nothing is created or mounted
+/// outside the rootfs.
+#[test]
+fn swapping_a_mount_target_for_a_symlink_during_setup_never_escapes() {
+    let env = Env::new("symlinkrace");
+    let outside = env.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut b = env.bundle("b");
+    let rootfs = b.rootfs();
+    std::fs::create_dir(rootfs.join("racy")).unwrap();
+    std::os::unix::fs::symlink(&outside, rootfs.join("racy-link")).unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "destination": "/racy/sub", "type": "tmpfs", "source": "tmpfs" }));
+    b.args(&["true"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let rootfs = rootfs.clone();
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = nix::fcntl::renameat2(
+                    None,
+                    &rootfs.join("racy"),
+                    None,
+                    &rootfs.join("racy-link"),
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                );
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    for i in 0..30 {
+        let id = env.id(&format!("r{i}"));
+        let _ = env.rt(&["run", "-b", b.path(), &id]);
+        env.assert_gone(&id);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(outside.to_str().unwrap()),
+            "a mount landed on the host directory"
+        );
+        assert!(
+            !outside.join("sub").exists(),
+            "the mount target was created outside the rootfs"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(swapper.join().unwrap() > 100, "the swapper did not race");
+}
