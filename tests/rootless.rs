@@ -72,3 +72,131 @@ fn an_unprivileged_user_runs_the_rootless_spec() {
         "state left after a refused create"
     );
 }
+
+/// A user the test creates (with its /etc/subuid and /etc/subgid range),
+/// removed on drop.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    sub: (u32, u32),
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let name = format!("crl{}", std::process::id());
+        let o = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/false", &name])
+            .output()
+            .expect("useradd");
+        assert!(
+            o.status.success(),
+            "useradd: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let id = |flag: &str| -> u32 {
+            String::from_utf8_lossy(
+                &Command::new("id")
+                    .args([flag, &name])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .trim()
+            .parse()
+            .unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let range = |file: &str| -> (u32, u32) {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}:")))
+                .unwrap_or_else(|| panic!("useradd gave {name} no range in {file}"));
+            let f: Vec<&str> = line.split(':').collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap())
+        };
+        let sub = range("/etc/subuid");
+        assert_eq!(
+            range("/etc/subgid").0,
+            sub.0,
+            "subuid and subgid ranges differ"
+        );
+        TestUser {
+            name,
+            uid,
+            gid,
+            sub,
+        }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+        // Older shadow versions keep the ranges: drop them too.
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(text) = std::fs::read_to_string(f) {
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{}:", self.name)))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = std::fs::write(f, kept);
+            }
+        }
+    }
+}
+
+/// A user created by the test maps a whole range (its own uid as root,
+/// then its /etc/subuid range) through newuidmap/newgidmap.
+#[test]
+fn a_created_user_maps_its_subuid_range_through_newuidmap() {
+    let env = Env::new("rootlesssub");
+    let user = TestUser::create();
+    let b = env.bundle("b");
+    let state = env.dir.join("user-state");
+    std::fs::create_dir(&state).unwrap();
+    nix::unistd::chown(&state, Some(user.uid.into()), Some(user.gid.into())).unwrap();
+    let mut v = capsa_spec::defaults::spec(Some((user.uid, user.gid)));
+    v["process"]["terminal"] = Value::Bool(false);
+    v["linux"]["uidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": user.uid, "size": 1 }, { "containerID": 1, "hostID": user.sub.0, "size": user.sub.1 }]);
+    v["linux"]["gidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": user.gid, "size": 1 }, { "containerID": 1, "hostID": user.sub.0, "size": user.sub.1 }]);
+    v["process"]["args"] = serde_json::json!(["cat", "/proc/self/uid_map"]);
+    std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &user.uid.to_string(),
+            "--regid",
+            &user.gid.to_string(),
+            "--clear-groups",
+        ])
+        .arg(&env.runtime)
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "-b", b.path(), "sub"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let maps: Vec<Vec<String>> = out
+        .lines()
+        .take(2)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(maps.len(), 2, "stdout {out}\nstderr {}", stderr(&o));
+    assert_eq!(
+        maps[0],
+        vec!["0".to_string(), user.uid.to_string(), "1".into()]
+    );
+    assert_eq!(
+        maps[1],
+        vec![
+            "1".to_string(),
+            user.sub.0.to_string(),
+            user.sub.1.to_string()
+        ]
+    );
+    assert!(!state.join("sub").exists());
+}
