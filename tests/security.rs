@@ -430,3 +430,50 @@ fn swapping_a_mount_target_for_a_symlink_during_setup_never_escapes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(swapper.join().unwrap() > 100, "the swapper did not race");
 }
+
+/// seccomp notify: the listener fd reaches the agent at listenerPath with
+/// the container process state, and the agent's answer is what the call
+/// returns inside.
+#[test]
+fn seccomp_notify_delivers_to_the_agent_and_its_answer_returns() {
+    let env = Env::new("seccompnotify");
+    let sock = env.dir.join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let (n, fd) =
+            capsa_sys::fd::recv_with_fd(std::os::fd::AsFd::as_fd(&conn), &mut buf).unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = fd.expect("the listener fd");
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        // Answer the first notification: ENOSPC.
+        let (id, _pid, nr) = capsa_sys::seccomp::notify_receive(raw).unwrap();
+        capsa_sys::seccomp::notify_respond(raw, id, 0, libc::ENOSPC).unwrap();
+        (state, nr)
+    });
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "capsa-test-agent",
+        "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+    });
+    b.args(&["sh", "-c", "mkdir /tmp/x 2>&1; echo done"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("No space left on device") && out.contains("done"),
+        "{out}"
+    );
+    let (state, nr) = agent.join().unwrap();
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "capsa-test-agent");
+    assert_eq!(state["state"]["id"], id.as_str());
+    assert!(
+        nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
+        "notified for syscall {nr}"
+    );
+}

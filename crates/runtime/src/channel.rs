@@ -27,6 +27,9 @@ pub enum Msg {
     Ready(crate::trace::Trace),
     /// parent -> child: go on.
     Go,
+    /// child -> parent, with the seccomp listener fd attached (for the
+    /// agent at linux.seccomp.listenerPath).
+    SeccompListener,
     /// child -> parent: set-up failed.
     Failed(ChildError),
 }

@@ -79,3 +79,31 @@ pub(crate) fn attach(
         .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
     Ok(slave_path)
 }
+
+/// Pass a seccomp listener fd to the agent at `listenerPath`, with the
+/// container process state the OCI spec defines for it.
+pub(crate) fn to_seccomp_agent(
+    agent: Option<&(PathBuf, String)>,
+    fd: Option<OwnedFd>,
+    pid: i32,
+    state: serde_json::Value,
+) -> Result<()> {
+    let (path, metadata) =
+        agent.ok_or_else(|| Error::State("a seccomp listener without a listenerPath".into()))?;
+    let fd = fd.ok_or_else(|| Error::State("seccomp listener message without an fd".into()))?;
+    let sock = UnixStream::connect(path)
+        .map_err(|e| Error::io("connect seccomp agent", path.display(), e))?;
+    let msg = serde_json::json!({
+        "ociVersion": "1.2.0",
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": state,
+    });
+    capsa_sys::fd::send_with_fd(
+        sock.as_fd(),
+        msg.to_string().as_bytes(),
+        Some(fd.as_raw_fd()),
+    )
+    .map_err(|e| Error::sys("send seccomp listener", path.display(), e))
+}

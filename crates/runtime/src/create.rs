@@ -269,6 +269,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
                 trace.mark("runtime", "init ready");
                 break;
             }
+            Some((Msg::SeccompListener, fd)) => crate::console::to_seccomp_agent(
+                plan.seccomp.as_ref().and_then(|s| s.listener.as_ref()),
+                fd,
+                pid.as_raw(),
+                st.oci_state(Status::Creating),
+            )?,
             Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
             Some((other, _)) => {
                 return Err(Error::State(format!(

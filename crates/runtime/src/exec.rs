@@ -85,7 +85,8 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         Forked::Parent(p) => p,
     };
     drop(child);
-    let res = serve(&st, &parent, mid, v2_pending, &console_sock);
+    let agent = seccomp.as_ref().and_then(|s| s.listener.as_ref());
+    let res = serve(&st, &parent, mid, v2_pending, &console_sock, agent);
     let _ = waitpid(mid, None);
     let execed = res?;
     if let Some(pf) = &opts.pid_file {
@@ -101,6 +102,7 @@ fn serve(
     mid: Pid,
     v2_pending: bool,
     console_sock: &ConsoleSocket,
+    agent: Option<&(std::path::PathBuf, String)>,
 ) -> Result<Execed> {
     if v2_pending {
         st.cgroup.add_v2(mid.as_raw())?;
@@ -121,6 +123,12 @@ fn serve(
                     console = Some(kept);
                 }
             }
+            Some((Msg::SeccompListener, fd)) => crate::console::to_seccomp_agent(
+                agent,
+                fd,
+                pid.unwrap_or(0),
+                st.oci_state(crate::state::Status::Running),
+            )?,
             Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
             Some((other, _)) => {
                 return Err(Error::State(format!(
@@ -209,5 +217,10 @@ fn run_process(
     process::set_io_priority(p)?;
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
+    let mut seccomp = seccomp;
+    if let Some(s) = seccomp.filter(|s| s.listener.is_some()) {
+        process::load_seccomp_for_agent(p, s, chan)?;
+        seccomp = None;
+    }
     Err(process::finalize(p, &exe, &env, preserve_fds, seccomp))
 }

@@ -184,6 +184,12 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
 
+    // A seccomp agent gets its listener now, while the runtime is there.
+    let mut seccomp_at_exec = plan.seccomp.as_ref();
+    if let Some(s) = plan.seccomp.as_ref().filter(|s| s.listener.is_some()) {
+        process::load_seccomp_for_agent(p, s, ctx.chan)?;
+        seccomp_at_exec = None;
+    }
     ctx.chan
         .send(&Msg::Ready({
             t.mark("init", "program found, ready");
@@ -221,7 +227,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         &exe,
         &env,
         ctx.preserve_fds,
-        plan.seccomp.as_ref(),
+        seccomp_at_exec,
     ))
 }
 

@@ -300,11 +300,52 @@ fn load_seccomp(s: &SeccompPlan) -> R<()> {
             k: i.k,
         })
         .collect();
-    capsa_sys::seccomp::set_filter(s.flags, &filter).map_err(|e| {
-        err(
-            "seccomp",
-            format!("{} instructions, flags {:#x}", filter.len(), s.flags),
-            e,
-        )
-    })
+    capsa_sys::seccomp::set_filter(s.flags, &filter)
+        .map(drop)
+        .map_err(|e| {
+            err(
+                "seccomp",
+                format!("{} instructions, flags {:#x}", filter.len(), s.flags),
+                e,
+            )
+        })
+}
+
+/// With a seccomp agent (`SCMP_ACT_NOTIFY`): load the filter now, while the
+/// runtime is still there to pass the listener to the agent, and send the
+/// listener fd over the channel. no_new_privs first when asked (it is
+/// irreversible anyway).
+pub fn load_seccomp_for_agent(
+    p: &ProcessPlan,
+    s: &SeccompPlan,
+    chan: &crate::channel::Channel,
+) -> R<()> {
+    if p.no_new_privileges {
+        capsa_sys::process::set_no_new_privs()
+            .map_err(|e| err("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
+    }
+    let filter: Vec<capsa_sys::seccomp::Instruction> = s
+        .filter
+        .iter()
+        .map(|i| capsa_sys::seccomp::Instruction {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let fd = capsa_sys::seccomp::set_filter(s.flags, &filter)
+        .map_err(|e| {
+            err(
+                "seccomp",
+                format!("{} instructions, flags {:#x}", filter.len(), s.flags),
+                e,
+            )
+        })?
+        .ok_or_else(|| ChildError::msg("process", "seccomp", "listener", "no listener fd"))?;
+    chan.send_fd(
+        &crate::channel::Msg::SeccompListener,
+        Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
+    )
+    .map_err(|e| err("send", "seccomp listener", e))
 }

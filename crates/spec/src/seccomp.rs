@@ -37,6 +37,9 @@ pub struct SeccompPlan {
     pub filter: Vec<SockFilter>,
     /// `SECCOMP_FILTER_FLAG_*` for seccomp(2).
     pub flags: u32,
+    /// Where a seccomp agent listens, when a rule notifies
+    /// (`SCMP_ACT_NOTIFY`); the listener fd goes there.
+    pub listener: Option<(std::path::PathBuf, String)>,
 }
 
 // Opcodes (linux/filter.h).
@@ -64,6 +67,8 @@ const RET_ERRNO: u32 = 0x0005_0000;
 const RET_TRACE: u32 = 0x7ff0_0000;
 const RET_LOG: u32 = 0x7ffc_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+const FLAG_NEW_LISTENER: u32 = 8;
 
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 const AUDIT_ARCH_I386: u32 = 0x4000_0003;
@@ -91,12 +96,7 @@ fn action(
         "SCMP_ACT_TRACE" => RET_TRACE | e,
         "SCMP_ACT_LOG" => RET_LOG,
         "SCMP_ACT_ALLOW" => RET_ALLOW,
-        "SCMP_ACT_NOTIFY" => {
-            return Err(SpecError::invalid(
-                field,
-                "SCMP_ACT_NOTIFY (a seccomp agent) is not supported by this build yet",
-            ))
-        }
+        "SCMP_ACT_NOTIFY" => RET_USER_NOTIF,
         other => {
             return Err(SpecError::invalid(
                 field,
@@ -298,12 +298,6 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
                 ))
             }
         };
-    }
-    if s.listener_path().is_some() {
-        return Err(SpecError::invalid(
-            "linux.seccomp.listenerPath",
-            "seccomp agents (SCMP_ACT_NOTIFY) are not supported by this build yet",
-        ));
     }
     let mut archs = Vec::new();
     for (i, a) in s.architectures().iter().flatten().enumerate() {
@@ -540,10 +534,32 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
             ),
         ));
     }
+    // A notify rule needs an agent to answer, reached at listenerPath.
+    let notifies = default == RET_USER_NOTIF || prog_has(&prog, RET_USER_NOTIF);
+    let listener = match (notifies, s.listener_path()) {
+        (true, Some(p)) if p.is_absolute() => {
+            Some((p.clone(), s.listener_metadata().clone().unwrap_or_default()))
+        }
+        (true, _) => {
+            return Err(SpecError::invalid(
+                "linux.seccomp.listenerPath",
+                "SCMP_ACT_NOTIFY needs an absolute listenerPath where a seccomp agent listens",
+            ))
+        }
+        (false, _) => None,
+    };
+    if listener.is_some() {
+        flags |= FLAG_NEW_LISTENER;
+    }
     Ok(SeccompPlan {
+        listener,
         filter: prog,
         flags,
     })
+}
+
+fn prog_has(prog: &[SockFilter], ret: u32) -> bool {
+    prog.iter().any(|i| i.code == RET_K && i.k == ret)
 }
 
 /// Run the program on one call, as the kernel would: the return value.
@@ -693,6 +709,24 @@ mod tests {
         assert_eq!(
             simulate(&p.filter, AUDIT_ARCH_I386, 39, [0; 6]),
             RET_ERRNO | 1
+        );
+    }
+
+    #[test]
+    fn notify_needs_a_listener_and_asks_the_kernel_for_one() {
+        let s: oci::LinuxSeccomp = serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#).unwrap();
+        assert!(compile(&s)
+            .unwrap_err()
+            .to_string()
+            .starts_with("linux.seccomp.listenerPath"));
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        );
+        assert_eq!(p.flags & FLAG_NEW_LISTENER, FLAG_NEW_LISTENER);
+        assert_eq!(simulate(&p.filter, X64, 83, [0; 6]), RET_USER_NOTIF);
+        assert_eq!(
+            p.listener.unwrap().0,
+            std::path::PathBuf::from("/run/agent.sock")
         );
     }
 
