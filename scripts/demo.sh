@@ -27,7 +27,7 @@ json.dump(c, open(p, "w"), indent=2)
 PY
 
 echo "== capsa-runtime run (the probe reports what it sees inside)"
-$rt run --bundle "$demo/bundle" "demo-$$" > "$demo/report.json"
+$rt --debug run --bundle "$demo/bundle" "demo-$$" > "$demo/report.json" 2> "$demo/trace.txt"
 python3 - "$demo/report.json" <<'PY'
 import json, sys
 p = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
@@ -49,5 +49,7 @@ print("mounts:")
 for m in p["mounts"]:
     print("  %-24s %-8s %s" % (m["target"], m["fstype"], m["options"]))
 PY
+echo "== what each step of the create cost (capsa-runtime --debug)"
+sed -n 's/.*msg="\(.*us .*\)"$/  \1/p' "$demo/trace.txt"
 echo "== host namespaces, for comparison"
 for n in pid net mnt uts ipc cgroup; do printf '%s:%s ' "$n" "$(stat -Lc %i /proc/self/ns/$n)"; done; echo

@@ -20,7 +20,6 @@
 //! ```
 
 use crate::{oci, SpecError};
-use std::str::FromStr;
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,14 +112,17 @@ enum ArchKind {
     X32,
 }
 
-fn syscall_number(arch: ArchKind, n: &str) -> Option<u32> {
+/// The syscall table of an ABI, by name: built once per compile, since
+/// the crate's own lookup walks the whole table for each name (a default
+/// profile names some 400 calls, for up to three ABIs).
+fn syscall_table(arch: ArchKind) -> std::collections::HashMap<String, u32> {
     match arch {
-        ArchKind::X86_64 | ArchKind::X32 => syscalls::x86_64::Sysno::from_str(n)
-            .ok()
-            .map(|s| s.id() as u32),
-        ArchKind::X86 => syscalls::x86::Sysno::from_str(n)
-            .ok()
-            .map(|s| s.id() as u32),
+        ArchKind::X86_64 | ArchKind::X32 => syscalls::x86_64::Sysno::iter()
+            .map(|s| (s.to_string(), s.id() as u32))
+            .collect(),
+        ArchKind::X86 => syscalls::x86::Sysno::iter()
+            .map(|s| (s.to_string(), s.id() as u32))
+            .collect(),
     }
 }
 
@@ -405,9 +407,10 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
         let mut order: Vec<u32> = Vec::new();
         let mut by_nr: std::collections::HashMap<u32, Vec<&Rule>> =
             std::collections::HashMap::new();
+        let table = syscall_table(kind);
         for r in &rules {
             for n in &r.names {
-                let Some(nr) = syscall_number(kind, n) else {
+                let Some(&nr) = table.get(n.as_str()) else {
                     continue;
                 };
                 let e = by_nr.entry(nr).or_default();
