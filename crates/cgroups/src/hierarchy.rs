@@ -1,6 +1,6 @@
 //! Which cgroup hierarchies the host has, read from `/proc/self/mountinfo`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A mounted v1 hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +92,6 @@ impl Hierarchy {
             (false, false) => Mode::Legacy,
         }
     }
-
-    /// The v1 mount point holding `controller`.
-    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
-        self.v1
-            .iter()
-            .find(|m| m.controllers.iter().any(|c| c == controller))
-            .map(|m| m.mountpoint.as_path())
-    }
 }
 
 // mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -125,6 +117,7 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const HYBRID: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
@@ -139,7 +132,9 @@ mod tests {
         assert_eq!(h.mode(), Mode::Hybrid);
         assert_eq!(h.v1.len(), 3);
         assert_eq!(
-            h.v1_mount("memory"),
+            h.v1.iter()
+                .find(|m| m.controllers == ["memory"])
+                .map(|m| m.mountpoint.as_path()),
             Some(Path::new("/sys/fs/cgroup/memory"))
         );
         assert_eq!(h.v1[2].controllers, vec!["name=systemd".to_string()]);

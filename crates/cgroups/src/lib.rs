@@ -242,14 +242,6 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Move `pid` into this cgroup in every hierarchy.
-    pub fn add(&self, pid: i32) -> Result<()> {
-        for d in self.dirs() {
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-    }
-
     /// Apply a change of resources to a running container: like
     /// [`Cgroup::apply`], but device rules only when the update has some.
     pub fn update(

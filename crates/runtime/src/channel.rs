@@ -71,7 +71,10 @@ impl Channel {
     /// Receive the next message and the fd it carried; `None` when the other
     /// side closed its end (exited, or exec'd: the fd is close-on-exec).
     pub fn recv(&self) -> std::result::Result<Option<(Msg, Option<OwnedFd>)>, nix::errno::Errno> {
-        let mut buf = vec![0u8; 256 * 1024];
+        // Messages are small (the largest is the init's trace or a state
+        // JSON); 64 KiB stays under malloc's mmap threshold, so a receive on
+        // the start path costs no mmap/munmap.
+        let mut buf = vec![0u8; 64 * 1024];
         let (n, fd) = capsa_sys::fd::recv_with_fd(self.fd.as_fd(), &mut buf)?;
         if n == 0 {
             return Ok(None);

@@ -292,10 +292,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     st.start_time = state::proc_stat(pid.as_raw()).map(|(_, t)| t).unwrap_or(0);
     store.save(&st)?;
     trace.mark("runtime", "state.json written");
-    if let Some(pf) = &opts.pid_file {
-        let pf = std::path::absolute(pf).unwrap_or_else(|_| pf.clone());
-        state::write_atomic(&pf, pid.as_raw().to_string().as_bytes())?;
-    }
+    state::write_pid_file(opts.pid_file.as_deref(), pid.as_raw())?;
     undo.armed = false;
     Ok(Created {
         state: st,

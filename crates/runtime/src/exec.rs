@@ -89,10 +89,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     let res = serve(&st, &parent, mid, v2_pending, &console_sock, agent);
     let _ = waitpid(mid, None);
     let execed = res?;
-    if let Some(pf) = &opts.pid_file {
-        let pf = std::path::absolute(pf).unwrap_or_else(|_| pf.clone());
-        state::write_atomic(&pf, execed.pid.to_string().as_bytes())?;
-    }
+    state::write_pid_file(opts.pid_file.as_deref(), execed.pid)?;
     Ok(execed)
 }
 
@@ -112,6 +109,7 @@ fn serve(
         .map_err(|e| Error::sys("send", "exec channel", e))?;
     let mut pid = None;
     let mut console = None;
+    let mut listener = None;
     loop {
         match parent
             .recv()
@@ -123,12 +121,8 @@ fn serve(
                     console = Some(kept);
                 }
             }
-            Some((Msg::SeccompListener, fd)) => crate::console::to_seccomp_agent(
-                agent,
-                fd,
-                pid.unwrap_or(0),
-                st.oci_state(crate::state::Status::Running),
-            )?,
+            // Passed on once the process's pid is known (it may come after).
+            Some((Msg::SeccompListener, fd)) => listener = fd,
             Some((Msg::Failed(e), _)) => return Err(Error::Child(e)),
             Some((other, _)) => {
                 return Err(Error::State(format!(
@@ -141,6 +135,15 @@ fn serve(
         }
     }
     let pid = pid.ok_or_else(|| Error::State("exec process exited before it started".into()))?;
+    if listener.is_some() {
+        // Its notifications wait for the agent, which gets the fd now.
+        crate::console::to_seccomp_agent(
+            agent,
+            listener,
+            pid,
+            st.oci_state(crate::state::Status::Running),
+        )?;
+    }
     Ok(Execed { pid, console })
 }
 

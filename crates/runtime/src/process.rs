@@ -289,7 +289,8 @@ fn finalize_inner(
     Err(err("execve", exe.display(), e))
 }
 
-fn load_seccomp(s: &SeccompPlan) -> R<()> {
+/// Load the filter; the listener fd when the profile notifies an agent.
+fn load_seccomp(s: &SeccompPlan) -> R<Option<std::os::fd::OwnedFd>> {
     let filter: Vec<capsa_sys::seccomp::Instruction> = s
         .filter
         .iter()
@@ -300,15 +301,13 @@ fn load_seccomp(s: &SeccompPlan) -> R<()> {
             k: i.k,
         })
         .collect();
-    capsa_sys::seccomp::set_filter(s.flags, &filter)
-        .map(drop)
-        .map_err(|e| {
-            err(
-                "seccomp",
-                format!("{} instructions, flags {:#x}", filter.len(), s.flags),
-                e,
-            )
-        })
+    capsa_sys::seccomp::set_filter(s.flags, &filter).map_err(|e| {
+        err(
+            "seccomp",
+            format!("{} instructions, flags {:#x}", filter.len(), s.flags),
+            e,
+        )
+    })
 }
 
 /// With a seccomp agent (`SCMP_ACT_NOTIFY`): load the filter now, while the
@@ -324,24 +323,7 @@ pub fn load_seccomp_for_agent(
         capsa_sys::process::set_no_new_privs()
             .map_err(|e| err("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
     }
-    let filter: Vec<capsa_sys::seccomp::Instruction> = s
-        .filter
-        .iter()
-        .map(|i| capsa_sys::seccomp::Instruction {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    let fd = capsa_sys::seccomp::set_filter(s.flags, &filter)
-        .map_err(|e| {
-            err(
-                "seccomp",
-                format!("{} instructions, flags {:#x}", filter.len(), s.flags),
-                e,
-            )
-        })?
+    let fd = load_seccomp(s)?
         .ok_or_else(|| ChildError::msg("process", "seccomp", "listener", "no listener fd"))?;
     chan.send_fd(
         &crate::channel::Msg::SeccompListener,

@@ -224,6 +224,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// `--pid-file`: the pid, written atomically (the caller may be polling).
+pub fn write_pid_file(path: Option<&Path>, pid: i32) -> Result<()> {
+    match path {
+        Some(p) => write_atomic(p, pid.to_string().as_bytes()),
+        None => Ok(()),
+    }
+}
+
 /// `(state letter, start time)` of a process from `/proc/PID/stat`.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

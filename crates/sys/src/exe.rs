@@ -31,56 +31,12 @@ pub fn running_protected() -> bool {
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: u64 = 1;
-
-/// A detached, read-only bind mount of the running binary
-/// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`). It
-/// is attached nowhere, so nothing is left behind: it lives as long as a
-/// process runs the binary through it.
+/// A detached, read-only bind mount of the running binary (see
+/// [`crate::mount`]). It is attached nowhere, so nothing is left behind: it
+/// lives as long as a process runs the binary through it.
 pub fn readonly_clone() -> Result<OwnedFd> {
-    let path = c"/proc/self/exe";
-    // SAFETY: open_tree takes a dirfd, a C string and flags, and returns a
-    // new fd that we own.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    let fd = Errno::result(fd)? as RawFd;
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = c"";
-    // SAFETY: `attr` is a valid mount_attr of the size passed; the empty
-    // path with AT_EMPTY_PATH names the fd itself.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(r)?;
+    let tree = crate::mount::clone_tree(std::path::Path::new("/proc/self/exe"), false)?;
+    crate::mount::set_readonly(&tree)?;
     Ok(tree)
 }
 

@@ -34,13 +34,17 @@ pub fn clone_tree(path: &std::path::Path, recursive: bool) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Make a detached tree id-mapped by the user namespace `userns`.
-pub fn set_idmap(tree: &OwnedFd, userns: RawFd, recursive: bool) -> Result<()> {
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+
+/// `mount_setattr` on a detached tree: set the attributes in `attr_set`
+/// (with the user namespace for an id-mapping), on submounts too when
+/// `recursive`.
+fn set_attr(tree: &OwnedFd, attr_set: u64, userns: Option<RawFd>, recursive: bool) -> Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: userns as u64,
+        userns_fd: userns.map(|fd| fd as u64).unwrap_or(0),
     };
     let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
     let empty = c"";
@@ -57,6 +61,16 @@ pub fn set_idmap(tree: &OwnedFd, userns: RawFd, recursive: bool) -> Result<()> {
         )
     };
     Errno::result(r).map(drop)
+}
+
+/// Make a detached tree read-only.
+pub fn set_readonly(tree: &OwnedFd) -> Result<()> {
+    set_attr(tree, MOUNT_ATTR_RDONLY, None, false)
+}
+
+/// Make a detached tree id-mapped by the user namespace `userns`.
+pub fn set_idmap(tree: &OwnedFd, userns: RawFd, recursive: bool) -> Result<()> {
+    set_attr(tree, MOUNT_ATTR_IDMAP, Some(userns), recursive)
 }
 
 /// Attach the detached tree `from` onto the directory (or file) `to`.

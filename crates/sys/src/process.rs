@@ -122,11 +122,6 @@ pub fn set_keep_caps(on: bool) -> Result<()> {
     prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong).map(drop)
 }
 
-/// `PR_SET_PDEATHSIG`: the signal this process gets when its parent dies.
-pub fn set_parent_death_signal(sig: libc::c_int) -> Result<()> {
-    prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong).map(drop)
-}
-
 /// `PR_SET_CHILD_SUBREAPER`: orphaned descendants are reparented to us.
 pub fn set_child_subreaper() -> Result<()> {
     prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map(drop)
