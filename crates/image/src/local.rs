@@ -1,0 +1,419 @@
+//! Operations on the images the store holds: read, unpack, tag, remove,
+//! import a rootfs tarball, account for space, collect garbage.
+
+use crate::digest::{Digest, Hasher, HashingWriter};
+use crate::error::{invalid, Error, IoContext, Result};
+use crate::layers;
+use crate::manifest::{self, Image, Layer};
+use crate::reference::Reference;
+use crate::store::{find, now_secs, ImageRecord, Store};
+use crate::{Progress, ProgressFn};
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// Read an image's manifest and config from the store.
+pub fn open(store: &Store, rec: &ImageRecord) -> Result<Image> {
+    let what = format!("image {}", rec.id.short());
+    let bytes = store.read_blob(&rec.manifest)?;
+    let manifest::Document::Image(m) = manifest::parse(&bytes, Some(&rec.media_type), &what)?
+    else {
+        return Err(invalid(what, "the recorded manifest is an index"));
+    };
+    let config_digest = manifest::digest_of(m.config())?;
+    let config = store.read_blob(&config_digest)?;
+    Image::new(*m, config, &what)
+}
+
+/// Unpack every layer of an image that is not yet unpacked (in parallel,
+/// one thread per core) and return the overlay lower dirs, top first.
+pub fn unpack(store: &Store, rec: &ImageRecord, progress: ProgressFn<'_>) -> Result<Vec<PathBuf>> {
+    let image = open(store, rec)?;
+    let layers = image.layers(&format!("image {}", rec.id.short()))?;
+    unpack_layers(store, &layers, progress)?;
+    Ok(lowers(store, &layers))
+}
+
+/// The overlay lower dirs of `layers` (bottom first), top first.
+pub fn lowers(store: &Store, layers: &[Layer]) -> Vec<PathBuf> {
+    layers
+        .iter()
+        .rev()
+        .map(|l| layers::short_link(store, &l.chain_id))
+        .collect()
+}
+
+/// Unpack layers concurrently, as many at once as there are cores.
+pub fn unpack_layers(store: &Store, all: &[Layer], progress: ProgressFn<'_>) -> Result<()> {
+    let todo: Vec<&Layer> = all
+        .iter()
+        .filter(|l| !layers::exists(store, &l.chain_id))
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(todo.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(l) = todo.get(i) else { return };
+                progress(Progress::Unpacking {
+                    digest: l.blob.clone(),
+                });
+                match layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob) {
+                    Ok(_) => progress(Progress::Unpacked {
+                        digest: l.blob.clone(),
+                    }),
+                    Err(e) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
+                }
+            });
+        }
+    });
+    match errors
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .next()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Record a manifest and config already in the store as an image.
+pub fn record(
+    store: &Store,
+    manifest_digest: &Digest,
+    name: Option<&Reference>,
+    origin: Option<String>,
+) -> Result<ImageRecord> {
+    let bytes = store.read_blob(manifest_digest)?;
+    let what = format!("manifest {manifest_digest}");
+    let manifest::Document::Image(m) = manifest::parse(&bytes, None, &what)? else {
+        return Err(invalid(what, "expected an image manifest, found an index"));
+    };
+    let config_digest = manifest::digest_of(m.config())?;
+    let config = store.read_blob(&config_digest)?;
+    let image = Image::new((*m).clone(), config, &what)?;
+    // Every layer must be present before the image is visible.
+    for l in image.layers(&what)? {
+        if !store.has_blob(&l.blob) {
+            return Err(invalid(
+                what,
+                format!("layer {} is missing from the store", l.blob),
+            ));
+        }
+    }
+    store.record(
+        ImageRecord {
+            id: config_digest,
+            manifest: manifest_digest.clone(),
+            media_type: manifest::manifest_media_type(&m),
+            names: vec![],
+            origins: origin.into_iter().collect(),
+            created: image.config.created().clone(),
+            added: 0,
+        },
+        name,
+    )
+}
+
+/// Give an image another name.
+pub fn tag(store: &Store, what: &str, new: &str) -> Result<ImageRecord> {
+    let rec = store.resolve(what)?;
+    let r = Reference::parse(new)?;
+    if r.digest.is_some() {
+        return Err(Error::Reference {
+            reference: new.into(),
+            reason: "a tag cannot name a digest".into(),
+        });
+    }
+    store.record(rec, Some(&r))
+}
+
+/// What `rmi` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Removed {
+    pub untagged: Vec<String>,
+    pub deleted: Option<Digest>,
+}
+
+/// Remove a name, or the image when it was given by id or its last name
+/// goes; with `force`, an image with several names goes at once. `in_use`
+/// lists image ids that containers use (they are refused).
+pub fn remove(store: &Store, what: &str, force: bool, in_use: &[Digest]) -> Result<Removed> {
+    store.update_images(|images| {
+        let rec = find(images, what)?.clone();
+        let by_name = Reference::parse(what)
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|n| rec.names.contains(n));
+        let mut out = Removed {
+            untagged: vec![],
+            deleted: None,
+        };
+        let i = images
+            .iter()
+            .position(|x| x.id == rec.id)
+            .expect("found above");
+        match by_name {
+            Some(n) if rec.names.len() > 1 && !force => {
+                images[i].names.retain(|x| x != &n);
+                out.untagged.push(n);
+                return Ok(out);
+            }
+            None if rec.names.len() > 1 && !force => {
+                return Err(Error::Conflict(format!(
+                    "image {} has {} names ({}); remove them by name or use --force",
+                    rec.id.short(),
+                    rec.names.len(),
+                    rec.names.join(", ")
+                )))
+            }
+            _ => {}
+        }
+        if in_use.contains(&rec.id) {
+            return Err(Error::Conflict(format!(
+                "image {} is used by a container; remove the container first",
+                rec.id.short()
+            )));
+        }
+        out.untagged = rec.names.clone();
+        out.deleted = Some(rec.id.clone());
+        images.remove(i);
+        Ok(out)
+    })
+}
+
+/// Import a rootfs tarball (plain, gzip or zstd) as a one-layer image.
+pub fn import_rootfs(
+    store: &Store,
+    reader: impl Read + Send,
+    name: Option<&Reference>,
+    progress: ProgressFn<'_>,
+) -> Result<ImageRecord> {
+    let _w = store.writer_lock()?;
+    // The layer is kept uncompressed: its digest is then its diff id.
+    let mut r = crate::unpack::decompress(reader).at("read", "import tarball")?;
+    let mut w = HashingWriter {
+        inner: store.blob_writer()?,
+        hasher: Hasher::new(),
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).at("read", "import tarball")?;
+        if n == 0 {
+            break;
+        }
+        w.write_all(&buf[..n]).at("write", store.tmp_dir())?;
+        progress(Progress::Bytes {
+            digest: Digest::of(b""),
+            done: w.hasher.len(),
+            total: 0,
+        });
+    }
+    let (diff_id, size) = w.inner.finish(None, "imported layer")?;
+    check_is_tar(store, &diff_id)?;
+    let arch = manifest::Platform::host().arch;
+    let created = rfc3339_now();
+    let config = serde_json::json!({
+        "created": created,
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+        "history": [{"created": created, "created_by": "capsa import"}],
+    });
+    let config = serde_json::to_vec(&config).map_err(|e| invalid("config", e))?;
+    let config_digest = store.put_bytes(&config, None, "config")?;
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest::OCI_MANIFEST,
+        "config": {"mediaType": manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": manifest::OCI_LAYER, "digest": diff_id.to_string(), "size": size}],
+    });
+    let m = serde_json::to_vec(&m).map_err(|e| invalid("manifest", e))?;
+    let md = store.put_bytes(&m, None, "manifest")?;
+    record(store, &md, name, None)
+}
+
+fn check_is_tar(store: &Store, d: &Digest) -> Result<()> {
+    let f = store.open_blob(d)?;
+    let mut a = tar::Archive::new(f);
+    let mut entries = a.entries().map_err(|e| invalid("import tarball", e))?;
+    match entries.next() {
+        Some(Ok(_)) | None => Ok(()),
+        Some(Err(e)) => Err(invalid("import tarball", format!("not a tar archive: {e}"))),
+    }
+}
+
+/// UTC now as RFC 3339 (no chrono: days-from-civil by hand).
+pub fn rfc3339_now() -> String {
+    rfc3339(now_secs())
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Space the store uses.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Usage {
+    pub images: usize,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub layers: usize,
+    pub layer_bytes: u64,
+    /// Bytes no image references (what `image prune` would free).
+    pub reclaimable_bytes: u64,
+}
+
+fn tree_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&p) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                use std::os::unix::fs::MetadataExt;
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+/// What images reference: manifests, configs, layer blobs, chain ids.
+fn referenced(store: &Store) -> Result<(HashSet<String>, HashSet<String>)> {
+    let mut blobs = HashSet::new();
+    let mut chains = HashSet::new();
+    for rec in store.images()? {
+        blobs.insert(rec.manifest.hex().to_string());
+        let image = open(store, &rec)?;
+        blobs.insert(
+            manifest::digest_of(image.manifest.config())?
+                .hex()
+                .to_string(),
+        );
+        for l in image.layers("image")? {
+            blobs.insert(l.blob.hex().to_string());
+            chains.insert(l.chain_id.hex().to_string());
+        }
+    }
+    Ok((blobs, chains))
+}
+
+/// Account for the store's space.
+pub fn usage(store: &Store) -> Result<Usage> {
+    let (blobs_used, chains_used) = referenced(store)?;
+    let mut u = Usage {
+        images: store.images()?.len(),
+        ..Default::default()
+    };
+    let bdir = store.root().join("blobs/sha256");
+    for e in fs::read_dir(&bdir).at("read", &bdir)?.flatten() {
+        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+        u.blobs += 1;
+        u.blob_bytes += size;
+        if !blobs_used.contains(&e.file_name().to_string_lossy().into_owned()) {
+            u.reclaimable_bytes += size;
+        }
+    }
+    let ldir = store.root().join("layers");
+    for e in fs::read_dir(&ldir).at("read", &ldir)?.flatten() {
+        let size = tree_size(&e.path());
+        u.layers += 1;
+        u.layer_bytes += size;
+        if !chains_used.contains(&e.file_name().to_string_lossy().into_owned()) {
+            u.reclaimable_bytes += size;
+        }
+    }
+    Ok(u)
+}
+
+/// What garbage collection removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Collected {
+    pub blobs: usize,
+    pub layers: usize,
+    pub bytes: u64,
+}
+
+/// Remove blobs and layers no image references, dead temp files, and
+/// dangling short links. Waits for running pulls and imports (they hold
+/// the writer lock) so nothing they are about to record goes.
+/// `keep_layers` are chain ids containers still use.
+pub fn gc(store: &Store, keep_layers: &[Digest]) -> Result<Collected> {
+    let _gc = store.gc_lock()?;
+    let (blobs_used, mut chains_used) = referenced(store)?;
+    chains_used.extend(keep_layers.iter().map(|d| d.hex().to_string()));
+    let mut c = Collected::default();
+    let bdir = store.root().join("blobs/sha256");
+    for e in fs::read_dir(&bdir).at("read", &bdir)?.flatten() {
+        if !blobs_used.contains(&e.file_name().to_string_lossy().into_owned()) {
+            c.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path()).at("remove", e.path())?;
+            c.blobs += 1;
+        }
+    }
+    let ldir = store.root().join("layers");
+    for e in fs::read_dir(&ldir).at("read", &ldir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !chains_used.contains(&name) {
+            c.bytes += tree_size(&e.path());
+            layers::remove_tree(&e.path());
+            if !name.starts_with(".tmp-") {
+                c.layers += 1;
+            }
+        }
+    }
+    for e in fs::read_dir(store.tmp_dir())
+        .at("read", store.tmp_dir())?
+        .flatten()
+    {
+        let _ = fs::remove_file(e.path());
+    }
+    let l = store.root().join("l");
+    for e in fs::read_dir(&l).at("read", &l)?.flatten() {
+        if fs::metadata(e.path()).is_err() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(super::rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+}

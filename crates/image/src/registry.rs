@@ -1,0 +1,473 @@
+//! A registry client for the OCI distribution spec: bearer-token and basic
+//! auth answered from `WWW-Authenticate`, TLS with the system roots plus a
+//! CA file or `certs.d`, or (for a local registry) no verification and
+//! plain HTTP; pull and push live in their own modules.
+
+mod pull;
+mod push;
+
+pub use pull::{pull, PullOptions};
+pub use push::push;
+
+use crate::auth::{self, Credentials};
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Verify TLS certificates (and refuse plain HTTP). Off for local
+    /// registries (`--tls-verify=false`); loopback addresses are treated
+    /// as insecure registries anyway, as docker does.
+    pub tls_verify: Option<bool>,
+    /// An extra CA bundle (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Credentials given on the command line.
+    pub credentials: Option<Credentials>,
+    /// The auth file to read (default: ours, then docker's).
+    pub auth_file: Option<PathBuf>,
+}
+
+/// A connection to one registry.
+pub struct Client {
+    agent: ureq::Agent,
+    registry: String,
+    host: String,
+    /// Plain HTTP allowed after HTTPS fails.
+    insecure: bool,
+    scheme: Mutex<Option<&'static str>>,
+    creds: Option<Credentials>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+const BASIC: &str = "\0basic";
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    h == "localhost" || h.starts_with("127.") || h == "[::1]"
+}
+
+/// Certificates for `host` from the certs.d directories docker and podman
+/// use, then the CA file.
+fn extra_certs(
+    host: &str,
+    ca_file: Option<&PathBuf>,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut files: Vec<PathBuf> = ca_file.into_iter().cloned().collect();
+    for base in [
+        "/etc/capsa/certs.d",
+        "/etc/containers/certs.d",
+        "/etc/docker/certs.d",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(PathBuf::from(base).join(host)) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "crt") {
+                    files.push(e.path());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        for c in
+            rustls_pki_types::CertificateDer::pem_file_iter(&f).map_err(|e| Error::Invalid {
+                what: f.display().to_string(),
+                reason: format!("not a PEM certificate file: {e}"),
+            })?
+        {
+            out.push(c.map_err(|e| Error::Invalid {
+                what: f.display().to_string(),
+                reason: format!("bad PEM certificate: {e}"),
+            })?);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A response: status, headers we use, and the body as a reader.
+pub(crate) struct Response {
+    pub status: u16,
+    inner: ureq::Response,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.inner.header(name).map(str::to_string)
+    }
+    pub fn reader(self) -> Box<dyn Read + Send + Sync + 'static> {
+        self.inner.into_reader()
+    }
+    pub fn bytes(self, limit: u64) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.inner.into_reader().take(limit).read_to_end(&mut v)?;
+        Ok(v)
+    }
+}
+
+/// A request body.
+pub(crate) enum Body<'a> {
+    None,
+    Bytes(&'a [u8]),
+    Reader(Box<dyn Read + 'a>, u64),
+}
+
+impl Client {
+    /// A client for `reference`'s registry.
+    pub fn new(reference: &Reference, opts: &Options) -> Result<Client> {
+        let registry = reference.registry.clone();
+        let host = reference.api_host().to_string();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let insecure = match opts.tls_verify {
+            Some(v) => !v,
+            None => is_loopback(&host),
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Unsupported(format!("TLS: {e}")))?;
+        let tls = if opts.tls_verify == Some(false) {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+                .with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            for c in extra_certs(&host, opts.ca_file.as_ref())? {
+                roots.add(c).map_err(|e| Error::Invalid {
+                    what: "CA certificate".into(),
+                    reason: e.to_string(),
+                })?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(120))
+            .user_agent(concat!("capsa/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let creds = match &opts.credentials {
+            Some(c) => Some(c.clone()),
+            None => auth::lookup(&auth::search_files(opts.auth_file.as_deref()), &registry)?,
+        };
+        Ok(Client {
+            agent,
+            registry,
+            host,
+            insecure,
+            scheme: Mutex::new(None),
+            creds,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::Registry {
+            registry: self.registry.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn base(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// Check that the registry answers and accepts our credentials.
+    pub fn ping(&self) -> Result<()> {
+        self.call("GET", "/v2/", "", &[], Body::None).map(drop)
+    }
+
+    /// One request with auth: a 401 is answered once from its challenge.
+    /// `path` is absolute (`/v2/...`) or a full URL (upload locations).
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<Response> {
+        let replay = match &body {
+            Body::None => Some(Body::None),
+            Body::Bytes(b) => Some(Body::Bytes(b)),
+            Body::Reader(..) => None,
+        };
+        let mut body = Some(body);
+        for attempt in 0..2 {
+            let auth = self.auth_header(scope);
+            let b = body.take().unwrap_or(Body::None);
+            match self.send(method, path, headers, auth.as_deref(), b) {
+                Err(SendError::Status(401, resp)) if attempt == 0 => {
+                    let challenge = resp
+                        .header("www-authenticate")
+                        .and_then(|h| auth::parse_challenge(&h));
+                    self.answer(challenge, scope)?;
+                    // A streamed body cannot be sent twice: callers
+                    // authenticate with a cheap request first, so this
+                    // only happens when a token expired mid-push.
+                    match &replay {
+                        Some(Body::None) => body = Some(Body::None),
+                        Some(Body::Bytes(b)) => body = Some(Body::Bytes(b)),
+                        _ => {
+                            return Err(self.err(format!(
+                                "{method} {path}: unauthorized mid-upload; retry the command"
+                            )))
+                        }
+                    }
+                }
+                Err(SendError::Status(code, resp)) => {
+                    return Err(self.err(format!("{method} {path}: {}", describe(code, resp))))
+                }
+                Err(SendError::Transport(e)) => {
+                    return Err(self.err(format!("{method} {path}: {e}")))
+                }
+                Ok(r) => return Ok(r),
+            }
+        }
+        Err(self.err(format!(
+            "{method} {path}: unauthorized{}",
+            if self.creds.is_none() {
+                " (no credentials: run `capsa login`)"
+            } else {
+                " (credentials refused)"
+            }
+        )))
+    }
+
+    fn auth_header(&self, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        // Basic auth answers every scope alike.
+        tokens.get(scope).or_else(|| tokens.get(BASIC)).cloned()
+    }
+
+    /// Answer a challenge: Basic with our credentials, or fetch a token.
+    fn answer(&self, challenge: Option<auth::Challenge>, scope: &str) -> Result<()> {
+        let Some(ch) = challenge else {
+            return Err(self.err("401 without a WWW-Authenticate challenge"));
+        };
+        let header = match ch.scheme.as_str() {
+            "basic" => match &self.creds {
+                Some(c) => c.basic(),
+                None => return Err(self.err("authentication required: run `capsa login` first")),
+            },
+            "bearer" => {
+                let realm = ch
+                    .params
+                    .get("realm")
+                    .ok_or_else(|| self.err("bearer challenge without a realm"))?;
+                let mut url = format!("{realm}?");
+                if let Some(s) = ch.params.get("service") {
+                    url.push_str(&format!("service={}&", encode(s)));
+                }
+                for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                    url.push_str(&format!("scope={}&", encode(s)));
+                }
+                let mut req = self.agent.get(url.trim_end_matches(['?', '&']));
+                if let Some(c) = &self.creds {
+                    req = req.set("Authorization", &c.basic());
+                }
+                let resp = req.call().map_err(|e| match e {
+                    ureq::Error::Status(code, r) => self.err(format!(
+                        "token from {realm}: {}",
+                        describe(
+                            code,
+                            Response {
+                                status: code,
+                                inner: r
+                            }
+                        )
+                    )),
+                    e => self.err(format!("token from {realm}: {e}")),
+                })?;
+                let v: serde_json::Value =
+                    serde_json::from_reader(resp.into_reader().take(1 << 20))
+                        .map_err(|e| self.err(format!("token from {realm}: {e}")))?;
+                let tok = v
+                    .get("token")
+                    .or_else(|| v.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| {
+                        self.err(format!("token from {realm}: no token in the answer"))
+                    })?;
+                format!("Bearer {tok}")
+            }
+            other => return Err(self.err(format!("unsupported auth scheme {other:?}"))),
+        };
+        let key = if ch.scheme == "basic" { BASIC } else { scope };
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), header);
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        auth: Option<&str>,
+        body: Body<'_>,
+    ) -> std::result::Result<Response, SendError> {
+        let chosen = *self.scheme.lock().unwrap_or_else(|p| p.into_inner());
+        let schemes: &[&'static str] = match chosen {
+            Some(s) => {
+                if s == "https" {
+                    &["https"]
+                } else {
+                    &["http"]
+                }
+            }
+            None if self.insecure => &["https", "http"],
+            None => &["https"],
+        };
+        let mut body = Some(body);
+        let mut last = None;
+        for (i, scheme) in schemes.iter().enumerate() {
+            let url = if path.starts_with("http://") || path.starts_with("https://") {
+                path.to_string()
+            } else {
+                format!("{}{path}", self.base(scheme))
+            };
+            let mut req = self.agent.request(method, &url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            if let Some(a) = auth {
+                req = req.set("Authorization", a);
+            }
+            let r = match body.take().unwrap_or(Body::None) {
+                Body::None => req.call(),
+                Body::Bytes(b) => req.send_bytes(b),
+                Body::Reader(r, len) => req.set("Content-Length", &len.to_string()).send(r),
+            };
+            match r {
+                Ok(resp) => {
+                    *self.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme);
+                    return Ok(Response {
+                        status: resp.status(),
+                        inner: resp,
+                    });
+                }
+                Err(ureq::Error::Status(code, resp)) => {
+                    *self.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme);
+                    return Err(SendError::Status(
+                        code,
+                        Response {
+                            status: code,
+                            inner: resp,
+                        },
+                    ));
+                }
+                // HTTPS failed on an insecure registry: try plain HTTP.
+                Err(ureq::Error::Transport(t)) if i + 1 < schemes.len() && body.is_none() => {
+                    last = Some(t.to_string());
+                    body = Some(Body::None);
+                }
+                Err(ureq::Error::Transport(t)) => return Err(SendError::Transport(t.to_string())),
+            }
+        }
+        Err(SendError::Transport(last.unwrap_or_default()))
+    }
+}
+
+enum SendError {
+    Status(u16, Response),
+    Transport(String),
+}
+
+/// A registry error body (`{"errors":[{"code","message"}]}`) in words.
+fn describe(code: u16, resp: Response) -> String {
+    let body = resp.bytes(64 * 1024).unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("errors").and_then(|e| e.as_array()).cloned())
+        .map(|errs| {
+            errs.iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.get("code").and_then(|c| c.as_str()).unwrap_or("?"),
+                        e.get("message").and_then(|c| c.as_str()).unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|s| !s.is_empty());
+    match detail {
+        Some(d) => format!("{code} {d}"),
+        None => format!("status {code}"),
+    }
+}
+
+/// Percent-encode a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The token scope for pulling from (`pull`) or pushing to a repository.
+pub(crate) fn scope(repo: &str, actions: &str) -> String {
+    format!("repository:{repo}:{actions}")
+}
