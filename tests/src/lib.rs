@@ -3,6 +3,8 @@
 //! cleanup that runs even when a test fails (on drop).
 
 pub mod engines;
+pub mod images;
+pub mod registry;
 
 use serde_json::Value;
 use std::cell::RefCell;
@@ -189,6 +191,8 @@ impl Drop for Env {
         for id in self.ids.borrow().iter() {
             let _ = self.rt(&["delete", "--force", id]);
         }
+        // A failed test may leave mounts (overlay roots) under its dir.
+        engines::unmount_under(&self.dir);
         // A failed test may leave cgroups: remove ours, deepest first.
         for p in self.cgroup_leftovers() {
             remove_cgroup_tree(&p);

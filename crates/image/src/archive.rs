@@ -98,12 +98,10 @@ pub fn load(store: &Store, path: &Path, progress: ProgressFn<'_>) -> Result<Vec<
             match e.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = e.header().size().unwrap_or(0);
-                    progress(Progress::Bytes {
-                        digest: Digest::of(name.as_bytes()),
-                        done: 0,
-                        total: size,
-                    });
-                    ing.add(store, name, size, e, &what)?;
+                    ing.add(store, name.clone(), size, e, &what)?;
+                    if let Some((d, _)) = ing.files.get(&name) {
+                        progress(Progress::Done { digest: d.clone() });
+                    }
                 }
                 tar::EntryType::Symlink | tar::EntryType::Link => {
                     if let Some(t) = e.link_name_bytes() {
@@ -133,10 +131,12 @@ pub fn load(store: &Store, path: &Path, progress: ProgressFn<'_>) -> Result<Vec<
             ing.files.insert(n, f);
         }
     }
-    if let Some(m) = ing.small.get("manifest.json").cloned() {
-        load_docker(store, &ing, &m, &what)
-    } else if let Some(i) = ing.small.get("index.json").cloned() {
+    // An OCI index keeps the manifests as they were (docker 25+ and capsa
+    // write both files); manifest.json alone is an older docker-archive.
+    if let Some(i) = ing.small.get("index.json").cloned() {
         load_oci(store, &i, &what)
+    } else if let Some(m) = ing.small.get("manifest.json").cloned() {
+        load_docker(store, &ing, &m, &what)
     } else {
         Err(invalid(
             what,
@@ -258,7 +258,7 @@ fn load_oci(store: &Store, index_json: &[u8], what: &str) -> Result<Vec<ImageRec
         // An index inside the layout: pick the host's platform.
         for _ in 0..4 {
             let bytes = store.read_blob(&d)?;
-            match manifest::parse(&bytes, Some(&desc.media_type().to_string()), what)? {
+            match manifest::parse(&bytes, Some(desc.media_type().as_ref()), what)? {
                 Document::Image(_) => break,
                 Document::Index(inner) => {
                     d = manifest::digest_of(&manifest::select(

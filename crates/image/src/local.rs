@@ -1,7 +1,7 @@
 //! Operations on the images the store holds: read, unpack, tag, remove,
 //! import a rootfs tarball, account for space, collect garbage.
 
-use crate::digest::{Digest, Hasher, HashingWriter};
+use crate::digest::{Digest, Hasher};
 use crate::error::{invalid, Error, IoContext, Result};
 use crate::layers;
 use crate::manifest::{self, Image, Layer};
@@ -197,27 +197,31 @@ pub fn import_rootfs(
     progress: ProgressFn<'_>,
 ) -> Result<ImageRecord> {
     let _w = store.writer_lock()?;
-    // The layer is kept uncompressed: its digest is then its diff id.
+    // Stored gzip'd, as registries expect layers; the diff id is the
+    // hash of the tar itself.
     let mut r = crate::unpack::decompress(reader).at("read", "import tarball")?;
-    let mut w = HashingWriter {
-        inner: store.blob_writer()?,
-        hasher: Hasher::new(),
-    };
+    let mut gz = flate2::write::GzEncoder::new(store.blob_writer()?, flate2::Compression::fast());
+    let mut diff = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = r.read(&mut buf).at("read", "import tarball")?;
         if n == 0 {
             break;
         }
-        w.write_all(&buf[..n]).at("write", store.tmp_dir())?;
+        diff.update(&buf[..n]);
+        gz.write_all(&buf[..n]).at("write", store.tmp_dir())?;
         progress(Progress::Bytes {
             digest: Digest::of(b""),
-            done: w.hasher.len(),
+            done: diff.len(),
             total: 0,
         });
     }
-    let (diff_id, size) = w.inner.finish(None, "imported layer")?;
-    check_is_tar(store, &diff_id)?;
+    let (blob, size) = gz
+        .finish()
+        .at("write", store.tmp_dir())?
+        .finish(None, "imported layer")?;
+    let diff_id = diff.finish();
+    check_is_tar(store, &blob)?;
     let arch = manifest::Platform::host().arch;
     let created = rfc3339_now();
     let config = serde_json::json!({
@@ -234,7 +238,7 @@ pub fn import_rootfs(
         "schemaVersion": 2,
         "mediaType": manifest::OCI_MANIFEST,
         "config": {"mediaType": manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
-        "layers": [{"mediaType": manifest::OCI_LAYER, "digest": diff_id.to_string(), "size": size}],
+        "layers": [{"mediaType": manifest::OCI_LAYER_GZIP, "digest": blob.to_string(), "size": size}],
     });
     let m = serde_json::to_vec(&m).map_err(|e| invalid("manifest", e))?;
     let md = store.put_bytes(&m, None, "manifest")?;
@@ -242,7 +246,7 @@ pub fn import_rootfs(
 }
 
 fn check_is_tar(store: &Store, d: &Digest) -> Result<()> {
-    let f = store.open_blob(d)?;
+    let f = crate::unpack::decompress(store.open_blob(d)?).at("read", store.blob_path(d))?;
     let mut a = tar::Archive::new(f);
     let mut entries = a.entries().map_err(|e| invalid("import tarball", e))?;
     match entries.next() {

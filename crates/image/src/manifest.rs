@@ -24,7 +24,7 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 #[derive(Debug, Clone)]
 pub enum Document {
     Image(Box<ImageManifest>),
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// Parse a manifest or index, telling them apart by media type (from the
@@ -47,7 +47,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<Doc
     if is_index {
         let idx: ImageIndex =
             serde_json::from_value(v).map_err(|e| invalid(what, format!("bad index: {e}")))?;
-        Ok(Document::Index(idx))
+        Ok(Document::Index(Box::new(idx)))
     } else {
         let m: ImageManifest =
             serde_json::from_value(v).map_err(|e| invalid(what, format!("bad manifest: {e}")))?;

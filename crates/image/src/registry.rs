@@ -269,7 +269,7 @@ impl Client {
                     }
                 }
                 Err(SendError::Status(code, resp)) => {
-                    return Err(self.err(format!("{method} {path}: {}", describe(code, resp))))
+                    return Err(self.err(format!("{method} {path}: {}", describe(code, *resp))))
                 }
                 Err(SendError::Transport(e)) => {
                     return Err(self.err(format!("{method} {path}: {e}")))
@@ -374,6 +374,9 @@ impl Client {
             None if self.insecure => &["https", "http"],
             None => &["https"],
         };
+        // Only a bodiless request can be retried over plain HTTP (clients
+        // pick the scheme with one before sending bodies).
+        let bodiless = matches!(body, Body::None);
         let mut body = Some(body);
         let mut last = None;
         for (i, scheme) in schemes.iter().enumerate() {
@@ -402,18 +405,26 @@ impl Client {
                         inner: resp,
                     });
                 }
+                // An HTTPS server answering our plain-HTTP retry: the real
+                // problem was the TLS handshake.
+                Err(ureq::Error::Status(400, _)) if i > 0 && last.is_some() => {
+                    return Err(SendError::Transport(format!(
+                        "{} (plain HTTP was refused too)",
+                        last.unwrap_or_default()
+                    )));
+                }
                 Err(ureq::Error::Status(code, resp)) => {
                     *self.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme);
                     return Err(SendError::Status(
                         code,
-                        Response {
+                        Box::new(Response {
                             status: code,
                             inner: resp,
-                        },
+                        }),
                     ));
                 }
                 // HTTPS failed on an insecure registry: try plain HTTP.
-                Err(ureq::Error::Transport(t)) if i + 1 < schemes.len() && body.is_none() => {
+                Err(ureq::Error::Transport(t)) if i + 1 < schemes.len() && bodiless => {
                     last = Some(t.to_string());
                     body = Some(Body::None);
                 }
@@ -425,7 +436,7 @@ impl Client {
 }
 
 enum SendError {
-    Status(u16, Response),
+    Status(u16, Box<Response>),
     Transport(String),
 }
 

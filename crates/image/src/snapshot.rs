@@ -31,6 +31,17 @@ pub fn mount_overlay(
             "an overlay needs at least one lower layer".into(),
         ));
     }
+    // A read-only view of one layer: overlay wants two lowers without an
+    // upper, so bind it read-only instead.
+    if upper.is_none() && lowers.len() == 1 {
+        rustix::mount::mount_bind(&lowers[0], target).at("bind", target)?;
+        return rustix::mount::mount_remount(
+            target,
+            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+            "",
+        )
+        .at("make read-only", target);
+    }
     if api == OverlayApi::Auto {
         match mount_new_api(lowers, upper, target) {
             Ok(()) => return Ok(()),
@@ -39,39 +50,77 @@ pub fn mount_overlay(
             Err(e) => return Err(e).at("mount overlay on", target),
         }
     }
-    let mut opts = format!(
-        "lowerdir={}",
+    mount_legacy(lowers, upper, target)
+}
+
+/// mount(2) with one option string. When absolute paths do not fit the
+/// page the kernel copies, the layers are named relative to their common
+/// directory (the store's `l/`), and the mount is made from there.
+fn mount_legacy(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<()> {
+    let join = |ls: Vec<String>| {
+        let mut o = format!("lowerdir={}", ls.join(":"));
+        if let Some((u, w)) = upper {
+            o.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
+        }
+        o
+    };
+    let cstr = |s: String| {
+        std::ffi::CString::new(s).map_err(|_| Error::Unsupported("NUL in a path".into()))
+    };
+    let target_c = cstr(target.display().to_string())?;
+    let absolute = join(lowers.iter().map(|p| p.display().to_string()).collect());
+    if absolute.len() < PAGE {
+        return rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            cstr(absolute)?.as_c_str(),
+        )
+        .at("mount overlay on", target);
+    }
+    let base = lowers[0].parent().and_then(Path::parent).filter(|b| {
         lowers
             .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
+            .all(|l| l.parent().and_then(Path::parent) == Some(b))
+    });
+    let Some(base) = base else {
+        return Err(too_many(lowers.len(), absolute.len()));
+    };
+    let relative = join(
+        lowers
+            .iter()
+            .map(|l| l.strip_prefix(base).unwrap_or(l).display().to_string())
+            .collect(),
     );
-    if let Some((u, w)) = upper {
-        opts.push_str(&format!(
-            ",upperdir={},workdir={}",
-            u.display(),
-            w.display()
-        ));
+    if relative.len() >= PAGE {
+        return Err(too_many(lowers.len(), relative.len()));
     }
-    // The kernel copies one page of options.
-    if opts.len() >= 4095 {
-        return Err(Error::Unsupported(format!(
-            "{} layers do not fit the overlay options of this kernel ({} bytes; a page is 4096); Linux 6.8+ lifts this",
-            lowers.len(),
-            opts.len()
-        )));
-    }
-    let data =
-        std::ffi::CString::new(opts).map_err(|_| Error::Unsupported("NUL in a path".into()))?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        rustix::mount::MountFlags::empty(),
-        data.as_c_str(),
+    capsa_sys::mount::mount_from_dir(
+        &cstr(base.display().to_string())?,
+        c"overlay",
+        &target_c,
+        c"overlay",
+        &cstr(relative)?,
     )
-    .at("mount overlay on", target)
+    .map_err(|e| Error::Io {
+        op: "mount overlay on",
+        path: target.to_path_buf(),
+        source: std::io::Error::from_raw_os_error(e as i32),
+    })
+}
+
+/// The kernel copies one page of mount options.
+const PAGE: usize = 4096;
+
+fn too_many(n: usize, len: usize) -> Error {
+    Error::Unsupported(format!(
+        "{n} layers do not fit the overlay options of this kernel ({len} bytes; a page is {PAGE}); Linux 6.8+ lifts this"
+    ))
 }
 
 fn mount_new_api(
@@ -96,6 +145,11 @@ fn mount_new_api(
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
+}
+
+/// Unmount what `mount_overlay` mounted.
+pub fn unmount(target: &Path) -> Result<()> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()).at("unmount", target)
 }
 
 /// A mounted container root under `dir`: `dir/upper`, `dir/work`,

@@ -90,3 +90,48 @@ pub fn attach(from: RawFd, to: RawFd) -> Result<()> {
     };
     Errno::result(r).map(drop)
 }
+
+/// mount(2) with relative paths in `data` resolved from `dir`: a child
+/// process changes directory and mounts, so the caller's working directory
+/// (shared by its threads) never moves. The mount lands in the caller's
+/// mount namespace. Used for overlay options that only fit a page when
+/// layers are named relative to the store (as docker's overlay2 does).
+pub fn mount_from_dir(
+    dir: &std::ffi::CStr,
+    source: &std::ffi::CStr,
+    target: &std::ffi::CStr,
+    fstype: &std::ffi::CStr,
+    data: &std::ffi::CStr,
+) -> Result<()> {
+    // SAFETY: the child only makes async-signal-safe syscalls (chdir,
+    // mount, _exit) on memory prepared before the fork, so forking from a
+    // multi-threaded process is sound.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(Errno::last()),
+        0 => {
+            // SAFETY: valid C strings; _exit never returns.
+            unsafe {
+                if libc::chdir(dir.as_ptr()) != 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                let r = libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    fstype.as_ptr(),
+                    0,
+                    data.as_ptr() as *const libc::c_void,
+                );
+                libc::_exit(if r == 0 { 0 } else { *libc::__errno_location() })
+            }
+        }
+        pid => {
+            let (status, _) = crate::process::wait4(nix::unistd::Pid::from_raw(pid))?;
+            match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+                Some(0) => Ok(()),
+                Some(e) => Err(Errno::from_raw(e)),
+                None => Err(Errno::EINTR),
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! images, rmi, tag, image inspect/prune/mount/unmount, system df.
+
+use crate::cli::{
+    Format, FormatArgs, ImagesArgs, InspectArgs, MountArgs, PruneArgs, RmiArgs, TagArgs,
+    UnmountArgs,
+};
+use crate::progress::human;
+use anyhow::{Context, Result};
+use capsa_image::snapshot::{self, OverlayApi};
+use capsa_image::{layers, local, Reference, Store};
+use serde_json::json;
+
+struct Row {
+    repository: String,
+    tag: String,
+    id: String,
+    created: Option<String>,
+    size: u64,
+    digest: String,
+    names: Vec<String>,
+}
+
+fn rows(store: &Store) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for rec in store.images()? {
+        let image = local::open(store, &rec)?;
+        let size = image.manifest.config().size()
+            + image
+                .manifest
+                .layers()
+                .iter()
+                .map(|l| l.size())
+                .sum::<u64>();
+        let names = if rec.names.is_empty() {
+            vec![String::new()]
+        } else {
+            rec.names.clone()
+        };
+        for n in names {
+            let (repository, tag) = match Reference::parse(&n) {
+                Ok(r) if !n.is_empty() => (r.name(), r.tag.unwrap_or_default()),
+                _ => ("<none>".to_string(), "<none>".to_string()),
+            };
+            out.push(Row {
+                repository,
+                tag,
+                id: rec.id.to_string(),
+                created: rec.created.clone(),
+                size,
+                digest: rec.manifest.to_string(),
+                names: rec.names.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// "3 days ago" from an RFC 3339 time.
+fn ago(created: Option<&str>) -> String {
+    let Some(t) = created.and_then(parse_time) else {
+        return "N/A".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let s = now.saturating_sub(t);
+    let (n, unit) = match s {
+        0..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86_399 => (s / 3600, "hour"),
+        86_400..=1_209_599 => (s / 86_400, "day"),
+        1_209_600..=5_183_999 => (s / 604_800, "week"),
+        5_184_000..=31_535_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS...` (UTC; offsets are
+/// rare in image configs and an hour off is fine for "N days ago").
+fn parse_time(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
+    let rows = rows(store)?;
+    if a.format == Format::Json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| json!({"Id": r.id, "Repository": r.repository, "Tag": r.tag, "Names": r.names, "Digest": r.digest, "Created": r.created, "Size": r.size}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let id = |r: &Row| {
+        if a.no_trunc {
+            r.id.clone()
+        } else {
+            r.id[7..19].to_string()
+        }
+    };
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rows {
+            if seen.insert(r.id.clone()) {
+                println!("{}", id(r));
+            }
+        }
+        return Ok(());
+    }
+    let w = rows
+        .iter()
+        .map(|r| r.repository.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
+    println!(
+        "{:w$}  {:10}  {:12}  {:15}  SIZE",
+        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+    );
+    for r in &rows {
+        println!(
+            "{:w$}  {:10}  {:12}  {:15}  {}",
+            r.repository,
+            r.tag,
+            id(r),
+            ago(r.created.as_deref()),
+            human(r.size)
+        );
+    }
+    Ok(())
+}
+
+pub fn remove(store: &Store, a: RmiArgs) -> Result<()> {
+    let mut failed = None;
+    for what in &a.images {
+        match local::remove(store, what, a.force, &[]) {
+            Ok(r) => {
+                for n in r.untagged {
+                    println!("Untagged: {n}");
+                }
+                if let Some(d) = r.deleted {
+                    println!("Deleted: {d}");
+                }
+            }
+            Err(e) => {
+                eprintln!("capsa: rmi {what}: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    // Blobs and layers no image uses any more go with the image.
+    local::gc(store, &[])?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+pub fn tag(store: &Store, a: TagArgs) -> Result<()> {
+    local::tag(store, &a.source, &a.target)?;
+    Ok(())
+}
+
+pub fn inspect(store: &Store, a: InspectArgs) -> Result<()> {
+    let mut out = Vec::new();
+    for what in &a.images {
+        let rec = store.resolve(what)?;
+        let image = local::open(store, &rec)?;
+        let config: serde_json::Value = serde_json::from_slice(&image.config_bytes)?;
+        let layer_list = image.layers(what)?;
+        let size: u64 = layer_list.iter().map(|l| l.size).sum();
+        let digests: Vec<String> = rec
+            .names
+            .iter()
+            .filter_map(|n| Reference::parse(n).ok())
+            .map(|r| format!("{}@{}", r.name(), rec.manifest))
+            .collect();
+        out.push(json!({
+            "Id": rec.id,
+            "RepoTags": rec.names,
+            "RepoDigests": digests,
+            "Created": config.get("created"),
+            "Author": config.get("author"),
+            "Architecture": config.get("architecture"),
+            "Os": config.get("os"),
+            "Variant": config.get("variant"),
+            "Config": config.get("config"),
+            "RootFS": config.get("rootfs"),
+            "History": config.get("history"),
+            "Size": size,
+            "Manifest": {"Digest": rec.manifest, "MediaType": rec.media_type, "Origins": rec.origins},
+            "Layers": layer_list.iter().map(|l| json!({
+                "Blob": l.blob,
+                "MediaType": l.media_type,
+                "Size": l.size,
+                "DiffID": l.diff_id,
+                "ChainID": l.chain_id,
+                "Directory": layers::exists(store, &l.chain_id).then(|| layers::diff_dir(store, &l.chain_id)),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+pub fn prune(store: &Store, a: PruneArgs) -> Result<()> {
+    let mut removed = Vec::new();
+    for rec in store.images()? {
+        if a.all || rec.names.is_empty() {
+            local::remove(store, rec.id.as_str(), true, &[])?;
+            removed.push(rec.id.to_string());
+        }
+    }
+    let c = local::gc(store, &[])?;
+    if a.format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"ImagesDeleted": removed, "BlobsDeleted": c.blobs, "LayersDeleted": c.layers, "SpaceReclaimed": c.bytes})
+            )?
+        );
+    } else {
+        for r in &removed {
+            println!("Deleted: {r}");
+        }
+        println!("Total reclaimed space: {}", human(c.bytes));
+    }
+    Ok(())
+}
+
+pub fn mount(store: &Store, a: MountArgs) -> Result<()> {
+    let rec = store.resolve(&a.image)?;
+    let lowers = local::unpack(store, &rec, &|_| {})?;
+    snapshot::mount_overlay(&lowers, None, &a.directory, OverlayApi::Auto)
+        .with_context(|| format!("mounting {} at {}", a.image, a.directory.display()))?;
+    println!("{}", a.directory.display());
+    Ok(())
+}
+
+pub fn unmount(a: UnmountArgs) -> Result<()> {
+    snapshot::unmount(&a.directory)
+        .with_context(|| format!("unmounting {}", a.directory.display()))?;
+    Ok(())
+}
+
+pub fn df(store: &Store, a: FormatArgs) -> Result<()> {
+    let u = local::usage(store)?;
+    if a.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&u)?);
+    } else {
+        println!("{:8}  {:6}  {:10}  RECLAIMABLE", "TYPE", "COUNT", "SIZE");
+        println!("{:8}  {:6}  {:10}", "Images", u.images, "");
+        println!("{:8}  {:6}  {:10}", "Blobs", u.blobs, human(u.blob_bytes));
+        println!(
+            "{:8}  {:6}  {:10}",
+            "Layers",
+            u.layers,
+            human(u.layer_bytes)
+        );
+        println!(
+            "{:8}  {:6}  {:10}  {}",
+            "Total",
+            "",
+            human(u.blob_bytes + u.layer_bytes),
+            human(u.reclaimable_bytes)
+        );
+    }
+    Ok(())
+}
