@@ -264,6 +264,46 @@ fn a_registry_with_tls_and_htpasswd_needs_the_ca_and_a_login() {
 }
 
 #[test]
+fn a_registry_with_bearer_tokens_is_answered_from_its_challenge() {
+    let env = Env::new("img-token");
+    let Some(reg) = Registry::token_auth(&env, "token", "bob", "hunter2") else {
+        return;
+    };
+    let (a, b) = (Capsa::new(&env, "a"), Capsa::new(&env, "b"));
+    let name = format!("{}/team/app:v1", reg.addr);
+    a.ok(&["import", &busybox_tar(&env), &name]);
+    let err = a.fails(&["push", &name]);
+    assert!(err.contains("401"), "{err}");
+    a.ok(&["login", "-u", "bob", "-p", "hunter2", &reg.addr]);
+    a.ok(&["push", &name]);
+    // Pushing under another name mounts the blobs across repositories,
+    // which needs a token for both.
+    let other = format!("{}/team/copy:v1", reg.addr);
+    a.ok(&["tag", &name, &other]);
+    let out = a.run(&["push", &other]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mounted from team/app"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.ok(&["pull", "--creds", "bob:hunter2", &other]);
+    let requests = reg.token.as_ref().unwrap().requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|(creds, s)| *creds
+            && s.contains(&"repository:team/app:pull".to_string())
+            && s.contains(&"repository:team/copy:pull,push".to_string())),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|(creds, s)| *creds && s == &vec!["repository:team/copy:pull".to_string()]),
+        "{requests:?}"
+    );
+}
+
+#[test]
 fn archives_round_trip_between_stores_and_tools() {
     let env = Env::new("img-archives");
     let (a, b) = (Capsa::new(&env, "a"), Capsa::new(&env, "b"));

@@ -14,6 +14,8 @@ pub struct Registry {
     /// The CA (self-signed server certificate) for the TLS registry.
     pub cert: Option<PathBuf>,
     child: Child,
+    /// The token server of a token-auth registry.
+    pub token: Option<TokenServer>,
 }
 
 fn free_port() -> u16 {
@@ -32,7 +34,24 @@ impl Registry {
         Registry::start(env, name, Some((user, password)))
     }
 
+    /// A plain registry that wants bearer tokens from a token server of
+    /// the test's own, which hands them to `user`/`password` only.
+    pub fn token_auth(env: &Env, name: &str, user: &str, password: &str) -> Option<Registry> {
+        let mut r = Registry::start_with(env, name, None, Some((user, password)))?;
+        r.token.as_mut()?;
+        Some(r)
+    }
+
     fn start(env: &Env, name: &str, auth: Option<(&str, &str)>) -> Option<Registry> {
+        Registry::start_with(env, name, auth, None)
+    }
+
+    fn start_with(
+        env: &Env,
+        name: &str,
+        auth: Option<(&str, &str)>,
+        token: Option<(&str, &str)>,
+    ) -> Option<Registry> {
         if !std::path::Path::new("/usr/bin/docker-registry").exists() {
             eprintln!("skipping: docker-registry is not installed (scripts/deps.sh installs it)");
             return None;
@@ -131,6 +150,16 @@ impl Registry {
             ));
             cert = Some(ca);
         }
+        let mut token_server = None;
+        if let Some((user, password)) = token {
+            let server = TokenServer::start(&dir, user, password);
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: http://{}/token\n    service: capsa-test\n    issuer: capsa-test-issuer\n    rootcertbundle: {}\n",
+                server.addr,
+                dir.join("token-cert.pem").display()
+            ));
+            token_server = Some(server);
+        }
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let child = Command::new("/usr/bin/docker-registry")
             .arg("serve")
@@ -144,6 +173,7 @@ impl Registry {
             dir,
             cert,
             child,
+            token: token_server,
         };
         assert!(
             crate::wait_for(20, || TcpStream::connect(&addr).is_ok()),
@@ -229,5 +259,170 @@ impl Capsa {
 
     pub fn store(&self) -> capsa_image::Store {
         capsa_image::Store::open(&self.store).unwrap()
+    }
+}
+
+/// A bearer-token server as the distribution spec describes (what
+/// auth.docker.io does): a GET with Basic credentials returns a JWT,
+/// signed with a key whose certificate the registry trusts, granting the
+/// scopes asked for. Without the right credentials: 401.
+pub struct TokenServer {
+    pub addr: String,
+    /// Token requests seen, as `(had credentials, scopes)`.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(bool, Vec<String>)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl TokenServer {
+    fn start(dir: &std::path::Path, user: &str, password: &str) -> TokenServer {
+        use base64::Engine as _;
+        let (cert, key) = (dir.join("token-cert.pem"), dir.join("token-key.pem"));
+        let o = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=capsa token signer",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, requests2, user) = (stop.clone(), requests.clone(), user.to_string());
+        let thread = std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Write};
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or(0);
+                let mut authorized = false;
+                let mut had_creds = false;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h
+                        .strip_prefix("Authorization: ")
+                        .or_else(|| h.strip_prefix("authorization: "))
+                    {
+                        had_creds = true;
+                        authorized = v.trim() == expected;
+                    }
+                }
+                let target = line.split(' ').nth(1).unwrap_or("");
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let scopes: Vec<String> = query
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("scope="))
+                    .map(|s| {
+                        s.replace("%3A", ":")
+                            .replace("%2C", ",")
+                            .replace("%2F", "/")
+                    })
+                    .collect();
+                requests2.lock().unwrap().push((had_creds, scopes.clone()));
+                if !authorized {
+                    let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let access: Vec<serde_json::Value> = scopes
+                    .iter()
+                    .filter_map(|s| {
+                        let mut p = s.splitn(3, ':');
+                        let (t, n, a) = (p.next()?, p.next()?, p.next()?);
+                        Some(serde_json::json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": "capsa-test-issuer", "sub": user, "aud": "capsa-test",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", scopes.len()),
+                    "access": access,
+                });
+                let input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let body =
+                    serde_json::json!({"token": format!("{input}.{}", b64url(&sig))}).to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer {
+            addr,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
