@@ -266,10 +266,13 @@ impl Capsa {
 /// auth.docker.io does): a GET with Basic credentials returns a JWT,
 /// signed with a key whose certificate the registry trusts, granting the
 /// scopes asked for. Without the right credentials: 401.
+/// A token request: whether it carried credentials, and its scopes.
+pub type TokenRequest = (bool, Vec<String>);
+
 pub struct TokenServer {
     pub addr: String,
     /// Token requests seen, as `(had credentials, scopes)`.
-    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(bool, Vec<String>)>>>,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<TokenRequest>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
