@@ -6,7 +6,6 @@
 
 mod cli;
 mod commands;
-mod foreground;
 mod log;
 
 use clap::Parser;

@@ -11,9 +11,10 @@ mod progress;
 use clap::Parser;
 
 fn main() {
+    capsa_sys::process::default_sigpipe();
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
-        Ok(()) => {}
+        Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("capsa: {e:#}");
             std::process::exit(125);

@@ -245,6 +245,36 @@ pub fn import_rootfs(
     record(store, &md, name, None)
 }
 
+/// A copy of an image whose config runs `cmd`, recorded under `name`.
+pub fn set_command(
+    store: &Store,
+    rec: &ImageRecord,
+    cmd: &[&str],
+    labels: &[(&str, &str)],
+    name: Option<&Reference>,
+) -> Result<ImageRecord> {
+    let image = open(store, rec)?;
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&image.config_bytes).map_err(|e| invalid("config", e))?;
+    config["config"]["Cmd"] = serde_json::json!(cmd);
+    for (k, v) in labels {
+        config["config"]["Labels"][*k] = serde_json::json!(v);
+    }
+    let config = serde_json::to_vec(&config).map_err(|e| invalid("config", e))?;
+    let config_digest = store.put_bytes(&config, None, "config")?;
+    let mut m: serde_json::Value = serde_json::from_slice(&store.read_blob(&rec.manifest)?)
+        .map_err(|e| invalid("manifest", e))?;
+    m["config"]["digest"] = serde_json::json!(config_digest.to_string());
+    m["config"]["size"] = serde_json::json!(config.len());
+    let m = serde_json::to_vec(&m).map_err(|e| invalid("manifest", e))?;
+    let md = store.put_bytes(&m, None, "manifest")?;
+    let new = record(store, &md, name, None)?;
+    if new.id != rec.id && rec.names.is_empty() {
+        let _ = remove(store, rec.id.as_str(), true, &[]);
+    }
+    Ok(new)
+}
+
 fn check_is_tar(store: &Store, d: &Digest) -> Result<()> {
     let f = crate::unpack::decompress(store.open_blob(d)?).at("read", store.blob_path(d))?;
     let mut a = tar::Archive::new(f);

@@ -129,6 +129,8 @@ fn mount_new_api(
     target: &Path,
 ) -> rustix::io::Result<()> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    // The name /proc/mounts shows as the mount's source.
+    rustix::mount::fsconfig_set_string(&fs, "source", "capsa")?;
     for l in lowers {
         rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }

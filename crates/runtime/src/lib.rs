@@ -11,6 +11,7 @@ mod console;
 mod create;
 mod error;
 mod exec;
+pub mod foreground;
 mod hooks;
 mod init;
 mod lifecycle;

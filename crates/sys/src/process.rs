@@ -296,3 +296,13 @@ pub fn wait4(pid: Pid) -> Result<(i32, i64)> {
         }
     }
 }
+
+/// Restore SIGPIPE's default action (Rust ignores it), so a command whose
+/// output goes to a closed pipe (`capsa ps | head`) ends quietly instead
+/// of failing to print.
+pub fn default_sigpipe() {
+    // SAFETY: setting a standard disposition for one signal; no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -1,7 +1,7 @@
 use crate::cli::ExecArgs;
-use crate::foreground;
 use crate::log::Logger;
 use anyhow::{anyhow, bail, Context};
+use capsa_runtime::foreground;
 use capsa_runtime::Store;
 use capsa_spec::ProcessPlan;
 

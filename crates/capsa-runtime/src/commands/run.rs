@@ -1,6 +1,6 @@
 use crate::cli::RunArgs;
-use crate::foreground;
 use crate::log::Logger;
+use capsa_runtime::foreground;
 use capsa_runtime::Store;
 
 /// create + start, then (unless detached) wait with signals forwarded and

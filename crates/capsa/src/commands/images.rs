@@ -146,10 +146,36 @@ pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn remove(store: &Store, a: RmiArgs) -> Result<()> {
+/// Image ids and layer chains that containers use.
+fn in_use(
+    engine: &capsa_engine::Engine,
+) -> Result<(Vec<capsa_image::Digest>, Vec<capsa_image::Digest>)> {
+    let mut ids = Vec::new();
+    let mut chains = Vec::new();
+    for c in engine.list()? {
+        if let Ok(d) = capsa_image::Digest::parse(&c.image_id) {
+            if let Ok(rec) = engine.images.resolve(d.as_str()) {
+                if let Ok(img) = local::open(&engine.images, &rec) {
+                    chains.extend(
+                        img.layers("image")
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|l| l.chain_id),
+                    );
+                }
+            }
+            ids.push(d);
+        }
+    }
+    Ok((ids, chains))
+}
+
+pub fn remove(engine: &capsa_engine::Engine, a: RmiArgs) -> Result<()> {
+    let store = &engine.images;
+    let (ids, chains) = in_use(engine)?;
     let mut failed = None;
     for what in &a.images {
-        match local::remove(store, what, a.force, &[]) {
+        match local::remove(store, what, a.force, &ids) {
             Ok(r) => {
                 for n in r.untagged {
                     println!("Untagged: {n}");
@@ -165,7 +191,7 @@ pub fn remove(store: &Store, a: RmiArgs) -> Result<()> {
         }
     }
     // Blobs and layers no image uses any more go with the image.
-    local::gc(store, &[])?;
+    local::gc(store, &chains)?;
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(()),
@@ -178,56 +204,64 @@ pub fn tag(store: &Store, a: TagArgs) -> Result<()> {
 }
 
 pub fn inspect(store: &Store, a: InspectArgs) -> Result<()> {
-    let mut out = Vec::new();
-    for what in &a.images {
-        let rec = store.resolve(what)?;
-        let image = local::open(store, &rec)?;
-        let config: serde_json::Value = serde_json::from_slice(&image.config_bytes)?;
-        let layer_list = image.layers(what)?;
-        let size: u64 = layer_list.iter().map(|l| l.size).sum();
-        let digests: Vec<String> = rec
-            .names
-            .iter()
-            .filter_map(|n| Reference::parse(n).ok())
-            .map(|r| format!("{}@{}", r.name(), rec.manifest))
-            .collect();
-        out.push(json!({
-            "Id": rec.id,
-            "RepoTags": rec.names,
-            "RepoDigests": digests,
-            "Created": config.get("created"),
-            "Author": config.get("author"),
-            "Architecture": config.get("architecture"),
-            "Os": config.get("os"),
-            "Variant": config.get("variant"),
-            "Config": config.get("config"),
-            "RootFS": config.get("rootfs"),
-            "History": config.get("history"),
-            "Size": size,
-            "Manifest": {"Digest": rec.manifest, "MediaType": rec.media_type, "Origins": rec.origins},
-            "Layers": layer_list.iter().map(|l| json!({
-                "Blob": l.blob,
-                "MediaType": l.media_type,
-                "Size": l.size,
-                "DiffID": l.diff_id,
-                "ChainID": l.chain_id,
-                "Directory": layers::exists(store, &l.chain_id).then(|| layers::diff_dir(store, &l.chain_id)),
-            })).collect::<Vec<_>>(),
-        }));
-    }
+    let out = a
+        .images
+        .iter()
+        .map(|w| inspect_one(store, w))
+        .collect::<Result<Vec<_>>>()?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
-pub fn prune(store: &Store, a: PruneArgs) -> Result<()> {
+/// One image as `image inspect` shows it.
+pub fn inspect_one(store: &Store, what: &str) -> Result<serde_json::Value> {
+    let rec = store.resolve(what)?;
+    let image = local::open(store, &rec)?;
+    let config: serde_json::Value = serde_json::from_slice(&image.config_bytes)?;
+    let layer_list = image.layers(what)?;
+    let size: u64 = layer_list.iter().map(|l| l.size).sum();
+    let digests: Vec<String> = rec
+        .names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .map(|r| format!("{}@{}", r.name(), rec.manifest))
+        .collect();
+    Ok(json!({
+        "Id": rec.id,
+        "RepoTags": rec.names,
+        "RepoDigests": digests,
+        "Created": config.get("created"),
+        "Author": config.get("author"),
+        "Architecture": config.get("architecture"),
+        "Os": config.get("os"),
+        "Variant": config.get("variant"),
+        "Config": config.get("config"),
+        "RootFS": config.get("rootfs"),
+        "History": config.get("history"),
+        "Size": size,
+        "Manifest": {"Digest": rec.manifest, "MediaType": rec.media_type, "Origins": rec.origins},
+        "Layers": layer_list.iter().map(|l| json!({
+            "Blob": l.blob,
+            "MediaType": l.media_type,
+            "Size": l.size,
+            "DiffID": l.diff_id,
+            "ChainID": l.chain_id,
+            "Directory": layers::exists(store, &l.chain_id).then(|| layers::diff_dir(store, &l.chain_id)),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+pub fn prune(engine: &capsa_engine::Engine, a: PruneArgs) -> Result<()> {
+    let store = &engine.images;
+    let (ids, chains) = in_use(engine)?;
     let mut removed = Vec::new();
     for rec in store.images()? {
-        if a.all || rec.names.is_empty() {
-            local::remove(store, rec.id.as_str(), true, &[])?;
+        if (a.all || rec.names.is_empty()) && !ids.contains(&rec.id) {
+            local::remove(store, rec.id.as_str(), true, &ids)?;
             removed.push(rec.id.to_string());
         }
     }
-    let c = local::gc(store, &[])?;
+    let c = local::gc(store, &chains)?;
     if a.format == Format::Json {
         println!(
             "{}",

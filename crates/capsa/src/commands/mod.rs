@@ -1,35 +1,86 @@
-//! One module per group of verbs; `dispatch` routes the parsed command.
+//! One module per group of verbs; `dispatch` routes the parsed command
+//! and returns the exit code.
 
 mod archive;
+mod containers;
 mod images;
 mod transfer;
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use anyhow::{Context, Result};
+use capsa_engine::Engine;
 use capsa_image::Store;
 
-pub fn dispatch(cli: Cli) -> Result<()> {
+pub fn dispatch(cli: Cli) -> Result<i32> {
     let store = || {
         Store::open(&cli.root)
             .with_context(|| format!("opening the store at {}", cli.root.display()))
     };
+    let engine = || {
+        Engine::open(&cli.root, &cli.run_root).with_context(|| {
+            format!(
+                "opening {} and {}",
+                cli.root.display(),
+                cli.run_root.display()
+            )
+        })
+    };
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => transfer::pull(&store()?, a),
-        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => transfer::push(&store()?, a),
-        Command::Login(a) => transfer::login(a),
-        Command::Logout(a) => transfer::logout(a),
-        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&store()?, a),
-        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::remove(&store()?, a),
-        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => images::tag(&store()?, a),
-        Command::Image(ImageCommand::Inspect(a)) => images::inspect(&store()?, a),
-        Command::Image(ImageCommand::Prune(a)) => images::prune(&store()?, a),
-        Command::Image(ImageCommand::Mount(a)) => images::mount(&store()?, a),
-        Command::Image(ImageCommand::Unmount(a)) => images::unmount(a),
-        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => archive::load(&store()?, a),
-        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => archive::save(&store()?, a),
-        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
-            archive::import(&store()?, a)
+        Command::Run(a) => containers::run(&engine()?, a, true),
+        Command::Create(a) => containers::run(&engine()?, a, false),
+        Command::Start(a) => containers::start(&engine()?, a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => {
+            containers::ps(&engine()?, a)
         }
-        Command::System(SystemCommand::Df(a)) => images::df(&store()?, a),
+        Command::Logs(a) => containers::logs(&engine()?, a),
+        Command::Exec(a) => containers::exec(&engine()?, a),
+        Command::Attach(a) => containers::attach(&engine()?, a),
+        Command::Stop(a) => containers::stop(&engine()?, a),
+        Command::Kill(a) => containers::kill(&engine()?, a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => {
+            containers::rm(&engine()?, a)
+        }
+        Command::Pause(a) => containers::pause(&engine()?, a, true),
+        Command::Unpause(a) => containers::pause(&engine()?, a, false),
+        Command::Wait(a) => containers::wait(&engine()?, a),
+        Command::Rename(a) => containers::rename(&engine()?, a),
+        Command::Inspect(a) | Command::Container(ContainerCommand::Inspect(a)) => {
+            containers::inspect(&engine()?, a)
+        }
+        Command::Stats(a) => containers::stats(&engine()?, a),
+        Command::Top(a) => containers::top(&engine()?, a),
+        Command::Export(a) => containers::export(&engine()?, a),
+        Command::Info(a) => containers::info(&engine()?, a),
+        Command::Container(ContainerCommand::Prune) => containers::prune(&engine()?),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
+            done(transfer::pull(&store()?, a))
+        }
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            done(transfer::push(&store()?, a))
+        }
+        Command::Login(a) => done(transfer::login(a)),
+        Command::Logout(a) => done(transfer::logout(a)),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => {
+            done(images::list(&store()?, a))
+        }
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => {
+            done(images::remove(&engine()?, a))
+        }
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => done(images::tag(&store()?, a)),
+        Command::Image(ImageCommand::Inspect(a)) => done(images::inspect(&store()?, a)),
+        Command::Image(ImageCommand::Prune(a)) => done(images::prune(&engine()?, a)),
+        Command::Image(ImageCommand::Mount(a)) => done(images::mount(&store()?, a)),
+        Command::Image(ImageCommand::Unmount(a)) => done(images::unmount(a)),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => {
+            done(archive::load(&store()?, a))
+        }
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
+            done(archive::save(&store()?, a))
+        }
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            done(archive::import(&store()?, a))
+        }
+        Command::System(SystemCommand::Df(a)) => done(images::df(&store()?, a)),
     }
 }

@@ -9,7 +9,7 @@ use capsa_image::registry::{self, Client, Options, PullOptions};
 use capsa_image::{Reference, Store};
 use std::io::Read;
 
-fn options(a: &RegistryArgs) -> Result<Options> {
+pub(crate) fn options(a: &RegistryArgs) -> Result<Options> {
     let credentials = match &a.creds {
         Some(c) => {
             let (u, p) = c

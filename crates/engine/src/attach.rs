@@ -1,0 +1,87 @@
+//! The attach protocol between a monitor and a `capsa` command: one
+//! SOCK_SEQPACKET connection, one message per packet, its first byte the
+//! kind. The monitor sends output and, at the end, the exit code; the
+//! client sends input, window sizes and signals.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Message kinds (first byte of a packet).
+pub mod kind {
+    /// client -> monitor: bytes for the container's stdin.
+    pub const STDIN: u8 = 0;
+    /// monitor -> client: container stdout (or the pty).
+    pub const STDOUT: u8 = 1;
+    /// monitor -> client: container stderr.
+    pub const STDERR: u8 = 2;
+    /// monitor -> client: exit code (i32 LE); the last message.
+    pub const EXIT: u8 = 3;
+    /// client -> monitor: stdin reached its end.
+    pub const STDIN_EOF: u8 = 4;
+    /// client -> monitor: window size (rows u16 LE, cols u16 LE).
+    pub const RESIZE: u8 = 5;
+    /// client -> monitor: forward a signal (i32 LE) to the container.
+    pub const SIGNAL: u8 = 6;
+    /// client -> monitor: start the created container now.
+    pub const START: u8 = 8;
+    /// monitor -> client: started (pid i32 LE).
+    pub const STARTED: u8 = 9;
+    /// monitor -> client: the start failed (message).
+    pub const FAILED: u8 = 10;
+}
+
+/// The largest packet either side sends.
+pub const MAX: usize = 64 * 1024;
+
+/// Send one packet `[kind] ++ data`.
+pub fn send(fd: impl AsFd, kind: u8, data: &[u8]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(data.len() + 1);
+    buf.push(kind);
+    buf.extend_from_slice(data);
+    loop {
+        match rustix::net::send(&fd, &buf, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receive one packet; `None` at end of connection.
+pub fn recv(fd: impl AsFd, buf: &mut [u8]) -> std::io::Result<Option<(u8, usize)>> {
+    loop {
+        match rustix::net::recv(&fd, &mut *buf, rustix::net::RecvFlags::empty()) {
+            Ok((0, _)) => return Ok(None),
+            Ok((n, _)) => return Ok(Some((buf[0], n.min(buf.len()) - 1))),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Connect to a monitor's socket.
+pub fn connect(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    let fd = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr = rustix::net::SocketAddrUnix::new(path)?;
+    rustix::net::connect(&fd, &addr)?;
+    Ok(fd)
+}
+
+/// Listen on `path` (replacing a stale socket).
+pub fn listen(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    let fd = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let addr = rustix::net::SocketAddrUnix::new(path)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 16)?;
+    Ok(fd)
+}

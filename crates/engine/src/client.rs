@@ -1,0 +1,195 @@
+//! The client side of attach: what `capsa run` (without -d) and `capsa
+//! attach` do. Output from the monitor goes to our stdout/stderr; our stdin
+//! (with -i), window size and signals go to the monitor. Ctrl-P Ctrl-Q
+//! detaches (with a tty), leaving the container running.
+
+use crate::attach::{self, kind};
+use crate::error::{Error, Result};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The container exited with this code.
+    Exited(i32),
+    /// The user detached (Ctrl-P Ctrl-Q).
+    Detached,
+}
+
+fn forwarded() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// Connect to the container's monitor.
+pub fn connect(engine: &crate::Engine, c: &crate::Container) -> Result<OwnedFd> {
+    attach::connect(&engine.socket(c))
+        .map_err(|e| Error::Conflict(format!("cannot attach to {}: {e} (is it running?)", c.name)))
+}
+
+/// Ask a monitor waiting for us to start the container; returns its pid.
+pub fn start(sock: &OwnedFd) -> Result<i32> {
+    attach::send(sock, kind::START, &[]).map_err(|e| Error::Other(format!("attach: {e}")))?;
+    let mut buf = vec![0u8; attach::MAX];
+    loop {
+        match attach::recv(sock, &mut buf).map_err(|e| Error::Other(format!("attach: {e}")))? {
+            Some((kind::STARTED, n)) if n >= 4 => {
+                return Ok(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]))
+            }
+            Some((kind::FAILED, n)) => {
+                return Err(Error::Other(
+                    String::from_utf8_lossy(&buf[1..1 + n]).into_owned(),
+                ))
+            }
+            Some(_) => continue,
+            None => {
+                return Err(Error::Other(
+                    "the monitor closed the connection before the start".into(),
+                ))
+            }
+        }
+    }
+}
+
+fn send_size(sock: &OwnedFd) {
+    if let Ok((r, c)) = capsa_sys::fd::window_size(0) {
+        let mut b = r.to_le_bytes().to_vec();
+        b.extend_from_slice(&c.to_le_bytes());
+        let _ = attach::send(sock, kind::RESIZE, &b);
+    }
+}
+
+fn write_all(fd: i32, data: &[u8]) {
+    let mut off = 0;
+    while off < data.len() {
+        match rustix::io::write(capsa_sys::fd::borrow_raw(fd), &data[off..]) {
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Proxy a session until the container exits or we detach.
+pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None);
+    let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::Other(format!("signalfd: {e}")))?;
+    let is_term = rustix::termios::isatty(capsa_sys::fd::borrow_raw(0));
+    let _raw = if tty && interactive && is_term {
+        RawMode::enter()
+    } else {
+        None
+    };
+    if tty {
+        send_size(sock);
+    }
+    let mut stdin_open = interactive;
+    let mut buf = vec![0u8; attach::MAX];
+    let mut ctrl_p = false;
+    loop {
+        let stdin = capsa_sys::fd::borrow_raw(0);
+        let mut fds = vec![
+            rustix::event::PollFd::new(sock, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::from_borrowed_fd(sfd.as_fd(), rustix::event::PollFlags::IN),
+        ];
+        if stdin_open {
+            fds.push(rustix::event::PollFd::from_borrowed_fd(
+                stdin,
+                rustix::event::PollFlags::IN,
+            ));
+        }
+        match rustix::event::poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::Other(format!("poll: {e}"))),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            match attach::recv(sock, &mut buf).map_err(|e| Error::Other(format!("attach: {e}")))? {
+                Some((kind::STDOUT, n)) => write_all(1, &buf[1..1 + n]),
+                Some((kind::STDERR, n)) => write_all(2, &buf[1..1 + n]),
+                Some((kind::EXIT, n)) if n >= 4 => {
+                    return Ok(Ended::Exited(i32::from_le_bytes([
+                        buf[1], buf[2], buf[3], buf[4],
+                    ])))
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Error::Other(
+                        "the monitor went away without an exit code".into(),
+                    ))
+                }
+            }
+        }
+        if ready[1] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let signo = info.ssi_signo as i32;
+                if signo == libc::SIGWINCH {
+                    send_size(sock);
+                } else {
+                    let _ = attach::send(sock, kind::SIGNAL, &signo.to_le_bytes());
+                }
+            }
+        }
+        if stdin_open && ready.get(2).copied().unwrap_or(false) {
+            match rustix::io::read(stdin, &mut buf[..attach::MAX - 1]) {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    let _ = attach::send(sock, kind::STDIN_EOF, &[]);
+                }
+                Ok(n) => {
+                    let data = buf[..n].to_vec();
+                    if tty {
+                        // Ctrl-P Ctrl-Q detaches, as in docker.
+                        for b in &data {
+                            if ctrl_p && *b == 0x11 {
+                                return Ok(Ended::Detached);
+                            }
+                            ctrl_p = *b == 0x10;
+                        }
+                    }
+                    let _ = attach::send(sock, kind::STDIN, &data);
+                }
+            }
+        }
+    }
+}
+
+/// Our terminal in raw mode for a tty session; restored on drop.
+struct RawMode(rustix::termios::Termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        let fd = capsa_sys::fd::borrow_raw(0);
+        let orig = rustix::termios::tcgetattr(fd).ok()?;
+        let mut raw = orig.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            capsa_sys::fd::borrow_raw(0),
+            rustix::termios::OptionalActions::Now,
+            &self.0,
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! Containers as records: `<root>/containers/<id>/container.json`, written
+//! atomically under a per-container lock, with names kept unique under a
+//! store-wide lock.
+
+use crate::error::{Error, IoContext, Result};
+use crate::options::RunOptions;
+use crate::Engine;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::PathBuf;
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made (record, root, spec), not started.
+    Created,
+    Running,
+    Paused,
+    Exited,
+}
+
+/// The record's state part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    /// The container's init, as the host sees it (0 when not running).
+    pub pid: i32,
+    /// Its start time in clock ticks: a recycled pid is not ours.
+    pub pid_start: u64,
+    /// The monitor process (0 when none).
+    pub monitor_pid: i32,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub finished_secs: Option<u64>,
+    /// Why a start failed, or what repaired the record.
+    pub error: Option<String>,
+}
+
+/// A container the engine knows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// The image id (config digest) and the name it was run by.
+    pub image_id: String,
+    pub image: String,
+    pub created: String,
+    pub created_secs: u64,
+    /// The process: args, env, cwd, user, as the spec has them.
+    pub args: Vec<String>,
+    pub options: RunOptions,
+    /// The cgroup path given to the runtime.
+    pub cgroup_path: String,
+    /// The overlay's lower dirs, top first.
+    pub lowers: Vec<String>,
+    /// Each step of the start and what it cost (the `--trace` record).
+    pub trace: Vec<String>,
+    pub state: State,
+}
+
+impl Container {
+    /// The container's directory (bundle, snapshot, logs).
+    pub fn dir(&self, engine: &Engine) -> PathBuf {
+        engine.containers().join(&self.id)
+    }
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// 64 random hex digits.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| Error::Other(format!("getrandom: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+const ADJECTIVES: [&str; 24] = [
+    "brave", "calm", "clever", "eager", "fervent", "gentle", "happy", "jolly", "keen", "lucid",
+    "merry", "nimble", "patient", "quiet", "quirky", "sharp", "silent", "steady", "sturdy",
+    "swift", "tender", "upbeat", "vivid", "witty",
+];
+const SCIENTISTS: [&str; 24] = [
+    "babbage", "bell", "curie", "darwin", "dijkstra", "einstein", "euler", "faraday", "fermi",
+    "galois", "gauss", "hopper", "kepler", "knuth", "lamarr", "lovelace", "maxwell", "meitner",
+    "noether", "pascal", "ritchie", "shannon", "thompson", "turing",
+];
+
+/// A docker-style name (`gentle_noether`) derived from the id.
+pub fn generated_name(id: &str) -> String {
+    let b = |i: usize| usize::from_str_radix(&id[i..i + 2], 16).unwrap_or(0);
+    format!("{}_{}", ADJECTIVES[b(0) % 24], SCIENTISTS[b(2) % 24])
+}
+
+/// Names as docker allows them.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::flag(
+            "--name",
+            format!("{name:?}: use letters, digits, _ . - (starting with a letter or digit)"),
+        ))
+    }
+}
+
+impl Engine {
+    /// `<root>/containers`.
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.containers().join(id).join("container.json")
+    }
+
+    /// Every container record (unreadable ones are skipped).
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        let dir = self.containers();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).at("read", dir),
+        };
+        for e in rd.flatten() {
+            if let Ok(b) = fs::read(e.path().join("container.json")) {
+                if let Ok(c) = serde_json::from_slice::<Container>(&b) {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.created_secs.cmp(&a.created_secs).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// A container by name, id or unique id prefix.
+    pub fn find(&self, what: &str) -> Result<Container> {
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.name == what || c.id == what) {
+            return Ok(c.clone());
+        }
+        let hits: Vec<_> = all
+            .iter()
+            .filter(|c| what.len() >= 3 && c.id.starts_with(what))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits[0].clone()),
+            0 => Err(Error::NotFound(what.to_string())),
+            n => Err(Error::Conflict(format!(
+                "{what}: id prefix matches {n} containers"
+            ))),
+        }
+    }
+
+    /// Write a record atomically.
+    pub fn save(&self, c: &Container) -> Result<()> {
+        let path = self.record_path(&c.id);
+        let bytes = serde_json::to_vec_pretty(c).map_err(|e| Error::Other(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, bytes).at("write", &tmp)?;
+        fs::rename(&tmp, &path).at("rename into", &path)
+    }
+
+    /// Re-read a record.
+    pub fn load(&self, id: &str) -> Result<Container> {
+        let path = self.record_path(id);
+        let b = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
+            _ => Error::Io {
+                op: "read",
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
+    }
+
+    /// Change a record under its lock (re-read, change, write).
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut Container)) -> Result<Container> {
+        let _l = self.lock(&format!("ctr-{id}"))?;
+        let mut c = self.load(id)?;
+        f(&mut c);
+        self.save(&c)?;
+        Ok(c)
+    }
+
+    /// Take `<run>/locks/<name>.lock` exclusively until the fd drops.
+    pub fn lock(&self, name: &str) -> Result<fs::File> {
+        let path = self.run.join("locks").join(format!("{name}.lock"));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("open lock", &path)?;
+        loop {
+            match rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => {
+                    r.map_err(|e| Error::Io {
+                        op: "lock",
+                        path: path.clone(),
+                        source: e.into(),
+                    })?;
+                    return Ok(f);
+                }
+            }
+        }
+    }
+
+    /// Reserve a name and a directory for a new container; the caller
+    /// fills the record. Unique names are checked under the names lock.
+    pub fn reserve(&self, name: Option<&str>) -> Result<(String, String)> {
+        let id = new_id()?;
+        let name = match name {
+            Some(n) => {
+                check_name(n)?;
+                n.to_string()
+            }
+            None => generated_name(&id),
+        };
+        let _l = self.lock("names")?;
+        if let Some(holder) = self.names_in_use()?.into_iter().find(|(n, _)| *n == name) {
+            return Err(Error::Conflict(format!(
+                "the name {name:?} is already in use by container {}; remove or rename it first",
+                &holder.1[..12]
+            )));
+        }
+        let dir = self.containers().join(&id);
+        fs::create_dir_all(&dir).at("create", &dir)?;
+        // A placeholder record holds the name until the real one is saved.
+        let placeholder = serde_json::json!({"id": id, "name": name});
+        fs::write(dir.join("name"), placeholder.to_string()).at("write", dir.join("name"))?;
+        Ok((id, name))
+    }
+
+    /// (name, id) of every container, reservations included.
+    fn names_in_use(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.containers()) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            let v = fs::read(e.path().join("container.json"))
+                .or_else(|_| fs::read(e.path().join("name")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if let Some(v) = v {
+                if let (Some(n), Some(i)) = (v["name"].as_str(), v["id"].as_str()) {
+                    out.push((n.to_string(), i.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Give a container another name.
+    pub fn rename(&self, what: &str, new: &str) -> Result<()> {
+        check_name(new)?;
+        let _l = self.lock("names")?;
+        if self.names_in_use()?.iter().any(|(n, _)| n == new) {
+            return Err(Error::Conflict(format!(
+                "the name {new:?} is already in use"
+            )));
+        }
+        let c = self.find(what)?;
+        self.update(&c.id, |c| c.name = new.to_string())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_look_like_docker_names() {
+        let n = generated_name(&"ab".repeat(32));
+        assert!(n.contains('_'));
+        assert!(check_name(&n).is_ok());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("a b").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Making a container: a record, an overlay snapshot of its image, and a
+//! bundle (config.json) built from the image's config and the flags.
+//! Everything is checked before anything is made; a failure half-way
+//! unmounts and removes what was made.
+
+use crate::container::{Container, State, Status};
+use crate::error::{Error, IoContext, Result};
+use crate::options::RunOptions;
+use crate::Engine;
+use capsa_image::snapshot::{OverlayApi, Snapshot};
+use capsa_image::ImageRecord;
+use std::time::Instant;
+
+/// Make container from `image` (already in the store) with `opts`.
+pub fn create(
+    engine: &Engine,
+    image: &ImageRecord,
+    image_name: &str,
+    opts: &RunOptions,
+) -> Result<Container> {
+    let t0 = Instant::now();
+    let trace = std::cell::RefCell::new(Vec::new());
+    let mark = |step: String| {
+        trace.borrow_mut().push(format!(
+            "{:>8} us  engine  {step}",
+            t0.elapsed().as_micros()
+        ))
+    };
+    // Flags that can be checked alone are checked before anything exists.
+    if let Some(m) = &opts.memory {
+        crate::options::parse_bytes("--memory", m)?;
+    }
+    if let Some(c) = &opts.cpus {
+        crate::options::parse_cpus(c)?;
+    }
+    let (id, name) = engine.reserve(opts.name.as_deref())?;
+    let dir = engine.containers().join(&id);
+    let result = (|| {
+        let lowers = capsa_image::local::unpack(&engine.images, image, &|_| {})?;
+        mark(format!(
+            "image {} ready: {} layers",
+            image.id.short(),
+            lowers.len()
+        ));
+        let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto)?;
+        mark(format!(
+            "overlay mounted at {} ({} lower layers + upper)",
+            snap.rootfs.display(),
+            lowers.len()
+        ));
+        let img = capsa_image::local::open(&engine.images, image)?;
+        let parent = opts
+            .cgroup_parent
+            .clone()
+            .unwrap_or_else(|| "/capsa".to_string());
+        if !parent.starts_with('/') {
+            return Err(crate::error::flag(
+                "--cgroup-parent",
+                "must be an absolute cgroup path",
+            ));
+        }
+        let cgroup_path = format!("{}/capsa-{}", parent.trim_end_matches('/'), &id[..12]);
+        let inputs = crate::spec::Inputs {
+            id: &id,
+            config: &img.config,
+            rootfs: &snap.rootfs,
+            dir: &dir,
+            volumes: &engine.volumes(),
+            cgroup_path: &cgroup_path,
+        };
+        let (spec, args) = crate::spec::build(opts, &inputs)?;
+        let path = dir.join("config.json");
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?,
+        )
+        .at("write", &path)?;
+        mark("spec written (image config + flags over docker's defaults)".into());
+        let stop_signal = opts.stop_signal.clone().or_else(|| {
+            img.config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone())
+        });
+        let now = crate::manage::now_secs();
+        let c = Container {
+            id: id.clone(),
+            name: name.clone(),
+            image_id: image.id.to_string(),
+            image: image_name.to_string(),
+            created: capsa_image::local::rfc3339(now),
+            created_secs: now,
+            args,
+            options: RunOptions {
+                stop_signal,
+                ..opts.clone()
+            },
+            cgroup_path,
+            lowers: lowers.iter().map(|l| l.display().to_string()).collect(),
+            trace: trace.borrow().clone(),
+            state: State {
+                status: Status::Created,
+                pid: 0,
+                pid_start: 0,
+                monitor_pid: 0,
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+                finished_secs: None,
+                error: None,
+            },
+        };
+        engine.save(&c)?;
+        let _ = std::fs::remove_file(dir.join("name"));
+        Ok(c)
+    })();
+    if result.is_err() {
+        let _ = rustix::mount::unmount(
+            dir.join("rootfs").as_path(),
+            rustix::mount::UnmountFlags::DETACH,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}

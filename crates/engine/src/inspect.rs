@@ -1,0 +1,286 @@
+//! Looking at containers: `inspect` (with the kernel's view: namespaces
+//! and their inodes, the cgroup and its limits, mounts, the overlay's
+//! layers, the start trace), `stats` samples, `top`, and `info` about the
+//! host.
+
+use crate::container::{Container, Status};
+use crate::error::Result;
+use crate::Engine;
+use serde_json::{json, Value};
+
+/// Namespaces of a running init, as /proc/PID/ns shows them.
+fn namespaces(pid: i32) -> Value {
+    let mut out = Vec::new();
+    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        out.push(json!({"type": ns, "path": format!("/proc/{pid}/ns/{ns}"), "inode": link, "shared_with_host": link == host}));
+    }
+    json!(out)
+}
+
+/// The cgroup files that hold the container's limits, with their values.
+fn cgroup_files(path: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    let rel = path.trim_start_matches('/');
+    for (dir, files) in [
+        (
+            "/sys/fs/cgroup/memory",
+            &[
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "memory.usage_in_bytes",
+            ][..],
+        ),
+        (
+            "/sys/fs/cgroup/cpu,cpuacct",
+            &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.shares"][..],
+        ),
+        (
+            "/sys/fs/cgroup/cpu",
+            &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.shares"][..],
+        ),
+        ("/sys/fs/cgroup/pids", &["pids.max", "pids.current"][..]),
+        ("/sys/fs/cgroup/blkio", &["blkio.weight"][..]),
+        ("/sys/fs/cgroup/cpuset", &["cpuset.cpus"][..]),
+        (
+            "/sys/fs/cgroup",
+            &[
+                "memory.max",
+                "memory.swap.max",
+                "cpu.max",
+                "cpu.weight",
+                "pids.max",
+                "io.weight",
+                "cpuset.cpus",
+            ][..],
+        ),
+        ("/sys/fs/cgroup/unified", &["cgroup.procs"][..]),
+    ] {
+        for f in files {
+            let p = format!("{dir}/{rel}/{f}");
+            if let Ok(v) = std::fs::read_to_string(&p) {
+                out.entry(p).or_insert(json!(v.trim()));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn mounts(pid: i32) -> Value {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    json!(text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some(json!({"target": f.get(4)?, "type": f.get(sep + 1)?, "source": f.get(sep + 2)?, "options": f.get(5)?}))
+        })
+        .collect::<Vec<_>>())
+}
+
+/// `capsa inspect`, docker's shape plus what the kernel sees.
+pub fn inspect(engine: &Engine, c: &Container) -> Value {
+    let running =
+        matches!(c.state.status, Status::Running | Status::Paused) && crate::manage::init_alive(c);
+    let spec: Value = std::fs::read(c.dir(engine).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let dir = c.dir(engine);
+    json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Created": c.created,
+        "Path": c.args.first(),
+        "Args": c.args.get(1..).unwrap_or(&[]),
+        "State": {
+            "Status": format!("{:?}", c.state.status).to_lowercase(),
+            "Running": c.state.status == Status::Running,
+            "Paused": c.state.status == Status::Paused,
+            "Pid": c.state.pid,
+            "MonitorPid": c.state.monitor_pid,
+            "ExitCode": c.state.exit_code,
+            "StartedAt": c.state.started_at,
+            "FinishedAt": c.state.finished_at,
+            "Error": c.state.error,
+        },
+        "Image": c.image_id,
+        "ImageName": c.image,
+        "Config": {
+            "Hostname": spec["hostname"],
+            "Env": spec["process"]["env"],
+            "Cmd": c.args,
+            "WorkingDir": spec["process"]["cwd"],
+            "User": spec["process"]["user"],
+            "Tty": c.options.tty,
+            "OpenStdin": c.options.interactive,
+            "StopSignal": c.options.stop_signal,
+        },
+        "HostConfig": {
+            "AutoRemove": c.options.rm,
+            "Privileged": c.options.privileged,
+            "ReadonlyRootfs": c.options.read_only,
+            "NetworkMode": c.options.network.clone().unwrap_or_else(|| "none".into()),
+            "Binds": c.options.volumes,
+            "Resources": spec["linux"]["resources"],
+            "CapAdd": c.options.cap_add,
+            "CapDrop": c.options.cap_drop,
+            "SecurityOpt": c.options.security_opt,
+            "Runtime": c.options.runtime.clone().unwrap_or_else(|| "capsa (in-process)".into()),
+        },
+        "Capabilities": spec["process"]["capabilities"]["bounding"],
+        "Seccomp": if spec["linux"]["seccomp"].is_null() { json!("unconfined") } else {
+            json!({"defaultAction": spec["linux"]["seccomp"]["defaultAction"], "rules": spec["linux"]["seccomp"]["syscalls"].as_array().map(|a| a.len()).unwrap_or(0)})
+        },
+        "Cgroup": {"Path": c.cgroup_path, "Files": if running { cgroup_files(&c.cgroup_path) } else { json!({}) }},
+        "Namespaces": if running { namespaces(c.state.pid) } else { json!([]) },
+        "Mounts": if running { mounts(c.state.pid) } else { spec["mounts"].clone() },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": c.lowers.join(":"),
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": dir.join("rootfs"),
+            }
+        },
+        "LogPath": dir.join("ctr.log"),
+        "Trace": c.trace,
+    })
+}
+
+/// One sample of a container's usage.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Sample {
+    pub cpu_ns: u64,
+    pub mem_usage: u64,
+    pub mem_limit: u64,
+    pub pids: u64,
+    pub blk_read: u64,
+    pub blk_write: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+}
+
+/// Read the container's cgroup (v1 or v2) and its network devices.
+pub fn sample(engine: &Engine, c: &Container) -> Result<Sample> {
+    let st = capsa_runtime::stats(&engine.runtime_store(), &c.id)?;
+    let mut s = Sample {
+        cpu_ns: st.cpu.usage.total,
+        mem_usage: st.memory.usage.usage.saturating_sub(
+            st.memory
+                .raw
+                .get("total_inactive_file")
+                .or(st.memory.raw.get("inactive_file"))
+                .copied()
+                .unwrap_or(0),
+        ),
+        mem_limit: st.memory.usage.limit,
+        pids: st.pids.current,
+        ..Default::default()
+    };
+    for e in &st.blkio.io_service_bytes_recursive {
+        match e.op.to_ascii_lowercase().as_str() {
+            "read" => s.blk_read += e.value,
+            "write" => s.blk_write += e.value,
+            _ => {}
+        }
+    }
+    // A limit beyond physical memory means none: show the host's memory.
+    let host = host_memory();
+    if s.mem_limit == 0 || s.mem_limit > host {
+        s.mem_limit = host;
+    }
+    let net = std::fs::read_to_string(format!("/proc/{}/net/dev", c.state.pid)).unwrap_or_default();
+    for l in net.lines().skip(2) {
+        let Some((dev, rest)) = l.split_once(':') else {
+            continue;
+        };
+        if dev.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        s.net_rx += f.first().copied().unwrap_or(0);
+        s.net_tx += f.get(8).copied().unwrap_or(0);
+    }
+    Ok(s)
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(u64::MAX)
+}
+
+/// The container's processes, as host pids.
+pub fn top(engine: &Engine, c: &Container) -> Result<Vec<i32>> {
+    Ok(capsa_runtime::pids(&engine.runtime_store(), &c.id)?)
+}
+
+/// What this host offers containers.
+pub fn info(engine: &Engine) -> Value {
+    let cgroups2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let v1: Vec<String> = std::fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4
+                && f[3] == "1"
+                && std::path::Path::new("/sys/fs/cgroup").join(f[0]).exists())
+            .then(|| f[0].to_string())
+        })
+        .collect();
+    let unified = [
+        "/sys/fs/cgroup/cgroup.controllers",
+        "/sys/fs/cgroup/unified/cgroup.controllers",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .unwrap_or_default();
+    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let overlay = std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .contains("overlay");
+    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .map(|s| s.trim().to_string());
+    let seccomp = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+        .ok()
+        .map(|s| s.trim().to_string());
+    let uname = rustix::system::uname();
+    let namespaces_here: Vec<&str> = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"]
+        .into_iter()
+        .filter(|n| std::path::Path::new(&format!("/proc/self/ns/{n}")).exists())
+        .collect();
+    json!({
+        "Kernel": uname.release().to_string_lossy(),
+        "CgroupVersion": if cgroups2 { "2" } else if unified.is_empty() { "1" } else { "1 (hybrid: v1 controllers, a cgroup2 mount beside them)" },
+        "CgroupV1Controllers": v1,
+        "CgroupV2Controllers": unified.split_whitespace().collect::<Vec<_>>(),
+        "Namespaces": namespaces_here,
+        "Overlay": overlay,
+        "Seccomp": seccomp,
+        "UserNamespaces": userns,
+        "LSMs": lsm.trim().split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+        "Root": engine.root,
+        "RunRoot": engine.run,
+        "Containers": engine.list().map(|l| l.len()).unwrap_or(0),
+        "Images": engine.images.images().map(|l| l.len()).unwrap_or(0),
+    })
+}

@@ -1,0 +1,79 @@
+//! The capsa engine: containers as records over the image store and the
+//! runtime library. An image's config and the flags of `capsa run` become
+//! an OCI spec; a container's root is an overlay snapshot of its image; a
+//! monitor process per container (no daemon) is its parent, keeps its
+//! logs and exit code, and serves `attach`.
+//!
+//! ```text
+//! <root>/containers/<id>/   container.json, config.json (the bundle),
+//!                           upper/ work/ rootfs/ (the snapshot), ctr.log,
+//!                           hostname, hosts, resolv.conf
+//! <root>/volumes/<name>/_data
+//! <run>/runtime/            the runtime library's state
+//! <run>/sock/<id12>.sock    each monitor's attach socket
+//! <run>/locks/              names.lock, ctr-<id>.lock
+//! ```
+
+pub mod attach;
+pub mod client;
+pub mod container;
+pub mod create;
+pub mod error;
+pub mod exec;
+pub mod inspect;
+pub mod logs;
+pub mod manage;
+pub mod monitor;
+pub mod options;
+pub mod spec;
+
+pub use container::{Container, Status};
+pub use error::{Error, Result};
+pub use options::RunOptions;
+
+use std::path::PathBuf;
+
+/// One engine: a store root and a run directory.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub root: PathBuf,
+    pub run: PathBuf,
+    pub images: capsa_image::Store,
+}
+
+impl Engine {
+    /// Open (creating as needed) the engine's directories.
+    pub fn open(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Result<Engine> {
+        let (root, run) = (root.into(), run.into());
+        let images = capsa_image::Store::open(&root)?;
+        for d in [
+            root.join("containers"),
+            root.join("volumes"),
+            run.join("locks"),
+            run.join("sock"),
+            run.join("runtime"),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|e| Error::Io {
+                op: "create",
+                path: d.clone(),
+                source: e,
+            })?;
+        }
+        Ok(Engine { root, run, images })
+    }
+
+    /// The runtime library's state store.
+    pub fn runtime_store(&self) -> capsa_runtime::Store {
+        capsa_runtime::Store::new(self.run.join("runtime"))
+    }
+
+    /// A container's attach socket.
+    pub fn socket(&self, c: &Container) -> PathBuf {
+        self.run.join("sock").join(format!("{}.sock", c.short_id()))
+    }
+
+    /// `<root>/volumes`.
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+}

@@ -1,0 +1,248 @@
+//! Managing running containers: stop, kill, remove, pause, wait, and the
+//! repair of records whose monitor was killed.
+
+use crate::container::{Container, Status};
+use crate::error::{Error, Result};
+use crate::Engine;
+use nix::unistd::Pid;
+use std::time::{Duration, Instant};
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether the recorded init is still that process (not a recycled pid).
+pub fn init_alive(c: &Container) -> bool {
+    c.state.pid > 0
+        && matches!(capsa_runtime::state::proc_stat(c.state.pid), Some((s, start)) if start == c.state.pid_start && s != 'Z' && s != 'X')
+}
+
+fn alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// The record as it really is: a running container whose init and
+/// monitor are both gone (killed) is marked exited, with a note.
+pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
+    if !matches!(c.state.status, Status::Running | Status::Paused) {
+        return Ok(c);
+    }
+    if init_alive(&c) {
+        let frozen = capsa_runtime::state(&engine.runtime_store(), &c.id)
+            .map(|(_, s)| s == capsa_runtime::Status::Paused)
+            .unwrap_or(false);
+        let want = if frozen {
+            Status::Paused
+        } else {
+            Status::Running
+        };
+        if want != c.state.status {
+            return engine.update(&c.id, |r| r.state.status = want);
+        }
+        return Ok(c);
+    }
+    if alive(c.state.monitor_pid) {
+        return Ok(c); // the monitor is recording the exit right now
+    }
+    let _ = capsa_runtime::delete(&engine.runtime_store(), &c.id, true);
+    engine.update(&c.id, |r| {
+        r.state.status = Status::Exited;
+        r.state.exit_code = r.state.exit_code.or(Some(-1));
+        r.state.finished_secs = Some(now_secs());
+        r.state.error =
+            Some("the monitor was gone when the container stopped: exit code unknown".into());
+        r.state.pid = 0;
+        r.state.monitor_pid = 0;
+    })
+}
+
+/// Send a signal (name or number) to the container's init.
+pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
+    if !init_alive(c) {
+        return Err(Error::Conflict(format!(
+            "container {} is not running",
+            c.name
+        )));
+    }
+    let sig = capsa_runtime::signals::parse(signal)
+        .ok_or_else(|| crate::error::flag("--signal", format!("unknown signal {signal:?}")))?;
+    capsa_runtime::kill(&engine.runtime_store(), &c.id, sig, false)?;
+    Ok(())
+}
+
+/// Wait until the monitor has recorded the exit (or `limit` passes).
+fn wait_recorded(engine: &Engine, id: &str, limit: Duration) -> Result<Container> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let c = refresh(engine, engine.load(id)?)?;
+        if !matches!(c.state.status, Status::Running | Status::Paused) || Instant::now() >= deadline
+        {
+            return Ok(c);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stop: the stop signal, then SIGKILL after `timeout`; returns when the
+/// exit is recorded.
+pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Container> {
+    if !init_alive(c) {
+        return refresh(engine, c.clone());
+    }
+    let rt = engine.runtime_store();
+    if c.state.status == Status::Paused {
+        let _ = capsa_runtime::resume(&rt, &c.id);
+    }
+    let sig = c.options.stop_signal.as_deref().unwrap_or("SIGTERM");
+    let sig = capsa_runtime::signals::parse(sig).unwrap_or(libc::SIGTERM);
+    let _ = capsa_runtime::kill(&rt, &c.id, sig, false);
+    let deadline = Instant::now() + timeout;
+    while init_alive(c) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if init_alive(c) {
+        let _ = capsa_runtime::kill(&rt, &c.id, libc::SIGKILL, true);
+    }
+    wait_recorded(engine, &c.id, Duration::from_secs(10))
+}
+
+/// Unmount the snapshot and remove the container's files and record.
+pub fn remove_files(engine: &Engine, c: &Container) -> Result<()> {
+    let dir = c.dir(engine);
+    let _ = capsa_runtime::delete(&engine.runtime_store(), &c.id, true);
+    match rustix::mount::unmount(
+        dir.join("rootfs").as_path(),
+        rustix::mount::UnmountFlags::DETACH,
+    ) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => {
+            return Err(Error::Io {
+                op: "unmount",
+                path: dir.join("rootfs"),
+                source: e.into(),
+            })
+        }
+    }
+    let _ = std::fs::remove_file(engine.socket(c));
+    if c.options.rm {
+        // Anonymous volumes go with a --rm container, as docker's do.
+        if let Ok(rd) = std::fs::read_dir(engine.volumes()) {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}-", c.short_id()))
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::Io {
+        op: "remove",
+        path: dir,
+        source: e,
+    })
+}
+
+/// `rm`: refused while running unless `force` (which kills first).
+pub fn remove(engine: &Engine, c: &Container, force: bool) -> Result<()> {
+    let _l = engine.lock(&format!("rm-{}", c.id))?;
+    let c = refresh(engine, c.clone())?;
+    if matches!(c.state.status, Status::Running | Status::Paused) {
+        if !force {
+            return Err(Error::Conflict(format!(
+                "container {} is {}: stop it first or use --force",
+                c.name,
+                if c.state.status == Status::Paused {
+                    "paused"
+                } else {
+                    "running"
+                }
+            )));
+        }
+        let rt = engine.runtime_store();
+        let _ = capsa_runtime::kill(&rt, &c.id, libc::SIGKILL, true);
+        wait_recorded(engine, &c.id, Duration::from_secs(10))?;
+    }
+    match engine.load(&c.id) {
+        Ok(c) => remove_files(engine, &c),
+        Err(Error::NotFound(_)) => Ok(()), // a --rm monitor got there first
+        Err(e) => Err(e),
+    }
+}
+
+pub fn pause(engine: &Engine, c: &Container) -> Result<()> {
+    if c.state.status != Status::Running || !init_alive(c) {
+        return Err(Error::Conflict(format!(
+            "container {} is not running",
+            c.name
+        )));
+    }
+    capsa_runtime::pause(&engine.runtime_store(), &c.id)?;
+    engine.update(&c.id, |r| r.state.status = Status::Paused)?;
+    Ok(())
+}
+
+pub fn unpause(engine: &Engine, c: &Container) -> Result<()> {
+    if c.state.status != Status::Paused {
+        return Err(Error::Conflict(format!(
+            "container {} is not paused",
+            c.name
+        )));
+    }
+    capsa_runtime::resume(&engine.runtime_store(), &c.id)?;
+    engine.update(&c.id, |r| r.state.status = Status::Running)?;
+    Ok(())
+}
+
+/// Block until the container exits; its exit code.
+pub fn wait(engine: &Engine, c: &Container) -> Result<i32> {
+    loop {
+        let c = match engine.load(&c.id) {
+            Ok(c) => refresh(engine, c)?,
+            Err(Error::NotFound(_)) => return Err(Error::NotFound(c.name.clone())),
+            Err(e) => return Err(e),
+        };
+        match c.state.status {
+            Status::Exited => return Ok(c.state.exit_code.unwrap_or(-1)),
+            Status::Created => {
+                return Err(Error::Conflict(format!(
+                    "container {} was never started",
+                    c.name
+                )))
+            }
+            _ => {}
+        }
+        // The monitor's pidfd turns readable when it exits (after it
+        // recorded the exit code).
+        if let Ok(fd) = capsa_sys::process::pidfd_open(Pid::from_raw(c.state.monitor_pid)) {
+            let mut p = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let ts = rustix::event::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            };
+            let _ = rustix::event::poll(&mut p, Some(&ts));
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Remove every exited container; their names.
+pub fn prune(engine: &Engine) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for c in engine.list()? {
+        let c = refresh(engine, c)?;
+        if matches!(c.state.status, Status::Exited | Status::Created) && c.state.monitor_pid == 0 {
+            remove_files(engine, &c)?;
+            out.push(c.name);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,498 @@
+//! The monitor: one small process per running container, in place of a
+//! daemon. It is the container's parent and subreaper, holds its stdio (or
+//! pty), writes the json-file log, serves `attach`, records the exit code
+//! and time, and removes a `--rm` container. It outlives the `capsa`
+//! command that started it (double fork, new session).
+//!
+//! ```text
+//! capsa run ──fork──> child ──setsid, fork──> monitor ──clone3──> container init
+//!    │  <── report pipe: {"ok":true,"pid":..} ───┘   │
+//!    └── attach socket (SOCK_SEQPACKET): START, output, EXIT ──┘
+//! ```
+
+use crate::attach::{self, kind};
+use crate::container::{Container, Status};
+use crate::error::{Error, Result};
+use crate::logs;
+use crate::Engine;
+use capsa_sys::process::Forked;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// What the monitor reported once the container existed.
+#[derive(Debug, Clone)]
+pub struct Spawned {
+    pub monitor_pid: i32,
+    pub pid: i32,
+    /// The create steps and their cost (runtime and init).
+    pub trace: Vec<String>,
+}
+
+/// Start `c` under a new monitor. With `attach_first`, the container is
+/// created but waits for a client to connect and send START (so no output
+/// is missed); otherwise it is started before this returns.
+///
+/// The caller must be single-threaded (it forks).
+pub fn spawn(engine: &Engine, c: &Container, attach_first: bool) -> Result<Spawned> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
+        Forked::Child => {
+            drop(r);
+            let _ = rustix::process::setsid();
+            match capsa_sys::process::fork() {
+                Ok(Forked::Child) => {
+                    monitor(engine, c, attach_first, w);
+                }
+                _ => capsa_sys::process::exit_now(0),
+            }
+        }
+        Forked::Parent(child) => {
+            drop(w);
+            let _ = waitpid(child, None);
+            // One line, not EOF: a created init still holds a copy of
+            // the pipe until it execs.
+            let mut text = String::new();
+            std::io::BufReader::new(std::fs::File::from(r))
+                .read_line(&mut text)
+                .map_err(|e| Error::Other(format!("reading the monitor's report: {e}")))?;
+            let v: serde_json::Value = serde_json::from_str(text.trim()).map_err(|_| {
+                Error::Other(format!("the monitor died before reporting ({text:?})"))
+            })?;
+            if v["ok"] == true {
+                Ok(Spawned {
+                    monitor_pid: v["monitor"].as_i64().unwrap_or(0) as i32,
+                    pid: v["pid"].as_i64().unwrap_or(0) as i32,
+                    trace: v["trace"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|l| l.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            } else {
+                Err(Error::Other(
+                    v["error"]
+                        .as_str()
+                        .unwrap_or("the container did not start")
+                        .to_string(),
+                ))
+            }
+        }
+    }
+}
+
+fn report(w: &mut Option<OwnedFd>, v: serde_json::Value) {
+    if let Some(fd) = w.take() {
+        let _ = std::fs::File::from(fd).write_all(format!("{v}\n").as_bytes());
+    }
+}
+
+/// The monitor process: never returns.
+fn monitor(engine: &Engine, c: &Container, attach_first: bool, w: OwnedFd) -> ! {
+    let mut w = Some(w);
+    // Signals for a terminal or a pipe are not ours: the container's
+    // init unblocks its own mask before execve.
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        nix::sys::signal::SIGPIPE,
+        nix::sys::signal::SIGHUP,
+        nix::sys::signal::SIGINT,
+        nix::sys::signal::SIGQUIT,
+        nix::sys::signal::SIGTSTP,
+        nix::sys::signal::SIGTTIN,
+        nix::sys::signal::SIGTTOU,
+    ] {
+        set.add(s);
+    }
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None);
+    let _ = capsa_sys::process::set_child_subreaper();
+    let _ = std::env::set_current_dir("/");
+    let code = match run(engine, c, attach_first, &mut w) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = engine.update(&c.id, |r| {
+                r.state.status = Status::Exited;
+                r.state.error = Some(e.to_string());
+                r.state.monitor_pid = 0;
+                r.state.finished_secs = Some(crate::manage::now_secs());
+            });
+            report(
+                &mut w,
+                serde_json::json!({"ok": false, "error": e.to_string()}),
+            );
+            if c.options.rm {
+                let _ = crate::manage::remove_files(engine, c);
+            }
+            1
+        }
+    };
+    capsa_sys::process::exit_now(code)
+}
+
+struct Stdio {
+    /// What the monitor reads: stdout (or the pty master) and stderr.
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    /// Where client input goes: the stdin pipe, or the pty master.
+    input: Option<OwnedFd>,
+    tty: bool,
+}
+
+fn devnull() -> Result<OwnedFd> {
+    rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::Other(format!("/dev/null: {e}")))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::Other(format!("pipe: {e}")))
+}
+
+fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedFd>) -> Result<()> {
+    let t0 = Instant::now();
+    let listener = attach::listen(&engine.socket(c))
+        .map_err(|e| Error::Other(format!("attach socket: {e}")))?;
+    let rt = engine.runtime_store();
+    let tty = c.options.tty;
+    let null = devnull()?;
+    let mut stdio = Stdio {
+        out: None,
+        err: None,
+        input: None,
+        tty,
+    };
+    let opts = capsa_runtime::CreateOptions {
+        id: c.id.clone(),
+        bundle: c.dir(engine),
+        own_console: tty,
+        ..Default::default()
+    };
+    let created = if tty {
+        for fd in 0..3 {
+            capsa_sys::fd::dup_to(null.as_raw_fd(), fd)
+                .map_err(|e| Error::Other(format!("dup2: {e}")))?;
+        }
+        let mut created = capsa_runtime::create(&rt, &opts)?;
+        let master = created
+            .console
+            .take()
+            .ok_or_else(|| Error::Other("no pty from the runtime".into()))?;
+        stdio.input = Some(
+            master
+                .try_clone()
+                .map_err(|e| Error::Other(e.to_string()))?,
+        );
+        stdio.out = Some(master);
+        created
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let stdin = if c.options.interactive {
+            let (in_r, in_w) = pipe()?;
+            stdio.input = Some(in_w);
+            in_r
+        } else {
+            null.try_clone().map_err(|e| Error::Other(e.to_string()))?
+        };
+        for (fd, target) in [(&stdin, 0), (&out_w, 1), (&err_w, 2)] {
+            capsa_sys::fd::dup_to(fd.as_raw_fd(), target)
+                .map_err(|e| Error::Other(format!("dup2: {e}")))?;
+        }
+        let created = capsa_runtime::create(&rt, &opts);
+        // The container holds its ends now; ours go, so EOF means it is done.
+        for fd in 0..3 {
+            let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), fd);
+        }
+        drop((stdin, out_w, err_w));
+        stdio.out = Some(out_r);
+        stdio.err = Some(err_r);
+        created?
+    };
+    let pid = created.state.pid;
+    let mut trace: Vec<String> = created.trace.lines();
+    trace.push(format!(
+        "monitor: created in {:.2} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    ));
+    let start = |engine: &Engine| -> Result<()> {
+        capsa_runtime::start(&rt, &c.id)?;
+        let (_, pid_start) = capsa_runtime::state::proc_stat(pid).unwrap_or(('?', 0));
+        engine.update(&c.id, |r| {
+            r.state.status = Status::Running;
+            r.state.pid = pid;
+            r.state.pid_start = pid_start;
+            r.state.monitor_pid = std::process::id() as i32;
+            r.state.started_at = Some(logs::timestamp());
+            r.state.exit_code = None;
+            r.state.error = None;
+        })?;
+        Ok(())
+    };
+    let mut clients: Vec<OwnedFd> = Vec::new();
+    let fail = |e: Error, clients: &[OwnedFd]| -> Error {
+        for cl in clients {
+            let _ = attach::send(cl, kind::FAILED, e.to_string().as_bytes());
+        }
+        let _ = capsa_runtime::delete(&rt, &c.id, true);
+        e
+    };
+    let ok =
+        serde_json::json!({"ok": true, "pid": pid, "monitor": std::process::id(), "trace": trace});
+    if attach_first {
+        report(w, ok);
+        // Wait (a while) for the client that asked to attach first.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut started = false;
+        while !started && Instant::now() < deadline {
+            poll_in(&[listener.as_fd()], 200);
+            while let Ok(cl) =
+                rustix::net::accept_with(&listener, rustix::net::SocketFlags::CLOEXEC)
+            {
+                clients.push(cl);
+            }
+            let mut buf = [0u8; 16];
+            let mut i = 0;
+            while i < clients.len() {
+                let _ = rustix::io::ioctl_fionbio(&clients[i], true);
+                match attach::recv(&clients[i], &mut buf) {
+                    Ok(Some((kind::START, _))) => {
+                        started = true;
+                        i += 1;
+                    }
+                    Ok(None) => {
+                        clients.remove(i);
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
+        if !started {
+            return Err(fail(
+                Error::Other("no client attached to start the container within 60 s".into()),
+                &clients,
+            ));
+        }
+        start(engine).map_err(|e| fail(e, &clients))?;
+        for cl in &clients {
+            let _ = rustix::io::ioctl_fionbio(cl, false);
+            let _ = attach::send(cl, kind::STARTED, &pid.to_le_bytes());
+        }
+    } else {
+        start(engine).map_err(|e| fail(e, &clients))?;
+        report(w, ok);
+    }
+    let code = serve(
+        pid,
+        &listener,
+        &mut clients,
+        &mut stdio,
+        &c.dir(engine).join("ctr.log"),
+    );
+    // Exited: record it, release the runtime's state and cgroup.
+    let _ = capsa_runtime::delete(&rt, &c.id, true);
+    let now = crate::manage::now_secs();
+    let _ = engine.update(&c.id, |r| {
+        r.state.status = Status::Exited;
+        r.state.exit_code = Some(code);
+        r.state.finished_at = Some(logs::timestamp());
+        r.state.finished_secs = Some(now);
+        r.state.monitor_pid = 0;
+        r.state.pid = 0;
+    });
+    if c.options.rm {
+        let _ = crate::manage::remove_files(engine, c);
+    }
+    for cl in &clients {
+        let _ = attach::send(cl, kind::EXIT, &code.to_le_bytes());
+    }
+    Ok(())
+}
+
+fn poll_in(fds: &[std::os::fd::BorrowedFd<'_>], ms: i32) -> Vec<bool> {
+    let mut p: Vec<rustix::event::PollFd<'_>> = fds
+        .iter()
+        .map(|f| rustix::event::PollFd::new(f, rustix::event::PollFlags::IN))
+        .collect();
+    let ts = rustix::event::Timespec {
+        tv_sec: (ms / 1000) as i64,
+        tv_nsec: ((ms % 1000) as i64) * 1_000_000,
+    };
+    let _ = rustix::event::poll(&mut p, if ms < 0 { None } else { Some(&ts) });
+    p.iter().map(|x| !x.revents().is_empty()).collect()
+}
+
+fn exit_code(s: WaitStatus) -> Option<i32> {
+    match s {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// The monitor's loop: output to the log and to clients, input from
+/// clients, until the init exits and its output is drained. Returns the
+/// exit code.
+fn serve(
+    pid: i32,
+    listener: &OwnedFd,
+    clients: &mut Vec<OwnedFd>,
+    stdio: &mut Stdio,
+    log: &std::path::Path,
+) -> i32 {
+    let mut log = logs::Writer::open(log);
+    let pidfd = capsa_sys::process::pidfd_open(Pid::from_raw(pid)).ok();
+    let mut code: Option<i32> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut buf = vec![0u8; attach::MAX];
+    loop {
+        // Reap: the init (our child, or reparented to us) and any orphan.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(s) => {
+                    if s.pid() == Some(Pid::from_raw(pid)) {
+                        code = exit_code(s).or(code);
+                    }
+                }
+            }
+        }
+        if code.is_some() && drain_until.is_none() {
+            drain_until =
+                Some(Instant::now() + Duration::from_millis(if stdio.tty { 100 } else { 2000 }));
+        }
+        let outputs_open = stdio.out.is_some() || stdio.err.is_some();
+        if let Some(d) = drain_until {
+            if !outputs_open || Instant::now() >= d {
+                break;
+            }
+        }
+        let mut fds: Vec<std::os::fd::BorrowedFd<'_>> = vec![listener.as_fd()];
+        let pid_slot = pidfd.as_ref().filter(|_| code.is_none()).map(|p| {
+            fds.push(p.as_fd());
+            fds.len() - 1
+        });
+        let out_slot = stdio.out.as_ref().map(|f| {
+            fds.push(f.as_fd());
+            fds.len() - 1
+        });
+        let err_slot = stdio.err.as_ref().map(|f| {
+            fds.push(f.as_fd());
+            fds.len() - 1
+        });
+        let first_client = fds.len();
+        for cl in clients.iter() {
+            fds.push(cl.as_fd());
+        }
+        let timeout = if drain_until.is_some() || pidfd.is_none() {
+            50
+        } else {
+            -1
+        };
+        let ready = poll_in(&fds, timeout);
+        drop(fds);
+        if ready[0] {
+            while let Ok(cl) = rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC)
+            {
+                clients.push(cl);
+            }
+        }
+        let _ = pid_slot;
+        for (slot, stream) in [(out_slot, 0usize), (err_slot, 1usize)] {
+            let Some(i) = slot else { continue };
+            if !ready[i] {
+                continue;
+            }
+            let fd = if stream == 0 {
+                stdio.out.as_ref()
+            } else {
+                stdio.err.as_ref()
+            };
+            let Some(fd) = fd else { continue };
+            match rustix::io::read(fd, &mut buf[..attach::MAX - 1]) {
+                Ok(0) | Err(rustix::io::Errno::IO) => {
+                    if stream == 0 {
+                        stdio.out = None;
+                    } else {
+                        stdio.err = None;
+                    }
+                }
+                Ok(n) => {
+                    log.write(stream, &buf[..n]);
+                    let k = if stream == 0 {
+                        kind::STDOUT
+                    } else {
+                        kind::STDERR
+                    };
+                    clients.retain(|cl| attach::send(cl, k, &buf[..n]).is_ok());
+                }
+                Err(_) => {}
+            }
+        }
+        let mut i = 0;
+        let mut idx = first_client;
+        while i < clients.len() {
+            let is_ready = ready.get(idx).copied().unwrap_or(false);
+            idx += 1;
+            if !is_ready {
+                i += 1;
+                continue;
+            }
+            match attach::recv(&clients[i], &mut buf) {
+                Ok(Some((k, n))) => {
+                    handle(k, &buf[1..1 + n], pid, stdio);
+                    i += 1;
+                }
+                _ => {
+                    clients.remove(i);
+                }
+            }
+        }
+    }
+    log.flush();
+    code.unwrap_or(255)
+}
+
+/// A client's message.
+fn handle(k: u8, data: &[u8], pid: i32, stdio: &mut Stdio) {
+    match k {
+        kind::STDIN => {
+            if let Some(input) = &stdio.input {
+                let mut off = 0;
+                while off < data.len() {
+                    match rustix::io::write(input, &data[off..]) {
+                        Ok(n) => off += n,
+                        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        // A pipe closes; a pty gets its EOF character from the client.
+        kind::STDIN_EOF if !stdio.tty => stdio.input = None,
+        kind::RESIZE if data.len() >= 4 => {
+            if let Some(m) = &stdio.out {
+                let rows = u16::from_le_bytes([data[0], data[1]]);
+                let cols = u16::from_le_bytes([data[2], data[3]]);
+                let _ = capsa_sys::fd::set_window_size(m.as_raw_fd(), rows, cols);
+            }
+        }
+        kind::SIGNAL if data.len() >= 4 => {
+            let sig = i32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+            if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), s);
+            }
+        }
+        _ => {}
+    }
+}

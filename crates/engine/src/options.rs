@@ -1,0 +1,284 @@
+//! The flags of `capsa run`, parsed and checked before anything is made:
+//! sizes (`512m`), CPU counts (`0.5`), volumes, ulimits, devices, sysctls.
+
+use crate::error::{flag, Result};
+use serde::{Deserialize, Serialize};
+
+/// Everything `capsa run`/`create` accepts, as docker spells it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    pub detach: bool,
+    pub interactive: bool,
+    pub tty: bool,
+    pub rm: bool,
+    pub env: Vec<String>,
+    pub env_files: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub entrypoint: Option<String>,
+    pub volumes: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub cpus: Option<String>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+    pub devices: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    pub ulimits: Vec<String>,
+    pub sysctls: Vec<String>,
+    pub init: bool,
+    pub network: Option<String>,
+    pub runtime: Option<String>,
+    pub cgroup_parent: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
+    pub trace: bool,
+    /// The command (after the image).
+    pub args: Vec<String>,
+}
+
+/// `512m`, `1g`, `100k`, `2048` (bytes), as docker reads memory sizes.
+pub fn parse_bytes(name: &str, s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult): (&str, i64) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| {
+        flag(
+            name,
+            format!("{s:?} is not a size (use a number with b, k, m, g)"),
+        )
+    })?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(flag(name, format!("{s:?} must be positive")));
+    }
+    Ok((v * mult as f64) as i64)
+}
+
+/// `--cpus 0.5` as a CFS quota over a 100 ms period.
+pub fn parse_cpus(s: &str) -> Result<(i64, u64)> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| flag("--cpus", format!("{s:?} is not a number")))?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(flag("--cpus", format!("{s:?} must be more than 0")));
+    }
+    if v > cores {
+        return Err(flag(
+            "--cpus",
+            format!("{s} is more than the {cores} CPUs this host has"),
+        ));
+    }
+    let period = 100_000u64;
+    Ok(((v * period as f64).round() as i64, period))
+}
+
+/// A bind or named volume: `HOST:CTR[:ro|rw]` or `NAME:CTR[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// An absolute host path, or a volume name.
+    pub source: String,
+    pub target: String,
+    pub readonly: bool,
+}
+
+impl Volume {
+    pub fn is_named(&self) -> bool {
+        !self.source.starts_with('/')
+    }
+}
+
+pub fn parse_volume(s: &str) -> Result<Volume> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => (String::new(), *t, ""),
+        [s, t] => (s.to_string(), *t, ""),
+        [s, t, m] => (s.to_string(), *t, *m),
+        _ => return Err(flag("-v", format!("{s:?}: expected SOURCE:TARGET[:ro]"))),
+    };
+    if !target.starts_with('/') {
+        return Err(flag(
+            "-v",
+            format!("{s:?}: the container path must be absolute"),
+        ));
+    }
+    let readonly = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        m => return Err(flag("-v", format!("{s:?}: unknown mode {m:?} (ro or rw)"))),
+    };
+    if !source.is_empty() && !source.starts_with('/') {
+        let ok = source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(flag(
+                "-v",
+                format!("{source:?} is neither an absolute path nor a volume name"),
+            ));
+        }
+    }
+    Ok(Volume {
+        source,
+        target: target.to_string(),
+        readonly,
+    })
+}
+
+/// `nofile=1024[:2048]` as an OCI rlimit.
+pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| flag("--ulimit", format!("{s:?}: expected NAME=SOFT[:HARD]")))?;
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !known.contains(&name) {
+        return Err(flag("--ulimit", format!("unknown limit {name:?}")));
+    }
+    let num = |v: &str| -> Result<u64> {
+        if v == "-1" || v == "unlimited" {
+            return Ok(u64::MAX);
+        }
+        v.parse()
+            .map_err(|_| flag("--ulimit", format!("{s:?}: {v:?} is not a number")))
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    if soft > hard {
+        return Err(flag(
+            "--ulimit",
+            format!("{s:?}: soft limit above hard limit"),
+        ));
+    }
+    Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
+}
+
+/// `/dev/x[:/dev/y[:rwm]]`.
+pub fn parse_device(s: &str) -> Result<(String, String, String)> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, ctr, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] if c.starts_with('/') => (*h, *c, "rwm"),
+        [h, p] => (*h, *h, *p),
+        [h, c, p] => (*h, *c, *p),
+        _ => {
+            return Err(flag(
+                "--device",
+                format!("{s:?}: expected HOST[:CONTAINER[:PERMS]]"),
+            ))
+        }
+    };
+    if !perms.chars().all(|c| "rwm".contains(c)) || perms.is_empty() {
+        return Err(flag(
+            "--device",
+            format!("{s:?}: permissions are a mix of r, w, m"),
+        ));
+    }
+    Ok((host.to_string(), ctr.to_string(), perms.to_string()))
+}
+
+/// `KEY=VALUE`.
+pub fn parse_kv(name: &str, s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(flag(name, format!("{s:?}: expected KEY=VALUE"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(parse_bytes("--memory", "512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("--memory", "1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("--memory", "1.5k").unwrap(), 1536);
+        assert_eq!(parse_bytes("--memory", "100mb").unwrap(), 100 << 20);
+        for bad in ["12zz", "", "-1", "m", "0"] {
+            let e = parse_bytes("--memory", bad).unwrap_err().to_string();
+            assert!(e.starts_with("--memory"), "{e}");
+        }
+    }
+
+    #[test]
+    fn cpus_become_quota_over_period() {
+        assert_eq!(parse_cpus("0.5").unwrap(), (50_000, 100_000));
+        assert!(parse_cpus("-1").unwrap_err().to_string().contains("--cpus"));
+        assert!(parse_cpus("abc").is_err());
+        assert!(parse_cpus("100000")
+            .unwrap_err()
+            .to_string()
+            .contains("CPUs this host has"));
+    }
+
+    #[test]
+    fn volumes_binds_and_names() {
+        let v = parse_volume("/srv/data:/data:ro").unwrap();
+        assert_eq!(
+            (
+                v.source.as_str(),
+                v.target.as_str(),
+                v.readonly,
+                v.is_named()
+            ),
+            ("/srv/data", "/data", true, false)
+        );
+        assert!(parse_volume("cache:/cache").unwrap().is_named());
+        assert!(parse_volume("/a:relative").is_err());
+        assert!(parse_volume("/a:/b:xx").is_err());
+        assert!(parse_volume("bad name!:/b").is_err());
+    }
+
+    #[test]
+    fn ulimits_and_devices() {
+        assert_eq!(
+            parse_ulimit("nofile=1024:2048").unwrap(),
+            ("RLIMIT_NOFILE".into(), 1024, 2048)
+        );
+        assert!(parse_ulimit("nofile=2:1").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+        assert_eq!(
+            parse_device("/dev/fuse").unwrap(),
+            ("/dev/fuse".into(), "/dev/fuse".into(), "rwm".into())
+        );
+        assert_eq!(parse_device("/dev/a:/dev/b:r").unwrap().2, "r");
+        assert!(parse_device("/dev/a:xyz").is_err());
+    }
+}
