@@ -105,3 +105,32 @@ pub fn oci_layout(dir: &Path, tag: &str, platforms: &[(&str, Vec<Vec<u8>>)]) -> 
     .unwrap();
     configs
 }
+
+/// Load an image of two layers, busybox and the probe (at /probe), into
+/// `c`'s store as `localhost/bb:test`; returns that name.
+pub fn load_busybox_probe(env: &crate::Env, c: &crate::registry::Capsa) -> &'static str {
+    let probe = std::fs::read(crate::probe_bin()).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(probe.len() as u64);
+    b.append_data(&mut h, "probe", probe.as_slice()).unwrap();
+    let layout = env.dir.join(format!(
+        "bbprobe-{}",
+        c.store.file_name().unwrap().to_string_lossy()
+    ));
+    oci_layout(
+        &layout,
+        "bbprobe",
+        &[(
+            "amd64",
+            vec![
+                crate::engines::busybox_rootfs_tar(),
+                b.into_inner().unwrap(),
+            ],
+        )],
+    );
+    c.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    c.ok(&["tag", "localhost/imported:bbprobe", "localhost/bb:test"]);
+    "localhost/bb:test"
+}

@@ -205,18 +205,22 @@ pub fn capsa_bin() -> PathBuf {
     crate::bin_dir().join("capsa")
 }
 
-/// `capsa` with a store at `store` and an auth file of the test's own
-/// (never the user's).
+/// `capsa` with a store, run directory, cgroup parent and auth file of the
+/// test's own (never the user's). Containers it made are removed on drop.
 pub struct Capsa {
     pub store: PathBuf,
+    pub run: PathBuf,
     pub auth: PathBuf,
+    pub cgroup_parent: String,
 }
 
 impl Capsa {
     pub fn new(env: &Env, name: &str) -> Capsa {
         Capsa {
             store: env.dir.join(format!("store-{name}")),
+            run: env.dir.join(format!("run-{name}")),
             auth: env.dir.join(format!("auth-{name}.json")),
+            cgroup_parent: format!("/{}", env.cgroup_parent),
         }
     }
 
@@ -224,6 +228,8 @@ impl Capsa {
         let mut c = Command::new(capsa_bin());
         c.args(args)
             .env("CAPSA_ROOT", &self.store)
+            .env("CAPSA_RUN", &self.run)
+            .env("CAPSA_CGROUP_PARENT", &self.cgroup_parent)
             .env("REGISTRY_AUTH_FILE", &self.auth)
             .env("HOME", self.store.parent().unwrap())
             .stdin(Stdio::null());
@@ -259,6 +265,18 @@ impl Capsa {
 
     pub fn store(&self) -> capsa_image::Store {
         capsa_image::Store::open(&self.store).unwrap()
+    }
+}
+
+impl Drop for Capsa {
+    fn drop(&mut self) {
+        if !self.store.join("containers").exists() {
+            return;
+        }
+        let ids = self.run(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
     }
 }
 

@@ -360,7 +360,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub read_only: bool,
     /// CPUs, e.g. 0.5.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<String>,
     #[arg(long, short = 'c')]
     pub cpu_shares: Option<u64>,
@@ -402,7 +402,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub runtime: Option<String>,
     /// The cgroup under which the container's cgroup is made (default /capsa).
-    #[arg(long)]
+    #[arg(long, env = "CAPSA_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
     #[arg(long)]
     pub stop_signal: Option<String>,

@@ -505,25 +505,37 @@ fn security(o: &RunOptions, spec: &mut Value) -> Result<()> {
             })
             .unwrap_or_default()
     };
-    for c in &o.cap_add {
-        let c = cap_name(c);
-        if c == "ALL" {
-            caps = all.clone();
-        } else if !all.contains(&c) {
-            return Err(flag("--cap-add", format!("unknown capability {c}")));
-        } else if !caps.contains(&c) {
-            caps.push(c);
+    // docker's rules: --cap-add ALL starts from every capability (less
+    // the drops); --cap-drop ALL keeps only the adds; otherwise the
+    // defaults plus adds less drops.
+    let check = |flag_name: &str, list: &[String]| -> Result<Vec<String>> {
+        list.iter()
+            .map(|c| {
+                let c = cap_name(c);
+                if c != "ALL" && !all.contains(&c) {
+                    Err(flag(flag_name, format!("unknown capability {c}")))
+                } else {
+                    Ok(c)
+                }
+            })
+            .collect()
+    };
+    let adds = check("--cap-add", &o.cap_add)?;
+    let drops = check("--cap-drop", &o.cap_drop)?;
+    if adds.iter().any(|c| c == "ALL") {
+        caps = all.clone();
+    } else if drops.iter().any(|c| c == "ALL") {
+        caps.clear();
+    }
+    for c in adds.iter().filter(|c| *c != "ALL") {
+        if !caps.contains(c) {
+            caps.push(c.clone());
         }
     }
-    for c in &o.cap_drop {
-        let c = cap_name(c);
-        if c == "ALL" {
-            caps.clear();
-        } else if !all.contains(&c) {
-            return Err(flag("--cap-drop", format!("unknown capability {c}")));
-        } else {
-            caps.retain(|x| *x != c);
-        }
+    if !adds.iter().any(|c| c == "ALL") && drops.iter().any(|c| c == "ALL") {
+        // only the adds are left
+    } else {
+        caps.retain(|c| !drops.contains(c));
     }
     for set in ["bounding", "effective", "permitted"] {
         spec["process"]["capabilities"][set] = json!(caps);

@@ -148,10 +148,10 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
 /// Docker's exit codes for a container that did not start: 127 when the
 /// command is not found, 126 when it cannot run, 125 otherwise.
 fn start_failure(e: &capsa_engine::Error) -> i32 {
-    let s = e.to_string();
-    if s.contains("No such file") || s.contains("ENOENT") {
+    let s = e.to_string().to_lowercase();
+    if s.contains("no such file") || s.contains("enoent") {
         127
-    } else if s.contains("Permission denied") || s.contains("EACCES") {
+    } else if s.contains("permission denied") || s.contains("eacces") {
         126
     } else {
         125

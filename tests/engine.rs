@@ -1,0 +1,462 @@
+//! The engine end to end: `capsa run` and friends on real containers, each
+//! flag checked from inside (the probe, busybox) and from the host's
+//! cgroup files; bad input leaves nothing behind.
+
+use capsa_tests::images::load_busybox_probe;
+use capsa_tests::registry::Capsa;
+use capsa_tests::{probe_output, wait_for, Env};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn setup(name: &str) -> (Env, Capsa, &'static str) {
+    let env = Env::new(name);
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    (env, c, img)
+}
+
+fn inspect(c: &Capsa, id: &str) -> Value {
+    json(&c.ok(&["inspect", id]))[0].clone()
+}
+
+/// No overlay of ours is mounted any more.
+fn assert_no_mounts(c: &Capsa) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours: Vec<&str> = info
+        .lines()
+        .filter(|l| l.contains(c.store.to_str().unwrap()))
+        .collect();
+    assert!(ours.is_empty(), "mounts left: {ours:?}");
+}
+
+#[test]
+fn run_passes_output_and_the_exit_code_through_and_rm_removes() {
+    let (_env, c, img) = setup("eng-run");
+    let o = c.run(&[
+        "run",
+        "--rm",
+        img,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("err"));
+    assert_eq!(c.ok(&["ps", "-aq"]), "", "--rm left the container");
+    assert_no_mounts(&c);
+    // A command that does not exist: docker's 127.
+    let o = c.run(&["run", "--rm", img, "/nonexistent"]);
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(c.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn the_demo_image_explains_what_a_container_sees() {
+    let env = Env::new("eng-demo");
+    let c = Capsa::new(&env, "c");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--hostname",
+        "box",
+        "capsa-demo",
+    ]);
+    assert!(out.contains("Hello from inside a capsa container"), "{out}");
+    assert!(out.contains("My hostname is box"), "{out}");
+    assert!(out.contains("Memory limit: 67108864"), "{out}");
+    assert!(out.contains("14 of 41 capabilities"), "{out}");
+}
+
+#[test]
+fn flags_reach_the_container_and_its_cgroup() {
+    let (env, c, img) = setup("eng-flags");
+    let id = c
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "flags",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "--hostname",
+            "box",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "net_raw",
+            "--read-only",
+            "--tmpfs",
+            "/scratch",
+            "--ulimit",
+            "nofile=512:1024",
+            img,
+            "/probe",
+            "sleep",
+            "3",
+        ])
+        .trim()
+        .to_string();
+    let cg = format!("{}/capsa-{}", env.cgroup_parent, &id[..12]);
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert!(wait_for(5, || !read(&format!(
+        "/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes"
+    ))
+    .is_empty()));
+    assert_eq!(
+        read(&format!("/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes")),
+        (64 << 20).to_string()
+    );
+    let quota = ["cpu,cpuacct", "cpu"]
+        .iter()
+        .map(|d| read(&format!("/sys/fs/cgroup/{d}/{cg}/cpu.cfs_quota_us")))
+        .find(|s| !s.is_empty());
+    assert_eq!(quota.as_deref(), Some("50000"));
+    assert_eq!(read(&format!("/sys/fs/cgroup/pids/{cg}/pids.max")), "50");
+    let i = inspect(&c, "flags");
+    assert_eq!(i["State"]["Status"], "running");
+    let nets: Vec<&Value> = i["Namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] == "net")
+        .collect();
+    assert_eq!(nets[0]["shared_with_host"], false);
+    assert!(i["Cgroup"]["Files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .any(|k| k.ends_with("memory.limit_in_bytes")));
+    assert!(!i["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert_eq!(c.ok(&["wait", "flags"]).trim(), "0");
+    let logs = c.ok(&["logs", "flags"]);
+    let p = probe_output(&std::process::Output {
+        status: Default::default(),
+        stdout: logs.into_bytes(),
+        stderr: vec![],
+    });
+    assert_eq!(p["hostname"], "box");
+    assert!(p["env"].as_array().unwrap().iter().any(|e| e == "FOO=bar"));
+    assert_eq!(p["cwd"], "/tmp");
+    assert_eq!(
+        (p["uid"].as_u64(), p["gid"].as_u64()),
+        (Some(1000), Some(1000))
+    );
+    assert_eq!(
+        p["caps"]["CapBnd"], "0000000000002000",
+        "only NET_RAW (bit 13) is left"
+    );
+    assert_eq!(
+        p["rlimits"]["Max open files"],
+        serde_json::json!(["512", "1024"])
+    );
+    let mounts = p["mounts"].as_array().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m["target"] == "/scratch" && m["fstype"] == "tmpfs"));
+    assert!(mounts.iter().any(
+        |m| m["target"] == "/" && m["options"].as_str().unwrap().split(',').any(|o| o == "ro")
+    ));
+}
+
+#[test]
+fn logs_follow_tail_and_timestamps() {
+    let (_env, c, img) = setup("eng-logs");
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        img,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.2; done; echo oops >&2",
+    ]);
+    let o = c.run(&["logs", "-f", "talker"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "line 1\nline 2\nline 3\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    assert_eq!(c.ok(&["logs", "--tail", "1", "talker"]), "");
+    assert_eq!(
+        String::from_utf8_lossy(&c.run(&["logs", "-n", "2", "talker"]).stdout),
+        "line 3\n"
+    );
+    let t = c.ok(&["logs", "-t", "talker"]);
+    let first = t.lines().next().unwrap();
+    assert!(
+        first.len() > 30
+            && first.as_bytes()[4] == b'-'
+            && first.contains('T')
+            && first.ends_with("line 1"),
+        "{first}"
+    );
+    // docker's json-file format on disk.
+    let id = inspect(&c, "talker")["Id"].as_str().unwrap().to_string();
+    let raw =
+        std::fs::read_to_string(c.store.join("containers").join(&id).join("ctr.log")).unwrap();
+    let entry = json(raw.lines().next().unwrap());
+    assert_eq!(
+        (entry["log"].as_str(), entry["stream"].as_str()),
+        (Some("line 1\n"), Some("stdout"))
+    );
+}
+
+#[test]
+fn exec_stop_pause_rename_and_rm() {
+    let (env, c, img) = setup("eng-manage");
+    let id = c
+        .ok(&["run", "-d", "--name", "sleeper", img, "sleep", "100"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        c.ok(&["exec", "sleeper", "cat", "/etc/hostname"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        c.ok(&["exec", "-u", "1000", "sleeper", "id", "-u"]).trim(),
+        "1000"
+    );
+    assert_eq!(
+        c.run(&["exec", "sleeper", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    let top = c.ok(&["top", "sleeper"]);
+    assert!(top.contains("sleep 100"), "{top}");
+
+    c.ok(&["pause", "sleeper"]);
+    let freezer = format!(
+        "/sys/fs/cgroup/freezer/{}/capsa-{}/freezer.state",
+        env.cgroup_parent,
+        &id[..12]
+    );
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
+    assert!(c.ok(&["ps"]).contains("Paused"));
+    c.ok(&["unpause", "sleeper"]);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "THAWED");
+
+    c.ok(&["rename", "sleeper", "dozer"]);
+    let err = c.fails(&["rm", "dozer"]);
+    assert!(err.contains("stop it first"), "{err}");
+    // sleep as PID 1 ignores SIGTERM: stop waits its timeout, then kills.
+    let t = Instant::now();
+    c.ok(&["stop", "-t", "1", "dozer"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let ps = c.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    let err = c.fails(&["exec", "dozer", "true"]);
+    assert!(err.contains("not running"), "{err}");
+    c.ok(&["rm", "dozer"]);
+    assert_eq!(c.ok(&["ps", "-aq"]), "");
+    assert_no_mounts(&c);
+}
+
+#[test]
+fn stdin_goes_through_with_i_and_a_tty_with_t() {
+    let (_env, c, img) = setup("eng-stdio");
+    use std::io::Write;
+    let mut child = c
+        .cmd(&["run", "-i", "--rm", img, "sh", "-c", "cat; echo done"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello through stdin\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello through stdin\ndone\n"
+    );
+    let o = c.run(&["run", "-t", "--rm", img, "tty"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("/dev/pts/0"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn stats_report_memory_and_pids_from_the_cgroup() {
+    let (_env, c, img) = setup("eng-stats");
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--memory",
+        "64m",
+        img,
+        "sh",
+        "-c",
+        "sleep 100 & sleep 100",
+    ]);
+    let v = json(&c.ok(&["stats", "--no-stream", "--format", "json", "busy"]));
+    assert_eq!(v[0]["MemLimit"], 64 << 20);
+    assert!(v[0]["PIDs"].as_u64().unwrap() >= 2, "{v}");
+    assert!(v[0]["MemUsage"].as_u64().unwrap() > 0, "{v}");
+    c.ok(&["rm", "-f", "busy"]);
+}
+
+#[test]
+fn a_killed_monitor_leaves_a_record_the_next_command_repairs() {
+    let (_env, c, img) = setup("eng-repair");
+    c.ok(&["run", "-d", "--name", "orphan", img, "sleep", "100"]);
+    let i = inspect(&c, "orphan");
+    let (monitor, pid) = (
+        i["State"]["MonitorPid"].as_i64().unwrap() as i32,
+        i["State"]["Pid"].as_i64().unwrap() as i32,
+    );
+    assert!(monitor > 0 && pid > 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    assert!(wait_for(5, || c.ok(&["ps", "-a"]).contains("Exited (-1)")));
+    let i = inspect(&c, "orphan");
+    assert!(
+        i["State"]["Error"].as_str().unwrap().contains("monitor"),
+        "{i}"
+    );
+    c.ok(&["rm", "orphan"]);
+    assert_no_mounts(&c);
+}
+
+#[test]
+fn bad_input_is_refused_by_name_and_leaves_nothing() {
+    let (_env, c, img) = setup("eng-bad");
+    let count = || {
+        std::fs::read_dir(c.store.join("containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let err = c.fails(&["run", "--pull", "never", "localhost/nosuch:image", "true"]);
+    assert!(err.contains("nosuch"), "{err}");
+    let err = c.fails(&["run", "--memory", "12zz", img, "true"]);
+    assert!(err.contains("--memory") && err.contains("12zz"), "{err}");
+    let err = c.fails(&["run", "--cpus", "-1", img, "true"]);
+    assert!(err.contains("--cpus"), "{err}");
+    let err = c.fails(&["run", "-v", "/no/such/dir:/x", img, "true"]);
+    assert!(err.contains("/no/such/dir"), "{err}");
+    let err = c.fails(&["run", "--cap-add", "CAP_BOGUS", img, "true"]);
+    assert!(err.contains("CAP_BOGUS"), "{err}");
+    assert_eq!(count(), 0, "a refused run left a container directory");
+    c.ok(&["run", "-d", "--name", "taken", img, "sleep", "100"]);
+    let err = c.fails(&["run", "--name", "taken", img, "true"]);
+    assert!(err.contains("already in use"), "{err}");
+    assert_eq!(count(), 1);
+    c.ok(&["rm", "-f", "taken"]);
+    let err = c.fails(&["exec", "taken", "true"]);
+    assert!(err.contains("no such container"), "{err}");
+    assert_eq!(count(), 0);
+    assert_no_mounts(&c);
+}
+
+#[test]
+fn concurrent_runs_with_one_name_give_it_to_one() {
+    let (_env, c, img) = setup("eng-names");
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let mut cmd = c.cmd(&["run", "-d", "--name", "unique", img, "sleep", "100"]);
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|o| o.status.success())
+        .count();
+    assert_eq!(ok, 1);
+    assert_eq!(c.ok(&["ps", "-q"]).lines().count(), 1);
+}
+
+#[test]
+fn volumes_bind_host_paths_and_named_volumes_persist() {
+    let (env, c, img) = setup("eng-volumes");
+    let host = env.dir.join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from host").unwrap();
+    let bind = format!("{}:/data", host.display());
+    c.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        img,
+        "sh",
+        "-c",
+        "cat /data/in > /data/out",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out")).unwrap(),
+        "from host"
+    );
+    let ro = format!("{}:/data:ro", host.display());
+    assert_ne!(
+        c.run(&["run", "--rm", "-v", &ro, img, "touch", "/data/x"])
+            .status
+            .code(),
+        Some(0)
+    );
+    c.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "cache:/cache",
+        img,
+        "sh",
+        "-c",
+        "echo kept > /cache/f",
+    ]);
+    assert_eq!(
+        c.ok(&["run", "--rm", "-v", "cache:/cache", img, "cat", "/cache/f"]),
+        "kept\n"
+    );
+}
