@@ -36,7 +36,12 @@ pub struct Spawned {
 /// is missed); otherwise it is started before this returns.
 ///
 /// The caller must be single-threaded (it forks).
-pub fn spawn(engine: &Engine, c: &Container, attach_first: bool) -> Result<Spawned> {
+pub fn spawn(
+    engine: &Engine,
+    c: &Container,
+    attach_first: bool,
+    exe: Option<&std::path::Path>,
+) -> Result<Spawned> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Error::Other(format!("pipe: {e}")))?;
     match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
@@ -44,9 +49,29 @@ pub fn spawn(engine: &Engine, c: &Container, attach_first: bool) -> Result<Spawn
             drop(r);
             let _ = rustix::process::setsid();
             match capsa_sys::process::fork() {
-                Ok(Forked::Child) => {
-                    monitor(engine, c, attach_first, w);
-                }
+                Ok(Forked::Child) => match exe {
+                    // A fresh image of the binary: the monitor then holds
+                    // only the pages it uses, not those of the command
+                    // that forked it.
+                    Some(exe) => {
+                        use std::os::unix::process::CommandExt;
+                        let _ = capsa_sys::fd::set_cloexec(w.as_raw_fd(), false);
+                        let err = std::process::Command::new(exe)
+                            .arg(MONITOR_ARG)
+                            .arg(&engine.root)
+                            .arg(&engine.run)
+                            .arg(&c.id)
+                            .arg(if attach_first { "attach" } else { "detach" })
+                            .arg(w.as_raw_fd().to_string())
+                            .exec();
+                        report(
+                            &mut Some(w),
+                            serde_json::json!({"ok": false, "error": format!("exec {}: {err}", exe.display())}),
+                        );
+                        capsa_sys::process::exit_now(1)
+                    }
+                    None => monitor(engine, c, attach_first, w),
+                },
                 _ => capsa_sys::process::exit_now(0),
             }
         }
@@ -93,6 +118,49 @@ fn report(w: &mut Option<OwnedFd>, v: serde_json::Value) {
     }
 }
 
+/// The hidden first argument that makes a binary act as a monitor.
+pub const MONITOR_ARG: &str = "__capsa_monitor";
+
+/// Entry point of a re-executed monitor: `ARG root run id attach|detach fd`.
+/// Never returns.
+pub fn main_from_args(args: &[String]) -> ! {
+    let report_fd = args
+        .get(5)
+        .and_then(|s| s.parse::<i32>().ok())
+        .unwrap_or(-1);
+    let w = capsa_sys::fd::own_raw(report_fd);
+    let _ = capsa_sys::fd::set_cloexec(report_fd, true);
+    let engine = match Engine::open(
+        args.get(1).cloned().unwrap_or_default(),
+        args.get(2).cloned().unwrap_or_default(),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            report(
+                &mut Some(w),
+                serde_json::json!({"ok": false, "error": e.to_string()}),
+            );
+            capsa_sys::process::exit_now(1)
+        }
+    };
+    let c = match engine.load(args.get(3).map(String::as_str).unwrap_or("")) {
+        Ok(c) => c,
+        Err(e) => {
+            report(
+                &mut Some(w),
+                serde_json::json!({"ok": false, "error": e.to_string()}),
+            );
+            capsa_sys::process::exit_now(1)
+        }
+    };
+    monitor(
+        &engine,
+        &c,
+        args.get(4).map(String::as_str) == Some("attach"),
+        w,
+    )
+}
+
 /// The monitor process: never returns.
 fn monitor(engine: &Engine, c: &Container, attach_first: bool, w: OwnedFd) -> ! {
     let mut w = Some(w);
@@ -114,6 +182,13 @@ fn monitor(engine: &Engine, c: &Container, attach_first: bool, w: OwnedFd) -> ! 
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None);
     let _ = capsa_sys::process::set_child_subreaper();
     let _ = std::env::set_current_dir("/");
+    // The command's stdio is not ours to keep open: whoever reads its
+    // output waits for end of file.
+    if let Ok(null) = devnull() {
+        for fd in 0..3 {
+            let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), fd);
+        }
+    }
     let code = match run(engine, c, attach_first, &mut w) {
         Ok(()) => 0,
         Err(e) => {
@@ -178,49 +253,94 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         own_console: tty,
         ..Default::default()
     };
-    let created = if tty {
-        for fd in 0..3 {
-            capsa_sys::fd::dup_to(null.as_raw_fd(), fd)
-                .map_err(|e| Error::Other(format!("dup2: {e}")))?;
-        }
-        let mut created = capsa_runtime::create(&rt, &opts)?;
-        let master = created
-            .console
-            .take()
-            .ok_or_else(|| Error::Other("no pty from the runtime".into()))?;
-        stdio.input = Some(
-            master
-                .try_clone()
-                .map_err(|e| Error::Other(e.to_string()))?,
-        );
-        stdio.out = Some(master);
-        created
+    let created: serde_json::Value;
+    // The create runs in a child that exits once the init exists: the
+    // init is then reparented to us (we are its subreaper), and the
+    // monitor never holds the create path's memory (spec, seccomp).
+    let (to_init_stdin, init_stdin) = if !tty && c.options.interactive {
+        let (r, w) = pipe()?;
+        (Some(w), r)
     } else {
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let stdin = if c.options.interactive {
-            let (in_r, in_w) = pipe()?;
-            stdio.input = Some(in_w);
-            in_r
-        } else {
-            null.try_clone().map_err(|e| Error::Other(e.to_string()))?
-        };
-        for (fd, target) in [(&stdin, 0), (&out_w, 1), (&err_w, 2)] {
-            capsa_sys::fd::dup_to(fd.as_raw_fd(), target)
-                .map_err(|e| Error::Other(format!("dup2: {e}")))?;
-        }
-        let created = capsa_runtime::create(&rt, &opts);
-        // The container holds its ends now; ours go, so EOF means it is done.
-        for fd in 0..3 {
-            let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), fd);
-        }
-        drop((stdin, out_w, err_w));
-        stdio.out = Some(out_r);
-        stdio.err = Some(err_r);
-        created?
+        (
+            None,
+            null.try_clone().map_err(|e| Error::Other(e.to_string()))?,
+        )
     };
-    let pid = created.state.pid;
-    let mut trace: Vec<String> = created.trace.lines();
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (sp, sc) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::Other(format!("socketpair: {e}")))?;
+    match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
+        Forked::Child => {
+            drop(sp);
+            let fds: [&OwnedFd; 3] = if tty {
+                [&null, &null, &null]
+            } else {
+                [&init_stdin, &out_w, &err_w]
+            };
+            for (fd, target) in fds.iter().zip(0..3) {
+                let _ = capsa_sys::fd::dup_to(fd.as_raw_fd(), target);
+            }
+            let (msg, console, code) = match capsa_runtime::create(&rt, &opts) {
+                Ok(mut created) => (
+                    serde_json::json!({"pid": created.state.pid, "trace": created.trace.lines()}),
+                    created.console.take(),
+                    0,
+                ),
+                Err(e) => (serde_json::json!({"error": e.to_string()}), None, 1),
+            };
+            let _ = capsa_sys::fd::send_with_fd(
+                sc.as_fd(),
+                msg.to_string().as_bytes(),
+                console.as_ref().map(|f| f.as_raw_fd()),
+            );
+            capsa_sys::process::exit_now(code)
+        }
+        Forked::Parent(child) => {
+            drop(sc);
+            let mut buf = vec![0u8; 256 * 1024];
+            let got = capsa_sys::fd::recv_with_fd(sp.as_fd(), &mut buf);
+            let _ = waitpid(child, None);
+            let (n, console) =
+                got.map_err(|e| Error::Other(format!("the create process died: {e}")))?;
+            let v: serde_json::Value = serde_json::from_slice(&buf[..n])
+                .map_err(|_| Error::Other("the create process died without a report".into()))?;
+            if let Some(e) = v["error"].as_str() {
+                return Err(Error::Other(e.to_string()));
+            }
+            if tty {
+                let master =
+                    console.ok_or_else(|| Error::Other("no pty from the runtime".into()))?;
+                stdio.input = Some(
+                    master
+                        .try_clone()
+                        .map_err(|e| Error::Other(e.to_string()))?,
+                );
+                stdio.out = Some(master);
+            } else {
+                stdio.input = to_init_stdin;
+                stdio.out = Some(out_r);
+                stdio.err = Some(err_r);
+            }
+            // The container holds its ends; ours go, so EOF means it is done.
+            drop((init_stdin, out_w, err_w));
+            created = v;
+        }
+    }
+    let pid = created["pid"].as_i64().unwrap_or(0) as i32;
+    let mut trace: Vec<String> = created["trace"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     trace.push(format!(
         "monitor: created in {:.2} ms",
         t0.elapsed().as_secs_f64() * 1e3
@@ -255,7 +375,9 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut started = false;
         while !started && Instant::now() < deadline {
-            poll_in(&[listener.as_fd()], 200);
+            let mut fds = vec![listener.as_fd()];
+            fds.extend(clients.iter().map(|c| c.as_fd()));
+            poll_in(&fds, 200);
             while let Ok(cl) =
                 rustix::net::accept_with(&listener, rustix::net::SocketFlags::CLOEXEC)
             {

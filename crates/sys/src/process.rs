@@ -306,3 +306,12 @@ pub fn default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Give freed heap back to the kernel (`malloc_trim(0)`): a long-lived
+/// process (the container monitor) that did its big allocations at start.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

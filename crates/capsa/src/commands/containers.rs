@@ -173,7 +173,8 @@ pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
 }
 
 fn start_container(engine: &Engine, c: &Container, attached: bool, trace: bool) -> Result<i32> {
-    let spawned = match monitor::spawn(engine, c, attached) {
+    let exe = std::env::current_exe().ok();
+    let spawned = match monitor::spawn(engine, c, attached, exe.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("capsa: {}: {e}", c.name);
