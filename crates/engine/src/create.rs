@@ -44,9 +44,15 @@ pub fn create(
         ));
         let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto)?;
         mark(format!(
-            "overlay mounted at {} ({} lower layers + upper)",
+            "overlay mounted at {}: lowerdir+={} (top first), upperdir={}, workdir={}",
             snap.rootfs.display(),
-            lowers.len()
+            lowers
+                .iter()
+                .map(|l| l.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":"),
+            dir.join("upper").display(),
+            dir.join("work").display()
         ));
         let img = capsa_image::local::open(&engine.images, image)?;
         let parent = opts
@@ -76,6 +82,26 @@ pub fn create(
         )
         .at("write", &path)?;
         mark("spec written (image config + flags over docker's defaults)".into());
+        // What the init applies at start, just before execve.
+        let caps = spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
+        let seccomp = match spec["linux"]["seccomp"]["syscalls"].as_array() {
+            Some(rules) => format!(
+                "seccomp filter of {} rules, default {}",
+                rules.len(),
+                spec["linux"]["seccomp"]["defaultAction"]
+                    .as_str()
+                    .unwrap_or("?")
+            ),
+            None => "no seccomp filter".into(),
+        };
+        mark(format!(
+            "at start the init keeps {caps} capabilities, no_new_privs={}, loads a {seccomp}, then execve {:?}",
+            spec["process"]["noNewPrivileges"].as_bool().unwrap_or(false),
+            args
+        ));
         let stop_signal = opts.stop_signal.clone().or_else(|| {
             img.config
                 .config()

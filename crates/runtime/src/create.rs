@@ -148,7 +148,31 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         }
         Err(e) => return Err(e.into()),
     }
-    trace.mark("runtime", "cgroup created, limits written");
+    {
+        let writes: Vec<String> = cgroup
+            .plan(&resources)
+            .unwrap_or_default()
+            .iter()
+            .map(|w| {
+                let file = w
+                    .path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                format!("{file}={}", w.value.trim())
+            })
+            .collect();
+        let step = if writes.is_empty() {
+            format!("cgroup {} created (no limits)", cg_path.display())
+        } else {
+            format!(
+                "cgroup {} created; wrote {}",
+                cg_path.display(),
+                writes.join(" ")
+            )
+        };
+        trace.mark("runtime", &step);
+    }
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -218,7 +242,34 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
 
     trace.mark("runtime", "exec fifo and channel ready");
     let (pid, v2_pending) = spawn_init(&plan, &ctx, &parent)?;
-    trace.mark("runtime", "clone3 returned");
+    {
+        let names: Vec<&str> = [
+            (libc::CLONE_NEWNS, "NEWNS"),
+            (libc::CLONE_NEWPID, "NEWPID"),
+            (libc::CLONE_NEWNET, "NEWNET"),
+            (libc::CLONE_NEWIPC, "NEWIPC"),
+            (libc::CLONE_NEWUTS, "NEWUTS"),
+            (libc::CLONE_NEWUSER, "NEWUSER"),
+            (libc::CLONE_NEWCGROUP, "NEWCGROUP (by the init)"),
+        ]
+        .iter()
+        .filter(|(f, _)| plan.namespaces.new & f != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        let joined = plan.namespaces.join.len();
+        trace.mark(
+            "runtime",
+            &format!(
+                "clone3 returned pid {pid}: new namespaces {}{}",
+                names.join("|"),
+                if joined > 0 {
+                    format!(", {joined} joined by path")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
     undo.pid = Some(pid);
     drop(child);
 
