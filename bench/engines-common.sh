@@ -38,3 +38,27 @@ measure() {
         echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') |"
     done
 }
+
+# podman_setup DIR [RUNROOT]: podman with a root, run root and
+# containers.conf of our own (cgroupfs, no network, ulimits this host
+# allows); pm runs it.
+podman_setup() {
+    PODMAN_WORK=$1
+    PODMAN_RUN=${2:-$1/runroot}
+    mkdir -p "$PODMAN_WORK"
+    export CONTAINERS_CONF=$PODMAN_WORK/containers.conf
+    cat > "$CONTAINERS_CONF" <<EOT
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+netns = "none"
+[engine]
+cgroup_manager = "cgroupfs"
+# crun 1.8 refuses this hybrid host; runc is what works here.
+runtime = "runc"
+events_logger = "file"
+EOT
+}
+pm() { podman --root "$PODMAN_WORK/root" --runroot "$PODMAN_RUN" --tmpdir "$PODMAN_WORK/tmp" --storage-driver overlay "$@"; }
+
+# median of numbers on stdin
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

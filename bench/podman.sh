@@ -11,16 +11,8 @@ runs=${1:-10}
 capsa=$(pwd)/target/x86_64-unknown-linux-gnu/release/capsa-runtime
 [ -x "$capsa" ] || cargo build --release -p capsa-runtime
 work=$(mktemp -d /tmp/capsa-podman-bench.XXXXXX)
-export CONTAINERS_CONF=$work/containers.conf
-cat > "$CONTAINERS_CONF" <<EOT
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "none"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-EOT
-pm() { podman --root "$work/root" --runroot "$work/runroot" --tmpdir "$work/tmp" --storage-driver overlay "$@"; }
+source bench/engines-common.sh
+podman_setup "$work"
 cleanup() {
     pm rm -a -f >/dev/null 2>&1 || true
     pm system reset -f >/dev/null 2>&1 || true
@@ -33,7 +25,6 @@ mkdir -p "$work/rootfs/bin"
 cp /bin/busybox "$work/rootfs/bin/" && ln -s busybox "$work/rootfs/bin/true"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 pm import "$work/rootfs.tar" localhost/capsa-bench:latest >/dev/null
-source bench/engines-common.sh
 write_crun_wrapper "$work/crun-wrapper"
 run_podman() { pm --runtime "$1" run --rm --cgroup-parent /capsa-podman-bench localhost/capsa-bench:latest /bin/true; }
 measure "$runs" "podman run --rm busybox true" run_podman

@@ -12,10 +12,6 @@ use clap::Parser;
 
 fn main() {
     capsa_sys::process::default_sigpipe();
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(capsa_engine::monitor::MONITOR_ARG) {
-        capsa_engine::monitor::main_from_args(&args[1..]);
-    }
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => std::process::exit(code),

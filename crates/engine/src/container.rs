@@ -221,20 +221,34 @@ impl Engine {
     /// fills the record. Unique names are checked under the names lock.
     pub fn reserve(&self, name: Option<&str>) -> Result<(String, String)> {
         let id = new_id()?;
+        if let Some(n) = name {
+            check_name(n)?;
+        }
+        let _l = self.lock("names")?;
+        let in_use = self.names_in_use()?;
         let name = match name {
             Some(n) => {
-                check_name(n)?;
+                if let Some(holder) = in_use.iter().find(|(x, _)| x == n) {
+                    return Err(Error::Conflict(format!(
+                        "the name {n:?} is already in use by container {}; remove or rename it first",
+                        &holder.1[..12]
+                    )));
+                }
                 n.to_string()
             }
-            None => generated_name(&id),
+            // A generated name that is taken gets more of the id.
+            None => {
+                let base = generated_name(&id);
+                std::iter::once(base.clone())
+                    .chain(
+                        (4..id.len())
+                            .step_by(4)
+                            .map(|i| format!("{base}_{}", &id[i..i + 4])),
+                    )
+                    .find(|n| !in_use.iter().any(|(x, _)| x == n))
+                    .unwrap_or_else(|| id.clone())
+            }
         };
-        let _l = self.lock("names")?;
-        if let Some(holder) = self.names_in_use()?.into_iter().find(|(n, _)| *n == name) {
-            return Err(Error::Conflict(format!(
-                "the name {name:?} is already in use by container {}; remove or rename it first",
-                &holder.1[..12]
-            )));
-        }
         let dir = self.containers().join(&id);
         fs::create_dir_all(&dir).at("create", &dir)?;
         // A placeholder record holds the name until the real one is saved.

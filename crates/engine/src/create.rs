@@ -70,7 +70,7 @@ pub fn create(
             id: &id,
             config: &img.config,
             rootfs: &snap.rootfs,
-            dir: &dir,
+            dir: &engine.files_dir(&id)?,
             volumes: &engine.volumes(),
             cgroup_path: &cgroup_path,
         };

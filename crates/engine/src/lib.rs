@@ -6,10 +6,11 @@
 //!
 //! ```text
 //! <root>/containers/<id>/   container.json, config.json (the bundle),
-//!                           upper/ work/ rootfs/ (the snapshot), ctr.log,
-//!                           hostname, hosts, resolv.conf
+//!                           upper/ work/ rootfs/ (the snapshot), ctr.log
 //! <root>/volumes/<name>/_data
 //! <run>/runtime/            the runtime library's state
+//! <run>/files/<id>/         hostname, hosts, resolv.conf (bind-mounted)
+//! <root>/trash/             removed containers' directories, being deleted
 //! <run>/sock/<id12>.sock    each monitor's attach socket
 //! <run>/locks/              names.lock, ctr-<id>.lock
 //! ```
@@ -49,6 +50,7 @@ impl Engine {
         for d in [
             root.join("containers"),
             root.join("volumes"),
+            root.join("trash"),
             run.join("locks"),
             run.join("sock"),
             run.join("runtime"),
@@ -70,6 +72,24 @@ impl Engine {
     /// A container's attach socket.
     pub fn socket(&self, c: &Container) -> PathBuf {
         self.run.join("sock").join(format!("{}.sock", c.short_id()))
+    }
+
+    /// `<run>/files/<id>`: the container's hostname, hosts and
+    /// resolv.conf (made if missing).
+    pub fn files_dir(&self, id: &str) -> Result<PathBuf> {
+        let d = self.run.join("files").join(id);
+        std::fs::create_dir_all(&d).map_err(|e| Error::Io {
+            op: "create",
+            path: d.clone(),
+            source: e,
+        })?;
+        Ok(d)
+    }
+
+    /// Where removed containers' directories go to be deleted after the
+    /// removal is visible (one rename instead of a tree walk on the way).
+    pub fn trash(&self) -> PathBuf {
+        self.root.join("trash")
     }
 
     /// `<root>/volumes`.

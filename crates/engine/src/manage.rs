@@ -140,11 +140,24 @@ pub fn remove_files(engine: &Engine, c: &Container) -> Result<()> {
             }
         }
     }
-    std::fs::remove_dir_all(&dir).map_err(|e| Error::Io {
+    let _ = std::fs::remove_dir_all(engine.run.join("files").join(&c.id));
+    // Gone at once (one rename), deleted after.
+    let trash = engine.trash().join(&c.id);
+    std::fs::rename(&dir, &trash).map_err(|e| Error::Io {
         op: "remove",
         path: dir,
         source: e,
-    })
+    })?;
+    Ok(())
+}
+
+/// Delete what removals left in the trash.
+pub fn empty_trash(engine: &Engine) {
+    if let Ok(rd) = std::fs::read_dir(engine.trash()) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// `rm`: refused while running unless `force` (which kills first).
@@ -167,11 +180,13 @@ pub fn remove(engine: &Engine, c: &Container, force: bool) -> Result<()> {
         let _ = capsa_runtime::kill(&rt, &c.id, libc::SIGKILL, true);
         wait_recorded(engine, &c.id, Duration::from_secs(10))?;
     }
-    match engine.load(&c.id) {
+    let r = match engine.load(&c.id) {
         Ok(c) => remove_files(engine, &c),
         Err(Error::NotFound(_)) => Ok(()), // a --rm monitor got there first
         Err(e) => Err(e),
-    }
+    };
+    empty_trash(engine);
+    r
 }
 
 pub fn pause(engine: &Engine, c: &Container) -> Result<()> {
@@ -244,5 +259,6 @@ pub fn prune(engine: &Engine) -> Result<Vec<String>> {
             out.push(c.name);
         }
     }
+    empty_trash(engine);
     Ok(out)
 }

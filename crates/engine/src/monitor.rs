@@ -438,6 +438,9 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     for cl in &clients {
         let _ = attach::send(cl, kind::EXIT, &code.to_le_bytes());
     }
+    if c.options.rm {
+        crate::manage::empty_trash(engine);
+    }
     Ok(())
 }
 

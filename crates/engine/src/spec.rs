@@ -15,7 +15,8 @@ pub struct Inputs<'a> {
     pub id: &'a str,
     pub config: &'a ImageConfiguration,
     pub rootfs: &'a Path,
-    /// The container's directory: hostname, hosts, resolv.conf go there.
+    /// Where hostname, hosts, resolv.conf are written (in the run
+    /// directory: small files rewritten per start, on tmpfs).
     pub dir: &'a Path,
     /// Where named volumes live (`<root>/volumes`).
     pub volumes: &'a Path,

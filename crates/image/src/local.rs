@@ -50,6 +50,9 @@ pub fn unpack_layers(store: &Store, all: &[Layer], progress: ProgressFn<'_>) -> 
         .iter()
         .filter(|l| !layers::exists(store, &l.chain_id))
         .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)

@@ -173,7 +173,12 @@ pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
 }
 
 fn start_container(engine: &Engine, c: &Container, attached: bool, trace: bool) -> Result<i32> {
-    let exe = std::env::current_exe().ok();
+    // The monitor is its own small binary beside this one (as conmon is to
+    // podman); without it, a fork of this process serves.
+    let exe = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name("capsa-monitor"))
+        .filter(|m| m.exists());
     let spawned = match monitor::spawn(engine, c, attached, exe.as_deref()) {
         Ok(s) => s,
         Err(e) => {
