@@ -460,3 +460,78 @@ fn volumes_bind_host_paths_and_named_volumes_persist() {
         "kept\n"
     );
 }
+
+#[test]
+fn the_runtime_flag_drives_runc_through_its_command_line() {
+    if !std::path::Path::new("/usr/sbin/runc").exists() {
+        eprintln!("skipping: runc is not installed");
+        return;
+    }
+    let (env, c, img) = setup("eng-runc");
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        img,
+        "sh",
+        "-c",
+        "echo via runc; exit 4",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "via runc\n");
+    let id = c
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "r",
+            "--runtime",
+            "runc",
+            "--memory",
+            "64m",
+            img,
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+    // runc made the cgroup where capsa asked, with the limit.
+    let limit = format!(
+        "/sys/fs/cgroup/memory/{}/capsa-{}/memory.limit_in_bytes",
+        env.cgroup_parent,
+        &id[..12]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&limit).unwrap().trim(),
+        (64 << 20).to_string()
+    );
+    // runc's own state knows the container.
+    let state = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(c.run.join("ext-runtime"))
+        .args(["state", &id])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&state.stdout).contains("\"status\": \"running\""),
+        "{}",
+        String::from_utf8_lossy(&state.stdout)
+    );
+    assert_eq!(
+        c.run(&["exec", "r", "sh", "-c", "exit 5"]).status.code(),
+        Some(5)
+    );
+    c.ok(&["pause", "r"]);
+    assert!(c.ok(&["ps"]).contains("Paused"));
+    c.ok(&["unpause", "r"]);
+    c.ok(&["stop", "-t", "1", "r"]);
+    assert!(c.ok(&["ps", "-a"]).contains("Exited (137)"));
+    c.ok(&["rm", "r"]);
+    assert_no_mounts(&c);
+}

@@ -31,6 +31,9 @@ pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
     if o.args.is_empty() {
         return Err(crate::error::flag("COMMAND", "exec needs a command"));
     }
+    if let Some(bin) = &c.options.runtime {
+        return exec_external(engine, c, bin, o);
+    }
     let rt = engine.runtime_store();
     let st = rt.load(&c.id)?;
     let base = st.config.process().clone().ok_or_else(|| {
@@ -94,4 +97,40 @@ pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
         return Ok(0);
     }
     Ok(capsa_runtime::foreground::wait(e.pid, e.console))
+}
+
+/// `exec` through a runtime binary with runc's command line, in the
+/// foreground (it proxies the terminal itself with `-t`).
+fn exec_external(engine: &Engine, c: &Container, bin: &str, o: &ExecOptions) -> Result<i32> {
+    let mut cmd = std::process::Command::new(crate::runtime::resolve_bin(bin));
+    cmd.arg("--root")
+        .arg(engine.run.join("ext-runtime"))
+        .arg("exec");
+    if o.tty {
+        cmd.arg("--tty");
+    }
+    if o.detach {
+        cmd.arg("--detach");
+    }
+    for e in &o.env {
+        cmd.arg("--env").arg(e);
+    }
+    if let Some(w) = &o.workdir {
+        cmd.arg("--cwd").arg(w);
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid, _) = crate::spec::resolve_user(&c.dir(engine).join("rootfs"), u)?;
+        cmd.arg("--user").arg(format!("{uid}:{gid}"));
+    }
+    cmd.arg(&c.id).args(&o.args);
+    if !o.interactive && !o.tty {
+        cmd.stdin(std::process::Stdio::null());
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| Error::Other(format!("{bin}: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }

@@ -169,7 +169,14 @@ pub struct Sample {
 
 /// Read the container's cgroup (v1 or v2) and its network devices.
 pub fn sample(engine: &Engine, c: &Container) -> Result<Sample> {
-    let st = capsa_runtime::stats(&engine.runtime_store(), &c.id)?;
+    if !crate::manage::init_alive(c) {
+        return Err(crate::error::Error::Conflict(format!(
+            "container {} is not running",
+            c.name
+        )));
+    }
+    let _ = engine;
+    let st = crate::runtime::cgroup(c)?.stats();
     let mut s = Sample {
         cpu_ns: st.cpu.usage.total,
         mem_usage: st.memory.usage.usage.saturating_sub(
@@ -228,7 +235,10 @@ fn host_memory() -> u64 {
 
 /// The container's processes, as host pids.
 pub fn top(engine: &Engine, c: &Container) -> Result<Vec<i32>> {
-    Ok(capsa_runtime::pids(&engine.runtime_store(), &c.id)?)
+    let _ = engine;
+    crate::runtime::cgroup(c)?
+        .procs()
+        .map_err(|e| crate::error::Error::Other(format!("cgroup {}: {e}", c.cgroup_path)))
 }
 
 /// What this host offers containers.

@@ -26,6 +26,7 @@ pub mod logs;
 pub mod manage;
 pub mod monitor;
 pub mod options;
+pub mod runtime;
 pub mod spec;
 
 pub use container::{Container, Status};

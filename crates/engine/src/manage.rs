@@ -3,6 +3,7 @@
 
 use crate::container::{Container, Status};
 use crate::error::{Error, Result};
+use crate::runtime::Runtime;
 use crate::Engine;
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
@@ -31,8 +32,8 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
         return Ok(c);
     }
     if init_alive(&c) {
-        let frozen = capsa_runtime::state(&engine.runtime_store(), &c.id)
-            .map(|(_, s)| s == capsa_runtime::Status::Paused)
+        let frozen = crate::runtime::cgroup(&c)
+            .map(|cg| cg.is_frozen())
             .unwrap_or(false);
         let want = if frozen {
             Status::Paused
@@ -47,7 +48,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
     if alive(c.state.monitor_pid) {
         return Ok(c); // the monitor is recording the exit right now
     }
-    let _ = capsa_runtime::delete(&engine.runtime_store(), &c.id, true);
+    Runtime::of(engine, &c).delete(&c.id);
     engine.update(&c.id, |r| {
         r.state.status = Status::Exited;
         r.state.exit_code = r.state.exit_code.or(Some(-1));
@@ -69,8 +70,7 @@ pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
     }
     let sig = capsa_runtime::signals::parse(signal)
         .ok_or_else(|| crate::error::flag("--signal", format!("unknown signal {signal:?}")))?;
-    capsa_runtime::kill(&engine.runtime_store(), &c.id, sig, false)?;
-    Ok(())
+    Runtime::of(engine, c).kill(&c.id, sig, false)
 }
 
 /// Wait until the monitor has recorded the exit (or `limit` passes).
@@ -92,19 +92,19 @@ pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Contain
     if !init_alive(c) {
         return refresh(engine, c.clone());
     }
-    let rt = engine.runtime_store();
+    let rt = Runtime::of(engine, c);
     if c.state.status == Status::Paused {
-        let _ = capsa_runtime::resume(&rt, &c.id);
+        let _ = rt.resume(&c.id);
     }
     let sig = c.options.stop_signal.as_deref().unwrap_or("SIGTERM");
     let sig = capsa_runtime::signals::parse(sig).unwrap_or(libc::SIGTERM);
-    let _ = capsa_runtime::kill(&rt, &c.id, sig, false);
+    let _ = rt.kill(&c.id, sig, false);
     let deadline = Instant::now() + timeout;
     while init_alive(c) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     if init_alive(c) {
-        let _ = capsa_runtime::kill(&rt, &c.id, libc::SIGKILL, true);
+        let _ = rt.kill(&c.id, libc::SIGKILL, true);
     }
     wait_recorded(engine, &c.id, Duration::from_secs(10))
 }
@@ -112,7 +112,7 @@ pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Contain
 /// Unmount the snapshot and remove the container's files and record.
 pub fn remove_files(engine: &Engine, c: &Container) -> Result<()> {
     let dir = c.dir(engine);
-    let _ = capsa_runtime::delete(&engine.runtime_store(), &c.id, true);
+    Runtime::of(engine, c).delete(&c.id);
     match rustix::mount::unmount(
         dir.join("rootfs").as_path(),
         rustix::mount::UnmountFlags::DETACH,
@@ -176,8 +176,7 @@ pub fn remove(engine: &Engine, c: &Container, force: bool) -> Result<()> {
                 }
             )));
         }
-        let rt = engine.runtime_store();
-        let _ = capsa_runtime::kill(&rt, &c.id, libc::SIGKILL, true);
+        let _ = Runtime::of(engine, &c).kill(&c.id, libc::SIGKILL, true);
         wait_recorded(engine, &c.id, Duration::from_secs(10))?;
     }
     let r = match engine.load(&c.id) {
@@ -196,7 +195,7 @@ pub fn pause(engine: &Engine, c: &Container) -> Result<()> {
             c.name
         )));
     }
-    capsa_runtime::pause(&engine.runtime_store(), &c.id)?;
+    Runtime::of(engine, c).pause(&c.id)?;
     engine.update(&c.id, |r| r.state.status = Status::Paused)?;
     Ok(())
 }
@@ -208,7 +207,7 @@ pub fn unpause(engine: &Engine, c: &Container) -> Result<()> {
             c.name
         )));
     }
-    capsa_runtime::resume(&engine.runtime_store(), &c.id)?;
+    Runtime::of(engine, c).resume(&c.id)?;
     engine.update(&c.id, |r| r.state.status = Status::Running)?;
     Ok(())
 }

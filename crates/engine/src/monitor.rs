@@ -239,6 +239,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     let listener = attach::listen(&engine.socket(c))
         .map_err(|e| Error::Other(format!("attach socket: {e}")))?;
     let rt = engine.runtime_store();
+    let runtime = crate::runtime::Runtime::of(engine, c);
     let tty = c.options.tty;
     let null = devnull()?;
     let mut stdio = Stdio {
@@ -286,14 +287,22 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
             for (fd, target) in fds.iter().zip(0..3) {
                 let _ = capsa_sys::fd::dup_to(fd.as_raw_fd(), target);
             }
-            let (msg, console, code) = match capsa_runtime::create(&rt, &opts) {
-                Ok(mut created) => (
-                    serde_json::json!({"pid": created.state.pid, "trace": created.trace.lines()}),
-                    created.console.take(),
-                    0,
-                ),
+            let created = match &c.options.runtime {
+                Some(bin) => create_external(engine, c, bin, tty),
+                None => capsa_runtime::create(&rt, &opts)
+                    .map(|mut created| {
+                        (
+                            serde_json::json!({"pid": created.state.pid, "trace": created.trace.lines()}),
+                            created.console.take(),
+                        )
+                    })
+                    .map_err(Error::from),
+            };
+            let (msg, console, code) = match created {
+                Ok((msg, console)) => (msg, console, 0),
                 Err(e) => (serde_json::json!({"error": e.to_string()}), None, 1),
             };
+
             let _ = capsa_sys::fd::send_with_fd(
                 sc.as_fd(),
                 msg.to_string().as_bytes(),
@@ -346,7 +355,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         t0.elapsed().as_secs_f64() * 1e3
     ));
     let start = |engine: &Engine| -> Result<()> {
-        capsa_runtime::start(&rt, &c.id)?;
+        runtime.start(&c.id)?;
         let (_, pid_start) = capsa_runtime::state::proc_stat(pid).unwrap_or(('?', 0));
         engine.update(&c.id, |r| {
             r.state.status = Status::Running;
@@ -364,7 +373,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         for cl in clients {
             let _ = attach::send(cl, kind::FAILED, e.to_string().as_bytes());
         }
-        let _ = capsa_runtime::delete(&rt, &c.id, true);
+        runtime.delete(&c.id);
         e
     };
     let ok =
@@ -422,7 +431,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         &c.dir(engine).join("ctr.log"),
     );
     // Exited: record it, release the runtime's state and cgroup.
-    let _ = capsa_runtime::delete(&rt, &c.id, true);
+    runtime.delete(&c.id);
     let now = crate::manage::now_secs();
     let _ = engine.update(&c.id, |r| {
         r.state.status = Status::Exited;
@@ -620,4 +629,104 @@ fn handle(k: u8, data: &[u8], pid: i32, stdio: &mut Stdio) {
         }
         _ => {}
     }
+}
+
+/// Create through a runtime binary with runc's command line: its stdio is
+/// the container's (runc passes it through), a console socket receives the
+/// pty master, and the pid comes from `--pid-file`. Runs in the create
+/// child; the runtime's init is reparented to the monitor when it exits.
+fn create_external(
+    engine: &Engine,
+    c: &Container,
+    bin: &str,
+    tty: bool,
+) -> Result<(serde_json::Value, Option<OwnedFd>)> {
+    let t0 = Instant::now();
+    let bin = crate::runtime::resolve_bin(bin);
+    let files = engine.files_dir(&c.id)?;
+    let pid_file = files.join("pid");
+    let log = files.join("runtime.log");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.arg("--root")
+        .arg(engine.run.join("ext-runtime"))
+        .arg("--log")
+        .arg(&log)
+        .arg("create")
+        .arg("--bundle")
+        .arg(c.dir(engine))
+        .arg("--pid-file")
+        .arg(&pid_file);
+    let console = if tty {
+        let path = files.join("console.sock");
+        let l = console_listener(&path)?;
+        cmd.arg("--console-socket").arg(&path);
+        Some(l)
+    } else {
+        None
+    };
+    cmd.arg(&c.id);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Other(format!("{}: {e}", bin.display())))?;
+    let master = match &console {
+        Some(l) => {
+            // The runtime connects once the pty exists (or exits on error).
+            let ready = poll_in(&[l.as_fd()], 30_000);
+            if ready.first().copied().unwrap_or(false) {
+                let conn = rustix::net::accept_with(l, rustix::net::SocketFlags::CLOEXEC)
+                    .map_err(|e| Error::Other(format!("console socket: {e}")))?;
+                let mut buf = [0u8; 4096];
+                capsa_sys::fd::recv_with_fd(conn.as_fd(), &mut buf)
+                    .map_err(|e| Error::Other(format!("console socket: {e}")))?
+                    .1
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let status = child
+        .wait()
+        .map_err(|e| Error::Other(format!("{}: {e}", bin.display())))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let last = text.lines().last().unwrap_or("").to_string();
+        return Err(Error::Other(format!(
+            "{} create: {}",
+            bin.display(),
+            if last.is_empty() {
+                status.to_string()
+            } else {
+                last
+            }
+        )));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Error::Other(format!("{} create wrote no pid file", bin.display())))?;
+    let trace = vec![format!(
+        "{:>8} us {:>+7} us  runtime {} create (an external runtime: its own steps are not traced)",
+        t0.elapsed().as_micros(),
+        t0.elapsed().as_micros(),
+        bin.display()
+    )];
+    Ok((serde_json::json!({"pid": pid, "trace": trace}), master))
+}
+
+fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    let fd = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::Other(format!("console socket: {e}")))?;
+    let addr = rustix::net::SocketAddrUnix::new(path)
+        .map_err(|e| Error::Other(format!("console socket: {e}")))?;
+    rustix::net::bind(&fd, &addr)
+        .map_err(|e| Error::Other(format!("console socket {}: {e}", path.display())))?;
+    rustix::net::listen(&fd, 1).map_err(|e| Error::Other(format!("console socket: {e}")))?;
+    Ok(fd)
 }

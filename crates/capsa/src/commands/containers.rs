@@ -228,7 +228,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
         }
         if c.state.status == Status::Exited {
             // A stopped container starts again on its own snapshot.
-            let _ = capsa_runtime::delete(&engine.runtime_store(), &c.id, true);
+            capsa_engine::runtime::Runtime::of(engine, &c).delete(&c.id);
         }
         let mut c = c;
         c.options.interactive |= a.interactive;
