@@ -535,3 +535,238 @@ fn the_runtime_flag_drives_runc_through_its_command_line() {
     c.ok(&["rm", "r"]);
     assert_no_mounts(&c);
 }
+
+#[test]
+fn cp_copies_both_ways_and_container_symlinks_stay_inside() {
+    let (env, c, img) = setup("eng-cp");
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        img,
+        "sh",
+        "-c",
+        "echo inside > /etc/motd; ln -s /etc /evil; sleep 100",
+    ]);
+    assert!(wait_for(5, || c
+        .run(&["exec", "box", "test", "-L", "/evil"])
+        .status
+        .success()));
+    let out = env.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    c.ok(&["cp", "box:/evil/motd", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("motd")).unwrap(),
+        "inside\n"
+    );
+    // Into the container through its symlink to /etc: the container's /etc.
+    let src = env.dir.join("note");
+    std::fs::write(&src, "from host").unwrap();
+    c.ok(&["cp", src.to_str().unwrap(), "box:/evil/"]);
+    assert_eq!(c.ok(&["exec", "box", "cat", "/etc/note"]), "from host");
+    assert!(
+        !std::path::Path::new("/etc/note").exists(),
+        "the copy reached the host's /etc"
+    );
+    // A directory, out and back in under another name.
+    c.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub && echo x > /d/sub/f",
+    ]);
+    c.ok(&["cp", "box:/d", out.join("d").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("d/sub/f")).unwrap(), "x\n");
+    c.ok(&["cp", out.join("d").to_str().unwrap(), "box:/d2"]);
+    assert_eq!(c.ok(&["exec", "box", "cat", "/d2/sub/f"]), "x\n");
+    // export: the container's whole root as a tar, which import takes back.
+    let tar = env.dir.join("box.tar");
+    c.ok(&["export", "-o", tar.to_str().unwrap(), "box"]);
+    c.ok(&["rm", "-f", "box"]);
+    c.ok(&[
+        "import",
+        "-q",
+        tar.to_str().unwrap(),
+        "localhost/exported:v1",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "run",
+            "--rm",
+            "localhost/exported:v1",
+            "cat",
+            "/etc/motd",
+            "/d2/sub/f"
+        ]),
+        "inside\nx\n"
+    );
+}
+
+/// Run `capsa args` on a fresh pty; returns (master, child).
+fn on_pty(c: &Capsa, args: &[&str]) -> (std::fs::File, std::process::Child) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let child = c
+        .cmd(args)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    (std::fs::File::from(pty.master), child)
+}
+
+/// Read the pty until `want` shows up (or a few seconds pass).
+fn read_until(master: &mut std::fs::File, want: &str) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !seen.contains(want) {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(master),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u8)).unwrap_or(0) == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => break,
+        }
+        let _ = master.as_raw_fd();
+    }
+    seen
+}
+
+#[test]
+fn run_it_gives_a_terminal_the_exit_code_and_detach_keys() {
+    use std::io::Write;
+    let (_env, c, img) = setup("eng-it");
+    let (mut m, mut child) = on_pty(&c, &["run", "-it", "--rm", img, "sh"]);
+    read_until(&mut m, "# ");
+    m.write_all(b"tty; echo sum-$((40+2)); exit 3\r").unwrap();
+    let seen = read_until(&mut m, "sum-42");
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+    assert_eq!(child.wait().unwrap().code(), Some(3), "{seen}");
+
+    let (mut m, mut child) = on_pty(&c, &["run", "-it", "--name", "keep", img, "sh"]);
+    read_until(&mut m, "# ");
+    m.write_all(b"\x10\x11").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        c.ok(&["ps"]).contains("keep"),
+        "detaching stopped the container"
+    );
+    c.ok(&["rm", "-f", "keep"]);
+}
+
+#[test]
+fn signals_to_an_attached_run_reach_the_container() {
+    let (_env, c, img) = setup("eng-signals");
+    let child = c
+        .cmd(&[
+            "run",
+            "--rm",
+            img,
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut out = child;
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(out.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+    let o = out.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(9));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("got TERM"));
+}
+
+#[test]
+fn security_and_process_flags_reach_the_container() {
+    let (env, c, img) = setup("eng-security");
+    let probe = |extra: &[&str], args: &[&str]| -> Value {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(extra);
+        a.push(img);
+        a.extend_from_slice(args);
+        let o = c.run(&a);
+        assert!(
+            o.status.success(),
+            "{a:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        probe_output(&o)
+    };
+    let p = probe(&[], &["/probe"]);
+    assert_eq!(p["seccomp"], "2", "docker's default profile");
+    assert_eq!(
+        p["caps"]["CapBnd"], "00000000a80425fb",
+        "docker's 14 capabilities"
+    );
+    let p = probe(
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        &["/probe"],
+    );
+    assert_eq!(
+        (p["seccomp"].as_str(), p["no_new_privs"].as_str()),
+        (Some("0"), Some("1"))
+    );
+    let p = probe(&["--privileged"], &["/probe"]);
+    assert_eq!(p["seccomp"], "0");
+    assert_ne!(p["caps"]["CapBnd"], "00000000a80425fb");
+    let env_file = env.dir.join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let p = probe(
+        &[
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "--entrypoint",
+            "/probe",
+            "-w",
+            "/etc",
+        ],
+        &[],
+    );
+    assert!(p["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "FROM_FILE=yes"));
+    assert_eq!(p["cwd"], "/etc");
+    // --init: catatonit is PID 1 and the command its child.
+    if std::path::Path::new("/usr/bin/catatonit").exists() {
+        let p = probe(&["--init"], &["/probe"]);
+        assert_eq!(p["ppid"], 1);
+        assert_ne!(p["pid"], 1);
+    }
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--device",
+        "/dev/null:/dev/mynull",
+        img,
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward; test -c /dev/mynull && echo dev",
+    ]);
+    assert_eq!(out, "1\ndev\n");
+}

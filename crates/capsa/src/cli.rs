@@ -63,6 +63,8 @@ pub enum Command {
     Top(TopArgs),
     /// Write a container's filesystem as a tar to stdout or a file.
     Export(ExportArgs),
+    /// Copy files between a container (CONTAINER:PATH) and the host.
+    Cp(CpArgs),
     /// What this host offers containers.
     Info(FormatArgs),
     /// Manage containers.
@@ -562,4 +564,12 @@ pub struct ExportArgs {
     pub container: String,
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// CONTAINER:PATH or a host path.
+    pub source: String,
+    /// CONTAINER:PATH or a host path.
+    pub destination: String,
 }

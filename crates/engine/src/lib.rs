@@ -18,6 +18,7 @@
 pub mod attach;
 pub mod client;
 pub mod container;
+pub mod copy;
 pub mod create;
 pub mod error;
 pub mod exec;

@@ -487,7 +487,10 @@ fn cap_name(c: &str) -> String {
 }
 
 fn security(o: &RunOptions, spec: &mut Value) -> Result<()> {
+    // "All" is what this process may hand on (its bounding set): a host
+    // without CAP_SYS_RESOURCE, say, cannot give it to a container.
     let all: Vec<String> = (0..=capsa_sys::caps::last_cap())
+        .filter(|n| capsa_sys::process::bounding_has(*n))
         .filter_map(|n| {
             capsa_spec::caps::NAMES
                 .get(n as usize)

@@ -710,3 +710,28 @@ pub fn prune(engine: &Engine) -> Result<i32> {
     }
     Ok(0)
 }
+
+pub fn cp(engine: &Engine, a: CpArgs) -> Result<i32> {
+    // CONTAINER:PATH (a host path with a ':' needs a '/' before it).
+    let split = |s: &str| -> Option<(String, String)> {
+        let (c, p) = s.split_once(':')?;
+        (!c.is_empty() && !c.contains('/')).then(|| (c.to_string(), p.to_string()))
+    };
+    match (split(&a.source), split(&a.destination)) {
+        (Some((c, p)), None) => {
+            let c = engine.find(&c)?;
+            capsa_engine::copy::from_container(
+                engine,
+                &c,
+                &p,
+                std::path::Path::new(&a.destination),
+            )?
+        }
+        (None, Some((c, p))) => {
+            let c = engine.find(&c)?;
+            capsa_engine::copy::to_container(engine, &c, std::path::Path::new(&a.source), &p)?
+        }
+        _ => bail!("cp: one side must be CONTAINER:PATH and the other a host path"),
+    }
+    Ok(0)
+}

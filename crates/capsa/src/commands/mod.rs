@@ -51,6 +51,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stats(a) => containers::stats(&engine()?, a),
         Command::Top(a) => containers::top(&engine()?, a),
         Command::Export(a) => containers::export(&engine()?, a),
+        Command::Cp(a) => containers::cp(&engine()?, a),
         Command::Info(a) => containers::info(&engine()?, a),
         Command::Container(ContainerCommand::Prune) => containers::prune(&engine()?),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {

@@ -1,0 +1,184 @@
+//! `capsa cp`: files between the host and a container's root. The
+//! container side is resolved with `openat2(RESOLVE_IN_ROOT)` in the
+//! container's overlay, and what is written on either side goes through
+//! the image unpacker, which never writes outside its target directory:
+//! a symlink in the container cannot send a copy to (or fetch one from)
+//! the host's files.
+
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::Engine;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+fn in_root(root: &Path, path: &str, flags: libc::c_int) -> Result<OwnedFd> {
+    let r = std::fs::File::open(root).map_err(|e| Error::Io {
+        op: "open",
+        path: root.to_path_buf(),
+        source: e,
+    })?;
+    capsa_sys::resolve::open_in_root(
+        r.as_fd(),
+        Path::new(path),
+        flags,
+        0,
+        capsa_sys::resolve::Symlinks::InRoot,
+    )
+    .map_err(|e| Error::Other(format!("{path} in the container: {e}")))
+}
+
+/// A tar of `src` (a file or a directory), its top entry named `name`.
+fn tar_of(src: &Path, name: &str) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::Io {
+        op: "stat",
+        path: src.to_path_buf(),
+        source: e,
+    })?;
+    let r = if meta.is_dir() {
+        b.append_dir_all(name, src)
+    } else {
+        b.append_path_with_name(src, name)
+    };
+    r.map_err(|e| Error::Io {
+        op: "read",
+        path: src.to_path_buf(),
+        source: e,
+    })?;
+    b.into_inner().map_err(|e| Error::Other(e.to_string()))
+}
+
+fn unpack_into(tar: &[u8], dir: &Path) -> Result<()> {
+    capsa_image::unpack::unpack_tar(tar, dir)?;
+    Ok(())
+}
+
+/// Add what `fd` (opened in the container) is to the tar as `name`,
+/// walking directories by fd: nothing the container renames or swaps for a
+/// symlink meanwhile can lead the walk out of its root.
+///
+/// Security: the docker cp symlink-exchange race (CVE-2018-15664).
+fn add_fd(b: &mut tar::Builder<Vec<u8>>, fd: &OwnedFd, name: &str) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::Other(format!("{name}: {e}")))?;
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(st.st_uid as u64);
+    h.set_gid(st.st_gid as u64);
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    let io = |e: std::io::Error| Error::Other(format!("{name}: {e}"));
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, format!("{name}/"), std::io::empty())
+                .map_err(io)?;
+            let mut names = Vec::new();
+            for e in
+                rustix::fs::Dir::read_from(fd).map_err(|e| Error::Other(format!("{name}: {e}")))?
+            {
+                let e = e.map_err(|e| Error::Other(format!("{name}: {e}")))?;
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n != "." && n != ".." {
+                    names.push(n);
+                }
+            }
+            for n in names {
+                let child = format!("{name}/{n}");
+                let cst = match rustix::fs::statat(fd, n.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(s) => s,
+                    Err(_) => continue, // gone meanwhile
+                };
+                if FileType::from_raw_mode(cst.st_mode) == FileType::Symlink {
+                    let target = rustix::fs::readlinkat(fd, n.as_str(), Vec::new())
+                        .map_err(|e| Error::Other(format!("{child}: {e}")))?;
+                    let mut lh = tar::Header::new_gnu();
+                    lh.set_entry_type(tar::EntryType::Symlink);
+                    lh.set_mode(0o777);
+                    lh.set_size(0);
+                    b.append_link(&mut lh, &child, target.to_string_lossy().as_ref())
+                        .map_err(io)?;
+                    continue;
+                }
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+                if let Ok(cfd) = rustix::fs::openat(fd, n.as_str(), flags, Mode::empty()) {
+                    add_fd(b, &cfd, &child)?;
+                }
+            }
+        }
+        FileType::RegularFile => {
+            h.set_size(st.st_size as u64);
+            let f = std::fs::File::from(fd.try_clone().map_err(io)?);
+            b.append_data(&mut h, name, f).map_err(io)?;
+        }
+        // Devices, fifos and sockets are not copied, as docker does not.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Copy `path` of the container to `dest` on the host (a directory that
+/// exists receives it by name, as `docker cp` does).
+pub fn from_container(engine: &Engine, c: &Container, path: &str, dest: &Path) -> Result<()> {
+    let rootfs = c.dir(engine).join("rootfs");
+    let fd = in_root(&rootfs, path, libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let base = Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ".".into());
+    let (dir, name) = if dest.is_dir() {
+        (dest.to_path_buf(), base)
+    } else {
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (
+            parent.to_path_buf(),
+            dest.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(base),
+        )
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    add_fd(&mut b, &fd, &name)?;
+    let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
+    unpack_into(&tar, &dir)
+}
+
+/// Copy `src` on the host into the container at `path`.
+pub fn to_container(engine: &Engine, c: &Container, src: &Path, path: &str) -> Result<()> {
+    let rootfs = c.dir(engine).join("rootfs");
+    let (dir_path, name) = match in_root(&rootfs, path, libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(_) => (
+            path.to_string(),
+            src.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        Err(_) => {
+            let p = Path::new(path);
+            (
+                p.parent()
+                    .map(|x| x.display().to_string())
+                    .unwrap_or_else(|| "/".into()),
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    if name.is_empty() {
+        return Err(crate::error::flag(
+            "cp",
+            format!("{}: nothing to name the copy by", src.display()),
+        ));
+    }
+    let dir = in_root(&rootfs, &dir_path, libc::O_PATH | libc::O_DIRECTORY)?;
+    let tar = tar_of(src, &name)?;
+    unpack_into(
+        &tar,
+        Path::new(&capsa_sys::resolve::fd_path(dir.as_raw_fd())),
+    )
+}
