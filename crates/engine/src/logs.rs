@@ -20,11 +20,7 @@ pub struct Writer {
 
 /// Now as RFC 3339 UTC with nanoseconds.
 pub fn timestamp() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let s = capsa_image::local::rfc3339(d.as_secs());
-    format!("{}.{:09}Z", s.trim_end_matches('Z'), d.subsec_nanos())
+    capsa_sys::time::now_rfc3339()
 }
 
 impl Writer {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod layers;
 pub mod local;
 pub mod manifest;
+mod parallel;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;

@@ -50,41 +50,13 @@ pub fn unpack_layers(store: &Store, all: &[Layer], progress: ProgressFn<'_>) -> 
         .iter()
         .filter(|l| !layers::exists(store, &l.chain_id))
         .collect();
-    if todo.is_empty() {
-        return Ok(());
-    }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(todo.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let errors = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(l) = todo.get(i) else { return };
-                progress(Progress::Unpacking {
-                    digest: l.blob.clone(),
-                });
-                match layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob) {
-                    Ok(_) => progress(Progress::Unpacked {
-                        digest: l.blob.clone(),
-                    }),
-                    Err(e) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
-                }
-            });
-        }
-    });
-    match errors
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .next()
-    {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    crate::parallel::for_each(&todo, cores, |l| {
+        progress(Progress::Unpacking { digest: l.blob.clone() });
+        layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob)?;
+        progress(Progress::Unpacked { digest: l.blob.clone() });
+        Ok(())
+    })
 }
 
 /// Record a manifest and config already in the store as an image.
@@ -288,32 +260,14 @@ fn check_is_tar(store: &Store, d: &Digest) -> Result<()> {
     }
 }
 
-/// UTC now as RFC 3339 (no chrono: days-from-civil by hand).
+/// UTC now as RFC 3339, to the second.
 pub fn rfc3339_now() -> String {
     rfc3339(now_secs())
 }
 
 /// Seconds since the epoch as RFC 3339 UTC.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    capsa_sys::time::rfc3339(secs as i64, None)
 }
 
 /// Space the store uses.
@@ -443,14 +397,4 @@ pub fn gc(store: &Store, keep_layers: &[Digest]) -> Result<Collected> {
         }
     }
     Ok(c)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
-        assert_eq!(super::rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
-    }
 }

@@ -369,16 +369,8 @@ impl Unpacker<'_> {
                 // inside the container's root (or RESOLVE_IN_ROOT here).
                 rustix::fs::symlinkat(target.as_slice(), &parent, name.as_str())
                     .at("create symlink", path())?;
-                rustix::fs::chownat(
-                    &parent,
-                    name.as_str(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .at("chown", path())?;
-                let t = times(mtime);
-                rustix::fs::utimensat(&parent, name.as_str(), &t, AtFlags::SYMLINK_NOFOLLOW)
+                chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
+                rustix::fs::utimensat(&parent, name.as_str(), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .at("set times of", path())?;
             }
             tar::EntryType::Link => {
@@ -428,20 +420,12 @@ impl Unpacker<'_> {
                 );
                 rustix::fs::mknodat(&parent, name.as_str(), ft, mode, dev)
                     .at("create node", path())?;
-                rustix::fs::chownat(
-                    &parent,
-                    name.as_str(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .at("chown", path())?;
+                chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
                 // mknod applied the umask: set the mode from the tar (the
                 // node is ours and new, so chmodat cannot be redirected).
                 rustix::fs::chmodat(&parent, name.as_str(), mode, AtFlags::empty())
                     .at("chmod", path())?;
-                let t = times(mtime);
-                rustix::fs::utimensat(&parent, name.as_str(), &t, AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::utimensat(&parent, name.as_str(), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .at("set times of", path())?;
             }
             // Global pax headers, GNU long names etc. are consumed by the
@@ -495,6 +479,17 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+/// lchown relative to a directory fd.
+fn chown_nofollow(dir: &OwnedFd, name: &str, uid: u32, gid: u32) -> rustix::io::Result<()> {
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
 }
 
 fn times(mtime: i64) -> Timestamps {

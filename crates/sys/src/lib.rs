@@ -13,6 +13,7 @@ pub mod mount;
 pub mod process;
 pub mod resolve;
 pub mod seccomp;
+pub mod time;
 
 pub use nix::errno::Errno;
 

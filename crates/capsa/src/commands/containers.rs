@@ -264,22 +264,7 @@ fn status_text(c: &Container) -> String {
 }
 
 fn parse_ts(s: &str) -> Option<u64> {
-    // RFC 3339 from our own records: YYYY-MM-DDTHH:MM:SS...
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d, hh, mm, ss) = (
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    capsa_sys::time::parse_rfc3339(s)
 }
 
 fn ago(s: u64) -> String {

@@ -57,7 +57,7 @@ fn rows(store: &Store) -> Result<Vec<Row>> {
 
 /// "3 days ago" from an RFC 3339 time.
 fn ago(created: Option<&str>) -> String {
-    let Some(t) = created.and_then(parse_time) else {
+    let Some(t) = created.and_then(capsa_sys::time::parse_rfc3339) else {
         return "N/A".into();
     };
     let now = std::time::SystemTime::now()
@@ -77,25 +77,6 @@ fn ago(created: Option<&str>) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
-/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS...` (UTC; offsets are
-/// rare in image configs and an hour off is fine for "N days ago").
-fn parse_time(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
 
 pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
     let rows = rows(store)?;

@@ -220,66 +220,32 @@ fn fetch_layers(
     opts: &PullOptions,
     progress: ProgressFn<'_>,
 ) -> Result<()> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let errors = std::sync::Mutex::new(Vec::new());
     // Unpacking is CPU-bound: no more at once than there are cores, while
     // downloads (I/O-bound) use all the jobs.
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let unpack_slots = std::sync::Mutex::new(cores);
     let slot_free = std::sync::Condvar::new();
-    std::thread::scope(|s| {
-        for _ in 0..opts.jobs.max(1).min(all.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(l) = all.get(i) else { return };
-                if !errors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-                    return;
-                }
-                let r = (|| {
-                    if store.has_blob(&l.blob) {
-                        progress(Progress::Exists {
-                            digest: l.blob.clone(),
-                        });
-                    } else {
-                        client.fetch_blob(store, repo, &l.blob, l.size, progress)?;
-                    }
-                    if opts.unpack && !layers::exists(store, &l.chain_id) {
-                        {
-                            let mut free = unpack_slots.lock().unwrap_or_else(|p| p.into_inner());
-                            while *free == 0 {
-                                free = slot_free.wait(free).unwrap_or_else(|p| p.into_inner());
-                            }
-                            *free -= 1;
-                        }
-                        progress(Progress::Unpacking {
-                            digest: l.blob.clone(),
-                        });
-                        let r = layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob);
-                        *unpack_slots.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                        slot_free.notify_one();
-                        r?;
-                        progress(Progress::Unpacked {
-                            digest: l.blob.clone(),
-                        });
-                    }
-                    Ok::<(), crate::Error>(())
-                })();
-                if let Err(e) = r {
-                    errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
-                    return;
-                }
-            });
+    crate::parallel::for_each(all, opts.jobs, |l| {
+        if store.has_blob(&l.blob) {
+            progress(Progress::Exists { digest: l.blob.clone() });
+        } else {
+            client.fetch_blob(store, repo, &l.blob, l.size, progress)?;
         }
-    });
-    match errors
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .next()
-    {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+        if opts.unpack && !layers::exists(store, &l.chain_id) {
+            {
+                let mut free = unpack_slots.lock().unwrap_or_else(|p| p.into_inner());
+                while *free == 0 {
+                    free = slot_free.wait(free).unwrap_or_else(|p| p.into_inner());
+                }
+                *free -= 1;
+            }
+            progress(Progress::Unpacking { digest: l.blob.clone() });
+            let r = layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob);
+            *unpack_slots.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            slot_free.notify_one();
+            r?;
+            progress(Progress::Unpacked { digest: l.blob.clone() });
+        }
+        Ok(())
+    })
 }

@@ -131,44 +131,19 @@ pub fn push(
         .find(|(reg, r)| *reg == target.registry && *r != repo)
         .map(|(_, r)| r.to_string());
     client.ping_scope(repo)?;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let errors = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(blobs.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(d) = blobs.get(i) else { return };
-                let r = (|| {
-                    if client.has_blob(repo, d)? {
-                        progress(Progress::Exists { digest: d.clone() });
-                        return Ok(());
-                    }
-                    if let Some(f) = &from {
-                        if client.mount_blob(repo, f, d)? {
-                            progress(Progress::Mounted {
-                                digest: d.clone(),
-                                from: f.clone(),
-                            });
-                            return Ok(());
-                        }
-                    }
-                    client.upload_blob(store, repo, d, progress)
-                })();
-                if let Err(e) = r {
-                    errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
-                    return;
-                }
-            });
+    crate::parallel::for_each(&blobs, jobs, |d| {
+        if client.has_blob(repo, d)? {
+            progress(Progress::Exists { digest: d.clone() });
+            return Ok(());
         }
-    });
-    if let Some(e) = errors
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .next()
-    {
-        return Err(e);
-    }
+        if let Some(f) = &from {
+            if client.mount_blob(repo, f, d)? {
+                progress(Progress::Mounted { digest: d.clone(), from: f.clone() });
+                return Ok(());
+            }
+        }
+        client.upload_blob(store, repo, d, progress)
+    })?;
     let bytes = store.read_blob(&rec.manifest)?;
     let tag = target.manifest_ref();
     client.call(
