@@ -55,6 +55,11 @@ impl Blobs {
 /// `(architecture, layers)`; several make a multi-platform index. Layers
 /// are stored gzip'd. Returns the config digest of each platform's image.
 pub fn oci_layout(dir: &Path, tag: &str, platforms: &[(&str, Vec<Vec<u8>>)]) -> Vec<String> {
+    oci_layout_with(dir, tag, platforms, serde_json::json!({}))
+}
+
+/// As [`oci_layout`], with extra keys in the image config's `config`.
+pub fn oci_layout_with(dir: &Path, tag: &str, platforms: &[(&str, Vec<Vec<u8>>)], extra: serde_json::Value) -> Vec<String> {
     use std::io::Write;
     let blobs = Blobs(dir.join("blobs/sha256"));
     std::fs::create_dir_all(&blobs.0).unwrap();
@@ -70,12 +75,17 @@ pub fn oci_layout(dir: &Path, tag: &str, platforms: &[(&str, Vec<Vec<u8>>)]) -> 
             let (d, n) = blobs.put(&gz.finish().unwrap());
             descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
         }
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "architecture": arch, "os": "linux",
             "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        })
-        .to_string();
+        });
+        if let Some(m) = extra.as_object() {
+            for (k, v) in m {
+                config["config"][k] = v.clone();
+            }
+        }
+        let config = config.to_string();
         let (cd, cn) = blobs.put(config.as_bytes());
         configs.push(cd.clone());
         let m = serde_json::json!({

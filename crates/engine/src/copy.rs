@@ -182,3 +182,15 @@ pub fn to_container(engine: &Engine, c: &Container, src: &Path, path: &str) -> R
         Path::new(&capsa_sys::resolve::fd_path(dir.as_raw_fd())),
     )
 }
+
+/// Fill a new volume with what the image has at `path` (docker copies an
+/// image's content into the anonymous volume of a VOLUME it declares).
+pub(crate) fn seed_volume(rootfs: &Path, path: &str, dest: &Path) -> Result<()> {
+    let Ok(fd) = in_root(rootfs, path, libc::O_RDONLY | libc::O_DIRECTORY) else {
+        return Ok(()); // nothing there in the image
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    add_fd(&mut b, &fd, ".")?;
+    let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
+    unpack_into(&tar, dest)
+}

@@ -136,6 +136,7 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
     hosts_files(o, i, &hostname, network, &mut spec)?;
     namespaces(&mut spec, network)?;
     volumes(o, i, &mut spec)?;
+    image_volumes(o, i, image.volumes().as_deref().unwrap_or(&[]), &mut spec)?;
     resources(o, &mut spec)?;
     security(o, &mut spec)?;
     for u in &o.ulimits {
@@ -226,7 +227,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
         }
         Err(_) => {
             let f = entry(&passwd, u)
-                .ok_or_else(|| flag("-u", format!("no user {u:?} in the image's /etc/passwd")))?;
+                .ok_or_else(|| flag("-u (or the image's User)", format!("no user {u:?} in the image's /etc/passwd")))?;
             (
                 f[2].parse()
                     .map_err(|_| flag("-u", format!("bad uid for {u} in /etc/passwd")))?,
@@ -395,6 +396,31 @@ fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut Value) -> Result<()> {
             spec,
             json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts}),
         );
+    }
+    Ok(())
+}
+
+/// The image's VOLUMEs that no -v or --tmpfs covers get anonymous volumes,
+/// seeded with the image's content there.
+fn image_volumes(o: &RunOptions, i: &Inputs<'_>, declared: &[String], spec: &mut Value) -> Result<()> {
+    let covered: Vec<String> = o
+        .volumes
+        .iter()
+        .filter_map(|v| options::parse_volume(v).ok().map(|v| v.target))
+        .chain(o.tmpfs.iter().map(|t| t.split(':').next().unwrap_or("").to_string()))
+        .collect();
+    for target in declared {
+        let target = format!("/{}", target.trim_matches('/'));
+        if covered.iter().any(|c| c.trim_end_matches('/') == target) {
+            continue;
+        }
+        let d = i
+            .volumes
+            .join(format!("{}-{}", &i.id[..12], target.trim_start_matches('/').replace('/', "-")))
+            .join("_data");
+        std::fs::create_dir_all(&d).at("create volume", &d)?;
+        crate::copy::seed_volume(i.rootfs, &target, &d)?;
+        add_mount(spec, json!({"destination": target, "type": "bind", "source": d, "options": ["rbind", "rprivate"]}));
     }
     Ok(())
 }
