@@ -251,9 +251,11 @@ impl Engine {
         };
         let dir = self.containers().join(&id);
         fs::create_dir_all(&dir).at("create", &dir)?;
-        // A placeholder record holds the name until the real one is saved.
+        // A placeholder record holds the name until the real one replaces
+        // it (readers of records skip what does not parse as one).
         let placeholder = serde_json::json!({"id": id, "name": name});
-        fs::write(dir.join("name"), placeholder.to_string()).at("write", dir.join("name"))?;
+        let path = dir.join("container.json");
+        fs::write(&path, placeholder.to_string()).at("write", &path)?;
         Ok((id, name))
     }
 
@@ -265,7 +267,6 @@ impl Engine {
         };
         for e in rd.flatten() {
             let v = fs::read(e.path().join("container.json"))
-                .or_else(|_| fs::read(e.path().join("name")))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
             if let Some(v) = v {

@@ -137,7 +137,6 @@ pub fn create(
             },
         };
         engine.save(&c)?;
-        let _ = std::fs::remove_file(dir.join("name"));
         Ok(c)
     })();
     if result.is_err() {

@@ -354,6 +354,8 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         "monitor: created in {:.2} ms",
         t0.elapsed().as_secs_f64() * 1e3
     ));
+    // The record keeps the whole start: the engine's steps, then these.
+    let start_trace: Vec<String> = c.trace.iter().cloned().chain(trace.iter().cloned()).collect();
     let start = |engine: &Engine| -> Result<()> {
         runtime.start(&c.id)?;
         let (_, pid_start) = capsa_runtime::state::proc_stat(pid).unwrap_or(('?', 0));
@@ -365,6 +367,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
             r.state.started_at = Some(logs::timestamp());
             r.state.exit_code = None;
             r.state.error = None;
+            r.trace = start_trace.clone();
         })?;
         Ok(())
     };
@@ -433,14 +436,15 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     // Exited: record it, release the runtime's state and cgroup.
     runtime.delete(&c.id);
     let now = crate::manage::now_secs();
-    let _ = engine.update(&c.id, |r| {
+    // A --rm container's record goes right after: no need to write it.
+    let _ = (!c.options.rm).then(|| engine.update(&c.id, |r| {
         r.state.status = Status::Exited;
         r.state.exit_code = Some(code);
         r.state.finished_at = Some(logs::timestamp());
         r.state.finished_secs = Some(now);
         r.state.monitor_pid = 0;
         r.state.pid = 0;
-    });
+    }));
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);
     }

@@ -191,7 +191,6 @@ fn start_container(engine: &Engine, c: &Container, attached: bool, trace: bool) 
     };
     let mut lines = c.trace.clone();
     lines.extend(spawned.trace.iter().cloned());
-    let _ = engine.update(&c.id, |r| r.trace = lines.clone());
     if trace {
         eprintln!(
             "trace of {} (time since each clock's start, and since the step before):",
