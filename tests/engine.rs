@@ -776,11 +776,17 @@ fn the_image_config_decides_what_the_flags_leave_open() {
     let env = Env::new("eng-imgcfg");
     let c = Capsa::new(&env, "c");
     let layout = env.dir.join("layout");
-    let data = capsa_tests::images::LayerTar::default().dir("data").file("data/seed", b"from the image").bytes();
+    let data = capsa_tests::images::LayerTar::default()
+        .dir("data")
+        .file("data/seed", b"from the image")
+        .bytes();
     capsa_tests::images::oci_layout_with(
         &layout,
         "cfg",
-        &[("amd64", vec![capsa_tests::engines::busybox_rootfs_tar(), data])],
+        &[(
+            "amd64",
+            vec![capsa_tests::engines::busybox_rootfs_tar(), data],
+        )],
         serde_json::json!({
             "Entrypoint": ["sh", "-c"], "Cmd": ["echo $GREETING from $(pwd) as $(id -u); cat /data/seed"],
             "Env": ["PATH=/bin", "GREETING=hello"], "WorkingDir": "/tmp", "User": "65534:65534",
@@ -789,11 +795,35 @@ fn the_image_config_decides_what_the_flags_leave_open() {
     );
     c.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
     let img = "localhost/imported:cfg";
-    assert_eq!(c.ok(&["run", "--rm", img]), "hello from /tmp as 65534\nfrom the image");
+    assert_eq!(
+        c.ok(&["run", "--rm", img]),
+        "hello from /tmp as 65534\nfrom the image"
+    );
     // Flags win: -e, -w, -u, and a command replaces Cmd but keeps the entrypoint.
-    assert_eq!(c.ok(&["run", "--rm", "-e", "GREETING=hi", "-w", "/", "-u", "0", img, "echo $GREETING $(pwd) $(id -u)"]), "hi / 0\n");
+    assert_eq!(
+        c.ok(&[
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/",
+            "-u",
+            "0",
+            img,
+            "echo $GREETING $(pwd) $(id -u)"
+        ]),
+        "hi / 0\n"
+    );
     // The declared volume is a volume of its own, seeded from the image.
-    c.ok(&["run", "-d", "--name", "v", img, "echo changed > /data/seed; sleep 100"]);
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "v",
+        img,
+        "echo changed > /data/seed; sleep 100",
+    ]);
     let i = inspect(&c, "v");
     assert_eq!(i["Config"]["StopSignal"], "SIGUSR1");
     let vols = std::fs::read_dir(c.store.join("volumes")).unwrap().count();

@@ -616,7 +616,10 @@ fn many_layers_fit_the_overlay_options_with_short_links() {
 /// cuts the body of the first blob download after `cut` bytes, as a
 /// flaky network would. Returns its address and whether a ranged request
 /// (a resumed download) came through.
-fn cutting_proxy(upstream: String, cut: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn cutting_proxy(
+    upstream: String,
+    cut: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -644,7 +647,9 @@ fn cutting_proxy(upstream: String, cut: usize) -> (String, std::sync::Arc<std::s
                         head.push(line);
                     }
                 }
-                let ranged = head.iter().any(|l| l.to_ascii_lowercase().starts_with("range:"));
+                let ranged = head
+                    .iter()
+                    .any(|l| l.to_ascii_lowercase().starts_with("range:"));
                 let blob = head[0].starts_with("GET") && head[0].contains("/blobs/sha256:");
                 if ranged {
                     saw.store(true, Ordering::SeqCst);
@@ -654,7 +659,11 @@ fn cutting_proxy(upstream: String, cut: usize) -> (String, std::sync::Arc<std::s
                 up.write_all(text.as_bytes()).unwrap();
                 // The first blob longer than `cut` is cut (the config, a
                 // small blob, goes through).
-                let limit = if blob && !ranged && !cut_done.load(Ordering::SeqCst) { cut } else { usize::MAX };
+                let limit = if blob && !ranged && !cut_done.load(Ordering::SeqCst) {
+                    cut
+                } else {
+                    usize::MAX
+                };
                 let mut sent = 0;
                 let mut buf = [0u8; 16384];
                 while sent < limit {
@@ -680,10 +689,15 @@ fn cutting_proxy(upstream: String, cut: usize) -> (String, std::sync::Arc<std::s
 #[test]
 fn a_download_cut_short_resumes_where_it_stopped() {
     let env = Env::new("img-resume");
-    let Some(reg) = Registry::plain(&env, "resume") else { return };
+    let Some(reg) = Registry::plain(&env, "resume") else {
+        return;
+    };
     let (a, b) = (Capsa::new(&env, "a"), Capsa::new(&env, "b"));
     let name = format!("{}/test/resume:v1", reg.addr);
-    let id = a.ok(&["import", &busybox_tar(&env), &name]).trim().to_string();
+    let id = a
+        .ok(&["import", &busybox_tar(&env), &name])
+        .trim()
+        .to_string();
     a.ok(&["push", "-q", &name]);
     let (proxy, saw_range) = cutting_proxy(reg.addr.clone(), 200_000);
     let o = b.run(&["pull", &format!("{proxy}/test/resume:v1")]);
@@ -691,5 +705,8 @@ fn a_download_cut_short_resumes_where_it_stopped() {
     assert!(o.status.success(), "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
     assert!(err.contains("retrying from byte"), "{err}");
-    assert!(saw_range.load(std::sync::atomic::Ordering::SeqCst), "the retry asked for the rest only");
+    assert!(
+        saw_range.load(std::sync::atomic::Ordering::SeqCst),
+        "the retry asked for the rest only"
+    );
 }

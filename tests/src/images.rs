@@ -59,7 +59,12 @@ pub fn oci_layout(dir: &Path, tag: &str, platforms: &[(&str, Vec<Vec<u8>>)]) -> 
 }
 
 /// As [`oci_layout`], with extra keys in the image config's `config`.
-pub fn oci_layout_with(dir: &Path, tag: &str, platforms: &[(&str, Vec<Vec<u8>>)], extra: serde_json::Value) -> Vec<String> {
+pub fn oci_layout_with(
+    dir: &Path,
+    tag: &str,
+    platforms: &[(&str, Vec<Vec<u8>>)],
+    extra: serde_json::Value,
+) -> Vec<String> {
     use std::io::Write;
     let blobs = Blobs(dir.join("blobs/sha256"));
     std::fs::create_dir_all(&blobs.0).unwrap();

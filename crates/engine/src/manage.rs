@@ -32,17 +32,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
         return Ok(c);
     }
     if init_alive(&c) {
-        let frozen = crate::runtime::cgroup(&c)
-            .map(|cg| cg.is_frozen())
-            .unwrap_or(false);
-        let want = if frozen {
-            Status::Paused
-        } else {
-            Status::Running
-        };
-        if want != c.state.status {
-            return engine.update(&c.id, |r| r.state.status = want);
-        }
+        // Paused or running is what pause/unpause recorded.
         return Ok(c);
     }
     if alive(c.state.monitor_pid) {

@@ -355,7 +355,12 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         t0.elapsed().as_secs_f64() * 1e3
     ));
     // The record keeps the whole start: the engine's steps, then these.
-    let start_trace: Vec<String> = c.trace.iter().cloned().chain(trace.iter().cloned()).collect();
+    let start_trace: Vec<String> = c
+        .trace
+        .iter()
+        .cloned()
+        .chain(trace.iter().cloned())
+        .collect();
     let start = |engine: &Engine| -> Result<()> {
         runtime.start(&c.id)?;
         let (_, pid_start) = capsa_runtime::state::proc_stat(pid).unwrap_or(('?', 0));
@@ -437,14 +442,16 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     runtime.delete(&c.id);
     let now = crate::manage::now_secs();
     // A --rm container's record goes right after: no need to write it.
-    let _ = (!c.options.rm).then(|| engine.update(&c.id, |r| {
-        r.state.status = Status::Exited;
-        r.state.exit_code = Some(code);
-        r.state.finished_at = Some(logs::timestamp());
-        r.state.finished_secs = Some(now);
-        r.state.monitor_pid = 0;
-        r.state.pid = 0;
-    }));
+    let _ = (!c.options.rm).then(|| {
+        engine.update(&c.id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = Some(code);
+            r.state.finished_at = Some(logs::timestamp());
+            r.state.finished_secs = Some(now);
+            r.state.monitor_pid = 0;
+            r.state.pid = 0;
+        })
+    });
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);
     }

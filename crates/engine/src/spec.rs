@@ -226,8 +226,12 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
             )
         }
         Err(_) => {
-            let f = entry(&passwd, u)
-                .ok_or_else(|| flag("-u (or the image's User)", format!("no user {u:?} in the image's /etc/passwd")))?;
+            let f = entry(&passwd, u).ok_or_else(|| {
+                flag(
+                    "-u (or the image's User)",
+                    format!("no user {u:?} in the image's /etc/passwd"),
+                )
+            })?;
             (
                 f[2].parse()
                     .map_err(|_| flag("-u", format!("bad uid for {u} in /etc/passwd")))?,
@@ -402,12 +406,21 @@ fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut Value) -> Result<()> {
 
 /// The image's VOLUMEs that no -v or --tmpfs covers get anonymous volumes,
 /// seeded with the image's content there.
-fn image_volumes(o: &RunOptions, i: &Inputs<'_>, declared: &[String], spec: &mut Value) -> Result<()> {
+fn image_volumes(
+    o: &RunOptions,
+    i: &Inputs<'_>,
+    declared: &[String],
+    spec: &mut Value,
+) -> Result<()> {
     let covered: Vec<String> = o
         .volumes
         .iter()
         .filter_map(|v| options::parse_volume(v).ok().map(|v| v.target))
-        .chain(o.tmpfs.iter().map(|t| t.split(':').next().unwrap_or("").to_string()))
+        .chain(
+            o.tmpfs
+                .iter()
+                .map(|t| t.split(':').next().unwrap_or("").to_string()),
+        )
         .collect();
     for target in declared {
         let target = format!("/{}", target.trim_matches('/'));
@@ -416,11 +429,18 @@ fn image_volumes(o: &RunOptions, i: &Inputs<'_>, declared: &[String], spec: &mut
         }
         let d = i
             .volumes
-            .join(format!("{}-{}", &i.id[..12], target.trim_start_matches('/').replace('/', "-")))
+            .join(format!(
+                "{}-{}",
+                &i.id[..12],
+                target.trim_start_matches('/').replace('/', "-")
+            ))
             .join("_data");
         std::fs::create_dir_all(&d).at("create volume", &d)?;
         crate::copy::seed_volume(i.rootfs, &target, &d)?;
-        add_mount(spec, json!({"destination": target, "type": "bind", "source": d, "options": ["rbind", "rprivate"]}));
+        add_mount(
+            spec,
+            json!({"destination": target, "type": "bind", "source": d, "options": ["rbind", "rprivate"]}),
+        );
     }
     Ok(())
 }

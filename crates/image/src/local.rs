@@ -50,11 +50,17 @@ pub fn unpack_layers(store: &Store, all: &[Layer], progress: ProgressFn<'_>) -> 
         .iter()
         .filter(|l| !layers::exists(store, &l.chain_id))
         .collect();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     crate::parallel::for_each(&todo, cores, |l| {
-        progress(Progress::Unpacking { digest: l.blob.clone() });
+        progress(Progress::Unpacking {
+            digest: l.blob.clone(),
+        });
         layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob)?;
-        progress(Progress::Unpacked { digest: l.blob.clone() });
+        progress(Progress::Unpacked {
+            digest: l.blob.clone(),
+        });
         Ok(())
     })
 }

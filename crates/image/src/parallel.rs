@@ -5,7 +5,11 @@ use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub fn for_each<T: Sync>(items: &[T], jobs: usize, f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+pub fn for_each<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
@@ -27,7 +31,12 @@ pub fn for_each<T: Sync>(items: &[T], jobs: usize, f: impl Fn(&T) -> Result<()> 
             });
         }
     });
-    match errors.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().next() {
+    match errors
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .next()
+    {
         Some(e) => Err(e),
         None => Ok(()),
     }

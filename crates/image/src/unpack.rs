@@ -370,8 +370,13 @@ impl Unpacker<'_> {
                 rustix::fs::symlinkat(target.as_slice(), &parent, name.as_str())
                     .at("create symlink", path())?;
                 chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
-                rustix::fs::utimensat(&parent, name.as_str(), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
-                    .at("set times of", path())?;
+                rustix::fs::utimensat(
+                    &parent,
+                    name.as_str(),
+                    &times(mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .at("set times of", path())?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -425,8 +430,13 @@ impl Unpacker<'_> {
                 // node is ours and new, so chmodat cannot be redirected).
                 rustix::fs::chmodat(&parent, name.as_str(), mode, AtFlags::empty())
                     .at("chmod", path())?;
-                rustix::fs::utimensat(&parent, name.as_str(), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
-                    .at("set times of", path())?;
+                rustix::fs::utimensat(
+                    &parent,
+                    name.as_str(),
+                    &times(mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .at("set times of", path())?;
             }
             // Global pax headers, GNU long names etc. are consumed by the
             // tar reader; anything else (sockets, unknown types) is skipped

@@ -62,7 +62,10 @@ mod tests {
             assert_eq!(parse_rfc3339(text), Some(secs as u64));
         }
         assert_eq!(rfc3339(1, Some(5)), "1970-01-01T00:00:01.000000005Z");
-        assert_eq!(parse_rfc3339("2024-02-29T23:59:59.123456789Z"), Some(1_709_251_199));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T23:59:59.123456789Z"),
+            Some(1_709_251_199)
+        );
         assert_eq!(parse_rfc3339("junk"), None);
     }
 }

@@ -77,7 +77,6 @@ fn ago(created: Option<&str>) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
-
 pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
     let rows = rows(store)?;
     if a.format == Format::Json {

@@ -222,12 +222,16 @@ fn fetch_layers(
 ) -> Result<()> {
     // Unpacking is CPU-bound: no more at once than there are cores, while
     // downloads (I/O-bound) use all the jobs.
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let unpack_slots = std::sync::Mutex::new(cores);
     let slot_free = std::sync::Condvar::new();
     crate::parallel::for_each(all, opts.jobs, |l| {
         if store.has_blob(&l.blob) {
-            progress(Progress::Exists { digest: l.blob.clone() });
+            progress(Progress::Exists {
+                digest: l.blob.clone(),
+            });
         } else {
             client.fetch_blob(store, repo, &l.blob, l.size, progress)?;
         }
@@ -239,12 +243,16 @@ fn fetch_layers(
                 }
                 *free -= 1;
             }
-            progress(Progress::Unpacking { digest: l.blob.clone() });
+            progress(Progress::Unpacking {
+                digest: l.blob.clone(),
+            });
             let r = layers::ensure(store, &l.chain_id, &l.diff_id, &l.blob);
             *unpack_slots.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             slot_free.notify_one();
             r?;
-            progress(Progress::Unpacked { digest: l.blob.clone() });
+            progress(Progress::Unpacked {
+                digest: l.blob.clone(),
+            });
         }
         Ok(())
     })

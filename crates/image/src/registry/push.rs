@@ -138,7 +138,10 @@ pub fn push(
         }
         if let Some(f) = &from {
             if client.mount_blob(repo, f, d)? {
-                progress(Progress::Mounted { digest: d.clone(), from: f.clone() });
+                progress(Progress::Mounted {
+                    digest: d.clone(),
+                    from: f.clone(),
+                });
                 return Ok(());
             }
         }
