@@ -362,7 +362,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         .chain(trace.iter().cloned())
         .collect();
     let start = |engine: &Engine| -> Result<()> {
-        runtime.start(&c.id)?;
+        in_child(|| runtime.start(&c.id))?;
         let (_, pid_start) = capsa_runtime::state::proc_stat(pid).unwrap_or(('?', 0));
         engine.update(&c.id, |r| {
             r.state.status = Status::Running;
@@ -740,4 +740,33 @@ fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
         .map_err(|e| Error::Other(format!("console socket {}: {e}", path.display())))?;
     rustix::net::listen(&fd, 1).map_err(|e| Error::Other(format!("console socket: {e}")))?;
     Ok(fd)
+}
+
+/// Run `f` in a child process and return its result: the monitor stays
+/// small (the start path reads the whole OCI state; its code and heap stay
+/// in the child).
+fn in_child(f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let (r, w) = pipe()?;
+    match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
+        Forked::Child => {
+            drop(r);
+            let msg = match f() {
+                Ok(()) => String::new(),
+                Err(e) => e.to_string(),
+            };
+            let _ = std::fs::File::from(w).write_all(msg.as_bytes());
+            capsa_sys::process::exit_now(0)
+        }
+        Forked::Parent(child) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut msg);
+            let _ = waitpid(child, None);
+            if msg.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Other(msg))
+            }
+        }
+    }
 }
