@@ -830,3 +830,45 @@ fn the_image_config_decides_what_the_flags_leave_open() {
     assert_eq!(vols, 1);
     c.ok(&["rm", "-f", "v"]);
 }
+
+#[test]
+fn logs_rotate_past_their_size_and_a_tty_gets_the_callers_window_size() {
+    use std::io::Write;
+    let (_env, c, img) = setup("eng-rotate");
+    // 12 MB of lines: past the 10 MiB rotation size.
+    c.ok(&["run", "--name", "chatty", img, "sh", "-c", "yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c 12000000; echo; echo last"]);
+    let id = inspect(&c, "chatty")["Id"].as_str().unwrap().to_string();
+    let dir = c.store.join("containers").join(&id);
+    let current = std::fs::metadata(dir.join("ctr.log")).unwrap().len();
+    let rotated = std::fs::metadata(dir.join("ctr.log.1")).unwrap().len();
+    assert!(
+        rotated > 9 << 20 && current < rotated,
+        "ctr.log {current} ctr.log.1 {rotated}"
+    );
+    assert_eq!(c.ok(&["logs", "--tail", "1", "chatty"]), "last\n");
+    c.ok(&["rm", "chatty"]);
+
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 77,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = c
+        .cmd(&["run", "-it", "--rm", img, "stty", "size"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let seen = read_until(&mut master, "33 77");
+    let _ = master.write_all(b"");
+    assert!(seen.contains("33 77"), "{seen}");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -64,7 +64,8 @@ pub fn start(sock: &OwnedFd) -> Result<i32> {
     }
 }
 
-fn send_size(sock: &OwnedFd) {
+/// Tell the monitor our window size (for a tty).
+pub fn send_size(sock: &OwnedFd) {
     if let Ok((r, c)) = capsa_sys::fd::window_size(0) {
         let mut b = r.to_le_bytes().to_vec();
         b.extend_from_slice(&c.to_le_bytes());

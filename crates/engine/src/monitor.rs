@@ -409,6 +409,12 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
                         started = true;
                         i += 1;
                     }
+                    // The window size comes before the start, so the
+                    // program sees it from its first instruction.
+                    Ok(Some((k, n))) => {
+                        handle(k, &buf[1..1 + n], pid, &mut stdio);
+                        i += 1;
+                    }
                     Ok(None) => {
                         clients.remove(i);
                     }

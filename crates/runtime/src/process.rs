@@ -181,8 +181,11 @@ fn finalize_inner(
     // rootfs.
     capsa_sys::fd::cloexec_from(3 + keep_fds).map_err(|e| err("close_range", "fds", e))?;
 
-    // The runtime may have blocked signals to forward them; the program
-    // starts with none blocked. (Before seccomp, which may forbid it.)
+    // The runtime may have blocked signals to forward them, and ignored
+    // some (Rust ignores SIGPIPE): the program starts with none blocked and
+    // every action the default, as with runc. (Before seccomp, which may
+    // forbid it.)
+    capsa_sys::process::default_signal_actions();
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),

@@ -315,3 +315,20 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// Every signal back to its default action. An ignored signal stays
+/// ignored across execve (handlers do not): a container must not inherit
+/// the SIG_IGN of SIGPIPE that Rust programs set, or `yes | head` never
+/// ends.
+pub fn default_signal_actions() {
+    // SIGRTMIN is 34 for programs (glibc keeps 32 and 33); up to SIGRTMAX 64.
+    for sig in (1..32).chain(34..=64) {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting the default disposition installs no handler.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}

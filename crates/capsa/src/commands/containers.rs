@@ -205,6 +205,9 @@ fn start_container(engine: &Engine, c: &Container, attached: bool, trace: bool) 
         return Ok(0);
     }
     let sock = client::connect(engine, c)?;
+    if c.options.tty {
+        client::send_size(&sock);
+    }
     if let Err(e) = client::start(&sock) {
         eprintln!("capsa: {}: {e}", c.name);
         return Ok(start_failure(&e));
