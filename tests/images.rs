@@ -16,6 +16,24 @@ fn busybox_tar(env: &Env) -> String {
     p.display().to_string()
 }
 
+/// A plain registry, and busybox pushed to it as `REPO:v1` from store `a`
+/// (store `b` is empty): the registry, a, b, the name, the image id and
+/// the manifest digest pushed. None without docker-registry.
+fn registry_with_busybox(
+    env: &Env,
+    repo: &str,
+) -> Option<(Registry, Capsa, Capsa, String, String, String)> {
+    let reg = Registry::plain(env, repo.rsplit('/').next().unwrap_or(repo))?;
+    let (a, b) = (Capsa::new(env, "a"), Capsa::new(env, "b"));
+    let name = format!("{}/{repo}:v1", reg.addr);
+    let id = a
+        .ok(&["import", &busybox_tar(env), &name])
+        .trim()
+        .to_string();
+    let pushed = a.ok(&["push", "-q", &name]).trim().to_string();
+    Some((reg, a, b, name, id, pushed))
+}
+
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -77,16 +95,9 @@ fn run_from_image(env: &Env, c: &Capsa, image: &str, name: &str, script: &str) -
 #[test]
 fn an_image_pushed_by_capsa_is_pulled_by_capsa_and_runs() {
     let env = Env::new("img-roundtrip");
-    let Some(reg) = Registry::plain(&env, "plain") else {
+    let Some((reg, _a, b, name, id, pushed)) = registry_with_busybox(&env, "test/busybox") else {
         return;
     };
-    let (a, b) = (Capsa::new(&env, "a"), Capsa::new(&env, "b"));
-    let name = format!("{}/test/busybox:v1", reg.addr);
-    let id = a
-        .ok(&["import", &busybox_tar(&env), &name])
-        .trim()
-        .to_string();
-    let pushed = a.ok(&["push", &name]).trim().to_string();
     let pulled = b.ok(&["pull", &name]).trim().to_string();
     assert_eq!(pulled, id, "the same config, so the same image id");
     let images = json(&b.ok(&["images", "--format", "json"]));
@@ -396,13 +407,9 @@ fn archives_round_trip_between_stores_and_tools() {
 #[test]
 fn a_corrupted_blob_in_the_registry_is_rejected_and_nothing_is_kept() {
     let env = Env::new("img-corrupt");
-    let Some(reg) = Registry::plain(&env, "corrupt") else {
+    let Some((reg, a, b, name, _, _)) = registry_with_busybox(&env, "test/corrupt") else {
         return;
     };
-    let (a, b) = (Capsa::new(&env, "a"), Capsa::new(&env, "b"));
-    let name = format!("{}/test/corrupt:v1", reg.addr);
-    a.ok(&["import", &busybox_tar(&env), &name]);
-    a.ok(&["push", &name]);
     let inspect = json(&a.ok(&["image", "inspect", &name]));
     let blob = inspect[0]["Layers"][0]["Blob"]
         .as_str()
@@ -689,16 +696,9 @@ fn cutting_proxy(
 #[test]
 fn a_download_cut_short_resumes_where_it_stopped() {
     let env = Env::new("img-resume");
-    let Some(reg) = Registry::plain(&env, "resume") else {
+    let Some((reg, _a, b, _name, id, _)) = registry_with_busybox(&env, "test/resume") else {
         return;
     };
-    let (a, b) = (Capsa::new(&env, "a"), Capsa::new(&env, "b"));
-    let name = format!("{}/test/resume:v1", reg.addr);
-    let id = a
-        .ok(&["import", &busybox_tar(&env), &name])
-        .trim()
-        .to_string();
-    a.ok(&["push", "-q", &name]);
     let (proxy, saw_range) = cutting_proxy(reg.addr.clone(), 200_000);
     let o = b.run(&["pull", &format!("{proxy}/test/resume:v1")]);
     let err = String::from_utf8_lossy(&o.stderr);

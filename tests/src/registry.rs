@@ -18,6 +18,27 @@ pub struct Registry {
     pub token: Option<TokenServer>,
 }
 
+/// A self-signed certificate (and its key) for `cn`, valid for a day.
+fn self_signed(key: &std::path::Path, cert: &std::path::Path, cn: &str) {
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        o.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -92,21 +113,7 @@ impl Registry {
                 );
             };
             let p = |p: &PathBuf| p.display().to_string();
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=capsa test CA",
-                "-keyout",
-                &p(&ca_key),
-                "-out",
-                &p(&ca),
-            ]);
+            self_signed(&ca_key, &ca, "capsa test CA");
             openssl(&[
                 "req",
                 "-newkey",
@@ -304,29 +311,7 @@ impl TokenServer {
     fn start(dir: &std::path::Path, user: &str, password: &str) -> TokenServer {
         use base64::Engine as _;
         let (cert, key) = (dir.join("token-cert.pem"), dir.join("token-key.pem"));
-        let o = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=capsa token signer",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        self_signed(&key, &cert, "capsa token signer");
         let der = Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
             .arg(&cert)

@@ -370,13 +370,7 @@ impl Unpacker<'_> {
                 rustix::fs::symlinkat(target.as_slice(), &parent, name.as_str())
                     .at("create symlink", path())?;
                 chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
-                rustix::fs::utimensat(
-                    &parent,
-                    name.as_str(),
-                    &times(mtime),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .at("set times of", path())?;
+                times_nofollow(&parent, &name, mtime).at("set times of", path())?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -430,13 +424,7 @@ impl Unpacker<'_> {
                 // node is ours and new, so chmodat cannot be redirected).
                 rustix::fs::chmodat(&parent, name.as_str(), mode, AtFlags::empty())
                     .at("chmod", path())?;
-                rustix::fs::utimensat(
-                    &parent,
-                    name.as_str(),
-                    &times(mtime),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .at("set times of", path())?;
+                times_nofollow(&parent, &name, mtime).at("set times of", path())?;
             }
             // Global pax headers, GNU long names etc. are consumed by the
             // tar reader; anything else (sockets, unknown types) is skipped
@@ -500,6 +488,11 @@ fn chown_nofollow(dir: &OwnedFd, name: &str, uid: u32, gid: u32) -> rustix::io::
         Some(Gid::from_raw(gid)),
         AtFlags::SYMLINK_NOFOLLOW,
     )
+}
+
+/// lutimes relative to a directory fd.
+fn times_nofollow(dir: &OwnedFd, name: &str, mtime: i64) -> rustix::io::Result<()> {
+    rustix::fs::utimensat(dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
 }
 
 fn times(mtime: i64) -> Timestamps {
