@@ -872,3 +872,34 @@ fn logs_rotate_past_their_size_and_a_tty_gets_the_callers_window_size() {
     assert!(seen.contains("33 77"), "{seen}");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_resized_terminal_resizes_the_containers_pty() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let (_env, c, img) = setup("eng-resize");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let child = c
+        .cmd(&["run", "-it", "--rm", img, "sh"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let mut m = std::fs::File::from(pty.master);
+    read_until(&mut m, "# ");
+    // What a terminal emulator does: set the size, then SIGWINCH.
+    capsa_sys::fd::set_window_size(slave.as_raw_fd(), 40, 100).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    m.write_all(b"stty size; exit\r").unwrap();
+    let seen = read_until(&mut m, "40 100");
+    assert!(seen.contains("40 100"), "{seen}");
+    let mut child = child;
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
