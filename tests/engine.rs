@@ -385,6 +385,8 @@ fn bad_input_is_refused_by_name_and_leaves_nothing() {
     assert!(err.contains("--cpus"), "{err}");
     let err = c.fails(&["run", "-v", "/no/such/dir:/x", img, "true"]);
     assert!(err.contains("/no/such/dir"), "{err}");
+    let err = c.fails(&["run", "--userns", "auto", img, "true"]);
+    assert!(err.contains("--userns"), "{err}");
     let err = c.fails(&["run", "--cap-add", "CAP_BOGUS", img, "true"]);
     assert!(err.contains("CAP_BOGUS"), "{err}");
     assert_eq!(count(), 0, "a refused run left a container directory");

@@ -400,6 +400,9 @@ pub struct RunArgs {
     /// none (the default for now) or host.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// The user namespace: host (the only value so far, as in docker).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// An OCI runtime binary (runc, crun) instead of capsa's own.
     #[arg(long)]
     pub runtime: Option<String>,

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub sysctls: Vec<String>,
     pub init: bool,
     pub network: Option<String>,
+    /// The user namespace: `host` (docker's only value) for now.
+    #[serde(default)]
+    pub userns: Option<String>,
     pub runtime: Option<String>,
     pub cgroup_parent: Option<String>,
     pub stop_signal: Option<String>,

@@ -133,6 +133,15 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
     spec["root"] = json!({"path": i.rootfs, "readonly": o.read_only});
     spec["linux"]["cgroupsPath"] = json!(i.cgroup_path);
 
+    match o.userns.as_deref() {
+        None | Some("") | Some("host") => {}
+        Some(other) => {
+            return Err(flag(
+                "--userns",
+                format!("{other:?}: only host is supported so far (a private user namespace needs id-mapped image layers; capsa-runtime runs user-namespaced bundles)"),
+            ))
+        }
+    }
     hosts_files(o, i, &hostname, network, &mut spec)?;
     namespaces(&mut spec, network)?;
     volumes(o, i, &mut spec)?;

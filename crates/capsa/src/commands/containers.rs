@@ -45,6 +45,7 @@ fn options(a: &RunArgs) -> RunOptions {
         sysctls: a.sysctl.clone(),
         init: a.init,
         network: a.network.clone(),
+        userns: a.userns.clone(),
         runtime: a.runtime.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         stop_signal: a.stop_signal.clone(),
