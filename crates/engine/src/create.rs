@@ -36,7 +36,12 @@ pub fn create(
     let (id, name) = engine.reserve(opts.name.as_deref())?;
     let dir = engine.containers().join(&id);
     let result = (|| {
-        let lowers = capsa_image::local::unpack(&engine.images, image, &|_| {})?;
+        // The manifest and config are read (and their digests checked)
+        // once: for the layers here and the config for the spec below.
+        let img = capsa_image::local::open(&engine.images, image)?;
+        let layers = img.layers(&format!("image {}", image.id.short()))?;
+        capsa_image::local::unpack_layers(&engine.images, &layers, &|_| {})?;
+        let lowers = capsa_image::local::lowers(&engine.images, &layers);
         mark(format!(
             "image {} ready: {} layers",
             image.id.short(),
@@ -54,7 +59,6 @@ pub fn create(
             dir.join("upper").display(),
             dir.join("work").display()
         ));
-        let img = capsa_image::local::open(&engine.images, image)?;
         let parent = opts
             .cgroup_parent
             .clone()

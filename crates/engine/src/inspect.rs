@@ -168,14 +168,13 @@ pub struct Sample {
 }
 
 /// Read the container's cgroup (v1 or v2) and its network devices.
-pub fn sample(engine: &Engine, c: &Container) -> Result<Sample> {
+pub fn sample(c: &Container) -> Result<Sample> {
     if !crate::manage::init_alive(c) {
         return Err(crate::error::Error::Conflict(format!(
             "container {} is not running",
             c.name
         )));
     }
-    let _ = engine;
     let st = crate::runtime::cgroup(c)?.stats();
     let mut s = Sample {
         cpu_ns: st.cpu.usage.total,
@@ -234,8 +233,7 @@ fn host_memory() -> u64 {
 }
 
 /// The container's processes, as host pids.
-pub fn top(engine: &Engine, c: &Container) -> Result<Vec<i32>> {
-    let _ = engine;
+pub fn top(c: &Container) -> Result<Vec<i32>> {
     crate::runtime::cgroup(c)?
         .procs()
         .map_err(|e| crate::error::Error::Other(format!("cgroup {}: {e}", c.cgroup_path)))

@@ -18,11 +18,6 @@ pub struct Writer {
     partial: [Vec<u8>; 2],
 }
 
-/// Now as RFC 3339 UTC with nanoseconds.
-pub fn timestamp() -> String {
-    capsa_sys::time::now_rfc3339()
-}
-
 impl Writer {
     pub fn open(path: &Path) -> Writer {
         let file = OpenOptions::new().create(true).append(true).open(path).ok();
@@ -66,7 +61,7 @@ impl Writer {
         let v = serde_json::json!({
             "log": String::from_utf8_lossy(line),
             "stream": if stream == 0 { "stdout" } else { "stderr" },
-            "time": timestamp(),
+            "time": capsa_sys::time::now_rfc3339(),
         });
         let mut text = v.to_string();
         text.push('\n');

@@ -64,16 +64,40 @@ pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
 }
 
 /// Wait until the monitor has recorded the exit (or `limit` passes).
-fn wait_recorded(engine: &Engine, id: &str, limit: Duration) -> Result<Container> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let c = refresh(engine, engine.load(id)?)?;
-        if !matches!(c.state.status, Status::Running | Status::Paused) || Instant::now() >= deadline
-        {
-            return Ok(c);
-        }
-        std::thread::sleep(Duration::from_millis(10));
+/// Block until `pid` exits or `timeout` passes, on a pidfd (no polling
+/// of /proc). True when it is gone.
+fn await_exit(pid: i32, timeout: Duration) -> bool {
+    if pid <= 0 {
+        return true;
     }
+    let Ok(fd) = capsa_sys::process::pidfd_open(Pid::from_raw(pid)) else {
+        return true; // already gone
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut p = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut p, Some(&ts)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(n) if n > 0 => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Wait until the monitor has recorded the exit (it exits right after),
+/// or `limit` passes.
+fn wait_recorded(engine: &Engine, id: &str, limit: Duration) -> Result<Container> {
+    let c = engine.load(id)?;
+    await_exit(c.state.monitor_pid, limit);
+    refresh(engine, engine.load(id)?)
 }
 
 /// Stop: the stop signal, then SIGKILL after `timeout`; returns when the
@@ -89,11 +113,7 @@ pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Contain
     let sig = c.options.stop_signal.as_deref().unwrap_or("SIGTERM");
     let sig = capsa_runtime::signals::parse(sig).unwrap_or(libc::SIGTERM);
     let _ = rt.kill(&c.id, sig, false);
-    let deadline = Instant::now() + timeout;
-    while init_alive(c) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if init_alive(c) {
+    if !await_exit(c.state.pid, timeout) && init_alive(c) {
         let _ = rt.kill(&c.id, libc::SIGKILL, true);
     }
     wait_recorded(engine, &c.id, Duration::from_secs(10))
@@ -220,19 +240,9 @@ pub fn wait(engine: &Engine, c: &Container) -> Result<i32> {
             }
             _ => {}
         }
-        // The monitor's pidfd turns readable when it exits (after it
-        // recorded the exit code).
-        if let Ok(fd) = capsa_sys::process::pidfd_open(Pid::from_raw(c.state.monitor_pid)) {
-            let mut p = [rustix::event::PollFd::new(
-                &fd,
-                rustix::event::PollFlags::IN,
-            )];
-            let ts = rustix::event::Timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            };
-            let _ = rustix::event::poll(&mut p, Some(&ts));
-        } else {
+        // The monitor exits right after it recorded the exit code; without
+        // one (killed), the next refresh tells when the init is gone.
+        if await_exit(c.state.monitor_pid, Duration::from_secs(1)) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -369,7 +369,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
             r.state.pid = pid;
             r.state.pid_start = pid_start;
             r.state.monitor_pid = std::process::id() as i32;
-            r.state.started_at = Some(logs::timestamp());
+            r.state.started_at = Some(capsa_sys::time::now_rfc3339());
             r.state.exit_code = None;
             r.state.error = None;
             r.trace = start_trace.clone();
@@ -452,7 +452,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         engine.update(&c.id, |r| {
             r.state.status = Status::Exited;
             r.state.exit_code = Some(code);
-            r.state.finished_at = Some(logs::timestamp());
+            r.state.finished_at = Some(capsa_sys::time::now_rfc3339());
             r.state.finished_secs = Some(now);
             r.state.monitor_pid = 0;
             r.state.pid = 0;
@@ -529,10 +529,9 @@ fn serve(
             }
         }
         let mut fds: Vec<std::os::fd::BorrowedFd<'_>> = vec![listener.as_fd()];
-        let pid_slot = pidfd.as_ref().filter(|_| code.is_none()).map(|p| {
+        if let Some(p) = pidfd.as_ref().filter(|_| code.is_none()) {
             fds.push(p.as_fd());
-            fds.len() - 1
-        });
+        }
         let out_slot = stdio.out.as_ref().map(|f| {
             fds.push(f.as_fd());
             fds.len() - 1
@@ -558,7 +557,6 @@ fn serve(
                 clients.push(cl);
             }
         }
-        let _ = pid_slot;
         for (slot, stream) in [(out_slot, 0usize), (err_slot, 1usize)] {
             let Some(i) = slot else { continue };
             if !ready[i] {

@@ -162,9 +162,6 @@ fn start_failure(e: &capsa_engine::Error) -> i32 {
 pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
     let (rec, image_name) = resolve_image(engine, &a)?;
     let opts = options(&a);
-    if opts.tty && opts.detach && opts.interactive {
-        // docker -dit: fine, the pty waits for an attach.
-    }
     let c = capsa_engine::create::create(engine, &rec, &image_name, &opts)?;
     if !start {
         println!("{}", c.id);
@@ -236,9 +233,6 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
         let mut c = c;
         c.options.interactive |= a.interactive;
         code = start_container(engine, &c, a.attach, false)?;
-        if !a.attach {
-            // start prints the name, as docker does
-        }
     }
     Ok(code)
 }
@@ -565,7 +559,7 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<i32> {
         let list = pick()?;
         let mut rows = Vec::new();
         for c in &list {
-            let Ok(s) = inspect::sample(engine, c) else {
+            let Ok(s) = inspect::sample(c) else {
                 continue;
             };
             let now = std::time::Instant::now();
@@ -629,7 +623,7 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<i32> {
 
 pub fn top(engine: &Engine, a: TopArgs) -> Result<i32> {
     let c = manage::refresh(engine, engine.find(&a.container)?)?;
-    let pids = inspect::top(engine, &c)?;
+    let pids = inspect::top(&c)?;
     if pids.is_empty() {
         bail!("container {} has no processes", c.name);
     }
