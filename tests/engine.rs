@@ -385,8 +385,8 @@ fn bad_input_is_refused_by_name_and_leaves_nothing() {
     assert!(err.contains("--cpus"), "{err}");
     let err = c.fails(&["run", "-v", "/no/such/dir:/x", img, "true"]);
     assert!(err.contains("/no/such/dir"), "{err}");
-    let err = c.fails(&["run", "--userns", "auto", img, "true"]);
-    assert!(err.contains("--userns"), "{err}");
+    let err = c.fails(&["run", "--userns", "keep-id", img, "true"]);
+    assert!(err.contains("--userns") && err.contains("keep-id"), "{err}");
     let err = c.fails(&["run", "--cap-add", "CAP_BOGUS", img, "true"]);
     assert!(err.contains("CAP_BOGUS"), "{err}");
     assert_eq!(count(), 0, "a refused run left a container directory");
@@ -904,4 +904,95 @@ fn a_resized_terminal_resizes_the_containers_pty() {
     assert!(seen.contains("40 100"), "{seen}");
     let mut child = child;
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// The host uid of a container's root, from its `/proc/self/uid_map`.
+fn mapped_root(c: &Capsa, id: &str) -> (u64, u64) {
+    let map = c.ok(&["exec", id, "cat", "/proc/self/uid_map"]);
+    let f: Vec<u64> = map.split_whitespace().map(|w| w.parse().unwrap()).collect();
+    assert_eq!(
+        (f.len(), f[0]),
+        (3, 0),
+        "one range from container id 0: {map}"
+    );
+    (f[1], f[2])
+}
+
+#[test]
+fn userns_auto_gives_each_container_its_own_host_ids() {
+    let (env, c, img) = setup("eng-userns");
+    let a = c.ok(&["run", "-d", "--userns", "auto", img, "sleep", "100"]);
+    let a = a.trim();
+    let b = c.ok(&[
+        "run",
+        "-d",
+        "--userns",
+        "auto:size=1000",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let b = b.trim();
+    let (ua, na) = mapped_root(&c, a);
+    let (ub, nb) = mapped_root(&c, b);
+    assert_eq!((na, nb), (65536, 1000));
+    assert!(ua >= 100_000 && ub >= 100_000, "roots map to high host ids");
+    assert!(
+        ua + na <= ub || ub + nb <= ua,
+        "ranges overlap: {ua}+{na} {ub}+{nb}"
+    );
+    // Root inside, an unprivileged uid on the host.
+    assert_eq!(c.ok(&["exec", a, "id", "-u"]).trim(), "0");
+    let pid = inspect(&c, a)["State"]["Pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.contains(&ua.to_string()), "{uid_line}");
+    assert_eq!(
+        inspect(&c, a)["IdMappings"]["UidMap"][0],
+        format!("0:{ua}:65536")
+    );
+    // The image's files (root's on the host) are root's inside, and what
+    // the container writes is the mapped uid's on the host.
+    let ls = c.ok(&["exec", a, "ls", "-ln", "/bin/busybox"]);
+    assert_eq!(ls.split_whitespace().nth(2), Some("0"), "{ls}");
+    c.ok(&[
+        "exec",
+        a,
+        "sh",
+        "-c",
+        "echo hi > /made && touch /bin/busybox",
+    ]);
+    let upper = c.store.join("containers").join(a).join("upper");
+    for f in ["made", "bin/busybox"] {
+        let m = std::fs::metadata(upper.join(f)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&m) as u64,
+            ua,
+            "{f} in the upper layer"
+        );
+    }
+    // The container's root is nobody to host files: a host directory of
+    // root's, writable by root alone, stays closed to it.
+    let host = env.dir.join("host-dir");
+    std::fs::create_dir(&host).unwrap();
+    let vol = format!("{}:/h", host.display());
+    let o = c.run(&[
+        "run", "--rm", "--userns", "auto", "-v", &vol, img, "touch", "/h/x",
+    ]);
+    assert!(
+        !o.status.success(),
+        "touch in a host root's directory worked"
+    );
+    assert!(!host.join("x").exists());
+    let o = c.run(&["run", "--rm", "-v", &vol, img, "touch", "/h/x"]);
+    assert!(
+        o.status.success() && host.join("x").exists(),
+        "without --userns root writes"
+    );
+    // A removed container's range is free again.
+    c.ok(&["rm", "-f", a]);
+    let d = c.ok(&["run", "-d", "--userns", "auto", img, "sleep", "100"]);
+    assert_eq!(mapped_root(&c, d.trim()).0, ua, "the freed range is reused");
+    c.ok(&["rm", "-f", b, d.trim()]);
+    assert_no_mounts(&c);
 }

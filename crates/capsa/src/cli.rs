@@ -400,7 +400,8 @@ pub struct RunArgs {
     /// none (the default for now) or host.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
-    /// The user namespace: host (the only value so far, as in docker).
+    /// The user namespace: host (the default), or auto[:size=N] for a
+    /// private range of host ids (the container's root is not the host's).
     #[arg(long)]
     pub userns: Option<String>,
     /// An OCI runtime binary (runc, crun) instead of capsa's own.

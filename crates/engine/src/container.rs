@@ -53,6 +53,9 @@ pub struct Container {
     pub options: RunOptions,
     /// The cgroup path given to the runtime.
     pub cgroup_path: String,
+    /// The private id range of `--userns auto` (none: the host's ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idmap: Option<crate::userns::IdRange>,
     /// The overlay's lower dirs, top first.
     pub lowers: Vec<String>,
     /// Each step of the start and what it cost (the `--trace` record).

@@ -7,8 +7,9 @@ use crate::container::{Container, State, Status};
 use crate::error::{Error, IoContext, Result};
 use crate::options::RunOptions;
 use crate::Engine;
-use capsa_image::snapshot::{OverlayApi, Snapshot};
+use capsa_image::snapshot::{IdMapped, OverlayApi, Snapshot};
 use capsa_image::ImageRecord;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 /// Make container from `image` (already in the store) with `opts`.
@@ -33,6 +34,7 @@ pub fn create(
     if let Some(c) = &opts.cpus {
         crate::options::parse_cpus(c)?;
     }
+    let userns_size = crate::userns::parse(opts.userns.as_deref())?;
     let (id, name) = engine.reserve(opts.name.as_deref())?;
     let dir = engine.containers().join(&id);
     let result = (|| {
@@ -47,7 +49,41 @@ pub fn create(
             image.id.short(),
             lowers.len()
         ));
-        let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto)?;
+        let idmap = userns_size
+            .map(|size| crate::userns::allocate(engine, &dir, size))
+            .transpose()?;
+        let snap = match idmap {
+            None => Snapshot::create(&dir, &lowers, OverlayApi::Auto, None)?,
+            Some(r) => {
+                let maps = [capsa_spec::IdMap {
+                    container: 0,
+                    host: r.uid,
+                    size: r.size,
+                }];
+                let gmaps = [capsa_spec::IdMap {
+                    container: 0,
+                    host: r.gid,
+                    size: r.size,
+                }];
+                let files = engine.files_dir(&id)?;
+                crate::userns::open_paths(engine, &[&dir, &files], r.gid)?;
+                let ns = capsa_runtime::userns_fd(&maps, &gmaps)?;
+                let mapped = IdMapped {
+                    userns: ns.as_fd(),
+                    root: (r.uid, r.gid),
+                };
+                let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto, Some(mapped))?;
+                mark(format!(
+                    "user namespace: container ids 0-{} are host uids {}-{} and gids {}-{}; image layers id-mapped",
+                    r.size - 1,
+                    r.uid,
+                    r.uid + (r.size - 1),
+                    r.gid,
+                    r.gid + (r.size - 1)
+                ));
+                snap
+            }
+        };
         mark(format!(
             "overlay mounted at {}: lowerdir+={} (top first), upperdir={}, workdir={}",
             snap.rootfs.display(),
@@ -77,6 +113,7 @@ pub fn create(
             dir: &engine.files_dir(&id)?,
             volumes: &engine.volumes(),
             cgroup_path: &cgroup_path,
+            idmap,
         };
         let (spec, args) = crate::spec::build(opts, &inputs)?;
         let path = dir.join("config.json");
@@ -126,6 +163,7 @@ pub fn create(
                 ..opts.clone()
             },
             cgroup_path,
+            idmap,
             lowers: lowers.iter().map(|l| l.display().to_string()).collect(),
             trace: trace.borrow().clone(),
             state: State {

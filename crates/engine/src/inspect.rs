@@ -132,7 +132,12 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "CapDrop": c.options.cap_drop,
             "SecurityOpt": c.options.security_opt,
             "Runtime": c.options.runtime.clone().unwrap_or_else(|| "capsa (in-process)".into()),
+            "UsernsMode": c.options.userns.clone().unwrap_or_default(),
         },
+        "IdMappings": c.idmap.map(|r| json!({
+            "UidMap": [format!("0:{}:{}", r.uid, r.size)],
+            "GidMap": [format!("0:{}:{}", r.gid, r.size)],
+        })),
         "Capabilities": spec["process"]["capabilities"]["bounding"],
         "Seccomp": if spec["linux"]["seccomp"].is_null() { json!("unconfined") } else {
             json!({"defaultAction": spec["linux"]["seccomp"]["defaultAction"], "rules": spec["linux"]["seccomp"]["syscalls"].as_array().map(|a| a.len()).unwrap_or(0)})

@@ -7,6 +7,7 @@
 //! ```text
 //! <root>/containers/<id>/   container.json, config.json (the bundle),
 //!                           upper/ work/ rootfs/ (the snapshot), ctr.log
+//!                           userns (the id range of --userns auto)
 //! <root>/volumes/<name>/_data
 //! <run>/runtime/            the runtime library's state
 //! <run>/files/<id>/         hostname, hosts, resolv.conf (bind-mounted)
@@ -29,6 +30,7 @@ pub mod monitor;
 pub mod options;
 pub mod runtime;
 pub mod spec;
+pub mod userns;
 
 pub use container::{Container, Status};
 pub use error::{Error, Result};

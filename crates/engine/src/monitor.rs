@@ -437,6 +437,10 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         start(engine).map_err(|e| fail(e, &clients))?;
         report(w, ok);
     }
+    // From here on the monitor only relays and waits: the pages of the
+    // start code it ran once go (they stay cached for the next start).
+    capsa_sys::process::trim_heap();
+    capsa_sys::process::release_program_pages();
     let code = serve(
         pid,
         &listener,

@@ -22,6 +22,8 @@ pub struct Inputs<'a> {
     pub volumes: &'a Path,
     /// The cgroup path for the runtime.
     pub cgroup_path: &'a str,
+    /// The container's private id range (`--userns auto`), if any.
+    pub idmap: Option<crate::userns::IdRange>,
 }
 
 /// The spec, and the process args it runs (for the record).
@@ -133,13 +135,12 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
     spec["root"] = json!({"path": i.rootfs, "readonly": o.read_only});
     spec["linux"]["cgroupsPath"] = json!(i.cgroup_path);
 
-    match o.userns.as_deref() {
-        None | Some("") | Some("host") => {}
-        Some(other) => {
-            return Err(flag(
-                "--userns",
-                format!("{other:?}: only host is supported so far (a private user namespace needs id-mapped image layers; capsa-runtime runs user-namespaced bundles)"),
-            ))
+    if let Some(r) = i.idmap {
+        let map = |host: u32| json!([{"containerID": 0, "hostID": host, "size": r.size}]);
+        spec["linux"]["uidMappings"] = map(r.uid);
+        spec["linux"]["gidMappings"] = map(r.gid);
+        if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+            list.push(json!({"type": "user"}));
         }
     }
     hosts_files(o, i, &hostname, network, &mut spec)?;

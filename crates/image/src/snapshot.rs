@@ -162,14 +162,49 @@ pub struct Snapshot {
     pub rootfs: PathBuf,
 }
 
+/// Image layers seen through a user namespace's id map: what the
+/// container's root (uid 0 inside, a high uid outside) sees as its own.
+#[derive(Debug, Clone, Copy)]
+pub struct IdMapped<'a> {
+    /// A user namespace with the container's maps (the mapping is all
+    /// that counts; it need not be the container's own namespace).
+    pub userns: std::os::fd::BorrowedFd<'a>,
+    /// The host uid and gid of the container's root, the upper's owner.
+    pub root: (u32, u32),
+}
+
 impl Snapshot {
-    /// Create upper/work/rootfs under `dir` and mount the overlay.
-    pub fn create(dir: &Path, lowers: &[PathBuf], api: OverlayApi) -> Result<Snapshot> {
+    /// Create upper/work/rootfs under `dir` and mount the overlay; with
+    /// `mapped`, each lower layer is an id-mapped mount.
+    pub fn create(
+        dir: &Path,
+        lowers: &[PathBuf],
+        api: OverlayApi,
+        mapped: Option<IdMapped<'_>>,
+    ) -> Result<Snapshot> {
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).at("create", d)?;
         }
-        mount_overlay(lowers, Some((&upper, &work)), &rootfs, api)?;
+        match mapped {
+            None => mount_overlay(lowers, Some((&upper, &work)), &rootfs, api)?,
+            Some(m) => {
+                let (uid, gid) = m.root;
+                rustix::fs::chown(
+                    &upper,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .at("chown", &upper)?;
+                let mapped_dir = dir.join("lowers");
+                let res = mapped_lowers(lowers, m, &mapped_dir)
+                    .and_then(|mapped| mount_overlay(&mapped, Some((&upper, &work)), &rootfs, api));
+                // The overlay holds private clones of its layers: the
+                // id-mapped mounts it was made from can go now.
+                unmount_all(&mapped_dir);
+                res?
+            }
+        }
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             rootfs,
@@ -186,4 +221,40 @@ impl Snapshot {
         crate::layers::remove_tree(&self.dir);
         Ok(())
     }
+}
+
+/// Each lower layer as an id-mapped mount attached at `dir/<n>`, top
+/// first, as overlay takes them (by path on every kernel since 5.19).
+fn mapped_lowers(lowers: &[PathBuf], m: IdMapped<'_>, dir: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::with_capacity(lowers.len());
+    for (n, lower) in lowers.iter().enumerate() {
+        let at = dir.join(n.to_string());
+        fs::create_dir_all(&at).at("create", &at)?;
+        let sys = |op: &'static str, e: capsa_sys::Errno| Error::Io {
+            op,
+            path: lower.clone(),
+            source: std::io::Error::from_raw_os_error(e as i32),
+        };
+        let tree = capsa_sys::mount::clone_tree(lower, false).map_err(|e| sys("open_tree", e))?;
+        capsa_sys::mount::set_idmap(&tree, m.userns.as_raw_fd(), false)
+            .map_err(|e| sys("id-map (mount_setattr)", e))?;
+        let target = fs::File::open(&at).at("open", &at)?;
+        capsa_sys::mount::attach(tree.as_raw_fd(), target.as_raw_fd())
+            .map_err(|e| sys("attach (move_mount)", e))?;
+        out.push(at);
+    }
+    Ok(out)
+}
+
+/// Detach every mount made by `mapped_lowers` and remove their points.
+fn unmount_all(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
+        let _ = fs::remove_dir(e.path());
+    }
+    let _ = fs::remove_dir(dir);
 }

@@ -32,4 +32,5 @@ pub use exec::{exec, ExecOptions};
 pub use lifecycle::{
     delete, kill, list, oom_kills, pause, pids, resume, start, state, stats, status_of, update,
 };
+pub use namespaces::userns_fd;
 pub use state::{ContainerState, Status, Store};
