@@ -55,7 +55,7 @@ declare -A t
 # cleanup process, say) finish before the next one is timed.
 for i in $(seq "$runs"); do
     sleep 0.3
-    a=$(now); capsa run --rm localhost/bench /bin/true; b=$(now); t[capsa]+="$(( (b - a) / 1000 )) "
+    a=$(now); capsa run --rm --network none localhost/bench /bin/true; b=$(now); t[capsa]+="$(( (b - a) / 1000 )) "
     sleep 0.3
     a=$(now); pm run --rm --cgroup-parent /capsa-engine-bench-podman localhost/bench /bin/true; b=$(now); t[podman]+="$(( (b - a) / 1000 )) "
     sleep 0.3
@@ -92,7 +92,7 @@ many_run() { # engine name start-cmd...
     echo "$name host memory per container: $(( (before - after) / many )) kB"
 }
 echo
-many_run capsa capsa run -d localhost/bench /bin/sleep 1000
+many_run capsa capsa run -d --network none localhost/bench /bin/sleep 1000
 a=$(now); n=$(capsa ps -q | wc -l); b=$(now); echo "capsa ps ($n running): $(( (b - a) / 1000000 )) ms"
 read -r mr mp < <(pgrep -x capsa-monitor | rss_pss); echo "capsa monitor: RSS $mr kB, PSS $mp kB (medians)"
 a=$(now); capsa rm -f $(capsa ps -aq) >/dev/null; b=$(now); echo "capsa rm -f $many: $(( (b - a) / 1000000 )) ms"

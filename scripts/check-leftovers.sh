@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails if the test suite left anything of ours on the host: mounts under a
 # test directory, cgroups of a test parent or of capsa's default parent,
-# processes started from a test bundle, CNI bridges, network namespaces and
+# processes started from a test bundle, CNI bridges, capsa's bridges,
+# veth pairs and nftables table, network namespaces and
 # results of the CRI test, shim state, or test directories.
 set -uo pipefail
 bad=0
@@ -16,6 +17,12 @@ if pgrep -af 'capsa-test-' | grep -v pgrep; then
 fi
 if ip -o link show 2>/dev/null | grep -E ': cb[0-9]+[:@]'; then
     echo "leftover CNI bridge above"; bad=1
+fi
+if ip -o link show 2>/dev/null | grep -E ': (capsa[-0-9]|veth[0-9a-f]{9})'; then
+    echo "leftover capsa bridge or veth above"; bad=1
+fi
+if nft list table ip capsa >/dev/null 2>&1; then
+    echo "leftover nftables table ip capsa"; bad=1
 fi
 if ls /var/run/netns 2>/dev/null | grep .; then
     echo "leftover network namespaces above"; bad=1

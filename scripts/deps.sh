@@ -5,7 +5,7 @@
 # pause image) and containernetworking-plugins (CNI, for the CRI test).
 set -euo pipefail
 need=()
-for p in busybox-static procps protobuf-compiler containerd podman docker.io catatonit containernetworking-plugins docker-registry skopeo umoci apache2-utils openssl; do
+for p in busybox-static procps protobuf-compiler containerd podman docker.io catatonit containernetworking-plugins docker-registry skopeo umoci apache2-utils openssl nftables iproute2; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -238,6 +238,9 @@ impl Capsa {
             .env("CAPSA_RUN", &self.run)
             .env("CAPSA_CGROUP_PARENT", &self.cgroup_parent)
             .env("REGISTRY_AUTH_FILE", &self.auth)
+            // Bridge networks are the host's: a test that wants one makes
+            // its own (tests/network.rs); the others run without.
+            .env("CAPSA_NETWORK", "none")
             .env("HOME", self.store.parent().unwrap())
             .stdin(Stdio::null());
         c

@@ -70,6 +70,11 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Bridge networks: create, ls, inspect, rm, connect, disconnect, prune.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// The published ports of a container.
+    Port(PortArgs),
     /// Pull an image from a registry.
     Pull(PullArgs),
     /// Push an image to a registry.
@@ -310,6 +315,59 @@ pub struct UnmountArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Make a bridge network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls(FormatArgs),
+    /// Show networks as JSON, with their containers.
+    Inspect(NetworkNamesArgs),
+    /// Remove networks no container is on.
+    #[command(alias = "remove")]
+    Rm(NetworkNamesArgs),
+    /// Put a container on a network (a running one at once).
+    Connect(NetworkConnectArgs),
+    /// Take a container off a network.
+    Disconnect(NetworkConnectArgs),
+    /// Remove every network no container is on (the default stays).
+    Prune,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NetworkCreateArgs {
+    /// IPv4 subnet, A.B.C.D/N (default: the first free 10.100.N.0/24).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// The bridge's address (default: the subnet's first).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Only bridge networks exist; accepted for docker's command lines.
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    pub name: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NetworkNamesArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NetworkConnectArgs {
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PortArgs {
+    pub container: String,
+    /// Only this container port (PORT[/PROTO]).
+    pub port: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Remove every stopped container.
     Prune,
@@ -397,9 +455,16 @@ pub struct RunArgs {
     /// Run an init (catatonit) as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     pub init: bool,
-    /// none (the default for now) or host.
+    /// bridge (the default; or CAPSA_NETWORK), a network's name, none,
+    /// host, or container:NAME.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Publish a port: [IP:][HOST:]CONTAINER[/tcp|/udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// The user namespace: host (the default), or auto[:size=N] for a
     /// private range of host ids (the container's root is not the host's).
     #[arg(long)]

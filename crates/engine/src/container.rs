@@ -56,6 +56,9 @@ pub struct Container {
     /// The private id range of `--userns auto` (none: the host's ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idmap: Option<crate::userns::IdRange>,
+    /// Published ports, with the host ports chosen at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<capsa_network::Published>,
     /// The overlay's lower dirs, top first.
     pub lowers: Vec<String>,
     /// Each step of the start and what it cost (the `--trace` record).
@@ -70,6 +73,13 @@ impl Container {
     }
     pub fn short_id(&self) -> &str {
         &self.id[..12]
+    }
+    /// The hostname it was given (docker's default: the short id).
+    pub fn hostname(&self) -> String {
+        self.options
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.short_id().to_string())
     }
 }
 

@@ -35,6 +35,34 @@ pub fn create(
         crate::options::parse_cpus(c)?;
     }
     let userns_size = crate::userns::parse(opts.userns.as_deref())?;
+    let mode = crate::network::mode(opts.network.as_deref());
+    let mut ports = Vec::new();
+    for p in &opts.publish {
+        ports.push(capsa_network::ports::parse(p).map_err(crate::network::net_err)?);
+    }
+    if (!ports.is_empty() || opts.publish_all) && !matches!(mode, crate::network::Mode::Bridge(_)) {
+        return Err(crate::error::flag(
+            "-p",
+            "ports are published from a bridge network, not with --network none, host or container:",
+        ));
+    }
+    // The networks exist before anything is made.
+    let network = match &mode {
+        crate::network::Mode::Bridge(n) => Some(crate::network::get(engine, n)?),
+        _ => None,
+    };
+    let join = match &mode {
+        crate::network::Mode::Container(target) => {
+            let t = crate::manage::refresh(engine, engine.find(target)?)?;
+            if t.state.status != Status::Running {
+                return Err(Error::Conflict(format!(
+                    "--network container:{target}: that container is not running"
+                )));
+            }
+            Some(t)
+        }
+        _ => None,
+    };
     let (id, name) = engine.reserve(opts.name.as_deref())?;
     let dir = engine.containers().join(&id);
     let result = (|| {
@@ -106,6 +134,50 @@ pub fn create(
             ));
         }
         let cgroup_path = format!("{}/capsa-{}", parent.trim_end_matches('/'), &id[..12]);
+        // -P: every port the image exposes, on a free host port.
+        if opts.publish_all {
+            let exposed = img
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.exposed_ports().clone())
+                .unwrap_or_default();
+            for e in exposed {
+                let p = capsa_network::ports::parse(&e).map_err(crate::network::net_err)?;
+                if !ports
+                    .iter()
+                    .any(|q| q.container_port == p.container_port && q.proto == p.proto)
+                {
+                    ports.push(p);
+                }
+            }
+        }
+        let eps = match &network {
+            Some(net) => vec![crate::network::allocate(engine, net, &id, &dir, 0)?],
+            None => Vec::new(),
+        };
+        if let Some(e) = eps.first() {
+            mark(format!(
+                "network {}: address {}/{} on bridge {}, via {}",
+                e.network,
+                e.ip,
+                network.as_ref().map(|n| n.subnet.prefix).unwrap_or(0),
+                network.as_ref().map(|n| n.bridge.as_str()).unwrap_or(""),
+                e.host_veth
+            ));
+        }
+        let hosts = |hostname: &str| -> String {
+            match (&mode, &join) {
+                (crate::network::Mode::Host, _) => {
+                    std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+                }
+                (_, Some(t)) => {
+                    std::fs::read_to_string(engine.run.join("files").join(&t.id).join("hosts"))
+                        .unwrap_or_default()
+                }
+                _ => crate::network::hosts_file(engine, &id, hostname, &name, &eps),
+            }
+        };
         let inputs = crate::spec::Inputs {
             id: &id,
             config: &img.config,
@@ -114,6 +186,11 @@ pub fn create(
             volumes: &engine.volumes(),
             cgroup_path: &cgroup_path,
             idmap,
+            network: &mode,
+            join_netns: join
+                .as_ref()
+                .map(|t| format!("/proc/{}/ns/net", t.state.pid)),
+            hosts: &hosts,
         };
         let (spec, args) = crate::spec::build(opts, &inputs)?;
         let path = dir.join("config.json");
@@ -164,6 +241,7 @@ pub fn create(
             },
             cgroup_path,
             idmap,
+            ports,
             lowers: lowers.iter().map(|l| l.display().to_string()).collect(),
             trace: trace.borrow().clone(),
             state: State {
@@ -179,6 +257,9 @@ pub fn create(
             },
         };
         engine.save(&c)?;
+        if let Some(net) = &network {
+            crate::network::refresh_peers(engine, &c, std::slice::from_ref(&net.name));
+        }
         Ok(c)
     })();
     if result.is_err() {

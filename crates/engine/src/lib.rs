@@ -7,7 +7,9 @@
 //! ```text
 //! <root>/containers/<id>/   container.json, config.json (the bundle),
 //!                           upper/ work/ rootfs/ (the snapshot), ctr.log
-//!                           userns (the id range of --userns auto)
+//!                           userns (the id range of --userns auto),
+//!                           net-<network>.json (its address there)
+//! <root>/networks/<name>.json
 //! <root>/volumes/<name>/_data
 //! <run>/runtime/            the runtime library's state
 //! <run>/files/<id>/         hostname, hosts, resolv.conf (bind-mounted)
@@ -27,6 +29,7 @@ pub mod inspect;
 pub mod logs;
 pub mod manage;
 pub mod monitor;
+pub mod network;
 pub mod options;
 pub mod runtime;
 pub mod spec;

@@ -151,13 +151,18 @@ pub fn remove_files(engine: &Engine, c: &Container) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(engine.run.join("files").join(&c.id));
-    // Gone at once (one rename), deleted after.
+    let networks: Vec<String> = crate::network::endpoints(&dir)
+        .into_iter()
+        .map(|e| e.network)
+        .collect();
+    // Gone at once (one rename, its address leases with it), deleted after.
     let trash = engine.trash().join(&c.id);
     std::fs::rename(&dir, &trash).map_err(|e| Error::Io {
         op: "remove",
         path: dir,
         source: e,
     })?;
+    crate::network::refresh_peers(engine, c, &networks);
     Ok(())
 }
 

@@ -361,7 +361,25 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         .cloned()
         .chain(trace.iter().cloned())
         .collect();
+    let attached = std::cell::RefCell::new(crate::network::Attached::default());
     let start = |engine: &Engine| -> Result<()> {
+        let t = Instant::now();
+        let held = crate::network::connect(engine, c, pid)?;
+        let net_trace = (!held.ports.is_empty()
+            || !crate::network::endpoints(&c.dir(engine)).is_empty())
+        .then(|| {
+            format!(
+                "monitor: networks connected, ports published ({}) in {:.2} ms",
+                held.ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t.elapsed().as_secs_f64() * 1e3
+            )
+        });
+        let ports = held.ports.clone();
+        *attached.borrow_mut() = held;
         in_child(|| runtime.start(&c.id))?;
         let (_, pid_start) = capsa_runtime::state::proc_stat(pid).unwrap_or(('?', 0));
         engine.update(&c.id, |r| {
@@ -372,7 +390,12 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
             r.state.started_at = Some(capsa_sys::time::now_rfc3339());
             r.state.exit_code = None;
             r.state.error = None;
-            r.trace = start_trace.clone();
+            r.trace = start_trace
+                .iter()
+                .cloned()
+                .chain(net_trace.clone())
+                .collect();
+            r.ports = ports.clone();
         })?;
         Ok(())
     };
@@ -382,6 +405,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
             let _ = attach::send(cl, kind::FAILED, e.to_string().as_bytes());
         }
         runtime.delete(&c.id);
+        crate::network::disconnect(engine, c, &attached.borrow().ports);
         e
     };
     let ok =
@@ -448,8 +472,12 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         &mut stdio,
         &c.dir(engine).join("ctr.log"),
     );
-    // Exited: record it, release the runtime's state and cgroup.
+    // Exited: record it, release the runtime's state and cgroup, and the
+    // network (ports, veth pairs, a bridge left empty).
     runtime.delete(&c.id);
+    let held = attached.take();
+    crate::network::disconnect(engine, c, &held.ports);
+    drop(held);
     let now = crate::manage::now_secs();
     // A --rm container's record goes right after: no need to write it.
     let _ = (!c.options.rm).then(|| {

@@ -37,7 +37,13 @@ pub struct RunOptions {
     pub sysctls: Vec<String>,
     pub init: bool,
     pub network: Option<String>,
-    /// The user namespace: `host` (docker's only value) for now.
+    /// `-p [IP:][HOST:]CONTAINER[/proto]`.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: every port the image exposes, on free host ports.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// The user namespace: `host` or `auto[:size=N]`.
     #[serde(default)]
     pub userns: Option<String>,
     pub runtime: Option<String>,

@@ -24,6 +24,12 @@ pub struct Inputs<'a> {
     pub cgroup_path: &'a str,
     /// The container's private id range (`--userns auto`), if any.
     pub idmap: Option<crate::userns::IdRange>,
+    /// What `--network` asked for.
+    pub network: &'a crate::network::Mode,
+    /// Another container's network namespace to join (`container:NAME`).
+    pub join_netns: Option<String>,
+    /// The /etc/hosts to write, given the hostname.
+    pub hosts: &'a dyn Fn(&str) -> String,
 }
 
 /// The spec, and the process args it runs (for the record).
@@ -95,10 +101,9 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
     for e in &o.env {
         set(env_entry(e));
     }
-    let network = o.network.as_deref().unwrap_or("none");
-    let hostname = match (&o.hostname, network) {
+    let hostname = match (&o.hostname, i.network) {
         (Some(h), _) => h.clone(),
-        (None, "host") => rustix::system::uname()
+        (None, crate::network::Mode::Host) => rustix::system::uname()
             .nodename()
             .to_string_lossy()
             .into_owned(),
@@ -143,8 +148,8 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
             list.push(json!({"type": "user"}));
         }
     }
-    hosts_files(o, i, &hostname, network, &mut spec)?;
-    namespaces(&mut spec, network)?;
+    hosts_files(o, i, &hostname, &mut spec)?;
+    namespaces(&mut spec, i)?;
     volumes(o, i, &mut spec)?;
     image_volumes(o, i, image.volumes().as_deref().unwrap_or(&[]), &mut spec)?;
     resources(o, &mut spec)?;
@@ -277,27 +282,17 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
 
 /// /etc/hostname, /etc/hosts, /etc/resolv.conf written for the container
 /// and bind-mounted, as docker does.
-fn hosts_files(
-    o: &RunOptions,
-    i: &Inputs<'_>,
-    hostname: &str,
-    network: &str,
-    spec: &mut Value,
-) -> Result<()> {
+fn hosts_files(o: &RunOptions, i: &Inputs<'_>, hostname: &str, spec: &mut Value) -> Result<()> {
     let write = |name: &str, text: String| -> Result<PathBuf> {
         let p = i.dir.join(name);
         std::fs::write(&p, text).at("write", &p)?;
         Ok(p)
     };
-    let hosts = if network == "host" {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    };
+    let host_net = *i.network == crate::network::Mode::Host;
     // Loopback resolvers of the host cannot answer inside another network
     // namespace: left out.
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv: String = if network == "host" {
+    let resolv: String = if host_net {
         host_resolv
     } else {
         host_resolv
@@ -311,7 +306,7 @@ fn hosts_files(
     };
     for (name, text) in [
         ("hostname", format!("{hostname}\n")),
-        ("hosts", hosts),
+        ("hosts", (i.hosts)(hostname)),
         ("resolv.conf", resolv),
     ] {
         let src = write(name, text)?;
@@ -327,30 +322,18 @@ fn hosts_files(
     Ok(())
 }
 
-fn namespaces(spec: &mut Value, network: &str) -> Result<()> {
+fn namespaces(spec: &mut Value, i: &Inputs<'_>) -> Result<()> {
+    use crate::network::Mode;
     let list = spec["linux"]["namespaces"]
         .as_array_mut()
         .ok_or_else(|| Error::Other("default spec without namespaces".into()))?;
-    match network {
-        "none" => {}
-        "host" => list.retain(|n| n["type"] != "network"),
-        other if other.starts_with("container:") => {
-            return Err(flag(
-                "--network",
-                "container: networking comes with the networking work (issue 8)",
-            ));
-        }
-        "bridge" => {
-            return Err(flag(
-                "--network",
-                "bridge networking is not built yet (issue 8); use none or host",
-            ))
-        }
-        other => {
-            return Err(flag(
-                "--network",
-                format!("unknown network {other:?} (none or host)"),
-            ))
+    match i.network {
+        Mode::None | Mode::Bridge(_) => {}
+        Mode::Host => list.retain(|n| n["type"] != "network"),
+        Mode::Container(_) => {
+            for n in list.iter_mut().filter(|n| n["type"] == "network") {
+                n["path"] = json!(i.join_netns);
+            }
         }
     }
     Ok(())

@@ -45,6 +45,8 @@ fn options(a: &RunArgs) -> RunOptions {
         sysctls: a.sysctl.clone(),
         init: a.init,
         network: a.network.clone(),
+        publish: a.publish.clone(),
+        publish_all: a.publish_all,
         userns: a.userns.clone(),
         runtime: a.runtime.clone(),
         cgroup_parent: a.cgroup_parent.clone(),

@@ -4,6 +4,7 @@
 mod archive;
 mod containers;
 mod images;
+mod network;
 mod transfer;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
@@ -54,6 +55,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Cp(a) => containers::cp(&engine()?, a),
         Command::Info(a) => containers::info(&engine()?, a),
         Command::Container(ContainerCommand::Prune) => containers::prune(&engine()?),
+        Command::Network(cmd) => network::dispatch(&engine()?, cmd),
+        Command::Port(a) => network::port(&engine()?, a),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
             done(transfer::pull(&store()?, a))
         }

@@ -1,0 +1,540 @@
+//! Networks as the engine keeps them: `<root>/networks/<name>.json`, the
+//! default `bridge` network made on first use, and each container's place
+//! on a network as a lease file in its own directory
+//! (`<root>/containers/<id>/net-<name>.json`): an address is taken under
+//! the network's lock and freed with the container.
+//!
+//! Names: every container's `/etc/hosts` lists itself, and on a user
+//! network (not the default `bridge`, as in docker) every other container
+//! of that network by name and short id. A container that joins is added
+//! to the others' files, one that goes is taken out: plain files, no DNS
+//! server to run (the files are rewritten in place, as they are bind
+//! mounts).
+
+use crate::container::Container;
+use crate::error::{Error, IoContext, Result};
+use crate::Engine;
+use capsa_network::{Endpoint, Network, Subnet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// The network `capsa run` uses unless told otherwise.
+pub const DEFAULT: &str = "bridge";
+const DEFAULT_BRIDGE: &str = "capsa0";
+const DEFAULT_SUBNET: &str = "10.99.0.0/16";
+
+/// What `--network` asks for, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    None,
+    Host,
+    /// Another container's namespace.
+    Container(String),
+    /// A bridge network by name (`bridge` or a user network).
+    Bridge(String),
+}
+
+/// `--network VALUE`, or the default: `CAPSA_NETWORK` if set, else bridge.
+pub fn mode(value: Option<&str>) -> Mode {
+    let v = value
+        .map(str::to_string)
+        .or_else(|| std::env::var("CAPSA_NETWORK").ok())
+        .unwrap_or_else(|| DEFAULT.to_string());
+    match v.as_str() {
+        "none" => Mode::None,
+        "host" => Mode::Host,
+        "default" => Mode::Bridge(DEFAULT.into()),
+        c if c.starts_with("container:") => Mode::Container(c["container:".len()..].to_string()),
+        n => Mode::Bridge(n.to_string()),
+    }
+}
+
+fn dir(engine: &Engine) -> PathBuf {
+    engine.root.join("networks")
+}
+
+fn path(engine: &Engine, name: &str) -> PathBuf {
+    dir(engine).join(format!("{name}.json"))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok && !matches!(name, "none" | "host" | "default") {
+        Ok(())
+    } else {
+        Err(crate::error::flag(
+            "network name",
+            format!("{name:?}: letters, digits, _ . - (not none, host or default)"),
+        ))
+    }
+}
+
+fn save(engine: &Engine, n: &Network) -> Result<()> {
+    let d = dir(engine);
+    std::fs::create_dir_all(&d).at("create", &d)?;
+    let p = path(engine, &n.name);
+    let tmp = d.join(format!(".{}.tmp", n.name));
+    let body = serde_json::to_vec_pretty(n).map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(&tmp, body).at("write", &tmp)?;
+    std::fs::rename(&tmp, &p).at("rename", &p)
+}
+
+/// The network `name`; the default one is made on first use.
+pub fn get(engine: &Engine, name: &str) -> Result<Network> {
+    let p = path(engine, name);
+    match std::fs::read(&p) {
+        Ok(b) => {
+            serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == DEFAULT => {
+            let _l = engine.lock("networks")?;
+            if let Ok(b) = std::fs::read(&p) {
+                return serde_json::from_slice(&b)
+                    .map_err(|e| Error::Other(format!("{}: {e}", p.display())));
+            }
+            let subnet = Subnet::parse(DEFAULT_SUBNET).map_err(net_err)?;
+            let n = Network {
+                name: DEFAULT.into(),
+                id: crate::container::new_id()?,
+                bridge: DEFAULT_BRIDGE.into(),
+                subnet,
+                gateway: subnet.first_host(),
+                created: capsa_sys::time::now_rfc3339(),
+            };
+            save(engine, &n)?;
+            Ok(n)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+            "no such network: {name} (capsa network ls lists them)"
+        ))),
+        Err(e) => Err(e).at("read", &p),
+    }
+}
+
+/// Every network of the store, the default included once made.
+pub fn list(engine: &Engine) -> Vec<Network> {
+    let mut out: Vec<Network> = std::fs::read_dir(dir(engine))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+pub(crate) fn net_err(e: capsa_network::Error) -> Error {
+    match e {
+        capsa_network::Error::Conflict(m) => Error::Conflict(m),
+        capsa_network::Error::Invalid { field, msg } => crate::error::flag(&field, msg),
+        e => Error::Other(e.to_string()),
+    }
+}
+
+/// `capsa network create`: a bridge network with `subnet` (else the first
+/// free 10.100.N.0/24) and `gateway` (else the subnet's first address).
+pub fn create(
+    engine: &Engine,
+    name: &str,
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+) -> Result<Network> {
+    check_name(name)?;
+    let _l = engine.lock("networks")?;
+    if path(engine, name).exists() || name == DEFAULT {
+        return Err(Error::Conflict(format!("network {name} already exists")));
+    }
+    let others = list(engine);
+    let mut nl = capsa_network::netlink::Netlink::new().map_err(net_err)?;
+    let id = crate::container::new_id()?;
+    let bridge = format!("capsa-{}", &id[..8]);
+    let free = |s: &Subnet, nl: &mut capsa_network::netlink::Netlink| -> Result<Option<String>> {
+        if let Some(o) = others.iter().find(|o| o.subnet.overlaps(s)) {
+            return Ok(Some(format!("network {} ({})", o.name, o.subnet)));
+        }
+        Ok(capsa_network::conflicting_route(nl, s, &bridge)
+            .map_err(net_err)?
+            .map(|r| format!("the host's route to {r}")))
+    };
+    let subnet = match subnet {
+        Some(s) => {
+            let s = Subnet::parse(s).map_err(net_err)?;
+            if let Some(what) = free(&s, &mut nl)? {
+                return Err(Error::Conflict(format!("--subnet {s} overlaps {what}")));
+            }
+            s
+        }
+        None => {
+            let mut found = None;
+            for n in 0..=255u8 {
+                let s = Subnet {
+                    addr: Ipv4Addr::new(10, 100, n, 0),
+                    prefix: 24,
+                };
+                if free(&s, &mut nl)?.is_none() {
+                    found = Some(s);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                Error::Conflict("no free subnet in 10.100.0.0/16; give --subnet".into())
+            })?
+        }
+    };
+    let gateway = match gateway {
+        None => subnet.first_host(),
+        Some(g) => {
+            let ip: Ipv4Addr = g.parse().map_err(|_| {
+                crate::error::flag("--gateway", format!("{g:?} is not an IPv4 address"))
+            })?;
+            if !subnet.contains(ip) || ip == subnet.addr {
+                return Err(crate::error::flag(
+                    "--gateway",
+                    format!("{ip} is not a host address of {subnet}"),
+                ));
+            }
+            ip
+        }
+    };
+    let n = Network {
+        name: name.to_string(),
+        id,
+        bridge,
+        subnet,
+        gateway,
+        created: capsa_sys::time::now_rfc3339(),
+    };
+    save(engine, &n)?;
+    Ok(n)
+}
+
+/// The lease files of every container on `name`: (container dir, endpoint).
+fn leases(engine: &Engine, name: &str) -> Vec<(PathBuf, Endpoint)> {
+    let file = format!("net-{name}.json");
+    std::fs::read_dir(engine.containers())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let b = std::fs::read(e.path().join(&file)).ok()?;
+            Some((e.path(), serde_json::from_slice(&b).ok()?))
+        })
+        .collect()
+}
+
+/// The container ids on a network.
+pub fn members(engine: &Engine, name: &str) -> Vec<String> {
+    leases(engine, name)
+        .into_iter()
+        .filter_map(|(d, _)| d.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// `capsa network rm`: only a network no container is on.
+pub fn remove(engine: &Engine, name: &str) -> Result<()> {
+    let n = get(engine, name)?;
+    let _l = engine.lock(&format!("net-{name}"))?;
+    let on = members(engine, name);
+    if !on.is_empty() {
+        return Err(Error::Conflict(format!(
+            "network {name} has containers: {}; remove them or disconnect them first",
+            on.iter().map(|i| &i[..12]).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let _ = capsa_network::remove_bridge_if_unused(&n);
+    let p = path(engine, name);
+    std::fs::remove_file(&p).at("remove", &p)
+}
+
+/// Endpoints of a container, in the order it joined its networks.
+pub fn endpoints(dir: &Path) -> Vec<Endpoint> {
+    let mut out: Vec<Endpoint> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("net-") && n.ends_with(".json")
+        })
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    out.sort_by(|a, b| a.ifname.cmp(&b.ifname));
+    out
+}
+
+/// Lease an address on `net` for the container `id` (directory `dir`),
+/// as interface number `n` in the container.
+pub fn allocate(
+    engine: &Engine,
+    net: &Network,
+    id: &str,
+    dir: &Path,
+    n: usize,
+) -> Result<Endpoint> {
+    let _l = engine.lock(&format!("net-{}", net.name))?;
+    let file = dir.join(format!("net-{}.json", net.name));
+    if file.exists() {
+        return Err(Error::Conflict(format!(
+            "container {} is already on network {}",
+            &id[..12],
+            net.name
+        )));
+    }
+    let taken: Vec<Ipv4Addr> = leases(engine, &net.name)
+        .iter()
+        .map(|(_, e)| e.ip)
+        .collect();
+    let ip = net.subnet.allocate(net.gateway, &taken).map_err(net_err)?;
+    let ep = Endpoint {
+        network: net.name.clone(),
+        ip,
+        ifname: format!("eth{n}"),
+        host_veth: format!("veth{}{n}", &id[..8]),
+    };
+    let tmp = dir.join(format!(".net-{}.tmp", net.name));
+    let body = serde_json::to_vec(&ep).map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(&tmp, body).at("write", &tmp)?;
+    std::fs::rename(&tmp, &file).at("rename", &file)?;
+    Ok(ep)
+}
+
+/// Give the lease back.
+pub fn release(dir: &Path, network: &str) {
+    let _ = std::fs::remove_file(dir.join(format!("net-{network}.json")));
+}
+
+/// The hosts file of a container: itself, then (on user networks) the
+/// other containers of its networks.
+pub fn hosts_file(
+    engine: &Engine,
+    id: &str,
+    hostname: &str,
+    name: &str,
+    eps: &[Endpoint],
+) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    match eps.first() {
+        Some(e) => s.push_str(&format!("{}\t{hostname} {name}\n", e.ip)),
+        None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
+    }
+    for ep in eps.iter().filter(|e| e.network != DEFAULT) {
+        for (dir, other) in leases(engine, &ep.network) {
+            let oid = dir.file_name().map(|f| f.to_string_lossy().into_owned());
+            if oid.as_deref() == Some(id) {
+                continue;
+            }
+            if let Some(line) = oid.and_then(|oid| peer_line(engine, &oid, other.ip)) {
+                s.push_str(&line);
+            }
+        }
+    }
+    s
+}
+
+fn peer_line(engine: &Engine, id: &str, ip: Ipv4Addr) -> Option<String> {
+    let c = engine.load(id).ok()?;
+    Some(format!("{ip}\t{} {}\n", c.name, c.short_id()))
+}
+
+/// Rewrite the hosts files of every other container on `c`'s user
+/// networks (after `c` joined or left): in place, since each is a bind
+/// mount in its container.
+pub fn refresh_peers(engine: &Engine, c: &Container, networks: &[String]) {
+    for net in networks.iter().filter(|n| n.as_str() != DEFAULT) {
+        for (dir, _) in leases(engine, net) {
+            let Some(oid) = dir.file_name().map(|f| f.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if oid == c.id {
+                continue;
+            }
+            let Ok(other) = engine.load(&oid) else {
+                continue;
+            };
+            let hosts = engine.run.join("files").join(&oid).join("hosts");
+            if !hosts.exists() {
+                continue;
+            }
+            let eps = endpoints(&dir);
+            let text = hosts_file(engine, &oid, &other.hostname(), &other.name, &eps);
+            let _ = std::fs::write(&hosts, text);
+        }
+    }
+}
+
+/// What a running container holds of the network: the sockets that keep
+/// its published host ports, and the ports as published.
+#[derive(Debug, Default)]
+pub struct Attached {
+    pub sockets: Vec<std::os::fd::OwnedFd>,
+    pub ports: Vec<capsa_network::Published>,
+}
+
+/// Put the container (its init is `pid`) on its networks and publish its
+/// ports: called by the monitor between the create and the start. Undone
+/// on failure.
+pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
+    use std::os::fd::AsFd;
+    let eps = endpoints(&c.dir(engine));
+    let mut held = Attached::default();
+    let Some(first) = eps.first() else {
+        return Ok(held);
+    };
+    let res = (|| {
+        for p in &c.ports {
+            let mut p = *p;
+            held.sockets
+                .push(capsa_network::ports::reserve(&mut p).map_err(net_err)?);
+            held.ports.push(p);
+        }
+        let ns_path = format!("/proc/{pid}/ns/net");
+        let ns = std::fs::File::open(&ns_path).at("open", &ns_path)?;
+        for (n, ep) in eps.iter().enumerate() {
+            let net = get(engine, &ep.network)?;
+            let _l = engine.lock(&format!("net-{}", net.name))?;
+            capsa_network::attach(&net, ns.as_fd(), ep, n == 0).map_err(net_err)?;
+        }
+        capsa_network::nft::add_ports(&held.ports, first.ip).map_err(net_err)
+    })();
+    match res {
+        Ok(()) => Ok(held),
+        Err(e) => {
+            disconnect(engine, c, &held.ports);
+            Err(e)
+        }
+    }
+}
+
+/// Undo `connect` once the container has stopped: its ports, its veth
+/// pairs, and a bridge left with no port.
+pub fn disconnect(engine: &Engine, c: &Container, ports: &[capsa_network::Published]) {
+    let eps = endpoints(&c.dir(engine));
+    capsa_network::nft::remove_ports(ports);
+    for ep in &eps {
+        capsa_network::detach(ep);
+        if let Ok(net) = get(engine, &ep.network) {
+            if let Ok(_l) = engine.lock(&format!("net-{}", net.name)) {
+                let _ = capsa_network::remove_bridge_if_unused(&net);
+            }
+        }
+    }
+}
+
+/// `capsa network connect`: lease an address on `name` for `c`; a running
+/// container gets its interface at once, the others at their next start.
+pub fn connect_one(engine: &Engine, name: &str, c: &Container) -> Result<Endpoint> {
+    use std::os::fd::AsFd;
+    if c.options
+        .network
+        .as_deref()
+        .is_some_and(|n| n == "host" || n == "none" || n.starts_with("container:"))
+    {
+        return Err(Error::Conflict(format!(
+            "container {} uses --network {}: it has no network namespace of its own to connect",
+            c.name,
+            c.options.network.as_deref().unwrap_or_default()
+        )));
+    }
+    let net = get(engine, name)?;
+    let dir = c.dir(engine);
+    let n = endpoints(&dir).len();
+    let ep = allocate(engine, &net, &c.id, &dir, n)?;
+    let c = crate::manage::refresh(engine, c.clone())?;
+    if c.state.status == crate::Status::Running || c.state.status == crate::Status::Paused {
+        let ns_path = format!("/proc/{}/ns/net", c.state.pid);
+        let res = std::fs::File::open(&ns_path)
+            .at("open", &ns_path)
+            .and_then(|ns| {
+                let _l = engine.lock(&format!("net-{}", net.name))?;
+                capsa_network::attach(&net, ns.as_fd(), &ep, n == 0).map_err(net_err)
+            });
+        if let Err(e) = res {
+            release(&dir, &net.name);
+            return Err(e);
+        }
+    }
+    rewrite_hosts(engine, &c);
+    refresh_peers(engine, &c, std::slice::from_ref(&net.name));
+    Ok(ep)
+}
+
+/// `capsa network disconnect`.
+pub fn disconnect_one(engine: &Engine, name: &str, c: &Container) -> Result<()> {
+    let dir = c.dir(engine);
+    let Some(ep) = endpoints(&dir).into_iter().find(|e| e.network == name) else {
+        return Err(Error::NotFound(format!(
+            "container {} is not on network {name}",
+            c.name
+        )));
+    };
+    capsa_network::detach(&ep);
+    release(&dir, name);
+    if let Ok(net) = get(engine, name) {
+        let _l = engine.lock(&format!("net-{name}"))?;
+        let _ = capsa_network::remove_bridge_if_unused(&net);
+    }
+    rewrite_hosts(engine, c);
+    refresh_peers(engine, c, &[name.to_string()]);
+    Ok(())
+}
+
+fn rewrite_hosts(engine: &Engine, c: &Container) {
+    let hosts = engine.run.join("files").join(&c.id).join("hosts");
+    if hosts.exists() {
+        let eps = endpoints(&c.dir(engine));
+        let _ = std::fs::write(
+            &hosts,
+            hosts_file(engine, &c.id, &c.hostname(), &c.name, &eps),
+        );
+    }
+}
+
+/// `capsa network inspect`: the network and who is on it.
+pub fn inspect(engine: &Engine, name: &str) -> Result<serde_json::Value> {
+    let n = get(engine, name)?;
+    let mut containers = serde_json::Map::new();
+    for (dir, ep) in leases(engine, name) {
+        let id = dir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cname = engine.load(&id).map(|c| c.name).unwrap_or_default();
+        containers.insert(
+            id,
+            serde_json::json!({"Name": cname, "IPv4Address": format!("{}/{}", ep.ip, n.subnet.prefix), "Interface": ep.ifname, "HostVeth": ep.host_veth}),
+        );
+    }
+    Ok(serde_json::json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Driver": "bridge",
+        "Bridge": n.bridge,
+        "IPAM": {"Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
+        "NameResolution": if n.name == DEFAULT { "none (the default network, as docker's)" } else { "/etc/hosts of each container, rewritten as containers come and go" },
+        "Containers": containers,
+    }))
+}
+
+/// `capsa network prune`: every network without containers but the default.
+pub fn prune(engine: &Engine) -> Result<Vec<String>> {
+    let mut gone = Vec::new();
+    for n in list(engine) {
+        if n.name != DEFAULT && members(engine, &n.name).is_empty() {
+            remove(engine, &n.name)?;
+            gone.push(n.name);
+        }
+    }
+    Ok(gone)
+}

@@ -1,0 +1,229 @@
+//! Container networking for the capsa engine: a Linux bridge per network,
+//! a veth pair per container and network (one end a port of the bridge,
+//! the other born in the container's namespace as `eth0`), addresses from
+//! the network's subnet, a default route through the bridge, and NAT and
+//! published ports in capsa's own nftables table.
+//!
+//! ```text
+//!  host                                       container netns
+//!  capsa0 (bridge, 10.99.0.1/16) ── veth<id> ═══ eth0 10.99.0.2/16
+//!     │                                          default via 10.99.0.1
+//!  nftables `ip capsa`: masquerade out, DNAT published ports
+//! ```
+//!
+//! Links, addresses and routes are made over rtnetlink (`netlink`), rules
+//! through nft's JSON interface (`nft`). The bridge is made when its first
+//! container starts and deleted when its last one stops, with the table's
+//! entries for it, so a host without running containers has nothing of
+//! ours: no link, no rule.
+
+pub mod error;
+pub mod ipam;
+pub mod netlink;
+pub mod nft;
+pub mod ports;
+
+pub use error::{Error, Result};
+pub use ipam::Subnet;
+pub use ports::{Proto, Published};
+
+use netlink::Netlink;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::os::fd::BorrowedFd;
+
+/// A network: a bridge and a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    /// The bridge device on the host.
+    pub bridge: String,
+    pub subnet: Subnet,
+    /// The bridge's address, the containers' default route.
+    pub gateway: Ipv4Addr,
+    pub created: String,
+}
+
+/// A container's place on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    /// The interface inside the container (`eth0`, `eth1`, ...).
+    pub ifname: String,
+    /// The host end of the veth pair.
+    pub host_veth: String,
+}
+
+/// The MTU of the host's default route's link (1500 without one).
+pub fn host_mtu(nl: &mut Netlink) -> u32 {
+    let oif = nl.routes().ok().and_then(|rs| {
+        rs.into_iter()
+            .find(|r| r.prefix == 0 && r.gateway.is_some())
+            .and_then(|r| r.oif)
+    });
+    oif.and_then(|i| nl.links().ok()?.into_iter().find(|l| l.index == i))
+        .map(|l| l.mtu)
+        .filter(|m| *m >= 576)
+        .unwrap_or(1500)
+}
+
+/// A route of the host's that covers part of `subnet` and is not our
+/// bridge's own: the network would shadow it.
+pub fn conflicting_route(
+    nl: &mut Netlink,
+    subnet: &Subnet,
+    bridge: &str,
+) -> Result<Option<String>> {
+    let own = nl.link(bridge)?.map(|l| l.index);
+    for r in nl.routes()? {
+        if r.prefix == 0 || r.oif.is_some() && r.oif == own {
+            continue;
+        }
+        let net = Subnet {
+            addr: r.dst,
+            prefix: r.prefix,
+        };
+        if net.overlaps(subnet) {
+            return Ok(Some(format!("{}/{}", r.dst, r.prefix)));
+        }
+    }
+    Ok(None)
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| Error::io("write", path, e))
+}
+
+/// Make the network's bridge, up with the gateway address, if it is not
+/// there yet; add the network to the nftables table. Returns its index.
+pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
+    if let Some(l) = nl.link(&net.bridge)? {
+        nl.set_up(l.index, None, &net.bridge)?;
+        return Ok(l.index);
+    }
+    if let Some(r) = conflicting_route(nl, &net.subnet, &net.bridge)? {
+        return Err(Error::Conflict(format!(
+            "network {}: subnet {} overlaps the host's route to {r}",
+            net.name, net.subnet
+        )));
+    }
+    let mtu = host_mtu(nl);
+    nl.add_bridge(&net.bridge, mtu)?;
+    let made = (|| {
+        let l = nl
+            .link(&net.bridge)?
+            .ok_or_else(|| Error::Other(format!("bridge {} vanished", net.bridge)))?;
+        nl.add_address(l.index, net.gateway, net.subnet.prefix, &net.bridge)?;
+        nl.set_up(l.index, None, &net.bridge)?;
+        // 127.0.0.1:port reaches a container through this bridge only if
+        // the kernel routes loopback sources out of it.
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge),
+            "1",
+        )?;
+        // Containers reach the world through the host, as with docker and
+        // podman, which set the same switch.
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
+        nft::add_network(&net.subnet, &net.bridge)?;
+        Ok(l.index)
+    })();
+    if made.is_err() {
+        if let Ok(Some(l)) = nl.link(&net.bridge) {
+            let _ = nl.delete_link(l.index, &net.bridge);
+        }
+    }
+    made
+}
+
+/// Put the container whose network namespace is `netns` on `net`: a veth
+/// pair, the address, and (for its first network) the default route.
+pub fn attach(
+    net: &Network,
+    netns: BorrowedFd<'_>,
+    ep: &Endpoint,
+    default_route: bool,
+) -> Result<()> {
+    let mut nl = Netlink::new()?;
+    let bridge = ensure_bridge(&mut nl, net)?;
+    let mtu = nl
+        .links()?
+        .into_iter()
+        .find(|l| l.index == bridge)
+        .map(|l| l.mtu)
+        .unwrap_or(1500);
+    nl.add_veth(&ep.host_veth, &ep.ifname, netns, mtu)?;
+    let inside = (|| {
+        let host = nl
+            .link(&ep.host_veth)?
+            .ok_or_else(|| Error::Other(format!("veth {} vanished", ep.host_veth)))?;
+        nl.set_up(host.index, Some(bridge), &ep.host_veth)?;
+        let mut c = Netlink::in_netns(netns)?;
+        if let Some(lo) = c.link("lo")? {
+            c.set_up(lo.index, None, "lo")?;
+        }
+        let eth = c
+            .link(&ep.ifname)?
+            .ok_or_else(|| Error::Other(format!("{} not in the container", ep.ifname)))?;
+        c.add_address(eth.index, ep.ip, net.subnet.prefix, &ep.ifname)?;
+        c.set_up(eth.index, None, &ep.ifname)?;
+        if default_route {
+            c.add_default_route(net.gateway)?;
+        }
+        Ok(())
+    })();
+    if inside.is_err() {
+        detach(ep);
+    }
+    inside
+}
+
+/// Take the container's veth pair away (it goes by itself when the
+/// container's namespace dies; this is for a namespace that lives on).
+pub fn detach(ep: &Endpoint) {
+    if let Ok(mut nl) = Netlink::new() {
+        if let Ok(Some(l)) = nl.link(&ep.host_veth) {
+            let _ = nl.delete_link(l.index, &ep.host_veth);
+        }
+    }
+}
+
+/// Delete the network's bridge (and its entries in the table) if no port
+/// is left on it. Returns whether it went.
+pub fn remove_bridge_if_unused(net: &Network) -> Result<bool> {
+    let mut nl = Netlink::new()?;
+    let links = nl.links()?;
+    let Some(br) = links.iter().find(|l| l.name == net.bridge) else {
+        return Ok(false);
+    };
+    if links.iter().any(|l| l.master == Some(br.index)) {
+        return Ok(false);
+    }
+    nl.delete_link(br.index, &net.bridge)?;
+    nft::remove_network(&net.subnet, &net.bridge)?;
+    Ok(true)
+}
+
+/// Received and sent bytes of the container's interfaces but loopback,
+/// from `/proc/<pid>/net/dev` (which shows the process's namespace).
+pub fn io_bytes(pid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+    let mut rx = 0;
+    let mut tx = 0;
+    for line in text.lines().skip(2) {
+        let (name, rest) = line.split_once(':')?;
+        if name.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        rx += f.first().copied().unwrap_or(0);
+        tx += f.get(8).copied().unwrap_or(0);
+    }
+    Some((rx, tx))
+}

@@ -1,0 +1,309 @@
+//! capsa's own nftables table, `ip capsa`, through nft's JSON interface.
+//! No rule is ever added per container: containers and networks are
+//! elements of sets and maps, so adding or removing one is one element,
+//! found by value, never a rule handle to track.
+//!
+//! ```text
+//! table ip capsa
+//!   set subnets, set bridges                 our networks
+//!   maps any_addr, any_port   proto . port      -> container ip, port
+//!   maps ip_addr, ip_port      ip . proto . port -> container ip, port
+//!                (a pair of maps, as nft 1.0's JSON reader refuses
+//!                concatenated map values)
+//!   prerouting, output (nat):  fib daddr type local -> jump ports
+//!   ports:        dnat through the ip_ maps, then the any_ maps
+//!   postrouting:  masquerade out of our subnets; from 127.0.0.0/8 into a
+//!                 bridge (route_localnet); hairpin (a container to a port
+//!                 published by its own network)
+//!   forward:      accept from our bridges, and replies to them
+//! ```
+//!
+//! The table is made with the first network and deleted with the last, so
+//! a host without capsa networks has no trace of it.
+
+use crate::error::{Error, Result};
+use crate::ports::Published;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+const TABLE: &str = "capsa";
+/// The lock every capsa store on the host takes around the table's life.
+const LOCK: &str = "/run/capsa-nftables.lock";
+
+/// Run `nft -j -f -` with these commands, all or nothing.
+fn run(cmds: Vec<Value>) -> Result<()> {
+    let body = json!({ "nftables": cmds }).to_string();
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::Nft(format!(
+                "cannot run nft ({e}); install the nftables package"
+            ))
+        })?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(body.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Nft(format!("nft: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+/// Hold the host-wide table lock until the file drops.
+fn lock() -> Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .map_err(|e| Error::io("open", LOCK, e))?;
+    loop {
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => {
+                r.map_err(|e| Error::io("lock", LOCK, e.into()))?;
+                return Ok(f);
+            }
+        }
+    }
+}
+
+fn table_exists() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "ip", TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn obj(kind: &str, mut v: Value) -> Value {
+    v["family"] = json!("ip");
+    v["table"] = json!(TABLE);
+    json!({ kind: v })
+}
+
+fn rule(chain: &str, expr: Value) -> Value {
+    json!({"add": obj("rule", json!({"chain": chain, "expr": expr}))})
+}
+
+fn field(protocol: &str, field: &str) -> Value {
+    json!({"payload": {"protocol": protocol, "field": field}})
+}
+
+fn meta(key: &str) -> Value {
+    json!({"meta": {"key": key}})
+}
+
+fn is(op: &str, left: Value, right: Value) -> Value {
+    json!({"match": {"op": op, "left": left, "right": right}})
+}
+
+/// The table, its sets, maps, chains and rules.
+fn base() -> Vec<Value> {
+    let local = is(
+        "==",
+        json!({"fib": {"result": "type", "flags": ["daddr"]}}),
+        json!("local"),
+    );
+    let mut c = vec![
+        json!({"add": {"table": {"family": "ip", "name": TABLE}}}),
+        json!({"add": obj("set", json!({"name": "subnets", "type": "ipv4_addr", "flags": ["interval"]}))}),
+        json!({"add": obj("set", json!({"name": "bridges", "type": "ifname"}))}),
+    ];
+    for (prefix, key) in [
+        ("any", json!(["inet_proto", "inet_service"])),
+        ("ip", json!(["ipv4_addr", "inet_proto", "inet_service"])),
+    ] {
+        for (suffix, value) in [("addr", "ipv4_addr"), ("port", "inet_service")] {
+            c.push(json!({"add": obj("map", json!({"name": format!("{prefix}_{suffix}"), "type": key.clone(), "map": value}))}));
+        }
+    }
+    c.extend([json!({"add": obj("chain", json!({"name": "ports"}))})]);
+    for (name, ty, hook, prio) in [
+        ("prerouting", "nat", "prerouting", -100),
+        ("output", "nat", "output", -100),
+        ("postrouting", "nat", "postrouting", 100),
+        ("forward", "filter", "forward", 0),
+    ] {
+        c.push(json!({"add": obj("chain", json!({"name": name, "type": ty, "hook": hook, "prio": prio, "policy": "accept"}))}));
+    }
+    let jump = json!({"jump": {"target": "ports"}});
+    c.push(rule("prerouting", json!([local.clone(), jump.clone()])));
+    c.push(rule("output", json!([local, jump])));
+    let dnat = |key: Vec<Value>, maps: &str| {
+        let lookup = |m: &str| json!({"map": {"key": {"concat": key.clone()}, "data": format!("@{maps}_{m}")}});
+        json!([{"dnat": {"family": "ip", "addr": lookup("addr"), "port": lookup("port")}}])
+    };
+    let dport = field("th", "dport");
+    c.push(rule(
+        "ports",
+        dnat(
+            vec![field("ip", "daddr"), meta("l4proto"), dport.clone()],
+            "ip",
+        ),
+    ));
+    c.push(rule("ports", dnat(vec![meta("l4proto"), dport], "any")));
+    let from_ours = is("==", field("ip", "saddr"), json!("@subnets"));
+    let to_bridge = is("==", meta("oifname"), json!("@bridges"));
+    let masq = json!({"masquerade": null});
+    // Out of our subnets to anywhere else.
+    c.push(rule(
+        "postrouting",
+        json!([
+            from_ours.clone(),
+            is("!=", meta("oifname"), json!("@bridges")),
+            masq.clone()
+        ]),
+    ));
+    // 127.0.0.1:port -> a container: the reply must come back to us.
+    c.push(rule(
+        "postrouting",
+        json!([
+            is(
+                "==",
+                field("ip", "saddr"),
+                json!({"prefix": {"addr": "127.0.0.0", "len": 8}})
+            ),
+            to_bridge.clone(),
+            masq.clone()
+        ]),
+    ));
+    // A container reaching a port published by a container of its network.
+    c.push(rule(
+        "postrouting",
+        json!([
+            is("in", json!({"ct": {"key": "status"}}), json!("dnat")),
+            from_ours,
+            to_bridge,
+            masq
+        ]),
+    ));
+    c.push(rule(
+        "forward",
+        json!([is("==", meta("iifname"), json!("@bridges")), {"accept": null}]),
+    ));
+    c.push(rule(
+        "forward",
+        json!([
+            is("==", meta("oifname"), json!("@bridges")),
+            is("in", json!({"ct": {"key": "state"}}), json!(["established", "related"])),
+            {"accept": null}
+        ]),
+    ));
+    c
+}
+
+fn element(op: &str, set: &str, elem: Value) -> Value {
+    json!({op: obj("element", json!({"name": set, "elem": [elem]}))})
+}
+
+fn subnet_elem(subnet: &crate::ipam::Subnet) -> Value {
+    json!({"prefix": {"addr": subnet.addr.to_string(), "len": subnet.prefix}})
+}
+
+/// Make the table if it is missing and add a network (its subnet and
+/// bridge) to it.
+pub fn add_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
+    let _l = lock()?;
+    let mut cmds = if table_exists() { Vec::new() } else { base() };
+    cmds.push(element("add", "subnets", subnet_elem(subnet)));
+    cmds.push(element("add", "bridges", json!(bridge)));
+    run(cmds)
+}
+
+/// Take a network out of the table; the table goes with the last one.
+pub fn remove_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
+    let _l = lock()?;
+    if !table_exists() {
+        return Ok(());
+    }
+    // One by one: a missing element must not stop the others.
+    let _ = run(vec![element("delete", "subnets", subnet_elem(subnet))]);
+    let _ = run(vec![element("delete", "bridges", json!(bridge))]);
+    if bridges_left()? == 0 {
+        run(vec![
+            json!({"delete": {"table": {"family": "ip", "name": TABLE}}}),
+        ])?;
+    }
+    Ok(())
+}
+
+fn bridges_left() -> Result<usize> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "set", "ip", TABLE, "bridges"])
+        .output()
+        .map_err(|e| Error::Nft(format!("nft: {e}")))?;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Ok(v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["set"]["elem"].as_array())
+        .map(Vec::len)
+        .sum())
+}
+
+/// The key of a published port, and the maps it goes in.
+fn port_key(p: &Published) -> (&'static str, Value) {
+    match p.host_ip {
+        None => ("any", json!({"concat": [p.proto.name(), p.host_port]})),
+        Some(h) => (
+            "ip",
+            json!({"concat": [h.to_string(), p.proto.name(), p.host_port]}),
+        ),
+    }
+}
+
+/// Send the published ports to the container at `ip`.
+pub fn add_ports(ports: &[Published], ip: Ipv4Addr) -> Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let _l = lock()?;
+    let mut cmds = Vec::new();
+    for p in ports {
+        let (maps, key) = port_key(p);
+        cmds.push(element(
+            "add",
+            &format!("{maps}_addr"),
+            json!([key.clone(), ip.to_string()]),
+        ));
+        cmds.push(element(
+            "add",
+            &format!("{maps}_port"),
+            json!([key, p.container_port]),
+        ));
+    }
+    run(cmds)
+}
+
+/// Stop sending them.
+pub fn remove_ports(ports: &[Published]) {
+    if ports.is_empty() {
+        return;
+    }
+    let Ok(_l) = lock() else {
+        return;
+    };
+    for p in ports {
+        let (maps, key) = port_key(p);
+        // A map element is deleted by its key alone; one at a time, so a
+        // missing one does not keep the others.
+        for m in ["addr", "port"] {
+            let _ = run(vec![element("delete", &format!("{maps}_{m}"), key.clone())]);
+        }
+    }
+}

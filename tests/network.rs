@@ -1,0 +1,433 @@
+//! Networking end to end on the real kernel: bridges, veth pairs,
+//! nftables NAT and published ports, names on user networks. Every test
+//! makes its own network on a subnet of its own (10.231.N.0/24) and checks
+//! that removing its containers leaves no link, rule or lease of it.
+
+use capsa_tests::images::load_busybox_probe;
+use capsa_tests::registry::Capsa;
+use capsa_tests::{wait_for, Env};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A network of this test's own: (name, subnet's third octet).
+fn own_network(env: &Env, c: &Capsa, prefix: u8) -> (String, u8) {
+    let n: u8 = env
+        .cgroup_parent
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse::<u32>()
+        .unwrap() as u8;
+    let octet = 20 + n % 100 + prefix;
+    let name = format!("net{octet}");
+    let subnet = format!("10.231.{octet}.0/24");
+    c.ok(&["network", "create", "--subnet", &subnet, &name]);
+    (name, octet)
+}
+
+fn bridge_of(c: &Capsa, net: &str) -> String {
+    let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", net])).unwrap();
+    v[0]["Bridge"].as_str().unwrap().to_string()
+}
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// No bridge, veth or table entry of this network is left.
+fn assert_network_gone(bridge: &str, subnet_octet: u8) {
+    assert!(!link_exists(bridge), "bridge {bridge} left behind");
+    let links: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let table = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "capsa"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        !table.contains(bridge),
+        "table still names {bridge}:\n{table}"
+    );
+    assert!(
+        !table.contains(&format!("10.231.{subnet_octet}.")),
+        "table still has our subnet:\n{table}"
+    );
+    // Our veths are veth<8 hex><n>; none may be a port of a missing bridge.
+    for l in links.iter().filter(|l| l.starts_with("veth")) {
+        let master = std::fs::read_link(format!("/sys/class/net/{l}/master")).ok();
+        assert!(
+            master.is_none_or(|m| !m.ends_with(bridge)),
+            "veth {l} still on {bridge}"
+        );
+    }
+}
+
+/// An HTTP request for busybox nc.
+const GET: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// `capsa port NAME PORT`: the host address:port lines.
+fn published(c: &Capsa, name: &str, port: &str) -> Vec<String> {
+    c.ok(&["port", name, port])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn web(env: &Env, c: &Capsa, img: &str, net: &str, name: &str, ports: &[&str]) -> String {
+    let www = env.dir.join(format!("www-{name}"));
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), format!("hello from {name}\n")).unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let mut args = vec!["run", "-d", "--network", net, "--name", name, "-v", &vol];
+    for p in ports {
+        args.extend(["-p", p]);
+    }
+    args.extend([img, "busybox", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    c.ok(&args).trim().to_string()
+}
+
+#[test]
+fn published_ports_reach_a_container_from_localhost_the_bridge_and_outside() {
+    let env = Env::new("net-ports");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    let (net, octet) = own_network(&env, &c, 0);
+    let bridge = bridge_of(&c, &net);
+    web(&env, &c, img, &net, "web", &["127.0.0.1::80", "80"]);
+    let lines = published(&c, "web", "80/tcp");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let local = lines
+        .iter()
+        .find(|l| l.starts_with("127.0.0.1:"))
+        .unwrap()
+        .clone();
+    let any_port = lines
+        .iter()
+        .find(|l| l.starts_with("0.0.0.0:"))
+        .unwrap()
+        .trim_start_matches("0.0.0.0:")
+        .to_string();
+    let gateway = format!("10.231.{octet}.1");
+    let container = format!("10.231.{octet}.2:80");
+    for addr in [local.clone(), format!("{gateway}:{any_port}"), container] {
+        assert!(
+            wait_for(10, || http_get(&addr)
+                .is_some_and(|r| r.contains("hello from web"))),
+            "no answer through {addr}"
+        );
+    }
+    // From another host: a namespace of the test's own behind a veth.
+    let peer = format!("pn{octet}");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&["netns", "add", &peer]);
+    let cleanup = scopeguard(|| {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &format!("vp{octet}")])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &format!("pn{octet}")])
+            .status();
+    });
+    run(&[
+        "link",
+        "add",
+        &format!("vp{octet}"),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &peer,
+    ]);
+    run(&[
+        "addr",
+        "add",
+        &format!("10.232.{octet}.1/30"),
+        "dev",
+        &format!("vp{octet}"),
+    ]);
+    run(&["link", "set", &format!("vp{octet}"), "up"]);
+    run(&[
+        "-n",
+        &peer,
+        "addr",
+        "add",
+        &format!("10.232.{octet}.2/30"),
+        "dev",
+        "eth0",
+    ]);
+    run(&["-n", &peer, "link", "set", "eth0", "up"]);
+    let url = format!("10.232.{octet}.1 {any_port}");
+    let from_outside = wait_for(10, || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &peer, "busybox", "sh", "-c"])
+            .arg(format!("{GET} | busybox nc -w 2 {url}"))
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("hello from web"))
+    });
+    drop(cleanup);
+    assert!(from_outside, "no answer from another host through {url}");
+    // Taken ports: by a host socket, and by another container.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = format!("127.0.0.1:{}:80", taken.local_addr().unwrap().port());
+    let err = c.fails(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "-p",
+        &p,
+        img,
+        "sleep",
+        "100",
+    ]);
+    assert!(err.contains("already in use"), "{err}");
+    let p = format!("{local}:80");
+    let err = c.fails(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "-p",
+        &p,
+        img,
+        "sleep",
+        "100",
+    ]);
+    assert!(err.contains("already in use"), "{err}");
+    c.ok(&["container", "prune"]);
+    c.ok(&["rm", "-f", "web"]);
+    assert!(http_get(&local).is_none(), "{local} still answers");
+    assert_network_gone(&bridge, octet);
+    c.ok(&["network", "rm", &net]);
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct G<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for G<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f()
+            }
+        }
+    }
+    G(Some(f))
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name() {
+    let env = Env::new("net-names");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    let (net, octet) = own_network(&env, &c, 0);
+    let bridge = bridge_of(&c, &net);
+    web(&env, &c, img, &net, "web", &[]);
+    // By name, through the resolver of the C library (busybox's wget
+    // crashes in this static build, so nc speaks the HTTP).
+    let get = format!("{GET} | busybox nc -w 5 web 80");
+    let got = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        img,
+        "busybox",
+        "sh",
+        "-c",
+        &get,
+    ]);
+    assert!(got.contains("hello from web"), "{got}");
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "--name",
+        "client",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let hosts = c.ok(&["exec", "web", "busybox", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains("client"),
+        "web's hosts lacks the newcomer:\n{hosts}"
+    );
+    let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", &net])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 2);
+    let err = c.fails(&["network", "rm", &net]);
+    assert!(err.contains("has containers"), "{err}");
+    // A second network, connected and disconnected while running.
+    let (net2, octet2) = own_network(&env, &c, 100);
+    c.ok(&["network", "connect", &net2, "client"]);
+    let ip = c.ok(&[
+        "exec", "client", "busybox", "ip", "-o", "addr", "show", "eth1",
+    ]);
+    assert!(ip.contains(&format!("10.231.{octet2}.")), "{ip}");
+    c.ok(&["network", "disconnect", &net2, "client"]);
+    let o = c.run(&["exec", "client", "busybox", "ip", "link", "show", "eth1"]);
+    assert!(!o.status.success(), "eth1 still there after disconnect");
+    c.ok(&["rm", "-f", "client"]);
+    let hosts = c.ok(&["exec", "web", "busybox", "cat", "/etc/hosts"]);
+    assert!(
+        !hosts.contains("client"),
+        "a removed container is still named:\n{hosts}"
+    );
+    c.ok(&["rm", "-f", "web"]);
+    assert_network_gone(&bridge, octet);
+    c.ok(&["network", "rm", &net, &net2]);
+    let ls = c.ok(&["network", "ls"]);
+    assert!(!ls.contains(&net), "{ls}");
+}
+
+#[test]
+fn none_has_only_loopback_container_shares_and_bridge_is_the_default() {
+    let env = Env::new("net-modes");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    let links = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        img,
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(links.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    let (net, octet) = own_network(&env, &c, 0);
+    let bridge = bridge_of(&c, &net);
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "--name",
+        "a",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let ns_a = c.ok(&["exec", "a", "busybox", "readlink", "/proc/self/ns/net"]);
+    let ns_b = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:a",
+        img,
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(ns_a, ns_b, "container:a does not share a's namespace");
+    let addr = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:a",
+        img,
+        "busybox",
+        "ip",
+        "-o",
+        "addr",
+    ]);
+    assert!(addr.contains(&format!("10.231.{octet}.2")), "{addr}");
+    c.ok(&["rm", "-f", "a"]);
+    assert_network_gone(&bridge, octet);
+    c.ok(&["network", "rm", &net]);
+    // With no --network (and no CAPSA_NETWORK), the default bridge.
+    let o = c
+        .cmd(&[
+            "run", "--rm", img, "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
+        ])
+        .env_remove("CAPSA_NETWORK")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("10.99."),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !link_exists("capsa0"),
+        "the default bridge outlived its last container"
+    );
+}
+
+#[test]
+fn an_exhausted_subnet_and_bad_networks_are_refused_by_name() {
+    let env = Env::new("net-bad");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    let n: u32 = env
+        .cgroup_parent
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let octet = 220 + (n % 30) as u8;
+    let subnet = format!("10.231.{octet}.0/30");
+    c.ok(&["network", "create", "--subnet", &subnet, "tiny"]);
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "tiny",
+        "--name",
+        "one",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let before = std::fs::read_dir(c.store.join("containers"))
+        .unwrap()
+        .count();
+    let err = c.fails(&["run", "-d", "--network", "tiny", img, "sleep", "100"]);
+    assert!(err.contains("exhausted") && err.contains(&subnet), "{err}");
+    let after = std::fs::read_dir(c.store.join("containers"))
+        .unwrap()
+        .count();
+    assert_eq!(before, after, "a refused run left a container");
+    let err = c.fails(&["network", "create", "--subnet", &subnet, "again"]);
+    assert!(err.contains("overlaps") && err.contains("tiny"), "{err}");
+    let err = c.fails(&["network", "create", "--subnet", "10.231.1.1/24", "bad"]);
+    assert!(err.contains("10.231.1.1/24"), "{err}");
+    let err = c.fails(&["run", "--network", "nosuchnet", img, "true"]);
+    assert!(err.contains("nosuchnet"), "{err}");
+    let err = c.fails(&["run", "--network", "tiny", "-p", "80/sctp", img, "true"]);
+    assert!(err.contains("80/sctp"), "{err}");
+    let err = c.fails(&["run", "--network", "none", "-p", "80", img, "true"]);
+    assert!(err.contains("-p"), "{err}");
+    c.ok(&["rm", "-f", "one"]);
+    c.ok(&["network", "prune"]);
+    assert!(!c.ok(&["network", "ls"]).contains("tiny"));
+}
