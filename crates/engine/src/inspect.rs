@@ -134,6 +134,13 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "Runtime": c.options.runtime.clone().unwrap_or_else(|| "capsa (in-process)".into()),
             "UsernsMode": c.options.userns.clone().unwrap_or_default(),
         },
+        "NetworkSettings": {
+            "Networks": crate::network::endpoints(&c.dir(engine))
+                .into_iter()
+                .map(|e| (e.network.clone(), json!({"IPAddress": e.ip.to_string(), "Interface": e.ifname, "HostVeth": e.host_veth})))
+                .collect::<serde_json::Map<_, _>>(),
+            "Ports": c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        },
         "IdMappings": c.idmap.map(|r| json!({
             "UidMap": [format!("0:{}:{}", r.uid, r.size)],
             "GidMap": [format!("0:{}:{}", r.gid, r.size)],

@@ -206,24 +206,3 @@ pub fn remove_bridge_if_unused(net: &Network) -> Result<bool> {
     nft::remove_network(&net.subnet, &net.bridge)?;
     Ok(true)
 }
-
-/// Received and sent bytes of the container's interfaces but loopback,
-/// from `/proc/<pid>/net/dev` (which shows the process's namespace).
-pub fn io_bytes(pid: i32) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
-    let mut rx = 0;
-    let mut tx = 0;
-    for line in text.lines().skip(2) {
-        let (name, rest) = line.split_once(':')?;
-        if name.trim() == "lo" {
-            continue;
-        }
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        rx += f.first().copied().unwrap_or(0);
-        tx += f.get(8).copied().unwrap_or(0);
-    }
-    Some((rx, tx))
-}

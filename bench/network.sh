@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# What bridge networking costs, side by side with podman (netavark):
+#   `run --rm IMAGE true` with --network none and on a bridge network, for
+#   capsa and podman, several runs interleaved, medians and the time the
+#   bridge adds;
+#   throughput host -> container over the bridge beside host loopback
+#   (busybox nc on both ends, SIZE MiB of zeros, median of 3).
+# Usage: sudo bench/network.sh [RUNS] [SIZE_MIB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-15}
+size=${2:-2000}
+cargo build --release -q -p capsa -p capsa-monitor -p capsa-runtime
+bin=$(pwd)/target/x86_64-unknown-linux-gnu/release
+work=$(mktemp -d /tmp/capsa-net-bench.XXXXXX)
+chmod 711 "$work"
+runs_tmp=$(mktemp -d /dev/shm/capsa-net-bench.XXXXXX)
+export CAPSA_ROOT=$work/capsa CAPSA_RUN=$runs_tmp/capsa CAPSA_CGROUP_PARENT=/capsa-net-bench
+capsa() { "$bin/capsa" "$@"; }
+source bench/engines-common.sh
+podman_setup "$work/podman" "$runs_tmp/podman"
+net=capsabench$$
+cleanup() {
+    capsa rm -f $(capsa ps -aq 2>/dev/null) >/dev/null 2>&1 || true
+    capsa network rm "$net" >/dev/null 2>&1 || true
+    pm rm -a -f >/dev/null 2>&1 || true
+    pm system reset -f >/dev/null 2>&1 || true
+    kill "${loop_pid:-0}" 2>/dev/null || true
+    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    grep -o " $runs_tmp[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/capsa-net-bench*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    rm -rf "$work" "$runs_tmp"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/rootfs/bin" "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/"
+for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+capsa import -q "$work/rootfs.tar" localhost/bench:latest >/dev/null
+pm import "$work/rootfs.tar" localhost/bench:latest >/dev/null 2>&1
+capsa network create --subnet 10.231.250.0/24 "$net" >/dev/null
+
+now() { date +%s%N; }
+declare -A t
+for i in $(seq "$runs"); do
+    for k in capsa-none capsa-bridge podman-none podman-bridge; do
+        sleep 0.3
+        case $k in
+            capsa-none) cmd=(capsa run --rm --network none localhost/bench /bin/true) ;;
+            capsa-bridge) cmd=(capsa run --rm --network "$net" localhost/bench /bin/true) ;;
+            podman-none) cmd=(pm run --rm --network none --cgroup-parent /capsa-net-bench-podman localhost/bench /bin/true) ;;
+            podman-bridge) cmd=(pm run --rm --network bridge --cgroup-parent /capsa-net-bench-podman localhost/bench /bin/true) ;;
+        esac
+        a=$(now); "${cmd[@]}" >/dev/null; b=$(now); t[$k]+="$(( (b - a) / 1000 )) "
+    done
+done
+ms() { echo "${t[$1]}" | median | awk '{printf "%.1f", $1/1000}'; }
+cn=$(ms capsa-none); cb=$(ms capsa-bridge); pn=$(ms podman-none); pb=$(ms podman-bridge)
+echo
+echo "run --rm busybox true, $runs runs each, medians (ms)"
+echo
+echo "| engine | --network none | bridge | added by the bridge |"
+echo "|---|---|---|---|"
+echo "| capsa | $cn | $cb | $(awk -v a="$cb" -v b="$cn" 'BEGIN{printf "%.1f", a-b}') |"
+echo "| podman (netavark) | $pn | $pb | $(awk -v a="$pb" -v b="$pn" 'BEGIN{printf "%.1f", a-b}') |"
+
+# Throughput: a sink in a container on the bridge, and one on loopback.
+capsa run -d --network "$net" --name sink localhost/bench sh -c 'while true; do busybox nc -l -p 5001 > /dev/null; done' >/dev/null
+( while true; do busybox nc -l -p 5002 -s 127.0.0.1 > /dev/null; done ) &
+loop_pid=$!
+sleep 1
+ip=$(capsa inspect sink | python3 -c 'import json,sys; print(list(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"].values())[0]["IPAddress"])')
+send() { # host port -> seconds
+    local a b
+    a=$(now); dd if=/dev/zero bs=1M count="$size" status=none | busybox nc -w 1 "$1" "$2"; b=$(now)
+    awk -v n="$(( b - a ))" 'BEGIN{printf "%.3f", n/1e9}'
+}
+declare -A s
+for i in 1 2 3; do
+    s[bridge]+="$(send "$ip" 5001) "
+    s[loopback]+="$(send 127.0.0.1 5002) "
+done
+mbs() { echo "${s[$1]}" | median | awk -v n="$size" '{printf "%.0f", n/$1}'; }
+echo
+echo "throughput, $size MiB with busybox nc, median of 3"
+echo
+echo "| path | MiB/s |"
+echo "|---|---|"
+echo "| host loopback | $(mbs loopback) |"
+echo "| host -> container over the bridge | $(mbs bridge) |"
