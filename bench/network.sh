@@ -4,7 +4,7 @@
 #   capsa and podman, several runs interleaved, medians and the time the
 #   bridge adds;
 #   throughput host -> container over the bridge beside host loopback
-#   (busybox nc on both ends, SIZE MiB of zeros, median of 3).
+#   (a busybox nc sink, a python sender, SIZE MiB of zeros, median of 3).
 # Usage: sudo bench/network.sh [RUNS] [SIZE_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,14 +67,23 @@ echo "| podman (netavark) | $pn | $pb | $(awk -v a="$pb" -v b="$pn" 'BEGIN{print
 
 # Throughput: a sink in a container on the bridge, and one on loopback.
 capsa run -d --network "$net" --name sink localhost/bench sh -c 'while true; do busybox nc -l -p 5001 > /dev/null; done' >/dev/null
-( while true; do busybox nc -l -p 5002 -s 127.0.0.1 > /dev/null; done ) &
+( while true; do busybox nc -l -p 5002 > /dev/null; done ) &
 loop_pid=$!
 sleep 1
 ip=$(capsa inspect sink | python3 -c 'import json,sys; print(list(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"].values())[0]["IPAddress"])')
-send() { # host port -> seconds
-    local a b
-    a=$(now); dd if=/dev/zero bs=1M count="$size" status=none | busybox nc -w 1 "$1" "$2"; b=$(now)
-    awk -v n="$(( b - a ))" 'BEGIN{printf "%.3f", n/1e9}'
+send() { # host port -> seconds to send SIZE MiB and close
+    python3 - "$1" "$2" "$size" <<'PY'
+import socket, sys, time
+host, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+buf = bytes(1 << 20)
+s = socket.create_connection((host, port), timeout=10)
+t = time.monotonic()
+for _ in range(mib):
+    s.sendall(buf)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)  # the sink closes when it has read everything
+print(f"{time.monotonic() - t:.3f}")
+PY
 }
 declare -A s
 for i in 1 2 3; do
@@ -83,7 +92,7 @@ for i in 1 2 3; do
 done
 mbs() { echo "${s[$1]}" | median | awk -v n="$size" '{printf "%.0f", n/$1}'; }
 echo
-echo "throughput, $size MiB with busybox nc, median of 3"
+echo "throughput, $size MiB into a busybox nc sink, median of 3"
 echo
 echo "| path | MiB/s |"
 echo "|---|---|"

@@ -36,9 +36,13 @@ fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// No bridge, veth or table entry of this network is left.
+/// No bridge, veth or table entry of this network is left (the monitor
+/// deletes links just after it reports the exit).
 fn assert_network_gone(bridge: &str, subnet_octet: u8) {
-    assert!(!link_exists(bridge), "bridge {bridge} left behind");
+    assert!(
+        wait_for(10, || !link_exists(bridge)),
+        "bridge {bridge} left behind"
+    );
     let links: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
         .flatten()
@@ -377,7 +381,7 @@ fn none_has_only_loopback_container_shares_and_bridge_is_the_default() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        !link_exists("capsa0"),
+        wait_for(10, || !link_exists("capsa0")),
         "the default bridge outlived its last container"
     );
 }

@@ -476,8 +476,11 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     // network (ports, veth pairs, a bridge left empty).
     runtime.delete(&c.id);
     let held = attached.take();
-    crate::network::disconnect(engine, c, &held.ports);
+    // Ports first (a new run may want them at once), links after the
+    // exit is reported.
+    crate::network::release_ports(&held.ports);
     drop(held);
+    let endpoints = crate::network::endpoints(&c.dir(engine));
     let now = crate::manage::now_secs();
     // A --rm container's record goes right after: no need to write it.
     let _ = (!c.options.rm).then(|| {
@@ -496,6 +499,7 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     for cl in &clients {
         let _ = attach::send(cl, kind::EXIT, &code.to_le_bytes());
     }
+    crate::network::teardown(engine, &endpoints);
     if c.options.rm {
         crate::manage::empty_trash(engine);
     }

@@ -419,9 +419,20 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
 /// Undo `connect` once the container has stopped: its ports, its veth
 /// pairs, and a bridge left with no port.
 pub fn disconnect(engine: &Engine, c: &Container, ports: &[capsa_network::Published]) {
-    let eps = endpoints(&c.dir(engine));
+    release_ports(ports);
+    teardown(engine, &endpoints(&c.dir(engine)));
+}
+
+/// Stop sending the published ports to the container.
+pub fn release_ports(ports: &[capsa_network::Published]) {
     capsa_network::nft::remove_ports(ports);
-    for ep in &eps {
+}
+
+/// Delete the endpoints' veth pairs, and each bridge left with no port
+/// (deleting a link waits for the kernel's RCU grace periods: tens of ms,
+/// which the monitor spends after it has reported the exit).
+pub fn teardown(engine: &Engine, eps: &[Endpoint]) {
+    for ep in eps {
         capsa_network::detach(ep);
         if let Ok(net) = get(engine, &ep.network) {
             if let Ok(_l) = engine.lock(&format!("net-{}", net.name)) {

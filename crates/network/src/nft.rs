@@ -80,15 +80,6 @@ fn lock() -> Result<std::fs::File> {
     }
 }
 
-fn table_exists() -> bool {
-    Command::new("nft")
-        .args(["list", "table", "ip", TABLE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn obj(kind: &str, mut v: Value) -> Value {
     v["family"] = json!("ip");
     v["table"] = json!(TABLE);
@@ -139,6 +130,13 @@ fn base() -> Vec<Value> {
         ("forward", "filter", "forward", 0),
     ] {
         c.push(json!({"add": obj("chain", json!({"name": name, "type": ty, "hook": hook, "prio": prio, "policy": "accept"}))}));
+    }
+    // Idempotent as a whole: "add" of what exists is a no-op, and each
+    // chain is flushed before its rules are added, so running this again
+    // (another network, another store) neither duplicates rules nor needs
+    // a look at the table first. Set and map elements are not touched.
+    for chain in ["ports", "prerouting", "output", "postrouting", "forward"] {
+        c.push(json!({"flush": obj("chain", json!({"name": chain}))}));
     }
     let jump = json!({"jump": {"target": "ports"}});
     c.push(rule("prerouting", json!([local.clone(), jump.clone()])));
@@ -218,7 +216,7 @@ fn subnet_elem(subnet: &crate::ipam::Subnet) -> Value {
 /// bridge) to it.
 pub fn add_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
     let _l = lock()?;
-    let mut cmds = if table_exists() { Vec::new() } else { base() };
+    let mut cmds = base();
     cmds.push(element("add", "subnets", subnet_elem(subnet)));
     cmds.push(element("add", "bridges", json!(bridge)));
     run(cmds)
@@ -227,16 +225,21 @@ pub fn add_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
 /// Take a network out of the table; the table goes with the last one.
 pub fn remove_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
     let _l = lock()?;
-    if !table_exists() {
-        return Ok(());
+    let both = vec![
+        element("delete", "subnets", subnet_elem(subnet)),
+        element("delete", "bridges", json!(bridge)),
+    ];
+    if run(both.clone()).is_err() {
+        // One by one: a missing element must not keep the other.
+        for cmd in both {
+            let _ = run(vec![cmd]);
+        }
     }
-    // One by one: a missing element must not stop the others.
-    let _ = run(vec![element("delete", "subnets", subnet_elem(subnet))]);
-    let _ = run(vec![element("delete", "bridges", json!(bridge))]);
     if bridges_left()? == 0 {
-        run(vec![
+        // Already gone is as good.
+        let _ = run(vec![
             json!({"delete": {"table": {"family": "ip", "name": TABLE}}}),
-        ])?;
+        ]);
     }
     Ok(())
 }
