@@ -32,12 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$work/rootfs/bin" "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev" "$work/rootfs/etc"
-cp /bin/busybox "$work/rootfs/bin/"
-for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
-tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
-capsa import -q "$work/rootfs.tar" localhost/bench:latest >/dev/null
-pm import "$work/rootfs.tar" localhost/bench:latest >/dev/null 2>&1
+bench_image "$work"
 mkdir -p "$work/bundle"
 ln -s "$work/rootfs" "$work/bundle/rootfs"
 "$bin/capsa-runtime" spec --bundle "$work/bundle"

@@ -62,3 +62,15 @@ pm() { podman --root "$PODMAN_WORK/root" --runroot "$PODMAN_RUN" --tmpdir "$PODM
 
 # median of numbers on stdin
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# bench_image DIR: a busybox rootfs in DIR/rootfs (sh, true, sleep), as
+# DIR/rootfs.tar imported into capsa and podman as localhost/bench.
+bench_image() {
+    local d=$1
+    mkdir -p "$d/rootfs/bin" "$d/rootfs/proc" "$d/rootfs/sys" "$d/rootfs/dev" "$d/rootfs/etc"
+    cp /bin/busybox "$d/rootfs/bin/"
+    for a in sh true sleep; do ln -s busybox "$d/rootfs/bin/$a"; done
+    tar -C "$d/rootfs" -cf "$d/rootfs.tar" .
+    capsa import -q "$d/rootfs.tar" localhost/bench:latest >/dev/null
+    pm import "$d/rootfs.tar" localhost/bench:latest >/dev/null 2>&1
+}

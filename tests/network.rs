@@ -198,32 +198,22 @@ fn published_ports_reach_a_container_from_localhost_the_bridge_and_outside() {
     assert!(from_outside, "no answer from another host through {url}");
     // Taken ports: by a host socket, and by another container.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = format!("127.0.0.1:{}:80", taken.local_addr().unwrap().port());
-    let err = c.fails(&[
-        "run",
-        "-d",
-        "--network",
-        &net,
-        "-p",
-        &p,
-        img,
-        "sleep",
-        "100",
-    ]);
-    assert!(err.contains("already in use"), "{err}");
-    let p = format!("{local}:80");
-    let err = c.fails(&[
-        "run",
-        "-d",
-        "--network",
-        &net,
-        "-p",
-        &p,
-        img,
-        "sleep",
-        "100",
-    ]);
-    assert!(err.contains("already in use"), "{err}");
+    let by_host = format!("127.0.0.1:{}:80", taken.local_addr().unwrap().port());
+    let by_container = format!("{local}:80");
+    for p in [by_host, by_container] {
+        let err = c.fails(&[
+            "run",
+            "-d",
+            "--network",
+            &net,
+            "-p",
+            &p,
+            img,
+            "sleep",
+            "100",
+        ]);
+        assert!(err.contains("already in use"), "{p}: {err}");
+    }
     c.ok(&["container", "prune"]);
     c.ok(&["rm", "-f", "web"]);
     assert!(http_get(&local).is_none(), "{local} still answers");
