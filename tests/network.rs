@@ -425,3 +425,54 @@ fn an_exhausted_subnet_and_bad_networks_are_refused_by_name() {
     c.ok(&["network", "prune"]);
     assert!(!c.ok(&["network", "ls"]).contains("tiny"));
 }
+
+#[test]
+fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
+    let env = Env::new("net-expose");
+    let c = Capsa::new(&env, "c");
+    let layout = env.dir.join("exposing");
+    capsa_tests::images::oci_layout_with(
+        &layout,
+        "exposing",
+        &[("amd64", vec![capsa_tests::engines::busybox_rootfs_tar()])],
+        serde_json::json!({
+            "ExposedPorts": {"80/tcp": {}},
+            "Cmd": ["busybox", "httpd", "-f", "-p", "80", "-h", "/www"],
+        }),
+    );
+    c.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let (net, octet) = own_network(&env, &c, 0);
+    let bridge = bridge_of(&c, &net);
+    let www = env.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "exposed\n").unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let img = "localhost/imported:exposing";
+    c.ok(&[
+        "run",
+        "-d",
+        "-P",
+        "--network",
+        &net,
+        "--name",
+        "exp",
+        "-v",
+        &vol,
+        img,
+    ]);
+    let lines = published(&c, "exp", "80/tcp");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let port: u16 = lines[0].trim_start_matches("0.0.0.0:").parse().unwrap();
+    assert!(port > 0);
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        wait_for(10, || http_get(&addr)
+            .is_some_and(|r| r.contains("exposed"))),
+        "no answer through {addr}"
+    );
+    let all = c.ok(&["port", "exp"]);
+    assert_eq!(all.trim(), format!("80/tcp -> 0.0.0.0:{port}"));
+    c.ok(&["rm", "-f", "exp"]);
+    assert_network_gone(&bridge, octet);
+    c.ok(&["network", "rm", &net]);
+}

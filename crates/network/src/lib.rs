@@ -183,11 +183,19 @@ pub fn attach(
 
 /// Take the container's veth pair away (it goes by itself when the
 /// container's namespace dies; this is for a namespace that lives on).
+/// Returns once the host end is gone: when the container's namespace has
+/// just died, the kernel unregisters the pair asynchronously, and until it
+/// is done the veth still counts as a port of its bridge.
 pub fn detach(ep: &Endpoint) {
-    if let Ok(mut nl) = Netlink::new() {
-        if let Ok(Some(l)) = nl.link(&ep.host_veth) {
-            let _ = nl.delete_link(l.index, &ep.host_veth);
-        }
+    let Ok(mut nl) = Netlink::new() else {
+        return;
+    };
+    if let Ok(Some(l)) = nl.link(&ep.host_veth) {
+        let _ = nl.delete_link(l.index, &ep.host_veth);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while matches!(nl.link(&ep.host_veth), Ok(Some(_))) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
