@@ -257,6 +257,13 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
         &get,
     ]);
     assert!(got.contains("hello from web"), "{got}");
+    // The traffic shows in stats, from the container's own devices.
+    let stats: Value =
+        serde_json::from_str(&c.ok(&["stats", "--no-stream", "--format", "json", "web"])).unwrap();
+    assert!(
+        stats[0]["NetInput"].as_u64().unwrap() > 0 && stats[0]["NetOutput"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
     c.ok(&[
         "run",
         "-d",

@@ -104,6 +104,28 @@ fn explain(r: &Value) {
         "  My namespaces (type:inode; the host's differ): {}",
         ns.join(" ")
     ));
+    let net = &r["network"];
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().map(&s).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    if net["interfaces"].as_array().is_some_and(|a| a.len() <= 1) {
+        line("  My network: only loopback (a network namespace with nothing else in it).".into());
+    } else {
+        let veth = list(&net["interfaces"]) == "eth0, lo";
+        line(format!(
+            "  My network: interfaces {}; address {}; default route via {}{}.",
+            list(&net["interfaces"]),
+            list(&net["addresses"]),
+            net["gateway"].as_str().unwrap_or("none"),
+            if veth {
+                " (eth0 is one end of a veth pair; the other end is a port of a bridge on the host, which NATs my traffic)"
+            } else {
+                ""
+            }
+        ));
+    }
     line(format!("  My root is a {} mount ({}): the image's read-only layers under a writable layer of my own.", s(&root_mount["fstype"]), s(&root_mount["source"])));
     line(format!(
         "  I run as uid {} gid {}, with {} of 41 capabilities: {}.",
@@ -175,6 +197,7 @@ fn report() -> Value {
             ns.insert(n.into(), json!(ino));
         }
     }
+    let network = network();
     let caps: Map<String, Value> = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
         .iter()
         .map(|k| (k.to_string(), json!(status_field(&status, k))))
@@ -240,6 +263,7 @@ fn report() -> Value {
         "oom_score_adj": read("/proc/self/oom_score_adj").map(|s| s.trim().to_string()),
         "fds": fds,
         "mounts": mounts,
+        "network": network,
         "cgroup": read("/proc/self/cgroup"),
         "exe": std::fs::read_link("/proc/self/exe").ok().map(|p| p.display().to_string()),
     })
@@ -329,4 +353,42 @@ fn spawn(n: usize, out: &str) {
     for mut c in children {
         let _ = c.wait();
     }
+}
+
+/// Interfaces, IPv4 addresses (but loopback's) and the default gateway of
+/// this network namespace, from /sys/class/net and /proc/net.
+fn network() -> Value {
+    let mut interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    interfaces.sort();
+    // fib_trie lists each local address as "|-- A.B.C.D" then "/32 host LOCAL".
+    let mut addresses = Vec::new();
+    let mut last = "";
+    let trie = read("/proc/net/fib_trie").unwrap_or_default();
+    for l in trie.lines() {
+        let t = l.trim_start_matches([' ', '|', '+', '-']).trim();
+        if l.contains("/32 host LOCAL") {
+            if !last.starts_with("127.") && !addresses.contains(&last.to_string()) {
+                addresses.push(last.to_string());
+            }
+        } else if t.parse::<std::net::Ipv4Addr>().is_ok() {
+            last = t;
+        }
+    }
+    // /proc/net/route: the default route's gateway, little-endian hex.
+    let gateway = read("/proc/net/route").and_then(|r| {
+        r.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"00000000"))
+                .then(|| u32::from_str_radix(f.get(2)?, 16).ok())
+                .flatten()
+                .map(|g| std::net::Ipv4Addr::from(g.to_le_bytes()).to_string())
+        })
+    });
+    json!({"interfaces": interfaces, "addresses": addresses, "gateway": gateway})
 }
