@@ -483,3 +483,41 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
     assert_network_gone(&bridge, octet);
     c.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn a_killed_monitors_network_is_undone_by_the_next_command() {
+    let env = Env::new("net-repair");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    let (net, octet) = own_network(&env, &c, 0);
+    let bridge = bridge_of(&c, &net);
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "-p",
+        "127.0.0.1::80",
+        "--name",
+        "orphan",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let port = published(&c, "orphan", "80")[0].clone();
+    let v: Value = serde_json::from_str(&c.ok(&["inspect", "orphan"])).unwrap();
+    for key in ["MonitorPid", "Pid"] {
+        let pid = v[0]["State"][key].as_i64().unwrap() as i32;
+        assert!(pid > 0, "{key}");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    }
+    assert!(wait_for(5, || c.ok(&["ps", "-a"]).contains("Exited (-1)")));
+    assert_network_gone(&bridge, octet);
+    // The port is free again: a host socket can take it.
+    assert!(
+        wait_for(5, || std::net::TcpListener::bind(port.as_str()).is_ok()),
+        "{port} still taken"
+    );
+    c.ok(&["rm", "orphan"]);
+    c.ok(&["network", "rm", &net]);
+}

@@ -39,6 +39,9 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
         return Ok(c); // the monitor is recording the exit right now
     }
     Runtime::of(engine, &c).delete(&c.id);
+    // What the monitor would have undone: published ports, veths, a bridge
+    // left empty.
+    crate::network::disconnect(engine, &c, &c.ports);
     engine.update(&c.id, |r| {
         r.state.status = Status::Exited;
         r.state.exit_code = r.state.exit_code.or(Some(-1));
