@@ -996,3 +996,34 @@ fn userns_auto_gives_each_container_its_own_host_ids() {
     c.ok(&["rm", "-f", b, d.trim()]);
     assert_no_mounts(&c);
 }
+
+#[test]
+fn concurrent_runs_under_a_new_cgroup_parent_all_start() {
+    // Each run finds the parent missing or half made by another: a v1
+    // cpuset parent made an instant ago has no cpus yet (ENOSPC on join).
+    let (env, c, img) = setup("eng-fresh-parent");
+    for round in 0..3 {
+        let parent = format!("/{}/fresh{round}/deeper", env.cgroup_parent);
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let mut cmd =
+                    c.cmd(&["run", "-d", "--cgroup-parent", &parent, img, "sleep", "100"]);
+                std::thread::spawn(move || cmd.output().unwrap())
+            })
+            .collect();
+        for h in handles {
+            let o = h.join().unwrap();
+            assert!(
+                o.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let ids = c.ok(&["ps", "-q"]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        assert_eq!(ids.len(), 6);
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids);
+        c.ok(&args);
+    }
+}

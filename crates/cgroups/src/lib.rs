@@ -230,11 +230,14 @@ impl Cgroup {
         for d in missing.into_iter().rev() {
             match std::fs::create_dir(&d) {
                 Ok(()) => self.created.push(d.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                // Made by a concurrent create an instant ago, maybe not
+                // filled yet: the cpuset check below covers it.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(CgroupError::sys("mkdir", &d, e)),
             }
-            // A new v1 cpuset is empty and refuses tasks until it has cpus
-            // and mems: inherit the parent's.
+            // A new v1 cpuset is empty and refuses tasks (ENOSPC) until it
+            // has cpus and mems: inherit the parent's, top down, also for a
+            // parent another create made and has not filled yet.
             if controllers.is_some_and(|c| c.iter().any(|x| x == "cpuset")) {
                 resources::inherit_cpuset(&d)?;
             }

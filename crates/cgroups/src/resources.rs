@@ -24,11 +24,26 @@ pub const DEFAULT_ALLOWED_DEVICES: [&str; 10] = [
     "c 5:2 rwm",
 ];
 
+/// Give an empty v1 cpuset its parent's cpus and mems (a cpuset that is
+/// already set is left as it is). A parent that is empty too (another
+/// create made it an instant ago and has not filled it yet) is filled
+/// first, from its own parent.
 pub(crate) fn inherit_cpuset(dir: &Path) -> Result<()> {
     let parent = dir.parent().unwrap_or(dir);
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let v = std::fs::read_to_string(parent.join(f))
-            .map_err(|e| CgroupError::sys("read", &parent.join(f), e))?;
+        let own = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if !own.trim().is_empty() {
+            continue;
+        }
+        let read = || {
+            std::fs::read_to_string(parent.join(f))
+                .map_err(|e| CgroupError::sys("read", &parent.join(f), e))
+        };
+        let mut v = read()?;
+        if v.trim().is_empty() && parent != dir && parent.join(f).exists() {
+            inherit_cpuset(parent)?;
+            v = read()?;
+        }
         write(&dir.join(f), v.trim())?;
     }
     Ok(())
@@ -760,6 +775,28 @@ impl Cgroup {
 mod tests {
     use super::*;
     use crate::hierarchy::{Hierarchy, V1Mount};
+
+    #[test]
+    fn an_empty_cpuset_parent_is_filled_before_its_child() {
+        // As a concurrent create leaves it: the parent made, not yet filled.
+        let root = std::env::temp_dir().join(format!("capsa-cpuset-{}", std::process::id()));
+        let (parent, child) = (root.join("p"), root.join("p/c"));
+        std::fs::create_dir_all(&child).unwrap();
+        for (d, cpus, mems) in [(&root, "0-1", "0"), (&parent, "", ""), (&child, "", "")] {
+            std::fs::write(d.join("cpuset.cpus"), cpus).unwrap();
+            std::fs::write(d.join("cpuset.mems"), mems).unwrap();
+        }
+        inherit_cpuset(&child).unwrap();
+        for d in [&parent, &child] {
+            assert_eq!(std::fs::read_to_string(d.join("cpuset.cpus")).unwrap(), "0-1");
+            assert_eq!(std::fs::read_to_string(d.join("cpuset.mems")).unwrap(), "0");
+        }
+        // One already set is left alone.
+        std::fs::write(child.join("cpuset.cpus"), "1").unwrap();
+        inherit_cpuset(&child).unwrap();
+        assert_eq!(std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(), "1");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn shares_convert_to_weight_at_the_ends_and_default() {
