@@ -521,3 +521,79 @@ fn a_killed_monitors_network_is_undone_by_the_next_command() {
     c.ok(&["rm", "orphan"]);
     c.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn an_ipv6_network_gives_addresses_a_route_and_names_in_both_families() {
+    let env = Env::new("net-ipv6");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    let n: u32 = env
+        .cgroup_parent
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let octet = 140 + (n % 60) as u8;
+    let (v4, v6) = (
+        format!("10.231.{octet}.0/24"),
+        format!("fd00:231:{octet}::/64"),
+    );
+    let name = format!("six{octet}");
+    c.ok(&[
+        "network", "create", "--ipv6", "--subnet", &v4, "--subnet", &v6, &name,
+    ]);
+    let bridge = bridge_of(&c, &name);
+    web(&env, &c, img, &name, "web6", &[]);
+    let addr = c.ok(&[
+        "exec", "web6", "busybox", "ip", "-o", "-6", "addr", "show", "eth0",
+    ]);
+    let ip6 = format!("fd00:231:{octet}::2");
+    assert!(addr.contains(&format!("{ip6}/64")), "{addr}");
+    let route = c.ok(&["exec", "web6", "busybox", "ip", "-6", "route"]);
+    assert!(
+        route.contains(&format!("default via fd00:231:{octet}::1")),
+        "{route}"
+    );
+    // The host reaches the container over IPv6 through the bridge.
+    let target = format!("[{ip6}]:80");
+    assert!(
+        wait_for(10, || http_get(&target)
+            .is_some_and(|r| r.contains("hello from web6"))),
+        "no answer from {target}"
+    );
+    // Another container finds it by name, over IPv6.
+    let ping = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        img,
+        "busybox",
+        "ping6",
+        "-c1",
+        "-W2",
+        "web6",
+    ]);
+    assert!(
+        ping.contains(&ip6) && ping.contains("1 packets received"),
+        "{ping}"
+    );
+    let v: Value = serde_json::from_str(&c.ok(&["inspect", "web6"])).unwrap();
+    assert_eq!(
+        v[0]["NetworkSettings"]["Networks"][&name]["GlobalIPv6Address"],
+        ip6.as_str()
+    );
+    // A second IPv6 subnet that overlaps is refused by name.
+    let err = c.fails(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("fd00:231:{octet}::/48"),
+        "clash6",
+    ]);
+    assert!(err.contains("overlaps") && err.contains(&name), "{err}");
+    c.ok(&["rm", "-f", "web6"]);
+    assert_network_gone(&bridge, octet);
+    c.ok(&["network", "rm", &name]);
+}

@@ -336,12 +336,16 @@ pub enum NetworkCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct NetworkCreateArgs {
-    /// IPv4 subnet, A.B.C.D/N (default: the first free 10.100.N.0/24).
+    /// A subnet, A.B.C.D/N (default: the first free 10.100.N.0/24), or an
+    /// IPv6 one (ADDR/N); give both for a dual-stack network.
     #[arg(long)]
-    pub subnet: Option<String>,
-    /// The bridge's address (default: the subnet's first).
+    pub subnet: Vec<String>,
+    /// The bridge's IPv4 address (default: the subnet's first).
     #[arg(long)]
     pub gateway: Option<String>,
+    /// IPv6 too: addresses from the given IPv6 subnet, else a unique local /64.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Only bridge networks exist; accepted for docker's command lines.
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,

@@ -788,13 +788,19 @@ mod tests {
         }
         inherit_cpuset(&child).unwrap();
         for d in [&parent, &child] {
-            assert_eq!(std::fs::read_to_string(d.join("cpuset.cpus")).unwrap(), "0-1");
+            assert_eq!(
+                std::fs::read_to_string(d.join("cpuset.cpus")).unwrap(),
+                "0-1"
+            );
             assert_eq!(std::fs::read_to_string(d.join("cpuset.mems")).unwrap(), "0");
         }
         // One already set is left alone.
         std::fs::write(child.join("cpuset.cpus"), "1").unwrap();
         inherit_cpuset(&child).unwrap();
-        assert_eq!(std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(), "1");
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "1"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -14,7 +14,7 @@
 use crate::container::Container;
 use crate::error::{Error, IoContext, Result};
 use crate::Engine;
-use capsa_network::{Endpoint, Network, Subnet};
+use capsa_network::{Endpoint, Network, Subnet, Subnet6};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -107,6 +107,8 @@ pub fn get(engine: &Engine, name: &str) -> Result<Network> {
                 bridge: DEFAULT_BRIDGE.into(),
                 subnet,
                 gateway: subnet.first_host(),
+                subnet6: None,
+                gateway6: None,
                 created: capsa_sys::time::now_rfc3339(),
             };
             save(engine, &n)?;
@@ -141,36 +143,72 @@ pub(crate) fn net_err(e: capsa_network::Error) -> Error {
     }
 }
 
-/// `capsa network create`: a bridge network with `subnet` (else the first
-/// free 10.100.N.0/24) and `gateway` (else the subnet's first address).
-pub fn create(
-    engine: &Engine,
-    name: &str,
-    subnet: Option<&str>,
-    gateway: Option<&str>,
-) -> Result<Network> {
+/// What `capsa network create` asks for.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions<'a> {
+    /// `--subnet`, each IPv4 or IPv6 (at most one of each).
+    pub subnets: &'a [String],
+    /// `--gateway` for the IPv4 subnet.
+    pub gateway: Option<&'a str>,
+    /// `--ipv6`: an IPv6 subnet too (a ULA /64 unless one is given).
+    pub ipv6: bool,
+}
+
+/// `capsa network create`: a bridge network with an IPv4 subnet (given,
+/// else the first free 10.100.N.0/24), its gateway (else the subnet's
+/// first address), and with `--ipv6` an IPv6 subnet.
+pub fn create(engine: &Engine, name: &str, o: &CreateOptions<'_>) -> Result<Network> {
     check_name(name)?;
     let _l = engine.lock("networks")?;
     if path(engine, name).exists() || name == DEFAULT {
         return Err(Error::Conflict(format!("network {name} already exists")));
     }
+    let (v6, v4): (Vec<&String>, Vec<&String>) = o.subnets.iter().partition(|s| s.contains(':'));
+    if v4.len() > 1 || v6.len() > 1 {
+        return Err(crate::error::flag(
+            "--subnet",
+            "at most one IPv4 and one IPv6 subnet",
+        ));
+    }
     let others = list(engine);
     let mut nl = capsa_network::netlink::Netlink::new().map_err(net_err)?;
     let id = crate::container::new_id()?;
     let bridge = format!("capsa-{}", &id[..8]);
+    let subnet6 = match (v6.first(), o.ipv6) {
+        (Some(s), _) => Some(Subnet6::parse(s).map_err(net_err)?),
+        // A unique local /64 named by the network's id (RFC 4193).
+        (None, true) => Some(
+            Subnet6::parse(&format!("fd{}:{}:{}::/64", &id[..2], &id[2..6], &id[6..10]))
+                .map_err(net_err)?,
+        ),
+        (None, false) => None,
+    };
+    if let Some(s6) = &subnet6 {
+        if let Some(o) = others
+            .iter()
+            .find(|o| o.subnet6.is_some_and(|x| x.overlaps(s6)))
+        {
+            return Err(Error::Conflict(format!(
+                "--subnet {s6} overlaps network {}",
+                o.name
+            )));
+        }
+    }
     let free = |s: &Subnet, nl: &mut capsa_network::netlink::Netlink| -> Result<Option<String>> {
         if let Some(o) = others.iter().find(|o| o.subnet.overlaps(s)) {
             return Ok(Some(format!("network {} ({})", o.name, o.subnet)));
         }
-        Ok(capsa_network::conflicting_route(nl, s, &bridge)
-            .map_err(net_err)?
-            .map(|r| format!("the host's route to {r}")))
+        Ok(
+            capsa_network::conflicting_route(nl, s, subnet6.as_ref(), &bridge)
+                .map_err(net_err)?
+                .map(|r| format!("the host's route to {r}")),
+        )
     };
-    let subnet = match subnet {
+    let subnet = match v4.first() {
         Some(s) => {
             let s = Subnet::parse(s).map_err(net_err)?;
             if let Some(what) = free(&s, &mut nl)? {
-                return Err(Error::Conflict(format!("--subnet {s} overlaps {what}")));
+                return Err(Error::Conflict(format!("--subnet overlaps {what}")));
             }
             s
         }
@@ -191,7 +229,7 @@ pub fn create(
             })?
         }
     };
-    let gateway = match gateway {
+    let gateway = match o.gateway {
         None => subnet.first_host(),
         Some(g) => {
             let ip: Ipv4Addr = g.parse().map_err(|_| {
@@ -212,6 +250,8 @@ pub fn create(
         bridge,
         subnet,
         gateway,
+        gateway6: subnet6.map(|s| s.first_host()),
+        subnet6,
         created: capsa_sys::time::now_rfc3339(),
     };
     save(engine, &n)?;
@@ -291,14 +331,20 @@ pub fn allocate(
             net.name
         )));
     }
-    let taken: Vec<Ipv4Addr> = leases(engine, &net.name)
-        .iter()
-        .map(|(_, e)| e.ip)
-        .collect();
+    let held = leases(engine, &net.name);
+    let taken: Vec<Ipv4Addr> = held.iter().map(|(_, e)| e.ip).collect();
     let ip = net.subnet.allocate(net.gateway, &taken).map_err(net_err)?;
+    let ip6 = match (net.subnet6, net.gateway6) {
+        (Some(s6), Some(g6)) => {
+            let taken6: Vec<_> = held.iter().filter_map(|(_, e)| e.ip6).collect();
+            Some(s6.allocate(g6, &taken6).map_err(net_err)?)
+        }
+        _ => None,
+    };
     let ep = Endpoint {
         network: net.name.clone(),
         ip,
+        ip6,
         ifname: format!("eth{n}"),
         host_veth: format!("veth{}{n}", &id[..8]),
     };
@@ -325,7 +371,12 @@ pub fn hosts_file(
 ) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     match eps.first() {
-        Some(e) => s.push_str(&format!("{}\t{hostname} {name}\n", e.ip)),
+        Some(e) => {
+            s.push_str(&format!("{}\t{hostname} {name}\n", e.ip));
+            if let Some(ip6) = e.ip6 {
+                s.push_str(&format!("{ip6}\t{hostname} {name}\n"));
+            }
+        }
         None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
     }
     for ep in eps.iter().filter(|e| e.network != DEFAULT) {
@@ -334,15 +385,19 @@ pub fn hosts_file(
             if oid.as_deref() == Some(id) {
                 continue;
             }
-            if let Some(line) = oid.and_then(|oid| peer_line(engine, &oid, other.ip)) {
-                s.push_str(&line);
+            if let Some(oid) = oid {
+                for ip in std::iter::once(other.ip.into()).chain(other.ip6.map(Into::into)) {
+                    if let Some(line) = peer_line(engine, &oid, ip) {
+                        s.push_str(&line);
+                    }
+                }
             }
         }
     }
     s
 }
 
-fn peer_line(engine: &Engine, id: &str, ip: Ipv4Addr) -> Option<String> {
+fn peer_line(engine: &Engine, id: &str, ip: std::net::IpAddr) -> Option<String> {
     let c = engine.load(id).ok()?;
     Some(format!("{ip}\t{} {}\n", c.name, c.short_id()))
 }
@@ -523,7 +578,7 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<serde_json::Value> {
         let cname = engine.load(&id).map(|c| c.name).unwrap_or_default();
         containers.insert(
             id,
-            serde_json::json!({"Name": cname, "IPv4Address": format!("{}/{}", ep.ip, n.subnet.prefix), "Interface": ep.ifname, "HostVeth": ep.host_veth}),
+            serde_json::json!({"Name": cname, "IPv4Address": format!("{}/{}", ep.ip, n.subnet.prefix), "IPv6Address": ep.ip6.map(|a| a.to_string()), "Interface": ep.ifname, "HostVeth": ep.host_veth}),
         );
     }
     Ok(serde_json::json!({
@@ -532,7 +587,10 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<serde_json::Value> {
         "Created": n.created,
         "Driver": "bridge",
         "Bridge": n.bridge,
-        "IPAM": {"Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
+        "EnableIPv6": n.subnet6.is_some(),
+        "IPAM": {"Config": std::iter::once(json_subnet(&n.subnet.to_string(), &n.gateway.to_string()))
+            .chain(n.subnet6.zip(n.gateway6).map(|(s, g)| json_subnet(&s.to_string(), &g.to_string())))
+            .collect::<Vec<_>>()},
         "NameResolution": if n.name == DEFAULT { "none (the default network, as docker's)" } else { "/etc/hosts of each container, rewritten as containers come and go" },
         "Containers": containers,
     }))
@@ -548,4 +606,8 @@ pub fn prune(engine: &Engine) -> Result<Vec<String>> {
         }
     }
     Ok(gone)
+}
+
+fn json_subnet(subnet: &str, gateway: &str) -> serde_json::Value {
+    serde_json::json!({"Subnet": subnet, "Gateway": gateway})
 }

@@ -24,7 +24,7 @@ pub mod nft;
 pub mod ports;
 
 pub use error::{Error, Result};
-pub use ipam::Subnet;
+pub use ipam::{Subnet, Subnet6};
 pub use ports::{Proto, Published};
 
 use netlink::Netlink;
@@ -42,6 +42,11 @@ pub struct Network {
     pub subnet: Subnet,
     /// The bridge's address, the containers' default route.
     pub gateway: Ipv4Addr,
+    /// IPv6 too (`--ipv6`): a subnet and the bridge's address in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Subnet6>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     pub created: String,
 }
 
@@ -50,6 +55,9 @@ pub struct Network {
 pub struct Endpoint {
     pub network: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a network with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// The interface inside the container (`eth0`, `eth1`, ...).
     pub ifname: String,
     /// The host end of the veth pair.
@@ -69,11 +77,12 @@ pub fn host_mtu(nl: &mut Netlink) -> u32 {
         .unwrap_or(1500)
 }
 
-/// A route of the host's that covers part of `subnet` and is not our
-/// bridge's own: the network would shadow it.
+/// A route of the host's that covers part of `subnet` (or `subnet6`) and
+/// is not our bridge's own: the network would shadow it.
 pub fn conflicting_route(
     nl: &mut Netlink,
     subnet: &Subnet,
+    subnet6: Option<&Subnet6>,
     bridge: &str,
 ) -> Result<Option<String>> {
     let own = nl.link(bridge)?.map(|l| l.index);
@@ -81,11 +90,23 @@ pub fn conflicting_route(
         if r.prefix == 0 || r.oif.is_some() && r.oif == own {
             continue;
         }
-        let net = Subnet {
-            addr: r.dst,
-            prefix: r.prefix,
+        let hit = match r.dst {
+            std::net::IpAddr::V4(a) => Subnet {
+                addr: a,
+                prefix: r.prefix,
+            }
+            .overlaps(subnet),
+            // Link-local and multicast routes are on every v6 link.
+            std::net::IpAddr::V6(a) => subnet6.is_some_and(|s6| {
+                r.prefix >= 8
+                    && !(a.segments()[0] & 0xffc0 == 0xfe80 || a.segments()[0] & 0xff00 == 0xff00)
+                    && s6.overlaps(&Subnet6 {
+                        addr: a,
+                        prefix: r.prefix.min(128),
+                    })
+            }),
         };
-        if net.overlaps(subnet) {
+        if hit {
             return Ok(Some(format!("{}/{}", r.dst, r.prefix)));
         }
     }
@@ -103,10 +124,10 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
         nl.set_up(l.index, None, &net.bridge)?;
         return Ok(l.index);
     }
-    if let Some(r) = conflicting_route(nl, &net.subnet, &net.bridge)? {
+    if let Some(r) = conflicting_route(nl, &net.subnet, net.subnet6.as_ref(), &net.bridge)? {
         return Err(Error::Conflict(format!(
-            "network {}: subnet {} overlaps the host's route to {r}",
-            net.name, net.subnet
+            "network {}: its subnet overlaps the host's route to {r}",
+            net.name
         )));
     }
     let mtu = host_mtu(nl);
@@ -115,7 +136,10 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
         let l = nl
             .link(&net.bridge)?
             .ok_or_else(|| Error::Other(format!("bridge {} vanished", net.bridge)))?;
-        nl.add_address(l.index, net.gateway, net.subnet.prefix, &net.bridge)?;
+        nl.add_address(l.index, net.gateway.into(), net.subnet.prefix, &net.bridge)?;
+        if let (Some(s6), Some(g6)) = (net.subnet6, net.gateway6) {
+            nl.add_address(l.index, g6.into(), s6.prefix, &net.bridge)?;
+        }
         nl.set_up(l.index, None, &net.bridge)?;
         // 127.0.0.1:port reaches a container through this bridge only if
         // the kernel routes loopback sources out of it.
@@ -168,10 +192,16 @@ pub fn attach(
         let eth = c
             .link(&ep.ifname)?
             .ok_or_else(|| Error::Other(format!("{} not in the container", ep.ifname)))?;
-        c.add_address(eth.index, ep.ip, net.subnet.prefix, &ep.ifname)?;
+        c.add_address(eth.index, ep.ip.into(), net.subnet.prefix, &ep.ifname)?;
+        if let (Some(ip6), Some(s6)) = (ep.ip6, net.subnet6) {
+            c.add_address(eth.index, ip6.into(), s6.prefix, &ep.ifname)?;
+        }
         c.set_up(eth.index, None, &ep.ifname)?;
         if default_route {
-            c.add_default_route(net.gateway)?;
+            c.add_default_route(net.gateway.into())?;
+            if let Some(g6) = net.gateway6 {
+                c.add_default_route(g6.into())?;
+            }
         }
         Ok(())
     })();

@@ -8,7 +8,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -17,7 +19,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// A link as a dump shows it.
@@ -30,13 +32,13 @@ pub struct Link {
     pub mtu: u32,
 }
 
-/// A route of the main IPv4 table.
+/// A route of the main table.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub prefix: u8,
     pub oif: Option<u32>,
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
 }
 
 /// One rtnetlink socket, bound to the network namespace it was made in.
@@ -238,16 +240,24 @@ impl Netlink {
         .map(drop)
     }
 
-    /// Give a link an IPv4 address.
-    pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8, name: &str) -> Result<()> {
+    /// Give a link an address (IPv6 ones without duplicate address
+    /// detection, so they serve at once: the network is ours to number).
+    pub fn add_address(&mut self, index: u32, ip: IpAddr, prefix: u8, name: &str) -> Result<()> {
         let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet;
+        m.header.family = match ip {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         m.header.prefix_len = prefix;
         m.header.index = index;
-        m.attributes = vec![
-            AddressAttribute::Local(ip.into()),
-            AddressAttribute::Address(ip.into()),
-        ];
+        m.attributes = vec![AddressAttribute::Local(ip), AddressAttribute::Address(ip)];
+        if ip.is_ipv6() {
+            m.header.flags = AddressHeaderFlags::Nodad;
+            m.attributes = vec![
+                AddressAttribute::Address(ip),
+                AddressAttribute::Flags(AddressFlags::Nodad),
+            ];
+        }
         self.request(
             RouteNetlinkMessage::NewAddress(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -256,15 +266,18 @@ impl Netlink {
         .map(drop)
     }
 
-    /// The default route, through `gateway`.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
+    /// The default route, through `gateway` (IPv4 or IPv6).
+    pub fn add_default_route(&mut self, gateway: IpAddr) -> Result<()> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        m.header.address_family = match gateway {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
-        m.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(gateway))];
+        m.attributes = vec![RouteAttribute::Gateway(gateway.into())];
         self.request(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -273,38 +286,47 @@ impl Netlink {
         .map(drop)
     }
 
-    /// The IPv4 routes of the main table.
+    /// The routes of the main table, IPv4 and IPv6.
     pub fn routes(&mut self) -> Result<Vec<Route>> {
-        let mut q = RouteMessage::default();
-        q.header.address_family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetRoute(q), NLM_F_DUMP, "list routes")?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r)
-                    if r.header.table == RouteHeader::RT_TABLE_MAIN =>
-                {
-                    Some(r)
+        let mut out = Vec::new();
+        for (family, unspecified) in [
+            (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        ] {
+            let mut q = RouteMessage::default();
+            q.header.address_family = family;
+            let replies =
+                self.request(RouteNetlinkMessage::GetRoute(q), NLM_F_DUMP, "list routes")?;
+            for m in replies {
+                let RouteNetlinkMessage::NewRoute(r) = m else {
+                    continue;
+                };
+                if r.header.table != RouteHeader::RT_TABLE_MAIN {
+                    continue;
                 }
-                _ => None,
-            })
-            .map(|r| {
                 let mut route = Route {
-                    dst: Ipv4Addr::UNSPECIFIED,
+                    dst: unspecified,
                     prefix: r.header.destination_prefix_length,
                     oif: None,
                     gateway: None,
                 };
                 for a in r.attributes {
                     match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(d)) => route.dst = d,
-                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some(g),
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => route.dst = d.into(),
+                        RouteAttribute::Destination(RouteAddress::Inet6(d)) => route.dst = d.into(),
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
+                            route.gateway = Some(g.into())
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet6(g)) => {
+                            route.gateway = Some(g.into())
+                        }
                         RouteAttribute::Oif(i) => route.oif = Some(i),
                         _ => {}
                     }
                 }
-                route
-            })
-            .collect())
+                out.push(route);
+            }
+        }
+        Ok(out)
     }
 }

@@ -10,7 +10,12 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
             if a.driver != "bridge" {
                 anyhow::bail!("--driver {}: only bridge networks exist", a.driver);
             }
-            let n = network::create(engine, &a.name, a.subnet.as_deref(), a.gateway.as_deref())?;
+            let o = network::CreateOptions {
+                subnets: &a.subnet,
+                gateway: a.gateway.as_deref(),
+                ipv6: a.ipv6,
+            };
+            let n = network::create(engine, &a.name, &o)?;
             println!("{}", n.id);
         }
         NetworkCommand::Ls(a) => {
