@@ -2,7 +2,8 @@
 //! default `bridge` network made on first use, and each container's place
 //! on a network as a lease file in its own directory
 //! (`<root>/containers/<id>/net-<name>.json`): an address is taken under
-//! the network's lock and freed with the container.
+//! the network's lease lock (`ipam-<name>`) and freed with the container;
+//! the bridge is made and deleted under `net-<name>`.
 //!
 //! Names: every container's `/etc/hosts` lists itself, and on a user
 //! network (not the default `bridge`, as in docker) every other container
@@ -283,7 +284,8 @@ pub fn members(engine: &Engine, name: &str) -> Vec<String> {
 /// `capsa network rm`: only a network no container is on.
 pub fn remove(engine: &Engine, name: &str) -> Result<()> {
     let n = get(engine, name)?;
-    let _l = engine.lock(&format!("net-{name}"))?;
+    let _l = engine.lock(&format!("ipam-{name}"))?;
+    let _b = engine.lock(&format!("net-{name}"))?;
     let on = members(engine, name);
     if !on.is_empty() {
         return Err(Error::Conflict(format!(
@@ -322,7 +324,9 @@ pub fn allocate(
     dir: &Path,
     n: usize,
 ) -> Result<Endpoint> {
-    let _l = engine.lock(&format!("net-{}", net.name))?;
+    // Leases have a lock of their own: a create never waits for a bridge
+    // being made or deleted (`net-<name>`), only for other leases.
+    let _l = engine.lock(&format!("ipam-{}", net.name))?;
     let file = dir.join(format!("net-{}.json", net.name));
     if file.exists() {
         return Err(Error::Conflict(format!(
