@@ -20,12 +20,15 @@ capsa() { "$bin/capsa" "$@"; }
 source bench/engines-common.sh
 podman_setup "$work/podman" "$runs_tmp/podman"
 net=capsabench$$
+loop_port=0
 cleanup() {
     capsa rm -f $(capsa ps -aq 2>/dev/null) >/dev/null 2>&1 || true
     capsa network rm "$net" >/dev/null 2>&1 || true
     pm rm -a -f >/dev/null 2>&1 || true
     pm system reset -f >/dev/null 2>&1 || true
+    # The loop, then the listener it started.
     kill "${loop_pid:-0}" 2>/dev/null || true
+    for i in 0 1 2; do pkill -f "busybox nc -l -p $((loop_port + i))" 2>/dev/null || true; done
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     grep -o " $runs_tmp[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     for d in /sys/fs/cgroup/*/capsa-net-bench*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
@@ -60,9 +63,12 @@ echo "|---|---|---|---|"
 echo "| capsa | $cn | $cb | $(awk -v a="$cb" -v b="$cn" 'BEGIN{printf "%.1f", a-b}') |"
 echo "| podman (netavark) | $pn | $pb | $(awk -v a="$pb" -v b="$pn" 'BEGIN{printf "%.1f", a-b}') |"
 
-# Throughput: a sink in a container on the bridge, and one on loopback.
-capsa run -d --network "$net" --name sink localhost/bench sh -c 'while true; do busybox nc -l -p 5001 > /dev/null; done' >/dev/null
-( while true; do busybox nc -l -p 5002 > /dev/null; done ) &
+# Throughput: a sink in a container on the bridge, and one on loopback,
+# each a busybox nc per send on ports of its own (a listener restarted on
+# one port can find it still taken).
+capsa run -d --network "$net" --name sink localhost/bench sh -c 'for p in 5001 5002 5003; do busybox nc -l -p $p > /dev/null; done; sleep 100' >/dev/null
+loop_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+( for i in 0 1 2; do busybox nc -l -p $((loop_port + i)) > /dev/null; done ) &
 loop_pid=$!
 sleep 1
 ip=$(capsa inspect sink | python3 -c 'import json,sys; print(list(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"].values())[0]["IPAddress"])')
@@ -71,7 +77,12 @@ send() { # host port -> seconds to send SIZE MiB and close
 import socket, sys, time
 host, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 buf = bytes(1 << 20)
-s = socket.create_connection((host, port), timeout=10)
+for _ in range(500):  # the sink's next listener may not be up yet
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.01)
 t = time.monotonic()
 for _ in range(mib):
     s.sendall(buf)
@@ -81,9 +92,9 @@ print(f"{time.monotonic() - t:.3f}")
 PY
 }
 declare -A s
-for i in 1 2 3; do
-    s[bridge]+="$(send "$ip" 5001) "
-    s[loopback]+="$(send 127.0.0.1 5002) "
+for i in 0 1 2; do
+    s[bridge]+="$(send "$ip" $((5001 + i))) "
+    s[loopback]+="$(send 127.0.0.1 $((loop_port + i))) "
 done
 mbs() { echo "${s[$1]}" | median | awk -v n="$size" '{printf "%.0f", n/$1}'; }
 echo
