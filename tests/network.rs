@@ -11,16 +11,33 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// A network of this test's own: (name, subnet's third octet).
-fn own_network(env: &Env, c: &Capsa, prefix: u8) -> (String, u8) {
-    let n: u8 = env
-        .cgroup_parent
+/// This test's number in the suite's process (unique per test).
+fn test_number(env: &Env) -> u32 {
+    env.cgroup_parent
         .rsplit('-')
         .next()
         .unwrap()
-        .parse::<u32>()
-        .unwrap() as u8;
-    let octet = 20 + n % 100 + prefix;
+        .parse()
+        .unwrap()
+}
+
+/// A test's environment, store and busybox image.
+fn setup(name: &str) -> (Env, Capsa, &'static str) {
+    let env = Env::new(name);
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    (env, c, img)
+}
+
+/// The third octet of this test's `k`-th subnet (10.231.X.0): ten per
+/// test, so tests running at once never share one.
+fn octet(env: &Env, k: u32) -> u8 {
+    (20 + (10 * test_number(env) + k) % 230) as u8
+}
+
+/// A network of this test's own (its `k`-th subnet): (name, third octet).
+fn own_network(env: &Env, c: &Capsa, k: u32) -> (String, u8) {
+    let octet = octet(env, k);
     let name = format!("net{octet}");
     let subnet = format!("10.231.{octet}.0/24");
     c.ok(&["network", "create", "--subnet", &subnet, &name]);
@@ -106,9 +123,7 @@ fn web(env: &Env, c: &Capsa, img: &str, net: &str, name: &str, ports: &[&str]) -
 
 #[test]
 fn published_ports_reach_a_container_from_localhost_the_bridge_and_outside() {
-    let env = Env::new("net-ports");
-    let c = Capsa::new(&env, "c");
-    let img = load_busybox_probe(&env, &c);
+    let (env, c, img) = setup("net-ports");
     let (net, octet) = own_network(&env, &c, 0);
     let bridge = bridge_of(&c, &net);
     web(&env, &c, img, &net, "web", &["127.0.0.1::80", "80"]);
@@ -236,9 +251,7 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 
 #[test]
 fn containers_on_a_user_network_reach_each_other_by_name() {
-    let env = Env::new("net-names");
-    let c = Capsa::new(&env, "c");
-    let img = load_busybox_probe(&env, &c);
+    let (env, c, img) = setup("net-names");
     let (net, octet) = own_network(&env, &c, 0);
     let bridge = bridge_of(&c, &net);
     web(&env, &c, img, &net, "web", &[]);
@@ -285,7 +298,7 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     let err = c.fails(&["network", "rm", &net]);
     assert!(err.contains("has containers"), "{err}");
     // A second network, connected and disconnected while running.
-    let (net2, octet2) = own_network(&env, &c, 100);
+    let (net2, octet2) = own_network(&env, &c, 1);
     c.ok(&["network", "connect", &net2, "client"]);
     let ip = c.ok(&[
         "exec", "client", "busybox", "ip", "-o", "addr", "show", "eth1",
@@ -309,9 +322,7 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
 
 #[test]
 fn none_has_only_loopback_container_shares_and_bridge_is_the_default() {
-    let env = Env::new("net-modes");
-    let c = Capsa::new(&env, "c");
-    let img = load_busybox_probe(&env, &c);
+    let (env, c, img) = setup("net-modes");
     let links = c.ok(&[
         "run",
         "--rm",
@@ -385,17 +396,8 @@ fn none_has_only_loopback_container_shares_and_bridge_is_the_default() {
 
 #[test]
 fn an_exhausted_subnet_and_bad_networks_are_refused_by_name() {
-    let env = Env::new("net-bad");
-    let c = Capsa::new(&env, "c");
-    let img = load_busybox_probe(&env, &c);
-    let n: u32 = env
-        .cgroup_parent
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let octet = 220 + (n % 30) as u8;
+    let (env, c, img) = setup("net-bad");
+    let octet = octet(&env, 0);
     let subnet = format!("10.231.{octet}.0/30");
     c.ok(&["network", "create", "--subnet", &subnet, "tiny"]);
     c.ok(&[
@@ -486,9 +488,7 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
 
 #[test]
 fn a_killed_monitors_network_is_undone_by_the_next_command() {
-    let env = Env::new("net-repair");
-    let c = Capsa::new(&env, "c");
-    let img = load_busybox_probe(&env, &c);
+    let (env, c, img) = setup("net-repair");
     let (net, octet) = own_network(&env, &c, 0);
     let bridge = bridge_of(&c, &net);
     c.ok(&[
@@ -524,17 +524,8 @@ fn a_killed_monitors_network_is_undone_by_the_next_command() {
 
 #[test]
 fn an_ipv6_network_gives_addresses_a_route_and_names_in_both_families() {
-    let env = Env::new("net-ipv6");
-    let c = Capsa::new(&env, "c");
-    let img = load_busybox_probe(&env, &c);
-    let n: u32 = env
-        .cgroup_parent
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let octet = 140 + (n % 60) as u8;
+    let (env, c, img) = setup("net-ipv6");
+    let octet = octet(&env, 0);
     let (v4, v6) = (
         format!("10.231.{octet}.0/24"),
         format!("fd00:231:{octet}::/64"),
