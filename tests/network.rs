@@ -431,6 +431,22 @@ fn an_exhausted_subnet_and_bad_networks_are_refused_by_name() {
     let err = c.fails(&["run", "--network", "none", "-p", "80", img, "true"]);
     assert!(err.contains("-p"), "{err}");
     c.ok(&["rm", "-f", "one"]);
+    // A missing nft (no nftables package): docker's 125 for a start that
+    // failed on the host's side, the tool named, and nothing left.
+    let o = c
+        .cmd(&["run", "--rm", "--network", "tiny", img, "true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("nft"), "{err}");
+    let left = std::fs::read_dir(c.store.join("containers"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "a failed --rm start left its container");
+    let bridge = bridge_of(&c, "tiny");
+    assert!(wait_for(10, || !link_exists(&bridge)), "{bridge} left");
     c.ok(&["network", "prune"]);
     assert!(!c.ok(&["network", "ls"]).contains("tiny"));
 }

@@ -192,23 +192,34 @@ fn monitor(engine: &Engine, c: &Container, attach_first: bool, w: OwnedFd) -> ! 
     let code = match run(engine, c, attach_first, &mut w) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = engine.update(&c.id, |r| {
-                r.state.status = Status::Exited;
-                r.state.error = Some(e.to_string());
-                r.state.monitor_pid = 0;
-                r.state.finished_secs = Some(crate::manage::now_secs());
-            });
+            record_failure(engine, c, &e);
             report(
                 &mut w,
                 serde_json::json!({"ok": false, "error": e.to_string()}),
             );
-            if c.options.rm {
-                let _ = crate::manage::remove_files(engine, c);
-            }
             1
         }
     };
     capsa_sys::process::exit_now(code)
+}
+
+/// A start that failed: the record says why, and a `--rm` container goes.
+/// Done before any client hears of the failure, so that a `capsa run`
+/// that returns an error has left nothing behind. (A second call finds
+/// nothing left to do.)
+fn record_failure(engine: &Engine, c: &Container, e: &Error) {
+    if !c.dir(engine).exists() {
+        return;
+    }
+    let _ = engine.update(&c.id, |r| {
+        r.state.status = Status::Exited;
+        r.state.error = Some(e.to_string());
+        r.state.monitor_pid = 0;
+        r.state.finished_secs = Some(crate::manage::now_secs());
+    });
+    if c.options.rm {
+        let _ = crate::manage::remove_files(engine, c);
+    }
 }
 
 struct Stdio {
@@ -401,11 +412,12 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     };
     let mut clients: Vec<OwnedFd> = Vec::new();
     let fail = |e: Error, clients: &[OwnedFd]| -> Error {
+        runtime.delete(&c.id);
+        crate::network::disconnect(engine, c, &attached.borrow().ports);
+        record_failure(engine, c, &e);
         for cl in clients {
             let _ = attach::send(cl, kind::FAILED, e.to_string().as_bytes());
         }
-        runtime.delete(&c.id);
-        crate::network::disconnect(engine, c, &attached.borrow().ports);
         e
     };
     let ok =

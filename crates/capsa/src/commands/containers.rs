@@ -150,11 +150,14 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
 
 /// Docker's exit codes for a container that did not start: 127 when the
 /// command is not found, 126 when it cannot run, 125 otherwise.
+/// Only the container's own command counts: a missing host tool (nft, a
+/// runtime) is a 125, as docker's daemon errors are.
 fn start_failure(e: &capsa_engine::Error) -> i32 {
     let s = e.to_string().to_lowercase();
-    if s.contains("no such file") || s.contains("enoent") {
+    let exec = s.contains("process: exec") || s.contains("exec:");
+    if exec && (s.contains("not found") || s.contains("no such file") || s.contains("enoent")) {
         127
-    } else if s.contains("permission denied") || s.contains("eacces") {
+    } else if exec && (s.contains("permission denied") || s.contains("eacces")) {
         126
     } else {
         125
