@@ -1,4 +1,4 @@
-//! IPv4 subnets and address assignment. Which addresses are taken is the
+//! IPv4 and IPv6 subnets and address assignment. Which addresses are taken is the
 //! caller's to say (leases live with the containers that hold them).
 
 use crate::error::{Error, Result};
@@ -93,51 +93,6 @@ impl From<Subnet> for String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subnets_parse_and_refuse_host_bits() {
-        let s = Subnet::parse("10.99.0.0/16").unwrap();
-        assert_eq!(s.first_host(), Ipv4Addr::new(10, 99, 0, 1));
-        assert!(s.contains(Ipv4Addr::new(10, 99, 255, 3)));
-        assert!(!s.contains(Ipv4Addr::new(10, 98, 0, 1)));
-        for bad in [
-            "10.99.0.1/16",
-            "10.99.0.0",
-            "10.99.0.0/31",
-            "300.1.1.0/24",
-            "x/24",
-        ] {
-            let e = Subnet::parse(bad).unwrap_err().to_string();
-            assert!(e.contains("subnet") && e.contains(bad), "{e}");
-        }
-    }
-
-    #[test]
-    fn overlapping_subnets_are_seen() {
-        let a = Subnet::parse("10.0.0.0/8").unwrap();
-        let b = Subnet::parse("10.5.0.0/16").unwrap();
-        let c = Subnet::parse("192.168.1.0/24").unwrap();
-        assert!(a.overlaps(&b) && b.overlaps(&a));
-        assert!(!a.overlaps(&c));
-    }
-
-    #[test]
-    fn addresses_skip_the_gateway_and_taken_ones_until_exhausted() {
-        let s = Subnet::parse("10.1.2.0/30").unwrap(); // .1 and .2 usable
-        let gw = s.first_host();
-        let first = s.allocate(gw, &[]).unwrap();
-        assert_eq!(first, Ipv4Addr::new(10, 1, 2, 2));
-        let e = s.allocate(gw, &[first]).unwrap_err().to_string();
-        assert!(e.contains("exhausted") && e.contains("10.1.2.0/30"), "{e}");
-        let s = Subnet::parse("10.1.2.0/24").unwrap();
-        let taken = [Ipv4Addr::new(10, 1, 2, 2), Ipv4Addr::new(10, 1, 2, 4)];
-        assert_eq!(s.allocate(gw, &taken).unwrap(), Ipv4Addr::new(10, 1, 2, 3));
-    }
-}
-
 /// An IPv6 subnet, `fd00:231:1::/64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -212,8 +167,48 @@ impl From<Subnet6> for String {
 }
 
 #[cfg(test)]
-mod tests6 {
+mod tests {
     use super::*;
+
+    #[test]
+    fn subnets_parse_and_refuse_host_bits() {
+        let s = Subnet::parse("10.99.0.0/16").unwrap();
+        assert_eq!(s.first_host(), Ipv4Addr::new(10, 99, 0, 1));
+        assert!(s.contains(Ipv4Addr::new(10, 99, 255, 3)));
+        assert!(!s.contains(Ipv4Addr::new(10, 98, 0, 1)));
+        for bad in [
+            "10.99.0.1/16",
+            "10.99.0.0",
+            "10.99.0.0/31",
+            "300.1.1.0/24",
+            "x/24",
+        ] {
+            let e = Subnet::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("subnet") && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn overlapping_subnets_are_seen() {
+        let a = Subnet::parse("10.0.0.0/8").unwrap();
+        let b = Subnet::parse("10.5.0.0/16").unwrap();
+        let c = Subnet::parse("192.168.1.0/24").unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+    }
+
+    #[test]
+    fn addresses_skip_the_gateway_and_taken_ones_until_exhausted() {
+        let s = Subnet::parse("10.1.2.0/30").unwrap(); // .1 and .2 usable
+        let gw = s.first_host();
+        let first = s.allocate(gw, &[]).unwrap();
+        assert_eq!(first, Ipv4Addr::new(10, 1, 2, 2));
+        let e = s.allocate(gw, &[first]).unwrap_err().to_string();
+        assert!(e.contains("exhausted") && e.contains("10.1.2.0/30"), "{e}");
+        let s = Subnet::parse("10.1.2.0/24").unwrap();
+        let taken = [Ipv4Addr::new(10, 1, 2, 2), Ipv4Addr::new(10, 1, 2, 4)];
+        assert_eq!(s.allocate(gw, &taken).unwrap(), Ipv4Addr::new(10, 1, 2, 3));
+    }
 
     #[test]
     fn ipv6_subnets_parse_and_hand_out_addresses() {
