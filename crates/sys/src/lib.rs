@@ -10,6 +10,7 @@ pub mod caps;
 pub mod exe;
 pub mod fd;
 pub mod mount;
+pub mod net;
 pub mod process;
 pub mod resolve;
 pub mod seccomp;
