@@ -35,13 +35,15 @@ fn octet(env: &Env, k: u32) -> u8 {
     (20 + (10 * test_number(env) + k) % 230) as u8
 }
 
-/// A network of this test's own (its `k`-th subnet): (name, third octet).
-fn own_network(env: &Env, c: &Capsa, k: u32) -> (String, u8) {
+/// A network of this test's own (its `k`-th subnet): (name, third octet,
+/// bridge device).
+fn own_network(env: &Env, c: &Capsa, k: u32) -> (String, u8, String) {
     let octet = octet(env, k);
     let name = format!("net{octet}");
     let subnet = format!("10.231.{octet}.0/24");
     c.ok(&["network", "create", "--subnet", &subnet, &name]);
-    (name, octet)
+    let bridge = bridge_of(c, &name);
+    (name, octet, bridge)
 }
 
 fn bridge_of(c: &Capsa, net: &str) -> String {
@@ -124,8 +126,7 @@ fn web(env: &Env, c: &Capsa, img: &str, net: &str, name: &str, ports: &[&str]) -
 #[test]
 fn published_ports_reach_a_container_from_localhost_the_bridge_and_outside() {
     let (env, c, img) = setup("net-ports");
-    let (net, octet) = own_network(&env, &c, 0);
-    let bridge = bridge_of(&c, &net);
+    let (net, octet, bridge) = own_network(&env, &c, 0);
     web(&env, &c, img, &net, "web", &["127.0.0.1::80", "80"]);
     let lines = published(&c, "web", "80/tcp");
     assert_eq!(lines.len(), 2, "{lines:?}");
@@ -252,8 +253,7 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 #[test]
 fn containers_on_a_user_network_reach_each_other_by_name() {
     let (env, c, img) = setup("net-names");
-    let (net, octet) = own_network(&env, &c, 0);
-    let bridge = bridge_of(&c, &net);
+    let (net, octet, bridge) = own_network(&env, &c, 0);
     web(&env, &c, img, &net, "web", &[]);
     // By name, through the resolver of the C library (busybox's wget
     // crashes in this static build, so nc speaks the HTTP).
@@ -298,7 +298,7 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     let err = c.fails(&["network", "rm", &net]);
     assert!(err.contains("has containers"), "{err}");
     // A second network, connected and disconnected while running.
-    let (net2, octet2) = own_network(&env, &c, 1);
+    let (net2, octet2, _) = own_network(&env, &c, 1);
     c.ok(&["network", "connect", &net2, "client"]);
     let ip = c.ok(&[
         "exec", "client", "busybox", "ip", "-o", "addr", "show", "eth1",
@@ -334,8 +334,7 @@ fn none_has_only_loopback_container_shares_and_bridge_is_the_default() {
         "/sys/class/net",
     ]);
     assert_eq!(links.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
-    let (net, octet) = own_network(&env, &c, 0);
-    let bridge = bridge_of(&c, &net);
+    let (net, octet, bridge) = own_network(&env, &c, 0);
     c.ok(&[
         "run",
         "-d",
@@ -466,8 +465,7 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
         }),
     );
     c.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
-    let (net, octet) = own_network(&env, &c, 0);
-    let bridge = bridge_of(&c, &net);
+    let (net, octet, bridge) = own_network(&env, &c, 0);
     let www = env.dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), "exposed\n").unwrap();
@@ -505,8 +503,7 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
 #[test]
 fn a_killed_monitors_network_is_undone_by_the_next_command() {
     let (env, c, img) = setup("net-repair");
-    let (net, octet) = own_network(&env, &c, 0);
-    let bridge = bridge_of(&c, &net);
+    let (net, octet, bridge) = own_network(&env, &c, 0);
     c.ok(&[
         "run",
         "-d",
@@ -621,7 +618,7 @@ fn a_container_cannot_reach_the_hosts_loopback_services_by_forged_packets() {
     // that arrive from the bridge. A container with CAP_NET_RAW (docker's
     // default set) forges one to the host's loopback-only service.
     let (env, c, img) = setup("net-localnet");
-    let (net, octet) = own_network(&env, &c, 0);
+    let (net, octet, _) = own_network(&env, &c, 0);
     let service = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = service.local_addr().unwrap().port();
     // The same forgery to the bridge's own address must arrive: it proves
