@@ -21,8 +21,8 @@ fi
 if ip -o link show 2>/dev/null | grep -E ': (capsa[-0-9]|veth[0-9a-f]{9})'; then
     echo "leftover capsa bridge or veth above"; bad=1
 fi
-if nft list table ip capsa >/dev/null 2>&1; then
-    echo "leftover nftables table ip capsa"; bad=1
+if nft list table inet capsa >/dev/null 2>&1; then
+    echo "leftover nftables table inet capsa"; bad=1
 fi
 if ls /var/run/netns 2>/dev/null | grep .; then
     echo "leftover network namespaces above"; bad=1

@@ -68,7 +68,7 @@ fn assert_network_gone(bridge: &str, subnet_octet: u8) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let table = std::process::Command::new("nft")
-        .args(["list", "table", "ip", "capsa"])
+        .args(["list", "table", "inet", "capsa"])
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
@@ -548,7 +548,7 @@ fn an_ipv6_network_gives_addresses_a_route_and_names_in_both_families() {
         "network", "create", "--ipv6", "--subnet", &v4, "--subnet", &v6, &name,
     ]);
     let bridge = bridge_of(&c, &name);
-    web(&env, &c, img, &name, "web6", &[]);
+    web(&env, &c, img, &name, "web6", &["80"]);
     let addr = c.ok(&[
         "exec", "web6", "busybox", "ip", "-o", "-6", "addr", "show", "eth0",
     ]);
@@ -566,6 +566,21 @@ fn an_ipv6_network_gives_addresses_a_route_and_names_in_both_families() {
             .is_some_and(|r| r.contains("hello from web6"))),
         "no answer from {target}"
     );
+    // A port published on every address answers on the host's IPv6
+    // addresses too (here the bridge's own), as on its IPv4 ones.
+    let port = published(&c, "web6", "80/tcp")[0]
+        .trim_start_matches("0.0.0.0:")
+        .to_string();
+    for addr in [
+        format!("[fd00:231:{octet}::1]:{port}"),
+        format!("127.0.0.1:{port}"),
+    ] {
+        assert!(
+            wait_for(10, || http_get(&addr)
+                .is_some_and(|r| r.contains("hello from web6"))),
+            "no answer through {addr}"
+        );
+    }
     // Another container finds it by name, over IPv6.
     let ping = c.ok(&[
         "run",

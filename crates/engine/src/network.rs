@@ -455,6 +455,10 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
             let mut p = *p;
             held.sockets
                 .push(capsa_network::ports::reserve(&mut p).map_err(net_err)?);
+            if first.ip6.is_some() && p.host_ip.is_none() {
+                held.sockets
+                    .extend(capsa_network::ports::reserve6(&p).map_err(net_err)?);
+            }
             held.ports.push(p);
         }
         let ns_path = format!("/proc/{pid}/ns/net");
@@ -464,7 +468,7 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
             let _l = engine.lock(&format!("net-{}", net.name))?;
             capsa_network::attach(&net, ns.as_fd(), ep, n == 0).map_err(net_err)?;
         }
-        capsa_network::nft::add_ports(&held.ports, first.ip).map_err(net_err)
+        capsa_network::nft::add_ports(&held.ports, first.ip, first.ip6).map_err(net_err)
     })();
     match res {
         Ok(()) => Ok(held),

@@ -152,7 +152,7 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         }
-        nft::add_network(&net.subnet, &net.bridge)?;
+        nft::add_network(net)?;
         Ok(l.index)
     })();
     if made.is_err() {
@@ -241,6 +241,6 @@ pub fn remove_bridge_if_unused(net: &Network) -> Result<bool> {
         return Ok(false);
     }
     nl.delete_link(br.index, &net.bridge)?;
-    nft::remove_network(&net.subnet, &net.bridge)?;
+    nft::remove_network(net)?;
     Ok(true)
 }

@@ -1,20 +1,21 @@
-//! capsa's own nftables table, `ip capsa`, through nft's JSON interface.
+//! capsa's own nftables table, `inet capsa`, through nft's JSON interface.
 //! No rule is ever added per container: containers and networks are
 //! elements of sets and maps, so adding or removing one is one element,
 //! found by value, never a rule handle to track.
 //!
 //! ```text
-//! table ip capsa
-//!   set subnets, set bridges                 our networks
+//! table inet capsa
+//!   sets subnets, subnets6, bridges          our networks
 //!   maps any_addr, any_port   proto . port      -> container ip, port
 //!   maps ip_addr, ip_port      ip . proto . port -> container ip, port
 //!                (a pair of maps, as nft 1.0's JSON reader refuses
 //!                concatenated map values)
+//!   map any6_addr  proto . port -> container ipv6 (port from any_port)
 //!   prerouting, output (nat):  fib daddr type local -> jump ports
 //!   ports:        dnat through the ip_ maps, then the any_ maps
-//!   postrouting:  masquerade out of our subnets; from 127.0.0.0/8 into a
-//!                 bridge (route_localnet); hairpin (a container to a port
-//!                 published by its own network)
+//!   postrouting:  masquerade out of our subnets (both families); from
+//!                 127.0.0.0/8 into a bridge (route_localnet); hairpin (a
+//!                 container to a port published by its own network)
 //!   forward:      accept from our bridges, and replies to them
 //!   guard (raw prerouting): drop packets from our bridges to 127.0.0.0/8
 //! ```
@@ -26,10 +27,12 @@ use crate::error::{Error, Result};
 use crate::ports::Published;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 const TABLE: &str = "capsa";
+/// One table for both address families: `inet`.
+const FAMILY: &str = "inet";
 /// The lock every capsa store on the host takes around the table's life.
 const LOCK: &str = "/run/capsa-nftables.lock";
 
@@ -82,7 +85,7 @@ fn lock() -> Result<std::fs::File> {
 }
 
 fn obj(kind: &str, mut v: Value) -> Value {
-    v["family"] = json!("ip");
+    v["family"] = json!(FAMILY);
     v["table"] = json!(TABLE);
     json!({ kind: v })
 }
@@ -111,9 +114,13 @@ fn base() -> Vec<Value> {
         json!("local"),
     );
     let mut c = vec![
-        json!({"add": {"table": {"family": "ip", "name": TABLE}}}),
+        json!({"add": {"table": {"family": FAMILY, "name": TABLE}}}),
         json!({"add": obj("set", json!({"name": "subnets", "type": "ipv4_addr", "flags": ["interval"]}))}),
+        json!({"add": obj("set", json!({"name": "subnets6", "type": "ipv6_addr", "flags": ["interval"]}))}),
         json!({"add": obj("set", json!({"name": "bridges", "type": "ifname"}))}),
+        // IPv6 ports are published on every address only, to the same
+        // container port as their IPv4 twin (`any_port`).
+        json!({"add": obj("map", json!({"name": "any6_addr", "type": ["inet_proto", "inet_service"], "map": "ipv6_addr"}))}),
     ];
     for (prefix, key) in [
         ("any", json!(["inet_proto", "inet_service"])),
@@ -164,10 +171,8 @@ fn base() -> Vec<Value> {
     let jump = json!({"jump": {"target": "ports"}});
     c.push(rule("prerouting", json!([local.clone(), jump.clone()])));
     c.push(rule("output", json!([local, jump])));
-    let dnat = |key: Vec<Value>, maps: &str| {
-        let lookup = |m: &str| json!({"map": {"key": {"concat": key.clone()}, "data": format!("@{maps}_{m}")}});
-        json!([{"dnat": {"family": "ip", "addr": lookup("addr"), "port": lookup("port")}}])
-    };
+    let lookup = |key: &[Value], map: &str| json!({"map": {"key": {"concat": key}, "data": format!("@{map}")}});
+    let dnat = |key: Vec<Value>, maps: &str| json!([{"dnat": {"family": "ip", "addr": lookup(&key, &format!("{maps}_addr")), "port": lookup(&key, &format!("{maps}_port"))}}]);
     let dport = field("th", "dport");
     c.push(rule(
         "ports",
@@ -176,7 +181,15 @@ fn base() -> Vec<Value> {
             "ip",
         ),
     ));
-    c.push(rule("ports", dnat(vec![meta("l4proto"), dport], "any")));
+    c.push(rule(
+        "ports",
+        dnat(vec![meta("l4proto"), dport.clone()], "any"),
+    ));
+    let key6 = [meta("l4proto"), dport];
+    c.push(rule(
+        "ports",
+        json!([{"dnat": {"family": "ip6", "addr": lookup(&key6, "any6_addr"), "port": lookup(&key6, "any_port")}}]),
+    ));
     let from_ours = is("==", field("ip", "saddr"), json!("@subnets"));
     let to_bridge = is("==", meta("oifname"), json!("@bridges"));
     let masq = json!({"masquerade": null});
@@ -208,6 +221,26 @@ fn base() -> Vec<Value> {
         json!([
             is("in", json!({"ct": {"key": "status"}}), json!("dnat")),
             from_ours,
+            to_bridge.clone(),
+            masq.clone()
+        ]),
+    ));
+    // The same two for IPv6 (there is no loopback case: ::1 is never
+    // routed out of the host).
+    let from_ours6 = is("==", field("ip6", "saddr"), json!("@subnets6"));
+    c.push(rule(
+        "postrouting",
+        json!([
+            from_ours6.clone(),
+            is("!=", meta("oifname"), json!("@bridges")),
+            masq.clone()
+        ]),
+    ));
+    c.push(rule(
+        "postrouting",
+        json!([
+            is("in", json!({"ct": {"key": "status"}}), json!("dnat")),
+            from_ours6,
             to_bridge,
             masq
         ]),
@@ -231,37 +264,50 @@ fn element(op: &str, set: &str, elem: Value) -> Value {
     json!({op: obj("element", json!({"name": set, "elem": [elem]}))})
 }
 
-fn subnet_elem(subnet: &crate::ipam::Subnet) -> Value {
-    json!({"prefix": {"addr": subnet.addr.to_string(), "len": subnet.prefix}})
+/// A network's set elements: its subnets (by family) and its bridge.
+fn network_elems(net: &crate::Network) -> Vec<(&'static str, Value)> {
+    let prefix = |addr: String, len: u8| json!({"prefix": {"addr": addr, "len": len}});
+    let mut v = vec![
+        (
+            "subnets",
+            prefix(net.subnet.addr.to_string(), net.subnet.prefix),
+        ),
+        ("bridges", json!(net.bridge)),
+    ];
+    if let Some(s6) = net.subnet6 {
+        v.push(("subnets6", prefix(s6.addr.to_string(), s6.prefix)));
+    }
+    v
 }
 
-/// Make the table if it is missing and add a network (its subnet and
+/// Make the table if it is missing and add a network (its subnets and
 /// bridge) to it.
-pub fn add_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
+pub fn add_network(net: &crate::Network) -> Result<()> {
     let _l = lock()?;
     let mut cmds = base();
-    cmds.push(element("add", "subnets", subnet_elem(subnet)));
-    cmds.push(element("add", "bridges", json!(bridge)));
+    for (set, e) in network_elems(net) {
+        cmds.push(element("add", set, e));
+    }
     run(cmds)
 }
 
 /// Take a network out of the table; the table goes with the last one.
-pub fn remove_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> {
+pub fn remove_network(net: &crate::Network) -> Result<()> {
     let _l = lock()?;
-    let both = vec![
-        element("delete", "subnets", subnet_elem(subnet)),
-        element("delete", "bridges", json!(bridge)),
-    ];
-    if run(both.clone()).is_err() {
-        // One by one: a missing element must not keep the other.
-        for cmd in both {
+    let all: Vec<Value> = network_elems(net)
+        .into_iter()
+        .map(|(set, e)| element("delete", set, e))
+        .collect();
+    if run(all.clone()).is_err() {
+        // One by one: a missing element must not keep the others.
+        for cmd in all {
             let _ = run(vec![cmd]);
         }
     }
     if bridges_left()? == 0 {
         // Already gone is as good.
         let _ = run(vec![
-            json!({"delete": {"table": {"family": "ip", "name": TABLE}}}),
+            json!({"delete": {"table": {"family": FAMILY, "name": TABLE}}}),
         ]);
     }
     Ok(())
@@ -269,7 +315,7 @@ pub fn remove_network(subnet: &crate::ipam::Subnet, bridge: &str) -> Result<()> 
 
 fn bridges_left() -> Result<usize> {
     let out = Command::new("nft")
-        .args(["-j", "list", "set", "ip", TABLE, "bridges"])
+        .args(["-j", "list", "set", FAMILY, TABLE, "bridges"])
         .output()
         .map_err(|e| Error::Nft(format!("nft: {e}")))?;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -293,8 +339,9 @@ fn port_key(p: &Published) -> (&'static str, Value) {
     }
 }
 
-/// Send the published ports to the container at `ip`.
-pub fn add_ports(ports: &[Published], ip: Ipv4Addr) -> Result<()> {
+/// Send the published ports to the container at `ip` (and, for ports on
+/// every address, at `ip6` too).
+pub fn add_ports(ports: &[Published], ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
@@ -307,6 +354,13 @@ pub fn add_ports(ports: &[Published], ip: Ipv4Addr) -> Result<()> {
             &format!("{maps}_addr"),
             json!([key.clone(), ip.to_string()]),
         ));
+        if let (Some(ip6), None) = (ip6, p.host_ip) {
+            cmds.push(element(
+                "add",
+                "any6_addr",
+                json!([key.clone(), ip6.to_string()]),
+            ));
+        }
         cmds.push(element(
             "add",
             &format!("{maps}_port"),
@@ -326,10 +380,14 @@ pub fn remove_ports(ports: &[Published]) {
     };
     for p in ports {
         let (maps, key) = port_key(p);
+        let mut from = vec![format!("{maps}_addr"), format!("{maps}_port")];
+        if p.host_ip.is_none() {
+            from.push("any6_addr".into());
+        }
         // A map element is deleted by its key alone; one at a time, so a
-        // missing one does not keep the others.
-        for m in ["addr", "port"] {
-            let _ = run(vec![element("delete", &format!("{maps}_{m}"), key.clone())]);
+        // missing one (no IPv6 twin) does not keep the others.
+        for m in from {
+            let _ = run(vec![element("delete", &m, key.clone())]);
         }
     }
 }

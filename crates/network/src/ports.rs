@@ -145,6 +145,40 @@ pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The IPv6 twin of a port published on every address, for a container
+/// with an IPv6 address: `[::]:port` (IPv6 only), the port `reserve`
+/// chose. None on a host without IPv6.
+pub fn reserve6(p: &Published) -> Result<Option<OwnedFd>> {
+    use rustix::net::{AddressFamily, SocketType};
+    let ty = match p.proto {
+        Proto::Tcp => SocketType::STREAM,
+        Proto::Udp => SocketType::DGRAM,
+    };
+    let fd = match rustix::net::socket_with(
+        AddressFamily::INET6,
+        ty,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::AFNOSUPPORT) => return Ok(None),
+        Err(e) => return Err(Error::io("socket", "port reservation", e.into())),
+    };
+    rustix::net::sockopt::set_ipv6_v6only(&fd, true)
+        .map_err(|e| Error::io("setsockopt IPV6_V6ONLY", "port reservation", e.into()))?;
+    let addr = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, p.host_port, 0, 0);
+    rustix::net::bind(&fd, &addr).map_err(|e| match e {
+        rustix::io::Errno::ADDRINUSE => Error::Conflict(format!(
+            "-p {}: host port [::]:{} ({}) is already in use",
+            p.container_port,
+            p.host_port,
+            p.proto.name()
+        )),
+        e => Error::io("bind", format!("[::]:{}", p.host_port), e.into()),
+    })?;
+    Ok(Some(fd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
