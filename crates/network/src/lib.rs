@@ -8,7 +8,7 @@
 //!  host                                       container netns
 //!  capsa0 (bridge, 10.99.0.1/16) ── veth<id> ═══ eth0 10.99.0.2/16
 //!     │                                          default via 10.99.0.1
-//!  nftables `ip capsa`: masquerade out, DNAT published ports
+//!  nftables `inet capsa`: masquerade out, DNAT published ports
 //! ```
 //!
 //! Links, addresses and routes are made over rtnetlink (`netlink`), rules
