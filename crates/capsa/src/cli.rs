@@ -461,7 +461,7 @@ pub struct RunArgs {
     pub init: bool,
     /// bridge (the default; or CAPSA_NETWORK), a network's name, none,
     /// host, or container:NAME.
-    #[arg(long, alias = "net")]
+    #[arg(long, alias = "net", env = "CAPSA_NETWORK")]
     pub network: Option<String>,
     /// Publish a port: [IP:][HOST:]CONTAINER[/tcp|/udp].
     #[arg(short = 'p', long = "publish")]

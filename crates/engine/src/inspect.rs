@@ -125,7 +125,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "AutoRemove": c.options.rm,
             "Privileged": c.options.privileged,
             "ReadonlyRootfs": c.options.read_only,
-            "NetworkMode": c.options.network.clone().unwrap_or_else(|| "none".into()),
+            "NetworkMode": c.options.network.clone().unwrap_or_else(|| crate::network::DEFAULT.into()),
             "Binds": c.options.volumes,
             "Resources": spec["linux"]["resources"],
             "CapAdd": c.options.cap_add,

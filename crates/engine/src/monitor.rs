@@ -376,16 +376,17 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
     let start = |engine: &Engine| -> Result<()> {
         let t = Instant::now();
         let held = crate::network::connect(engine, c, pid)?;
-        let net_trace = (!held.ports.is_empty()
-            || !crate::network::endpoints(&c.dir(engine)).is_empty())
-        .then(|| {
+        let list = |v: Vec<String>| v.join(", ");
+        let net_trace = (!held.endpoints.is_empty()).then(|| {
             format!(
-                "monitor: networks connected, ports published ({}) in {:.2} ms",
-                held.ports
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                "monitor: networks connected ({}), ports published ({}) in {:.2} ms",
+                list(
+                    held.endpoints
+                        .iter()
+                        .map(|e| format!("{} {} on {}", e.ifname, e.ip, e.network))
+                        .collect()
+                ),
+                list(held.ports.iter().map(|p| p.to_string()).collect()),
                 t.elapsed().as_secs_f64() * 1e3
             )
         });

@@ -35,13 +35,9 @@ pub enum Mode {
     Bridge(String),
 }
 
-/// `--network VALUE`, or the default: `CAPSA_NETWORK` if set, else bridge.
+/// `--network VALUE`; the default network without one.
 pub fn mode(value: Option<&str>) -> Mode {
-    let v = value
-        .map(str::to_string)
-        .or_else(|| std::env::var("CAPSA_NETWORK").ok())
-        .unwrap_or_else(|| DEFAULT.to_string());
-    match v.as_str() {
+    match value.unwrap_or(DEFAULT) {
         "none" => Mode::None,
         "host" => Mode::Host,
         "default" => Mode::Bridge(DEFAULT.into()),
@@ -91,15 +87,16 @@ fn save(engine: &Engine, n: &Network) -> Result<()> {
 /// The network `name`; the default one is made on first use.
 pub fn get(engine: &Engine, name: &str) -> Result<Network> {
     let p = path(engine, name);
+    let parse = |b: Vec<u8>| {
+        serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
+    };
     match std::fs::read(&p) {
-        Ok(b) => {
-            serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
-        }
+        Ok(b) => parse(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == DEFAULT => {
             let _l = engine.lock("networks")?;
+            // Made by another command while we waited for the lock?
             if let Ok(b) = std::fs::read(&p) {
-                return serde_json::from_slice(&b)
-                    .map_err(|e| Error::Other(format!("{}: {e}", p.display())));
+                return parse(b);
             }
             let subnet = Subnet::parse(DEFAULT_SUBNET).map_err(net_err)?;
             let n = Network {
@@ -172,7 +169,10 @@ pub fn create(engine: &Engine, name: &str, o: &CreateOptions<'_>) -> Result<Netw
         ));
     }
     let others = list(engine);
-    let mut nl = capsa_network::netlink::Netlink::new().map_err(net_err)?;
+    // The host's routes, once: up to 256 candidate subnets are checked.
+    let routes = capsa_network::netlink::Netlink::new()
+        .and_then(|mut nl| nl.routes())
+        .map_err(net_err)?;
     let id = crate::container::new_id()?;
     let bridge = format!("capsa-{}", &id[..8]);
     let subnet6 = match (v6.first(), o.ipv6) {
@@ -195,20 +195,17 @@ pub fn create(engine: &Engine, name: &str, o: &CreateOptions<'_>) -> Result<Netw
             )));
         }
     }
-    let free = |s: &Subnet, nl: &mut capsa_network::netlink::Netlink| -> Result<Option<String>> {
+    let taken = |s: &Subnet| -> Option<String> {
         if let Some(o) = others.iter().find(|o| o.subnet.overlaps(s)) {
-            return Ok(Some(format!("network {} ({})", o.name, o.subnet)));
+            return Some(format!("network {} ({})", o.name, o.subnet));
         }
-        Ok(
-            capsa_network::conflicting_route(nl, s, subnet6.as_ref(), &bridge)
-                .map_err(net_err)?
-                .map(|r| format!("the host's route to {r}")),
-        )
+        capsa_network::overlapping_route(&routes, s, subnet6.as_ref())
+            .map(|r| format!("the host's route to {r}"))
     };
     let subnet = match v4.first() {
         Some(s) => {
             let s = Subnet::parse(s).map_err(net_err)?;
-            if let Some(what) = free(&s, &mut nl)? {
+            if let Some(what) = taken(&s) {
                 return Err(Error::Conflict(format!("--subnet overlaps {what}")));
             }
             s
@@ -220,7 +217,7 @@ pub fn create(engine: &Engine, name: &str, o: &CreateOptions<'_>) -> Result<Netw
                     addr: Ipv4Addr::new(10, 100, n, 0),
                     prefix: 24,
                 };
-                if free(&s, &mut nl)?.is_none() {
+                if taken(&s).is_none() {
                     found = Some(s);
                     break;
                 }
@@ -364,6 +361,73 @@ pub fn release(dir: &Path, network: &str) {
     let _ = std::fs::remove_file(dir.join(format!("net-{network}.json")));
 }
 
+/// A container on a user network, as the others' hosts files name it.
+struct Member {
+    id: String,
+    name: String,
+    hostname: String,
+    /// Its hosts lines on this network (IPv4, and IPv6 when it has one).
+    lines: String,
+}
+
+/// Who is on each user network, read once per command (each lease file
+/// and record once, however many hosts files are written).
+#[derive(Default)]
+struct Rosters(std::collections::HashMap<String, Vec<Member>>);
+
+impl Rosters {
+    fn of(&mut self, engine: &Engine, network: &str) -> &[Member] {
+        self.0.entry(network.to_string()).or_insert_with(|| {
+            leases(engine, network)
+                .into_iter()
+                .filter_map(|(dir, ep)| {
+                    let id = dir.file_name()?.to_string_lossy().into_owned();
+                    let c = engine.load(&id).ok()?;
+                    let lines = std::iter::once(std::net::IpAddr::from(ep.ip))
+                        .chain(ep.ip6.map(Into::into))
+                        .map(|ip| format!("{ip}\t{} {}\n", c.name, c.short_id()))
+                        .collect();
+                    Some(Member {
+                        hostname: c.hostname(),
+                        name: c.name,
+                        id,
+                        lines,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The hosts file of container `id`: itself, then (on user networks)
+    /// the other containers of its networks.
+    fn hosts_file(
+        &mut self,
+        engine: &Engine,
+        id: &str,
+        hostname: &str,
+        name: &str,
+        eps: &[Endpoint],
+    ) -> String {
+        let mut s =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        match eps.first() {
+            Some(e) => {
+                s.push_str(&format!("{}\t{hostname} {name}\n", e.ip));
+                if let Some(ip6) = e.ip6 {
+                    s.push_str(&format!("{ip6}\t{hostname} {name}\n"));
+                }
+            }
+            None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
+        }
+        for ep in eps.iter().filter(|e| e.network != DEFAULT) {
+            for m in self.of(engine, &ep.network).iter().filter(|m| m.id != id) {
+                s.push_str(&m.lines);
+            }
+        }
+        s
+    }
+}
+
 /// The hosts file of a container: itself, then (on user networks) the
 /// other containers of its networks.
 pub fn hosts_file(
@@ -373,62 +437,41 @@ pub fn hosts_file(
     name: &str,
     eps: &[Endpoint],
 ) -> String {
-    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    match eps.first() {
-        Some(e) => {
-            s.push_str(&format!("{}\t{hostname} {name}\n", e.ip));
-            if let Some(ip6) = e.ip6 {
-                s.push_str(&format!("{ip6}\t{hostname} {name}\n"));
-            }
-        }
-        None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
-    }
-    for ep in eps.iter().filter(|e| e.network != DEFAULT) {
-        for (dir, other) in leases(engine, &ep.network) {
-            let oid = dir.file_name().map(|f| f.to_string_lossy().into_owned());
-            if oid.as_deref() == Some(id) {
-                continue;
-            }
-            if let Some(oid) = oid {
-                for ip in std::iter::once(other.ip.into()).chain(other.ip6.map(Into::into)) {
-                    if let Some(line) = peer_line(engine, &oid, ip) {
-                        s.push_str(&line);
-                    }
-                }
-            }
-        }
-    }
-    s
-}
-
-fn peer_line(engine: &Engine, id: &str, ip: std::net::IpAddr) -> Option<String> {
-    let c = engine.load(id).ok()?;
-    Some(format!("{ip}\t{} {}\n", c.name, c.short_id()))
+    Rosters::default().hosts_file(engine, id, hostname, name, eps)
 }
 
 /// Rewrite the hosts files of every other container on `c`'s user
 /// networks (after `c` joined or left): in place, since each is a bind
 /// mount in its container.
 pub fn refresh_peers(engine: &Engine, c: &Container, networks: &[String]) {
+    let mut rosters = Rosters::default();
     for net in networks.iter().filter(|n| n.as_str() != DEFAULT) {
-        for (dir, _) in leases(engine, net) {
-            let Some(oid) = dir.file_name().map(|f| f.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            if oid == c.id {
-                continue;
-            }
-            let Ok(other) = engine.load(&oid) else {
-                continue;
-            };
-            let hosts = engine.run.join("files").join(&oid).join("hosts");
+        let peers: Vec<(String, String, String)> = rosters
+            .of(engine, net)
+            .iter()
+            .filter(|m| m.id != c.id)
+            .map(|m| (m.id.clone(), m.hostname.clone(), m.name.clone()))
+            .collect();
+        for (id, hostname, name) in peers {
+            let hosts = engine.run.join("files").join(&id).join("hosts");
             if !hosts.exists() {
                 continue;
             }
-            let eps = endpoints(&dir);
-            let text = hosts_file(engine, &oid, &other.hostname(), &other.name, &eps);
+            let eps = endpoints(&engine.containers().join(&id));
+            let text = rosters.hosts_file(engine, &id, &hostname, &name, &eps);
             let _ = std::fs::write(&hosts, text);
         }
+    }
+}
+
+fn rewrite_hosts(engine: &Engine, c: &Container) {
+    let hosts = engine.run.join("files").join(&c.id).join("hosts");
+    if hosts.exists() {
+        let eps = endpoints(&c.dir(engine));
+        let _ = std::fs::write(
+            &hosts,
+            hosts_file(engine, &c.id, &c.hostname(), &c.name, &eps),
+        );
     }
 }
 
@@ -438,6 +481,8 @@ pub fn refresh_peers(engine: &Engine, c: &Container, networks: &[String]) {
 pub struct Attached {
     pub sockets: Vec<std::os::fd::OwnedFd>,
     pub ports: Vec<capsa_network::Published>,
+    /// The networks it was put on.
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// Put the container (its init is `pid`) on its networks and publish its
@@ -471,7 +516,10 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
         capsa_network::nft::add_ports(&held.ports, first.ip, first.ip6).map_err(net_err)
     })();
     match res {
-        Ok(()) => Ok(held),
+        Ok(()) => {
+            held.endpoints = eps;
+            Ok(held)
+        }
         Err(e) => {
             disconnect(engine, c, &held.ports);
             Err(e)
@@ -561,17 +609,6 @@ pub fn disconnect_one(engine: &Engine, name: &str, c: &Container) -> Result<()> 
     rewrite_hosts(engine, c);
     refresh_peers(engine, c, &[name.to_string()]);
     Ok(())
-}
-
-fn rewrite_hosts(engine: &Engine, c: &Container) {
-    let hosts = engine.run.join("files").join(&c.id).join("hosts");
-    if hosts.exists() {
-        let eps = endpoints(&c.dir(engine));
-        let _ = std::fs::write(
-            &hosts,
-            hosts_file(engine, &c.id, &c.hostname(), &c.name, &eps),
-        );
-    }
 }
 
 /// `capsa network inspect`: the network and who is on it.

@@ -64,33 +64,31 @@ pub struct Endpoint {
     pub host_veth: String,
 }
 
-/// The MTU of the host's default route's link (1500 without one).
-pub fn host_mtu(nl: &mut Netlink) -> u32 {
-    let oif = nl.routes().ok().and_then(|rs| {
-        rs.into_iter()
-            .find(|r| r.prefix == 0 && r.gateway.is_some())
-            .and_then(|r| r.oif)
-    });
+/// The MTU of the link of the default route among `routes` (1500 without
+/// one).
+pub fn host_mtu(nl: &mut Netlink, routes: &[netlink::Route]) -> u32 {
+    let oif = routes
+        .iter()
+        .find(|r| r.prefix == 0 && r.gateway.is_some())
+        .and_then(|r| r.oif);
     oif.and_then(|i| nl.links().ok()?.into_iter().find(|l| l.index == i))
         .map(|l| l.mtu)
         .filter(|m| *m >= 576)
         .unwrap_or(1500)
 }
 
-/// A route of the host's that covers part of `subnet` (or `subnet6`) and
-/// is not our bridge's own: the network would shadow it.
-pub fn conflicting_route(
-    nl: &mut Netlink,
+/// The first of the host's `routes` that covers part of `subnet` (or
+/// `subnet6`): a network there would shadow it. Checked before the
+/// network's bridge exists, so none of them is ours.
+pub fn overlapping_route(
+    routes: &[netlink::Route],
     subnet: &Subnet,
     subnet6: Option<&Subnet6>,
-    bridge: &str,
-) -> Result<Option<String>> {
-    let own = nl.link(bridge)?.map(|l| l.index);
-    for r in nl.routes()? {
-        if r.prefix == 0 || r.oif.is_some() && r.oif == own {
-            continue;
-        }
-        let hit = match r.dst {
+) -> Option<String> {
+    routes
+        .iter()
+        .filter(|r| r.prefix > 0)
+        .find(|r| match r.dst {
             std::net::IpAddr::V4(a) => Subnet {
                 addr: a,
                 prefix: r.prefix,
@@ -105,12 +103,25 @@ pub fn conflicting_route(
                         prefix: r.prefix.min(128),
                     })
             }),
-        };
-        if hit {
-            return Ok(Some(format!("{}/{}", r.dst, r.prefix)));
-        }
+        })
+        .map(|r| format!("{}/{}", r.dst, r.prefix))
+}
+
+/// Give link `index` its address in `net`'s subnet, and its IPv6 one on
+/// a network with IPv6.
+fn add_addresses(
+    nl: &mut Netlink,
+    index: u32,
+    net: &Network,
+    ip: Ipv4Addr,
+    ip6: Option<std::net::Ipv6Addr>,
+    name: &str,
+) -> Result<()> {
+    nl.add_address(index, ip.into(), net.subnet.prefix, name)?;
+    if let (Some(ip6), Some(s6)) = (ip6, net.subnet6) {
+        nl.add_address(index, ip6.into(), s6.prefix, name)?;
     }
-    Ok(None)
+    Ok(())
 }
 
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
@@ -124,22 +135,20 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
         nl.set_up(l.index, None, &net.bridge)?;
         return Ok(l.index);
     }
-    if let Some(r) = conflicting_route(nl, &net.subnet, net.subnet6.as_ref(), &net.bridge)? {
+    let routes = nl.routes()?;
+    if let Some(r) = overlapping_route(&routes, &net.subnet, net.subnet6.as_ref()) {
         return Err(Error::Conflict(format!(
             "network {}: its subnet overlaps the host's route to {r}",
             net.name
         )));
     }
-    let mtu = host_mtu(nl);
+    let mtu = host_mtu(nl, &routes);
     nl.add_bridge(&net.bridge, mtu)?;
     let made = (|| {
         let l = nl
             .link(&net.bridge)?
             .ok_or_else(|| Error::Other(format!("bridge {} vanished", net.bridge)))?;
-        nl.add_address(l.index, net.gateway.into(), net.subnet.prefix, &net.bridge)?;
-        if let (Some(s6), Some(g6)) = (net.subnet6, net.gateway6) {
-            nl.add_address(l.index, g6.into(), s6.prefix, &net.bridge)?;
-        }
+        add_addresses(nl, l.index, net, net.gateway, net.gateway6, &net.bridge)?;
         nl.set_up(l.index, None, &net.bridge)?;
         // 127.0.0.1:port reaches a container through this bridge only if
         // the kernel routes loopback sources out of it.
@@ -192,10 +201,7 @@ pub fn attach(
         let eth = c
             .link(&ep.ifname)?
             .ok_or_else(|| Error::Other(format!("{} not in the container", ep.ifname)))?;
-        c.add_address(eth.index, ep.ip.into(), net.subnet.prefix, &ep.ifname)?;
-        if let (Some(ip6), Some(s6)) = (ep.ip6, net.subnet6) {
-            c.add_address(eth.index, ip6.into(), s6.prefix, &ep.ifname)?;
-        }
+        add_addresses(&mut c, eth.index, net, ep.ip, ep.ip6, &ep.ifname)?;
         c.set_up(eth.index, None, &ep.ifname)?;
         if default_route {
             c.add_default_route(net.gateway.into())?;

@@ -108,32 +108,9 @@ pub fn parse(spec: &str) -> Result<Published> {
 /// of 0 becomes a free one chosen by the kernel. Traffic to it never
 /// reaches this socket: nftables sends it to the container first.
 pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
-    use rustix::net::{AddressFamily, SocketType};
-    let ty = match p.proto {
-        Proto::Tcp => SocketType::STREAM,
-        Proto::Udp => SocketType::DGRAM,
-    };
-    let fd = rustix::net::socket_with(
-        AddressFamily::INET,
-        ty,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::io("socket", "port reservation", e.into()))?;
     let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let addr = std::net::SocketAddrV4::new(ip, p.host_port);
-    rustix::net::bind(&fd, &addr).map_err(|e| match e {
-        rustix::io::Errno::ADDRINUSE => Error::Conflict(format!(
-            "-p {}: host port {ip}:{} ({}) is already in use",
-            p.container_port,
-            p.host_port,
-            p.proto.name()
-        )),
-        rustix::io::Errno::ADDRNOTAVAIL => {
-            Error::invalid("-p", format!("{ip} is not an address of this host"))
-        }
-        e => Error::io("bind", format!("{ip}:{}", p.host_port), e.into()),
-    })?;
+    let fd = bind(p, std::net::SocketAddr::from((ip, p.host_port)))?
+        .ok_or_else(|| Error::Other("no IPv4 on this host".into()))?;
     if p.host_port == 0 {
         let bound = rustix::net::getsockname(&fd)
             .ok()
@@ -149,32 +126,44 @@ pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
 /// with an IPv6 address: `[::]:port` (IPv6 only), the port `reserve`
 /// chose. None on a host without IPv6.
 pub fn reserve6(p: &Published) -> Result<Option<OwnedFd>> {
+    bind(
+        p,
+        std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, p.host_port)),
+    )
+}
+
+/// A socket of `p`'s protocol bound to `at` (IPv6 ones IPv6 only); None
+/// when the host lacks the address family.
+fn bind(p: &Published, at: std::net::SocketAddr) -> Result<Option<OwnedFd>> {
     use rustix::net::{AddressFamily, SocketType};
     let ty = match p.proto {
         Proto::Tcp => SocketType::STREAM,
         Proto::Udp => SocketType::DGRAM,
     };
-    let fd = match rustix::net::socket_with(
-        AddressFamily::INET6,
-        ty,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    ) {
+    let family = if at.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = match rustix::net::socket_with(family, ty, rustix::net::SocketFlags::CLOEXEC, None) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::AFNOSUPPORT) => return Ok(None),
         Err(e) => return Err(Error::io("socket", "port reservation", e.into())),
     };
-    rustix::net::sockopt::set_ipv6_v6only(&fd, true)
-        .map_err(|e| Error::io("setsockopt IPV6_V6ONLY", "port reservation", e.into()))?;
-    let addr = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, p.host_port, 0, 0);
-    rustix::net::bind(&fd, &addr).map_err(|e| match e {
+    if at.is_ipv6() {
+        rustix::net::sockopt::set_ipv6_v6only(&fd, true)
+            .map_err(|e| Error::io("setsockopt IPV6_V6ONLY", "port reservation", e.into()))?;
+    }
+    rustix::net::bind(&fd, &at).map_err(|e| match e {
         rustix::io::Errno::ADDRINUSE => Error::Conflict(format!(
-            "-p {}: host port [::]:{} ({}) is already in use",
+            "-p {}: host port {at} ({}) is already in use",
             p.container_port,
-            p.host_port,
             p.proto.name()
         )),
-        e => Error::io("bind", format!("[::]:{}", p.host_port), e.into()),
+        rustix::io::Errno::ADDRNOTAVAIL => {
+            Error::invalid("-p", format!("{} is not an address of this host", at.ip()))
+        }
+        e => Error::io("bind", at.to_string(), e.into()),
     })?;
     Ok(Some(fd))
 }
