@@ -102,15 +102,27 @@ fn cpu_quota_caps_usage() {
     b.args(&["sh", "-c", "while true; do :; done"]);
     let id = env.id("c");
     env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let usage = || stats(&env, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
+    // Measure only once the loop is seen running, so a slow start on a busy
+    // machine is not read as throttling.
+    let first = usage();
+    assert!(
+        wait_for(10, || usage() > first),
+        "no cpu used at all in 10 s: state {}, cpu {}",
+        env.state(&id),
+        stats(&env, &id)["cpu"]
+    );
     let t0 = std::time::Instant::now();
-    let u0 = stats(&env, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let u1 = stats(&env, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
+    let u0 = usage();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let u1 = usage();
     let ratio = (u1 - u0) as f64 / t0.elapsed().as_nanos() as f64;
     // 0.2 of a cpu, with slack for the periods at the edges.
     assert!(
         ratio > 0.05 && ratio < 0.35,
-        "cpu used {ratio:.3} of wall time under a 0.2 quota"
+        "cpu used {ratio:.3} of wall time under a 0.2 quota: state {}, cpu {}",
+        env.state(&id),
+        stats(&env, &id)["cpu"]
     );
     let s = stats(&env, &id);
     assert!(
