@@ -33,6 +33,19 @@ fn assert_no_mounts(c: &Capsa) {
     assert!(ours.is_empty(), "mounts left: {ours:?}");
 }
 
+/// Monitors of this store still running (by their command line).
+fn monitors(c: &Capsa) -> usize {
+    let store = c.store.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmd| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&&b"__capsa_monitor"[..]) && args.contains(&store.as_bytes())
+        })
+        .count()
+}
+
 #[test]
 fn run_passes_output_and_the_exit_code_through_and_rm_removes() {
     let (_env, c, img) = setup("eng-run");
@@ -390,14 +403,24 @@ fn bad_input_is_refused_by_name_and_leaves_nothing() {
     let err = c.fails(&["run", "--cap-add", "CAP_BOGUS", img, "true"]);
     assert!(err.contains("CAP_BOGUS"), "{err}");
     assert_eq!(count(), 0, "a refused run left a container directory");
+    // Each run started its monitor ahead; a refused run's monitor goes too.
+    assert!(
+        wait_for(5, || monitors(&c) == 0),
+        "a refused run left its monitor running"
+    );
     c.ok(&["run", "-d", "--name", "taken", img, "sleep", "100"]);
     let err = c.fails(&["run", "--name", "taken", img, "true"]);
     assert!(err.contains("already in use"), "{err}");
     assert_eq!(count(), 1);
+    assert!(
+        wait_for(5, || monitors(&c) == 1),
+        "the running container's monitor, only"
+    );
     c.ok(&["rm", "-f", "taken"]);
     let err = c.fails(&["exec", "taken", "true"]);
     assert!(err.contains("no such container"), "{err}");
     assert_eq!(count(), 0);
+    assert!(wait_for(5, || monitors(&c) == 0), "monitors left");
     assert_no_mounts(&c);
 }
 

@@ -27,6 +27,9 @@ pub mod kind {
     pub const STARTED: u8 = 9;
     /// monitor -> client: the start failed (message).
     pub const FAILED: u8 = 10;
+    /// client -> a monitor started ahead of its container, first packet:
+    /// which container and how (JSON `{"id", "attach", "interactive"}`).
+    pub const CONTAINER: u8 = 11;
 }
 
 /// The largest packet either side sends.

@@ -43,6 +43,11 @@ pub fn connect(engine: &crate::Engine, c: &crate::Container) -> Result<OwnedFd> 
 /// Ask a monitor waiting for us to start the container; returns its pid.
 pub fn start(sock: &OwnedFd) -> Result<i32> {
     attach::send(sock, kind::START, &[]).map_err(|e| Error::Other(format!("attach: {e}")))?;
+    started(sock)
+}
+
+/// Wait until the start asked for on `sock` is done; returns the pid.
+pub fn started(sock: &OwnedFd) -> Result<i32> {
     let mut buf = vec![0u8; attach::MAX];
     loop {
         match attach::recv(sock, &mut buf).map_err(|e| Error::Other(format!("attach: {e}")))? {

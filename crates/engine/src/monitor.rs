@@ -2,12 +2,14 @@
 //! daemon. It is the container's parent and subreaper, holds its stdio (or
 //! pty), writes the json-file log, serves `attach`, records the exit code
 //! and time, and removes a `--rm` container. It outlives the `capsa`
-//! command that started it (double fork, new session).
+//! command that started it (double fork, new session). It is started
+//! before the container is prepared, and told which one over its first
+//! connection (see [`Ready`]).
 //!
 //! ```text
 //! capsa run ──fork──> child ──setsid, fork──> monitor ──clone3──> container init
 //!    │  <── report pipe: {"ok":true,"pid":..} ───┘   │
-//!    └── attach socket (SOCK_SEQPACKET): START, output, EXIT ──┘
+//!    └── socketpair (SOCK_SEQPACKET): CONTAINER, START, output, EXIT ──┘
 //! ```
 
 use crate::attach::{self, kind};
@@ -31,22 +33,33 @@ pub struct Spawned {
     pub trace: Vec<String>,
 }
 
-/// Start `c` under a new monitor. With `attach_first`, the container is
-/// created but waits for a client to connect and send START (so no output
-/// is missed); otherwise it is started before this returns.
+/// A monitor started ahead of its container: it execs and opens the store
+/// while the command is still preparing the container (image, overlay,
+/// spec), then waits for [`Ready::go`]. Dropped without `go`, it exits
+/// having made nothing.
+pub struct Ready {
+    /// Our end of the monitor's first attach connection.
+    sock: OwnedFd,
+    /// The monitor's one-line report: created (pid, trace) or why not.
+    report: OwnedFd,
+}
+
+/// Start a monitor for a container still to be named (see [`Ready`]).
+/// `exe` is the monitor binary; without it a fork of this process serves.
 ///
 /// The caller must be single-threaded (it forks).
-pub fn spawn(
-    engine: &Engine,
-    c: &Container,
-    attach_first: bool,
-    exe: Option<&std::path::Path>,
-) -> Result<Spawned> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| Error::Other(format!("pipe: {e}")))?;
+pub fn prespawn(engine: &Engine, exe: Option<&std::path::Path>) -> Result<Ready> {
+    let (r, w) = pipe()?;
+    let (sock, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::Other(format!("socketpair: {e}")))?;
     match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
         Forked::Child => {
-            drop(r);
+            drop((r, sock));
             let _ = rustix::process::setsid();
             match capsa_sys::process::fork() {
                 Ok(Forked::Child) => match exe {
@@ -56,12 +69,12 @@ pub fn spawn(
                     Some(exe) => {
                         use std::os::unix::process::CommandExt;
                         let _ = capsa_sys::fd::set_cloexec(w.as_raw_fd(), false);
+                        let _ = capsa_sys::fd::set_cloexec(theirs.as_raw_fd(), false);
                         let err = std::process::Command::new(exe)
                             .arg(MONITOR_ARG)
                             .arg(&engine.root)
                             .arg(&engine.run)
-                            .arg(&c.id)
-                            .arg(if attach_first { "attach" } else { "detach" })
+                            .arg(theirs.as_raw_fd().to_string())
                             .arg(w.as_raw_fd().to_string())
                             .exec();
                         report(
@@ -70,46 +83,96 @@ pub fn spawn(
                         );
                         capsa_sys::process::exit_now(1)
                     }
-                    None => monitor(engine, c, attach_first, w),
+                    None => wait_for_container(engine, theirs, w),
                 },
                 _ => capsa_sys::process::exit_now(0),
             }
         }
         Forked::Parent(child) => {
-            drop(w);
+            drop((w, theirs));
             let _ = waitpid(child, None);
-            // One line, not EOF: a created init still holds a copy of
-            // the pipe until it execs.
-            let mut text = String::new();
-            std::io::BufReader::new(std::fs::File::from(r))
-                .read_line(&mut text)
-                .map_err(|e| Error::Other(format!("reading the monitor's report: {e}")))?;
-            let v: serde_json::Value = serde_json::from_str(text.trim()).map_err(|_| {
-                Error::Other(format!("the monitor died before reporting ({text:?})"))
-            })?;
-            if v["ok"] == true {
-                Ok(Spawned {
-                    monitor_pid: v["monitor"].as_i64().unwrap_or(0) as i32,
-                    pid: v["pid"].as_i64().unwrap_or(0) as i32,
-                    trace: v["trace"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|l| l.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-            } else {
-                Err(Error::Other(
-                    v["error"]
-                        .as_str()
-                        .unwrap_or("the container did not start")
-                        .to_string(),
-                ))
-            }
+            Ok(Ready { sock, report: r })
         }
     }
+}
+
+impl Ready {
+    /// Hand the monitor container `c` to create. With `attach_first`, the
+    /// start is asked for at once on the connection returned (no output
+    /// is missed; the caller waits for it with [`crate::client::started`]);
+    /// otherwise the container is started before this returns.
+    pub fn go(self, c: &Container, attach_first: bool) -> Result<(Spawned, OwnedFd)> {
+        let which = serde_json::json!({
+            "id": c.id,
+            "attach": attach_first,
+            "interactive": c.options.interactive,
+        });
+        let sent = attach::send(&self.sock, kind::CONTAINER, which.to_string().as_bytes());
+        if sent.is_ok() && attach_first {
+            // The window size before the start, so the program sees it
+            // from its first instruction.
+            if c.options.tty {
+                crate::client::send_size(&self.sock);
+            }
+            let _ = attach::send(&self.sock, kind::START, &[]);
+        }
+        // One line, not EOF: a created init still holds a copy of the
+        // pipe until it execs. A failed send still has a report to read.
+        let mut text = String::new();
+        std::io::BufReader::new(std::fs::File::from(self.report))
+            .read_line(&mut text)
+            .map_err(|e| Error::Other(format!("reading the monitor's report: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(text.trim())
+            .map_err(|_| Error::Other(format!("the monitor died before reporting ({text:?})")))?;
+        if v["ok"] != true {
+            return Err(Error::Other(
+                v["error"]
+                    .as_str()
+                    .unwrap_or("the container did not start")
+                    .to_string(),
+            ));
+        }
+        let spawned = Spawned {
+            monitor_pid: v["monitor"].as_i64().unwrap_or(0) as i32,
+            pid: v["pid"].as_i64().unwrap_or(0) as i32,
+            trace: v["trace"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        Ok((spawned, self.sock))
+    }
+}
+
+/// In the monitor, before its container exists: wait for the command to
+/// name it. End of connection (the command failed or died) means there is
+/// nothing to monitor.
+fn wait_for_container(engine: &Engine, sock: OwnedFd, w: OwnedFd) -> ! {
+    let mut buf = vec![0u8; 4096];
+    let which: serde_json::Value = match attach::recv(&sock, &mut buf) {
+        Ok(Some((kind::CONTAINER, n))) => {
+            serde_json::from_slice(&buf[1..1 + n]).unwrap_or_default()
+        }
+        _ => capsa_sys::process::exit_now(0),
+    };
+    let mut c = match engine.load(which["id"].as_str().unwrap_or("")) {
+        Ok(c) => c,
+        Err(e) => {
+            report(
+                &mut Some(w),
+                serde_json::json!({"ok": false, "error": e.to_string()}),
+            );
+            capsa_sys::process::exit_now(1)
+        }
+    };
+    // `start -i` asks for stdin on a container created without it.
+    c.options.interactive = which["interactive"].as_bool().unwrap_or(false);
+    let attach_first = which["attach"].as_bool().unwrap_or(false);
+    monitor(engine, &c, attach_first, w, attach_first.then_some(sock))
 }
 
 fn report(w: &mut Option<OwnedFd>, v: serde_json::Value) {
@@ -124,12 +187,11 @@ pub const MONITOR_ARG: &str = "__capsa_monitor";
 /// Entry point of a re-executed monitor: `ARG root run id attach|detach fd`.
 /// Never returns.
 pub fn main_from_args(args: &[String]) -> ! {
-    let report_fd = args
-        .get(5)
-        .and_then(|s| s.parse::<i32>().ok())
-        .unwrap_or(-1);
-    let w = capsa_sys::fd::own_raw(report_fd);
-    let _ = capsa_sys::fd::set_cloexec(report_fd, true);
+    let fd = |i: usize| match args.get(i).and_then(|s| s.parse::<i32>().ok()) {
+        Some(raw) if capsa_sys::fd::set_cloexec(raw, true).is_ok() => capsa_sys::fd::own_raw(raw),
+        _ => capsa_sys::process::exit_now(2),
+    };
+    let (sock, w) = (fd(3), fd(4));
     let engine = match Engine::open(
         args.get(1).cloned().unwrap_or_default(),
         args.get(2).cloned().unwrap_or_default(),
@@ -143,26 +205,17 @@ pub fn main_from_args(args: &[String]) -> ! {
             capsa_sys::process::exit_now(1)
         }
     };
-    let c = match engine.load(args.get(3).map(String::as_str).unwrap_or("")) {
-        Ok(c) => c,
-        Err(e) => {
-            report(
-                &mut Some(w),
-                serde_json::json!({"ok": false, "error": e.to_string()}),
-            );
-            capsa_sys::process::exit_now(1)
-        }
-    };
-    monitor(
-        &engine,
-        &c,
-        args.get(4).map(String::as_str) == Some("attach"),
-        w,
-    )
+    wait_for_container(&engine, sock, w)
 }
 
 /// The monitor process: never returns.
-fn monitor(engine: &Engine, c: &Container, attach_first: bool, w: OwnedFd) -> ! {
+fn monitor(
+    engine: &Engine,
+    c: &Container,
+    attach_first: bool,
+    w: OwnedFd,
+    client: Option<OwnedFd>,
+) -> ! {
     let mut w = Some(w);
     // Signals for a terminal or a pipe are not ours: the container's
     // init unblocks its own mask before execve.
@@ -189,7 +242,7 @@ fn monitor(engine: &Engine, c: &Container, attach_first: bool, w: OwnedFd) -> ! 
             let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), fd);
         }
     }
-    let code = match run(engine, c, attach_first, &mut w) {
+    let code = match run(engine, c, attach_first, &mut w, client) {
         Ok(()) => 0,
         Err(e) => {
             record_failure(engine, c, &e);
@@ -245,7 +298,13 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| Error::Other(format!("pipe: {e}")))
 }
 
-fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedFd>) -> Result<()> {
+fn run(
+    engine: &Engine,
+    c: &Container,
+    attach_first: bool,
+    w: &mut Option<OwnedFd>,
+    client: Option<OwnedFd>,
+) -> Result<()> {
     let t0 = Instant::now();
     let listener = attach::listen(&engine.socket(c))
         .map_err(|e| Error::Other(format!("attach socket: {e}")))?;
@@ -411,7 +470,8 @@ fn run(engine: &Engine, c: &Container, attach_first: bool, w: &mut Option<OwnedF
         })?;
         Ok(())
     };
-    let mut clients: Vec<OwnedFd> = Vec::new();
+    // The command that started us is the first client, connected already.
+    let mut clients: Vec<OwnedFd> = client.into_iter().collect();
     let fail = |e: Error, clients: &[OwnedFd]| -> Error {
         runtime.delete(&c.id);
         crate::network::disconnect(engine, c, &attached.borrow().ports);

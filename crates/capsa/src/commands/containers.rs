@@ -165,24 +165,39 @@ fn start_failure(e: &capsa_engine::Error) -> i32 {
 }
 
 pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
+    // The monitor starts up while the container is being prepared.
+    let ready = start.then(|| prespawn(engine)).transpose()?;
     let (rec, image_name) = resolve_image(engine, &a)?;
     let opts = options(&a);
     let c = capsa_engine::create::create(engine, &rec, &image_name, &opts)?;
-    if !start {
-        println!("{}", c.id);
-        return Ok(0);
+    match ready {
+        Some(ready) => start_container(engine, ready, &c, !a.detach, a.trace),
+        None => {
+            println!("{}", c.id);
+            Ok(0)
+        }
     }
-    start_container(engine, &c, !a.detach, a.trace)
 }
 
-fn start_container(engine: &Engine, c: &Container, attached: bool, trace: bool) -> Result<i32> {
-    // The monitor is its own small binary beside this one (as conmon is to
-    // podman); without it, a fork of this process serves.
+/// A monitor, waiting for its container. It is its own small binary beside
+/// this one (as conmon is to podman); without it, a fork of this process
+/// serves.
+fn prespawn(engine: &Engine) -> Result<monitor::Ready> {
     let exe = std::env::current_exe()
         .ok()
         .map(|e| e.with_file_name("capsa-monitor"))
         .filter(|m| m.exists());
-    let spawned = match monitor::spawn(engine, c, attached, exe.as_deref()) {
+    Ok(monitor::prespawn(engine, exe.as_deref())?)
+}
+
+fn start_container(
+    engine: &Engine,
+    ready: monitor::Ready,
+    c: &Container,
+    attached: bool,
+    trace: bool,
+) -> Result<i32> {
+    let (spawned, sock) = match ready.go(c, attached) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("capsa: {}: {e}", c.name);
@@ -207,11 +222,7 @@ fn start_container(engine: &Engine, c: &Container, attached: bool, trace: bool) 
         println!("{}", c.id);
         return Ok(0);
     }
-    let sock = client::connect(engine, c)?;
-    if c.options.tty {
-        client::send_size(&sock);
-    }
-    if let Err(e) = client::start(&sock) {
+    if let Err(e) = client::started(&sock) {
         eprintln!("capsa: {}: {e}", c.name);
         return Ok(start_failure(&e));
     }
@@ -237,7 +248,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
         }
         let mut c = c;
         c.options.interactive |= a.interactive;
-        code = start_container(engine, &c, a.attach, false)?;
+        code = start_container(engine, prespawn(engine)?, &c, a.attach, false)?;
     }
     Ok(code)
 }
