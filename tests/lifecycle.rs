@@ -147,9 +147,11 @@ fn kill_accepts_names_and_numbers_and_all() {
     let env = Env::new("kill");
     let mut b = env.bundle("b");
     // A shell that traps TERM and reports it, with a child of its own.
-    b.args(&["sh", "-c", "trap 'echo got-term > /tmp/term; exit 0' TERM; sleep 100 & while true; do sleep 0.05; done"]);
+    b.args(&["sh", "-c", "trap 'echo got-term > /tmp/term; exit 0' TERM; touch /tmp/trapped; sleep 100 & while true; do sleep 0.05; done"]);
     let id = env.id("c");
     env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    // As pid 1 the shell ignores a TERM that comes before its trap.
+    assert!(wait_for(5, || b.rootfs().join("tmp/trapped").exists()));
     env.rt_ok(&["kill", &id, "SIGTERM"]);
     assert!(wait_for(5, || env.state(&id)["status"] == "stopped"));
     assert_eq!(
