@@ -538,6 +538,10 @@ fn run(
     // start code it ran once go (they stay cached for the next start).
     capsa_sys::process::trim_heap();
     capsa_sys::process::release_program_pages();
+    // The container's last exit tears down its mount namespace (every
+    // mount, then an RCU grace period) before the kernel reports it; held
+    // here, that work waits until the exit has been reported.
+    let held_mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok();
     let code = serve(
         pid,
         &listener,
@@ -572,6 +576,7 @@ fn run(
     for cl in &clients {
         let _ = attach::send(cl, kind::EXIT, &code.to_le_bytes());
     }
+    drop(held_mnt);
     crate::network::teardown(engine, &endpoints);
     if c.options.rm {
         crate::manage::empty_trash(engine);
