@@ -500,6 +500,102 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
     c.ok(&["network", "rm", &net]);
 }
 
+/// A port `a` of 127.0.0.1 with `a + 1` free too (when asked).
+fn free_pair() -> u16 {
+    (0..100)
+        .find_map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let a = l.local_addr().ok()?.port();
+            std::net::TcpListener::bind(("127.0.0.1", a.checked_add(1)?)).ok()?;
+            Some(a)
+        })
+        .expect("two adjacent free ports")
+}
+
+#[test]
+fn port_ranges_publish_each_port_or_the_first_free_one() {
+    let (env, c, img) = setup("net-ranges");
+    let (net, octet, bridge) = own_network(&env, &c, 0);
+    let www = env.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "ranged\n").unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let serve = "busybox httpd -p 80 -h /www && busybox httpd -f -p 81 -h /www";
+    // A range for a range: each port to its twin.
+    let a = free_pair();
+    let both = format!("127.0.0.1:{a}-{}:80-81", a + 1);
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "--name",
+        "pair",
+        "-v",
+        &vol,
+        "-p",
+        &both,
+        img,
+        "sh",
+        "-c",
+        serve,
+    ]);
+    for (host, ctr) in [(a, 80), (a + 1, 81)] {
+        assert_eq!(
+            published(&c, "pair", &format!("{ctr}/tcp")),
+            [format!("127.0.0.1:{host}")]
+        );
+        let addr = format!("127.0.0.1:{host}");
+        assert!(
+            wait_for(10, || http_get(&addr).is_some_and(|r| r.contains("ranged"))),
+            "no answer through {addr}"
+        );
+    }
+    // A host range for one port: the first port of it that is free.
+    let b = loop {
+        let b = free_pair();
+        if b.abs_diff(a) > 1 {
+            break b;
+        }
+    };
+    let taken = std::net::TcpListener::bind(("127.0.0.1", b)).unwrap();
+    let any = format!("127.0.0.1:{b}-{}:80", b + 1);
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "--name",
+        "one",
+        "-v",
+        &vol,
+        "-p",
+        &any,
+        img,
+        "sh",
+        "-c",
+        serve,
+    ]);
+    assert_eq!(
+        published(&c, "one", "80/tcp"),
+        [format!("127.0.0.1:{}", b + 1)]
+    );
+    let addr = format!("127.0.0.1:{}", b + 1);
+    assert!(
+        wait_for(10, || http_get(&addr).is_some_and(|r| r.contains("ranged"))),
+        "no answer through {addr}"
+    );
+    // With both taken (one by the host, one by "one"), a third run is
+    // refused by name and leaves nothing.
+    let e = c.fails(&["run", "--rm", "--network", &net, "-p", &any, img, "true"]);
+    assert!(e.contains("every host port of the range"), "{e}");
+    drop(taken);
+    c.ok(&["rm", "-f", "pair", "one"]);
+    assert_eq!(c.ok(&["ps", "-aq"]).trim(), "");
+    assert_network_gone(&bridge, octet);
+    c.ok(&["network", "rm", &net]);
+}
+
 #[test]
 fn a_killed_monitors_network_is_undone_by_the_next_command() {
     let (env, c, img) = setup("net-repair");

@@ -38,7 +38,7 @@ pub fn create(
     let mode = crate::network::mode(opts.network.as_deref());
     let mut ports = Vec::new();
     for p in &opts.publish {
-        ports.push(capsa_network::ports::parse(p).map_err(crate::network::net_err)?);
+        ports.extend(capsa_network::ports::parse(p).map_err(crate::network::net_err)?);
     }
     if (!ports.is_empty() || opts.publish_all) && !matches!(mode, crate::network::Mode::Bridge(_)) {
         return Err(crate::error::flag(
@@ -143,12 +143,13 @@ pub fn create(
                 .and_then(|c| c.exposed_ports().clone())
                 .unwrap_or_default();
             for e in exposed {
-                let p = capsa_network::ports::parse(&e).map_err(crate::network::net_err)?;
-                if !ports
-                    .iter()
-                    .any(|q| q.container_port == p.container_port && q.proto == p.proto)
-                {
-                    ports.push(p);
+                for p in capsa_network::ports::parse(&e).map_err(crate::network::net_err)? {
+                    if !ports
+                        .iter()
+                        .any(|q| q.container_port == p.container_port && q.proto == p.proto)
+                    {
+                        ports.push(p);
+                    }
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! Published ports: `-p [IP:][HOST:]CONTAINER[/tcp|/udp]`, as docker reads
-//! them, and the host sockets that keep a published port ours.
+//! Published ports: `-p [IP:][HOST:]CONTAINER[/tcp|/udp]`, ports or ranges,
+//! as docker reads them, and the host sockets that keep a published port
+//! ours.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct Published {
     pub host_ip: Option<Ipv4Addr>,
     /// The host port; 0 until a free one is chosen.
     pub host_port: u16,
+    /// With `-p A-B:C`: any free host port from `host_port` to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_max: Option<u16>,
     pub container_port: u16,
     pub proto: Proto,
 }
@@ -43,7 +47,11 @@ impl std::fmt::Display for Published {
             self.container_port,
             self.proto.name(),
             self.host_port
-        )
+        )?;
+        match self.host_port_max {
+            Some(max) => write!(f, "-{max}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -54,8 +62,26 @@ fn port(s: &str, spec: &str) -> Result<u16> {
         .ok_or_else(|| Error::invalid("-p", format!("{spec:?}: {s:?} is not a port (1-65535)")))
 }
 
-/// Parse one `-p` value.
-pub fn parse(spec: &str) -> Result<Published> {
+/// A port or a range `A-B`, as (first, last).
+fn ports(s: &str, spec: &str) -> Result<(u16, u16)> {
+    let Some((a, b)) = s.split_once('-') else {
+        let p = port(s, spec)?;
+        return Ok((p, p));
+    };
+    let (a, b) = (port(a, spec)?, port(b, spec)?);
+    if a > b {
+        return Err(Error::invalid(
+            "-p",
+            format!("{spec:?}: the range {s:?} ends before it starts"),
+        ));
+    }
+    Ok((a, b))
+}
+
+/// Parse one `-p` value: one published port, or one per port of a range
+/// (`8000-8002:80-82`, `80-82` on free host ports); `8000-8010:80`
+/// publishes 80 on whichever port of the host range is free.
+pub fn parse(spec: &str) -> Result<Vec<Published>> {
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((r, "tcp")) => (r, Proto::Tcp),
         Some((r, "udp")) => (r, Proto::Udp),
@@ -67,12 +93,6 @@ pub fn parse(spec: &str) -> Result<Published> {
         }
         None => (spec, Proto::Tcp),
     };
-    if rest.contains('-') {
-        return Err(Error::invalid(
-            "-p",
-            format!("{spec:?}: port ranges are not supported; publish each port"),
-        ));
-    }
     let parts: Vec<&str> = rest.split(':').collect();
     let (ip, host, ctr) = match parts.as_slice() {
         [c] => (None, None, *c),
@@ -91,15 +111,30 @@ pub fn parse(spec: &str) -> Result<Published> {
             Error::invalid("-p", format!("{spec:?}: {i:?} is not an IPv4 address"))
         })?),
     };
-    let host_port = match host {
-        None | Some("") => 0,
-        Some(h) => port(h, spec)?,
+    let (c0, c1) = ports(ctr, spec)?;
+    let host = match host {
+        None | Some("") => None,
+        Some(h) => Some(ports(h, spec)?),
     };
-    Ok(Published {
+    let one = |host_port, host_port_max, container_port| Published {
         host_ip,
         host_port,
-        container_port: port(ctr, spec)?,
+        host_port_max,
+        container_port,
         proto,
+    };
+    Ok(match host {
+        None => (c0..=c1).map(|c| one(0, None, c)).collect(),
+        Some((h0, h1)) if c0 == c1 && h0 != h1 => vec![one(h0, Some(h1), c0)],
+        Some((h0, h1)) if h1 - h0 == c1 - c0 => {
+            (c0..=c1).map(|c| one(h0 + (c - c0), None, c)).collect()
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "-p",
+                format!("{spec:?}: the host and container ranges differ in size"),
+            ))
+        }
     })
 }
 
@@ -109,6 +144,28 @@ pub fn parse(spec: &str) -> Result<Published> {
 /// reaches this socket: nftables sends it to the container first.
 pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
     let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    if let Some(max) = p.host_port_max {
+        // The first free port of the range.
+        for port in p.host_port..=max {
+            match bind(p, std::net::SocketAddr::from((ip, port))) {
+                Ok(Some(fd)) => {
+                    p.host_port = port;
+                    p.host_port_max = None;
+                    return Ok(fd);
+                }
+                Err(Error::Conflict(_)) => continue,
+                Ok(None) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        return Err(Error::Conflict(format!(
+            "-p {}-{}:{}: every host port of the range ({}) is in use",
+            p.host_port,
+            max,
+            p.container_port,
+            p.proto.name()
+        )));
+    }
     let fd = bind(p, std::net::SocketAddr::from((ip, p.host_port)))?
         .ok_or_else(|| Error::Other("no IPv4 on this host".into()))?;
     if p.host_port == 0 {
@@ -174,17 +231,22 @@ mod tests {
 
     #[test]
     fn port_specs_parse_as_docker_reads_them() {
-        let p = parse("8080:80").unwrap();
+        let one = |s: &str| {
+            let v = parse(s).unwrap();
+            assert_eq!(v.len(), 1, "{s}");
+            v[0]
+        };
+        let p = one("8080:80");
         assert_eq!(
             (p.host_ip, p.host_port, p.container_port, p.proto),
             (None, 8080, 80, Proto::Tcp)
         );
-        let p = parse("127.0.0.1:8080:80/udp").unwrap();
+        let p = one("127.0.0.1:8080:80/udp");
         assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!((p.host_port, p.proto), (8080, Proto::Udp));
-        let p = parse("80").unwrap();
+        let p = one("80");
         assert_eq!((p.host_port, p.container_port), (0, 80));
-        let p = parse("127.0.0.1::80").unwrap();
+        let p = one("127.0.0.1::80");
         assert_eq!((p.host_ip, p.host_port), (Some(Ipv4Addr::LOCALHOST), 0));
         for bad in [
             "x:80",
@@ -192,11 +254,56 @@ mod tests {
             "1.2.3:80:80",
             "0:80",
             "70000:80",
-            "8000-8001:80",
             "a:b:c:d",
+            "8000-8001:80-82",
+            "8000:80-81",
+            "82-80",
+            "8000-:80",
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("-p") && e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn ranges_publish_one_port_per_port_or_any_port_of_the_host_range() {
+        let pairs = |s: &str| -> Vec<(u16, Option<u16>, u16)> {
+            parse(s)
+                .unwrap()
+                .iter()
+                .map(|p| (p.host_port, p.host_port_max, p.container_port))
+                .collect()
+        };
+        assert_eq!(
+            pairs("8000-8002:80-82"),
+            [(8000, None, 80), (8001, None, 81), (8002, None, 82)]
+        );
+        assert_eq!(pairs("80-81"), [(0, None, 80), (0, None, 81)]);
+        assert_eq!(pairs("8000-8010:80"), [(8000, Some(8010), 80)]);
+        let v = parse("127.0.0.1:9000-9001:90-91/udp").unwrap();
+        assert!(v
+            .iter()
+            .all(|p| p.host_ip == Some(Ipv4Addr::LOCALHOST) && p.proto == Proto::Udp));
+    }
+
+    #[test]
+    fn a_host_range_gives_its_first_free_port_and_says_when_none_is() {
+        // Two free ports next to each other: bind one, ask for the pair.
+        let (a, held) = (0..50)
+            .find_map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+                let a = l.local_addr().ok()?.port();
+                let next = std::net::TcpListener::bind(("127.0.0.1", a.checked_add(1)?)).ok()?;
+                drop(next);
+                Some((a, l))
+            })
+            .expect("two adjacent free ports");
+        let mut p = parse(&format!("127.0.0.1:{a}-{}:80", a + 1)).unwrap()[0];
+        let fd = reserve(&mut p).unwrap();
+        assert_eq!((p.host_port, p.host_port_max), (a + 1, None));
+        let mut q = parse(&format!("127.0.0.1:{a}-{}:80", a + 1)).unwrap()[0];
+        let e = reserve(&mut q).unwrap_err().to_string();
+        assert!(e.contains("every host port of the range"), "{e}");
+        drop((fd, held));
     }
 }
