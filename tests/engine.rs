@@ -75,6 +75,15 @@ fn run_passes_output_and_the_exit_code_through_and_rm_removes() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // One that is there but cannot run (a directory): docker's 126.
+    let o = c.run(&["run", "--rm", img, "/bin"]);
+    assert_eq!(
+        o.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("permission denied"));
     assert_eq!(c.ok(&["ps", "-aq"]), "");
 }
 
@@ -510,6 +519,14 @@ fn the_runtime_flag_drives_runc_through_its_command_line() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "via runc\n");
+    // runc says a missing command only in words; they still give 127.
+    let o = c.run(&["run", "--rm", "--runtime", "runc", img, "/nonexistent"]);
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let id = c
         .ok(&[
             "run",

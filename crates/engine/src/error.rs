@@ -24,9 +24,47 @@ pub enum Error {
     Image(#[from] capsa_image::Error),
     #[error(transparent)]
     Runtime(#[from] capsa_runtime::Error),
+    /// The container's own program could not be found (ENOENT) or run
+    /// (EACCES, ...): the container was set up, the command is at fault.
+    #[error("{message}")]
+    Program { message: String, errno: i32 },
     /// Something else went wrong, in words.
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// The errno when the container's own program could not be found or
+    /// run (see [`Error::Program`]).
+    pub fn program_errno(&self) -> Option<i32> {
+        match self {
+            Error::Program { errno, .. } => Some(*errno),
+            Error::Runtime(r) => r.program_errno(),
+            _ => None,
+        }
+    }
+
+    /// Rebuild an error a monitor or create process reported as JSON
+    /// (`error`, and `program_errno` when it is [`Error::Program`]).
+    pub(crate) fn from_report(v: &serde_json::Value, default: &str) -> Error {
+        let message = v["error"].as_str().unwrap_or(default).to_string();
+        match v["program_errno"].as_i64() {
+            Some(errno) => Error::Program {
+                message,
+                errno: errno as i32,
+            },
+            None => Error::Other(message),
+        }
+    }
+
+    /// This error as a report (see [`Error::from_report`]).
+    pub(crate) fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": false,
+            "error": self.to_string(),
+            "program_errno": self.program_errno(),
+        })
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

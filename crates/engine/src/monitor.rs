@@ -125,12 +125,7 @@ impl Ready {
         let v: serde_json::Value = serde_json::from_str(text.trim())
             .map_err(|_| Error::Other(format!("the monitor died before reporting ({text:?})")))?;
         if v["ok"] != true {
-            return Err(Error::Other(
-                v["error"]
-                    .as_str()
-                    .unwrap_or("the container did not start")
-                    .to_string(),
-            ));
+            return Err(Error::from_report(&v, "the container did not start"));
         }
         let spawned = Spawned {
             monitor_pid: v["monitor"].as_i64().unwrap_or(0) as i32,
@@ -246,10 +241,7 @@ fn monitor(
         Ok(()) => 0,
         Err(e) => {
             record_failure(engine, c, &e);
-            report(
-                &mut w,
-                serde_json::json!({"ok": false, "error": e.to_string()}),
-            );
+            report(&mut w, e.report());
             1
         }
     };
@@ -370,7 +362,7 @@ fn run(
             };
             let (msg, console, code) = match created {
                 Ok((msg, console)) => (msg, console, 0),
-                Err(e) => (serde_json::json!({"error": e.to_string()}), None, 1),
+                Err(e) => (e.report(), None, 1),
             };
 
             let _ = capsa_sys::fd::send_with_fd(
@@ -389,8 +381,8 @@ fn run(
                 got.map_err(|e| Error::Other(format!("the create process died: {e}")))?;
             let v: serde_json::Value = serde_json::from_slice(&buf[..n])
                 .map_err(|_| Error::Other("the create process died without a report".into()))?;
-            if let Some(e) = v["error"].as_str() {
-                return Err(Error::Other(e.to_string()));
+            if v["error"].is_string() {
+                return Err(Error::from_report(&v, ""));
             }
             if tty {
                 let master =

@@ -34,7 +34,10 @@ pub struct ChildError {
 impl std::fmt::Display for ChildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {} {}", self.stage, self.op, self.target)?;
-        if self.errno != 0 {
+        // A program not found or not executable: the words (as runc's)
+        // already say what the errno would.
+        let worded = self.op == "exec" && !self.detail.is_empty();
+        if self.errno != 0 && !worded {
             write!(f, ": {}", Errno::from_raw(self.errno).desc())?;
         }
         if !self.detail.is_empty() {
@@ -107,6 +110,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// The errno (ENOENT, EACCES, ...) when what failed is finding or
+    /// executing the container's own program, as opposed to setting the
+    /// container up: engines answer the first with 127 or 126.
+    pub fn program_errno(&self) -> Option<i32> {
+        match self {
+            Error::Child(c)
+                if c.stage == "process" && matches!(c.op.as_str(), "exec" | "execve") =>
+            {
+                Some(c.errno).filter(|e| *e != 0)
+            }
+            _ => None,
+        }
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> Kind {
         match self {

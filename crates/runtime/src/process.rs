@@ -25,6 +25,12 @@ pub fn lookup(p: &ProcessPlan) -> R<PathBuf> {
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
     };
+    // The errno says which (an engine's 127 or 126), the words say it as
+    // runc does.
+    let fail = |errno: Errno, detail: String| ChildError {
+        errno: errno as i32,
+        ..ChildError::msg("process", "exec", name, detail)
+    };
     if name.contains('/') {
         let path = if Path::new(name).is_absolute() {
             PathBuf::from(name)
@@ -34,15 +40,17 @@ pub fn lookup(p: &ProcessPlan) -> R<PathBuf> {
         if is_exec(&path) {
             return Ok(path);
         }
-        return Err(ChildError::msg(
-            "process",
-            "exec",
-            name,
-            format!(
-                "exec: {name:?}: stat {}: no such file or directory or not executable",
-                path.display()
-            ),
-        ));
+        return Err(if path.exists() {
+            fail(Errno::EACCES, format!("exec: {name:?}: permission denied"))
+        } else {
+            fail(
+                Errno::ENOENT,
+                format!(
+                    "exec: {name:?}: stat {}: no such file or directory",
+                    path.display()
+                ),
+            )
+        });
     }
     for dir in p.path_var().split(':') {
         let dir = if dir.is_empty() {
@@ -55,10 +63,8 @@ pub fn lookup(p: &ProcessPlan) -> R<PathBuf> {
             return Ok(cand);
         }
     }
-    Err(ChildError::msg(
-        "process",
-        "exec",
-        name,
+    Err(fail(
+        Errno::ENOENT,
         format!("exec: {name:?}: executable file not found in $PATH"),
     ))
 }

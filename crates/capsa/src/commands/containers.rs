@@ -153,11 +153,16 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
 /// Only the container's own command counts: a missing host tool (nft, a
 /// runtime) is a 125, as docker's daemon errors are.
 fn start_failure(e: &capsa_engine::Error) -> i32 {
+    if let Some(errno) = e.program_errno() {
+        return if errno == libc::ENOENT { 127 } else { 126 };
+    }
+    // Another runtime (`--runtime runc`) says it only in words, which
+    // docker reads the same way.
     let s = e.to_string().to_lowercase();
-    let exec = s.contains("process: exec") || s.contains("exec:");
-    if exec && (s.contains("not found") || s.contains("no such file") || s.contains("enoent")) {
+    let exec = s.contains("exec:");
+    if exec && (s.contains("not found") || s.contains("no such file")) {
         127
-    } else if exec && (s.contains("permission denied") || s.contains("eacces")) {
+    } else if exec && s.contains("permission denied") {
         126
     } else {
         125
