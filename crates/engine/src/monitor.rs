@@ -147,6 +147,13 @@ impl Ready {
 /// name it. End of connection (the command failed or died) means there is
 /// nothing to monitor.
 fn wait_for_container(engine: &Engine, sock: OwnedFd, w: OwnedFd) -> ! {
+    // The command's stdio is not ours to keep open: whoever reads its
+    // output waits for end of file.
+    if let Ok(null) = devnull() {
+        for fd in 0..3 {
+            let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), fd);
+        }
+    }
     let mut buf = vec![0u8; 4096];
     let which: serde_json::Value = match attach::recv(&sock, &mut buf) {
         Ok(Some((kind::CONTAINER, n))) => {
@@ -230,13 +237,6 @@ fn monitor(
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None);
     let _ = capsa_sys::process::set_child_subreaper();
     let _ = std::env::set_current_dir("/");
-    // The command's stdio is not ours to keep open: whoever reads its
-    // output waits for end of file.
-    if let Ok(null) = devnull() {
-        for fd in 0..3 {
-            let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), fd);
-        }
-    }
     let code = match run(engine, c, attach_first, &mut w, client) {
         Ok(()) => 0,
         Err(e) => {
