@@ -526,14 +526,14 @@ fn run(
         start(engine).map_err(|e| fail(e, &clients))?;
         report(w, ok);
     }
-    // From here on the monitor only relays and waits: the pages of the
-    // start code it ran once go (they stay cached for the next start).
-    capsa_sys::process::trim_heap();
-    capsa_sys::process::release_program_pages();
     // The container's last exit tears down its mount namespace (every
     // mount, then an RCU grace period) before the kernel reports it; held
     // here, that work waits until the exit has been reported.
     let held_mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok();
+    // From here on the monitor only relays and waits: the pages of the
+    // start code it ran once go (they stay cached for the next start).
+    capsa_sys::process::trim_heap();
+    capsa_sys::process::release_program_pages();
     let code = serve(
         pid,
         &listener,
