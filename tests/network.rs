@@ -597,6 +597,110 @@ fn port_ranges_publish_each_port_or_the_first_free_one() {
 }
 
 #[test]
+fn an_internal_network_keeps_its_traffic_to_itself() {
+    let (env, c, img) = setup("net-internal");
+    // A web server on an ordinary network, and a client on another: the
+    // host routes between them.
+    let (open, open_octet, open_bridge) = own_network(&env, &c, 0);
+    let (other, other_octet, other_bridge) = own_network(&env, &c, 1);
+    web(&env, &c, img, &open, "web", &[]);
+    let url = format!("10.231.{open_octet}.2 80");
+    let fetch = format!("{GET} | busybox nc -w 2 {url}");
+    let reaches = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        let o = c.run(&a);
+        String::from_utf8_lossy(&o.stdout).contains("hello from web")
+    };
+    assert!(
+        wait_for(10, || reaches(&[
+            "--network",
+            &other,
+            img,
+            "sh",
+            "-c",
+            &fetch
+        ])),
+        "no route between two ordinary networks, so the test proves nothing"
+    );
+    // An internal network: no default route in its containers...
+    let octet = octet(&env, 2);
+    let internal = format!("net{octet}");
+    c.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &format!("10.231.{octet}.0/24"),
+        &internal,
+    ]);
+    let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", &internal])).unwrap();
+    assert_eq!(v[0]["Internal"], true, "{v}");
+    let bridge = v[0]["Bridge"].as_str().unwrap().to_string();
+    let routes = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &internal,
+        img,
+        "cat",
+        "/proc/net/route",
+    ]);
+    assert!(
+        !routes
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some("00000000")),
+        "a default route on an internal network:\n{routes}"
+    );
+    // ...and none works when a container (with NET_ADMIN) adds its own.
+    let gateway = format!("10.231.{octet}.1");
+    let routed = format!("ip route add default via {gateway} && {fetch}");
+    assert!(
+        !reaches(&[
+            "--network",
+            &internal,
+            "--cap-add",
+            "NET_ADMIN",
+            img,
+            "sh",
+            "-c",
+            &routed
+        ]),
+        "traffic left the internal network"
+    );
+    // Containers of the network still reach each other by name.
+    web(&env, &c, img, &internal, "inside", &[]);
+    let by_name = format!("{GET} | busybox nc -w 2 inside 80");
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &internal,
+        img,
+        "sh",
+        "-c",
+        &by_name,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello from inside"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Nothing can be published into it.
+    let e = c.fails(&["run", "--network", &internal, "-p", "80", img, "true"]);
+    assert!(e.contains("internal"), "{e}");
+    c.ok(&["rm", "-f", "web", "inside"]);
+    assert_eq!(c.ok(&["ps", "-aq"]).trim(), "");
+    assert_network_gone(&bridge, octet);
+    assert_network_gone(&open_bridge, open_octet);
+    assert_network_gone(&other_bridge, other_octet);
+    for n in [&open, &other, &internal] {
+        c.ok(&["network", "rm", n]);
+    }
+}
+
+#[test]
 fn a_killed_monitors_network_is_undone_by_the_next_command() {
     let (env, c, img) = setup("net-repair");
     let (net, octet, bridge) = own_network(&env, &c, 0);

@@ -346,6 +346,10 @@ pub struct NetworkCreateArgs {
     /// IPv6 too: addresses from the given IPv6 subnet, else a unique local /64.
     #[arg(long)]
     pub ipv6: bool,
+    /// Keep the network to itself: nothing routed in or out of it, no
+    /// default route in its containers (they still reach each other).
+    #[arg(long)]
+    pub internal: bool,
     /// Only bridge networks exist; accepted for docker's command lines.
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,

@@ -51,6 +51,14 @@ pub fn create(
         crate::network::Mode::Bridge(n) => Some(crate::network::get(engine, n)?),
         _ => None,
     };
+    if let Some(n) = network.as_ref().filter(|n| n.internal) {
+        if !ports.is_empty() || opts.publish_all {
+            return Err(crate::error::flag(
+                "-p",
+                format!("network {} is internal: nothing is routed into it", n.name),
+            ));
+        }
+    }
     let join = match &mode {
         crate::network::Mode::Container(target) => {
             let t = crate::manage::refresh(engine, engine.find(target)?)?;

@@ -107,6 +107,7 @@ pub fn get(engine: &Engine, name: &str) -> Result<Network> {
                 gateway: subnet.first_host(),
                 subnet6: None,
                 gateway6: None,
+                internal: false,
                 created: capsa_sys::time::now_rfc3339(),
             };
             save(engine, &n)?;
@@ -150,6 +151,8 @@ pub struct CreateOptions<'a> {
     pub gateway: Option<&'a str>,
     /// `--ipv6`: an IPv6 subnet too (a ULA /64 unless one is given).
     pub ipv6: bool,
+    /// `--internal`: no traffic routed in or out, no default route.
+    pub internal: bool,
 }
 
 /// `capsa network create`: a bridge network with an IPv4 subnet (given,
@@ -250,6 +253,7 @@ pub fn create(engine: &Engine, name: &str, o: &CreateOptions<'_>) -> Result<Netw
         gateway,
         gateway6: subnet6.map(|s| s.first_host()),
         subnet6,
+        internal: o.internal,
         created: capsa_sys::time::now_rfc3339(),
     };
     save(engine, &n)?;
@@ -633,6 +637,7 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<serde_json::Value> {
         "Driver": "bridge",
         "Bridge": n.bridge,
         "EnableIPv6": n.subnet6.is_some(),
+        "Internal": n.internal,
         "IPAM": {"Config": std::iter::once(json_subnet(&n.subnet.to_string(), &n.gateway.to_string()))
             .chain(n.subnet6.zip(n.gateway6).map(|(s, g)| json_subnet(&s.to_string(), &g.to_string())))
             .collect::<Vec<_>>()},

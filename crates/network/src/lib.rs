@@ -47,6 +47,10 @@ pub struct Network {
     pub subnet6: Option<Subnet6>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<std::net::Ipv6Addr>,
+    /// `--internal`: no traffic routed in or out (the containers reach
+    /// each other, and have no default route).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
     pub created: String,
 }
 
@@ -203,7 +207,7 @@ pub fn attach(
             .ok_or_else(|| Error::Other(format!("{} not in the container", ep.ifname)))?;
         add_addresses(&mut c, eth.index, net, ep.ip, ep.ip6, &ep.ifname)?;
         c.set_up(eth.index, None, &ep.ifname)?;
-        if default_route {
+        if default_route && !net.internal {
             c.add_default_route(net.gateway.into())?;
             if let Some(g6) = net.gateway6 {
                 c.add_default_route(g6.into())?;

@@ -6,6 +6,8 @@
 //! ```text
 //! table inet capsa
 //!   sets subnets, subnets6, bridges          our networks
+//!   sets internal, internal_self              --internal bridges, and each
+//!                                             as (bridge . bridge)
 //!   maps any_addr, any_port   proto . port      -> container ip, port
 //!   maps ip_addr, ip_port      ip . proto . port -> container ip, port
 //!                (a pair of maps, as nft 1.0's JSON reader refuses
@@ -16,7 +18,8 @@
 //!   postrouting:  masquerade out of our subnets (both families); from
 //!                 127.0.0.0/8 into a bridge (route_localnet); hairpin (a
 //!                 container to a port published by its own network)
-//!   forward:      accept from our bridges, and replies to them
+//!   forward:      drop in or out of an internal bridge; accept from our
+//!                 bridges, and replies to them
 //!   guard (raw prerouting): drop packets from our bridges to 127.0.0.0/8
 //! ```
 //!
@@ -118,6 +121,8 @@ fn base() -> Vec<Value> {
         json!({"add": obj("set", json!({"name": "subnets", "type": "ipv4_addr", "flags": ["interval"]}))}),
         json!({"add": obj("set", json!({"name": "subnets6", "type": "ipv6_addr", "flags": ["interval"]}))}),
         json!({"add": obj("set", json!({"name": "bridges", "type": "ifname"}))}),
+        json!({"add": obj("set", json!({"name": "internal", "type": "ifname"}))}),
+        json!({"add": obj("set", json!({"name": "internal_self", "type": ["ifname", "ifname"]}))}),
         // IPv6 ports are published on every address only, to the same
         // container port as their IPv4 twin (`any_port`).
         json!({"add": obj("map", json!({"name": "any6_addr", "type": ["inet_proto", "inet_service"], "map": "ipv6_addr"}))}),
@@ -245,6 +250,22 @@ fn base() -> Vec<Value> {
             masq
         ]),
     ));
+    // An internal network's traffic stays on its bridge: nothing is
+    // routed out of it or into it (from the host's uplinks or our other
+    // networks), whatever routes a container sets itself. Traffic between
+    // its own containers passes here too when the host bridges through
+    // netfilter (br_netfilter: in and out are then both the bridge).
+    let same_bridge = is(
+        "!=",
+        json!({"concat": [meta("iifname"), meta("oifname")]}),
+        json!("@internal_self"),
+    );
+    for dir in ["iifname", "oifname"] {
+        c.push(rule(
+            "forward",
+            json!([is("==", meta(dir), json!("@internal")), same_bridge.clone(), {"drop": null}]),
+        ));
+    }
     c.push(rule(
         "forward",
         json!([is("==", meta("iifname"), json!("@bridges")), {"accept": null}]),
@@ -274,6 +295,10 @@ fn network_elems(net: &crate::Network) -> Vec<(&'static str, Value)> {
         ),
         ("bridges", json!(net.bridge)),
     ];
+    if net.internal {
+        v.push(("internal", json!(net.bridge)));
+        v.push(("internal_self", json!({"concat": [net.bridge, net.bridge]})));
+    }
     if let Some(s6) = net.subnet6 {
         v.push(("subnets6", prefix(s6.addr.to_string(), s6.prefix)));
     }

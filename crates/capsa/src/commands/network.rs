@@ -14,6 +14,7 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 subnets: &a.subnet,
                 gateway: a.gateway.as_deref(),
                 ipv6: a.ipv6,
+                internal: a.internal,
             };
             let n = network::create(engine, &a.name, &o)?;
             println!("{}", n.id);
