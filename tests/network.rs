@@ -293,6 +293,34 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
         hosts.contains("client"),
         "web's hosts lacks the newcomer:\n{hosts}"
     );
+    // Only running containers are named: a created one is not, a stopped
+    // one no longer is, and is again once started.
+    c.ok(&[
+        "create",
+        "--network",
+        &net,
+        "--name",
+        "idle",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let web_hosts = || c.ok(&["exec", "web", "busybox", "cat", "/etc/hosts"]);
+    assert!(!web_hosts().contains("idle"), "{}", web_hosts());
+    c.ok(&["stop", "-t", "1", "client"]);
+    assert!(
+        wait_for(5, || !web_hosts().contains("client")),
+        "a stopped container is still named:\n{}",
+        web_hosts()
+    );
+    c.ok(&["start", "client"]);
+    assert!(web_hosts().contains("client"), "{}", web_hosts());
+    let own = c.ok(&["exec", "client", "busybox", "cat", "/etc/hosts"]);
+    assert!(
+        own.contains("web"),
+        "the restarted container lacks its peer:\n{own}"
+    );
+    c.ok(&["rm", "idle"]);
     let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", &net])).unwrap();
     assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 2);
     let err = c.fails(&["network", "rm", &net]);

@@ -265,10 +265,8 @@ pub fn create(
                 error: None,
             },
         };
+        // The others' hosts files name it once it runs (the monitor).
         engine.save(&c)?;
-        if let Some(net) = &network {
-            crate::network::refresh_peers(engine, &c, std::slice::from_ref(&net.name));
-        }
         Ok(c)
     })();
     if result.is_err() {

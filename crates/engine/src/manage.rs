@@ -42,7 +42,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
     // What the monitor would have undone: published ports, veths, a bridge
     // left empty.
     crate::network::disconnect(engine, &c, &c.ports);
-    engine.update(&c.id, |r| {
+    let c = engine.update(&c.id, |r| {
         r.state.status = Status::Exited;
         r.state.exit_code = r.state.exit_code.or(Some(-1));
         r.state.finished_secs = Some(now_secs());
@@ -50,7 +50,9 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
             Some("the monitor was gone when the container stopped: exit code unknown".into());
         r.state.pid = 0;
         r.state.monitor_pid = 0;
-    })
+    })?;
+    crate::network::running_changed(engine, &c);
+    Ok(c)
 }
 
 /// Send a signal (name or number) to the container's init.

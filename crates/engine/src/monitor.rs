@@ -460,6 +460,7 @@ fn run(
                 .collect();
             r.ports = ports.clone();
         })?;
+        crate::network::running_changed(engine, c);
         Ok(())
     };
     // The command that started us is the first client, connected already.
@@ -553,14 +554,15 @@ fn run(
     let now = crate::manage::now_secs();
     // A --rm container's record goes right after: no need to write it.
     let _ = (!c.options.rm).then(|| {
-        engine.update(&c.id, |r| {
+        let _ = engine.update(&c.id, |r| {
             r.state.status = Status::Exited;
             r.state.exit_code = Some(code);
             r.state.finished_at = Some(capsa_sys::time::now_rfc3339());
             r.state.finished_secs = Some(now);
             r.state.monitor_pid = 0;
             r.state.pid = 0;
-        })
+        });
+        crate::network::running_changed(engine, c);
     });
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);

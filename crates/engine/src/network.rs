@@ -12,7 +12,7 @@
 //! server to run (the files are rewritten in place, as they are bind
 //! mounts).
 
-use crate::container::Container;
+use crate::container::{Container, Status};
 use crate::error::{Error, IoContext, Result};
 use crate::Engine;
 use capsa_network::{Endpoint, Network, Subnet, Subnet6};
@@ -374,8 +374,9 @@ struct Member {
     lines: String,
 }
 
-/// Who is on each user network, read once per command (each lease file
-/// and record once, however many hosts files are written).
+/// Who runs on each user network, read once per command (each lease file
+/// and record once, however many hosts files are written). A created or
+/// stopped container is not named, as docker's resolver does not name it.
 #[derive(Default)]
 struct Rosters(std::collections::HashMap<String, Vec<Member>>);
 
@@ -386,7 +387,10 @@ impl Rosters {
                 .into_iter()
                 .filter_map(|(dir, ep)| {
                     let id = dir.file_name()?.to_string_lossy().into_owned();
-                    let c = engine.load(&id).ok()?;
+                    let c = engine
+                        .load(&id)
+                        .ok()
+                        .filter(|c| matches!(c.state.status, Status::Running | Status::Paused))?;
                     let lines = std::iter::once(std::net::IpAddr::from(ep.ip))
                         .chain(ep.ip6.map(Into::into))
                         .map(|ip| format!("{ip}\t{} {}\n", c.name, c.short_id()))
@@ -466,6 +470,21 @@ pub fn refresh_peers(engine: &Engine, c: &Container, networks: &[String]) {
             let _ = std::fs::write(&hosts, text);
         }
     }
+}
+
+/// `c` started or stopped (its record says so): its own hosts file and
+/// those of the others on its user networks now name whoever runs.
+pub fn running_changed(engine: &Engine, c: &Container) {
+    let networks: Vec<String> = endpoints(&c.dir(engine))
+        .into_iter()
+        .map(|e| e.network)
+        .filter(|n| n != DEFAULT)
+        .collect();
+    if networks.is_empty() {
+        return;
+    }
+    rewrite_hosts(engine, c);
+    refresh_peers(engine, c, &networks);
 }
 
 fn rewrite_hosts(engine: &Engine, c: &Container) {
