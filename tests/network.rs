@@ -729,6 +729,100 @@ fn an_internal_network_keeps_its_traffic_to_itself() {
 }
 
 #[test]
+fn network_aliases_are_more_names_on_their_own_network() {
+    let (env, c, img) = setup("net-alias");
+    let (net, octet, bridge) = own_network(&env, &c, 0);
+    let (net2, octet2, bridge2) = own_network(&env, &c, 1);
+    let www = env.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "aliased\n").unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    c.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "--network-alias",
+        "api",
+        "--network-alias",
+        "api.v1",
+        "--name",
+        "svc",
+        "-v",
+        &vol,
+        img,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let fetch = |network: &str, name: &str| {
+        let get = format!("{GET} | busybox nc -w 2 {name} 80");
+        wait_for(10, || {
+            let o = c.run(&["run", "--rm", "--network", network, img, "sh", "-c", &get]);
+            String::from_utf8_lossy(&o.stdout).contains("aliased")
+        })
+    };
+    assert!(fetch(&net, "api"), "no answer by the alias api");
+    assert!(fetch(&net, "api.v1"), "no answer by the alias api.v1");
+    // Aliases belong to a network: one given at connect names it there only.
+    c.ok(&["network", "connect", "--alias", "backend", &net2, "svc"]);
+    assert!(fetch(&net2, "backend"), "no answer by the alias backend");
+    let hosts2 = c.ok(&["run", "--rm", "--network", &net2, img, "cat", "/etc/hosts"]);
+    assert!(
+        hosts2.contains("backend") && !hosts2.contains("api"),
+        "{hosts2}"
+    );
+    let v: Value = serde_json::from_str(&c.ok(&["inspect", "svc"])).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    assert_eq!(
+        v["NetworkSettings"]["Networks"][&net]["Aliases"],
+        serde_json::json!(["api", "api.v1"]),
+        "{}",
+        v["NetworkSettings"]
+    );
+    // Bad names, and aliases where nothing is named, are refused.
+    let e = c.fails(&[
+        "run",
+        "--network",
+        &net,
+        "--network-alias",
+        "a b",
+        img,
+        "true",
+    ]);
+    assert!(e.contains("--network-alias") && e.contains("a b"), "{e}");
+    let e = c.fails(&[
+        "run",
+        "--network",
+        "bridge",
+        "--network-alias",
+        "x",
+        img,
+        "true",
+    ]);
+    assert!(e.contains("--network-alias"), "{e}");
+    let e = c.fails(&[
+        "run",
+        "--network",
+        "none",
+        "--network-alias",
+        "x",
+        img,
+        "true",
+    ]);
+    assert!(e.contains("--network-alias"), "{e}");
+    c.ok(&["rm", "-f", "svc"]);
+    assert_eq!(c.ok(&["ps", "-aq"]).trim(), "");
+    assert_network_gone(&bridge, octet);
+    assert_network_gone(&bridge2, octet2);
+    c.ok(&["network", "rm", &net, &net2]);
+}
+
+#[test]
 fn a_killed_monitors_network_is_undone_by_the_next_command() {
     let (env, c, img) = setup("net-repair");
     let (net, octet, bridge) = own_network(&env, &c, 0);

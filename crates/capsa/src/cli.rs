@@ -364,6 +364,10 @@ pub struct NetworkNamesArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct NetworkConnectArgs {
+    /// Another name for the container on this network (connect only;
+    /// repeatable).
+    #[arg(long)]
+    pub alias: Vec<String>,
     pub network: String,
     pub container: String,
 }
@@ -467,6 +471,9 @@ pub struct RunArgs {
     /// host, or container:NAME.
     #[arg(long, alias = "net", env = "CAPSA_NETWORK")]
     pub network: Option<String>,
+    /// Another name for the container on its user network (repeatable).
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Publish a port: [IP:][HOST:]CONTAINER[/tcp|/udp].
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

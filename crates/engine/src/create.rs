@@ -51,6 +51,16 @@ pub fn create(
         crate::network::Mode::Bridge(n) => Some(crate::network::get(engine, n)?),
         _ => None,
     };
+    match &network {
+        Some(n) => crate::network::check_aliases(n, &opts.network_aliases)?,
+        None if !opts.network_aliases.is_empty() => {
+            return Err(crate::error::flag(
+                "--network-alias",
+                "aliases are names on a user network, not with --network none, host or container:",
+            ))
+        }
+        None => {}
+    }
     if let Some(n) = network.as_ref().filter(|n| n.internal) {
         if !ports.is_empty() || opts.publish_all {
             return Err(crate::error::flag(
@@ -162,7 +172,14 @@ pub fn create(
             }
         }
         let eps = match &network {
-            Some(net) => vec![crate::network::allocate(engine, net, &id, &dir, 0)?],
+            Some(net) => vec![crate::network::allocate(
+                engine,
+                net,
+                &id,
+                &dir,
+                0,
+                &opts.network_aliases,
+            )?],
             None => Vec::new(),
         };
         if let Some(e) = eps.first() {

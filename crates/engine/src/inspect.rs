@@ -137,7 +137,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         "NetworkSettings": {
             "Networks": crate::network::endpoints(&c.dir(engine))
                 .into_iter()
-                .map(|e| (e.network.clone(), json!({"IPAddress": e.ip.to_string(), "GlobalIPv6Address": e.ip6.map(|a| a.to_string()), "Interface": e.ifname, "HostVeth": e.host_veth})))
+                .map(|e| (e.network.clone(), json!({"IPAddress": e.ip.to_string(), "GlobalIPv6Address": e.ip6.map(|a| a.to_string()), "Interface": e.ifname, "HostVeth": e.host_veth, "Aliases": e.aliases})))
                 .collect::<serde_json::Map<_, _>>(),
             "Ports": c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },

@@ -316,6 +316,31 @@ pub fn endpoints(dir: &Path) -> Vec<Endpoint> {
     out
 }
 
+/// Aliases are names in hosts files: hostname characters only, and only on
+/// user networks (the default one names nobody, as docker's).
+pub(crate) fn check_aliases(net: &Network, aliases: &[String]) -> Result<()> {
+    for a in aliases {
+        let ok = !a.is_empty()
+            && a.len() <= 253
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            && a.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(crate::error::flag(
+                "--network-alias",
+                format!("{a:?}: letters, digits, _ . - (a host name)"),
+            ));
+        }
+    }
+    if !aliases.is_empty() && net.name == DEFAULT {
+        return Err(crate::error::flag(
+            "--network-alias",
+            "aliases are names on a user network; the default network has none",
+        ));
+    }
+    Ok(())
+}
+
 /// Lease an address on `net` for the container `id` (directory `dir`),
 /// as interface number `n` in the container.
 pub fn allocate(
@@ -324,7 +349,9 @@ pub fn allocate(
     id: &str,
     dir: &Path,
     n: usize,
+    aliases: &[String],
 ) -> Result<Endpoint> {
+    check_aliases(net, aliases)?;
     // Leases have a lock of their own: a create never waits for a bridge
     // being made or deleted (`net-<name>`), only for other leases.
     let _l = engine.lock(&format!("ipam-{}", net.name))?;
@@ -352,6 +379,7 @@ pub fn allocate(
         ip6,
         ifname: format!("eth{n}"),
         host_veth: format!("veth{}{n}", &id[..8]),
+        aliases: aliases.to_vec(),
     };
     let tmp = dir.join(format!(".net-{}.tmp", net.name));
     let body = serde_json::to_vec(&ep).map_err(|e| Error::Other(e.to_string()))?;
@@ -393,7 +421,11 @@ impl Rosters {
                         .filter(|c| matches!(c.state.status, Status::Running | Status::Paused))?;
                     let lines = std::iter::once(std::net::IpAddr::from(ep.ip))
                         .chain(ep.ip6.map(Into::into))
-                        .map(|ip| format!("{ip}\t{} {}\n", c.name, c.short_id()))
+                        .map(|ip| {
+                            let mut names = vec![c.name.clone(), c.short_id().to_string()];
+                            names.extend(ep.aliases.iter().cloned());
+                            format!("{ip}\t{}\n", names.join(" "))
+                        })
                         .collect();
                     Some(Member {
                         hostname: c.hostname(),
@@ -578,7 +610,12 @@ pub fn teardown(engine: &Engine, eps: &[Endpoint]) {
 
 /// `capsa network connect`: lease an address on `name` for `c`; a running
 /// container gets its interface at once, the others at their next start.
-pub fn connect_one(engine: &Engine, name: &str, c: &Container) -> Result<Endpoint> {
+pub fn connect_one(
+    engine: &Engine,
+    name: &str,
+    c: &Container,
+    aliases: &[String],
+) -> Result<Endpoint> {
     use std::os::fd::AsFd;
     if c.options
         .network
@@ -594,7 +631,7 @@ pub fn connect_one(engine: &Engine, name: &str, c: &Container) -> Result<Endpoin
     let net = get(engine, name)?;
     let dir = c.dir(engine);
     let n = endpoints(&dir).len();
-    let ep = allocate(engine, &net, &c.id, &dir, n)?;
+    let ep = allocate(engine, &net, &c.id, &dir, n, aliases)?;
     let c = crate::manage::refresh(engine, c.clone())?;
     if c.state.status == crate::Status::Running || c.state.status == crate::Status::Paused {
         let ns_path = format!("/proc/{}/ns/net", c.state.pid);

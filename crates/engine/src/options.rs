@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub sysctls: Vec<String>,
     pub init: bool,
     pub network: Option<String>,
+    /// `--network-alias`: more names on its (user) network.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
     /// `-p [IP:][HOST:]CONTAINER[/proto]`.
     #[serde(default)]
     pub publish: Vec<String>,

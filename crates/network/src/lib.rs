@@ -66,6 +66,9 @@ pub struct Endpoint {
     pub ifname: String,
     /// The host end of the veth pair.
     pub host_veth: String,
+    /// More names for the container on this network (`--network-alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// The MTU of the link of the default route among `routes` (1500 without

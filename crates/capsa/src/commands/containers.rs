@@ -45,6 +45,7 @@ fn options(a: &RunArgs) -> RunOptions {
         sysctls: a.sysctl.clone(),
         init: a.init,
         network: a.network.clone(),
+        network_aliases: a.network_alias.clone(),
         publish: a.publish.clone(),
         publish_all: a.publish_all,
         userns: a.userns.clone(),

@@ -69,7 +69,7 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
         }
         NetworkCommand::Connect(a) => {
             let c = engine.find(&a.container)?;
-            network::connect_one(engine, &a.network, &c)?;
+            network::connect_one(engine, &a.network, &c, &a.alias)?;
         }
         NetworkCommand::Disconnect(a) => {
             let c = engine.find(&a.container)?;
