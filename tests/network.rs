@@ -67,18 +67,23 @@ fn assert_network_gone(bridge: &str, subnet_octet: u8) {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let table = std::process::Command::new("nft")
-        .args(["list", "table", "inet", "capsa"])
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&table.stdout);
+    // The entries go just after the link, under a host-wide lock that
+    // other tests' networks may hold for a moment.
+    let table = || {
+        let o = std::process::Command::new("nft")
+            .args(["list", "table", "inet", "capsa"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let subnet = format!("10.231.{subnet_octet}.");
     assert!(
-        !table.contains(bridge),
-        "table still names {bridge}:\n{table}"
-    );
-    assert!(
-        !table.contains(&format!("10.231.{subnet_octet}.")),
-        "table still has our subnet:\n{table}"
+        wait_for(10, || {
+            let t = table();
+            !t.contains(bridge) && !t.contains(&subnet)
+        }),
+        "table still names {bridge} or {subnet}0/24:\n{}",
+        table()
     );
     // Our veths are veth<8 hex><n>; none may be a port of a missing bridge.
     for l in links.iter().filter(|l| l.starts_with("veth")) {
@@ -903,6 +908,36 @@ fn an_ipv6_network_gives_addresses_a_route_and_names_in_both_families() {
             "no answer through {addr}"
         );
     }
+    // A port on one IPv6 address of the host answers there only.
+    let gw6 = format!("fd00:231:{octet}::1");
+    web(&env, &c, img, &name, "one6", &[&format!("[{gw6}]::80")]);
+    let lines = published(&c, "one6", "80/tcp");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let port = lines[0]
+        .strip_prefix(&format!("[{gw6}]:"))
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .to_string();
+    let there = format!("[{gw6}]:{port}");
+    assert!(
+        wait_for(10, || http_get(&there)
+            .is_some_and(|r| r.contains("hello from one6"))),
+        "no answer through {there}"
+    );
+    assert!(
+        http_get(&format!("127.0.0.1:{port}")).is_none(),
+        "published on IPv4 too"
+    );
+    let e = c.fails(&[
+        "run",
+        "--network",
+        &name,
+        "-p",
+        "[::1]:8080:80",
+        img,
+        "true",
+    ]);
+    assert!(e.contains("::1"), "{e}");
+    c.ok(&["rm", "-f", "one6"]);
     // Another container finds it by name, over IPv6.
     let ping = c.ok(&[
         "run",

@@ -61,6 +61,21 @@ pub fn create(
         }
         None => {}
     }
+    if let Some(n) = network.as_ref().filter(|n| n.subnet6.is_none()) {
+        if let Some(p) = ports
+            .iter()
+            .find(|p| p.host_ip.is_some_and(|i| i.is_ipv6()))
+        {
+            return Err(crate::error::flag(
+                "-p",
+                format!(
+                    "{}: network {} has no IPv6 (create it with --ipv6)",
+                    p.host_addr(),
+                    n.name
+                ),
+            ));
+        }
+    }
     if let Some(n) = network.as_ref().filter(|n| n.internal) {
         if !ports.is_empty() || opts.publish_all {
             return Err(crate::error::flag(

@@ -13,6 +13,7 @@
 //!                (a pair of maps, as nft 1.0's JSON reader refuses
 //!                concatenated map values)
 //!   map any6_addr  proto . port -> container ipv6 (port from any_port)
+//!   maps ip6_addr, ip6_port   ipv6 . proto . port -> container ipv6, port
 //!   prerouting, output (nat):  fib daddr type local -> jump ports
 //!   ports:        dnat through the ip_ maps, then the any_ maps
 //!   postrouting:  masquerade out of our subnets (both families); from
@@ -127,11 +128,20 @@ fn base() -> Vec<Value> {
         // container port as their IPv4 twin (`any_port`).
         json!({"add": obj("map", json!({"name": "any6_addr", "type": ["inet_proto", "inet_service"], "map": "ipv6_addr"}))}),
     ];
-    for (prefix, key) in [
-        ("any", json!(["inet_proto", "inet_service"])),
-        ("ip", json!(["ipv4_addr", "inet_proto", "inet_service"])),
+    for (prefix, key, addr) in [
+        ("any", json!(["inet_proto", "inet_service"]), "ipv4_addr"),
+        (
+            "ip",
+            json!(["ipv4_addr", "inet_proto", "inet_service"]),
+            "ipv4_addr",
+        ),
+        (
+            "ip6",
+            json!(["ipv6_addr", "inet_proto", "inet_service"]),
+            "ipv6_addr",
+        ),
     ] {
-        for (suffix, value) in [("addr", "ipv4_addr"), ("port", "inet_service")] {
+        for (suffix, value) in [("addr", addr), ("port", "inet_service")] {
             c.push(json!({"add": obj("map", json!({"name": format!("{prefix}_{suffix}"), "type": key.clone(), "map": value}))}));
         }
     }
@@ -189,6 +199,11 @@ fn base() -> Vec<Value> {
     c.push(rule(
         "ports",
         dnat(vec![meta("l4proto"), dport.clone()], "any"),
+    ));
+    let on6 = [field("ip6", "daddr"), meta("l4proto"), dport.clone()];
+    c.push(rule(
+        "ports",
+        json!([{"dnat": {"family": "ip6", "addr": lookup(&on6, "ip6_addr"), "port": lookup(&on6, "ip6_port")}}]),
     ));
     let key6 = [meta("l4proto"), dport];
     c.push(rule(
@@ -355,17 +370,17 @@ fn bridges_left() -> Result<usize> {
 
 /// The key of a published port, and the maps it goes in.
 fn port_key(p: &Published) -> (&'static str, Value) {
+    let on = |h: String| json!({"concat": [h, p.proto.name(), p.host_port]});
     match p.host_ip {
         None => ("any", json!({"concat": [p.proto.name(), p.host_port]})),
-        Some(h) => (
-            "ip",
-            json!({"concat": [h.to_string(), p.proto.name(), p.host_port]}),
-        ),
+        Some(std::net::IpAddr::V4(h)) => ("ip", on(h.to_string())),
+        Some(std::net::IpAddr::V6(h)) => ("ip6", on(h.to_string())),
     }
 }
 
 /// Send the published ports to the container at `ip` (and, for ports on
-/// every address, at `ip6` too).
+/// every address, at `ip6` too; a port on an IPv6 host address goes to
+/// `ip6` only).
 pub fn add_ports(ports: &[Published], ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
@@ -374,10 +389,20 @@ pub fn add_ports(ports: &[Published], ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> Re
     let mut cmds = Vec::new();
     for p in ports {
         let (maps, key) = port_key(p);
+        let to = match (p.host_ip, ip6) {
+            (Some(std::net::IpAddr::V6(_)), Some(ip6)) => ip6.to_string(),
+            (Some(std::net::IpAddr::V6(h)), None) => {
+                return Err(Error::Other(format!(
+                "-p [{h}]:{}: the container has no IPv6 address (a network with --ipv6 gives one)",
+                p.host_port
+            )))
+            }
+            _ => ip.to_string(),
+        };
         cmds.push(element(
             "add",
             &format!("{maps}_addr"),
-            json!([key.clone(), ip.to_string()]),
+            json!([key.clone(), to]),
         ));
         if let (Some(ip6), None) = (ip6, p.host_ip) {
             cmds.push(element(

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 
 /// A transport protocol a port is published for.
@@ -27,8 +27,9 @@ impl Proto {
 /// One published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
-    /// The host address it is published on; none for every address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// The host address it is published on (IPv4, or IPv6 for a container
+    /// with an IPv6 address); none for every address.
+    pub host_ip: Option<IpAddr>,
     /// The host port; 0 until a free one is chosen.
     pub host_port: u16,
     /// With `-p A-B:C`: any free host port from `host_port` to this one.
@@ -40,17 +41,29 @@ pub struct Published {
 
 impl std::fmt::Display for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
         write!(
             f,
-            "{}/{} -> {ip}:{}",
+            "{}/{} -> {}:{}",
             self.container_port,
             self.proto.name(),
+            self.host_addr(),
             self.host_port
         )?;
         match self.host_port_max {
             Some(max) => write!(f, "-{max}"),
             None => Ok(()),
+        }
+    }
+}
+
+impl Published {
+    /// The host address as docker prints it: `0.0.0.0` for every address,
+    /// an IPv6 one in brackets.
+    pub fn host_addr(&self) -> String {
+        match self.host_ip {
+            None => "0.0.0.0".into(),
+            Some(IpAddr::V4(a)) => a.to_string(),
+            Some(IpAddr::V6(a)) => format!("[{a}]"),
         }
     }
 }
@@ -93,23 +106,56 @@ pub fn parse(spec: &str) -> Result<Vec<Published>> {
         }
         None => (spec, Proto::Tcp),
     };
+    // An IPv6 address comes in brackets: [ADDR]:HOST:CONTAINER.
+    let (ip6, rest) = match rest.strip_prefix('[') {
+        Some(r) => {
+            let (addr, after) = r.split_once("]:").ok_or_else(|| {
+                Error::invalid("-p", format!("{spec:?}: expected [IPv6]:[HOST]:CONTAINER"))
+            })?;
+            (Some(addr), after)
+        }
+        None => (None, rest),
+    };
     let parts: Vec<&str> = rest.split(':').collect();
-    let (ip, host, ctr) = match parts.as_slice() {
-        [c] => (None, None, *c),
-        [h, c] => (None, Some(*h), *c),
-        [i, h, c] => (Some(*i), Some(*h), *c),
-        _ => {
+    let (ip, host, ctr) = match (ip6, parts.as_slice()) {
+        (Some(a), [h, c]) => (Some(a), Some(*h), *c),
+        (Some(_), _) => {
             return Err(Error::invalid(
                 "-p",
-                format!("{spec:?}: expected [IP:][HOST:]CONTAINER[/tcp|/udp]"),
+                format!("{spec:?}: expected [IPv6]:[HOST]:CONTAINER"),
             ))
         }
+        (None, p) => match p {
+            [c] => (None, None, *c),
+            [h, c] => (None, Some(*h), *c),
+            [i, h, c] => (Some(*i), Some(*h), *c),
+            _ => {
+                return Err(Error::invalid(
+                    "-p",
+                    format!("{spec:?}: expected [IP:][HOST:]CONTAINER[/tcp|/udp]"),
+                ))
+            }
+        },
     };
-    let host_ip = match ip {
-        None | Some("") | Some("0.0.0.0") => None,
-        Some(i) => Some(i.parse::<Ipv4Addr>().map_err(|_| {
+    let host_ip = match (ip, ip6.is_some()) {
+        (None | Some(""), _) | (Some("0.0.0.0"), false) | (Some("::"), true) => None,
+        (Some(i), false) => Some(IpAddr::V4(i.parse::<Ipv4Addr>().map_err(|_| {
             Error::invalid("-p", format!("{spec:?}: {i:?} is not an IPv4 address"))
-        })?),
+        })?)),
+        (Some(i), true) => {
+            let a = i.parse::<Ipv6Addr>().map_err(|_| {
+                Error::invalid("-p", format!("{spec:?}: {i:?} is not an IPv6 address"))
+            })?;
+            // Linux routes no packet from ::1 out of the host, and IPv6
+            // has no route_localnet: a DNAT to a container cannot work.
+            if a.is_loopback() {
+                return Err(Error::invalid(
+                    "-p",
+                    format!("{spec:?}: ::1 cannot be forwarded to a container (IPv6 has no route_localnet); publish on 127.0.0.1 or on every address"),
+                ));
+            }
+            Some(IpAddr::V6(a))
+        }
     };
     let (c0, c1) = ports(ctr, spec)?;
     let host = match host {
@@ -143,7 +189,7 @@ pub fn parse(spec: &str) -> Result<Vec<Published>> {
 /// of 0 becomes a free one chosen by the kernel. Traffic to it never
 /// reaches this socket: nftables sends it to the container first.
 pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
-    let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     if let Some(max) = p.host_port_max {
         // The first free port of the range.
         for port in p.host_port..=max {
@@ -167,13 +213,16 @@ pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
         )));
     }
     let fd = bind(p, std::net::SocketAddr::from((ip, p.host_port)))?
-        .ok_or_else(|| Error::Other("no IPv4 on this host".into()))?;
+        .ok_or_else(|| Error::Other(format!("no {ip} on this host")))?;
     if p.host_port == 0 {
-        let bound = rustix::net::getsockname(&fd)
-            .ok()
-            .and_then(|a| std::net::SocketAddrV4::try_from(a).ok());
-        if let Some(a) = bound {
-            p.host_port = a.port();
+        let bound = rustix::net::getsockname(&fd).ok().and_then(|a| {
+            std::net::SocketAddrV4::try_from(a.clone())
+                .map(|a| a.port())
+                .or_else(|_| std::net::SocketAddrV6::try_from(a).map(|a| a.port()))
+                .ok()
+        });
+        if let Some(port) = bound {
+            p.host_port = port;
         }
     }
     Ok(fd)
@@ -185,7 +234,7 @@ pub fn reserve(p: &mut Published) -> Result<OwnedFd> {
 pub fn reserve6(p: &Published) -> Result<Option<OwnedFd>> {
     bind(
         p,
-        std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, p.host_port)),
+        std::net::SocketAddr::from((Ipv6Addr::UNSPECIFIED, p.host_port)),
     )
 }
 
@@ -242,12 +291,15 @@ mod tests {
             (None, 8080, 80, Proto::Tcp)
         );
         let p = one("127.0.0.1:8080:80/udp");
-        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!((p.host_port, p.proto), (8080, Proto::Udp));
         let p = one("80");
         assert_eq!((p.host_port, p.container_port), (0, 80));
         let p = one("127.0.0.1::80");
-        assert_eq!((p.host_ip, p.host_port), (Some(Ipv4Addr::LOCALHOST), 0));
+        assert_eq!(
+            (p.host_ip, p.host_port),
+            (Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), 0)
+        );
         for bad in [
             "x:80",
             "80/sctp",
@@ -259,10 +311,27 @@ mod tests {
             "8000:80-81",
             "82-80",
             "8000-:80",
+            "[::1]:8080:80",
+            "[fd00::1:8080:80",
+            "[fd00::x]:8080:80",
+            "[fd00::1]:80",
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("-p") && e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn ipv6_host_addresses_come_in_brackets() {
+        let p = parse("[fd00::1]:8080:80/udp").unwrap()[0];
+        assert_eq!(p.host_ip, Some("fd00::1".parse().unwrap()));
+        assert_eq!((p.host_port, p.container_port), (8080, 80));
+        assert_eq!(p.host_addr(), "[fd00::1]");
+        assert_eq!(p.to_string(), "80/udp -> [fd00::1]:8080");
+        let p = parse("[fd00::1]::80").unwrap()[0];
+        assert_eq!(p.host_port, 0);
+        // [::] is every address, as 0.0.0.0 is.
+        assert_eq!(parse("[::]:8080:80").unwrap()[0].host_ip, None);
     }
 
     #[test]
@@ -283,7 +352,7 @@ mod tests {
         let v = parse("127.0.0.1:9000-9001:90-91/udp").unwrap();
         assert!(v
             .iter()
-            .all(|p| p.host_ip == Some(Ipv4Addr::LOCALHOST) && p.proto == Proto::Udp));
+            .all(|p| p.host_ip == Some(IpAddr::V4(Ipv4Addr::LOCALHOST)) && p.proto == Proto::Udp));
     }
 
     #[test]

@@ -93,10 +93,7 @@ pub fn port(engine: &Engine, a: PortArgs) -> Result<i32> {
     });
     let mut found = false;
     for p in &c.ports {
-        let ip = p
-            .host_ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "0.0.0.0".into());
+        let ip = p.host_addr();
         match &want {
             Some((n, proto)) => {
                 if *n == p.container_port.to_string() && proto == p.proto.name() {
