@@ -98,6 +98,21 @@ fn assert_network_gone(bridge: &str, subnet_octet: u8) {
 /// An HTTP request for busybox nc.
 const GET: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
 
+/// A shell command that asks `host` for its page on port 80 (busybox nc
+/// speaks the HTTP: busybox's wget crashes in this static build).
+fn get_page(host: &str) -> String {
+    format!("{GET} | busybox nc -w 3 {host} 80")
+}
+
+/// Run `script` in a new `--rm` container on `net` (`extra` flags before
+/// the image): what it printed.
+fn sh_on(c: &Capsa, img: &str, net: &str, extra: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--rm", "--network", net];
+    args.extend_from_slice(extra);
+    args.extend([img, "sh", "-c", script]);
+    String::from_utf8_lossy(&c.run(&args).stdout).into_owned()
+}
+
 fn http_get(addr: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
@@ -260,20 +275,8 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     let (env, c, img) = setup("net-names");
     let (net, octet, bridge) = own_network(&env, &c, 0);
     web(&env, &c, img, &net, "web", &[]);
-    // By name, through the resolver of the C library (busybox's wget
-    // crashes in this static build, so nc speaks the HTTP).
-    let get = format!("{GET} | busybox nc -w 5 web 80");
-    let got = c.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        &net,
-        img,
-        "busybox",
-        "sh",
-        "-c",
-        &get,
-    ]);
+    // By name, through the resolver of the C library.
+    let got = sh_on(&c, img, &net, &[], &get_page("web"));
     assert!(got.contains("hello from web"), "{got}");
     // The traffic shows in stats, from the container's own devices.
     let stats: Value =
@@ -637,23 +640,10 @@ fn an_internal_network_keeps_its_traffic_to_itself() {
     let (open, open_octet, open_bridge) = own_network(&env, &c, 0);
     let (other, other_octet, other_bridge) = own_network(&env, &c, 1);
     web(&env, &c, img, &open, "web", &[]);
-    let url = format!("10.231.{open_octet}.2 80");
-    let fetch = format!("{GET} | busybox nc -w 2 {url}");
-    let reaches = |args: &[&str]| {
-        let mut a = vec!["run", "--rm"];
-        a.extend_from_slice(args);
-        let o = c.run(&a);
-        String::from_utf8_lossy(&o.stdout).contains("hello from web")
-    };
+    let fetch = get_page(&format!("10.231.{open_octet}.2"));
     assert!(
-        wait_for(10, || reaches(&[
-            "--network",
-            &other,
-            img,
-            "sh",
-            "-c",
-            &fetch
-        ])),
+        wait_for(10, || sh_on(&c, img, &other, &[], &fetch)
+            .contains("hello from web")),
         "no route between two ordinary networks, so the test proves nothing"
     );
     // An internal network: no default route in its containers...
@@ -670,15 +660,7 @@ fn an_internal_network_keeps_its_traffic_to_itself() {
     let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", &internal])).unwrap();
     assert_eq!(v[0]["Internal"], true, "{v}");
     let bridge = v[0]["Bridge"].as_str().unwrap().to_string();
-    let routes = c.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        &internal,
-        img,
-        "cat",
-        "/proc/net/route",
-    ]);
+    let routes = sh_on(&c, img, &internal, &[], "cat /proc/net/route");
     assert!(
         !routes
             .lines()
@@ -690,35 +672,15 @@ fn an_internal_network_keeps_its_traffic_to_itself() {
     let gateway = format!("10.231.{octet}.1");
     let routed = format!("ip route add default via {gateway} && {fetch}");
     assert!(
-        !reaches(&[
-            "--network",
-            &internal,
-            "--cap-add",
-            "NET_ADMIN",
-            img,
-            "sh",
-            "-c",
-            &routed
-        ]),
+        !sh_on(&c, img, &internal, &["--cap-add", "NET_ADMIN"], &routed).contains("hello from web"),
         "traffic left the internal network"
     );
     // Containers of the network still reach each other by name.
     web(&env, &c, img, &internal, "inside", &[]);
-    let by_name = format!("{GET} | busybox nc -w 2 inside 80");
-    let o = c.run(&[
-        "run",
-        "--rm",
-        "--network",
-        &internal,
-        img,
-        "sh",
-        "-c",
-        &by_name,
-    ]);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("hello from inside"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        wait_for(10, || sh_on(&c, img, &internal, &[], &get_page("inside"))
+            .contains("hello from inside")),
+        "no answer from inside by name"
     );
     // Nothing can be published into it.
     let e = c.fails(&["run", "--network", &internal, "-p", "80", img, "true"]);
@@ -765,10 +727,8 @@ fn network_aliases_are_more_names_on_their_own_network() {
         "/www",
     ]);
     let fetch = |network: &str, name: &str| {
-        let get = format!("{GET} | busybox nc -w 2 {name} 80");
         wait_for(10, || {
-            let o = c.run(&["run", "--rm", "--network", network, img, "sh", "-c", &get]);
-            String::from_utf8_lossy(&o.stdout).contains("aliased")
+            sh_on(&c, img, network, &[], &get_page(name)).contains("aliased")
         })
     };
     assert!(fetch(&net, "api"), "no answer by the alias api");
@@ -776,7 +736,7 @@ fn network_aliases_are_more_names_on_their_own_network() {
     // Aliases belong to a network: one given at connect names it there only.
     c.ok(&["network", "connect", "--alias", "backend", &net2, "svc"]);
     assert!(fetch(&net2, "backend"), "no answer by the alias backend");
-    let hosts2 = c.ok(&["run", "--rm", "--network", &net2, img, "cat", "/etc/hosts"]);
+    let hosts2 = sh_on(&c, img, &net2, &[], "cat /etc/hosts");
     assert!(
         hosts2.contains("backend") && !hosts2.contains("api"),
         "{hosts2}"

@@ -36,54 +36,8 @@ pub fn create(
     }
     let userns_size = crate::userns::parse(opts.userns.as_deref())?;
     let mode = crate::network::mode(opts.network.as_deref());
-    let mut ports = Vec::new();
-    for p in &opts.publish {
-        ports.extend(capsa_network::ports::parse(p).map_err(crate::network::net_err)?);
-    }
-    if (!ports.is_empty() || opts.publish_all) && !matches!(mode, crate::network::Mode::Bridge(_)) {
-        return Err(crate::error::flag(
-            "-p",
-            "ports are published from a bridge network, not with --network none, host or container:",
-        ));
-    }
     // The networks exist before anything is made.
-    let network = match &mode {
-        crate::network::Mode::Bridge(n) => Some(crate::network::get(engine, n)?),
-        _ => None,
-    };
-    match &network {
-        Some(n) => crate::network::check_aliases(n, &opts.network_aliases)?,
-        None if !opts.network_aliases.is_empty() => {
-            return Err(crate::error::flag(
-                "--network-alias",
-                "aliases are names on a user network, not with --network none, host or container:",
-            ))
-        }
-        None => {}
-    }
-    if let Some(n) = network.as_ref().filter(|n| n.subnet6.is_none()) {
-        if let Some(p) = ports
-            .iter()
-            .find(|p| p.host_ip.is_some_and(|i| i.is_ipv6()))
-        {
-            return Err(crate::error::flag(
-                "-p",
-                format!(
-                    "{}: network {} has no IPv6 (create it with --ipv6)",
-                    p.host_addr(),
-                    n.name
-                ),
-            ));
-        }
-    }
-    if let Some(n) = network.as_ref().filter(|n| n.internal) {
-        if !ports.is_empty() || opts.publish_all {
-            return Err(crate::error::flag(
-                "-p",
-                format!("network {} is internal: nothing is routed into it", n.name),
-            ));
-        }
-    }
+    let (network, mut ports) = crate::network::request(engine, &mode, opts)?;
     let join = match &mode {
         crate::network::Mode::Container(target) => {
             let t = crate::manage::refresh(engine, engine.find(target)?)?;

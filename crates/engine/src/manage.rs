@@ -51,7 +51,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
         r.state.pid = 0;
         r.state.monitor_pid = 0;
     })?;
-    crate::network::running_changed(engine, &c);
+    crate::network::running_changed(engine, &c, &crate::network::endpoints(&c.dir(engine)));
     Ok(c)
 }
 
@@ -167,7 +167,7 @@ pub fn remove_files(engine: &Engine, c: &Container) -> Result<()> {
         path: dir,
         source: e,
     })?;
-    crate::network::refresh_peers(engine, c, &networks);
+    crate::network::refresh_peers(engine, c, &networks, None);
     Ok(())
 }
 

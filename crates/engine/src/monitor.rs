@@ -50,13 +50,7 @@ pub struct Ready {
 /// The caller must be single-threaded (it forks).
 pub fn prespawn(engine: &Engine, exe: Option<&std::path::Path>) -> Result<Ready> {
     let (r, w) = pipe()?;
-    let (sock, theirs) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::SEQPACKET,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::Other(format!("socketpair: {e}")))?;
+    let (sock, theirs) = seqpacket_pair()?;
     match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
         Forked::Child => {
             drop((r, sock));
@@ -285,6 +279,18 @@ fn devnull() -> Result<OwnedFd> {
     .map_err(|e| Error::Other(format!("/dev/null: {e}")))
 }
 
+/// A connected pair of SOCK_SEQPACKET sockets (one message per packet,
+/// fds passed along).
+fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::Other(format!("socketpair: {e}")))
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Error::Other(format!("pipe: {e}")))
@@ -331,13 +337,7 @@ fn run(
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (sp, sc) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::SEQPACKET,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::Other(format!("socketpair: {e}")))?;
+    let (sp, sc) = seqpacket_pair()?;
     match capsa_sys::process::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
         Forked::Child => {
             drop(sp);
@@ -460,7 +460,7 @@ fn run(
                 .collect();
             r.ports = ports.clone();
         })?;
-        crate::network::running_changed(engine, c);
+        crate::network::running_changed(engine, c, &attached.borrow().endpoints);
         Ok(())
     };
     // The command that started us is the first client, connected already.
@@ -562,7 +562,7 @@ fn run(
             r.state.monitor_pid = 0;
             r.state.pid = 0;
         });
-        crate::network::running_changed(engine, c);
+        crate::network::running_changed(engine, c, &endpoints);
     });
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);

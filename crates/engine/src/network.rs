@@ -54,17 +54,18 @@ fn path(engine: &Engine, name: &str) -> PathBuf {
     dir(engine).join(format!("{name}.json"))
 }
 
-fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
+/// A name of letters, digits, `_ . -`, starting with a letter or digit,
+/// at most `max` long: network names and aliases alike.
+fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok && !matches!(name, "none" | "host" | "default") {
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if is_name(name, 64) && !matches!(name, "none" | "host" | "default") {
         Ok(())
     } else {
         Err(crate::error::flag(
@@ -316,21 +317,14 @@ pub fn endpoints(dir: &Path) -> Vec<Endpoint> {
     out
 }
 
-/// Aliases are names in hosts files: hostname characters only, and only on
-/// user networks (the default one names nobody, as docker's).
-pub(crate) fn check_aliases(net: &Network, aliases: &[String]) -> Result<()> {
-    for a in aliases {
-        let ok = !a.is_empty()
-            && a.len() <= 253
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            && a.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        if !ok {
-            return Err(crate::error::flag(
-                "--network-alias",
-                format!("{a:?}: letters, digits, _ . - (a host name)"),
-            ));
-        }
+/// Aliases are names in hosts files, and only user networks have them
+/// (the default one names nobody, as docker's).
+fn check_aliases(net: &Network, aliases: &[String]) -> Result<()> {
+    if let Some(a) = aliases.iter().find(|a| !is_name(a, 253)) {
+        return Err(crate::error::flag(
+            "--network-alias",
+            format!("{a:?}: letters, digits, _ . - (a host name)"),
+        ));
     }
     if !aliases.is_empty() && net.name == DEFAULT {
         return Err(crate::error::flag(
@@ -339,6 +333,63 @@ pub(crate) fn check_aliases(net: &Network, aliases: &[String]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What a run asks of the network, checked before anything is made: its
+/// bridge network (none for `none`, `host`, `container:`) and the ports
+/// it publishes (`-p`; `-P` is added once the image is read).
+pub fn request(
+    engine: &Engine,
+    mode: &Mode,
+    opts: &crate::options::RunOptions,
+) -> Result<(Option<Network>, Vec<capsa_network::Published>)> {
+    let mut ports = Vec::new();
+    for p in &opts.publish {
+        ports.extend(capsa_network::ports::parse(p).map_err(net_err)?);
+    }
+    let publishes = !ports.is_empty() || opts.publish_all;
+    let net = match mode {
+        Mode::Bridge(n) => get(engine, n)?,
+        _ if publishes => {
+            return Err(crate::error::flag(
+                "-p",
+                "ports are published from a bridge network, not with --network none, host or container:",
+            ))
+        }
+        _ if !opts.network_aliases.is_empty() => {
+            return Err(crate::error::flag(
+                "--network-alias",
+                "aliases are names on a user network, not with --network none, host or container:",
+            ))
+        }
+        _ => return Ok((None, ports)),
+    };
+    check_aliases(&net, &opts.network_aliases)?;
+    if net.internal && publishes {
+        return Err(crate::error::flag(
+            "-p",
+            format!(
+                "network {} is internal: nothing is routed into it",
+                net.name
+            ),
+        ));
+    }
+    if net.subnet6.is_none() {
+        if let Some(p) = ports
+            .iter()
+            .find(|p| p.host_ip.is_some_and(|i| i.is_ipv6()))
+        {
+            return Err(crate::error::flag(
+                "-p",
+                format!(
+                    "{}: network {} has no IPv6 (create it with --ipv6)",
+                    p.host_addr(),
+                    net.name
+                ),
+            ));
+        }
+    }
+    Ok((Some(net), ports))
 }
 
 /// Lease an address on `net` for the container `id` (directory `dir`),
@@ -351,7 +402,6 @@ pub fn allocate(
     n: usize,
     aliases: &[String],
 ) -> Result<Endpoint> {
-    check_aliases(net, aliases)?;
     // Leases have a lock of their own: a create never waits for a bridge
     // being made or deleted (`net-<name>`), only for other leases.
     let _l = engine.lock(&format!("ipam-{}", net.name))?;
@@ -480,11 +530,25 @@ pub fn hosts_file(
     Rosters::default().hosts_file(engine, id, hostname, name, eps)
 }
 
-/// Rewrite the hosts files of every other container on `c`'s user
-/// networks (after `c` joined or left): in place, since each is a bind
-/// mount in its container.
-pub fn refresh_peers(engine: &Engine, c: &Container, networks: &[String]) {
+/// Rewrite the hosts files of every other container running on `c`'s user
+/// `networks` (after `c` joined, left, started or stopped), and with
+/// `own` (its endpoints) `c`'s own too: in place, since each is a bind
+/// mount in its container. One roster for all of them.
+pub fn refresh_peers(
+    engine: &Engine,
+    c: &Container,
+    networks: &[String],
+    own: Option<&[Endpoint]>,
+) {
     let mut rosters = Rosters::default();
+    let hosts = |id: &str| engine.run.join("files").join(id).join("hosts");
+    if let Some(eps) = own {
+        let path = hosts(&c.id);
+        if path.exists() {
+            let text = rosters.hosts_file(engine, &c.id, &c.hostname(), &c.name, eps);
+            let _ = std::fs::write(&path, text);
+        }
+    }
     for net in networks.iter().filter(|n| n.as_str() != DEFAULT) {
         let peers: Vec<(String, String, String)> = rosters
             .of(engine, net)
@@ -493,40 +557,28 @@ pub fn refresh_peers(engine: &Engine, c: &Container, networks: &[String]) {
             .map(|m| (m.id.clone(), m.hostname.clone(), m.name.clone()))
             .collect();
         for (id, hostname, name) in peers {
-            let hosts = engine.run.join("files").join(&id).join("hosts");
-            if !hosts.exists() {
+            let path = hosts(&id);
+            if !path.exists() {
                 continue;
             }
             let eps = endpoints(&engine.containers().join(&id));
             let text = rosters.hosts_file(engine, &id, &hostname, &name, &eps);
-            let _ = std::fs::write(&hosts, text);
+            let _ = std::fs::write(&path, text);
         }
     }
 }
 
-/// `c` started or stopped (its record says so): its own hosts file and
-/// those of the others on its user networks now name whoever runs.
-pub fn running_changed(engine: &Engine, c: &Container) {
-    let networks: Vec<String> = endpoints(&c.dir(engine))
-        .into_iter()
-        .map(|e| e.network)
+/// `c` started or stopped (its record says so), on endpoints `eps`: its
+/// own hosts file and those of the others on its user networks now name
+/// whoever runs. Nothing to do (and no I/O) without a user network.
+pub fn running_changed(engine: &Engine, c: &Container, eps: &[Endpoint]) {
+    let networks: Vec<String> = eps
+        .iter()
+        .map(|e| e.network.clone())
         .filter(|n| n != DEFAULT)
         .collect();
-    if networks.is_empty() {
-        return;
-    }
-    rewrite_hosts(engine, c);
-    refresh_peers(engine, c, &networks);
-}
-
-fn rewrite_hosts(engine: &Engine, c: &Container) {
-    let hosts = engine.run.join("files").join(&c.id).join("hosts");
-    if hosts.exists() {
-        let eps = endpoints(&c.dir(engine));
-        let _ = std::fs::write(
-            &hosts,
-            hosts_file(engine, &c.id, &c.hostname(), &c.name, &eps),
-        );
+    if !networks.is_empty() {
+        refresh_peers(engine, c, &networks, Some(eps));
     }
 }
 
@@ -629,6 +681,7 @@ pub fn connect_one(
         )));
     }
     let net = get(engine, name)?;
+    check_aliases(&net, aliases)?;
     let dir = c.dir(engine);
     let n = endpoints(&dir).len();
     let ep = allocate(engine, &net, &c.id, &dir, n, aliases)?;
@@ -646,8 +699,12 @@ pub fn connect_one(
             return Err(e);
         }
     }
-    rewrite_hosts(engine, &c);
-    refresh_peers(engine, &c, std::slice::from_ref(&net.name));
+    refresh_peers(
+        engine,
+        &c,
+        std::slice::from_ref(&net.name),
+        Some(&endpoints(&dir)),
+    );
     Ok(ep)
 }
 
@@ -666,8 +723,7 @@ pub fn disconnect_one(engine: &Engine, name: &str, c: &Container) -> Result<()> 
         let _l = engine.lock(&format!("net-{name}"))?;
         let _ = capsa_network::remove_bridge_if_unused(&net);
     }
-    rewrite_hosts(engine, c);
-    refresh_peers(engine, c, &[name.to_string()]);
+    refresh_peers(engine, c, &[name.to_string()], Some(&endpoints(&dir)));
     Ok(())
 }
 
