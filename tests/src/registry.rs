@@ -219,6 +219,8 @@ pub struct Capsa {
     pub run: PathBuf,
     pub auth: PathBuf,
     pub cgroup_parent: String,
+    /// The capsa binary (a copy, for tests that attack it).
+    pub bin: PathBuf,
 }
 
 impl Capsa {
@@ -228,11 +230,12 @@ impl Capsa {
             run: env.dir.join(format!("run-{name}")),
             auth: env.dir.join(format!("auth-{name}.json")),
             cgroup_parent: format!("/{}", env.cgroup_parent),
+            bin: capsa_bin(),
         }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(capsa_bin());
+        let mut c = Command::new(&self.bin);
         c.args(args)
             .env("CAPSA_ROOT", &self.store)
             .env("CAPSA_RUN", &self.run)

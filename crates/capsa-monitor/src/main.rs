@@ -9,5 +9,11 @@ fn main() {
         eprintln!("capsa-monitor: started by capsa, not by hand");
         std::process::exit(2);
     }
+    // The monitor forks its container's init: it runs from a sealed image
+    // (capsa execs it through one; this re-executes otherwise).
+    if let Err(e) = capsa_runtime::door::seal() {
+        eprintln!("capsa-monitor: {e}");
+        std::process::exit(1);
+    }
     capsa_engine::monitor::main_from_args(&args[1..]);
 }

@@ -29,18 +29,14 @@ fn main() {
     if cli.systemd_cgroup && !std::path::Path::new("/run/systemd/system").exists() {
         logger.fatal(&anyhow::anyhow!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use cgroupfs paths instead"));
     }
-    // Security: CVE-2019-5736. Commands that enter a container re-exec
-    // through a read-only clone of this binary (or a sealed memfd copy), so
-    // /proc/PID/exe inside the container cannot be written to.
+    // Commands that put a process into a container pass the door: this
+    // process runs from a sealed image of its binary (CVE-2019-5736).
     if matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) && !capsa_sys::exe::running_protected()
-    {
-        if let Err(e) = reexec_sealed() {
-            logger.fatal(&anyhow::anyhow!(
-                "re-executing from a sealed copy of the runtime: {e}"
-            ));
+    ) {
+        if let Err(e) = capsa_runtime::door::seal() {
+            logger.fatal(&anyhow::anyhow!("{e}"));
         }
     }
     let store = capsa_runtime::Store::new(state_root(&cli));
@@ -49,30 +45,6 @@ fn main() {
         Err(e) => logger.fatal(&e),
     };
     std::process::exit(code);
-}
-
-fn reexec_sealed() -> std::result::Result<(), capsa_sys::Errno> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    // A read-only clone of the binary costs one execve; the memfd copy
-    // (for when the new mount API is refused, as without privileges) also
-    // copies the binary.
-    let exe = match capsa_sys::exe::readonly_clone() {
-        Ok(fd) => fd,
-        Err(_) => capsa_sys::exe::sealed_copy()?,
-    };
-    let args: Vec<std::ffi::CString> = std::env::args_os()
-        .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
-        .collect();
-    let env: Vec<std::ffi::CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut b = k.as_bytes().to_vec();
-            b.push(b'=');
-            b.extend_from_slice(v.as_bytes());
-            std::ffi::CString::new(b).ok()
-        })
-        .collect();
-    Err(capsa_sys::exe::exec_fd(exe.as_raw_fd(), &args, &env))
 }
 
 /// `--root`, else runc's defaults: /run for root, the user's runtime

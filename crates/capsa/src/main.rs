@@ -12,7 +12,25 @@ use clap::Parser;
 
 fn main() {
     capsa_sys::process::default_sigpipe();
+    // Without a capsa-monitor binary beside this one, this one serves as
+    // the monitor (run from a sealed image, see capsa_engine::monitor).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(capsa_engine::monitor::MONITOR_ARG) {
+        if let Err(e) = capsa_runtime::door::seal() {
+            eprintln!("capsa: {e}");
+            std::process::exit(125);
+        }
+        capsa_engine::monitor::main_from_args(&args[1..]);
+    }
     let cli = cli::Cli::parse();
+    // Commands that put a process into a container pass the door: this
+    // process runs from a sealed image of its binary (CVE-2019-5736).
+    if matches!(cli.command, cli::Command::Exec(_)) {
+        if let Err(e) = capsa_runtime::door::seal() {
+            eprintln!("capsa: {e}");
+            std::process::exit(125);
+        }
+    }
     match commands::dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

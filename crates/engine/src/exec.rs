@@ -67,10 +67,9 @@ pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
         p.additional_gids = groups;
     }
     if o.privileged {
-        let all = (1u64 << (capsa_sys::caps::last_cap() + 1)) - 1;
-        p.bounding = all;
-        p.effective = all;
-        p.permitted = all;
+        for cap in 0..=capsa_sys::caps::last_cap() {
+            p.grant_cap(cap);
+        }
     }
     if !o.interactive && !o.tty {
         // No -i: the process gets no stdin, as with docker.

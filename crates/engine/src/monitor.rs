@@ -56,29 +56,33 @@ pub fn prespawn(engine: &Engine, exe: Option<&std::path::Path>) -> Result<Ready>
             drop((r, sock));
             let _ = rustix::process::setsid();
             match capsa_sys::process::fork() {
-                Ok(Forked::Child) => match exe {
-                    // A fresh image of the binary: the monitor then holds
-                    // only the pages it uses, not those of the command
-                    // that forked it.
-                    Some(exe) => {
-                        use std::os::unix::process::CommandExt;
-                        let _ = capsa_sys::fd::set_cloexec(w.as_raw_fd(), false);
-                        let _ = capsa_sys::fd::set_cloexec(theirs.as_raw_fd(), false);
-                        let err = std::process::Command::new(exe)
-                            .arg(MONITOR_ARG)
-                            .arg(&engine.root)
-                            .arg(&engine.run)
-                            .arg(theirs.as_raw_fd().to_string())
-                            .arg(w.as_raw_fd().to_string())
-                            .exec();
-                        report(
-                            &mut Some(w),
-                            serde_json::json!({"ok": false, "error": format!("exec {}: {err}", exe.display())}),
-                        );
-                        capsa_sys::process::exit_now(1)
-                    }
-                    None => wait_for_container(engine, theirs, w),
-                },
+                // A fresh image of the binary: the monitor then holds only
+                // the pages it uses, not those of the command that forked
+                // it. The image is sealed, since the monitor forks the
+                // container's init (the door, CVE-2019-5736); without a
+                // monitor binary, this one serves.
+                Ok(Forked::Child) => {
+                    let exe = exe.unwrap_or(std::path::Path::new("/proc/self/exe"));
+                    let _ = capsa_sys::fd::set_cloexec(w.as_raw_fd(), false);
+                    let _ = capsa_sys::fd::set_cloexec(theirs.as_raw_fd(), false);
+                    let args: Vec<std::ffi::CString> = [
+                        std::ffi::OsStr::new("capsa-monitor"),
+                        std::ffi::OsStr::new(MONITOR_ARG),
+                        engine.root.as_os_str(),
+                        engine.run.as_os_str(),
+                        std::ffi::OsStr::new(&theirs.as_raw_fd().to_string()),
+                        std::ffi::OsStr::new(&w.as_raw_fd().to_string()),
+                    ]
+                    .iter()
+                    .filter_map(|a| std::ffi::CString::new(a.as_encoded_bytes()).ok())
+                    .collect();
+                    let err = capsa_runtime::door::exec_sealed(exe, &args);
+                    report(
+                        &mut Some(w),
+                        serde_json::json!({"ok": false, "error": format!("exec {}: {err}", exe.display())}),
+                    );
+                    capsa_sys::process::exit_now(1)
+                }
                 _ => capsa_sys::process::exit_now(0),
             }
         }

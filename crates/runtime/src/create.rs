@@ -85,6 +85,7 @@ impl Drop for Undo<'_> {
 /// Create container `opts.id` from its bundle.
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     state::check_id(&opts.id)?;
+    crate::door::require_sealed()?;
     let mut trace = Trace::default();
     trace.mark("runtime", "create begins");
     let plan = capsa_spec::load(&opts.bundle)?;
@@ -394,6 +395,11 @@ fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(P
             v2.is_some(),
         ),
     };
+    if matches!(forked, Forked::Child) {
+        // Security: CVE-2024-21626. The cgroup directory the child was
+        // born in is the parent's business: closed before anything else.
+        drop(v2);
+    }
     match forked {
         Forked::Child if direct => init::run(ctx),
         Forked::Child => intermediate(plan, ctx, new),

@@ -37,6 +37,7 @@ pub struct Execed {
 /// process's parent if it made itself a child subreaper beforehand.
 pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     let st = store.load(&opts.id)?;
+    crate::door::require_sealed()?;
     match status_of(&st) {
         Status::Created | Status::Running => {}
         s => return Err(Error::State(format!("cannot exec in a {s} container"))),
@@ -71,7 +72,10 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     };
     let mid = match forked {
         Forked::Child => {
+            // Security: CVE-2024-21626. The cgroup directory is the
+            // parent's business: closed before anything else.
             drop(parent);
+            drop(v2);
             joiner(
                 &child,
                 &st.cgroup,
@@ -218,6 +222,9 @@ fn run_process(
     process::set_rlimits(p)?;
     process::set_oom_score_adj(p)?;
     process::set_io_priority(p)?;
+    // The door: nothing of the host but the channel (a socket) is open from
+    // here on, before the program is looked up.
+    crate::door::close_host_fds(3 + preserve_fds, &[chan.fd.as_raw_fd()])?;
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
     let mut seccomp = seccomp;

@@ -9,7 +9,7 @@ use crate::{mounts, process};
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
 use nix::errno::Errno;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 type R<T> = std::result::Result<T, ChildError>;
@@ -181,6 +181,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     process::set_oom_score_adj(p)?;
     process::set_io_priority(p)?;
     t.mark("init", "masked/readonly paths, hostname, sysctls, limits");
+    // The door: nothing of the host but the channel and the FIFO (neither
+    // a directory) is open from here on, before the program is looked up.
+    crate::door::close_host_fds(3 + ctx.preserve_fds, &[ctx.chan.fd.as_raw_fd(), ctx.fifo])?;
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
 

@@ -9,6 +9,7 @@
 mod channel;
 mod console;
 mod create;
+pub mod door;
 mod error;
 mod exec;
 pub mod foreground;

@@ -420,6 +420,19 @@ fn hooks(h: &Option<oci::Hooks>) -> Result<HookSet, SpecError> {
 }
 
 impl ProcessPlan {
+    /// Add capability number `cap` for an exec'd process (`exec --cap`):
+    /// to the bounding, effective and permitted sets only.
+    ///
+    /// Security: CVE-2022-29162. In the inheritable (and so the ambient)
+    /// set a capability would survive every execve of the process, and a
+    /// program in the image with file capabilities would gain it.
+    pub fn grant_cap(&mut self, cap: u32) {
+        let bit = 1u64 << cap;
+        self.bounding |= bit;
+        self.effective |= bit;
+        self.permitted |= bit;
+    }
+
     /// Resolve an OCI process; `field` prefixes error paths (`process`).
     pub fn from_oci(p: &oci::Process, field: &str) -> Result<ProcessPlan, SpecError> {
         let args = p.args().clone().unwrap_or_default();

@@ -1,50 +1,106 @@
-//! Running from a sealed in-memory copy of our own binary.
+//! Running from a sealed image of a binary.
 //!
 //! Security: CVE-2019-5736. A process in the container can reach the binary
-//! of a runtime process that joined it through `/proc/PID/exe` (or by making
-//! the container's entrypoint `#!/proc/self/exe`) and overwrite it on the host.
-//! Re-executing through a detached, read-only bind mount of the binary makes
-//! `/proc/PID/exe` a path on which every write fails with EROFS, and costs
-//! one execve. Where the new mount API is not allowed (rootless), a sealed
-//! memfd copy does the same at the price of copying the binary.
+//! of a host process that entered the container through `/proc/PID/exe`, or
+//! by making the program it is asked to run a script whose interpreter is
+//! `#!/proc/self/exe`, and then write to that binary on the host. A process
+//! that runs from a sealed image offers nothing to write: its
+//! `/proc/PID/exe` is either
+//! - a file of a detached overlayfs made of two lower layers and no upper
+//!   one (as root): such an overlay is read-only for good (unlike a
+//!   read-only bind mount, it cannot be remounted read-write), costs no
+//!   copy, and its pages are the binary's own page cache; or
+//! - a memfd copy sealed against writes, growth, shrinking and new seals
+//!   (when the overlay is refused, as for an unprivileged user).
 
 use crate::Result;
 use nix::errno::Errno;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 const SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
-/// Whether the running binary cannot be written through `/proc/self/exe`:
-/// a write-sealed memfd, or a file reached through a read-only mount.
-pub fn running_protected() -> bool {
-    let Ok(f) = std::fs::File::open("/proc/self/exe") else {
-        return false;
-    };
-    // SAFETY: F_GET_SEALS takes no argument and only reads fd state.
-    let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
-    if seals >= 0 && (seals & libc::F_SEAL_WRITE) != 0 {
-        return true;
+/// The empty directory that serves as the overlay's second lower layer (an
+/// overlay without an upper layer needs two). Its content never shows: the
+/// binary's own directory is the top layer.
+const EMPTY_LOWER: &str = "/run/capsa-exe-lower";
+
+/// How a sealed image was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seal {
+    /// A file of a lower-only overlayfs (zero copy).
+    Overlay,
+    /// A sealed memfd copy.
+    Memfd,
+}
+
+/// An `O_PATH` (overlay) or read-only (memfd) fd of `path` through which
+/// the file cannot be written, for [`exec_fd`]. `path` may be
+/// `/proc/self/exe`.
+pub fn sealed(path: &Path) -> Result<(OwnedFd, Seal)> {
+    match through_overlay(path) {
+        Ok(fd) => Ok((fd, Seal::Overlay)),
+        Err(_) => memfd_copy(path).map(|fd| (fd, Seal::Memfd)),
     }
-    nix::sys::statvfs::fstatvfs(&f)
-        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
-/// A detached, read-only bind mount of the running binary (see
-/// [`crate::mount`]). It is attached nowhere, so nothing is left behind: it
-/// lives as long as a process runs the binary through it.
-pub fn readonly_clone() -> Result<OwnedFd> {
-    let tree = crate::mount::clone_tree(std::path::Path::new("/proc/self/exe"), false)?;
-    crate::mount::set_readonly(&tree)?;
-    Ok(tree)
+fn escape_lower(p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    for &b in p {
+        if b == b'\\' || b == b':' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
 }
 
-/// Copy `/proc/self/exe` into a new memfd and seal it against every change.
-pub fn sealed_copy() -> Result<OwnedFd> {
-    let src = std::fs::File::open("/proc/self/exe")
+fn through_overlay(path: &Path) -> Result<OwnedFd> {
+    let ctx = crate::mount::FsContext::open(c"overlay")?;
+    let real = std::fs::canonicalize(path).map_err(|_| Errno::ENOENT)?;
+    let (dir, name) = match (real.parent(), real.file_name()) {
+        (Some(d), Some(n)) => (d, n),
+        _ => return Err(Errno::EINVAL),
+    };
+    match std::fs::create_dir(EMPTY_LOWER) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return Err(Errno::EACCES),
+    }
+    let meta = std::fs::symlink_metadata(EMPTY_LOWER).map_err(|_| Errno::ENOENT)?;
+    if !meta.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    let mut lower = escape_lower(dir.as_os_str().as_bytes());
+    lower.push(b':');
+    lower.extend(escape_lower(EMPTY_LOWER.as_bytes()));
+    let lower = CString::new(lower).map_err(|_| Errno::EINVAL)?;
+    ctx.set(c"lowerdir", &lower)?;
+    // Inode number mapping is of no use here and logs when the layers
+    // are on different filesystems.
+    let _ = ctx.set(c"xino", c"off");
+    let mnt = ctx
+        .mount(crate::mount::ATTR_RDONLY | crate::mount::ATTR_NODEV | crate::mount::ATTR_NOSUID)?;
+    let name = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let fd = nix::fcntl::openat(
+        Some(mnt.as_raw_fd()),
+        name.as_c_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Copy `path` into a new memfd and seal it against every change.
+fn memfd_copy(path: &Path) -> Result<OwnedFd> {
+    let src = std::fs::File::open(path)
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    let name = c"capsa-runtime";
+    let name = c"capsa-sealed";
     // SAFETY: memfd_create takes a valid C string and flags; the fd is ours.
     let fd =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -79,6 +135,30 @@ pub fn sealed_copy() -> Result<OwnedFd> {
     // SAFETY: F_ADD_SEALS with an integer seal mask on our memfd.
     Errno::result(unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, SEALS) })?;
     Ok(mem)
+}
+
+/// Whether the file behind `fd` cannot be written by anyone: a memfd
+/// sealed against writes, or a file of a read-only overlayfs.
+pub fn is_sealed(fd: RawFd) -> bool {
+    // SAFETY: F_GET_SEALS takes no argument and only reads fd state.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    if seals >= 0 && (seals & libc::F_SEAL_WRITE) != 0 {
+        return true;
+    }
+    let fd = crate::fd::borrow_raw(fd);
+    let overlay = nix::sys::statfs::fstatfs(fd)
+        .is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC);
+    overlay
+        && nix::sys::statvfs::fstatvfs(fd)
+            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+/// Whether the running binary is a sealed image (see [`is_sealed`]).
+pub fn running_sealed() -> bool {
+    match std::fs::File::open("/proc/self/exe") {
+        Ok(f) => is_sealed(f.as_raw_fd()),
+        Err(_) => false,
+    }
 }
 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: run the program held by an

@@ -83,6 +83,37 @@ pub fn cloexec_from(first: RawFd) -> Result<()> {
     Ok(())
 }
 
+/// Close every fd from `first` to `last` (inclusive) with `close_range`,
+/// or one by one from `/proc/self/fd` on kernels without it.
+pub fn close_range(first: RawFd, last: RawFd) -> Result<()> {
+    if first > last || first < 0 {
+        return Ok(());
+    }
+    // SAFETY: close_range takes integers; the caller owns the fds it closes
+    // (nothing in this process uses them afterwards).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
+    let fds: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first && fd <= last)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; a failure (the read_dir fd itself) is harmless.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
 /// Set or clear `FD_CLOEXEC` on `fd`.
 pub fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};

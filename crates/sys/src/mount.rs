@@ -135,3 +135,75 @@ pub fn mount_from_dir(
         }
     }
 }
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+/// `MOUNT_ATTR_*` for [`fsmount`].
+pub const ATTR_RDONLY: u64 = 0x1;
+pub const ATTR_NOSUID: u64 = 0x2;
+pub const ATTR_NODEV: u64 = 0x4;
+pub const ATTR_NOEXEC: u64 = 0x8;
+
+/// A filesystem context of the new mount API (`fsopen`): configured with
+/// [`FsContext::set`], turned into a detached mount with
+/// [`FsContext::mount`]. Nothing is attached anywhere, so nothing is left
+/// behind when the fds close.
+pub struct FsContext(OwnedFd);
+
+impl FsContext {
+    /// `fsopen(fstype, FSOPEN_CLOEXEC)`.
+    pub fn open(fstype: &std::ffi::CStr) -> Result<FsContext> {
+        // SAFETY: a valid C string and flags; the returned fd is ours.
+        let fd = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+        let fd = Errno::result(fd)? as RawFd;
+        // SAFETY: the kernel returned a new fd that nothing else owns.
+        Ok(FsContext(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
+    pub fn set(&self, key: &std::ffi::CStr, value: &std::ffi::CStr) -> Result<()> {
+        // SAFETY: valid C strings and an fd we own; aux is unused (0).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+
+    /// Create the superblock and return a detached mount of it with the
+    /// `ATTR_*` attributes.
+    pub fn mount(&self, attrs: u64) -> Result<OwnedFd> {
+        // SAFETY: the command takes no key, value or aux.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        };
+        Errno::result(r)?;
+        // SAFETY: an fd we own and integer flags; the returned fd is ours.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.0.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs as libc::c_uint,
+            )
+        };
+        let fd = Errno::result(fd)? as RawFd;
+        // SAFETY: the kernel returned a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}

@@ -57,12 +57,7 @@ fn process(store: &Store, a: &ExecArgs) -> anyhow::Result<ProcessPlan> {
     for c in &a.cap {
         let n = capsa_spec::caps::number(c)
             .ok_or_else(|| anyhow!("--cap {c:?}: unknown capability"))?;
-        let bit = 1u64 << n;
-        p.bounding |= bit;
-        p.effective |= bit;
-        p.permitted |= bit;
-        p.inheritable |= bit;
-        p.ambient |= bit;
+        p.grant_cap(n);
     }
     if a.no_new_privs {
         p.no_new_privileges = true;
