@@ -36,6 +36,14 @@ impl LayerTar {
         self.0.append_data(&mut h, path, data).unwrap();
         self
     }
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        self.0.append_link(&mut h, path, target).unwrap();
+        self
+    }
     pub fn bytes(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }

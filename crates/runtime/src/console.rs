@@ -43,41 +43,37 @@ impl ConsoleSocket {
     }
 }
 
-/// The process's side: open a pty through `ptmx`, send the master over
-/// `chan`, and make the slave (found under `root`, which is `/` once inside
-/// the container and the rootfs before pivot_root) our stdio and
-/// controlling terminal. Returns the slave's path as opened.
+/// The process's side: open a pty from the container's devpts (`/dev/pts`
+/// resolved inside `root`, which is the rootfs before pivot_root and `/`
+/// once inside), send the master over `chan`, and make the slave our
+/// stdio and controlling terminal. Returns the slave's fd.
 pub(crate) fn attach(
     chan: &Channel,
-    root: &Path,
+    root: &capsa_sys::root::Root,
     size: Option<(u16, u16)>,
-) -> std::result::Result<PathBuf, ChildError> {
-    let ptmx = root.join("dev/pts/ptmx");
-    let (master, slave_name) = capsa_sys::fd::open_pty(&ptmx)
-        .map_err(|e| ChildError::sys("console", "open", ptmx.display(), e))?;
+) -> std::result::Result<OwnedFd, ChildError> {
+    let devpts = root
+        .open_at(
+            Path::new("/dev/pts"),
+            libc::O_PATH | libc::O_DIRECTORY,
+            capsa_sys::resolve::Symlinks::Refuse,
+        )
+        .map_err(|e| ChildError::sys("console", "open", "/dev/pts", e))?;
+    let (master, slave, n) = capsa_sys::fd::open_pty_in(devpts.as_fd())
+        .map_err(|e| ChildError::sys("console", "open pty in", "/dev/pts (devpts, ptmx 5:2)", e))?;
     if let Some((rows, cols)) = size {
         let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
     }
     chan.send_fd(&Msg::Console, Some(master.as_raw_fd()))
         .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
     drop(master);
-    let slave_path = root.join(slave_name.trim_start_matches('/'));
-    let slave = nix::fcntl::open(
-        &slave_path,
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| ChildError::sys("console", "open", &slave_name, e))?;
     for target in 0..3 {
-        capsa_sys::fd::dup_to(slave, target)
+        capsa_sys::fd::dup_to(slave.as_raw_fd(), target)
             .map_err(|e| ChildError::sys("console", "dup", target, e))?;
     }
-    if slave > 2 {
-        let _ = nix::unistd::close(slave);
-    }
     capsa_sys::fd::set_controlling_tty(0)
-        .map_err(|e| ChildError::sys("console", "TIOCSCTTY", &slave_name, e))?;
-    Ok(slave_path)
+        .map_err(|e| ChildError::sys("console", "TIOCSCTTY", format!("/dev/pts/{n}"), e))?;
+    Ok(slave)
 }
 
 /// Pass a seccomp listener fd to the agent at `listenerPath`, with the

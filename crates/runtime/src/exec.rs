@@ -217,14 +217,21 @@ fn run_process(
 ) -> std::result::Result<std::convert::Infallible, ChildError> {
     nix::unistd::setsid().map_err(|e| ChildError::sys("exec", "setsid", "", e))?;
     if p.terminal {
-        crate::console::attach(chan, std::path::Path::new("/"), p.console_size)?;
+        let root = capsa_sys::root::Root::open(std::path::Path::new("/"))
+            .map_err(|e| ChildError::sys("exec", "open", "/", e))?;
+        crate::console::attach(chan, &root, p.console_size)?;
     }
     process::set_rlimits(p)?;
-    process::set_oom_score_adj(p)?;
+    let proc = crate::procfs::open()?;
+    process::set_oom_score_adj(&proc, p)?;
+    let labels = crate::lsm::prepare(&proc, p)?;
+    drop(proc);
     process::set_io_priority(p)?;
-    // The door: nothing of the host but the channel (a socket) is open from
-    // here on, before the program is looked up.
-    crate::door::close_host_fds(3 + preserve_fds, &[chan.fd.as_raw_fd()])?;
+    // The door: nothing of the host but the channel (a socket) and the
+    // label files is open from here on, before the program is looked up.
+    let mut keep = vec![chan.fd.as_raw_fd()];
+    keep.extend(labels.fds());
+    crate::door::close_host_fds(3 + preserve_fds, &keep)?;
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
     let mut seccomp = seccomp;
@@ -232,5 +239,12 @@ fn run_process(
         process::load_seccomp_for_agent(p, s, chan)?;
         seccomp = None;
     }
-    Err(process::finalize(p, &exe, &env, preserve_fds, seccomp))
+    Err(process::finalize(
+        p,
+        &exe,
+        &env,
+        preserve_fds,
+        seccomp,
+        labels,
+    ))
 }

@@ -10,7 +10,6 @@ use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 
 type R<T> = std::result::Result<T, ChildError>;
 
@@ -149,6 +148,12 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         container_hooks("createContainer", &plan.hooks.create_container, &state)?;
     }
 
+    // Masked and read-only paths, resolved inside the root, before the
+    // host's tree (and its /dev/null, the mask source) is gone.
+    let null = mounts::host_null()?;
+    mounts::mask(&root, &plan.masked_paths, &null)?;
+    mounts::readonly(&root, &plan.readonly_paths)?;
+    drop(null);
     mounts::pivot(&plan.rootfs, ctx.no_pivot)?;
     t.mark("init", "pivot_root");
     drop(root);
@@ -160,30 +165,28 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         capsa_sys::process::set_domainname(d)
             .map_err(|e| ChildError::sys("init", "setdomainname", d, e))?;
     }
+    // Every write to /proc from here on goes through our own procfs, so
+    // that the read-only /proc/sys above, or anything mounted over /proc,
+    // cannot redirect it.
+    let proc = crate::procfs::open()?;
     for (k, v) in &plan.sysctl {
-        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&path, v).map_err(|e| {
-            ChildError::sys(
-                "init",
-                "write sysctl",
-                k,
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })?;
+        crate::procfs::write_sysctl(&proc, k, v)?;
     }
-    // After the sysctls, as runc: /proc/sys becomes read-only below.
-    mounts::mask(&plan.masked_paths)?;
-    mounts::readonly(&plan.readonly_paths)?;
     if plan.root_readonly {
         mounts::readonly_root()?;
     }
     process::set_rlimits(p)?;
-    process::set_oom_score_adj(p)?;
+    process::set_oom_score_adj(&proc, p)?;
     process::set_io_priority(p)?;
+    let labels = crate::lsm::prepare(&proc, p)?;
+    drop(proc);
     t.mark("init", "masked/readonly paths, hostname, sysctls, limits");
-    // The door: nothing of the host but the channel and the FIFO (neither
-    // a directory) is open from here on, before the program is looked up.
-    crate::door::close_host_fds(3 + ctx.preserve_fds, &[ctx.chan.fd.as_raw_fd(), ctx.fifo])?;
+    // The door: nothing of the host but the channel, the FIFO and the
+    // label files (none a directory) is open from here on, before the
+    // program is looked up.
+    let mut keep = vec![ctx.chan.fd.as_raw_fd(), ctx.fifo];
+    keep.extend(labels.fds());
+    crate::door::close_host_fds(3 + ctx.preserve_fds, &keep)?;
     let exe = process::lookup(p)?;
     let env = process::env_with_home(p);
 
@@ -204,12 +207,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     // opens it. /proc/self/fd reopens our O_PATH handle from inside the new
     // root.
     let fifo_path = format!("/proc/self/fd/{}", ctx.fifo);
-    let fifo = loop {
-        match nix::fcntl::open(
-            fifo_path.as_str(),
-            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) {
+    let proc = crate::procfs::open()?;
+    let fifo: OwnedFd = loop {
+        match proc.reopen(ctx.fifo, libc::O_WRONLY) {
             Err(Errno::EINTR) => continue,
             other => {
                 break other
@@ -217,10 +217,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
             }
         }
     };
-    let fifo: OwnedFd = capsa_sys::fd::own_raw(fifo);
     nix::unistd::write(&fifo, b"0")
         .map_err(|e| ChildError::sys("init", "write exec fifo", &fifo_path, e))?;
-    drop(fifo);
+    drop((fifo, proc));
 
     if !plan.hooks.start_container.is_empty() {
         container_hooks("startContainer", &plan.hooks.start_container, &state)?;
@@ -231,14 +230,15 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         &env,
         ctx.preserve_fds,
         seccomp_at_exec,
+        labels,
     ))
 }
 
 /// Allocate the container's terminal from its own devpts, hand the master to
 /// the runtime, and make the slave our stdio and controlling terminal.
-fn console(ctx: &InitContext<'_>, root: &OwnedFd) -> R<()> {
-    let slave = crate::console::attach(ctx.chan, &ctx.plan.rootfs, ctx.plan.process.console_size)?;
-    mounts::bind_console(root, &slave.display().to_string())
+fn console(ctx: &InitContext<'_>, root: &capsa_sys::root::Root) -> R<()> {
+    let slave = crate::console::attach(ctx.chan, root, ctx.plan.process.console_size)?;
+    mounts::bind_console(root, &slave)
 }
 
 /// Hooks that run in the container's namespaces (createContainer,

@@ -20,6 +20,7 @@ pub mod lsm;
 mod mounts;
 mod namespaces;
 mod process;
+mod procfs;
 mod rootless;
 pub mod signals;
 pub mod state;

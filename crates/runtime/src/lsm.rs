@@ -38,29 +38,50 @@ pub fn check(p: &ProcessPlan, field: &str) -> Result<()> {
     Ok(())
 }
 
-/// Set the labels for the coming execve.
-pub fn apply(p: &ProcessPlan) -> std::result::Result<(), ChildError> {
-    let write = |path: &str, value: String, what: &str| {
-        std::fs::write(path, value).map_err(|e| {
-            ChildError::sys(
-                "process",
-                what,
-                path,
-                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })
+/// The "on next exec" attribute files of the labels the process asked
+/// for, opened from the verified procfs before the door closes it, and
+/// written just before execve.
+pub struct Labels(Vec<(std::os::fd::OwnedFd, String, &'static str)>);
+
+impl Labels {
+    /// The fds the door must keep open (files, never directories).
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.0.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect()
+    }
+
+    /// Set the labels for the coming execve.
+    pub fn apply(self) -> std::result::Result<(), ChildError> {
+        for (fd, value, what) in self.0 {
+            nix::unistd::write(&fd, value.as_bytes())
+                .map_err(|e| ChildError::sys("process", what, "attr", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Open the attribute files for `p`'s labels (through `proc`, our own
+/// procfs: a mount over `/proc` cannot redirect them, CVE-2019-16884 and
+/// CVE-2023-28642).
+pub fn prepare(
+    proc: &capsa_sys::procfs::ProcFs,
+    p: &ProcessPlan,
+) -> std::result::Result<Labels, ChildError> {
+    use capsa_sys::procfs::ProcFs;
+    let open = |rel: &str, what: &'static str| {
+        proc.open(&ProcFs::own(rel), libc::O_WRONLY)
+            .map_err(|e| ChildError::sys("process", what, format!("/proc/self/{rel}"), e))
     };
+    let mut out = Vec::new();
     if let Some(profile) = &p.apparmor_profile {
         // The AppArmor-specific attribute, else the shared one (older kernels).
-        let path = if Path::new("/proc/self/attr/apparmor/exec").exists() {
-            "/proc/self/attr/apparmor/exec"
-        } else {
-            "/proc/self/attr/exec"
-        };
-        write(path, format!("exec {profile}"), "set AppArmor profile")?;
+        let what = "set AppArmor profile";
+        let fd = open("attr/apparmor/exec", what).or_else(|_| open("attr/exec", what))?;
+        out.push((fd, format!("exec {profile}"), what));
     }
     if let Some(label) = &p.selinux_label {
-        write("/proc/self/attr/exec", label.clone(), "set SELinux label")?;
+        let what = "set SELinux label";
+        out.push((open("attr/exec", what)?, label.clone(), what));
     }
-    Ok(())
+    Ok(Labels(out))
 }

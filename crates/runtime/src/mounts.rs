@@ -6,11 +6,12 @@ use crate::error::ChildError;
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::mounts::MountPlan;
 use capsa_spec::Plan;
-use capsa_sys::resolve::{fd_path, open_in_root, Symlinks};
+use capsa_sys::resolve::{fd_path, Symlinks};
+use capsa_sys::root::Root;
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 type R<T> = std::result::Result<T, ChildError>;
@@ -26,7 +27,7 @@ fn flags(bits: u64) -> MsFlags {
 /// Make our mount namespace's propagation what the spec asks (so nothing we
 /// mount reaches the host), and bind the rootfs onto itself so that it is a
 /// mount point pivot_root accepts. Returns an `O_PATH` fd of the rootfs.
-pub fn prepare_root(plan: &Plan) -> R<OwnedFd> {
+pub fn prepare_root(plan: &Plan) -> R<Root> {
     let mut prop = plan.rootfs_propagation;
     // A shared root would propagate our mounts to the host: start as a
     // slave, and make the new root shared after pivot_root.
@@ -47,101 +48,19 @@ pub fn prepare_root(plan: &Plan) -> R<OwnedFd> {
     open_root(rootfs)
 }
 
-fn open_root(rootfs: &Path) -> R<OwnedFd> {
-    let fd = nix::fcntl::open(
-        rootfs,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err("open", rootfs.display(), e))?;
-    Ok(capsa_sys::fd::own_raw(fd))
+fn open_root(rootfs: &Path) -> R<Root> {
+    Root::open(rootfs).map_err(|e| err("open", rootfs.display(), e))
 }
 
-/// Create `path` inside the root (directories, and the last component as a
-/// file when `file`), never following a symlink out of it: each component
-/// is looked at without following, and a symlink is replaced by its target
-/// read as if the rootfs were `/` (so `/evil -> /etc` means the rootfs's
-/// `/etc`, and a dangling link is created inside). Returns an `O_PATH` fd.
-pub fn mkdir_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
-    use nix::fcntl::AtFlags;
-    use std::collections::VecDeque;
-    use std::ffi::OsString;
-    let comps = |p: &Path| -> Vec<OsString> {
-        p.components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(n.to_os_string()),
-                std::path::Component::ParentDir => Some(OsString::from("..")),
-                _ => None,
-            })
-            .collect()
+/// Make `path` inside the root (directories, and the last component as a
+/// file when `file`), never following a symlink out of it; an `O_PATH` fd.
+fn make(root: &Root, path: &Path, file: bool) -> R<OwnedFd> {
+    let made = if file {
+        root.create_file(path)
+    } else {
+        root.mkdir_all(path)
     };
-    let mut pending: VecDeque<OsString> = comps(path).into();
-    let mut cur = PathBuf::from("/");
-    let mut hops = 0;
-    while let Some(c) = pending.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        let parent = open_in_root(
-            root.as_fd(),
-            &cur,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            Symlinks::InRoot,
-        )
-        .map_err(|e| err("open", cur.display(), e))?;
-        let next = cur.join(&c);
-        match nix::sys::stat::fstatat(
-            Some(parent.as_raw_fd()),
-            c.as_os_str(),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(err("resolve", path.display(), Errno::ELOOP));
-                }
-                let target = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), c.as_os_str())
-                    .map_err(|e| err("readlink", next.display(), e))?;
-                let target = PathBuf::from(target);
-                if target.is_absolute() {
-                    cur = PathBuf::from("/");
-                }
-                for t in comps(&target).into_iter().rev() {
-                    pending.push_front(t);
-                }
-            }
-            Ok(_) => cur = next,
-            Err(Errno::ENOENT) => {
-                if pending.is_empty() && file {
-                    let fd = nix::fcntl::openat(
-                        Some(parent.as_raw_fd()),
-                        c.as_os_str(),
-                        nix::fcntl::OFlag::O_CREAT
-                            | nix::fcntl::OFlag::O_WRONLY
-                            | nix::fcntl::OFlag::O_CLOEXEC,
-                        Mode::from_bits_truncate(0o644),
-                    )
-                    .map_err(|e| err("create", next.display(), e))?;
-                    drop(capsa_sys::fd::own_raw(fd));
-                } else {
-                    match nix::sys::stat::mkdirat(
-                        Some(parent.as_raw_fd()),
-                        c.as_os_str(),
-                        Mode::from_bits_truncate(0o755),
-                    ) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(err("mkdir", next.display(), e)),
-                    }
-                }
-                cur = next;
-            }
-            Err(e) => return Err(err("stat", next.display(), e)),
-        }
-    }
-    open_in_root(root.as_fd(), &cur, libc::O_PATH, 0, Symlinks::InRoot)
-        .map_err(|e| err("open", cur.display(), e))
+    made.map_err(|e| err("make", path.display(), e))
 }
 
 /// Mount every entry of the spec, in order.
@@ -149,7 +68,7 @@ pub fn mkdir_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
 /// prepared (only it has the privilege to map them).
 pub fn mount_all(
     plan: &Plan,
-    root: &OwnedFd,
+    root: &Root,
     cgroup: &Cgroup,
     hier: &Hierarchy,
     idmapped: &[(usize, std::os::fd::RawFd)],
@@ -167,7 +86,7 @@ pub fn mount_all(
 
 fn mount_one(
     plan: &Plan,
-    root: &OwnedFd,
+    root: &Root,
     m: &MountPlan,
     idmapped: Option<std::os::fd::RawFd>,
 ) -> R<()> {
@@ -181,7 +100,7 @@ fn mount_one(
                 Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             )
         })?;
-        let target = mkdir_in_root(root, &m.destination, !meta.is_dir())?;
+        let target = make(root, &m.destination, !meta.is_dir())?;
         let mut f = MsFlags::MS_BIND;
         if m.recursive {
             f |= MsFlags::MS_REC;
@@ -208,14 +127,9 @@ fn mount_one(
         if extra != 0 {
             // The fd above is the directory under the mount: reopen to reach
             // the mount itself.
-            let target = open_in_root(
-                root.as_fd(),
-                &m.destination,
-                libc::O_PATH,
-                0,
-                Symlinks::InRoot,
-            )
-            .map_err(|e| err("open", &dest, e))?;
+            let target = root
+                .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
+                .map_err(|e| err("open", &dest, e))?;
             remount_bind(&fd_path(target.as_raw_fd()), extra, &dest)?;
         }
         return propagate(root, m);
@@ -227,9 +141,9 @@ fn mount_one(
     } else {
         Symlinks::InRoot
     };
-    let target = match open_in_root(root.as_fd(), &m.destination, libc::O_PATH, 0, links) {
+    let target = match root.open_at(&m.destination, libc::O_PATH, links) {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => mkdir_in_root(root, &m.destination, false)?,
+        Err(Errno::ENOENT) => make(root, &m.destination, false)?,
         Err(e) => return Err(err("open", &dest, e)),
     };
     let target_path = fd_path(target.as_raw_fd());
@@ -282,14 +196,9 @@ fn mount_one(
             )
             .map_err(|e| err("bind mount", "/sys", e))?;
             if m.readonly() {
-                let t = open_in_root(
-                    root.as_fd(),
-                    &m.destination,
-                    libc::O_PATH,
-                    0,
-                    Symlinks::Refuse,
-                )
-                .map_err(|e| err("open", &dest, e))?;
+                let t = root
+                    .open_at(&m.destination, libc::O_PATH, Symlinks::Refuse)
+                    .map_err(|e| err("open", &dest, e))?;
                 remount_bind(&fd_path(t.as_raw_fd()), m.flags, &dest)?;
             }
         }
@@ -298,18 +207,13 @@ fn mount_one(
     propagate(root, m)
 }
 
-fn propagate(root: &OwnedFd, m: &MountPlan) -> R<()> {
+fn propagate(root: &Root, m: &MountPlan) -> R<()> {
     if m.propagation.is_empty() {
         return Ok(());
     }
-    let t = open_in_root(
-        root.as_fd(),
-        &m.destination,
-        libc::O_PATH,
-        0,
-        Symlinks::InRoot,
-    )
-    .map_err(|e| err("open", m.destination.display(), e))?;
+    let t = root
+        .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
+        .map_err(|e| err("open", m.destination.display(), e))?;
     for p in &m.propagation {
         mount(
             None::<&str>,
@@ -379,7 +283,7 @@ fn locked_flags(target: &str) -> MsFlags {
 /// a bind of our cgroup directories, so the rest of the host stays unseen.
 fn mount_cgroup(
     plan: &Plan,
-    root: &OwnedFd,
+    root: &Root,
     m: &MountPlan,
     cgroup: &Cgroup,
     hier: &Hierarchy,
@@ -389,7 +293,7 @@ fn mount_cgroup(
     let f = flags(m.flags & !libc::MS_RDONLY);
     let ro = m.readonly();
     if hier.v1.is_empty() {
-        let target = mkdir_in_root(root, &dest, false)?;
+        let target = make(root, &dest, false)?;
         let tp = fd_path(target.as_raw_fd());
         if cgns {
             mount(
@@ -410,7 +314,8 @@ fn mount_cgroup(
             )
             .map_err(|e| err("bind mount", d.display(), e))?;
             if ro || f.bits() != 0 {
-                let t = open_in_root(root.as_fd(), &dest, libc::O_PATH, 0, Symlinks::InRoot)
+                let t = root
+                    .open_at(&dest, libc::O_PATH, Symlinks::InRoot)
                     .map_err(|e| err("open", dest.display(), e))?;
                 remount_bind(
                     &fd_path(t.as_raw_fd()),
@@ -422,7 +327,7 @@ fn mount_cgroup(
         return Ok(());
     }
     // v1 or hybrid: a tmpfs holding one mount per hierarchy, as on the host.
-    let target = mkdir_in_root(root, &dest, false)?;
+    let target = make(root, &dest, false)?;
     mount(
         Some("tmpfs"),
         fd_path(target.as_raw_fd()).as_str(),
@@ -452,7 +357,7 @@ fn mount_cgroup(
     }
     for (name, opts, hostdir) in subs {
         let sub = dest.join(&name);
-        let t = mkdir_in_root(root, &sub, false)?;
+        let t = make(root, &sub, false)?;
         let tp = fd_path(t.as_raw_fd());
         let mut done = false;
         if cgns {
@@ -478,7 +383,8 @@ fn mount_cgroup(
                 None::<&str>,
             )
             .map_err(|e| err("bind mount", hostdir.display(), e))?;
-            let t = open_in_root(root.as_fd(), &sub, libc::O_PATH, 0, Symlinks::InRoot)
+            let t = root
+                .open_at(&sub, libc::O_PATH, Symlinks::InRoot)
                 .map_err(|e| err("open", sub.display(), e))?;
             remount_bind(
                 &fd_path(t.as_raw_fd()),
@@ -491,14 +397,9 @@ fn mount_cgroup(
         if name.contains(',') {
             for c in name.split(',') {
                 let link = dest.join(c);
-                let parent = open_in_root(
-                    root.as_fd(),
-                    &dest,
-                    libc::O_PATH | libc::O_DIRECTORY,
-                    0,
-                    Symlinks::InRoot,
-                )
-                .map_err(|e| err("open", dest.display(), e))?;
+                let parent = root
+                    .open_at(&dest, libc::O_PATH | libc::O_DIRECTORY, Symlinks::InRoot)
+                    .map_err(|e| err("open", dest.display(), e))?;
                 match nix::unistd::symlinkat(name.as_str(), Some(parent.as_raw_fd()), Path::new(c))
                 {
                     Ok(()) | Err(Errno::EEXIST) => {}
@@ -508,7 +409,8 @@ fn mount_cgroup(
         }
     }
     if ro {
-        let t = open_in_root(root.as_fd(), &dest, libc::O_PATH, 0, Symlinks::InRoot)
+        let t = root
+            .open_at(&dest, libc::O_PATH, Symlinks::InRoot)
             .map_err(|e| err("open", dest.display(), e))?;
         mount(
             None::<&str>,
@@ -533,9 +435,12 @@ const DEFAULT_DEVICES: [(&str, char, u64, u64); 6] = [
 ];
 
 /// Populate `/dev` (when the spec mounts it) with the default devices,
-/// `linux.devices`, and the standard links. In a user namespace mknod is
-/// not allowed, so device nodes are bind mounts of the host's.
-pub fn setup_dev(plan: &Plan, root: &OwnedFd) -> R<()> {
+/// `linux.devices`, and the standard links, every one made inside the
+/// root (an image whose `/dev` is a link to a host directory gets them in
+/// its own tree, never on the host). In a user namespace mknod is not
+/// allowed, so device nodes are bind mounts of the host's, each checked to
+/// be the device the spec names.
+pub fn setup_dev(plan: &Plan, root: &Root) -> R<()> {
     if !plan
         .mounts
         .iter()
@@ -543,7 +448,6 @@ pub fn setup_dev(plan: &Plan, root: &OwnedFd) -> R<()> {
     {
         return Ok(());
     }
-    let dev = plan.rootfs.join("dev");
     let mut nodes: Vec<(PathBuf, char, u64, u64, u32, u32, u32)> = DEFAULT_DEVICES
         .iter()
         .map(|(n, t, ma, mi)| (PathBuf::from("/dev").join(n), *t, *ma, *mi, 0o666, 0, 0))
@@ -566,44 +470,22 @@ pub fn setup_dev(plan: &Plan, root: &OwnedFd) -> R<()> {
         ));
     }
     for (path, t, major, minor, mode, uid, gid) in nodes {
-        let rel = path.strip_prefix("/").unwrap_or(&path);
-        let host_path = plan.rootfs.join(rel);
-        if let Some(parent) = path.parent() {
-            mkdir_in_root(root, parent, false)?;
-        }
         let kind = match t {
             'b' => nix::sys::stat::SFlag::S_IFBLK,
             'p' => nix::sys::stat::SFlag::S_IFIFO,
             _ => nix::sys::stat::SFlag::S_IFCHR,
         };
-        let made = !plan.new_userns()
-            && nix::sys::stat::mknod(
-                &host_path,
-                kind,
-                Mode::from_bits_truncate(mode & 0o7777),
-                nix::sys::stat::makedev(major, minor),
-            )
-            .is_ok();
-        if made {
-            // mknod is subject to umask; set the mode the spec asked for.
-            let _ = nix::sys::stat::fchmodat(
-                None,
-                &host_path,
-                Mode::from_bits_truncate(mode & 0o7777),
-                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
-            );
-            let _ = nix::unistd::chown(&host_path, Some(uid.into()), Some(gid.into()));
-        } else {
+        let rdev = nix::sys::stat::makedev(major, minor);
+        let made = !plan.new_userns() && root.mknod(&path, kind, mode, rdev, uid, gid).is_ok();
+        if !made {
+            // The host's node of the same name, checked to be that device
+            // (a host path of capsa's choosing, not one from the image).
+            let rel = path.strip_prefix("/").unwrap_or(&path);
             let host_dev = Path::new("/").join(rel);
-            let t = mkdir_in_root(root, &path, true)?;
-            mount(
-                Some(&host_dev),
-                fd_path(t.as_raw_fd()).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| err("bind mount", host_dev.display(), e))?;
+            let src = open_device(&host_dev, kind, rdev)?;
+            let t = make(root, &path, true)?;
+            capsa_sys::root::bind_fd(&src, &t, false)
+                .map_err(|e| err("bind mount", host_dev.display(), e))?;
         }
     }
     for (link, to) in [
@@ -613,29 +495,45 @@ pub fn setup_dev(plan: &Plan, root: &OwnedFd) -> R<()> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        let p = dev.join(link);
-        if link == "ptmx" {
-            let _ = std::fs::remove_file(&p);
-        }
-        match nix::unistd::symlinkat(to, None, &p) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(err("symlink", p.display(), e)),
-        }
+        let p = Path::new("/dev").join(link);
+        root.symlink(to, &p, link == "ptmx")
+            .map_err(|e| err("symlink", p.display(), e))?;
     }
     Ok(())
 }
 
-/// Bind the console's pty slave onto `/dev/console`.
-pub fn bind_console(root: &OwnedFd, slave: &str) -> R<()> {
-    let t = mkdir_in_root(root, Path::new("/dev/console"), true)?;
-    mount(
-        Some(slave),
-        fd_path(t.as_raw_fd()).as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
+/// An `O_PATH` fd of the device node at `path`, checked to be of `kind`
+/// and number `rdev`, and not reached through a symlink.
+pub fn open_device(path: &Path, kind: nix::sys::stat::SFlag, rdev: u64) -> R<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
     )
-    .map_err(|e| err("bind mount", "/dev/console", e))
+    .map_err(|e| err("open", path.display(), e))?;
+    let fd = capsa_sys::fd::own_raw(fd);
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| err("stat", path.display(), e))?;
+    if st.st_mode & libc::S_IFMT != kind.bits()
+        || (kind != nix::sys::stat::SFlag::S_IFIFO && st.st_rdev != rdev)
+    {
+        return Err(ChildError::msg(
+            "rootfs",
+            "check device",
+            path.display(),
+            format!(
+                "not the device asked for ({}:{})",
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev)
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Bind the console's pty slave (an fd, never a path) onto `/dev/console`.
+pub fn bind_console(root: &Root, slave: &OwnedFd) -> R<()> {
+    let t = make(root, Path::new("/dev/console"), true)?;
+    capsa_sys::root::bind_fd(slave, &t, false).map_err(|e| err("bind mount", "/dev/console", e))
 }
 
 /// Make `rootfs` the root: pivot_root and detach the old root, or with
@@ -680,52 +578,67 @@ pub fn finish_propagation(plan: &Plan) -> R<()> {
     Ok(())
 }
 
-/// Hide `maskedPaths`: /dev/null over files, an empty read-only tmpfs over
-/// directories. Paths that do not exist are skipped.
-pub fn mask(paths: &[PathBuf]) -> R<()> {
+/// The host's `/dev/null`, opened by the init before pivot_root and
+/// checked to be the 1:3 character device: the source of every mask.
+///
+/// Security: CVE-2025-31133. The container's own `/dev/null` is never
+/// used: one the image (or a process sharing the mount namespace)
+/// replaced with a link or a file would turn a mask into a bind of what it
+/// points to.
+pub fn host_null() -> R<OwnedFd> {
+    open_device(
+        Path::new("/dev/null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::makedev(1, 3),
+    )
+}
+
+/// Hide `maskedPaths` (after pivot_root, so `root` is the container's
+/// `/`): `null` (see [`host_null`]) bound over files, an empty read-only
+/// tmpfs over directories. Paths that do not exist are skipped; a symlink
+/// is never followed.
+pub fn mask(root: &Root, paths: &[PathBuf], null: &OwnedFd) -> R<()> {
     for p in paths {
-        let meta = match std::fs::symlink_metadata(p) {
-            Ok(m) => m,
-            Err(_) => continue,
+        let target = match root.open_at(p, libc::O_PATH | libc::O_NOFOLLOW, Symlinks::Refuse) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(err("open", p.display(), e)),
         };
-        let res = if meta.is_dir() {
-            mount(
+        let st =
+            nix::sys::stat::fstat(target.as_raw_fd()).map_err(|e| err("stat", p.display(), e))?;
+        let res = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            capsa_sys::root::mount_on(
                 Some("tmpfs"),
-                p,
+                &target,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
                 Some("size=0"),
             )
         } else {
-            mount(
-                Some("/dev/null"),
-                p,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
+            capsa_sys::root::bind_fd(null, &target, false)
         };
         res.map_err(|e| err("mask", p.display(), e))?;
     }
     Ok(())
 }
 
-/// Make `readonlyPaths` read-only bind mounts of themselves.
-pub fn readonly(paths: &[PathBuf]) -> R<()> {
+/// Make `readonlyPaths` read-only bind mounts of themselves (after
+/// pivot_root), resolved without following symlinks.
+pub fn readonly(root: &Root, paths: &[PathBuf]) -> R<()> {
     for p in paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            continue;
-        }
-        mount(
-            Some(p),
-            p,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| err("bind mount", p.display(), e))?;
+        let target = match root.path_fd(p, Symlinks::Refuse) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(err("open", p.display(), e)),
+        };
+        capsa_sys::root::bind_fd(&target, &target, true)
+            .map_err(|e| err("bind mount", p.display(), e))?;
+        // The fd is the directory under the new mount: reopen to reach it.
+        let mounted = root
+            .path_fd(p, Symlinks::Refuse)
+            .map_err(|e| err("open", p.display(), e))?;
         remount_bind(
-            &p.display().to_string(),
+            &fd_path(mounted.as_raw_fd()),
             libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             &p.display().to_string(),
         )?;

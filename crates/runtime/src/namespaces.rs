@@ -28,9 +28,11 @@ fn render(maps: &[IdMap]) -> String {
 /// user namespace. As root of the parent namespace no `setgroups` deny is
 /// needed, so the container may still call setgroups(2).
 pub fn write_maps(pid: i32, uid: &[IdMap], gid: &[IdMap]) -> Result<()> {
+    let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, render(maps)).map_err(|e| Error::io("write", path, e))?;
+        let path = format!("{pid}/{file}");
+        proc.write(std::path::Path::new(&path), render(maps).as_bytes())
+            .map_err(|e| Error::sys("write", format!("/proc/{path}"), e))?;
     }
     Ok(())
 }
@@ -75,16 +77,15 @@ pub fn differing(pid: i32) -> Result<i32> {
 /// Write the time namespace offsets (`/proc/self/timens_offsets`), which the
 /// kernel accepts only before any process has entered the namespace.
 pub fn write_time_offsets(offsets: &[(String, i64, u32)]) -> std::result::Result<(), ChildError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let proc = crate::procfs::open()?;
+    let path = capsa_sys::procfs::ProcFs::own("timens_offsets");
     for (clock, secs, nanos) in offsets {
         let line = format!("{clock} {secs} {nanos}");
-        std::fs::write("/proc/self/timens_offsets", &line).map_err(|e| {
-            ChildError::sys(
-                "namespaces",
-                "write timens_offsets",
-                &line,
-                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })?;
+        proc.write(&path, line.as_bytes())
+            .map_err(|e| ChildError::sys("namespaces", "write timens_offsets", &line, e))?;
     }
     Ok(())
 }

@@ -94,20 +94,21 @@ pub fn set_rlimits(p: &ProcessPlan) -> R<()> {
 }
 
 /// Write `oom_score_adj` (lowering it needs CAP_SYS_RESOURCE).
-pub fn set_oom_score_adj(p: &ProcessPlan) -> R<()> {
+pub fn set_oom_score_adj(proc: &capsa_sys::procfs::ProcFs, p: &ProcessPlan) -> R<()> {
     if let Some(adj) = p.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
-            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-            let why = if adj < 0 {
-                "lowering the score needs CAP_SYS_RESOURCE"
-            } else {
-                ""
-            };
-            ChildError {
-                detail: why.into(),
-                ..err("write oom_score_adj", adj, errno)
-            }
-        })?;
+        let path = capsa_sys::procfs::ProcFs::own("oom_score_adj");
+        proc.write(&path, adj.to_string().as_bytes())
+            .map_err(|errno| {
+                let why = if adj < 0 {
+                    "lowering the score needs CAP_SYS_RESOURCE"
+                } else {
+                    ""
+                };
+                ChildError {
+                    detail: why.into(),
+                    ..err("write oom_score_adj", adj, errno)
+                }
+            })?;
     }
     Ok(())
 }
@@ -150,8 +151,9 @@ pub fn finalize(
     env: &[String],
     keep_fds: i32,
     seccomp: Option<&SeccompPlan>,
+    labels: crate::lsm::Labels,
 ) -> ChildError {
-    match finalize_inner(p, exe, env, keep_fds, seccomp) {
+    match finalize_inner(p, exe, env, keep_fds, seccomp, labels) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -163,6 +165,7 @@ fn finalize_inner(
     env: &[String],
     keep_fds: i32,
     seccomp: Option<&SeccompPlan>,
+    labels: crate::lsm::Labels,
 ) -> R<std::convert::Infallible> {
     let args: Vec<CString> = p
         .args
@@ -287,7 +290,7 @@ fn finalize_inner(
             .map_err(|e| err("prctl", "PR_SET_NO_NEW_PRIVS", e))?;
     }
 
-    crate::lsm::apply(p)?;
+    labels.apply()?;
     // Seccomp last: nothing of the runtime's own set-up is filtered.
     if p.no_new_privileges {
         if let Some(s) = seccomp {

@@ -31,8 +31,10 @@ pub fn write_maps(pid: i32, uid: &[IdMap], gid: &[IdMap]) -> Result<()> {
     let own = |maps: &[IdMap], me: u32| maps.len() == 1 && maps[0].host == me && maps[0].size == 1;
     if own(uid, me_u) && own(gid, me_g) {
         // An unprivileged gid_map write needs setgroups denied first.
-        let sg = format!("/proc/{pid}/setgroups");
-        std::fs::write(&sg, "deny").map_err(|e| Error::io("write", &sg, e))?;
+        let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+        let sg = format!("{pid}/setgroups");
+        proc.write(std::path::Path::new(&sg), b"deny")
+            .map_err(|e| Error::sys("write", format!("/proc/{sg}"), e))?;
         return crate::namespaces::write_maps(pid, uid, gid);
     }
     for (tool, maps) in [("newuidmap", uid), ("newgidmap", gid)] {

@@ -146,8 +146,8 @@ pub fn is_sealed(fd: RawFd) -> bool {
         return true;
     }
     let fd = crate::fd::borrow_raw(fd);
-    let overlay = nix::sys::statfs::fstatfs(fd)
-        .is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC);
+    let overlay =
+        nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC);
     overlay
         && nix::sys::statvfs::fstatvfs(fd)
             .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))

@@ -182,24 +182,52 @@ pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
     Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(drop)
 }
 
-/// Open the pty master `ptmx` points to and its slave, unlocked: returns
-/// `(master, slave_path)`.
-pub fn open_pty(ptmx: &std::path::Path) -> Result<(OwnedFd, String)> {
-    use nix::fcntl::{open, OFlag};
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+/// A new pty from the devpts instance whose directory is `devpts` (an fd
+/// already resolved inside the container): `(master, slave, number)`,
+/// unlocked. The directory must be a devpts, `ptmx` in it the 5:2
+/// character device, and the slave comes from the master itself
+/// (`TIOCGPTPEER`), never from a path.
+///
+/// Security: CVE-2025-52565. A `/dev/pts` or `ptmx` that the image or a
+/// process in the container replaced would otherwise hand the runtime a
+/// file of its choosing as the console.
+pub fn open_pty_in(devpts: BorrowedFd<'_>) -> Result<(OwnedFd, OwnedFd, u32)> {
+    use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::Mode;
-    let fd = open(
-        ptmx,
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+    let fs = nix::sys::statfs::fstatfs(devpts)?;
+    if fs.filesystem_type().0 != DEVPTS_SUPER_MAGIC {
+        return Err(Errno::EXDEV);
+    }
+    let fd = openat(
+        Some(devpts.as_raw_fd()),
+        "ptmx",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
     let master = own_raw(fd);
+    let st = nix::sys::stat::fstat(master.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(5, 2) {
+        return Err(Errno::ENODEV);
+    }
     let mut unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads one int from the valid pointer.
     Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) })?;
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCGPTN writes one unsigned int into the valid pointer.
     Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
-    Ok((master, format!("/dev/pts/{n}")))
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new
+    // fd that nothing else owns.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    let slave = own_raw(Errno::result(slave)?);
+    Ok((master, slave, n))
 }
 
 /// `flock(fd, LOCK_EX)`, waiting for the lock; released when the fd closes.

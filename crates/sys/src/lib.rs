@@ -12,7 +12,9 @@ pub mod fd;
 pub mod mount;
 pub mod net;
 pub mod process;
+pub mod procfs;
 pub mod resolve;
+pub mod root;
 pub mod seccomp;
 pub mod time;
 
