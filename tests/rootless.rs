@@ -158,7 +158,7 @@ fn a_created_user_maps_its_subuid_range_through_newuidmap() {
     let state = env.dir.join("user-state");
     std::fs::create_dir(&state).unwrap();
     nix::unistd::chown(&state, Some(user.uid.into()), Some(user.gid.into())).unwrap();
-    let mut v = capsa_spec::defaults::spec(Some((user.uid, user.gid)));
+    let mut v = capsa_spec::defaults::spec(Some((user.uid, user.gid))).unwrap();
     v["process"]["terminal"] = Value::Bool(false);
     v["linux"]["uidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": user.uid, "size": 1 }, { "containerID": 1, "hostID": user.sub.0, "size": user.sub.1 }]);
     v["linux"]["gidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": user.gid, "size": 1 }, { "containerID": 1, "hostID": user.sub.0, "size": user.sub.1 }]);
@@ -199,4 +199,54 @@ fn a_created_user_maps_its_subuid_range_through_newuidmap() {
         ]
     );
     assert!(!state.join("sub").exists());
+}
+
+/// CVE-2023-25809: a rootless container without a cgroup namespace sees
+/// the host's cgroupfs through its `/sys` bind. It stays read-only all the
+/// way down, even in a cgroup the user owns (as a delegation gives).
+#[test]
+fn rootless_without_cgroupns_cannot_write_the_host_cgroupfs() {
+    let env = Env::new("rootless-cgfs");
+    let base = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.join("cgroup.procs").exists())
+        .expect("a cgroup2 mount");
+    let mine = base.join(&env.cgroup_parent);
+    std::fs::create_dir(&mine).unwrap();
+    chown_user(&mine);
+    let b = env.bundle("b");
+    let state = env.dir.join("user-state");
+    std::fs::create_dir(&state).unwrap();
+    chown_user(&state);
+    let mut v = capsa_spec::defaults::spec(Some((1000, 1000))).unwrap();
+    v["process"]["terminal"] = Value::Bool(false);
+    let ns: Vec<Value> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "cgroup")
+        .cloned()
+        .collect();
+    v["linux"]["namespaces"] = Value::Array(ns);
+    let mounts: Vec<Value> = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destination"] != "/sys/fs/cgroup")
+        .cloned()
+        .collect();
+    v["mounts"] = Value::Array(mounts);
+    let target = mine.join("x");
+    v["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        format!("mkdir {} 2>&1; echo done", target.display())
+    ]);
+    std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+    let o = as_user(&env, &state, &["run", "-b", b.path(), "cgfs"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("done"), "{out} {}", stderr(&o));
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(!target.exists(), "the container made a host cgroup");
 }

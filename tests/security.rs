@@ -332,7 +332,7 @@ fn masked_paths_stay_masked_against_a_new_procfs() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "proc-refused");
     // With CAP_SYS_ADMIN and the default profile, umount is refused...
     let mut v = b.config.clone();
-    v["linux"]["seccomp"] = capsa_spec::defaults::seccomp();
+    v["linux"]["seccomp"] = capsa_spec::defaults::seccomp().unwrap();
     v["process"]["args"] = json!([
         "sh",
         "-c",
@@ -503,4 +503,30 @@ fn seccomp_notify_delivers_to_the_agent_and_its_answer_returns() {
         nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
         "notified for syscall {nr}"
     );
+}
+
+/// Two conditions on one argument behave as runc's (libseccomp's): either
+/// one matches (a rule each), on the real kernel. ANDed they could never
+/// both hold, and the refusal would silently allow everything.
+#[test]
+fn seccomp_conditions_on_one_argument_are_alternatives() {
+    let env = Env::new("seccomp-or");
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
+            {"index": 1, "value": 9, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 15, "op": "SCMP_CMP_EQ"}]}]
+    });
+    b.args(&[
+        "sh",
+        "-c",
+        "sleep 100 & kill -9 $! 2>/dev/null || echo k9-refused; kill -15 $! 2>/dev/null || echo k15-refused; kill -10 $! && echo k10-ok",
+    ]);
+    let id = env.id("c");
+    let out = env.rt_ok(&["run", "-b", b.path(), &id]);
+    assert!(out.contains("k9-refused"), "SIGKILL allowed: {out}");
+    assert!(out.contains("k15-refused"), "SIGTERM allowed: {out}");
+    assert!(out.contains("k10-ok"), "SIGUSR1 refused: {out}");
 }

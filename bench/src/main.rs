@@ -114,7 +114,7 @@ fn bundle(dir: &Path, args: &[&str]) {
     for a in ["sh", "true", "sleep"] {
         let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
     }
-    let mut spec = capsa_spec::defaults::spec(None);
+    let mut spec = capsa_spec::defaults::spec(None).unwrap();
     // crun 1.8 knows spec versions up to 1.0.x only.
     spec["ociVersion"] = serde_json::json!("1.0.2");
     spec["process"]["terminal"] = serde_json::json!(false);

@@ -103,7 +103,7 @@ impl Env {
         )
         .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-        let mut config = capsa_spec::defaults::spec(None);
+        let mut config = capsa_spec::defaults::spec(None).unwrap();
         config["process"]["terminal"] = Value::Bool(false);
         config["root"]["readonly"] = Value::Bool(false);
         config["linux"]["cgroupsPath"] = Value::String(format!("/{}/{name}", self.cgroup_parent));

@@ -34,7 +34,8 @@ pub struct Inputs<'a> {
 
 /// The spec, and the process args it runs (for the record).
 pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
-    let mut spec = capsa_spec::defaults::spec(None);
+    let mut spec = capsa_spec::defaults::spec(None)
+        .map_err(|e| Error::Other(format!("the default spec: {e}")))?;
     let image = i.config.config().clone().unwrap_or_default();
 
     // Command: --entrypoint replaces the image's entrypoint and its Cmd.
@@ -417,6 +418,17 @@ fn image_volumes(
         .collect();
     for target in declared {
         let target = format!("/{}", target.trim_matches('/'));
+        // Security: CVE-2019-16884 class. A volume over /proc, /sys or
+        // /dev would hide what the kernel provides there, or redirect
+        // the runtime's writes to it.
+        if ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|k| target == *k || target.starts_with(&format!("{k}/")))
+        {
+            return Err(Error::Other(format!(
+                "the image's config.Volumes: {target:?} is refused: a volume may not cover /proc, /sys or /dev"
+            )));
+        }
         if covered.iter().any(|c| c.trim_end_matches('/') == target) {
             continue;
         }

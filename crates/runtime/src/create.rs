@@ -477,10 +477,26 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
                 "the runtime went away",
             ));
         }
+        // Fail closed: going on with the caller's ids in the new user
+        // namespace would make the rest with the wrong owner.
         let root = nix::unistd::Uid::from_raw(0);
         let rootg = nix::unistd::Gid::from_raw(0);
-        let _ = nix::unistd::setresgid(rootg, rootg, rootg);
-        let _ = nix::unistd::setresuid(root, root, root);
+        if let Err(e) = nix::unistd::setresgid(rootg, rootg, rootg) {
+            fail(crate::error::ChildError::sys(
+                "namespaces",
+                "setresgid",
+                0,
+                e,
+            ));
+        }
+        if let Err(e) = nix::unistd::setresuid(root, root, root) {
+            fail(crate::error::ChildError::sys(
+                "namespaces",
+                "setresuid",
+                0,
+                e,
+            ));
+        }
     }
     let rest = new & !libc::CLONE_NEWUSER;
     if rest != 0 {

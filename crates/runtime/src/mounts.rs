@@ -84,6 +84,48 @@ pub fn mount_all(
     Ok(())
 }
 
+/// The files lxcfs (and the like) may cover under `/proc`, with bind
+/// mounts of regular files: runc's list.
+const PROC_ALLOWED: [&str; 10] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuse a spec mount whose target, as resolved inside the root, is on a
+/// procfs: only proc itself at `/proc`, and the short list above as bind
+/// mounts of files, may land there.
+///
+/// Security: CVE-2019-16884, CVE-2023-28642 (a mount over `/proc/self/attr`
+/// or the like turns the runtime's LSM writes into no-ops) and
+/// CVE-2025-52881 (writes to `/proc/sys` redirected). Checked on the
+/// resolved fd, so a symlink in the image cannot lead a mount named
+/// `/foo` onto `/proc/...` either.
+fn refuse_on_proc(m: &MountPlan, target: &OwnedFd, file: bool) -> R<()> {
+    let on_proc = nix::sys::statfs::fstatfs(target)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    if !on_proc {
+        return Ok(());
+    }
+    let allowed = m.bind && file && PROC_ALLOWED.iter().any(|p| m.destination == Path::new(p));
+    if allowed {
+        return Ok(());
+    }
+    Err(ChildError::msg(
+        "rootfs",
+        "mount",
+        m.destination.display(),
+        "lands on /proc: only proc itself may be mounted there (and lxcfs's files under it)",
+    ))
+}
+
 fn mount_one(
     plan: &Plan,
     root: &Root,
@@ -91,6 +133,7 @@ fn mount_one(
     idmapped: Option<std::os::fd::RawFd>,
 ) -> R<()> {
     let dest = m.destination.display().to_string();
+    let under_proc = m.destination.starts_with("/proc");
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let meta = std::fs::metadata(src).map_err(|e| {
@@ -101,6 +144,7 @@ fn mount_one(
             )
         })?;
         let target = make(root, &m.destination, !meta.is_dir())?;
+        refuse_on_proc(m, &target, !meta.is_dir())?;
         let mut f = MsFlags::MS_BIND;
         if m.recursive {
             f |= MsFlags::MS_REC;
@@ -132,11 +176,14 @@ fn mount_one(
                 .map_err(|e| err("open", &dest, e))?;
             remount_bind(&fd_path(target.as_raw_fd()), extra, &dest)?;
         }
+        if m.recursive && m.readonly() {
+            readonly_recursive(root, m)?;
+        }
         return propagate(root, m);
     }
     // Security: proc and sysfs must not land on a symlink that points
     // somewhere we did not mean (CVE-2019-19921 class).
-    let links = if m.fstype == "proc" || m.fstype == "sysfs" {
+    let links = if m.fstype == "proc" || m.fstype == "sysfs" || under_proc {
         Symlinks::Refuse
     } else {
         Symlinks::InRoot
@@ -146,6 +193,15 @@ fn mount_one(
         Err(Errno::ENOENT) => make(root, &m.destination, false)?,
         Err(e) => return Err(err("open", &dest, e)),
     };
+    if m.destination == Path::new("/proc") && m.fstype != "proc" {
+        return Err(ChildError::msg(
+            "rootfs",
+            "mount",
+            "/proc",
+            format!("only proc may be mounted at /proc, not {:?}", m.fstype),
+        ));
+    }
+    refuse_on_proc(m, &target, false)?;
     let target_path = fd_path(target.as_raw_fd());
     let source = m
         .source
@@ -200,11 +256,26 @@ fn mount_one(
                     .open_at(&m.destination, libc::O_PATH, Symlinks::Refuse)
                     .map_err(|e| err("open", &dest, e))?;
                 remount_bind(&fd_path(t.as_raw_fd()), m.flags, &dest)?;
+                readonly_recursive(root, m)?;
             }
         }
         Err(e) => return Err(err(&format!("mount {}", m.fstype), &dest, e)),
     }
     propagate(root, m)
+}
+
+/// A read-only recursive bind is read-only all the way down: the mounts
+/// under it (the host's `/sys/fs/cgroup` under a bound `/sys`) too.
+///
+/// Security: CVE-2023-25809. A rootless container without a cgroup
+/// namespace would otherwise write to the user's own cgroups through the
+/// `/sys` bind, whose read-only remount covers only its top.
+fn readonly_recursive(root: &Root, m: &MountPlan) -> R<()> {
+    let t = root
+        .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
+        .map_err(|e| err("open", m.destination.display(), e))?;
+    capsa_sys::mount::set_readonly_recursive(&t)
+        .map_err(|e| err("make read-only recursively", m.destination.display(), e))
 }
 
 fn propagate(root: &Root, m: &MountPlan) -> R<()> {

@@ -337,14 +337,33 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
             default_errno,
         )?;
         let mut conds = Vec::new();
+        let mut per_arg = [0usize; 6];
         for (j, a) in sc.args().iter().flatten().enumerate() {
             conds.push(condition(&format!("{field}.args[{j}]"), a)?);
+            if let Some(n) = per_arg.get_mut(a.index()) {
+                *n += 1;
+            }
         }
-        rules.push(Rule {
-            names: sc.names().clone(),
-            ret,
-            conds,
-        });
+        // Security: runc's (libseccomp's) semantics. Conditions on one
+        // argument cannot all hold at once, so when an argument has more
+        // than one, every condition of the entry is a rule of its own (an
+        // OR); ANDed, a profile written for runc would never match, and
+        // what it refuses would be allowed (fail open).
+        if per_arg.iter().any(|&n| n > 1) {
+            for c in conds {
+                rules.push(Rule {
+                    names: sc.names().clone(),
+                    ret,
+                    conds: vec![c],
+                });
+            }
+        } else {
+            rules.push(Rule {
+                names: sc.names().clone(),
+                ret,
+                conds,
+            });
+        }
     }
 
     let mut prog: Vec<SockFilter> = Vec::new();
@@ -631,6 +650,26 @@ mod tests {
             simulate(&p.filter, X64, X32_SYSCALL_BIT, [0; 6]),
             RET_KILL_PROCESS
         );
+    }
+
+    #[test]
+    fn conditions_on_one_argument_are_alternatives_as_with_runc() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW",
+            "syscalls":[
+              {"names":["kill"],"action":"SCMP_ACT_ERRNO","args":[
+                {"index":1,"value":9,"op":"SCMP_CMP_EQ"},
+                {"index":1,"value":15,"op":"SCMP_CMP_EQ"}]}
+            ]}"#,
+        );
+        let kill = 62;
+        for (sig, want) in [(9, RET_ERRNO | 1), (15, RET_ERRNO | 1), (10, RET_ALLOW)] {
+            assert_eq!(
+                simulate(&p.filter, X64, kill, [1, sig, 0, 0, 0, 0]),
+                want,
+                "signal {sig}"
+            );
+        }
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub fn set_readonly(tree: &OwnedFd) -> Result<()> {
     set_attr(tree, MOUNT_ATTR_RDONLY, None, false)
 }
 
+/// Make the mount at `fd` and every mount under it read-only.
+pub fn set_readonly_recursive(fd: &OwnedFd) -> Result<()> {
+    set_attr(fd, MOUNT_ATTR_RDONLY, None, true)
+}
+
 /// Make a detached tree id-mapped by the user namespace `userns`.
 pub fn set_idmap(tree: &OwnedFd, userns: RawFd, recursive: bool) -> Result<()> {
     set_attr(tree, MOUNT_ATTR_IDMAP, Some(userns), recursive)

@@ -15,7 +15,7 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<i32> {
             nix::unistd::getegid().as_raw(),
         )
     });
-    let spec = capsa_spec::defaults::spec(rootless);
+    let spec = capsa_spec::defaults::spec(rootless)?;
     let text = serde_json::to_string_pretty(&spec)? + "\n";
     capsa_runtime::state::write_atomic(&path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
