@@ -90,6 +90,11 @@ fn cri_pod_with_capsa_runtime_handler() {
 
     let logs = env.dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
+    // A program only the host has (static busybox, named echo).
+    let hostonly = env.dir.join("hostonly");
+    std::fs::create_dir_all(&hostonly).unwrap();
+    std::fs::copy("/bin/busybox", hostonly.join("echo")).unwrap();
+    let host_prog = hostonly.join("echo").display().to_string();
     let socket = c.socket.clone();
     let parent = format!("/{}", env.cgroup_parent);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -166,7 +171,7 @@ fn cri_pod_with_capsa_runtime_handler() {
                     }),
                     ..Default::default()
                 }),
-                sandbox_config: Some(sandbox_config),
+                sandbox_config: Some(sandbox_config.clone()),
             })
             .await
             .expect("CreateContainer")
@@ -196,6 +201,63 @@ fn cri_pod_with_capsa_runtime_handler() {
             .into_inner();
         assert_eq!(ex.exit_code, 7);
         assert_eq!(String::from_utf8_lossy(&ex.stdout), "capsa-pod\n");
+
+        // CVE-2024-21626 through a pod's command and through ExecSync:
+        // args[0] as /proc/self/fd/N/../..<a program only the host has>.
+        let through = |n: u32| format!("/proc/self/fd/{n}{}{host_prog}", "/..".repeat(20));
+        for n in 3..=20 {
+            let name = format!("fd{n}");
+            let made = cl
+                .create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(ContainerConfig {
+                        metadata: Some(ContainerMetadata {
+                            name: name.clone(),
+                            attempt: 0,
+                        }),
+                        image: Some(ImageSpec {
+                            image: BUSYBOX.into(),
+                            ..Default::default()
+                        }),
+                        command: vec![through(n), "ESCAPED".into()],
+                        log_path: format!("{name}.log"),
+                        ..Default::default()
+                    }),
+                    sandbox_config: Some(sandbox_config.clone()),
+                })
+                .await;
+            if let Ok(r) = made {
+                let id = r.into_inner().container_id;
+                let started = cl
+                    .start_container(StartContainerRequest {
+                        container_id: id.clone(),
+                    })
+                    .await;
+                assert!(started.is_err(), "fd {n}: the pod's command started");
+                let _ = cl
+                    .remove_container(RemoveContainerRequest { container_id: id })
+                    .await;
+            }
+            let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+            assert!(!log.contains("ESCAPED"), "fd {n}: {log}");
+        }
+        for n in 3..=64 {
+            if let Ok(r) = cl
+                .exec_sync(ExecSyncRequest {
+                    container_id: ctr.clone(),
+                    cmd: vec![through(n), "ESCAPED".into()],
+                    timeout: 10,
+                })
+                .await
+            {
+                let r = r.into_inner();
+                let out = String::from_utf8_lossy(&r.stdout);
+                assert!(
+                    r.exit_code != 0 && !out.contains("ESCAPED"),
+                    "exec fd {n}: {out}"
+                );
+            }
+        }
 
         let stats = cl
             .container_stats(ContainerStatsRequest {

@@ -289,9 +289,18 @@ impl Cgroup {
     }
 
     /// An `O_PATH` fd of the v2 directory for `clone3(CLONE_INTO_CGROUP)`.
+    ///
+    /// `O_PATH`: `clone3` takes it, and nothing can be read or written
+    /// through it (the child closes it first thing anyway).
     pub fn v2_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
         let d = self.v2.as_ref()?;
-        std::fs::File::open(d).ok().map(Into::into)
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(d)
+            .ok()
+            .map(Into::into)
     }
 
     /// Pids in the cgroup (from the first hierarchy that answers).

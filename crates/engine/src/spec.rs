@@ -196,23 +196,13 @@ fn add_mount(spec: &mut Value, m: Value) {
 ///
 /// Security: /etc/passwd in an image may be a symlink to a host path; it is
 /// resolved inside the root, never on the host.
+/// A regular file of the image, read through the in-root handle: a link
+/// cannot lead the host out of the root, and a FIFO or device there is
+/// never opened (it would hang the host, or be opened by host root).
 fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
-    use std::io::Read;
-    let root = std::fs::File::open(rootfs).ok()?;
-    let fd = capsa_sys::resolve::open_in_root(
-        std::os::fd::AsFd::as_fd(&root),
-        Path::new(path),
-        libc::O_RDONLY,
-        0,
-        capsa_sys::resolve::Symlinks::InRoot,
-    )
-    .ok()?;
-    let mut s = String::new();
-    std::fs::File::from(fd)
-        .take(4 << 20)
-        .read_to_string(&mut s)
-        .ok()?;
-    Some(s)
+    let root = capsa_sys::root::Root::open(rootfs).ok()?;
+    let bytes = root.read(Path::new(path), 4 << 20).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// `uid[:gid]` or `name[:group]` to numbers, with the user's groups, from
