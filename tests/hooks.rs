@@ -125,3 +125,30 @@ fn failing_poststart_and_poststop_hooks_are_warnings() {
     assert!(stderr(&o).contains("poststop hook"), "{}", stderr(&o));
     env.assert_gone(&id);
 }
+
+/// A startContainer hook's path resolves inside the container, so the
+/// image may provide it: it runs as the container's process would (the
+/// spec's user and capabilities, no_new_privs), never with the runtime's
+/// privileges. Without that it ran as uid 0 with every capability.
+#[test]
+fn a_start_container_hook_runs_with_the_containers_privileges() {
+    let env = Env::new("hookpriv");
+    let mut b = env.bundle("b");
+    b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    b.config["hooks"] = json!({
+        "startContainer": [hook("id -u > /tmp/hook.out; grep -E 'Cap(Eff|Prm)|NoNewPrivs' /proc/self/status >> /tmp/hook.out")]
+    });
+    std::fs::set_permissions(
+        b.rootfs().join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    b.args(&["true"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-b", b.path(), &id]);
+    let out = std::fs::read_to_string(b.rootfs().join("tmp/hook.out")).unwrap();
+    assert!(out.starts_with("1000\n"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapPrm:\t0000000000000000"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+}

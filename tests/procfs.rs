@@ -2,7 +2,7 @@
 //! land on /proc, attacked through `capsa-runtime run` and `capsa run`.
 
 use capsa_tests::engines::busybox_rootfs_tar;
-use capsa_tests::images::oci_layout_with;
+use capsa_tests::images::{oci_layout_with, LayerTar};
 use capsa_tests::registry::Capsa;
 use capsa_tests::*;
 use serde_json::json;
@@ -119,13 +119,18 @@ fn a_sysctl_name_cannot_leave_proc_sys() {
 fn an_image_volume_over_proc_sys_or_dev_is_refused() {
     let env = Env::new("procfs-volume");
     let c = Capsa::new(&env, "c");
-    for (i, v) in ["/proc", "/sys/kernel", "/dev"].iter().enumerate() {
+    // Spelled plainly, spelled around, and through the image's own link.
+    let link = LayerTar::default().symlink("vol", "/dev").bytes();
+    for (i, v) in ["/proc", "/sys/kernel", "/dev", "/./dev", "/vol"]
+        .iter()
+        .enumerate()
+    {
         let layout = env.dir.join(format!("layout{i}"));
         let tag = format!("vol{i}");
         oci_layout_with(
             &layout,
             &tag,
-            &[("amd64", vec![busybox_rootfs_tar()])],
+            &[("amd64", vec![busybox_rootfs_tar(), link.clone()])],
             json!({"Volumes": {*v: {}}}),
         );
         c.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);

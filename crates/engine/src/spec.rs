@@ -410,11 +410,23 @@ fn image_volumes(
         let target = format!("/{}", target.trim_matches('/'));
         // Security: CVE-2019-16884 class. A volume over /proc, /sys or
         // /dev would hide what the kernel provides there, or redirect
-        // the runtime's writes to it.
-        if ["/proc", "/sys", "/dev"]
-            .iter()
-            .any(|k| target == *k || target.starts_with(&format!("{k}/")))
-        {
+        // the runtime's writes to it. Checked on where the path leads in
+        // the image (`/./dev`, `/x/../dev`, a link `/vol -> /dev`), not on
+        // how it is spelled.
+        let lexical: std::path::PathBuf = Path::new(&target)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        let resolved = capsa_sys::root::Root::open(i.rootfs)
+            .and_then(|r| r.resolve(Path::new(&target)))
+            .map_err(|e| {
+                Error::Other(format!(
+                    "the image's config.Volumes: {target:?}: {}",
+                    e.desc()
+                ))
+            })?;
+        let kernel = |p: &Path| ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k));
+        if kernel(&lexical) || kernel(&resolved) || target.contains("..") {
             return Err(Error::Other(format!(
                 "the image's config.Volumes: {target:?} is refused: a volume may not cover /proc, /sys or /dev"
             )));

@@ -239,6 +239,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         hooks,
         join_v1_cgroups: plan.namespaces.join.is_empty() && plan.time_offsets.is_empty(),
         idmapped: &idmapped,
+        privileged_parent: nix::unistd::geteuid().is_root(),
     };
 
     trace.mark("runtime", "exec fifo and channel ready");
@@ -446,6 +447,18 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
         let _ = ctx.chan.send(&Msg::Failed(e));
         capsa_sys::process::exit_now(1)
     };
+    // Security: CVE-2016-9962, as in the init: it forks the init into
+    // namespaces others may share, holding host fds.
+    if ctx.privileged_parent {
+        if let Err(e) = capsa_sys::process::set_dumpable(false) {
+            fail(crate::error::ChildError::sys(
+                "namespaces",
+                "prctl",
+                "PR_SET_DUMPABLE",
+                e,
+            ));
+        }
+    }
     // Join the v1 cgroups first, as the runtime's root: the init inherits.
     if let Err(e) = ctx.cgroup.join_self_v1() {
         fail(crate::error::ChildError::msg(

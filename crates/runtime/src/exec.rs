@@ -246,5 +246,6 @@ fn run_process(
         preserve_fds,
         seccomp,
         labels,
+        None,
     ))
 }

@@ -31,6 +31,11 @@ pub struct InitContext<'a> {
     pub join_v1_cgroups: bool,
     /// Detached id-mapped trees by mount index, made by the runtime.
     pub idmapped: &'a [(usize, RawFd)],
+    /// The runtime is root: the init (and the intermediate) turn
+    /// non-dumpable the moment they exist. (An unprivileged runtime must
+    /// still open the init's uid_map, which that would forbid: then only
+    /// once the maps are written.)
+    pub privileged_parent: bool,
 }
 
 /// Run the init. Never returns: execs the program, or reports and exits.
@@ -57,6 +62,13 @@ fn expect(chan: &Channel, want: &str) -> R<Msg> {
 }
 
 fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
+    // Security: CVE-2016-9962. Our root and cwd are the host's and we hold
+    // host fds: nothing in a namespace we share may ptrace us or open our
+    // /proc entries, from the first instruction.
+    if ctx.privileged_parent {
+        capsa_sys::process::set_dumpable(false)
+            .map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
+    }
     let mut t = Trace::default();
     t.mark("init", "born in new namespaces");
     let plan = ctx.plan;
@@ -221,9 +233,11 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         .map_err(|e| ChildError::sys("init", "write exec fifo", &fifo_path, e))?;
     drop((fifo, proc));
 
-    if !plan.hooks.start_container.is_empty() {
-        container_hooks("startContainer", &plan.hooks.start_container, &state)?;
-    }
+    // startContainer hooks run from finalize, once the process has the
+    // spec's user, capabilities, no_new_privs and labels (as runc): a hook
+    // path resolves inside the container, so the image may provide it.
+    let start_hooks = (!plan.hooks.start_container.is_empty())
+        .then_some((plan.hooks.start_container.as_slice(), state.as_str()));
     Err(process::finalize(
         p,
         &exe,
@@ -231,6 +245,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         ctx.preserve_fds,
         seccomp_at_exec,
         labels,
+        start_hooks,
     ))
 }
 

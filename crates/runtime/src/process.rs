@@ -152,8 +152,9 @@ pub fn finalize(
     keep_fds: i32,
     seccomp: Option<&SeccompPlan>,
     labels: crate::lsm::Labels,
+    start_hooks: Option<(&[capsa_spec::oci::Hook], &str)>,
 ) -> ChildError {
-    match finalize_inner(p, exe, env, keep_fds, seccomp, labels) {
+    match finalize_inner(p, exe, env, keep_fds, seccomp, labels, start_hooks) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -166,6 +167,7 @@ fn finalize_inner(
     keep_fds: i32,
     seccomp: Option<&SeccompPlan>,
     labels: crate::lsm::Labels,
+    start_hooks: Option<(&[capsa_spec::oci::Hook], &str)>,
 ) -> R<std::convert::Infallible> {
     let args: Vec<CString> = p
         .args
@@ -291,6 +293,19 @@ fn finalize_inner(
     }
 
     labels.apply()?;
+    // Security: a startContainer hook is a program of the container's
+    // (its path resolves in the container): it runs with what the
+    // container's process gets, never with the runtime's privileges.
+    if let Some((hooks, state)) = start_hooks {
+        crate::hooks::run(hooks, state).map_err(|f| {
+            ChildError::msg(
+                "hooks",
+                "startContainer",
+                format!("[{}] {}", f.index, f.path),
+                f.why,
+            )
+        })?;
+    }
     // Seccomp last: nothing of the runtime's own set-up is filtered.
     if p.no_new_privileges {
         if let Some(s) = seccomp {

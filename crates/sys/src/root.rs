@@ -18,6 +18,13 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Make {
+    Nothing,
+    Dirs,
+    File,
+}
+
 /// An open container root (an `O_PATH` directory fd).
 #[derive(Debug)]
 pub struct Root {
@@ -100,16 +107,26 @@ impl Root {
     /// were `/` (so `/evil -> /etc` means the root's `/etc`, and the target
     /// of a dangling link is made inside the root).
     pub fn mkdir_all(&self, path: &Path) -> Result<OwnedFd> {
-        self.make(path, false)
+        self.walk(path, Make::Dirs)?.0.ok_or(Errno::ENOENT)
+    }
+
+    /// Where `path` leads inside the root, links followed as the kernel
+    /// would inside it (a missing tail is kept as written): to check a
+    /// destination by what it is, not by how it is spelled.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf> {
+        self.walk(path, Make::Nothing).map(|(_, p)| p)
     }
 
     /// As [`Root::mkdir_all`], with the last component made an empty
     /// regular file when missing (a mount point for a file).
     pub fn create_file(&self, path: &Path) -> Result<OwnedFd> {
-        self.make(path, true)
+        self.walk(path, Make::File)?.0.ok_or(Errno::ENOENT)
     }
 
-    fn make(&self, path: &Path, file: bool) -> Result<OwnedFd> {
+    /// Walk `path` inside the root, making what `make` says; returns the
+    /// `O_PATH` fd of the end (unless nothing is made) and where it is.
+    fn walk(&self, path: &Path, make: Make) -> Result<(Option<OwnedFd>, PathBuf)> {
+        let file = make == Make::File;
         use nix::fcntl::AtFlags;
         use std::collections::VecDeque;
         let mut pending: VecDeque<OsString> = components(path).into();
@@ -144,6 +161,17 @@ impl Root {
                     }
                 }
                 Ok(_) => cur = next,
+                Err(Errno::ENOENT) if make == Make::Nothing => {
+                    cur = next;
+                    for rest in pending.drain(..) {
+                        if rest == ".." {
+                            cur.pop();
+                        } else {
+                            cur.push(rest);
+                        }
+                    }
+                    return Ok((None, cur));
+                }
                 Err(Errno::ENOENT) => {
                     if pending.is_empty() && file {
                         let fd = nix::fcntl::openat(
@@ -171,7 +199,10 @@ impl Root {
                 Err(e) => return Err(e),
             }
         }
-        self.path_fd(&cur, Symlinks::InRoot)
+        if make == Make::Nothing {
+            return Ok((None, cur));
+        }
+        Ok((Some(self.path_fd(&cur, Symlinks::InRoot)?), cur))
     }
 
     /// `mknodat` of a device node (or FIFO) at `path`, with exactly `mode`
