@@ -54,6 +54,25 @@ fn unpack_into(tar: &[u8], dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `fd` (an `O_PATH` handle) reopened for reading when it is a regular
+/// file or a directory; `None` for anything else.
+///
+/// Security: a device node or FIFO that an image or a container planted is
+/// never opened by the host (a watchdog opened and closed by host root
+/// reboots the host; a FIFO hangs the command).
+fn reopen_plain(fd: &OwnedFd) -> Result<Option<OwnedFd>> {
+    use rustix::fs::FileType;
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::Other(format!("stat: {e}")))?;
+    let flags = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => libc::O_RDONLY | libc::O_DIRECTORY,
+        FileType::RegularFile => libc::O_RDONLY,
+        _ => return Ok(None),
+    };
+    capsa_sys::root::reopen(fd, flags)
+        .map(Some)
+        .map_err(|e| Error::Other(format!("reopen: {}", e.desc())))
+}
+
 /// Add what `fd` (opened in the container) is to the tar as `name`,
 /// walking directories by fd: nothing the container renames or swaps for a
 /// symlink meanwhile can lead the walk out of its root.
@@ -101,9 +120,11 @@ fn add_fd(b: &mut tar::Builder<Vec<u8>>, fd: &OwnedFd, name: &str) -> Result<()>
                         .map_err(io)?;
                     continue;
                 }
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-                if let Ok(cfd) = rustix::fs::openat(fd, n.as_str(), flags, Mode::empty()) {
-                    add_fd(b, &cfd, &child)?;
+                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if let Ok(pfd) = rustix::fs::openat(fd, n.as_str(), flags, Mode::empty()) {
+                    if let Some(cfd) = reopen_plain(&pfd)? {
+                        add_fd(b, &cfd, &child)?;
+                    }
                 }
             }
         }
@@ -122,7 +143,11 @@ fn add_fd(b: &mut tar::Builder<Vec<u8>>, fd: &OwnedFd, name: &str) -> Result<()>
 /// exists receives it by name, as `docker cp` does).
 pub fn from_container(engine: &Engine, c: &Container, path: &str, dest: &Path) -> Result<()> {
     let rootfs = c.dir(engine).join("rootfs");
-    let fd = in_root(&rootfs, path, libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let fd = reopen_plain(&in_root(&rootfs, path, libc::O_PATH)?)?.ok_or_else(|| {
+        Error::Other(format!(
+            "{path} in the container: not a regular file or a directory"
+        ))
+    })?;
     let base = Path::new(path)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -186,8 +211,11 @@ pub fn to_container(engine: &Engine, c: &Container, src: &Path, path: &str) -> R
 /// Fill a new volume with what the image has at `path` (docker copies an
 /// image's content into the anonymous volume of a VOLUME it declares).
 pub(crate) fn seed_volume(rootfs: &Path, path: &str, dest: &Path) -> Result<()> {
-    let Ok(fd) = in_root(rootfs, path, libc::O_RDONLY | libc::O_DIRECTORY) else {
+    let Ok(fd) = in_root(rootfs, path, libc::O_PATH | libc::O_DIRECTORY) else {
         return Ok(()); // nothing there in the image
+    };
+    let Some(fd) = reopen_plain(&fd)? else {
+        return Ok(());
     };
     let mut b = tar::Builder::new(Vec::new());
     add_fd(&mut b, &fd, ".")?;

@@ -145,41 +145,50 @@ fn mount_one(
         })?;
         let target = make(root, &m.destination, !meta.is_dir())?;
         refuse_on_proc(m, &target, !meta.is_dir())?;
-        let mut f = MsFlags::MS_BIND;
-        if m.recursive {
-            f |= MsFlags::MS_REC;
+        // Security: CVE-2021-30465 class. The bind is made as a detached
+        // tree, its flags set on the tree, then attached onto the target's
+        // fd; its propagation is changed through the tree's own fd. Nothing
+        // is looked up by path once the target was resolved, so a process
+        // sharing the volume cannot swap the path between the mount and a
+        // remount and have the remount land elsewhere.
+        let cloned;
+        let tree = match idmapped {
+            // The runtime cloned and id-mapped the source.
+            Some(tree) => tree,
+            None => {
+                cloned = capsa_sys::mount::clone_tree(src, m.recursive)
+                    .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?;
+                cloned.as_raw_fd()
+            }
+        };
+        let (set, clear) = mount_attrs(m.flags);
+        if set != 0 || clear != 0 {
+            capsa_sys::mount::set_attrs(tree, set, clear, false)
+                .map_err(|e| err("set mount flags", &dest, e))?;
         }
-        match idmapped {
-            // The runtime cloned and id-mapped the source: attach it.
-            Some(tree) => capsa_sys::mount::attach(tree, target.as_raw_fd()).map_err(|e| {
-                err(
-                    "attach id-mapped mount",
-                    format!("{} on {dest}", src.display()),
-                    e,
-                )
-            })?,
-            None => mount(
-                Some(src),
-                fd_path(target.as_raw_fd()).as_str(),
+        // A read-only recursive bind is read-only all the way down.
+        if m.recursive && m.readonly() {
+            capsa_sys::mount::set_attrs(tree, capsa_sys::mount::ATTR_RDONLY, 0, true)
+                .map_err(|e| err("make read-only recursively", &dest, e))?;
+        }
+        capsa_sys::mount::attach(tree, target.as_raw_fd()).map_err(|e| {
+            err(
+                "attach bind mount",
+                format!("{} on {dest}", src.display()),
+                e,
+            )
+        })?;
+        for p in &m.propagation {
+            mount(
                 None::<&str>,
-                f,
+                fd_path(tree).as_str(),
+                None::<&str>,
+                flags(*p),
                 None::<&str>,
             )
-            .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?,
+            .map_err(|e| err("mount propagation", &dest, e))?;
         }
-        let extra = m.flags & !(libc::MS_REC | libc::MS_BIND | libc::MS_REMOUNT);
-        if extra != 0 {
-            // The fd above is the directory under the mount: reopen to reach
-            // the mount itself.
-            let target = root
-                .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
-                .map_err(|e| err("open", &dest, e))?;
-            remount_bind(&fd_path(target.as_raw_fd()), extra, &dest)?;
-        }
-        if m.recursive && m.readonly() {
-            readonly_recursive(root, m)?;
-        }
-        return propagate(root, m);
+        return Ok(());
     }
     // Security: proc and sysfs must not land on a symlink that points
     // somewhere we did not mean (CVE-2019-19921 class).
@@ -262,6 +271,36 @@ fn mount_one(
         Err(e) => return Err(err(&format!("mount {}", m.fstype), &dest, e)),
     }
     propagate(root, m)
+}
+
+/// `MS_*` flags as `mount_setattr` attributes to set and to clear (the
+/// atime mode is one field: changing it clears the others).
+fn mount_attrs(ms: u64) -> (u64, u64) {
+    use capsa_sys::mount as a;
+    let mut set = 0;
+    let mut clear = 0;
+    for (flag, attr) in [
+        (libc::MS_RDONLY, a::ATTR_RDONLY),
+        (libc::MS_NOSUID, a::ATTR_NOSUID),
+        (libc::MS_NODEV, a::ATTR_NODEV),
+        (libc::MS_NOEXEC, a::ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, a::ATTR_NODIRATIME),
+    ] {
+        if ms & flag != 0 {
+            set |= attr;
+        }
+    }
+    for (flag, attr) in [
+        (libc::MS_NOATIME, a::ATTR_NOATIME),
+        (libc::MS_STRICTATIME, a::ATTR_STRICTATIME),
+        (libc::MS_RELATIME, a::ATTR_RELATIME),
+    ] {
+        if ms & flag != 0 {
+            set |= attr;
+            clear |= a::ATTR_ATIME_MASK;
+        }
+    }
+    (set, clear)
 }
 
 /// A read-only recursive bind is read-only all the way down: the mounts

@@ -68,6 +68,33 @@ pub fn set_readonly(tree: &OwnedFd) -> Result<()> {
     set_attr(tree, MOUNT_ATTR_RDONLY, None, false)
 }
 
+/// `mount_setattr` on the mount at `fd` (a detached tree or an attached
+/// mount's root): set `set`, clear `clear` (`ATTR_*`), on submounts too
+/// when `recursive`.
+pub fn set_attrs(fd: RawFd, set: u64, clear: u64, recursive: bool) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    let empty = c"";
+    // SAFETY: `attr` is a valid mount_attr of the size passed; the empty
+    // path with AT_EMPTY_PATH names the fd itself.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// Make the mount at `fd` and every mount under it read-only.
 pub fn set_readonly_recursive(fd: &OwnedFd) -> Result<()> {
     set_attr(fd, MOUNT_ATTR_RDONLY, None, true)
@@ -150,6 +177,11 @@ pub const ATTR_RDONLY: u64 = 0x1;
 pub const ATTR_NOSUID: u64 = 0x2;
 pub const ATTR_NODEV: u64 = 0x4;
 pub const ATTR_NOEXEC: u64 = 0x8;
+pub const ATTR_ATIME_MASK: u64 = 0x70;
+pub const ATTR_RELATIME: u64 = 0x0;
+pub const ATTR_NOATIME: u64 = 0x10;
+pub const ATTR_STRICTATIME: u64 = 0x20;
+pub const ATTR_NODIRATIME: u64 = 0x80;
 
 /// A filesystem context of the new mount API (`fsopen`): configured with
 /// [`FsContext::set`], turned into a detached mount with
