@@ -102,13 +102,17 @@ pub fn close_range(first: RawFd, last: RawFd) -> Result<()> {
     if r == 0 {
         return Ok(());
     }
-    let entries = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
-    let fds: Vec<RawFd> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd >= first && fd <= last)
-        .collect();
-    for fd in fds {
-        // SAFETY: as above; a failure (the read_dir fd itself) is harmless.
+    // Kernels without close_range: every fd number up to the limit, one by
+    // one (no /proc walk, which a container could have mounted over).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid pointer.
+    Errno::result(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    let top = (lim.rlim_cur.min(1 << 20) as RawFd).min(last);
+    for fd in first..=top {
+        // SAFETY: as above; EBADF for numbers not open is harmless.
         unsafe { libc::close(fd) };
     }
     Ok(())

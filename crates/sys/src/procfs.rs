@@ -70,6 +70,12 @@ impl ProcFs {
         if !is_proc(fd.as_fd()) {
             return Err(Errno::EXDEV);
         }
+        // It must number processes as the caller's pid namespace does
+        // (`<pid>/...` is then us): its `self` names our own pid.
+        let me = nix::fcntl::readlinkat(Some(fd.as_raw_fd()), "self")?;
+        if me.to_str() != Some(nix::unistd::getpid().as_raw().to_string().as_str()) {
+            return Err(Errno::EXDEV);
+        }
         Ok(ProcFs { fd })
     }
 
