@@ -63,12 +63,8 @@ fn dev_as_a_link_to_a_host_directory_stays_inside_with_runtime_run() {
     assert_untouched(&chained);
 }
 
-#[test]
-fn dev_pts_as_a_link_to_a_host_directory_stays_inside() {
-    let env = Env::new("inroot-pts");
-    let host = bait(&env, "pts");
-    let mut b = env.bundle("b");
-    // No /dev tmpfs: the image's own /dev, with a planted pts link.
+/// The spec without its `/dev` tmpfs: the image's own `/dev` is used.
+fn without_dev_tmpfs(b: &mut Bundle) {
     let mounts: Vec<Value> = b.config["mounts"]
         .as_array()
         .unwrap()
@@ -77,6 +73,15 @@ fn dev_pts_as_a_link_to_a_host_directory_stays_inside() {
         .cloned()
         .collect();
     b.config["mounts"] = json!(mounts);
+}
+
+#[test]
+fn dev_pts_as_a_link_to_a_host_directory_stays_inside() {
+    let env = Env::new("inroot-pts");
+    let host = bait(&env, "pts");
+    let mut b = env.bundle("b");
+    // No /dev tmpfs: the image's own /dev, with a planted pts link.
+    without_dev_tmpfs(&mut b);
     std::os::unix::fs::symlink(&host, b.rootfs().join("dev/pts")).unwrap();
     b.args(&["true"]);
     let id = env.id("c");
@@ -91,14 +96,7 @@ fn masked_paths_stay_masked_whatever_the_image_dev_null_is() {
     let env = Env::new("inroot-null");
     for (i, kind) in ["file", "link"].iter().enumerate() {
         let mut b = env.bundle(&format!("b{i}"));
-        let mounts: Vec<Value> = b.config["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["destination"] != "/dev")
-            .cloned()
-            .collect();
-        b.config["mounts"] = json!(mounts);
+        without_dev_tmpfs(&mut b);
         std::fs::write(b.rootfs().join("etc/secret"), "SECRET").unwrap();
         let null = b.rootfs().join("dev/null");
         if *kind == "file" {

@@ -40,9 +40,19 @@ const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 /// (with the user namespace for an id-mapping), on submounts too when
 /// `recursive`.
 fn set_attr(tree: &OwnedFd, attr_set: u64, userns: Option<RawFd>, recursive: bool) -> Result<()> {
+    mount_setattr(tree.as_raw_fd(), attr_set, 0, userns, recursive)
+}
+
+fn mount_setattr(
+    fd: RawFd,
+    attr_set: u64,
+    attr_clr: u64,
+    userns: Option<RawFd>,
+    recursive: bool,
+) -> Result<()> {
     let attr = MountAttr {
         attr_set,
-        attr_clr: 0,
+        attr_clr,
         propagation: 0,
         userns_fd: userns.map(|fd| fd as u64).unwrap_or(0),
     };
@@ -53,7 +63,7 @@ fn set_attr(tree: &OwnedFd, attr_set: u64, userns: Option<RawFd>, recursive: boo
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
+            fd,
             empty.as_ptr(),
             flags,
             &attr as *const MountAttr,
@@ -72,27 +82,7 @@ pub fn set_readonly(tree: &OwnedFd) -> Result<()> {
 /// mount's root): set `set`, clear `clear` (`ATTR_*`), on submounts too
 /// when `recursive`.
 pub fn set_attrs(fd: RawFd, set: u64, clear: u64, recursive: bool) -> Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
-    let empty = c"";
-    // SAFETY: `attr` is a valid mount_attr of the size passed; the empty
-    // path with AT_EMPTY_PATH names the fd itself.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd,
-            empty.as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(r).map(drop)
+    mount_setattr(fd, set, clear, None, recursive)
 }
 
 /// Make the mount at `fd` and every mount under it read-only.
