@@ -325,3 +325,47 @@ fn exec_cap_never_reaches_inheritable_or_ambient() {
     assert_eq!(field("CapAmb:"), 0, "{status}");
     assert_ne!(field("CapBnd:") & (1 << 13), 0, "NET_RAW not in bounding");
 }
+
+/// What counts as sealed: the door's own image (a detached lower-only
+/// overlay), not a file of a read-only overlay that is mounted somewhere
+/// (host root could remount that one read-write).
+#[test]
+fn only_a_detached_overlay_or_a_sealed_memfd_counts_as_sealed() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new("door-sealed");
+    let (lower, empty, mnt) = (
+        env.dir.join("lower"),
+        env.dir.join("empty"),
+        env.dir.join("mnt"),
+    );
+    for d in [&lower, &empty, &mnt] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy("/bin/busybox", lower.join("prog")).unwrap();
+    let opts = format!("lowerdir={}:{}", lower.display(), empty.display());
+    nix::mount::mount(
+        Some("overlay"),
+        &mnt,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    )
+    .unwrap();
+    // Env's drop unmounts what is left under its directory.
+    let attached = std::fs::File::open(mnt.join("prog")).unwrap();
+    assert!(
+        !capsa_sys::exe::is_sealed(attached.as_raw_fd()),
+        "a file of a mounted read-only overlay counted as sealed"
+    );
+    drop(attached);
+    nix::mount::umount(&mnt).unwrap();
+    let plain = std::fs::File::open(lower.join("prog")).unwrap();
+    assert!(!capsa_sys::exe::is_sealed(plain.as_raw_fd()));
+    let (image, how) = capsa_sys::exe::sealed(&lower.join("prog")).unwrap();
+    assert_eq!(
+        how,
+        capsa_sys::exe::Seal::Overlay,
+        "root gets the zero-copy image"
+    );
+    assert!(capsa_sys::exe::is_sealed(image.as_raw_fd()));
+}

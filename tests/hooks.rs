@@ -152,3 +152,42 @@ fn a_start_container_hook_runs_with_the_containers_privileges() {
     assert!(out.contains("CapPrm:\t0000000000000000"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
 }
+
+/// createContainer hooks are host programs run inside the container's
+/// namespaces: they run from a sealed image of their binary, checked on the
+/// running hook from the host (it waits on a FIFO the test opens).
+#[test]
+fn create_container_hooks_run_sealed() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new("hooksealed");
+    let mut b = env.bundle("b");
+    let go = env.dir.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let marker = format!("hook-{}", env.cgroup_parent);
+    b.config["hooks"] = json!({
+        "createContainer": [{ "path": "/bin/sh",
+            "args": ["sh", "-c", format!("read x < {}", go.display()), &marker] }]
+    });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let mut create = env
+        .cmd(&["create", "-b", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let find = || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            cmd.split(|c| *c == 0)
+                .any(|a| a == marker.as_bytes())
+                .then(|| e.path())
+        })
+    };
+    assert!(wait_for(10, || find().is_some()), "the hook never ran");
+    let exe = std::fs::File::open(find().unwrap().join("exe")).unwrap();
+    let sealed = capsa_sys::exe::is_sealed(exe.as_raw_fd());
+    // Release the hook whatever the verdict, so that create ends.
+    std::fs::write(&go, "go\n").unwrap();
+    assert!(create.wait().unwrap().success());
+    assert!(sealed, "the createContainer hook runs the host's own file");
+}

@@ -18,11 +18,38 @@ pub struct HookFailure {
 /// Run `hooks` in order with `state` on stdin; stop at the first failure.
 pub fn run(hooks: &[Hook], state: &str) -> Result<(), HookFailure> {
     for (index, h) in hooks.iter().enumerate() {
-        run_one(h, state).map_err(|why| HookFailure {
+        run_one(h, state, None).map_err(|why| HookFailure {
             index,
             path: h.path().display().to_string(),
             why,
         })?;
+    }
+    Ok(())
+}
+
+/// Run host programs that run inside the container's namespaces
+/// (createContainer) each from a sealed image of its binary.
+///
+/// Security: CVE-2019-5736 class. A process of the container that shares
+/// their pid namespace could otherwise reach the host's binary through
+/// `/proc/PID/exe` while the hook runs.
+pub fn run_sealed(hooks: &[Hook], state: &str) -> Result<(), HookFailure> {
+    for (index, h) in hooks.iter().enumerate() {
+        let fail = |why: String| HookFailure {
+            index,
+            path: h.path().display().to_string(),
+            why,
+        };
+        let (image, _) =
+            capsa_sys::exe::sealed(h.path()).map_err(|e| fail(format!("seal: {}", e.desc())))?;
+        // Open across the execve, for a script's interpreter to read it
+        // through /proc/self/fd (we are single-threaded: only the hook
+        // inherits it).
+        use std::os::fd::AsRawFd;
+        capsa_sys::fd::set_cloexec(image.as_raw_fd(), false)
+            .map_err(|e| fail(format!("seal: {}", e.desc())))?;
+        let prog = capsa_sys::resolve::fd_path(image.as_raw_fd());
+        run_one(h, state, Some(std::path::Path::new(&prog))).map_err(fail)?;
     }
     Ok(())
 }
@@ -34,7 +61,7 @@ pub fn run_all(hooks: &[Hook], state: &str) -> Vec<HookFailure> {
         .iter()
         .enumerate()
         .filter_map(|(index, h)| {
-            run_one(h, state).err().map(|why| HookFailure {
+            run_one(h, state, None).err().map(|why| HookFailure {
                 index,
                 path: h.path().display().to_string(),
                 why,
@@ -43,8 +70,11 @@ pub fn run_all(hooks: &[Hook], state: &str) -> Vec<HookFailure> {
         .collect()
 }
 
-fn run_one(h: &Hook, state: &str) -> Result<(), String> {
-    let mut cmd = Command::new(h.path());
+/// Run one hook: its `path`, or `program` (the same binary, sealed).
+fn run_one(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(), String> {
+    let mut cmd = Command::new(program.unwrap_or(h.path()));
+    // argv[0] is the hook's own, whichever file runs.
+    cmd.arg0(h.path());
     if let Some(args) = h.args() {
         if let Some((argv0, rest)) = args.split_first() {
             cmd.arg0(argv0).args(rest);

@@ -259,6 +259,6 @@ fn console(ctx: &InitContext<'_>, root: &capsa_sys::root::Root) -> R<()> {
 /// Hooks that run in the container's namespaces (createContainer,
 /// startContainer): a failure fails the create or the start.
 fn container_hooks(stage: &str, hooks: &[capsa_spec::oci::Hook], state: &str) -> R<()> {
-    crate::hooks::run(hooks, state)
+    crate::hooks::run_sealed(hooks, state)
         .map_err(|f| ChildError::msg("hooks", stage, format!("[{}] {}", f.index, f.path), f.why))
 }

@@ -138,7 +138,9 @@ fn memfd_copy(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Whether the file behind `fd` cannot be written by anyone: a memfd
-/// sealed against writes, or a file of a read-only overlayfs.
+/// sealed against writes, or a file of a read-only overlayfs that is
+/// mounted nowhere (ours: a read-only overlay root with an upper layer,
+/// which host root could remount read-write, does not count).
 pub fn is_sealed(fd: RawFd) -> bool {
     // SAFETY: F_GET_SEALS takes no argument and only reads fd state.
     let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
@@ -151,6 +153,35 @@ pub fn is_sealed(fd: RawFd) -> bool {
     overlay
         && nix::sys::statvfs::fstatvfs(fd)
             .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        && mount_id(fd.as_raw_fd()).is_some_and(|id| !mounted_here(id))
+}
+
+/// The id of the mount `fd` is on (`statx(STATX_MNT_ID)`).
+fn mount_id(fd: RawFd) -> Option<u64> {
+    // SAFETY: struct statx is plain integers, for which zero is valid.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes one struct statx into the buffer; the empty
+    // path with AT_EMPTY_PATH names the fd itself.
+    let r = unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    (r == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+}
+
+/// Whether mount `id` is in this process's mount namespace.
+fn mounted_here(id: u64) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+        .any(|m| m == id)
 }
 
 /// Whether the running binary is a sealed image (see [`is_sealed`]).
