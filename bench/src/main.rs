@@ -323,8 +323,35 @@ fn main() {
         println!();
         println!("failures: {}", failures.join("; "));
     }
+    door_cost(&runtimes[0].bin, runs);
     for r in &runtimes {
         let _ = std::fs::remove_dir_all(&r.root);
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// What the door's sealed image of capsa-runtime costs to make, each way
+/// (the overlay is what root gets; the memfd copy is the fallback).
+fn door_cost(bin: &Path, runs: usize) {
+    let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
+    let mut overlay = Vec::new();
+    let mut memfd = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let (fd, how) = capsa_sys::exe::sealed(bin).expect("sealed image");
+        overlay.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(how, capsa_sys::exe::Seal::Overlay);
+        drop(fd);
+        let t = Instant::now();
+        let fd = capsa_sys::exe::memfd_copy(bin).expect("memfd copy");
+        memfd.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(fd);
+    }
+    println!();
+    println!(
+        "the door's sealed image of capsa-runtime ({:.1} MiB), median of {runs}: lower-only overlay {:.3} ms, sealed memfd copy {:.3} ms",
+        size as f64 / (1 << 20) as f64,
+        median(&overlay),
+        median(&memfd)
+    );
 }

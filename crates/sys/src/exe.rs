@@ -96,8 +96,9 @@ fn through_overlay(path: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Copy `path` into a new memfd and seal it against every change.
-fn memfd_copy(path: &Path) -> Result<OwnedFd> {
+/// Copy `path` into a new memfd and seal it against every change (what
+/// [`sealed`] falls back to; public for the benchmark).
+pub fn memfd_copy(path: &Path) -> Result<OwnedFd> {
     let src = std::fs::File::open(path)
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let name = c"capsa-sealed";
