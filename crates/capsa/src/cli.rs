@@ -652,6 +652,10 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 pub struct CpArgs {
+    /// Archive mode: keep the uid, gid and set-id bits of what is copied
+    /// (otherwise the destination's user owns the copy).
+    #[arg(short = 'a', long)]
+    pub archive: bool,
     /// CONTAINER:PATH or a host path.
     pub source: String,
     /// CONTAINER:PATH or a host path.

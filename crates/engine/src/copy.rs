@@ -49,8 +49,21 @@ fn tar_of(src: &Path, name: &str) -> Result<Vec<u8>> {
     b.into_inner().map_err(|e| Error::Other(e.to_string()))
 }
 
-fn unpack_into(tar: &[u8], dir: &Path) -> Result<()> {
-    capsa_image::unpack::unpack_tar(tar, dir)?;
+/// Unpack a copy (never a layer): no whiteout rules, names with `..` or
+/// empty components refused, no device nodes or FIFOs, set-id bits and
+/// ownership only in archive mode.
+///
+/// Security: a container's file named `.wh...` once made the host's copy
+/// destination be emptied (a whiteout of `..`).
+fn unpack_into(tar: &[u8], dir: &Path, owner: Option<(u32, u32)>, archive: bool) -> Result<()> {
+    let opts = capsa_image::unpack::Options {
+        whiteouts: false,
+        owner: if archive { None } else { owner },
+        setid: archive,
+        nodes: false,
+        strict_names: true,
+    };
+    capsa_image::unpack::unpack_tar_with(tar, dir, opts)?;
     Ok(())
 }
 
@@ -140,8 +153,15 @@ fn add_fd(b: &mut tar::Builder<Vec<u8>>, fd: &OwnedFd, name: &str) -> Result<()>
 }
 
 /// Copy `path` of the container to `dest` on the host (a directory that
-/// exists receives it by name, as `docker cp` does).
-pub fn from_container(engine: &Engine, c: &Container, path: &str, dest: &Path) -> Result<()> {
+/// exists receives it by name, as `docker cp` does). The files get the
+/// caller's ids unless `archive` (`-a`) keeps the container's.
+pub fn from_container(
+    engine: &Engine,
+    c: &Container,
+    path: &str,
+    dest: &Path,
+    archive: bool,
+) -> Result<()> {
     let rootfs = c.dir(engine).join("rootfs");
     let fd = reopen_plain(&in_root(&rootfs, path, libc::O_PATH)?)?.ok_or_else(|| {
         Error::Other(format!(
@@ -169,11 +189,22 @@ pub fn from_container(engine: &Engine, c: &Container, path: &str, dest: &Path) -
     let mut b = tar::Builder::new(Vec::new());
     add_fd(&mut b, &fd, &name)?;
     let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
-    unpack_into(&tar, &dir)
+    let me = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    unpack_into(&tar, &dir, Some(me), archive)
 }
 
-/// Copy `src` on the host into the container at `path`.
-pub fn to_container(engine: &Engine, c: &Container, src: &Path, path: &str) -> Result<()> {
+/// Copy `src` on the host into the container at `path`. The files get the
+/// container's root ids unless `archive` (`-a`) keeps the host's.
+pub fn to_container(
+    engine: &Engine,
+    c: &Container,
+    src: &Path,
+    path: &str,
+    archive: bool,
+) -> Result<()> {
     let rootfs = c.dir(engine).join("rootfs");
     let (dir_path, name) = match in_root(&rootfs, path, libc::O_PATH | libc::O_DIRECTORY) {
         Ok(_) => (
@@ -202,9 +233,12 @@ pub fn to_container(engine: &Engine, c: &Container, src: &Path, path: &str) -> R
     }
     let dir = in_root(&rootfs, &dir_path, libc::O_PATH | libc::O_DIRECTORY)?;
     let tar = tar_of(src, &name)?;
+    let root = c.idmap.as_ref().map_or((0, 0), |r| (r.uid, r.gid));
     unpack_into(
         &tar,
         Path::new(&capsa_sys::resolve::fd_path(dir.as_raw_fd())),
+        Some(root),
+        archive,
     )
 }
 
@@ -220,5 +254,6 @@ pub(crate) fn seed_volume(rootfs: &Path, path: &str, dest: &Path) -> Result<()> 
     let mut b = tar::Builder::new(Vec::new());
     add_fd(&mut b, &fd, ".")?;
     let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
-    unpack_into(&tar, dest)
+    // The image's own ids and modes, as docker seeds a volume.
+    unpack_into(&tar, dest, None, true)
 }

@@ -137,8 +137,41 @@ pub fn unpack_layer(blob: impl Read + Send, dest: &Path) -> Result<Unpacked> {
     })
 }
 
-/// Unpack an uncompressed tar stream into `dest`.
+/// How a tar is unpacked: as an image layer, or as a copy (`capsa cp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// `.wh.` entries are whiteouts (image layers only: a container's own
+    /// file named `.wh.x` is just a file).
+    pub whiteouts: bool,
+    /// Every entry owned by these ids instead of the tar's.
+    pub owner: Option<(u32, u32)>,
+    /// Set-user-id and set-group-id bits kept.
+    pub setid: bool,
+    /// Device nodes and FIFOs made (skipped otherwise, as `docker cp`).
+    pub nodes: bool,
+    /// An entry whose name has a `..` or empty component is refused
+    /// instead of cleaned.
+    pub strict_names: bool,
+}
+
+impl Options {
+    /// An image layer: everything the tar says, inside the directory.
+    pub const LAYER: Options = Options {
+        whiteouts: true,
+        owner: None,
+        setid: true,
+        nodes: true,
+        strict_names: false,
+    };
+}
+
+/// Unpack an uncompressed tar stream into `dest`, as an image layer.
 pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<Unpacked> {
+    unpack_tar_with(reader, dest, Options::LAYER)
+}
+
+/// Unpack an uncompressed tar stream into `dest`, as `opts` says.
+pub fn unpack_tar_with(reader: impl Read, dest: &Path, opts: Options) -> Result<Unpacked> {
     let root = rustix::fs::open(
         dest,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -152,6 +185,7 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<Unpacked> {
         cache: None,
         dir_times: Vec::new(),
         buf: vec![0u8; 256 * 1024],
+        opts,
     };
     let mut entries = 0u64;
     {
@@ -196,6 +230,7 @@ struct Unpacker<'a> {
     /// Directory mtimes are set last: creating children changes them.
     dir_times: Vec<(Vec<String>, i64)>,
     buf: Vec<u8>,
+    opts: Options,
 }
 
 const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
@@ -282,6 +317,18 @@ impl Unpacker<'_> {
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
+        if self.opts.strict_names {
+            let trimmed = raw.strip_suffix(b"/").unwrap_or(&raw);
+            let bad = trimmed
+                .split(|&b| b == b'/')
+                .any(|c| c.is_empty() || c == b"..");
+            if bad && trimmed != b"." {
+                return Err(unsafe_entry(
+                    &[String::from_utf8_lossy(&raw).into_owned()],
+                    "a name with an empty or \"..\" component",
+                ));
+            }
+        }
         let comps = clean_path(&raw);
         let Some(name) = comps.last().cloned() else {
             return Ok(()); // the root itself: the layer directory stays ours
@@ -291,7 +338,13 @@ impl Unpacker<'_> {
         // Whiteouts: `.wh..wh..opq` makes its directory opaque, `.wh.NAME`
         // hides NAME of lower layers; overlay spells these as an xattr and a
         // 0:0 character device.
-        if let Some(hidden) = name.strip_prefix(".wh.") {
+        let whiteout = name.strip_prefix(".wh.").filter(|_| self.opts.whiteouts);
+        if let Some(hidden) = whiteout {
+            // Security: `.wh..` and `.wh...` name the directory itself and
+            // its parent: no whiteout may remove either.
+            if hidden == "." || hidden == ".." {
+                return Err(unsafe_entry(&comps, "a whiteout of . or .."));
+            }
             let parent = self.parent(&comps)?;
             if hidden == ".wh..opq" {
                 rustix::fs::fsetxattr(
@@ -322,9 +375,12 @@ impl Unpacker<'_> {
         if existing.is_some() && !(is_dir && existing_dir) {
             self.remove(&parent, &name, &comps)?;
         }
-        let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
+        let keep = if self.opts.setid { 0o7777 } else { 0o1777 };
+        let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & keep);
+        let (uid, gid) = self.opts.owner.unwrap_or((
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
+        ));
         let mtime = header.mtime().unwrap_or(0) as i64;
         let path = || self.dest.join(comps.join("/"));
         let xattrs = xattrs_of(&mut entry, &comps)?;
@@ -407,7 +463,9 @@ impl Unpacker<'_> {
                     }
                 })?;
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo
+                if self.opts.nodes =>
+            {
                 let ft = match kind {
                     tar::EntryType::Char => FileType::CharacterDevice,
                     tar::EntryType::Block => FileType::BlockDevice,

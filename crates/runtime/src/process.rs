@@ -129,8 +129,11 @@ pub fn env_with_home(p: &ProcessPlan) -> Vec<String> {
     if env.iter().any(|e| e.starts_with("HOME=")) {
         return env;
     }
-    let home = std::fs::read_to_string("/etc/passwd")
+    // Only a regular file: a FIFO there would hang the start.
+    let home = capsa_sys::root::Root::open(Path::new("/"))
         .ok()
+        .and_then(|r| r.read(Path::new("/etc/passwd"), 4 << 20).ok())
+        .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| {
             s.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();

@@ -729,11 +729,18 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<i32> {
                 &c,
                 &p,
                 std::path::Path::new(&a.destination),
+                a.archive,
             )?
         }
         (None, Some((c, p))) => {
             let c = engine.find(&c)?;
-            capsa_engine::copy::to_container(engine, &c, std::path::Path::new(&a.source), &p)?
+            capsa_engine::copy::to_container(
+                engine,
+                &c,
+                std::path::Path::new(&a.source),
+                &p,
+                a.archive,
+            )?
         }
         _ => bail!("cp: one side must be CONTAINER:PATH and the other a host path"),
     }
