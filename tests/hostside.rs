@@ -6,7 +6,7 @@ use capsa_tests::engines::busybox_rootfs_tar;
 use capsa_tests::images::{load_busybox_probe, oci_layout, oci_layout_with, LayerTar};
 use capsa_tests::registry::Capsa;
 use capsa_tests::*;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
 fn setup(name: &str) -> (Env, Capsa, &'static str) {
@@ -172,4 +172,131 @@ fn a_fifo_in_the_image_is_never_opened_by_the_host() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!out.contains("pipe"), "the FIFO was seeded: {out}");
+}
+
+/// `kill --all` freezes the cgroup, signals every member, then thaws: a
+/// container that forks as fast as it can (no pid namespace, so killing
+/// its first process does not end the rest) loses every process at once.
+#[test]
+fn kill_all_leaves_no_process_that_forked_during_the_walk() {
+    let env = Env::new("hs-killall");
+    let mut b = env.bundle("b");
+    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "pid")
+        .cloned()
+        .collect();
+    b.config["linux"]["namespaces"] = serde_json::json!(ns);
+    b.config["linux"]["resources"] = serde_json::json!({"pids": {"limit": 200}});
+    // Eight loops forking up to the pids limit: as the walk kills some,
+    // the others fill the freed slots with processes it never listed.
+    b.args(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do (while :; do sleep 60 & done) & done; wait",
+    ]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let procs = || {
+        let cg = format!("/sys/fs/cgroup/pids/{}/b/cgroup.procs", env.cgroup_parent);
+        std::fs::read_to_string(cg)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(10, || procs() > 150),
+        "the container is not forking"
+    );
+    env.rt_ok(&["kill", "--all", &id, "KILL"]);
+    assert!(
+        wait_for(5, || procs() == 0),
+        "{} processes left after kill --all",
+        procs()
+    );
+}
+
+/// Runtime state is the container's whole config, secrets included: 0700
+/// directories and 0600 files, closed to another user.
+#[test]
+fn runtime_state_is_private_and_a_foreign_state_file_is_refused() {
+    let env = Env::new("hs-state");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["create", "-b", b.path(), &id]);
+    let dir = env.root.join(&id);
+    let st = dir.join("state.json");
+    assert_eq!(std::fs::metadata(&env.root).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&st).unwrap().mode() & 0o777, 0o600);
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            "cat",
+        ])
+        .arg(&st)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "uid 1000 read the state");
+    // A state file others can write is not ours to trust.
+    std::fs::set_permissions(&st, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = env.rt(&["state", &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not written by us"), "{}", stderr(&o));
+    std::fs::set_permissions(&st, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.rt_ok(&["delete", "--force", &id]);
+}
+
+/// Without XDG_RUNTIME_DIR the rootless state goes to TMPDIR: a directory
+/// another user made there first is refused, not used.
+#[test]
+fn a_premade_rootless_state_directory_is_refused() {
+    let env = Env::new("hs-tmpstate");
+    let tmp = env.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let planted = tmp.join("capsa-runtime-1000");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+            .arg(&env.runtime)
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["list"]);
+    assert!(!o.status.success(), "a foreign state directory was used");
+    assert!(stderr(&o).contains("refusing it"), "{}", stderr(&o));
+    // Once it is gone, the runtime makes its own, 0700.
+    std::fs::remove_dir(&planted).unwrap();
+    let o = run(&["list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = std::fs::metadata(&planted).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (1000, 0o700));
+}
+
+/// The monitor's attach socket is 0600 whatever the caller's umask.
+#[test]
+fn attach_sockets_are_private() {
+    let (_env, c, img) = setup("hs-sock");
+    c.ok(&["run", "-d", "--name", "s", img, "sleep", "100"]);
+    let socks: Vec<_> = std::fs::read_dir(c.run.join("sock"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!socks.is_empty(), "no attach socket");
+    for s in socks {
+        let mode = s.metadata().unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", s.path().display());
+    }
 }

@@ -39,12 +39,47 @@ fn main() {
             logger.fatal(&anyhow::anyhow!("{e}"));
         }
     }
-    let store = capsa_runtime::Store::new(state_root(&cli));
+    let root = state_root(&cli);
+    if cli.root.is_none() && std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        if let Err(e) = private_fallback(&root) {
+            logger.fatal(&anyhow::anyhow!("{e}"));
+        }
+    }
+    let store = capsa_runtime::Store::new(root);
     let code = match commands::dispatch(&cli, &store, &logger) {
         Ok(code) => code,
         Err(e) => logger.fatal(&e),
     };
     std::process::exit(code);
+}
+
+/// The fallback state directory of a user without `XDG_RUNTIME_DIR` (in
+/// the shared temporary directory): made 0700, or, when it exists, refused
+/// unless it is a directory of ours that no one else can write.
+///
+/// Security: another user could make it first and plant a state.json whose
+/// poststop hook runs as us on `delete`.
+fn private_fallback(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => anyhow::bail!("state directory {}: {e}", dir.display()),
+    }
+    let m = std::fs::symlink_metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "state directory {}: not a directory of uid {me} that only it can write (owner {}, mode {:o}); refusing it (set XDG_RUNTIME_DIR or --root)",
+            dir.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// `--root`, else runc's defaults: /run for root, the user's runtime

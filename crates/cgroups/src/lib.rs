@@ -327,13 +327,24 @@ impl Cgroup {
                 }
             }
         }
-        for pid in self.procs()? {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::try_from(sig).ok(),
-            );
+        // Security: a process that forks faster than cgroup.procs is read
+        // would escape the walk; frozen, nothing forks or exits (so no pid
+        // is reused) until every member has its signal. Then thawed, so
+        // that the signals are delivered, unless it was paused already.
+        let froze = !self.is_frozen() && self.freeze(true).is_ok();
+        let procs = self.procs();
+        if let Ok(pids) = &procs {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::try_from(sig).ok(),
+                );
+            }
         }
-        Ok(())
+        if froze {
+            self.freeze(false)?;
+        }
+        procs.map(drop)
     }
 
     /// Remove every directory, deepest first, retrying while the kernel still

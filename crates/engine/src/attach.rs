@@ -74,7 +74,20 @@ pub fn connect(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Listen on `path` (replacing a stale socket).
+/// Bind a unix socket to `addr` with mode 0600, whatever the umask.
+///
+/// Security: a socket made with the caller's umask (often 0022) let other
+/// users connect to a container's terminal and output. The umask is set
+/// around the bind (the file's mode comes from it at creation), so that
+/// there is no window with a wider mode.
+pub fn bind_private(fd: &OwnedFd, addr: &rustix::net::SocketAddrUnix) -> std::io::Result<()> {
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let r = rustix::net::bind(fd, addr);
+    rustix::process::umask(old);
+    Ok(r?)
+}
+
+/// Listen on `path` (replacing a stale socket), mode 0600.
 pub fn listen(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
     let fd = rustix::net::socket_with(
@@ -84,7 +97,7 @@ pub fn listen(path: &std::path::Path) -> std::io::Result<OwnedFd> {
         None,
     )?;
     let addr = rustix::net::SocketAddrUnix::new(path)?;
-    rustix::net::bind(&fd, &addr)?;
+    bind_private(&fd, &addr)?;
     rustix::net::listen(&fd, 16)?;
     Ok(fd)
 }

@@ -852,7 +852,7 @@ fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
     .map_err(|e| Error::Other(format!("console socket: {e}")))?;
     let addr = rustix::net::SocketAddrUnix::new(path)
         .map_err(|e| Error::Other(format!("console socket: {e}")))?;
-    rustix::net::bind(&fd, &addr)
+    attach::bind_private(&fd, &addr)
         .map_err(|e| Error::Other(format!("console socket {}: {e}", path.display())))?;
     rustix::net::listen(&fd, 1).map_err(|e| Error::Other(format!("console socket: {e}")))?;
     Ok(fd)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The container status of the OCI state.
@@ -124,12 +125,20 @@ impl Store {
     }
 
     /// Make the directory for a new container; an existing one is a conflict.
+    ///
+    /// Security: the root (when we make it) and each container's
+    /// directory are 0700: the state holds the whole config, environment
+    /// secrets included.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
         check_id(id)?;
-        std::fs::create_dir_all(&self.root)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
             .map_err(|e| Error::io("mkdir", self.root.display(), e))?;
         let d = self.dir(id);
-        match std::fs::create_dir(&d) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
             Ok(()) => Ok(d),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(Error::Exists(id.to_string()))
@@ -142,13 +151,34 @@ impl Store {
     pub fn load(&self, id: &str) -> Result<ContainerState> {
         check_id(id)?;
         let f = self.dir(id).join("state.json");
-        let bytes = match std::fs::read(&f) {
-            Ok(b) => b,
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&f)
+        {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(id.to_string()))
             }
             Err(e) => return Err(Error::io("read", f.display(), e)),
         };
+        // Security: a state file someone else wrote (or could write) is
+        // not ours to trust: its hooks would run as us on delete.
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("stat", f.display(), e))?;
+        let me = nix::unistd::geteuid().as_raw();
+        if !meta.is_file() || meta.uid() != me || meta.mode() & 0o022 != 0 {
+            return Err(Error::State(format!(
+                "{}: not written by us (owner {}, mode {:o}): refused",
+                f.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes)
+            .map_err(|e| Error::io("read", f.display(), e))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::State(format!("{}: {e}", f.display())))
     }
 
@@ -157,7 +187,7 @@ impl Store {
     pub fn save(&self, st: &ContainerState) -> Result<()> {
         let dir = self.dir(&st.id);
         let bytes = serde_json::to_vec(st).map_err(|e| Error::State(e.to_string()))?;
-        write_atomic(&dir.join("state.json"), &bytes)
+        write_atomic(&dir.join("state.json"), &bytes, 0o600)
     }
 
     /// Remove the container's directory.
@@ -207,14 +237,18 @@ impl Store {
 
 /// Write `bytes` to `path` through a temp file and a rename, so that readers
 /// see the old or the new content, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         std::fs::rename(&tmp, path)
     })();
@@ -227,7 +261,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `--pid-file`: the pid, written atomically (the caller may be polling).
 pub fn write_pid_file(path: Option<&Path>, pid: i32) -> Result<()> {
     match path {
-        Some(p) => write_atomic(p, pid.to_string().as_bytes()),
+        // Read by the engine that asked for it, as root or as its user.
+        Some(p) => write_atomic(p, pid.to_string().as_bytes(), 0o644),
         None => Ok(()),
     }
 }

@@ -17,7 +17,7 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<i32> {
     });
     let spec = capsa_spec::defaults::spec(rootless)?;
     let text = serde_json::to_string_pretty(&spec)? + "\n";
-    capsa_runtime::state::write_atomic(&path, text.as_bytes())
+    capsa_runtime::state::write_atomic(&path, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
