@@ -191,3 +191,41 @@ fn create_container_hooks_run_sealed() {
     assert!(create.wait().unwrap().success());
     assert!(sealed, "the createContainer hook runs the host's own file");
 }
+
+/// A hook that writes more than a pipe holds (1 MiB on stdout and
+/// stderr) runs to its end: its output is drained while it runs. Before,
+/// it waited on us forever (and with no timeout, so did create).
+#[test]
+fn a_hook_writing_a_megabyte_does_not_hang_create() {
+    let env = Env::new("hookbig");
+    let mut b = env.bundle("b");
+    b.config["hooks"] = json!({
+        "prestart": [hook("head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2; cat > /dev/null")],
+        "createRuntime": [hook("head -c 1048576 /dev/zero | tr '\\\\0' x; echo failing-at-the-end >&2; exit 4")]
+    });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let errf = env.dir.join("create.err");
+    let mut child = env
+        .cmd(&["create", "-b", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errf).unwrap())
+        .spawn()
+        .unwrap();
+    let mut done = None;
+    let ended = wait_for(30, || {
+        done = child.try_wait().unwrap();
+        done.is_some()
+    });
+    if !ended {
+        // Its hooks die with it (their pipes close); nothing is left.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(ended, "create hung on a hook's output");
+    let err = std::fs::read_to_string(&errf).unwrap();
+    assert_eq!(done.unwrap().code(), Some(1), "{err}");
+    assert!(err.contains("createRuntime[0]"), "{err}");
+    env.assert_gone(&id);
+}

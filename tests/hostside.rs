@@ -300,3 +300,29 @@ fn attach_sockets_are_private() {
         assert_eq!(mode, 0o600, "{}", s.path().display());
     }
 }
+
+/// A container starts with umask 0022 unless the spec sets one, whatever
+/// the umask of whoever ran the runtime.
+#[test]
+fn the_container_umask_is_0022_not_the_callers() {
+    let env = Env::new("hs-umask");
+    let mut b = env.bundle("b");
+    b.args(&["sh", "-c", "umask"]);
+    let id = env.id("c");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 077; exec \"$@\"")
+        .arg("sh")
+        .arg(&env.runtime)
+        .args([
+            "--root",
+            env.root.to_str().unwrap(),
+            "run",
+            "-b",
+            b.path(),
+            &id,
+        ]);
+    let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0022");
+}

@@ -90,16 +90,19 @@ fn run_one(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("start: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is not an error.
-        let _ = stdin.write_all(state.as_bytes());
-    }
     let deadline = h
         .timeout()
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    // Security (fault): the state goes in and the output comes out while
+    // the hook runs, all three pipes non-blocking under one poll. Read
+    // only after the exit, a hook writing more than a pipe holds (or not
+    // reading a large state) would wait on us forever.
+    let mut pipes = Pipes::new(&mut child, state.as_bytes())?;
     let mut pause = Duration::from_micros(100);
     let status = loop {
+        pipes.pump();
         if let Some(s) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
+            pipes.pump();
             break s;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -107,22 +110,131 @@ fn run_one(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(
             let _ = child.wait();
             return Err(format!("timed out after {} s", h.timeout().unwrap_or(0)));
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
+        let left = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(100));
+        if pipes.open() {
+            pipes.wait(left.min(Duration::from_millis(100)));
+        } else {
+            // Every pipe closed: only the exit is left to see.
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
     };
+    let out = String::from_utf8_lossy(&pipes.kept).into_owned();
     if status.success() {
         return Ok(());
-    }
-    let mut out = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut out);
     }
     Err(format!(
         "{status}{}{}",
         if out.is_empty() { "" } else { ", output: " },
         out.trim()
     ))
+}
+
+/// How much of a hook's output is kept for its error message.
+const KEEP: usize = 4 << 10;
+
+/// A hook's stdin, stdout and stderr, pumped without blocking.
+struct Pipes {
+    stdin: Option<std::process::ChildStdin>,
+    input: Vec<u8>,
+    outputs: Vec<Option<Box<dyn ReadFd>>>,
+    kept: Vec<u8>,
+}
+
+trait ReadFd: Read + std::os::fd::AsFd {}
+impl<T: Read + std::os::fd::AsFd> ReadFd for T {}
+
+fn nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| format!("pipe: {e}"))?;
+    fcntl(
+        fd.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map(drop)
+    .map_err(|e| format!("pipe: {e}"))
+}
+
+impl Pipes {
+    fn new(child: &mut std::process::Child, input: &[u8]) -> Result<Pipes, String> {
+        use std::os::fd::AsFd;
+        let stdin = child.stdin.take();
+        if let Some(s) = &stdin {
+            nonblocking(s.as_fd())?;
+        }
+        let mut outputs: Vec<Option<Box<dyn ReadFd>>> = Vec::new();
+        if let Some(s) = child.stdout.take() {
+            nonblocking(s.as_fd())?;
+            outputs.push(Some(Box::new(s)));
+        }
+        if let Some(s) = child.stderr.take() {
+            nonblocking(s.as_fd())?;
+            outputs.push(Some(Box::new(s)));
+        }
+        Ok(Pipes {
+            stdin,
+            input: input.to_vec(),
+            outputs,
+            kept: Vec::new(),
+        })
+    }
+
+    /// Write what the hook takes, read what it wrote (keeping the first
+    /// [`KEEP`] bytes), without blocking.
+    fn pump(&mut self) {
+        if let Some(s) = &mut self.stdin {
+            while !self.input.is_empty() {
+                match s.write(&self.input) {
+                    Ok(n) => {
+                        self.input.drain(..n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // A hook that does not read its stdin is not an error.
+                    Err(_) => {
+                        self.input.clear();
+                    }
+                }
+            }
+            if self.input.is_empty() {
+                self.stdin = None;
+            }
+        }
+        let mut buf = [0u8; 16 << 10];
+        for slot in &mut self.outputs {
+            while let Some(r) = slot {
+                match r.read(&mut buf) {
+                    Ok(0) => *slot = None,
+                    Ok(n) => {
+                        let room = KEEP.saturating_sub(self.kept.len());
+                        self.kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => *slot = None,
+                }
+            }
+        }
+    }
+
+    /// Whether a pipe is still open.
+    fn open(&self) -> bool {
+        self.stdin.is_some() || self.outputs.iter().any(Option::is_some)
+    }
+
+    /// Sleep until a pipe is ready or `max` has passed.
+    fn wait(&self, max: Duration) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds: Vec<PollFd<'_>> = Vec::new();
+        if let Some(s) = &self.stdin {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
+        }
+        for r in self.outputs.iter().flatten() {
+            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+        }
+        let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, PollTimeout::from(ms));
+    }
 }

@@ -264,9 +264,9 @@ fn finalize_inner(
         }
     }
 
-    if let Some(m) = p.umask {
-        capsa_sys::process::set_umask(m);
-    }
+    // 0022 unless the spec says otherwise (as runc): never the umask of
+    // whoever started the runtime.
+    capsa_sys::process::set_umask(p.umask.unwrap_or(0o022));
 
     capsa_sys::caps::set(capsa_sys::caps::CapSets {
         effective: p.effective,

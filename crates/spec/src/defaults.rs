@@ -89,7 +89,8 @@ pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+                "/sys/devices/virtual/powercap"
             ],
             "readonlyPaths": [
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
@@ -130,6 +131,20 @@ pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_masks_are_dockers_with_powercap() {
+        let v = spec(None).unwrap();
+        let masked: Vec<&str> = v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        // CVE-2020-8694: RAPL energy counters leak what other tenants run.
+        assert!(masked.contains(&"/sys/devices/virtual/powercap"));
+        assert!(masked.contains(&"/proc/kcore") && masked.contains(&"/sys/firmware"));
+    }
 
     #[test]
     fn default_spec_parses_and_validates_shape() {
