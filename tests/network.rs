@@ -961,13 +961,92 @@ fn a_container_cannot_reach_the_hosts_loopback_services_by_forged_packets() {
     let attack = format!(
         "busybox ping -c1 -W2 {gw} >/dev/null; /probe forge-udp 127.0.0.1 {port} escaped && /probe forge-udp {gw} {control_port} delivered"
     );
-    let o = c.run(&["run", "--rm", "--network", &net, img, "sh", "-c", &attack]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(receives(&control).as_deref(), Some("delivered"));
-    assert_eq!(
-        receives(&service),
-        None,
-        "a forged packet reached 127.0.0.1:{port}"
-    );
+    // A port on 127.0.0.1 turns route_localnet on for the bridge: what
+    // the guard is for.
+    let forge = || {
+        let o = c.run(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "-p",
+            "127.0.0.1::80",
+            img,
+            "sh",
+            "-c",
+            &attack,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(receives(&control).as_deref(), Some("delivered"));
+        assert_eq!(
+            receives(&service),
+            None,
+            "a forged packet reached 127.0.0.1:{port}"
+        );
+    };
+    forge();
+    // The guard is asserted on every start, not only when the table is
+    // made: a ruleset reload that dropped it (here only our guard chain is
+    // flushed, not the host's ruleset) does not open the way.
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "--network",
+        &net,
+        img,
+        "sleep",
+        "100",
+    ]);
+    let flushed = std::process::Command::new("nft")
+        .args(["flush", "chain", "inet", "capsa", "guard"])
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+    forge();
+    c.ok(&["rm", "-f", "keeper"]);
+    c.ok(&["network", "rm", &net]);
+}
+
+/// route_localnet only where ports are published: a bridge of containers
+/// without ports never accepts 127.0.0.0/8 from them.
+#[test]
+fn route_localnet_is_on_only_for_bridges_that_publish_ports() {
+    let (env, c, img) = setup("net-rln");
+    let (net, _octet, bridge) = own_network(&env, &c, 0);
+    let rln = || {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quiet",
+        "--network",
+        &net,
+        img,
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(rln(), "0", "route_localnet on a bridge without ports");
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "--network",
+        &net,
+        "-p",
+        "127.0.0.1::80",
+        img,
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(rln(), "1");
+    c.ok(&["rm", "-f", "quiet", "pub"]);
     c.ok(&["network", "rm", &net]);
 }

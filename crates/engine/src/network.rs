@@ -615,12 +615,25 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
         }
         let ns_path = format!("/proc/{pid}/ns/net");
         let ns = std::fs::File::open(&ns_path).at("open", &ns_path)?;
+        let mut nets = Vec::new();
         for (n, ep) in eps.iter().enumerate() {
             let net = get(engine, &ep.network)?;
             let _l = engine.lock(&format!("net-{}", net.name))?;
             capsa_network::attach(&net, ns.as_fd(), ep, n == 0).map_err(net_err)?;
+            nets.push(net);
         }
-        capsa_network::nft::add_ports(&held.ports, first.ip, first.ip6).map_err(net_err)
+        // Ports go to the first network's address: its bridge routes
+        // 127.0.0.1 to the container (IPv4 ports on every address or on a
+        // loopback one).
+        let loopback = held
+            .ports
+            .iter()
+            .any(|p| p.host_ip.is_none_or(|h| h.is_loopback() && h.is_ipv4()));
+        if let (true, Some(net)) = (loopback, nets.first()) {
+            capsa_network::route_localnet(net).map_err(net_err)?;
+        }
+        let refs: Vec<&capsa_network::Network> = nets.iter().collect();
+        capsa_network::nft::add_container(&refs, &held.ports, first.ip, first.ip6).map_err(net_err)
     })();
     match res {
         Ok(()) => {

@@ -135,6 +135,18 @@ fn write_sysctl(path: &str, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(|e| Error::io("write", path, e))
 }
 
+/// Let 127.0.0.1:port reach a container through `net`'s bridge: the
+/// kernel routes loopback sources out of a bridge only with
+/// `route_localnet`. Set only on a bridge that publishes ports, since it
+/// also makes the kernel accept 127.0.0.0/8 from the bridge (the guard
+/// chain drops those, CVE-2020-8558).
+pub fn route_localnet(net: &Network) -> Result<()> {
+    write_sysctl(
+        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge),
+        "1",
+    )
+}
+
 /// Make the network's bridge, up with the gateway address, if it is not
 /// there yet; add the network to the nftables table. Returns its index.
 pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
@@ -157,12 +169,6 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
             .ok_or_else(|| Error::Other(format!("bridge {} vanished", net.bridge)))?;
         add_addresses(nl, l.index, net, net.gateway, net.gateway6, &net.bridge)?;
         nl.set_up(l.index, None, &net.bridge)?;
-        // 127.0.0.1:port reaches a container through this bridge only if
-        // the kernel routes loopback sources out of it.
-        write_sysctl(
-            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge),
-            "1",
-        )?;
         // Containers reach the world through the host, as with docker and
         // podman, which set the same switch.
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {

@@ -378,15 +378,29 @@ fn port_key(p: &Published) -> (&'static str, Value) {
     }
 }
 
-/// Send the published ports to the container at `ip` (and, for ports on
-/// every address, at `ip6` too; a port on an IPv6 host address goes to
-/// `ip6` only).
-pub fn add_ports(ports: &[Published], ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> Result<()> {
-    if ports.is_empty() {
-        return Ok(());
-    }
+/// A container is attached to `nets`: assert the whole table (chains,
+/// rules, the loopback guard) and the networks' elements, and send the
+/// published ports to the container at `ip` (and, for ports on every
+/// address, at `ip6` too; a port on an IPv6 host address goes to `ip6`
+/// only). One nft transaction.
+///
+/// Security: CVE-2020-8558's class. The guard is asserted on every attach,
+/// not only when the table is made: a reload of the host's ruleset (`nft
+/// flush ruleset`, what restarting Debian's nftables service does) would
+/// otherwise leave bridges with route_localnet and no guard.
+pub fn add_container(
+    nets: &[&crate::Network],
+    ports: &[Published],
+    ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
+) -> Result<()> {
     let _l = lock()?;
-    let mut cmds = Vec::new();
+    let mut cmds = base();
+    for net in nets {
+        for (set, e) in network_elems(net) {
+            cmds.push(element("add", set, e));
+        }
+    }
     for p in ports {
         let (maps, key) = port_key(p);
         let to = match (p.host_ip, ip6) {
