@@ -1047,6 +1047,9 @@ fn route_localnet_is_on_only_for_bridges_that_publish_ports() {
         "100",
     ]);
     assert_eq!(rln(), "1");
+    let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", &net])).unwrap();
+    assert_eq!(v[0]["LoopbackGuard"]["RouteLocalnet"], true, "{v}");
+    assert_eq!(v[0]["LoopbackGuard"]["DropRule"], true, "{v}");
     c.ok(&["rm", "-f", "quiet", "pub"]);
     c.ok(&["network", "rm", &net]);
 }

@@ -766,6 +766,14 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<serde_json::Value> {
         "IPAM": {"Config": std::iter::once(json_subnet(&n.subnet.to_string(), &n.gateway.to_string()))
             .chain(n.subnet6.zip(n.gateway6).map(|(s, g)| json_subnet(&s.to_string(), &g.to_string())))
             .collect::<Vec<_>>()},
+        // The CVE-2020-8558 guard as the kernel has it now: whether the
+        // bridge routes 127.0.0.1 (route_localnet) and the drop rule that
+        // keeps containers from forging packets to it is there.
+        "LoopbackGuard": {
+            "RouteLocalnet": std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge))
+                .is_ok_and(|v| v.trim() == "1"),
+            "DropRule": capsa_network::nft::guard_active(),
+        },
         "NameResolution": if n.name == DEFAULT { "none (the default network, as docker's)" } else { "/etc/hosts of each container, rewritten as containers come and go" },
         "Containers": containers,
     }))

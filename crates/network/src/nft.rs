@@ -353,6 +353,24 @@ pub fn remove_network(net: &crate::Network) -> Result<()> {
     Ok(())
 }
 
+/// Whether the guard rule (drop 127.0.0.0/8 from our bridges) is in
+/// place now, as the kernel has it.
+pub fn guard_active() -> bool {
+    let Ok(out) = Command::new("nft")
+        .args(["-j", "list", "chain", FAMILY, TABLE, "guard"])
+        .output()
+    else {
+        return false;
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["rule"]["expr"].as_array())
+        .any(|e| e.iter().any(|x| x.get("drop").is_some()))
+}
+
 fn bridges_left() -> Result<usize> {
     let out = Command::new("nft")
         .args(["-j", "list", "set", FAMILY, TABLE, "bridges"])
