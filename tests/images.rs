@@ -285,7 +285,21 @@ fn a_registry_with_bearer_tokens_is_answered_from_its_challenge() {
     a.ok(&["import", &busybox_tar(&env), &name]);
     let err = a.fails(&["push", &name]);
     assert!(err.contains("401"), "{err}");
-    a.ok(&["login", "-u", "bob", "-p", "hunter2", &reg.addr]);
+    // The realm is on another port: the credentials go there only once
+    // the user names it.
+    let realm = format!("http://{}/token", reg.token.as_ref().unwrap().addr);
+    let err = a.fails(&["login", "-u", "bob", "-p", "hunter2", &reg.addr]);
+    assert!(err.contains("withheld"), "{err}");
+    {
+        let seen = reg.token.as_ref().unwrap().requests.lock().unwrap();
+        assert!(
+            seen.iter().all(|(creds, _)| !creds),
+            "credentials reached a realm nobody named: {seen:?}"
+        );
+    }
+    a.ok(&[
+        "login", "-u", "bob", "-p", "hunter2", "--realm", &realm, &reg.addr,
+    ]);
     a.ok(&["push", &name]);
     // Pushing under another name mounts the blobs across repositories,
     // which needs a token for both.
@@ -298,7 +312,7 @@ fn a_registry_with_bearer_tokens_is_answered_from_its_challenge() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    b.ok(&["pull", "--creds", "bob:hunter2", &other]);
+    b.ok(&["pull", "--creds", "bob:hunter2", "--realm", &realm, &other]);
     let requests = reg.token.as_ref().unwrap().requests.lock().unwrap().clone();
     assert!(
         requests.iter().any(|(creds, s)| *creds

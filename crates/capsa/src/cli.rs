@@ -158,6 +158,9 @@ pub struct RegistryArgs {
     /// Credentials as USER:PASSWORD (instead of the auth file).
     #[arg(long, value_name = "USER:PASSWORD")]
     pub creds: Option<String>,
+    /// With --creds: a token realm on another host that may receive them.
+    #[arg(long, value_name = "URL", requires = "creds")]
+    pub realm: Vec<String>,
     /// The auth file (default $REGISTRY_AUTH_FILE or ~/.config/capsa/auth.json,
     /// then ~/.docker/config.json).
     #[arg(long)]
@@ -212,6 +215,11 @@ pub struct LoginArgs {
     pub ca_file: Option<PathBuf>,
     #[arg(long)]
     pub authfile: Option<PathBuf>,
+    /// A token realm on another host that may receive these credentials
+    /// (kept in the auth file; without it they go only to the registry's
+    /// own host:port).
+    #[arg(long, value_name = "URL")]
+    pub realm: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A user name and password (or token) for a registry.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// Token realms on other hosts that may receive them (the auth
+    /// file's `realm` of this registry's entry; capsa's own key).
+    pub realms: Vec<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -101,9 +104,18 @@ pub fn lookup(files: &[PathBuf], registry: &str) -> Result<Option<Credentials>> 
                     "not user:password",
                 )
             })?;
+            let realms = match auth.get("realm") {
+                Some(serde_json::Value::String(r)) => vec![r.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
             return Ok(Some(Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
+                realms,
             }));
         }
     }
@@ -128,10 +140,12 @@ pub fn save(file: &Path, registry: &str, creds: Option<&Credentials>) -> Result<
     let changed = match creds {
         Some(c) => {
             let raw = format!("{}:{}", c.username, c.password);
-            map.insert(
-                registry.to_string(),
-                serde_json::json!({"auth": base64::engine::general_purpose::STANDARD.encode(raw)}),
-            );
+            let mut entry =
+                serde_json::json!({"auth": base64::engine::general_purpose::STANDARD.encode(raw)});
+            if !c.realms.is_empty() {
+                entry["realm"] = serde_json::json!(c.realms);
+            }
+            map.insert(registry.to_string(), entry);
             true
         }
         None => {
@@ -219,6 +233,7 @@ mod tests {
         let c = Credentials {
             username: "u".into(),
             password: "p:w".into(),
+            realms: vec!["https://auth.example/token".into()],
         };
         assert!(save(&f, "127.0.0.1:5000", Some(&c)).unwrap());
         let files = vec![f.clone()];

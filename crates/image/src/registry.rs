@@ -221,6 +221,23 @@ impl Client {
         }
     }
 
+    /// Whether our credentials may go to `url` (a token realm, an upload
+    /// location, or the registry itself): see [`creds_allowed`].
+    ///
+    /// Security: credentials go only over TLS (or to a loopback address),
+    /// and only to the registry's own host and port, to Docker Hub's own
+    /// token service for Docker Hub, or to a realm the user named for this
+    /// registry (`realm` in its auth entry, `--realm`). A registry cannot
+    /// send them to a host of its choosing, or over plain HTTP.
+    fn may_receive_creds(&self, url: &str) -> bool {
+        let realms = self
+            .creds
+            .as_ref()
+            .map(|c| c.realms.as_slice())
+            .unwrap_or(&[]);
+        creds_allowed(&self.host, realms, url)
+    }
+
     fn base(&self, scheme: &str) -> String {
         format!("{scheme}://{}", self.host)
     }
@@ -298,8 +315,15 @@ impl Client {
         let Some(ch) = challenge else {
             return Err(self.err("401 without a WWW-Authenticate challenge"));
         };
+        let scheme = (*self.scheme.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or("https");
         let header = match ch.scheme.as_str() {
             "basic" => match &self.creds {
+                Some(_) if !self.may_receive_creds(&self.base(scheme)) => {
+                    return Err(self.err(format!(
+                        "credentials withheld: {} answers over {scheme}, and credentials go only over TLS or to a loopback address",
+                        self.host
+                    )))
+                }
                 Some(c) => c.basic(),
                 None => return Err(self.err("authentication required: run `capsa login` first")),
             },
@@ -316,12 +340,22 @@ impl Client {
                     url.push_str(&format!("scope={}&", encode(s)));
                 }
                 let mut req = self.agent.get(url.trim_end_matches(['?', '&']));
+                let mut withheld = false;
                 if let Some(c) = &self.creds {
-                    req = req.set("Authorization", &c.basic());
+                    if self.may_receive_creds(realm) {
+                        req = req.set("Authorization", &c.basic());
+                    } else {
+                        withheld = true;
+                    }
                 }
+                let note = if withheld {
+                    format!(" (our credentials were withheld from {realm}: not this registry's host and port, or not TLS; name it with `capsa login --realm` to allow it)")
+                } else {
+                    String::new()
+                };
                 let resp = req.call().map_err(|e| match e {
                     ureq::Error::Status(code, r) => self.err(format!(
-                        "token from {realm}: {}",
+                        "token from {realm}: {}{note}",
                         describe(
                             code,
                             Response {
@@ -330,7 +364,7 @@ impl Client {
                             }
                         )
                     )),
-                    e => self.err(format!("token from {realm}: {e}")),
+                    e => self.err(format!("token from {realm}: {e}{note}")),
                 })?;
                 let v: serde_json::Value =
                     serde_json::from_reader(resp.into_reader().take(1 << 20))
@@ -389,7 +423,10 @@ impl Client {
             for (k, v) in headers {
                 req = req.set(k, v);
             }
-            if let Some(a) = auth {
+            // An upload location on another host gets no Authorization.
+            if let Some(a) = auth.filter(|_| {
+                url.starts_with(&format!("{}/", self.base(scheme))) || self.may_receive_creds(&url)
+            }) {
                 req = req.set("Authorization", a);
             }
             let r = match body.take().unwrap_or(Body::None) {
@@ -481,4 +518,101 @@ fn encode(s: &str) -> String {
 /// The token scope for pulling from (`pull`) or pushing to a repository.
 pub(crate) fn scope(repo: &str, actions: &str) -> String {
     format!("repository:{repo}:{actions}")
+}
+
+/// Whether credentials for the registry at `host` (its host:port) may go
+/// to `url`: over TLS or to a loopback address, and to that same host and
+/// port, to Docker Hub's token service for Docker Hub, or to one of
+/// `realms` (what the user named for this registry).
+pub fn creds_allowed(host: &str, realms: &[String], url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if scheme != "https" && !(scheme == "http" && loopback) {
+        return false;
+    }
+    if authority == host {
+        return true;
+    }
+    if host == "registry-1.docker.io" && authority == "auth.docker.io" {
+        return true;
+    }
+    realms.iter().any(|r| {
+        url == r
+            || url.starts_with(&format!("{}/", r.trim_end_matches('/')))
+            || url.starts_with(&format!("{r}?"))
+    })
+}
+
+#[cfg(test)]
+mod creds_tests {
+    use super::creds_allowed;
+
+    #[test]
+    fn credentials_go_to_the_registry_itself_over_tls_or_loopback() {
+        let none: &[String] = &[];
+        assert!(creds_allowed(
+            "reg.example:5000",
+            none,
+            "https://reg.example:5000/token"
+        ));
+        assert!(creds_allowed(
+            "127.0.0.1:5000",
+            none,
+            "http://127.0.0.1:5000/v2/"
+        ));
+        // Another port, another host, plain HTTP elsewhere: never.
+        assert!(!creds_allowed(
+            "127.0.0.1:5000",
+            none,
+            "http://127.0.0.1:5001/token"
+        ));
+        assert!(!creds_allowed(
+            "reg.example",
+            none,
+            "https://evil.example/token"
+        ));
+        assert!(!creds_allowed(
+            "reg.example",
+            none,
+            "http://reg.example/token"
+        ));
+        assert!(!creds_allowed(
+            "reg.example",
+            none,
+            "https://reg.example.evil/token"
+        ));
+        assert!(!creds_allowed("reg.example", none, "reg.example/token"));
+        // Docker Hub's own token service, and realms the user named.
+        assert!(creds_allowed(
+            "registry-1.docker.io",
+            none,
+            "https://auth.docker.io/token"
+        ));
+        let named = vec!["https://auth.example/token".to_string()];
+        assert!(creds_allowed(
+            "reg.example",
+            &named,
+            "https://auth.example/token"
+        ));
+        assert!(!creds_allowed(
+            "reg.example",
+            &named,
+            "https://auth.example/tokens"
+        ));
+        assert!(!creds_allowed(
+            "reg.example",
+            &named,
+            "http://auth.example/token"
+        ));
+    }
 }

@@ -18,6 +18,7 @@ pub(crate) fn options(a: &RegistryArgs) -> Result<Options> {
             Some(Credentials {
                 username: u.into(),
                 password: p.into(),
+                realms: a.realm.clone(),
             })
         }
         None => None,
@@ -83,7 +84,11 @@ pub fn login(a: LoginArgs) -> Result<()> {
         }
         (None, false) => bail!("login {}: give --password or --password-stdin", a.registry),
     };
-    let creds = Credentials { username, password };
+    let creds = Credentials {
+        username,
+        password,
+        realms: a.realm.clone(),
+    };
     // Check the credentials against the registry before keeping them.
     let r = Reference::parse(&format!("{}/capsa-login-check", a.registry))
         .with_context(|| format!("{}: not a registry host", a.registry))?;
