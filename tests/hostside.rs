@@ -6,6 +6,7 @@ use capsa_tests::engines::busybox_rootfs_tar;
 use capsa_tests::images::{load_busybox_probe, oci_layout, oci_layout_with, LayerTar};
 use capsa_tests::registry::Capsa;
 use capsa_tests::*;
+use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
@@ -325,4 +326,92 @@ fn the_container_umask_is_0022_not_the_callers() {
     let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0022");
+}
+
+/// A layer that inflates a thousand times (100 MiB of zeros in a few
+/// hundred kilobytes of gzip) is refused as a bomb before it fills the
+/// disk, and nothing of it is kept.
+#[test]
+fn a_gzip_bomb_layer_is_refused() {
+    let env = Env::new("hs-bomb");
+    let c = Capsa::new(&env, "c");
+    let bomb = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(100 << 20);
+        b.append_data(&mut h, "zeros", std::io::repeat(0).take(100 << 20))
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    let layout = env.dir.join("layout");
+    oci_layout(
+        &layout,
+        "bomb",
+        &[("amd64", vec![busybox_rootfs_tar(), bomb])],
+    );
+    let o = c.run(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let e = if o.status.success() {
+        c.fails(&["run", "--rm", "localhost/imported:bomb", "true"])
+    } else {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(e.contains("decompression bomb"), "{e}");
+    // No layer directory holds the zeros.
+    let layers = c.store.join("layers");
+    let big = std::fs::read_dir(&layers)
+        .map(|rd| rd.flatten().any(|l| l.path().join("diff/zeros").exists()))
+        .unwrap_or(false);
+    assert!(!big, "the bomb's file was kept");
+}
+
+/// Rewrite the layout's one manifest with `edit`, under its new digest.
+fn edit_manifest(layout: &std::path::Path, edit: impl Fn(&mut serde_json::Value)) {
+    use sha2::Digest as _;
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&blob).unwrap()).unwrap();
+    edit(&mut m);
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    index["manifests"][0]["digest"] = serde_json::json!(format!("sha256:{hex}"));
+    index["manifests"][0]["size"] = serde_json::json!(bytes.len());
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// CVE-2021-41190: a document that is both an index and a manifest, and
+/// a manifest whose media type is not the one its descriptor names, are
+/// refused by name.
+#[test]
+fn ambiguous_and_type_confused_manifests_are_refused() {
+    let env = Env::new("hs-confused");
+    let c = Capsa::new(&env, "c");
+    let both = env.dir.join("both");
+    oci_layout(&both, "both", &[("amd64", vec![busybox_rootfs_tar()])]);
+    edit_manifest(&both, |m| m["manifests"] = serde_json::json!([]));
+    let e = c.fails(&["load", "-q", "-i", both.to_str().unwrap()]);
+    assert!(e.contains("ambiguous"), "{e}");
+    let confused = env.dir.join("confused");
+    oci_layout(
+        &confused,
+        "confused",
+        &[("amd64", vec![busybox_rootfs_tar()])],
+    );
+    edit_manifest(&confused, |m| {
+        m["mediaType"] = serde_json::json!("application/vnd.docker.distribution.manifest.v2+json")
+    });
+    let e = c.fails(&["load", "-q", "-i", confused.to_str().unwrap()]);
+    assert!(e.contains("mediaType") && e.contains("served"), "{e}");
 }

@@ -21,6 +21,24 @@ pub struct Cli {
     /// Where runtime state, monitor sockets and locks live.
     #[arg(long, global = true, env = "CAPSA_RUN", default_value = "/run/capsa")]
     pub run_root: PathBuf,
+    /// The most an image layer may unpack to (bytes, or with k/m/g).
+    #[arg(
+        long,
+        global = true,
+        env = "CAPSA_MAX_LAYER_SIZE",
+        default_value = "32g"
+    )]
+    pub max_layer_size: String,
+    /// Past its first 64 MiB, the most a layer may inflate, as a multiple
+    /// of its downloaded size (a decompression bomb inflates thousands of
+    /// times).
+    #[arg(
+        long,
+        global = true,
+        env = "CAPSA_MAX_INFLATE_RATIO",
+        default_value_t = 100
+    )]
+    pub max_inflate_ratio: u64,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -42,8 +42,37 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<Doc
             "{what}: Docker schema 1 manifests are not supported (deprecated since 2017)"
         )));
     }
+    // Security: CVE-2021-41190. A document that reads as an index to one
+    // client and as a manifest to another (both `manifests` and `layers`
+    // or `config`, or a media type its shape contradicts) is refused, as
+    // is one whose own media type differs from what the registry said.
+    let has_index_shape = v.get("manifests").is_some();
+    let has_manifest_shape = v.get("layers").is_some() || v.get("config").is_some();
+    if has_index_shape && has_manifest_shape {
+        return Err(invalid(
+            what,
+            "ambiguous: both an index (manifests) and a manifest (layers, config)",
+        ));
+    }
+    let known = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+    let declared = v.get("mediaType").and_then(|m| m.as_str());
+    let said = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    if let (Some(d), Some(s)) = (declared, said) {
+        if known.contains(&s) && d != s {
+            return Err(invalid(
+                what,
+                format!("its mediaType {d:?} is not the {s:?} the registry served it as"),
+            ));
+        }
+    }
     let is_index =
         mt == OCI_INDEX || mt == DOCKER_LIST || (mt.is_empty() && v.get("manifests").is_some());
+    if (is_index && has_manifest_shape) || (!is_index && has_index_shape) {
+        return Err(invalid(
+            what,
+            format!("its media type {mt:?} does not match its content"),
+        ));
+    }
     if is_index {
         let idx: ImageIndex =
             serde_json::from_value(v).map_err(|e| invalid(what, format!("bad index: {e}")))?;

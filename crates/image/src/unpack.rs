@@ -65,6 +65,68 @@ pub struct Unpacked {
 
 const CHUNK: usize = 1 << 20;
 
+/// What a layer may unpack to: at most `max_bytes`, and past `floor`
+/// bytes at most `max_ratio` times what was downloaded (a real layer
+/// inflates a few times; a decompression bomb, thousands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_ratio: u64,
+    pub floor: u64,
+}
+
+impl Limits {
+    /// 32 GiB, and 100x past the first 64 MiB.
+    pub const DEFAULT: Limits = Limits {
+        max_bytes: 32 << 30,
+        max_ratio: 100,
+        floor: 64 << 20,
+    };
+
+    fn check(&self, compressed: u64, unpacked: u64) -> io::Result<()> {
+        if unpacked > self.max_bytes {
+            return Err(io::Error::other(format!(
+                "the layer unpacks to more than {} bytes (--max-layer-size): refused",
+                self.max_bytes
+            )));
+        }
+        if unpacked > self.floor && unpacked > compressed.saturating_mul(self.max_ratio) {
+            return Err(io::Error::other(format!(
+                "the layer inflates more than {}x ({compressed} bytes to over {unpacked}): refused as a decompression bomb (--max-inflate-ratio)",
+                self.max_ratio
+            )));
+        }
+        Ok(())
+    }
+}
+
+static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+
+/// Set the limits for this process (the command line does, from its
+/// flags); [`Limits::DEFAULT`] otherwise.
+pub fn set_limits(l: Limits) {
+    let _ = LIMITS.set(l);
+}
+
+fn limits() -> Limits {
+    *LIMITS.get().unwrap_or(&Limits::DEFAULT)
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Reads chunks that another thread decompressed: inflating and writing
 /// files then use both cores.
 struct ChunkReader {
@@ -95,9 +157,16 @@ impl Read for ChunkReader {
 /// Unpack a (possibly compressed) layer tar from `blob` into `dest`, an
 /// empty directory that only we use. Returns the diff id it hashed.
 pub fn unpack_layer(blob: impl Read + Send, dest: &Path) -> Result<Unpacked> {
+    let limits = limits();
+    let compressed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let blob = Counting {
+        inner: blob,
+        count: compressed.clone(),
+    };
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
         s.spawn(move || {
+            let mut unpacked = 0u64;
             let mut r = match decompress(blob) {
                 Ok(r) => r,
                 Err(e) => {
@@ -120,6 +189,14 @@ pub fn unpack_layer(blob: impl Read + Send, dest: &Path) -> Result<Unpacked> {
                     }
                 }
                 if filled == 0 {
+                    return;
+                }
+                // Security: a decompression bomb stops here, before it
+                // fills the disk.
+                unpacked += filled as u64;
+                let so_far = compressed.load(std::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = limits.check(so_far, unpacked) {
+                    let _ = tx.send(Err(e));
                     return;
                 }
                 chunk.truncate(filled);
@@ -186,6 +263,7 @@ pub fn unpack_tar_with(reader: impl Read, dest: &Path, opts: Options) -> Result<
         dir_times: Vec::new(),
         buf: vec![0u8; 256 * 1024],
         opts,
+        written: 0,
     };
     let mut entries = 0u64;
     {
@@ -231,6 +309,8 @@ struct Unpacker<'a> {
     dir_times: Vec<(Vec<String>, i64)>,
     buf: Vec<u8>,
     opts: Options,
+    /// Bytes of file content written so far.
+    written: u64,
 }
 
 const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
@@ -398,7 +478,9 @@ impl Unpacker<'_> {
                 )
                 .at("create", path())?;
                 let mut file = File::from(fd);
-                copy(&mut entry, &mut file, &mut self.buf).at("write", path())?;
+                let max = limits().max_bytes;
+                copy(&mut entry, &mut file, &mut self.buf, &mut self.written, max)
+                    .at("write", path())?;
                 self.finish_fd(file.as_fd(), uid, gid, mode, &xattrs, Some(mtime), &comps)?;
             }
             tar::EntryType::Directory => {
@@ -587,7 +669,15 @@ fn xattrs_of<R: Read>(
     Ok(out)
 }
 
-fn copy(r: &mut impl Read, w: &mut File, buf: &mut [u8]) -> io::Result<()> {
+/// Copy `r` into `w`, counting into `written`, refused past `max` (a
+/// sparse entry expands without reading the compressed stream).
+fn copy(
+    r: &mut impl Read,
+    w: &mut File,
+    buf: &mut [u8],
+    written: &mut u64,
+    max: u64,
+) -> io::Result<()> {
     use std::io::Write;
     loop {
         let n = match r.read(buf) {
@@ -596,6 +686,12 @@ fn copy(r: &mut impl Read, w: &mut File, buf: &mut [u8]) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        *written += n as u64;
+        if *written > max {
+            return Err(io::Error::other(format!(
+                "the layer's files come to more than {max} bytes (--max-layer-size): refused"
+            )));
+        }
         w.write_all(&buf[..n])?;
     }
 }

@@ -36,6 +36,7 @@ impl Default for PullOptions {
 
 /// Manifests are small; anything larger is refused rather than read.
 const MANIFEST_LIMIT: u64 = 4 << 20;
+const CONFIG_LIMIT: u64 = 8 << 20;
 const RETRIES: u32 = 3;
 
 impl Client {
@@ -178,6 +179,7 @@ pub fn pull(
     let (mut bytes, mut ct, mut digest) = client.manifest(repo, &reference.manifest_ref())?;
     let what = reference.to_string();
     let mut index_bytes = None;
+    let mut wanted: Option<String> = None;
     let m = loop {
         match manifest::parse(&bytes, Some(&ct), &what)? {
             Document::Image(m) => break m,
@@ -186,11 +188,34 @@ pub fn pull(
                     return Err(invalid(what, "an index inside an index"));
                 }
                 let d = manifest::select(&idx, &opts.platform, &what)?;
+                wanted = Some(d.media_type().to_string());
                 index_bytes = Some(bytes);
                 (bytes, ct, digest) = client.manifest(repo, d.digest().as_ref())?;
             }
         }
     };
+    // Security: CVE-2021-41190. The manifest is what its descriptor in the
+    // index said it is.
+    if let Some(want) = wanted {
+        let got = manifest::manifest_media_type(&m);
+        if got != want {
+            return Err(invalid(
+                what,
+                format!("the index names a {want:?}, the registry served a {got:?}"),
+            ));
+        }
+    }
+    // A config is a few kilobytes: a huge one is not an image's.
+    if m.config().size() > CONFIG_LIMIT {
+        return Err(invalid(
+            what,
+            format!(
+                "its config is {} bytes, more than the {} MiB a config may be",
+                m.config().size(),
+                CONFIG_LIMIT >> 20
+            ),
+        ));
+    }
     let config_digest = manifest::digest_of(m.config())?;
     if !store.has_blob(&config_digest) {
         client.fetch_blob(store, repo, &config_digest, m.config().size(), &|_| {})?;
