@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Short fuzzing runs of every cargo-fuzz target (config parsing, seccomp
-# compilation): SECONDS_EACH seconds each (default 60). Needs the nightly
+# compilation, manifest parsing, layer unpacking): SECONDS_EACH seconds
+# each (default 60). Needs the nightly
 # toolchain (libFuzzer and sanitizers); without it, says so and skips.
 # Usage: bash scripts/fuzz.sh [SECONDS_EACH]
 set -euo pipefail
@@ -16,6 +17,8 @@ for t in $(cargo +nightly fuzz list); do
     echo "== fuzz $t (${secs}s)"
     mkdir -p corpus/"$t"
     cargo +nightly fuzz run "$t" corpus/"$t" seeds/"$t" -- -max_total_time="$secs" -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|panicked" || true
+    # layer_unpack's scratch directories.
+    rm -rf /tmp/capsa-fuzz-unpack-*
     # A crash leaves an artifact and a non-zero exit above: fail on it.
     if ls artifacts/"$t"/crash-* >/dev/null 2>&1; then
         echo "fuzz $t found a crash: $(ls artifacts/"$t"/crash-*)"; exit 1
