@@ -415,3 +415,58 @@ fn ambiguous_and_type_confused_manifests_are_refused() {
     let e = c.fails(&["load", "-q", "-i", confused.to_str().unwrap()]);
     assert!(e.contains("mediaType") && e.contains("served"), "{e}");
 }
+
+/// A container grows a file while `capsa cp` reads it, appending blocks
+/// that are tar headers of its own (an entry `pwned` beside the copy).
+/// The copy takes exactly the size it announced, so nothing but what was
+/// asked for lands on the host.
+#[test]
+fn a_file_growing_during_cp_cannot_inject_entries() {
+    let (env, c, img) = setup("hs-cpgrow");
+    let blocks = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(0);
+        b.append_data(&mut h, "pwned", std::io::empty()).unwrap();
+        b.into_inner().unwrap() // the header and two zero blocks
+    };
+    let vol = env.dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("blk"), &blocks).unwrap();
+    let mount = format!("{}:/in", vol.display());
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-v",
+        &mount,
+        img,
+        "sh",
+        "-c",
+        "mkdir /log && touch /ready && while :; do cat /in/blk >> /log/app.log; done",
+    ]);
+    assert!(wait_for(10, || c
+        .run(&["exec", "box", "test", "-s", "/log/app.log"])
+        .status
+        .success()));
+    let dest = env.dir.join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    for _ in 0..5 {
+        let o = c.run(&["cp", "box:/log", &format!("{}/", dest.display())]);
+        if !o.status.success() {
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(e.contains("changed size"), "{e}");
+        }
+        assert!(
+            !dest.join("pwned").exists(),
+            "an injected entry landed on the host"
+        );
+        let names: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.iter().all(|n| n == "log"), "{names:?}");
+    }
+}

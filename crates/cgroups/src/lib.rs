@@ -331,7 +331,12 @@ impl Cgroup {
         // would escape the walk; frozen, nothing forks or exits (so no pid
         // is reused) until every member has its signal. Then thawed, so
         // that the signals are delivered, unless it was paused already.
-        let froze = !self.is_frozen() && self.freeze(true).is_ok();
+        // Thawed afterwards whenever we tried, even if the freeze did not
+        // report done in time: never left frozen by us.
+        let froze = !self.is_frozen();
+        if froze {
+            let _ = self.freeze(true);
+        }
         let procs = self.procs();
         if let Ok(pids) = &procs {
             for pid in pids {

@@ -55,16 +55,69 @@ fn tar_of(src: &Path, name: &str) -> Result<Vec<u8>> {
 ///
 /// Security: a container's file named `.wh...` once made the host's copy
 /// destination be emptied (a whiteout of `..`).
-fn unpack_into(tar: &[u8], dir: &Path, owner: Option<(u32, u32)>, archive: bool) -> Result<()> {
+fn unpack_into(
+    tar: &[u8],
+    dir: &Path,
+    top: &str,
+    owner: Option<(u32, u32)>,
+    archive: bool,
+) -> Result<()> {
     let opts = capsa_image::unpack::Options {
         whiteouts: false,
         owner: if archive { None } else { owner },
         setid: archive,
         nodes: false,
         strict_names: true,
+        xattrs: archive,
     };
+    // Every entry under the copy's own top name: a stream that says
+    // otherwise was not made by us.
+    let mut a = tar::Archive::new(tar);
+    for e in a
+        .entries()
+        .map_err(|e| Error::Other(format!("copy: {e}")))?
+    {
+        let e = e.map_err(|e| Error::Other(format!("copy: {e}")))?;
+        let p = e.path_bytes();
+        let first = p
+            .split(|b| *b == b'/')
+            .find(|c| !c.is_empty() && *c != b".");
+        if top != "." && first != Some(top.as_bytes()) {
+            return Err(Error::Other(format!(
+                "copy: an entry {:?} outside {top:?}: refused",
+                String::from_utf8_lossy(&p)
+            )));
+        }
+    }
     capsa_image::unpack::unpack_tar_with(tar, dir, opts)?;
     Ok(())
+}
+
+/// Reads exactly `left` bytes: zeros (and `changed`) where the file ends
+/// early, nothing past them.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+    changed: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match self.inner.read(&mut buf[..want])? {
+            0 => {
+                self.changed = true;
+                buf[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// `fd` (an `O_PATH` handle) reopened for reading when it is a regular
@@ -142,9 +195,25 @@ fn add_fd(b: &mut tar::Builder<Vec<u8>>, fd: &OwnedFd, name: &str) -> Result<()>
             }
         }
         FileType::RegularFile => {
-            h.set_size(st.st_size as u64);
-            let f = std::fs::File::from(fd.try_clone().map_err(io)?);
-            b.append_data(&mut h, name, f).map_err(io)?;
+            // Security: exactly the size in the header, whatever the file
+            // does meanwhile. A container growing the file while it is
+            // read would otherwise append bytes of its choosing to the
+            // stream, read back as entries of their own (any name, any
+            // xattr) when the copy is unpacked on the host.
+            let size = st.st_size as u64;
+            h.set_size(size);
+            let mut exact = Exact {
+                inner: std::fs::File::from(fd.try_clone().map_err(io)?),
+                left: size,
+                changed: false,
+            };
+            b.append_data(&mut h, name, &mut exact).map_err(io)?;
+            let mut one = [0u8; 1];
+            if exact.changed || std::io::Read::read(&mut exact.inner, &mut one).unwrap_or(0) > 0 {
+                return Err(Error::Other(format!(
+                    "{name}: the file changed size while it was copied; copy it again"
+                )));
+            }
         }
         // Devices, fifos and sockets are not copied, as docker does not.
         _ => {}
@@ -193,7 +262,7 @@ pub fn from_container(
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );
-    unpack_into(&tar, &dir, Some(me), archive)
+    unpack_into(&tar, &dir, &name, Some(me), archive)
 }
 
 /// Copy `src` on the host into the container at `path`. The files get the
@@ -237,6 +306,7 @@ pub fn to_container(
     unpack_into(
         &tar,
         Path::new(&capsa_sys::resolve::fd_path(dir.as_raw_fd())),
+        &name,
         Some(root),
         archive,
     )
@@ -255,5 +325,5 @@ pub(crate) fn seed_volume(rootfs: &Path, path: &str, dest: &Path) -> Result<()> 
     add_fd(&mut b, &fd, ".")?;
     let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
     // The image's own ids and modes, as docker seeds a volume.
-    unpack_into(&tar, dest, None, true)
+    unpack_into(&tar, dest, ".", None, true)
 }

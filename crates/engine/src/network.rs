@@ -629,11 +629,14 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
             .ports
             .iter()
             .any(|p| p.host_ip.is_none_or(|h| h.is_loopback() && h.is_ipv4()));
+        let refs: Vec<&capsa_network::Network> = nets.iter().collect();
+        capsa_network::nft::add_container(&refs, &held.ports, first.ip, first.ip6)
+            .map_err(net_err)?;
+        // Only once the guard is known to be in place.
         if let (true, Some(net)) = (loopback, nets.first()) {
             capsa_network::route_localnet(net).map_err(net_err)?;
         }
-        let refs: Vec<&capsa_network::Network> = nets.iter().collect();
-        capsa_network::nft::add_container(&refs, &held.ports, first.ip, first.ip6).map_err(net_err)
+        Ok(())
     })();
     match res {
         Ok(()) => {
@@ -705,7 +708,9 @@ pub fn connect_one(
             .at("open", &ns_path)
             .and_then(|ns| {
                 let _l = engine.lock(&format!("net-{}", net.name))?;
-                capsa_network::attach(&net, ns.as_fd(), &ep, n == 0).map_err(net_err)
+                capsa_network::attach(&net, ns.as_fd(), &ep, n == 0).map_err(net_err)?;
+                // The guard, asserted on this attach too.
+                capsa_network::nft::add_container(&[&net], &[], ep.ip, ep.ip6).map_err(net_err)
             });
         if let Err(e) = res {
             release(&dir, &net.name);

@@ -17,6 +17,9 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
+/// The most layers an image may have.
+pub const MAX_LAYERS: usize = 500;
+
 /// Every manifest type capsa reads, for a registry's `Accept` header.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -219,6 +222,17 @@ impl Image {
             .map(|d| Digest::parse(d))
             .collect::<Result<Vec<_>>>()?;
         let descs = self.manifest.layers();
+        // Each layer's limits hold per layer: a manifest of thousands would
+        // multiply them (and overlayfs stacks at most 500 lower layers).
+        if descs.len() > MAX_LAYERS {
+            return Err(invalid(
+                what,
+                format!(
+                    "{} layers, more than the {MAX_LAYERS} an image may have",
+                    descs.len()
+                ),
+            ));
+        }
         if descs.len() != diff_ids.len() {
             return Err(invalid(
                 what,

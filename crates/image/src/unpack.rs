@@ -163,6 +163,7 @@ pub fn unpack_layer(blob: impl Read + Send, dest: &Path) -> Result<Unpacked> {
         inner: blob,
         count: compressed.clone(),
     };
+    let counter = compressed.clone();
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
         s.spawn(move || {
@@ -210,7 +211,7 @@ pub fn unpack_layer(blob: impl Read + Send, dest: &Path) -> Result<Unpacked> {
             cur: Vec::new(),
             pos: 0,
         };
-        unpack_tar(reader, dest)
+        unpack_counted(reader, dest, Options::LAYER, Some(counter))
     })
 }
 
@@ -229,6 +230,8 @@ pub struct Options {
     /// An entry whose name has a `..` or empty component is refused
     /// instead of cleaned.
     pub strict_names: bool,
+    /// Extended attributes (file capabilities, overlay markers) applied.
+    pub xattrs: bool,
 }
 
 impl Options {
@@ -239,6 +242,7 @@ impl Options {
         setid: true,
         nodes: true,
         strict_names: false,
+        xattrs: true,
     };
 }
 
@@ -249,6 +253,15 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<Unpacked> {
 
 /// Unpack an uncompressed tar stream into `dest`, as `opts` says.
 pub fn unpack_tar_with(reader: impl Read, dest: &Path, opts: Options) -> Result<Unpacked> {
+    unpack_counted(reader, dest, opts, None)
+}
+
+fn unpack_counted(
+    reader: impl Read,
+    dest: &Path,
+    opts: Options,
+    compressed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) -> Result<Unpacked> {
     let root = rustix::fs::open(
         dest,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -264,6 +277,7 @@ pub fn unpack_tar_with(reader: impl Read, dest: &Path, opts: Options) -> Result<
         buf: vec![0u8; 256 * 1024],
         opts,
         written: 0,
+        compressed,
     };
     let mut entries = 0u64;
     {
@@ -311,6 +325,8 @@ struct Unpacker<'a> {
     opts: Options,
     /// Bytes of file content written so far.
     written: u64,
+    /// For a layer: the compressed bytes read so far.
+    compressed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
@@ -463,7 +479,10 @@ impl Unpacker<'_> {
         ));
         let mtime = header.mtime().unwrap_or(0) as i64;
         let path = || self.dest.join(comps.join("/"));
-        let xattrs = xattrs_of(&mut entry, &comps)?;
+        let mut xattrs = xattrs_of(&mut entry, &comps)?;
+        if !self.opts.xattrs {
+            xattrs.clear();
+        }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = rustix::fs::openat(
@@ -478,9 +497,25 @@ impl Unpacker<'_> {
                 )
                 .at("create", path())?;
                 let mut file = File::from(fd);
-                let max = limits().max_bytes;
-                copy(&mut entry, &mut file, &mut self.buf, &mut self.written, max)
-                    .at("write", path())?;
+                let limits = limits();
+                let compressed = self.compressed.clone();
+                let check = move |written: u64| match &compressed {
+                    // A layer: its limits, against what was downloaded.
+                    Some(c) => limits.check(c.load(std::sync::atomic::Ordering::Relaxed), written),
+                    None if written > limits.max_bytes => Err(io::Error::other(format!(
+                        "more than {} bytes (--max-layer-size): refused",
+                        limits.max_bytes
+                    ))),
+                    None => Ok(()),
+                };
+                copy(
+                    &mut entry,
+                    &mut file,
+                    &mut self.buf,
+                    &mut self.written,
+                    &check,
+                )
+                .at("write", path())?;
                 self.finish_fd(file.as_fd(), uid, gid, mode, &xattrs, Some(mtime), &comps)?;
             }
             tar::EntryType::Directory => {
@@ -669,14 +704,15 @@ fn xattrs_of<R: Read>(
     Ok(out)
 }
 
-/// Copy `r` into `w`, counting into `written`, refused past `max` (a
-/// sparse entry expands without reading the compressed stream).
+/// Copy `r` into `w`, counting into `written`, refused when `check`
+/// says so (a sparse entry expands without reading the compressed
+/// stream, so the layer's limits are applied to what is written too).
 fn copy(
     r: &mut impl Read,
     w: &mut File,
     buf: &mut [u8],
     written: &mut u64,
-    max: u64,
+    check: &dyn Fn(u64) -> io::Result<()>,
 ) -> io::Result<()> {
     use std::io::Write;
     loop {
@@ -687,11 +723,7 @@ fn copy(
             Err(e) => return Err(e),
         };
         *written += n as u64;
-        if *written > max {
-            return Err(io::Error::other(format!(
-                "the layer's files come to more than {max} bytes (--max-layer-size): refused"
-            )));
-        }
+        check(*written)?;
         w.write_all(&buf[..n])?;
     }
 }

@@ -183,6 +183,18 @@ fn base() -> Vec<Value> {
             {"drop": null}
         ]),
     ));
+    // Nor may they claim to come from it (a forged loopback source is
+    // trusted by services that check it). Replies to our own 127.0.0.1 ->
+    // container connections carry the gateway address here (raw, before
+    // conntrack undoes NAT).
+    c.push(rule(
+        "guard",
+        json!([
+            is("==", meta("iifname"), json!("@bridges")),
+            is("==", field("ip", "saddr"), json!({"prefix": {"addr": "127.0.0.0", "len": 8}})),
+            {"drop": null}
+        ]),
+    ));
     let jump = json!({"jump": {"target": "ports"}});
     c.push(rule("prerouting", json!([local.clone(), jump.clone()])));
     c.push(rule("output", json!([local, jump])));

@@ -97,7 +97,14 @@ fn run_one(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(
     // the hook runs, all three pipes non-blocking under one poll. Read
     // only after the exit, a hook writing more than a pipe holds (or not
     // reading a large state) would wait on us forever.
-    let mut pipes = Pipes::new(&mut child, state.as_bytes())?;
+    let mut pipes = match Pipes::new(&mut child, state.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
     let mut pause = Duration::from_micros(100);
     let status = loop {
         pipes.pump();
@@ -204,10 +211,14 @@ impl Pipes {
         }
         let mut buf = [0u8; 16 << 10];
         for slot in &mut self.outputs {
-            while let Some(r) = slot {
+            // A bounded read per call: writers that never pause must not
+            // keep us from the timeout.
+            let mut budget = 1usize << 20;
+            while let (Some(r), true) = (slot.as_mut(), budget > 0) {
                 match r.read(&mut buf) {
                     Ok(0) => *slot = None,
                     Ok(n) => {
+                        budget = budget.saturating_sub(n);
                         let room = KEEP.saturating_sub(self.kept.len());
                         self.kept.extend_from_slice(&buf[..n.min(room)]);
                     }
