@@ -93,133 +93,7 @@ fn unpack_into(
     Ok(())
 }
 
-/// Reads exactly `left` bytes: zeros (and `changed`) where the file ends
-/// early, nothing past them.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-    changed: bool,
-}
-
-impl<R: std::io::Read> std::io::Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = match self.inner.read(&mut buf[..want])? {
-            0 => {
-                self.changed = true;
-                buf[..want].fill(0);
-                want
-            }
-            n => n,
-        };
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// `fd` (an `O_PATH` handle) reopened for reading when it is a regular
-/// file or a directory; `None` for anything else.
-///
-/// Security: a device node or FIFO that an image or a container planted is
-/// never opened by the host (a watchdog opened and closed by host root
-/// reboots the host; a FIFO hangs the command).
-fn reopen_plain(fd: &OwnedFd) -> Result<Option<OwnedFd>> {
-    use rustix::fs::FileType;
-    let st = rustix::fs::fstat(fd).map_err(|e| Error::Other(format!("stat: {e}")))?;
-    let flags = match FileType::from_raw_mode(st.st_mode) {
-        FileType::Directory => libc::O_RDONLY | libc::O_DIRECTORY,
-        FileType::RegularFile => libc::O_RDONLY,
-        _ => return Ok(None),
-    };
-    capsa_sys::root::reopen(fd, flags)
-        .map(Some)
-        .map_err(|e| Error::Other(format!("reopen: {}", e.desc())))
-}
-
-/// Add what `fd` (opened in the container) is to the tar as `name`,
-/// walking directories by fd: nothing the container renames or swaps for a
-/// symlink meanwhile can lead the walk out of its root.
-///
-/// Security: the docker cp symlink-exchange race (CVE-2018-15664).
-fn add_fd(b: &mut tar::Builder<Vec<u8>>, fd: &OwnedFd, name: &str) -> Result<()> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let st = rustix::fs::fstat(fd).map_err(|e| Error::Other(format!("{name}: {e}")))?;
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(st.st_uid as u64);
-    h.set_gid(st.st_gid as u64);
-    h.set_mtime(st.st_mtime.max(0) as u64);
-    let io = |e: std::io::Error| Error::Other(format!("{name}: {e}"));
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::Directory => {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_size(0);
-            b.append_data(&mut h, format!("{name}/"), std::io::empty())
-                .map_err(io)?;
-            let mut names = Vec::new();
-            for e in
-                rustix::fs::Dir::read_from(fd).map_err(|e| Error::Other(format!("{name}: {e}")))?
-            {
-                let e = e.map_err(|e| Error::Other(format!("{name}: {e}")))?;
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n != "." && n != ".." {
-                    names.push(n);
-                }
-            }
-            for n in names {
-                let child = format!("{name}/{n}");
-                let cst = match rustix::fs::statat(fd, n.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(s) => s,
-                    Err(_) => continue, // gone meanwhile
-                };
-                if FileType::from_raw_mode(cst.st_mode) == FileType::Symlink {
-                    let target = rustix::fs::readlinkat(fd, n.as_str(), Vec::new())
-                        .map_err(|e| Error::Other(format!("{child}: {e}")))?;
-                    let mut lh = tar::Header::new_gnu();
-                    lh.set_entry_type(tar::EntryType::Symlink);
-                    lh.set_mode(0o777);
-                    lh.set_size(0);
-                    b.append_link(&mut lh, &child, target.to_string_lossy().as_ref())
-                        .map_err(io)?;
-                    continue;
-                }
-                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                if let Ok(pfd) = rustix::fs::openat(fd, n.as_str(), flags, Mode::empty()) {
-                    if let Some(cfd) = reopen_plain(&pfd)? {
-                        add_fd(b, &cfd, &child)?;
-                    }
-                }
-            }
-        }
-        FileType::RegularFile => {
-            // Security: exactly the size in the header, whatever the file
-            // does meanwhile. A container growing the file while it is
-            // read would otherwise append bytes of its choosing to the
-            // stream, read back as entries of their own (any name, any
-            // xattr) when the copy is unpacked on the host.
-            let size = st.st_size as u64;
-            h.set_size(size);
-            let mut exact = Exact {
-                inner: std::fs::File::from(fd.try_clone().map_err(io)?),
-                left: size,
-                changed: false,
-            };
-            b.append_data(&mut h, name, &mut exact).map_err(io)?;
-            let mut one = [0u8; 1];
-            if exact.changed || std::io::Read::read(&mut exact.inner, &mut one).unwrap_or(0) > 0 {
-                return Err(Error::Other(format!(
-                    "{name}: the file changed size while it was copied; copy it again"
-                )));
-            }
-        }
-        // Devices, fifos and sockets are not copied, as docker does not.
-        _ => {}
-    }
-    Ok(())
-}
+use capsa_image::pack::{add_fd, reopen_plain, Specials};
 
 /// Copy `path` of the container to `dest` on the host (a directory that
 /// exists receives it by name, as `docker cp` does). The files get the
@@ -256,7 +130,7 @@ pub fn from_container(
         )
     };
     let mut b = tar::Builder::new(Vec::new());
-    add_fd(&mut b, &fd, &name)?;
+    add_fd(&mut b, &fd, &name, Specials::Skip)?;
     let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
     let me = (
         nix::unistd::getuid().as_raw(),
@@ -322,7 +196,7 @@ pub(crate) fn seed_volume(rootfs: &Path, path: &str, dest: &Path) -> Result<()> 
         return Ok(());
     };
     let mut b = tar::Builder::new(Vec::new());
-    add_fd(&mut b, &fd, ".")?;
+    add_fd(&mut b, &fd, ".", Specials::Skip)?;
     let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
     // The image's own ids and modes, as docker seeds a volume.
     unpack_into(&tar, dest, ".", None, true)

@@ -415,10 +415,20 @@ pub fn save(
     }
 }
 
-/// Write `dir` (a container's root, say) as a tar stream.
+/// Write `dir` (a container's root, say) as a tar stream, walked by fd
+/// (see [`crate::pack`]): device nodes and FIFOs as header-only entries,
+/// never opened.
 pub fn export_dir(dir: &Path, out: impl Write) -> Result<()> {
+    let root = capsa_sys::root::Root::open(dir)
+        .map_err(|e| crate::error::invalid(dir.display().to_string(), e.desc()))?;
+    let top = capsa_sys::root::reopen(
+        &root
+            .path_fd(Path::new("/"), capsa_sys::resolve::Symlinks::InRoot)
+            .map_err(|e| crate::error::invalid(dir.display().to_string(), e.desc()))?,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+    )
+    .map_err(|e| crate::error::invalid(dir.display().to_string(), e.desc()))?;
     let mut b = tar::Builder::new(out);
-    b.follow_symlinks(false);
-    b.append_dir_all(".", dir).at("archive", dir)?;
+    crate::pack::add_fd(&mut b, &top, ".", crate::pack::Specials::Headers)?;
     b.into_inner().at("archive", dir)?.flush().at("write", dir)
 }

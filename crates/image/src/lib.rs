@@ -13,6 +13,7 @@ pub mod error;
 pub mod layers;
 pub mod local;
 pub mod manifest;
+pub mod pack;
 mod parallel;
 pub mod reference;
 pub mod registry;
