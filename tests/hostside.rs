@@ -470,3 +470,62 @@ fn a_file_growing_during_cp_cannot_inject_entries() {
         assert!(names.iter().all(|n| n == "log"), "{names:?}");
     }
 }
+
+/// A store whose filesystem fills up (a 24 MiB tmpfs): the load or run
+/// that cannot fit fails naming the cause, and the store stays readable
+/// and usable for what does fit.
+#[test]
+fn a_full_store_fails_clearly_and_stays_consistent() {
+    let env = Env::new("hs-full");
+    let mut c = Capsa::new(&env, "c");
+    let small = env.dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &small,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=24m"),
+    )
+    .unwrap();
+    // Env's drop unmounts it, even when the test fails.
+    c.store = small.join("store");
+    c.run = small.join("run");
+    // 40 MiB of random bytes: too much for the store, in any form.
+    let big = {
+        let mut data = vec![0u8; 40 << 20];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, "big", &data[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let layout = env.dir.join("big");
+    oci_layout(
+        &layout,
+        "big",
+        &[("amd64", vec![busybox_rootfs_tar(), big])],
+    );
+    let o = c.run(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let e = if o.status.success() {
+        c.fails(&["run", "--rm", "localhost/imported:big", "true"])
+    } else {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(e.contains("No space left on device"), "{e}");
+    // The store still reads, and a small image still loads and runs.
+    c.ok(&["images"]);
+    let tiny = env.dir.join("tiny");
+    oci_layout(&tiny, "tiny", &[("amd64", vec![busybox_rootfs_tar()])]);
+    c.ok(&["load", "-q", "-i", tiny.to_str().unwrap()]);
+    let out = c.ok(&["run", "--rm", "localhost/imported:tiny", "echo", "fits"]);
+    assert_eq!(out.trim(), "fits");
+}
