@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Faults (issue 14): kill -9 at every step of a start, reached by sampling.
+# Each round starts something and SIGKILLs it after a delay drawn from 0 to
+# MAX_MS milliseconds, then runs the command a user would run next and
+# checks that nothing is left behind:
+#   - `capsa run -d`: the capsa command and, in other rounds, its monitor
+#     are killed; then `capsa rm -f` of everything and `capsa ps -a` empty;
+#   - `capsa-runtime create`: killed; then `capsa-runtime delete -f`;
+#   - `capsa load`: killed mid-write; then `capsa images` must still read
+#     the store.
+# Leftovers counted at the end: mounts, cgroups, processes, state.
+# Usage: sudo bench/kill9.sh [ROUNDS] [MAX_MS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-200}
+max_ms=${2:-60}
+cargo build --release -q -p capsa -p capsa-monitor -p capsa-runtime
+bin=$(pwd)/target/x86_64-unknown-linux-gnu/release
+work=$(mktemp -d /tmp/capsa-kill9.XXXXXX)
+export CAPSA_ROOT=$work/capsa CAPSA_RUN=$work/run CAPSA_CGROUP_PARENT=/capsa-kill9
+capsa() { "$bin/capsa" "$@"; }
+rt() { "$bin/capsa-runtime" --root "$work/rt" "$@"; }
+cleanup() {
+    capsa rm -f $(capsa ps -aq 2>/dev/null) >/dev/null 2>&1 || true
+    for id in $(rt list -q 2>/dev/null); do rt delete -f "$id" >/dev/null 2>&1 || true; done
+    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/capsa-kill9*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/rootfs/bin" "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/"
+for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+capsa import -q "$work/rootfs.tar" localhost/k9:latest >/dev/null
+mkdir -p "$work/bundle"
+ln -s "$work/rootfs" "$work/bundle/rootfs"
+rt spec --bundle "$work/bundle"
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["terminal"] = False; c["process"]["args"] = ["/bin/sleep", "1000"]
+c["linux"]["cgroupsPath"] = "/capsa-kill9/rt"
+json.dump(c, open(p, "w"))
+PY
+# A big layer, so that a load takes long enough to be cut.
+head -c 64M /dev/urandom > "$work/rootfs/big"
+tar -C "$work/rootfs" -cf "$work/big.tar" .
+rm "$work/rootfs/big"
+
+pause() { sleep "$(awk -v m="$max_ms" -v r="$RANDOM" 'BEGIN {printf "%.3f", (r % (m + 1)) / 1000}')"; }
+leftovers() {
+    local n=0
+    n=$((n + $(grep -c " $work" /proc/self/mountinfo || true)))
+    n=$((n + $(find /sys/fs/cgroup/*/capsa-kill9* -mindepth 1 -type d 2>/dev/null | wc -l)))
+    n=$((n + $(pgrep -fc "$work/(rt|capsa|run)" || true)))
+    n=$((n + $(find "$work/rt" "$work/capsa/containers" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+    echo "$n"
+}
+
+bad_run=0 bad_rt=0 bad_load=0 killed_monitor=0
+for i in $(seq "$rounds"); do
+    # capsa run -d, killed (the command, or in odd rounds its monitor).
+    capsa run -d --network none --name "k$i" localhost/k9 /bin/sleep 1000 >/dev/null 2>&1 &
+    p=$!
+    pause
+    if [ $((i % 2)) -eq 1 ]; then
+        m=$(pgrep -f "__capsa_monitor.*$work" | head -1 || true)
+        if [ -n "$m" ]; then kill -9 "$m" 2>/dev/null || true; killed_monitor=$((killed_monitor + 1)); fi
+    fi
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    capsa rm -f $(capsa ps -aq) >/dev/null 2>&1 || true
+    if [ -n "$(capsa ps -aq)" ] || [ "$(leftovers)" -ne 0 ]; then bad_run=$((bad_run + 1)); fi
+
+    # capsa-runtime create, killed; then delete -f.
+    rt create --bundle "$work/bundle" "r$i" >/dev/null 2>&1 &
+    p=$!
+    pause
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    rt delete -f "r$i" >/dev/null 2>&1 || true
+    if [ "$(leftovers)" -ne 0 ]; then bad_rt=$((bad_rt + 1)); fi
+
+    # capsa import of a 64 MiB layer, cut; the store must still read.
+    if [ $((i % 10)) -eq 0 ]; then
+        capsa import -q "$work/big.tar" "localhost/big:$i" >/dev/null 2>&1 &
+        p=$!
+        sleep "0.$((RANDOM % 9 + 1))"
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+        capsa images >/dev/null 2>&1 || bad_load=$((bad_load + 1))
+    fi
+done
+echo "kill -9: $rounds rounds, delays 0..$max_ms ms"
+echo
+echo "| killed | rounds | something left after the next command |"
+echo "|---|---|---|"
+echo "| capsa run -d (command; monitor too in $killed_monitor rounds) | $rounds | $bad_run |"
+echo "| capsa-runtime create | $rounds | $bad_rt |"
+echo "| capsa import (store unreadable after) | $((rounds / 10)) | $bad_load |"
+echo
+echo "left at the end: $(leftovers)"
