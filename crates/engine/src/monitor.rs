@@ -485,6 +485,7 @@ fn run(
         // Wait (a while) for the client that asked to attach first.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut started = false;
+        let init = capsa_sys::process::pidfd_open(Pid::from_raw(pid)).ok();
         while !started && Instant::now() < deadline {
             let mut fds = vec![listener.as_fd()];
             fds.extend(clients.iter().map(|c| c.as_fd()));
@@ -506,7 +507,7 @@ fn run(
                     // The window size comes before the start, so the
                     // program sees it from its first instruction.
                     Ok(Some((k, n))) => {
-                        handle(k, &buf[1..1 + n], pid, &mut stdio);
+                        handle(k, &buf[1..1 + n], init.as_ref(), &mut stdio);
                         i += 1;
                     }
                     Ok(None) => {
@@ -711,7 +712,10 @@ fn serve(
             }
             match attach::recv(&clients[i], &mut buf) {
                 Ok(Some((k, n))) => {
-                    handle(k, &buf[1..1 + n], pid, stdio);
+                    // Signals go to the init's pidfd, and never once it
+                    // was reaped (its pid may name another process by now).
+                    let target = pidfd.as_ref().filter(|_| code.is_none());
+                    handle(k, &buf[1..1 + n], target, stdio);
                     i += 1;
                 }
                 _ => {
@@ -725,7 +729,7 @@ fn serve(
 }
 
 /// A client's message.
-fn handle(k: u8, data: &[u8], pid: i32, stdio: &mut Stdio) {
+fn handle(k: u8, data: &[u8], init: Option<&OwnedFd>, stdio: &mut Stdio) {
     match k {
         kind::STDIN => {
             if let Some(input) = &stdio.input {
@@ -750,8 +754,8 @@ fn handle(k: u8, data: &[u8], pid: i32, stdio: &mut Stdio) {
         }
         kind::SIGNAL if data.len() >= 4 => {
             let sig = i32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-            if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), s);
+            if let (Ok(_), Some(fd)) = (nix::sys::signal::Signal::try_from(sig), init) {
+                let _ = capsa_sys::process::pidfd_send_signal(fd.as_raw_fd(), sig);
             }
         }
         _ => {}
