@@ -50,18 +50,29 @@ tar -C "$work/rootfs" -cf "$work/big.tar" .
 rm "$work/rootfs/big"
 
 pause() { sleep "$(awk -v m="$max_ms" -v r="$RANDOM" 'BEGIN {printf "%.3f", (r % (m + 1)) / 1000}')"; }
-leftovers() {
-    local n=0
-    n=$((n + $(grep -c " $work" /proc/self/mountinfo || true)))
-    n=$((n + $(find /sys/fs/cgroup/*/capsa-kill9* -mindepth 1 -type d 2>/dev/null | wc -l)))
-    n=$((n + $(pgrep -fc "$work/(rt|capsa|run)" || true)))
-    n=$((n + $(find "$work/rt" "$work/capsa/containers" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
-    echo "$n"
+# What is left of ours, one line each (the census compares them).
+left_list() {
+    grep -o " $work[^ ]*" /proc/self/mountinfo || true
+    find /sys/fs/cgroup/*/capsa-kill9* -mindepth 1 -type d 2>/dev/null || true
+    pgrep -fa "$work/(rt|capsa|run)" | grep -v pgrep || true
+    find "$work/rt" "$work/capsa/containers" -mindepth 1 -maxdepth 1 2>/dev/null || true
+}
+leftovers() { left_list | grep -c . || true; }
+# A round is bad when it left more than there was before it; what it left
+# goes to the report.
+check_round() { # name before-count
+    local now; now=$(leftovers)
+    if [ "$now" -gt "$2" ]; then
+        echo "== $1" >> "$work/../kill9-leaks.txt"
+        left_list >> "$work/../kill9-leaks.txt"
+        return 1
+    fi
 }
 
 bad_run=0 bad_rt=0 bad_load=0 killed_monitor=0
 for i in $(seq "$rounds"); do
     # capsa run -d, killed (the command, or in odd rounds its monitor).
+    base=$(leftovers)
     capsa run -d --network none --name "k$i" localhost/k9 /bin/sleep 1000 >/dev/null 2>&1 &
     p=$!
     pause
@@ -72,16 +83,17 @@ for i in $(seq "$rounds"); do
     kill -9 "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
     capsa rm -f $(capsa ps -aq) >/dev/null 2>&1 || true
-    if [ -n "$(capsa ps -aq)" ] || [ "$(leftovers)" -ne 0 ]; then bad_run=$((bad_run + 1)); fi
+    if [ -n "$(capsa ps -aq)" ] || ! check_round "run $i" "$base"; then bad_run=$((bad_run + 1)); fi
 
     # capsa-runtime create, killed; then delete -f.
+    base=$(leftovers)
     rt create --bundle "$work/bundle" "r$i" >/dev/null 2>&1 &
     p=$!
     pause
     kill -9 "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
     rt delete -f "r$i" >/dev/null 2>&1 || true
-    if [ "$(leftovers)" -ne 0 ]; then bad_rt=$((bad_rt + 1)); fi
+    check_round "create $i" "$base" || bad_rt=$((bad_rt + 1))
 
     # capsa import of a 64 MiB layer, cut; the store must still read.
     if [ $((i % 10)) -eq 0 ]; then

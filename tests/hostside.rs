@@ -529,3 +529,44 @@ fn a_full_store_fails_clearly_and_stays_consistent() {
     let out = c.ok(&["run", "--rm", "localhost/imported:tiny", "echo", "fits"]);
     assert_eq!(out.trim(), "fits");
 }
+
+/// `capsa-runtime create` killed by SIGKILL once its cgroup and init
+/// exist (here while a prestart hook runs, before any state is saved):
+/// the init notices the runtime is gone, and `delete -f` removes the
+/// cgroup it noted first. Nothing is left. (Before: the init waited
+/// forever on a channel it held both ends of, and the cgroup stayed.)
+#[test]
+fn a_create_killed_midway_is_cleaned_by_delete_force() {
+    let env = Env::new("hs-k9create");
+    let mut b = env.bundle("b");
+    let marker = env.dir.join("hook-ran");
+    let go = env.dir.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    b.config["hooks"] = serde_json::json!({
+        "prestart": [{ "path": "/bin/sh",
+            "args": ["sh", "-c", format!("touch {}; read x < {}", marker.display(), go.display())] }]
+    });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let mut create = env
+        .cmd(&["create", "-b", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, || marker.exists()), "the hook never ran");
+    create.kill().unwrap();
+    create.wait().unwrap();
+    // Release the hook (its parent is gone; it ends on its own).
+    std::fs::write(&go, "go\n").unwrap();
+    env.rt_ok(&["delete", "--force", &id]);
+    let runtime = env.runtime.display().to_string();
+    assert!(
+        wait_for(10, || Command::new("pgrep")
+            .args(["-f", &format!("{runtime} --root {}", env.root.display())])
+            .output()
+            .map(|o| o.stdout.is_empty())
+            .unwrap_or(false)),
+        "a process of the killed create is left"
+    );
+    env.assert_gone(&id);
+}

@@ -116,6 +116,14 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let hierarchy =
         Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
     let cg_path = capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?;
+    // Noted before the cgroup exists: a create killed from here on (no
+    // Undo runs on SIGKILL) leaves a directory that `delete -f` cleans,
+    // cgroup included.
+    state::write_atomic(
+        &dir.join(state::CREATING),
+        cg_path.as_os_str().as_encoded_bytes(),
+        0o600,
+    )?;
     let mut cgroup = Cgroup::new(&hierarchy, &cg_path);
     let resources = plan
         .spec
@@ -125,6 +133,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         .unwrap_or_default();
     let cg_result = cgroup.create();
     undo.cgroup = Some(cgroup.clone());
+    // Now with the parents it made, so that they go too.
+    if let Ok(json) = serde_json::to_vec(&cgroup) {
+        state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
+    }
     match cg_result {
         Ok(()) => {
             let device_rules = crate::lifecycle::spec_devices(&plan.spec);
@@ -400,6 +412,11 @@ fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(P
         // Security: CVE-2024-21626. The cgroup directory the child was
         // born in is the parent's business: closed before anything else.
         drop(v2);
+        // The runtime's end of the channel too: if the runtime dies (kill
+        // -9), the child must see the end of the channel and exit, not wait
+        // on it forever. (The child never returns, so nothing closes this
+        // number again.)
+        let _ = capsa_sys::fd::close_range(parent.fd.as_raw_fd(), parent.fd.as_raw_fd());
     }
     match forked {
         Forked::Child if direct => init::run(ctx),

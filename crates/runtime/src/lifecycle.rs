@@ -169,6 +169,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
         // A directory without state is what a crashed create leaves: with
         // force, clean it.
         Err(Error::NotFound(_)) if force => {
+            remove_half_made(store, id);
             drop(lock);
             store.remove(id)?;
             return Ok(Vec::new());
@@ -348,4 +349,35 @@ fn merge_resources(
     let top = serde_json::to_value(new).map_err(|e| Error::State(e.to_string()))?;
     overlay(&mut base, &top);
     serde_json::from_value(base).map_err(|e| Error::State(e.to_string()))
+}
+
+/// A create that was killed before it saved the state may have made the
+/// cgroup (and an init that is dying with its channel): kill what is in
+/// it and remove it, from the path the create noted first.
+fn remove_half_made(store: &Store, id: &str) {
+    let f = store.dir(id).join(crate::state::CREATING);
+    let Ok(meta) = std::fs::symlink_metadata(&f) else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    // Ours only: written by us, no one else can have written it.
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0
+    {
+        return;
+    }
+    let Ok(noted) = std::fs::read_to_string(&f) else {
+        return;
+    };
+    // The cgroup as made (with the parents it made), else its path alone.
+    let cg = match serde_json::from_str::<capsa_cgroups::Cgroup>(&noted) {
+        Ok(cg) => cg,
+        Err(_) => {
+            let Ok(hier) = capsa_cgroups::Hierarchy::detect() else {
+                return;
+            };
+            capsa_cgroups::Cgroup::new(&hier, std::path::Path::new(noted.trim()))
+        }
+    };
+    let _ = cg.signal_all(libc::SIGKILL);
+    let _ = cg.remove();
 }

@@ -235,6 +235,10 @@ impl Store {
     }
 }
 
+/// In a container's directory until its state is saved: the cgroup path
+/// a create made, for `delete -f` after a create that was killed.
+pub const CREATING: &str = "creating.cgroup";
+
 /// Write `bytes` to `path` through a temp file and a rename, so that readers
 /// see the old or the new content, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
