@@ -73,7 +73,9 @@ bad_run=0 bad_rt=0 bad_load=0 killed_monitor=0
 for i in $(seq "$rounds"); do
     # capsa run -d, killed (the command, or in odd rounds its monitor).
     base=$(leftovers)
-    capsa run -d --network none --name "k$i" localhost/k9 /bin/sleep 1000 >/dev/null 2>&1 &
+    # The binary itself in the background (not a shell function, whose
+    # subshell is all that kill would reach).
+    "$bin/capsa" run -d --network none --name "k$i" localhost/k9 /bin/sleep 1000 >/dev/null 2>&1 &
     p=$!
     pause
     if [ $((i % 2)) -eq 1 ]; then
@@ -87,7 +89,7 @@ for i in $(seq "$rounds"); do
 
     # capsa-runtime create, killed; then delete -f.
     base=$(leftovers)
-    rt create --bundle "$work/bundle" "r$i" >/dev/null 2>&1 &
+    "$bin/capsa-runtime" --root "$work/rt" create --bundle "$work/bundle" "r$i" >/dev/null 2>&1 &
     p=$!
     pause
     kill -9 "$p" 2>/dev/null || true
@@ -97,7 +99,7 @@ for i in $(seq "$rounds"); do
 
     # capsa import of a 64 MiB layer, cut; the store must still read.
     if [ $((i % 10)) -eq 0 ]; then
-        capsa import -q "$work/big.tar" "localhost/big:$i" >/dev/null 2>&1 &
+        "$bin/capsa" import -q "$work/big.tar" "localhost/big:$i" >/dev/null 2>&1 &
         p=$!
         sleep "0.$((RANDOM % 9 + 1))"
         kill -9 "$p" 2>/dev/null || true

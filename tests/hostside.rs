@@ -570,3 +570,41 @@ fn a_create_killed_midway_is_cleaned_by_delete_force() {
     );
     env.assert_gone(&id);
 }
+
+/// `capsa run` killed between reserving a container and writing its
+/// record (here: a placeholder whose creating command is gone, with a
+/// mounted root) leaves nothing once the next command lists containers;
+/// before, no command showed it and its name stayed taken.
+#[test]
+fn an_abandoned_reservation_is_swept_by_the_next_listing() {
+    let (_env, c, img) = setup("hs-abandon");
+    c.ok(&["create", "--name", "seed", img, "true"]);
+    let containers = c.store.join("containers");
+    // A reservation as a killed `capsa run` leaves it: its placeholder
+    // names a creator that is gone, and its root is mounted.
+    let id = "ab".repeat(32);
+    let dir = containers.join(&id);
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    let dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    let mut dead = dead;
+    dead.wait().unwrap();
+    std::fs::write(
+        dir.join("container.json"),
+        serde_json::json!({"id": id, "name": "ghost", "creating": {"pid": pid, "start": 1}})
+            .to_string(),
+    )
+    .unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir.join("rootfs"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    c.ok(&["ps", "-a"]);
+    assert!(!dir.exists(), "the abandoned reservation is still there");
+    // Its name is free again.
+    c.ok(&["create", "--name", "ghost", img, "true"]);
+}

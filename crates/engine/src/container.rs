@@ -7,7 +7,7 @@ use crate::options::RunOptions;
 use crate::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,11 +148,43 @@ impl Engine {
             if let Ok(b) = fs::read(e.path().join("container.json")) {
                 if let Ok(c) = serde_json::from_slice::<Container>(&b) {
                     out.push(c);
+                } else {
+                    self.sweep_if_abandoned(&e.path(), &b);
                 }
             }
         }
         out.sort_by(|a, b| b.created_secs.cmp(&a.created_secs).then(a.id.cmp(&b.id)));
         Ok(out)
+    }
+
+    /// A reservation whose creating command died (kill -9 between
+    /// `reserve` and the record) holds a name, maybe a mounted root and a
+    /// network lease, and no command would ever show it: remove it.
+    fn sweep_if_abandoned(&self, dir: &Path, placeholder: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(placeholder) else {
+            return;
+        };
+        let (Some(pid), Some(start)) = (
+            v["creating"]["pid"].as_i64(),
+            v["creating"]["start"].as_u64(),
+        ) else {
+            return;
+        };
+        let alive = capsa_runtime::state::proc_stat(pid as i32).is_some_and(|(_, t)| t == start);
+        if alive {
+            return;
+        }
+        // (No lock: the id is this reservation's alone, and a caller of
+        // `list` may already hold the names lock.)
+        let _ = rustix::mount::unmount(
+            dir.join("rootfs").as_path(),
+            rustix::mount::UnmountFlags::DETACH,
+        );
+        if let Some(id) = v["id"].as_str() {
+            crate::network::teardown(self, &crate::network::endpoints(dir));
+            let _ = fs::remove_dir_all(self.run.join("files").join(id));
+        }
+        let _ = fs::remove_dir_all(dir);
     }
 
     /// A container by name, id or unique id prefix.
@@ -266,7 +298,15 @@ impl Engine {
         fs::create_dir_all(&dir).at("create", &dir)?;
         // A placeholder record holds the name until the real one replaces
         // it (readers of records skip what does not parse as one).
-        let placeholder = serde_json::json!({"id": id, "name": name});
+        // With the creating command's pid and start time: if it dies
+        // before the record replaces this, the next listing removes what
+        // it left (see `sweep_if_abandoned`).
+        let me = std::process::id() as i32;
+        let start = capsa_runtime::state::proc_stat(me)
+            .map(|(_, t)| t)
+            .unwrap_or(0);
+        let placeholder =
+            serde_json::json!({"id": id, "name": name, "creating": {"pid": me, "start": start}});
         let path = dir.join("container.json");
         fs::write(&path, placeholder.to_string()).at("write", &path)?;
         Ok((id, name))
