@@ -10,36 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rt_cycles=${1:-10000}
 eng_cycles=${2:-2000}
-cargo build --release -q -p capsa -p capsa-monitor -p capsa-runtime
-bin=$(pwd)/target/x86_64-unknown-linux-gnu/release
-work=$(mktemp -d /tmp/capsa-soak.XXXXXX)
-export CAPSA_ROOT=$work/capsa CAPSA_RUN=$work/run CAPSA_CGROUP_PARENT=/capsa-soak
-capsa() { "$bin/capsa" "$@"; }
-rt() { "$bin/capsa-runtime" --root "$work/rt" "$@"; }
-cleanup() {
-    capsa rm -f $(capsa ps -aq 2>/dev/null) >/dev/null 2>&1 || true
-    for id in $(rt list -q 2>/dev/null); do rt delete -f "$id" >/dev/null 2>&1 || true; done
-    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    for d in /sys/fs/cgroup/*/capsa-soak*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$work/rootfs/bin" "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev" "$work/rootfs/etc"
-cp /bin/busybox "$work/rootfs/bin/"
-for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
-tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
-capsa import -q "$work/rootfs.tar" localhost/soak:latest >/dev/null
-mkdir -p "$work/bundle"
-ln -s "$work/rootfs" "$work/bundle/rootfs"
-rt spec --bundle "$work/bundle"
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]; c = json.load(open(p))
-c["process"]["terminal"] = False; c["process"]["args"] = ["/bin/true"]
-c["linux"]["cgroupsPath"] = "/capsa-soak/rt"
-json.dump(c, open(p, "w"))
-PY
+source bench/reliability-common.sh
+reliability_setup soak /bin/true
 
 # What could leak, as "name count" lines.
 census() {

@@ -5,7 +5,7 @@
 use capsa_tests::images::load_busybox_probe;
 use capsa_tests::registry::Capsa;
 use capsa_tests::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Copies of the named binaries in a directory of the test's own, so that
@@ -93,14 +93,7 @@ fn shebang_entrypoint_cannot_write_the_runtime() {
     env.runtime = bins.join("capsa-runtime");
     let original = std::fs::read(&env.runtime).unwrap();
     let mut b = env.bundle("b");
-    let ns: Vec<Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "pid")
-        .cloned()
-        .collect();
-    b.config["linux"]["namespaces"] = json!(ns);
+    b.without_namespace("pid");
     b.args(&["/evil"]);
     let evil = b.rootfs().join("evil");
     std::fs::write(&evil, SHEBANG).unwrap();

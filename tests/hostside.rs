@@ -17,26 +17,27 @@ fn setup(name: &str) -> (Env, Capsa, &'static str) {
     (env, c, img)
 }
 
+/// A running container `box` that did `script` first.
+fn run_box(c: &Capsa, img: &str, script: &str) {
+    let full = format!("{script} && touch /ready && sleep 100");
+    c.ok(&["run", "-d", "--name", "box", img, "sh", "-c", &full]);
+    assert!(wait_for(10, || c
+        .run(&["exec", "box", "test", "-e", "/ready"])
+        .status
+        .success()));
+}
+
 /// A container's file named `.wh...` once made `capsa cp` apply a whiteout
 /// of `..`, emptying the host's destination. A copy has no whiteouts: the
 /// names are plain files and the destination keeps what it had.
 #[test]
 fn cp_applies_no_whiteout_rules_and_keeps_the_destination() {
     let (env, c, img) = setup("hs-cpwh");
-    c.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "box",
+    run_box(
+        &c,
         img,
-        "sh",
-        "-c",
-        "mkdir /d && touch /d/.wh... /d/.wh..wh..opq /d/.wh.a && echo a > /d/a && touch /ready && sleep 100",
-    ]);
-    assert!(wait_for(10, || c
-        .run(&["exec", "box", "test", "-e", "/ready"])
-        .status
-        .success()));
+        "mkdir /d && touch /d/.wh... /d/.wh..wh..opq /d/.wh.a && echo a > /d/a",
+    );
     let dest = env.dir.join("dest");
     std::fs::create_dir_all(&dest).unwrap();
     std::fs::write(dest.join("keep"), "mine").unwrap();
@@ -87,20 +88,11 @@ fn a_layer_whiteout_of_dot_dot_is_refused() {
 #[test]
 fn cp_keeps_owners_and_set_id_bits_only_in_archive_mode() {
     let (env, c, img) = setup("hs-cpown");
-    c.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "box",
+    run_box(
+        &c,
         img,
-        "sh",
-        "-c",
-        "echo x > /f && chown 1234:5678 /f && chmod 4755 /f && touch /ready && sleep 100",
-    ]);
-    assert!(wait_for(10, || c
-        .run(&["exec", "box", "test", "-e", "/ready"])
-        .status
-        .success()));
+        "echo x > /f && chown 1234:5678 /f && chmod 4755 /f",
+    );
     let plain = env.dir.join("plain");
     let kept = env.dir.join("kept");
     c.ok(&["cp", "box:/f", plain.to_str().unwrap()]);
@@ -182,14 +174,7 @@ fn a_fifo_in_the_image_is_never_opened_by_the_host() {
 fn kill_all_leaves_no_process_that_forked_during_the_walk() {
     let env = Env::new("hs-killall");
     let mut b = env.bundle("b");
-    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "pid")
-        .cloned()
-        .collect();
-    b.config["linux"]["namespaces"] = serde_json::json!(ns);
+    b.without_namespace("pid");
     b.config["linux"]["resources"] = serde_json::json!({"pids": {"limit": 200}});
     // Eight loops forking up to the pids limit: as the walk kills some,
     // the others fill the freed slots with processes it never listed.

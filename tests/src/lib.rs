@@ -245,6 +245,18 @@ impl Bundle {
         self
     }
 
+    /// Drop the namespace of `kind` (`pid`, `cgroup`, ...) from the spec:
+    /// the container shares the runtime's. Saved.
+    pub fn without_namespace(&mut self, kind: &str) -> &mut Self {
+        let kept: Vec<Value> = self.config["linux"]["namespaces"]
+            .as_array()
+            .map(|a| a.iter().filter(|n| n["type"] != kind).cloned().collect())
+            .unwrap_or_default();
+        self.config["linux"]["namespaces"] = Value::Array(kept);
+        self.save();
+        self
+    }
+
     /// A new user namespace mapping container ids 0..65536 to host ids
     /// from `host`.
     pub fn user_namespace(&mut self, host: u32) -> &mut Self {
