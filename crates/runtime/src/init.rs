@@ -166,6 +166,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     mounts::mask(&root, &plan.masked_paths, &null)?;
     mounts::readonly(&root, &plan.readonly_paths)?;
     drop(null);
+    t.mark("init", "masked and read-only paths, in the root");
     mounts::pivot(&plan.rootfs, ctx.no_pivot)?;
     t.mark("init", "pivot_root");
     drop(root);
@@ -192,7 +193,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     process::set_io_priority(p)?;
     let labels = crate::lsm::prepare(&proc, p)?;
     drop(proc);
-    t.mark("init", "masked/readonly paths, hostname, sysctls, limits");
+    t.mark("init", "hostname, sysctls (through our own procfs), limits");
     // The door: nothing of the host but the channel, the FIFO and the
     // label files (none a directory) is open from here on, before the
     // program is looked up.
