@@ -161,8 +161,7 @@ fn create_container_hooks_run_sealed() {
     use std::os::fd::AsRawFd;
     let env = Env::new("hooksealed");
     let mut b = env.bundle("b");
-    let go = env.dir.join("go");
-    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let go = env.fifo("go");
     let marker = format!("hook-{}", env.cgroup_parent);
     b.config["hooks"] = json!({
         "createContainer": [{ "path": "/bin/sh",
@@ -170,11 +169,7 @@ fn create_container_hooks_run_sealed() {
     });
     b.args(&["true"]);
     let id = env.id("c");
-    let mut create = env
-        .cmd(&["create", "-b", b.path(), &id])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut create = env.spawn_rt(&["create", "-b", b.path(), &id]);
     let find = || {
         std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
             let cmd = std::fs::read(e.path().join("cmdline")).ok()?;

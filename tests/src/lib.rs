@@ -143,6 +143,23 @@ impl Env {
         c
     }
 
+    /// capsa-runtime in the background (no stdin), for tests that act
+    /// while it runs (a hook blocked on [`Env::fifo`], say).
+    pub fn spawn_rt(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn capsa-runtime")
+    }
+
+    /// A FIFO in the test's directory: a hook that reads it waits until
+    /// the test writes to it.
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        p
+    }
+
     /// Run and require success; returns stdout.
     pub fn rt_ok(&self, args: &[&str]) -> String {
         let o = self.rt(args);

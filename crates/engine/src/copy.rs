@@ -8,23 +8,14 @@
 use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::Engine;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+/// `path` of the container root at `root`, through the in-root handle.
 fn in_root(root: &Path, path: &str, flags: libc::c_int) -> Result<OwnedFd> {
-    let r = std::fs::File::open(root).map_err(|e| Error::Io {
-        op: "open",
-        path: root.to_path_buf(),
-        source: e,
-    })?;
-    capsa_sys::resolve::open_in_root(
-        r.as_fd(),
-        Path::new(path),
-        flags,
-        0,
-        capsa_sys::resolve::Symlinks::InRoot,
-    )
-    .map_err(|e| Error::Other(format!("{path} in the container: {e}")))
+    capsa_sys::root::Root::open(root)
+        .and_then(|r| r.open_at(Path::new(path), flags, capsa_sys::resolve::Symlinks::InRoot))
+        .map_err(|e| Error::Other(format!("{path} in the container: {}", e.desc())))
 }
 
 /// A tar of `src` (a file or a directory), its top entry named `name`.

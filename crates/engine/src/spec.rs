@@ -194,15 +194,20 @@ fn add_mount(spec: &mut Value, m: Value) {
 
 /// Read a file of the image through `openat2(RESOLVE_IN_ROOT)`.
 ///
-/// Security: /etc/passwd in an image may be a symlink to a host path; it is
-/// resolved inside the root, never on the host.
-/// A regular file of the image, read through the in-root handle: a link
-/// cannot lead the host out of the root, and a FIFO or device there is
-/// never opened (it would hang the host, or be opened by host root).
-fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
-    let root = capsa_sys::root::Root::open(rootfs).ok()?;
-    let bytes = root.read(Path::new(path), 4 << 20).ok()?;
-    String::from_utf8(bytes).ok()
+/// Security: a regular file of the image, read through the in-root handle:
+/// a link (to a host path, say) cannot lead the host out of the root, and a
+/// FIFO or device there is never opened (it would hang the host, or be
+/// opened by host root). Missing reads as empty; anything else that is not
+/// a regular file is an error naming it.
+fn read_in_root(rootfs: &Path, path: &str) -> std::result::Result<String, String> {
+    use capsa_sys::root::ReadError;
+    let root = capsa_sys::root::Root::open(rootfs)
+        .map_err(|e| format!("{}: {}", rootfs.display(), e.desc()))?;
+    match root.read(Path::new(path), 4 << 20) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(ReadError::Sys(capsa_sys::Errno::ENOENT)) => Ok(String::new()),
+        Err(e) => Err(format!("{path} in the image: {e}")),
+    }
 }
 
 /// `uid[:gid]` or `name[:group]` to numbers, with the user's groups, from
@@ -215,8 +220,12 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let passwd = read_in_root(rootfs, "/etc/passwd").unwrap_or_default();
-    let group = read_in_root(rootfs, "/etc/group").unwrap_or_default();
+    let read = |path: &str| {
+        read_in_root(rootfs, path)
+            .map_err(|why| flag("-u (or the image's User)", format!("{user:?}: {why}")))
+    };
+    let passwd = read("/etc/passwd")?;
+    let group = read("/etc/group")?;
     let entry = |text: &str, key: &str| -> Option<Vec<String>> {
         text.lines()
             .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())

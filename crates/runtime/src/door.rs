@@ -30,6 +30,23 @@ use std::os::unix::ffi::OsStrExt;
 /// image that still does not check as sealed fails instead of looping.
 const REEXEC_MARK: &str = "_CAPSA_SEALED_REEXEC";
 
+/// Set once this process checked that it runs sealed: the image cannot
+/// change under a running process, so `create` and `exec` (and the
+/// children forked after the check) need not read /proc/self/exe and the
+/// mount table again on every start.
+static SEALED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn sealed_now() -> bool {
+    if SEALED.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    let sealed = capsa_sys::exe::running_sealed();
+    if sealed {
+        SEALED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    sealed
+}
+
 /// Make sure this process runs from a sealed image of its binary: if it
 /// does not, re-execute through one with the same arguments and
 /// environment (this function then does not return). Call it first thing
@@ -37,7 +54,7 @@ const REEXEC_MARK: &str = "_CAPSA_SEALED_REEXEC";
 /// single-threaded.
 pub fn seal() -> Result<()> {
     let marked = std::env::var_os(REEXEC_MARK).is_some();
-    if capsa_sys::exe::running_sealed() {
+    if sealed_now() {
         if marked {
             // Still single-threaded, before anything reads the environment.
             std::env::remove_var(REEXEC_MARK);
@@ -92,7 +109,7 @@ pub fn exec_sealed(path: &std::path::Path, args: &[CString]) -> Error {
 /// Refuse to fork a process into a container from a binary that is not
 /// sealed: the check at the choke point, in `create` and `exec`.
 pub(crate) fn require_sealed() -> Result<()> {
-    if capsa_sys::exe::running_sealed() {
+    if sealed_now() {
         return Ok(());
     }
     Err(Error::Unsupported(

@@ -741,17 +741,20 @@ pub fn readonly(root: &Root, paths: &[PathBuf]) -> R<()> {
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(err("open", p.display(), e)),
         };
-        capsa_sys::root::bind_fd(&target, &target, true)
+        // As spec binds are made: a detached clone, made read-only on the
+        // tree, attached onto the resolved fd (no lookup by path after).
+        let tree = capsa_sys::mount::clone_tree(Path::new(&fd_path(target.as_raw_fd())), true)
             .map_err(|e| err("bind mount", p.display(), e))?;
-        // The fd is the directory under the new mount: reopen to reach it.
-        let mounted = root
-            .path_fd(p, Symlinks::Refuse)
-            .map_err(|e| err("open", p.display(), e))?;
-        remount_bind(
-            &fd_path(mounted.as_raw_fd()),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            &p.display().to_string(),
-        )?;
+        use capsa_sys::mount::{ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY};
+        capsa_sys::mount::set_attrs(
+            tree.as_raw_fd(),
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+            0,
+            false,
+        )
+        .map_err(|e| err("make read-only", p.display(), e))?;
+        capsa_sys::mount::attach(tree.as_raw_fd(), target.as_raw_fd())
+            .map_err(|e| err("attach read-only bind", p.display(), e))?;
     }
     Ok(())
 }
