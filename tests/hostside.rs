@@ -588,3 +588,184 @@ fn an_abandoned_reservation_is_swept_by_the_next_listing() {
     // Its name is free again.
     c.ok(&["create", "--name", "ghost", img, "true"]);
 }
+
+/// `setpriv` as uid 1000: `args` run as another user of the host.
+fn as_other_user(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `--userns auto` once made the store and run directories traversable by
+/// everyone, so that the container's root (a host uid of no privilege)
+/// could reach its rootfs and bind sources. The runtime now hands those
+/// over as fds: the store stays closed to other users, and a store an
+/// older capsa opened is closed again.
+#[test]
+fn userns_auto_leaves_the_store_closed_to_other_users() {
+    let (env, c, img) = setup("hs-userns-store");
+    // The test's own directories are open, so only the store's modes count.
+    std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.ok(&["images"]);
+    std::fs::set_permissions(&c.store, std::fs::Permissions::from_mode(0o711)).unwrap();
+    // A host directory closed to the container's root, with an open one
+    // inside: the bind is of the open one.
+    let closed = env.dir.join("closed");
+    std::fs::create_dir_all(closed.join("open")).unwrap();
+    std::fs::write(closed.join("open/file"), "through the bind").unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bind = format!("{}:/h:ro", closed.join("open").display());
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "auto",
+        "-e",
+        "SECRET=s3cret",
+        "-v",
+        &bind,
+        "-v",
+        "hsvol:/vol",
+        img,
+        "sh",
+        "-c",
+        "cat /h/file && ls /vol && echo made",
+    ]);
+    assert!(
+        out.contains("through the bind") && out.contains("made"),
+        "{out}"
+    );
+    c.ok(&[
+        "run", "-d", "--name", "u", "--userns", "auto", img, "sleep", "100",
+    ]);
+    for d in [&c.store, &c.run] {
+        let mode = std::fs::metadata(d).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    let containers = c.store.join("containers");
+    let o = as_other_user(&["ls", containers.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "uid 1000 listed {}",
+        containers.display()
+    );
+    let o = as_other_user(&["stat", containers.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "uid 1000 reached {}",
+        containers.display()
+    );
+    c.ok(&["rm", "-f", "u"]);
+}
+
+/// The runtime, for a spec with a new user namespace: neither the rootfs
+/// nor a bind source needs a host path the container's root can walk (as
+/// runc's "userns with inaccessible mounts"). And what the container
+/// mounts on a bind of a shared host mount stays in the container.
+#[test]
+fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
+    let env = Env::new("hs-userns-paths");
+    let mut b = env.bundle("b");
+    b.user_namespace(200000);
+    // The source: a shared mount of our own, under a directory closed to
+    // the container's root.
+    let closed = env.dir.join("closed");
+    let shared = closed.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("file"), "through the bind").unwrap();
+    let sh = |script: &str| {
+        let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", stderr(&o));
+    };
+    let s = shared.display();
+    sh(&format!("mount --bind {s} {s} && mount --make-shared {s}"));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-R").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(shared.clone());
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&b.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/tmp", "type": "bind", "source": shared,
+            "options": ["rbind", "rw"]
+        }));
+    // Root of its own user namespace, with the power to mount there.
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("CAP_SYS_ADMIN"));
+    }
+    b.config["linux"]["seccomp"] = serde_json::Value::Null;
+    b.args(&[
+        "sh",
+        "-c",
+        "cat /tmp/file && mount -t tmpfs leak /tmp && touch /tmp/in-tmpfs && echo mounted",
+    ]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out} {}", stderr(&o));
+    assert!(
+        out.contains("through the bind") && out.contains("mounted"),
+        "{out}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(" leak ")),
+        "the container's tmpfs reached the host: {mounts}"
+    );
+    assert!(!shared.join("in-tmpfs").exists());
+}
+
+/// `capsa cp` of a container's huge sparse file once built the whole tar
+/// in the host's memory. Now it streams: with 2 GiB of address space and a
+/// 4 GiB sparse file, the copy runs until the destination (a 16 MiB
+/// tmpfs) is full, and says so.
+#[test]
+fn cp_of_a_huge_sparse_file_streams_instead_of_filling_memory() {
+    let (env, c, img) = setup("hs-cpsparse");
+    run_box(&c, img, "truncate -s 4G /big");
+    let small = env.dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &small,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=16m"),
+    )
+    .unwrap();
+    // Env's drop unmounts it, even when the test fails.
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--as=2147483648")
+        .arg("--")
+        .arg(c.cmd(&[]).get_program());
+    let base = c.cmd(&["cp", "box:/big", small.to_str().unwrap()]);
+    cmd.args(base.get_args());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let o = cmd.output().unwrap();
+    let e = stderr(&o);
+    // A clear error, not a death by signal (SIGKILL from the memory
+    // limit, SIGABRT from a failed allocation), and said once.
+    assert!(
+        o.status.code().is_some_and(|c| c != 0),
+        "{:?} {e}",
+        o.status
+    );
+    assert_eq!(e.matches("No space left on device").count(), 1, "{e}");
+    assert!(!e.contains("memory"), "{e}");
+}

@@ -1050,6 +1050,17 @@ fn route_localnet_is_on_only_for_bridges_that_publish_ports() {
     let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", &net])).unwrap();
     assert_eq!(v[0]["LoopbackGuard"]["RouteLocalnet"], true, "{v}");
     assert_eq!(v[0]["LoopbackGuard"]["DropRule"], true, "{v}");
-    c.ok(&["rm", "-f", "quiet", "pub"]);
+    let info: Value = serde_json::from_str(&c.ok(&["info", "--format", "json"])).unwrap();
+    let on = info["LoopbackGuard"]["RouteLocalnet"].as_array().unwrap();
+    assert!(on.iter().any(|b| b == bridge.as_str()), "{info}");
+    assert_eq!(info["LoopbackGuard"]["DropRule"], true, "{info}");
+    // The last port on 127.0.0.1 gone, the bridge stops routing it while
+    // its other container runs on.
+    c.ok(&["rm", "-f", "pub"]);
+    assert!(
+        wait_for(10, || rln() == "0"),
+        "route_localnet left on with no port"
+    );
+    c.ok(&["rm", "-f", "quiet"]);
     c.ok(&["network", "rm", &net]);
 }

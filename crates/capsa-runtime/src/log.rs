@@ -65,7 +65,7 @@ impl Logger {
 
     /// Report `e` (stderr and the log) and exit 1, as runc does.
     pub fn fatal(&self, e: &anyhow::Error) -> ! {
-        let msg = format!("{e:#}");
+        let msg = capsa_runtime::describe(e.as_ref());
         self.write("error", &msg);
         eprintln!("{msg}");
         std::process::exit(1)

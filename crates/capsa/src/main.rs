@@ -34,7 +34,7 @@ fn main() {
     match commands::dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("capsa: {e:#}");
+            eprintln!("capsa: {}", capsa_runtime::describe(e.as_ref()));
             std::process::exit(125);
         }
     }

@@ -8,6 +8,7 @@
 use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::Engine;
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -18,9 +19,8 @@ fn in_root(root: &Path, path: &str, flags: libc::c_int) -> Result<OwnedFd> {
         .map_err(|e| Error::Other(format!("{path} in the container: {}", e.desc())))
 }
 
-/// A tar of `src` (a file or a directory), its top entry named `name`.
-fn tar_of(src: &Path, name: &str) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
+/// Add `src` on the host (a file or a directory) to `b` as `name`.
+fn add_host_path<W: Write>(b: &mut tar::Builder<W>, src: &Path, name: &str) -> Result<()> {
     b.follow_symlinks(false);
     let meta = std::fs::symlink_metadata(src).map_err(|e| Error::Io {
         op: "stat",
@@ -36,18 +36,24 @@ fn tar_of(src: &Path, name: &str) -> Result<Vec<u8>> {
         op: "read",
         path: src.to_path_buf(),
         source: e,
-    })?;
-    b.into_inner().map_err(|e| Error::Other(e.to_string()))
+    })
 }
 
-/// Unpack a copy (never a layer): no whiteout rules, names with `..` or
-/// empty components refused, no device nodes or FIFOs, set-id bits and
-/// ownership only in archive mode.
+/// Pack with `pack` into a pipe while the copy's options unpack it into
+/// `dir`: a copy is streamed, never held whole in memory.
+///
+/// Security: a container's huge (or sparse) file once made `capsa cp`
+/// build its whole tar in the host's memory.
+///
+/// Unpacked as a copy (never a layer): no whiteout rules, names with `..`
+/// or empty components refused, every entry under the copy's own top
+/// name, no device nodes or FIFOs, set-id bits and ownership only in
+/// archive mode.
 ///
 /// Security: a container's file named `.wh...` once made the host's copy
 /// destination be emptied (a whiteout of `..`).
-fn unpack_into(
-    tar: &[u8],
+fn stream_copy(
+    pack: impl FnOnce(&mut tar::Builder<Stoppable>) -> Result<()> + Send,
     dir: &Path,
     top: &str,
     owner: Option<(u32, u32)>,
@@ -60,28 +66,80 @@ fn unpack_into(
         nodes: false,
         strict_names: true,
         xattrs: archive,
+        top: Some(top.to_string()),
     };
-    // Every entry under the copy's own top name: a stream that says
-    // otherwise was not made by us.
-    let mut a = tar::Archive::new(tar);
-    for e in a
-        .entries()
-        .map_err(|e| Error::Other(format!("copy: {e}")))?
-    {
-        let e = e.map_err(|e| Error::Other(format!("copy: {e}")))?;
-        let p = e.path_bytes();
-        let first = p
-            .split(|b| *b == b'/')
-            .find(|c| !c.is_empty() && *c != b".");
-        if top != "." && first != Some(top.as_bytes()) {
-            return Err(Error::Other(format!(
-                "copy: an entry {:?} outside {top:?}: refused",
-                String::from_utf8_lossy(&p)
-            )));
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Other(format!("copy: pipe: {e}")))?;
+    let (mut r, w) = (std::fs::File::from(r), std::fs::File::from(w));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let inner = Stoppable {
+            inner: w,
+            stop: stop.clone(),
+        };
+        let packer = s.spawn(move || {
+            let mut b = tar::Builder::new(inner);
+            pack(&mut b)?;
+            b.into_inner()
+                .map(drop)
+                .map_err(|e| Error::Other(format!("copy: {e}")))
+        });
+        let unpacked = capsa_image::unpack::unpack_tar_with(&mut r, dir, opts).map(drop);
+        if unpacked.is_err() {
+            // Stop the packer at its next write and let the write it may be
+            // blocked in finish: closing the pipe instead would raise
+            // SIGPIPE in the packer, and kill the whole command.
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
         }
+        let packed = packer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("copy: the packer panicked".into())));
+        match (unpacked, packed) {
+            (Ok(()), p) => p,
+            // The packer's own failure cut the stream short: it says why.
+            (Err(_), Err(p)) if !stopped(&p) => Err(p),
+            (Err(u), _) => Err(u.into()),
+        }
+    })
+}
+
+/// The packer's end of the pipe: writes fail once the unpacker has
+/// stopped.
+struct Stoppable {
+    inner: std::fs::File,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Write for Stoppable {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the copy's unpacker stopped",
+            ));
+        }
+        self.inner.write(buf)
     }
-    capsa_image::unpack::unpack_tar_with(tar, dir, opts)?;
-    Ok(())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether `e` is the packer stopped by the unpacker's failure (whose own
+/// error is the one to report).
+fn stopped(e: &Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = src {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        src = x.source();
+    }
+    false
 }
 
 use capsa_image::pack::{add_fd, reopen_plain, Specials};
@@ -120,14 +178,18 @@ pub fn from_container(
                 .unwrap_or(base),
         )
     };
-    let mut b = tar::Builder::new(Vec::new());
-    add_fd(&mut b, &fd, &name, Specials::Skip)?;
-    let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
     let me = (
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );
-    unpack_into(&tar, &dir, &name, Some(me), archive)
+    let top = name.clone();
+    stream_copy(
+        move |b| Ok(add_fd(b, &fd, &name, Specials::Skip)?),
+        &dir,
+        &top,
+        Some(me),
+        archive,
+    )
 }
 
 /// Copy `src` on the host into the container at `path`. The files get the
@@ -166,12 +228,12 @@ pub fn to_container(
         ));
     }
     let dir = in_root(&rootfs, &dir_path, libc::O_PATH | libc::O_DIRECTORY)?;
-    let tar = tar_of(src, &name)?;
     let root = c.idmap.as_ref().map_or((0, 0), |r| (r.uid, r.gid));
-    unpack_into(
-        &tar,
+    let top = name.clone();
+    stream_copy(
+        move |b| add_host_path(b, src, &name),
         Path::new(&capsa_sys::resolve::fd_path(dir.as_raw_fd())),
-        &name,
+        &top,
         Some(root),
         archive,
     )
@@ -186,9 +248,12 @@ pub(crate) fn seed_volume(rootfs: &Path, path: &str, dest: &Path) -> Result<()> 
     let Some(fd) = reopen_plain(&fd)? else {
         return Ok(());
     };
-    let mut b = tar::Builder::new(Vec::new());
-    add_fd(&mut b, &fd, ".", Specials::Skip)?;
-    let tar = b.into_inner().map_err(|e| Error::Other(e.to_string()))?;
     // The image's own ids and modes, as docker seeds a volume.
-    unpack_into(&tar, dest, ".", None, true)
+    stream_copy(
+        move |b| Ok(add_fd(b, &fd, ".", Specials::Skip)?),
+        dest,
+        ".",
+        None,
+        true,
+    )
 }

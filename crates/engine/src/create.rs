@@ -80,8 +80,6 @@ pub fn create(
                     host: r.gid,
                     size: r.size,
                 }];
-                let files = engine.files_dir(&id)?;
-                crate::userns::open_paths(engine, &[&dir, &files], r.gid)?;
                 let ns = capsa_runtime::userns_fd(&maps, &gmaps)?;
                 let mapped = IdMapped {
                     userns: ns.as_fd(),

@@ -298,6 +298,20 @@ pub fn info(engine: &Engine) -> Value {
         "Seccomp": seccomp,
         "UserNamespaces": userns,
         "LSMs": lsm.trim().split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+        // The CVE-2020-8558 guard: which of our bridges route 127.0.0.1
+        // (for ports published on it) and whether the drop rule that keeps
+        // containers from forging packets to it is in place.
+        "LoopbackGuard": {
+            "RouteLocalnet": crate::network::list(engine)
+                .iter()
+                .filter(|n| {
+                    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge))
+                        .is_ok_and(|v| v.trim() == "1")
+                })
+                .map(|n| n.bridge.clone())
+                .collect::<Vec<_>>(),
+            "DropRule": capsa_network::nft::guard_active(),
+        },
         "Root": engine.root,
         "RunRoot": engine.run,
         "Containers": engine.list().map(|l| l.len()).unwrap_or(0),

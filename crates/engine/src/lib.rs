@@ -68,6 +68,24 @@ impl Engine {
                 source: e,
             })?;
         }
+        // Security: the store holds every container's config (with its
+        // `-e` secrets) and the run directory its sockets: no one but root
+        // may list or traverse them. Containers in a user namespace never
+        // walk these paths (the runtime hands them their rootfs and bind
+        // sources as fds). An older capsa opened them for `--userns auto`:
+        // closed again here.
+        if nix::unistd::geteuid().is_root() {
+            use std::os::unix::fs::PermissionsExt;
+            for d in [&root, &run] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |e| Error::Io {
+                        op: "chmod",
+                        path: d.clone(),
+                        source: e,
+                    },
+                )?;
+            }
+        }
         Ok(Engine { root, run, images })
     }
 

@@ -553,9 +553,9 @@ fn run(
     let held = attached.take();
     // Ports first (a new run may want them at once), links after the
     // exit is reported.
-    crate::network::release_ports(&held.ports);
-    drop(held);
     let endpoints = crate::network::endpoints(&c.dir(engine));
+    crate::network::release_ports(engine, &held.ports, &endpoints);
+    drop(held);
     let now = crate::manage::now_secs();
     // A --rm container's record goes right after: no need to write it.
     let _ = (!c.options.rm).then(|| {

@@ -630,6 +630,12 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
             .iter()
             .any(|p| p.host_ip.is_none_or(|h| h.is_loopback() && h.is_ipv4()));
         let refs: Vec<&capsa_network::Network> = nets.iter().collect();
+        // Under the first network's lock: a container stopping on it must
+        // not clear route_localnet between our ports and the flag.
+        let _l = match nets.first() {
+            Some(n) => Some(engine.lock(&format!("net-{}", n.name))?),
+            None => None,
+        };
         capsa_network::nft::add_container(&refs, &held.ports, first.ip, first.ip6)
             .map_err(net_err)?;
         // Only once the guard is known to be in place.
@@ -653,13 +659,24 @@ pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
 /// Undo `connect` once the container has stopped: its ports, its veth
 /// pairs, and a bridge left with no port.
 pub fn disconnect(engine: &Engine, c: &Container, ports: &[capsa_network::Published]) {
-    release_ports(ports);
-    teardown(engine, &endpoints(&c.dir(engine)));
+    let eps = endpoints(&c.dir(engine));
+    release_ports(engine, ports, &eps);
+    teardown(engine, &eps);
 }
 
-/// Stop sending the published ports to the container.
-pub fn release_ports(ports: &[capsa_network::Published]) {
+/// Stop sending the published ports to the container (whose endpoints are
+/// `eps`). Ports went to its first network: that bridge stops routing
+/// 127.0.0.1 once no port needs it.
+pub fn release_ports(engine: &Engine, ports: &[capsa_network::Published], eps: &[Endpoint]) {
     capsa_network::nft::remove_ports(ports);
+    if ports.is_empty() {
+        return;
+    }
+    if let Some(net) = eps.first().and_then(|ep| get(engine, &ep.network).ok()) {
+        if let Ok(_l) = engine.lock(&format!("net-{}", net.name)) {
+            let _ = capsa_network::clear_route_localnet_if_unused(&net);
+        }
+    }
 }
 
 /// Delete the endpoints' veth pairs, and each bridge left with no port

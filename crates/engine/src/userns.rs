@@ -120,48 +120,6 @@ pub fn allocate(engine: &Engine, dir: &Path, size: u32) -> Result<IdRange> {
     Ok(r)
 }
 
-/// Let the container's root (a host uid of its own, no capability on the
-/// host) reach its root filesystem and files, which the runtime's init
-/// binds by path from inside the user namespace, and nobody else more:
-/// the store and run directories become traverse-only for others (0711:
-/// no listing), and the container's own directories traverse-only for its
-/// group (0710, owned by root and the container's root gid), as docker's
-/// userns-remap does. Directories above the store are not ours to change:
-/// one the container cannot traverse is an error that names it.
-pub fn open_paths(engine: &Engine, dirs: &[&Path], gid: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for top in [&engine.root, &engine.run] {
-        for a in top.ancestors().skip(1) {
-            let m = std::fs::metadata(a).at("stat", a)?;
-            if m.permissions().mode() & 0o001 == 0 {
-                return Err(Error::Other(format!(
-                    "--userns auto: the container's root (a host uid without privileges) cannot traverse {} (mode {:o}); allow others to search it (chmod o+x)",
-                    a.display(),
-                    m.permissions().mode() & 0o7777
-                )));
-            }
-        }
-    }
-    let parents = [
-        engine.root.clone(),
-        engine.containers(),
-        engine.run.clone(),
-        engine.run.join("files"),
-    ];
-    for p in &parents {
-        let mode = std::fs::metadata(p).at("stat", p)?.permissions().mode() & 0o7777;
-        if mode & 0o001 == 0 {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o011))
-                .at("chmod", p)?;
-        }
-    }
-    for d in dirs {
-        std::os::unix::fs::chown(d, None, Some(gid)).at("chown", d)?;
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o710)).at("chmod", d)?;
-    }
-    Ok(())
-}
-
 /// Every lease held by a container that still exists.
 fn leases(engine: &Engine) -> Vec<IdRange> {
     let Ok(rd) = std::fs::read_dir(engine.containers()) else {

@@ -216,7 +216,7 @@ pub fn unpack_layer(blob: impl Read + Send, dest: &Path) -> Result<Unpacked> {
 }
 
 /// How a tar is unpacked: as an image layer, or as a copy (`capsa cp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// `.wh.` entries are whiteouts (image layers only: a container's own
     /// file named `.wh.x` is just a file).
@@ -232,6 +232,9 @@ pub struct Options {
     pub strict_names: bool,
     /// Extended attributes (file capabilities, overlay markers) applied.
     pub xattrs: bool,
+    /// Every entry must be this name or under it (a copy's own top name):
+    /// a stream that says otherwise was not made by us, and is refused.
+    pub top: Option<String>,
 }
 
 impl Options {
@@ -243,6 +246,7 @@ impl Options {
         nodes: true,
         strict_names: false,
         xattrs: true,
+        top: None,
     };
 }
 
@@ -426,6 +430,14 @@ impl Unpacker<'_> {
             }
         }
         let comps = clean_path(&raw);
+        if let Some(top) = self.opts.top.as_deref() {
+            if top != "." && comps.first().map(String::as_str) != Some(top) {
+                return Err(unsafe_entry(
+                    &[String::from_utf8_lossy(&raw).into_owned()],
+                    format!("an entry outside {top:?}"),
+                ));
+            }
+        }
         let Some(name) = comps.last().cloned() else {
             return Ok(()); // the root itself: the layer directory stays ours
         };

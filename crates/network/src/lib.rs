@@ -147,6 +147,25 @@ pub fn route_localnet(net: &Network) -> Result<()> {
     )
 }
 
+/// Clear `route_localnet` on `net`'s bridge once no published port that
+/// 127.0.0.1 reaches goes into it any more.
+///
+/// Security: CVE-2020-8558's class. The flag is what lets a container's
+/// forged packet to 127.0.0.1 be accepted; it stays on no longer than a
+/// port needs it, so that a bridge without such ports does not lean on
+/// the guard rule alone.
+pub fn clear_route_localnet_if_unused(net: &Network) -> Result<()> {
+    if nft::loopback_ports_into(&net.subnet)? {
+        return Ok(());
+    }
+    let path = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge);
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "1" => write_sysctl(&path, "0"),
+        // No bridge (already removed) or already clear.
+        _ => Ok(()),
+    }
+}
+
 /// Make the network's bridge, up with the gateway address, if it is not
 /// there yet; add the network to the nftables table. Returns its index.
 pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {

@@ -383,6 +383,40 @@ pub fn guard_active() -> bool {
         .any(|e| e.iter().any(|x| x.get("drop").is_some()))
 }
 
+/// Whether some published port that 127.0.0.1 reaches (one on every
+/// address, or on a loopback address) still goes to an address of
+/// `subnet`: then its bridge needs `route_localnet`.
+pub fn loopback_ports_into(subnet: &crate::ipam::Subnet) -> Result<bool> {
+    let elems = |map: &str| -> Result<Vec<Value>> {
+        let out = Command::new("nft")
+            .args(["-j", "list", "map", FAMILY, TABLE, map])
+            .output()
+            .map_err(|e| Error::Nft(format!("nft: {e}")))?;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        Ok(v["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["map"]["elem"].as_array())
+            .flatten()
+            .cloned()
+            .collect())
+    };
+    let into = |e: &Value| {
+        e[1].as_str()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            .is_some_and(|a| subnet.contains(a))
+    };
+    let loopback_key = |e: &Value| {
+        e[0]["concat"][0]
+            .as_str()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            .is_some_and(|a| a.is_loopback())
+    };
+    Ok(elems("any_addr")?.iter().any(into)
+        || elems("ip_addr")?.iter().any(|e| into(e) && loopback_key(e)))
+}
+
 fn bridges_left() -> Result<usize> {
     let out = Command::new("nft")
         .args(["-j", "list", "set", FAMILY, TABLE, "bridges"])

@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Options of `create` (and of the create half of `run`).
 #[derive(Debug, Clone, Default)]
@@ -218,25 +218,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         || !plan.hooks.create_runtime.is_empty()
         || !plan.hooks.create_container.is_empty()
         || !plan.hooks.start_container.is_empty();
-    // Id-mapped mounts need privileges the init may not have in its user
-    // namespace: clone and map them here, the init only attaches them.
-    let mut idmapped_trees = Vec::new();
-    for (i, m) in plan.mounts.iter().enumerate() {
-        if let Some((uid, gid)) = &m.idmap {
-            let src = m.source.clone().unwrap_or_default();
-            let ns = namespaces::userns_fd(uid, gid)?;
-            let tree = capsa_sys::mount::clone_tree(&src, m.recursive)
-                .map_err(|e| Error::sys("open_tree", src.display(), e))?;
-            capsa_sys::mount::set_idmap(&tree, ns.as_raw_fd(), m.recursive).map_err(|e| {
-                Error::sys("id-map mount", format!("mounts[{i}] {}", src.display()), e)
-            })?;
-            idmapped_trees.push((i, tree));
-        }
-    }
-    let idmapped: Vec<(usize, std::os::fd::RawFd)> = idmapped_trees
-        .iter()
-        .map(|(i, t)| (*i, t.as_raw_fd()))
-        .collect();
+    let trees = host_trees(&plan)?;
+    let trees_raw: Vec<(usize, std::os::fd::RawFd)> =
+        trees.iter().map(|(i, t)| (*i, t.as_raw_fd())).collect();
     let (parent, child) = channel::pair()?;
     let ctx = InitContext {
         id: &opts.id,
@@ -250,12 +234,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         hooks,
         join_v1_cgroups: plan.namespaces.join.is_empty() && plan.time_offsets.is_empty(),
-        idmapped: &idmapped,
+        trees: &trees_raw,
+        rootfs_is_cwd: rootfs_is_cwd(&plan),
         privileged_parent: nix::unistd::geteuid().is_root(),
     };
 
     trace.mark("runtime", "exec fifo and channel ready");
-    let (pid, v2_pending) = spawn_init(&plan, &ctx, &parent)?;
+    let (pid, v2_pending) = spawn_in_rootfs(&plan, &ctx, &parent)?;
     {
         let names: Vec<&str> = [
             (libc::CLONE_NEWNS, "NEWNS"),
@@ -389,6 +374,88 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
 /// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
 /// is written to a `cgroup.procs` file: that write costs a RCU grace period.
 /// Returns the pid and whether the v2 cgroup still has to be joined.
+/// Bind sources the runtime clones on the host, as detached trees the
+/// init only attaches: by mount index.
+///
+/// Security: a user namespace's root is a host uid of no privilege. Were
+/// the init to open bind sources by path, the host directories above them
+/// (the engine's store, a volume's parent) would have to be traversable by
+/// that uid, and so by every user's container. Cloned here, by host root,
+/// nothing above a source is opened to anyone (as runc 1.2 and crun do for
+/// user namespaces). Id-mapped mounts are cloned here in every case: only
+/// the host may map them.
+fn host_trees(plan: &Plan) -> Result<Vec<(usize, OwnedFd)>> {
+    let privileged = nix::unistd::geteuid().is_root();
+    let in_userns = privileged && plan.namespaces.has(libc::CLONE_NEWUSER);
+    // Security: mount propagation out of a user namespace. A clone of a
+    // shared host mount joins its peer group, so what the container then
+    // mounted on it would appear on the host (the kernel turns shared into
+    // slave when it copies mounts into a less privileged namespace, for
+    // this reason; a detached clone gets no such care). Made a slave, or
+    // private if the spec's root is private, as the init's own copy of the
+    // host's mounts would be.
+    let prop = if plan.rootfs_propagation & (libc::MS_PRIVATE | libc::MS_UNBINDABLE) != 0 {
+        libc::MS_PRIVATE
+    } else {
+        libc::MS_SLAVE
+    };
+    let mut trees = Vec::new();
+    for (i, m) in plan.mounts.iter().enumerate() {
+        if m.idmap.is_none() && !(in_userns && m.bind) {
+            continue;
+        }
+        let src = m.source.clone().unwrap_or_default();
+        let what = || format!("mounts[{i}] {}", src.display());
+        let tree = capsa_sys::mount::clone_tree(&src, m.recursive)
+            .map_err(|e| Error::sys("open_tree", what(), e))?;
+        capsa_sys::mount::set_propagation(tree.as_raw_fd(), prop, true)
+            .map_err(|e| Error::sys("set propagation", what(), e))?;
+        if let Some((uid, gid)) = &m.idmap {
+            let ns = namespaces::userns_fd(uid, gid)?;
+            capsa_sys::mount::set_idmap(&tree, ns.as_raw_fd(), m.recursive)
+                .map_err(|e| Error::sys("id-map mount", what(), e))?;
+        }
+        trees.push((i, tree));
+    }
+    Ok(trees)
+}
+
+/// Whether the init finds its rootfs as its working directory: yes unless
+/// it joins a mount namespace by path (setns moves it to that namespace's
+/// root, where the rootfs is looked up by path as the spec names it).
+fn rootfs_is_cwd(plan: &Plan) -> bool {
+    !plan
+        .namespaces
+        .join
+        .iter()
+        .any(|(f, _)| *f == libc::CLONE_NEWNS)
+}
+
+/// Spawn the init with the rootfs as its working directory.
+///
+/// Security: the rootfs is opened here, by the runtime, and handed down as
+/// the working directory (which the kernel carries into a new mount
+/// namespace), so the init, perhaps a host uid of no privilege in a user
+/// namespace, never walks the host path to it: nothing above the rootfs
+/// (the engine's store) has to be opened to other users.
+fn spawn_in_rootfs(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(Pid, bool)> {
+    use nix::fcntl::OFlag;
+    let dir = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let open = |p: &Path| {
+        nix::fcntl::open(p, dir, nix::sys::stat::Mode::empty())
+            .map(capsa_sys::fd::own_raw)
+            .map_err(|e| Error::sys("open", p.display(), e))
+    };
+    let rootfs = open(&plan.rootfs)?;
+    let here = open(Path::new("."))?;
+    nix::unistd::fchdir(rootfs.as_raw_fd())
+        .map_err(|e| Error::sys("chdir", plan.rootfs.display(), e))?;
+    let spawned = spawn_init(plan, ctx, parent);
+    nix::unistd::fchdir(here.as_raw_fd())
+        .map_err(|e| Error::sys("chdir", "the runtime's working directory", e))?;
+    spawned
+}
+
 fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(Pid, bool)> {
     // The cgroup namespace is unshared by the init itself once it is in
     // its cgroup.

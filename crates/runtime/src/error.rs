@@ -161,3 +161,49 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `e` and its causes as one line, each cause once: an error whose message
+/// already quotes its source (as ours do, "open /x: No such file") does
+/// not have it repeated.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe;
+
+    /// "write /x: <source>", with the source kept as the cause too.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "write /x: {}", self.0)
+        }
+    }
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let e = Quoting(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let text = describe(&e);
+        assert_eq!(text.matches("No space left on device").count(), 1, "{text}");
+        // A cause the message does not quote is added.
+        let outer = std::io::Error::other(Quoting(std::io::Error::other("disk gone")));
+        assert_eq!(describe(&outer), "write /x: disk gone");
+    }
+}

@@ -29,8 +29,11 @@ pub struct InitContext<'a> {
     pub hooks: bool,
     /// Whether the init joins the v1 cgroups itself (no intermediate did).
     pub join_v1_cgroups: bool,
-    /// Detached id-mapped trees by mount index, made by the runtime.
-    pub idmapped: &'a [(usize, RawFd)],
+    /// Detached trees the runtime cloned on the host, by mount index.
+    pub trees: &'a [(usize, RawFd)],
+    /// Whether the working directory is the rootfs (see
+    /// `create::spawn_in_rootfs`).
+    pub rootfs_is_cwd: bool,
     /// The runtime is root: the init (and the intermediate) turn
     /// non-dumpable the moment they exist. (An unprivileged runtime must
     /// still open the init's uid_map, which that would forbid: then only
@@ -131,9 +134,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     }
 
     t.mark("init", "ids, cgroup namespace, session, keyring");
-    let root = mounts::prepare_root(plan)?;
+    let root = mounts::prepare_root(plan, ctx.rootfs_is_cwd)?;
     t.mark("init", "propagation set, rootfs bound");
-    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, ctx.idmapped)?;
+    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, ctx.trees)?;
     t.mark("init", "spec mounts");
     mounts::setup_dev(plan, &root)?;
     t.mark("init", "/dev devices and links");
@@ -167,7 +170,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     mounts::readonly(&root, &plan.readonly_paths)?;
     drop(null);
     t.mark("init", "masked and read-only paths, in the root");
-    mounts::pivot(&plan.rootfs, ctx.no_pivot)?;
+    mounts::pivot(&root, &plan.rootfs, ctx.no_pivot)?;
     t.mark("init", "pivot_root");
     drop(root);
     mounts::finish_propagation(plan)?;

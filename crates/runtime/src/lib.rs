@@ -28,7 +28,7 @@ pub mod trace;
 
 pub use create::Created;
 pub use create::{create, CreateOptions};
-pub use error::{ChildError, Error, Kind, Result};
+pub use error::{describe, ChildError, Error, Kind, Result};
 pub use exec::Execed;
 pub use exec::{exec, ExecOptions};
 pub use lifecycle::{

@@ -26,8 +26,12 @@ fn flags(bits: u64) -> MsFlags {
 
 /// Make our mount namespace's propagation what the spec asks (so nothing we
 /// mount reaches the host), and bind the rootfs onto itself so that it is a
-/// mount point pivot_root accepts. Returns an `O_PATH` fd of the rootfs.
-pub fn prepare_root(plan: &Plan) -> R<Root> {
+/// mount point pivot_root accepts. Returns the bound rootfs as a root.
+///
+/// When `rootfs_is_cwd`, the runtime handed the rootfs down as our working
+/// directory: it is cloned from `.` and the host path to it is never
+/// walked (a user namespace's root may not traverse it).
+pub fn prepare_root(plan: &Plan, rootfs_is_cwd: bool) -> R<Root> {
     let mut prop = plan.rootfs_propagation;
     // A shared root would propagate our mounts to the host: start as a
     // slave, and make the new root shared after pivot_root.
@@ -37,19 +41,24 @@ pub fn prepare_root(plan: &Plan) -> R<Root> {
     mount(None::<&str>, "/", None::<&str>, flags(prop), None::<&str>)
         .map_err(|e| err("mount propagation", "/", e))?;
     let rootfs = &plan.rootfs;
-    mount(
-        Some(rootfs),
-        rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+    let from = if rootfs_is_cwd {
+        Path::new(".")
+    } else {
+        rootfs
+    };
+    let tree = capsa_sys::mount::clone_tree(from, true)
+        .map_err(|e| err("bind mount", rootfs.display(), e))?;
+    let under = nix::fcntl::open(
+        from,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| err("bind mount", rootfs.display(), e))?;
-    open_root(rootfs)
-}
-
-fn open_root(rootfs: &Path) -> R<Root> {
-    Root::open(rootfs).map_err(|e| err("open", rootfs.display(), e))
+    .map_err(|e| err("open", rootfs.display(), e))?;
+    let under = capsa_sys::fd::own_raw(under);
+    capsa_sys::mount::attach(tree.as_raw_fd(), under.as_raw_fd())
+        .map_err(|e| err("bind mount", rootfs.display(), e))?;
+    // Attached, the tree's fd is the new mount's root.
+    Ok(Root::from_fd(tree))
 }
 
 /// Make `path` inside the root (directories, and the last component as a
@@ -64,20 +73,20 @@ fn make(root: &Root, path: &Path, file: bool) -> R<OwnedFd> {
 }
 
 /// Mount every entry of the spec, in order.
-/// `idmapped` holds, by mount index, detached id-mapped trees the runtime
-/// prepared (only it has the privilege to map them).
+/// `trees` holds, by mount index, the detached trees the runtime cloned on
+/// the host (see `create::host_trees`).
 pub fn mount_all(
     plan: &Plan,
     root: &Root,
     cgroup: &Cgroup,
     hier: &Hierarchy,
-    idmapped: &[(usize, std::os::fd::RawFd)],
+    trees: &[(usize, std::os::fd::RawFd)],
 ) -> R<()> {
     for (i, m) in plan.mounts.iter().enumerate() {
         if m.fstype == "cgroup" || m.fstype == "cgroup2" {
             mount_cgroup(plan, root, m, cgroup, hier)?;
         } else {
-            let tree = idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
+            let tree = trees.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
             mount_one(plan, root, m, tree)?;
         }
     }
@@ -130,30 +139,15 @@ fn mount_one(
     plan: &Plan,
     root: &Root,
     m: &MountPlan,
-    idmapped: Option<std::os::fd::RawFd>,
+    host_tree: Option<std::os::fd::RawFd>,
 ) -> R<()> {
     let dest = m.destination.display().to_string();
     let under_proc = m.destination.starts_with("/proc");
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
-        let meta = std::fs::metadata(src).map_err(|e| {
-            err(
-                "stat",
-                src.display(),
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })?;
-        let target = make(root, &m.destination, !meta.is_dir())?;
-        refuse_on_proc(m, &target, !meta.is_dir())?;
-        // Security: CVE-2021-30465 class. The bind is made as a detached
-        // tree, its flags set on the tree, then attached onto the target's
-        // fd; its propagation is changed through the tree's own fd. Nothing
-        // is looked up by path once the target was resolved, so a process
-        // sharing the volume cannot swap the path between the mount and a
-        // remount and have the remount land elsewhere.
         let cloned;
-        let tree = match idmapped {
-            // The runtime cloned and id-mapped the source.
+        let tree = match host_tree {
+            // The runtime cloned (and perhaps id-mapped) the source.
             Some(tree) => tree,
             None => {
                 cloned = capsa_sys::mount::clone_tree(src, m.recursive)
@@ -161,6 +155,18 @@ fn mount_one(
                 cloned.as_raw_fd()
             }
         };
+        // The tree's own type, not the path's: nothing is looked up again.
+        let is_dir = nix::sys::stat::fstat(tree)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(|e| err("stat", src.display(), e))?;
+        let target = make(root, &m.destination, !is_dir)?;
+        refuse_on_proc(m, &target, !is_dir)?;
+        // Security: CVE-2021-30465 class. The bind is made as a detached
+        // tree, its flags set on the tree, then attached onto the target's
+        // fd; its propagation is changed through the tree's own fd. Nothing
+        // is looked up by path once the target was resolved, so a process
+        // sharing the volume cannot swap the path between the mount and a
+        // remount and have the remount land elsewhere.
         let (set, clear) = mount_attrs(m.flags);
         if set != 0 || clear != 0 {
             capsa_sys::mount::set_attrs(tree, set, clear, false)
@@ -649,8 +655,8 @@ pub fn bind_console(root: &Root, slave: &OwnedFd) -> R<()> {
 /// Make `rootfs` the root: pivot_root and detach the old root, or with
 /// `no_pivot` move the rootfs over `/` and chroot (for ramfs roots, where
 /// pivot_root is not possible).
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> R<()> {
-    nix::unistd::chdir(rootfs).map_err(|e| err("chdir", rootfs.display(), e))?;
+pub fn pivot(root: &Root, rootfs: &Path, no_pivot: bool) -> R<()> {
+    nix::unistd::fchdir(root.fd().as_raw_fd()).map_err(|e| err("chdir", rootfs.display(), e))?;
     if no_pivot {
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(|e| err("move mount", rootfs.display(), e))?;

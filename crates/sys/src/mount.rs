@@ -56,6 +56,24 @@ fn mount_setattr(
         propagation: 0,
         userns_fd: userns.map(|fd| fd as u64).unwrap_or(0),
     };
+    setattr_raw(fd, &attr, recursive)
+}
+
+/// Change the propagation of the mount at `fd` (a detached tree or an
+/// attached mount's root) to `propagation` (`MS_SLAVE`, `MS_PRIVATE`,
+/// `MS_SHARED` or `MS_UNBINDABLE`), on submounts too when `recursive`.
+/// Unlike mount(2), this works on a detached tree.
+pub fn set_propagation(fd: RawFd, propagation: u64, recursive: bool) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation,
+        userns_fd: 0,
+    };
+    setattr_raw(fd, &attr, recursive)
+}
+
+fn setattr_raw(fd: RawFd, attr: &MountAttr, recursive: bool) -> Result<()> {
     let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
     let empty = c"";
     // SAFETY: `attr` is a valid mount_attr of the size passed; the empty
@@ -66,7 +84,7 @@ fn mount_setattr(
             fd,
             empty.as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

@@ -75,6 +75,12 @@ impl Root {
         })
     }
 
+    /// A root from a directory fd already open (such as a detached tree
+    /// from `open_tree`).
+    pub fn from_fd(fd: OwnedFd) -> Root {
+        Root { fd }
+    }
+
     /// The root's fd.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
