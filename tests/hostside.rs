@@ -8,6 +8,7 @@ use capsa_tests::registry::Capsa;
 use capsa_tests::*;
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::Command;
 
 fn setup(name: &str) -> (Env, Capsa, &'static str) {
@@ -600,16 +601,15 @@ fn as_other_user(args: &[&str]) -> std::process::Output {
 
 /// `--userns auto` once made the store and run directories traversable by
 /// everyone, so that the container's root (a host uid of no privilege)
-/// could reach its rootfs and bind sources. The runtime now hands those
-/// over as fds: the store stays closed to other users, and a store an
-/// older capsa opened is closed again.
+/// could reach its rootfs and bind sources. The runtime now hands the
+/// rootfs down as the working directory and the init clones bind sources
+/// before it takes the namespace's ids: the store stays closed to other
+/// users.
 #[test]
 fn userns_auto_leaves_the_store_closed_to_other_users() {
     let (env, c, img) = setup("hs-userns-store");
     // The test's own directories are open, so only the store's modes count.
     std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    c.ok(&["images"]);
-    std::fs::set_permissions(&c.store, std::fs::Permissions::from_mode(0o711)).unwrap();
     // A host directory closed to the container's root, with an open one
     // inside: the bind is of the open one.
     let closed = env.dir.join("closed");
@@ -662,8 +662,11 @@ fn userns_auto_leaves_the_store_closed_to_other_users() {
 
 /// The runtime, for a spec with a new user namespace: neither the rootfs
 /// nor a bind source needs a host path the container's root can walk (as
-/// runc's "userns with inaccessible mounts"). And what the container
-/// mounts on a bind of a shared host mount stays in the container.
+/// runc's "userns with inaccessible mounts"). What the container mounts on
+/// a bind of a shared host mount stays in the container, and a bind of a
+/// read-only host mount stays read-only: the container cannot clear the
+/// flag, which the kernel locked when it copied the mount for the
+/// namespace.
 #[test]
 fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
     let env = Env::new("hs-userns-paths");
@@ -688,6 +691,15 @@ fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
         }
     }
     let _guard = Unmount(shared.clone());
+    // And a read-only host mount of a directory the container's root owns.
+    let ro = closed.join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::os::unix::fs::chown(&ro, Some(200000), Some(200000)).unwrap();
+    let r = ro.display();
+    sh(&format!(
+        "mount --bind {r} {r} && mount -o remount,bind,ro {r}"
+    ));
+    let _guard_ro = Unmount(ro.clone());
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(&b.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     b.config["mounts"]
@@ -696,6 +708,13 @@ fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
         .push(serde_json::json!({
             "destination": "/tmp", "type": "bind", "source": shared,
             "options": ["rbind", "rw"]
+        }));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/root", "type": "bind", "source": ro,
+            "options": ["rbind"]
         }));
     // Root of its own user namespace, with the power to mount there.
     for set in ["bounding", "effective", "permitted"] {
@@ -708,7 +727,8 @@ fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
     b.args(&[
         "sh",
         "-c",
-        "cat /tmp/file && mount -t tmpfs leak /tmp && touch /tmp/in-tmpfs && echo mounted",
+        "cat /tmp/file && mount -t tmpfs leak /tmp && touch /tmp/in-tmpfs && echo mounted; \
+         mount -o remount,bind,rw /root && echo remounted-rw; touch /root/x && echo wrote; true",
     ]);
     let id = env.id("c");
     let o = env.rt(&["run", "-b", b.path(), &id]);
@@ -724,6 +744,10 @@ fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
         "the container's tmpfs reached the host: {mounts}"
     );
     assert!(!shared.join("in-tmpfs").exists());
+    assert!(
+        !out.contains("remounted-rw") && !out.contains("wrote") && !ro.join("x").exists(),
+        "the host's read-only mount was made writable: {out}"
+    );
 }
 
 /// `capsa cp` of a container's huge sparse file once built the whole tar
@@ -768,4 +792,45 @@ fn cp_of_a_huge_sparse_file_streams_instead_of_filling_memory() {
     );
     assert_eq!(e.matches("No space left on device").count(), 1, "{e}");
     assert!(!e.contains("memory"), "{e}");
+}
+
+/// A spec naming a cgroup that already has processes (a host service's,
+/// say) is refused: the container's limits, `kill --all` and `delete`
+/// would otherwise reach them. The process there is untouched.
+#[test]
+fn a_cgroup_with_processes_of_its_own_is_refused() {
+    let env = Env::new("hs-busycg");
+    let dir = Path::new("/sys/fs/cgroup/pids")
+        .join(&env.cgroup_parent)
+        .join("busy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut sleeper = Command::new("sleep").arg("100").spawn().unwrap();
+    struct Reap<'a>(&'a mut std::process::Child, std::path::PathBuf);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir(&self.1);
+        }
+    }
+    std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let pid = sleeper.id();
+    let _reap = Reap(&mut sleeper, dir.clone());
+    let mut b = env.bundle("b");
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/busy", env.cgroup_parent));
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert!(!o.status.success(), "created into a busy cgroup");
+    assert!(
+        stderr(&o).contains("already has 1 processes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the sleeper was touched"
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), pid.to_string());
 }

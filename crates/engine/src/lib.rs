@@ -39,7 +39,7 @@ pub use container::{Container, Status};
 pub use error::{Error, Result};
 pub use options::RunOptions;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One engine: a store root and a run directory.
 #[derive(Debug, Clone)]
@@ -49,10 +49,54 @@ pub struct Engine {
     pub images: capsa_image::Store,
 }
 
+/// Make `d` (and its missing parents) with mode 0700 when it is missing.
+fn private_dir(d: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if d.exists() {
+        return Ok(());
+    }
+    if let Some(p) = d.parent() {
+        std::fs::create_dir_all(p).map_err(|e| Error::Io {
+            op: "create",
+            path: p.to_path_buf(),
+            source: e,
+        })?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "create",
+                path: d.to_path_buf(),
+                source: e,
+            })
+        }
+    }
+    // The umask may have taken bits away; never added any.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::Io {
+        op: "chmod",
+        path: d.to_path_buf(),
+        source: e,
+    })
+}
+
 impl Engine {
     /// Open (creating as needed) the engine's directories.
     pub fn open(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Result<Engine> {
         let (root, run) = (root.into(), run.into());
+        // Security: the store holds every container's config (with its
+        // `-e` secrets) and the run directory its sockets: made 0700, so
+        // that no other user may list or traverse them. (Containers in a
+        // user namespace never walk these paths: the runtime hands them
+        // their rootfs as the working directory, and the init clones bind
+        // sources before it takes the namespace's ids.) Only directories
+        // made here: one the user named that exists already (`--run /run`)
+        // keeps its mode.
+        for d in [&root, &run] {
+            private_dir(d)?;
+        }
         let images = capsa_image::Store::open(&root)?;
         for d in [
             root.join("containers"),
@@ -67,24 +111,6 @@ impl Engine {
                 path: d.clone(),
                 source: e,
             })?;
-        }
-        // Security: the store holds every container's config (with its
-        // `-e` secrets) and the run directory its sockets: no one but root
-        // may list or traverse them. Containers in a user namespace never
-        // walk these paths (the runtime hands them their rootfs and bind
-        // sources as fds). An older capsa opened them for `--userns auto`:
-        // closed again here.
-        if nix::unistd::geteuid().is_root() {
-            use std::os::unix::fs::PermissionsExt;
-            for d in [&root, &run] {
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(
-                    |e| Error::Io {
-                        op: "chmod",
-                        path: d.clone(),
-                        source: e,
-                    },
-                )?;
-            }
         }
         Ok(Engine { root, run, images })
     }

@@ -139,6 +139,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     }
     match cg_result {
         Ok(()) => {
+            refuse_busy_cgroup(&cgroup)?;
             let device_rules = crate::lifecycle::spec_devices(&plan.spec);
             cgroup.apply(&resources, &device_rules)?;
         }
@@ -374,19 +375,29 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
 /// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
 /// is written to a `cgroup.procs` file: that write costs a RCU grace period.
 /// Returns the pid and whether the v2 cgroup still has to be joined.
-/// Bind sources the runtime clones on the host, as detached trees the
-/// init only attaches: by mount index.
+/// Refuse a cgroup that existed before with processes in it.
 ///
-/// Security: a user namespace's root is a host uid of no privilege. Were
-/// the init to open bind sources by path, the host directories above them
-/// (the engine's store, a volume's parent) would have to be traversable by
-/// that uid, and so by every user's container. Cloned here, by host root,
-/// nothing above a source is opened to anyone (as runc 1.2 and crun do for
-/// user namespaces). Id-mapped mounts are cloned here in every case: only
-/// the host may map them.
+/// Security: a spec naming a cgroup of the host's (`/system.slice`) would
+/// make the container's limits, `kill --all` and `delete` reach the host's
+/// services in it. runc refuses a non-empty cgroup too.
+fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
+    for d in cgroup.dirs().filter(|d| !cgroup.created.contains(d)) {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
+        if n > 0 {
+            return Err(Error::State(format!(
+                "cgroup {} already has {n} processes: it is not this container's (name an empty or new cgroup in linux.cgroupsPath)",
+                d.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Id-mapped mounts, cloned and mapped here (only the runtime has the
+/// privilege to map them), as detached trees the init only attaches: by
+/// mount index.
 fn host_trees(plan: &Plan) -> Result<Vec<(usize, OwnedFd)>> {
-    let privileged = nix::unistd::geteuid().is_root();
-    let in_userns = privileged && plan.namespaces.has(libc::CLONE_NEWUSER);
     // Security: mount propagation out of a user namespace. A clone of a
     // shared host mount joins its peer group, so what the container then
     // mounted on it would appear on the host (the kernel turns shared into
@@ -401,20 +412,18 @@ fn host_trees(plan: &Plan) -> Result<Vec<(usize, OwnedFd)>> {
     };
     let mut trees = Vec::new();
     for (i, m) in plan.mounts.iter().enumerate() {
-        if m.idmap.is_none() && !(in_userns && m.bind) {
+        let Some((uid, gid)) = &m.idmap else {
             continue;
-        }
+        };
         let src = m.source.clone().unwrap_or_default();
         let what = || format!("mounts[{i}] {}", src.display());
         let tree = capsa_sys::mount::clone_tree(&src, m.recursive)
             .map_err(|e| Error::sys("open_tree", what(), e))?;
         capsa_sys::mount::set_propagation(tree.as_raw_fd(), prop, true)
             .map_err(|e| Error::sys("set propagation", what(), e))?;
-        if let Some((uid, gid)) = &m.idmap {
-            let ns = namespaces::userns_fd(uid, gid)?;
-            capsa_sys::mount::set_idmap(&tree, ns.as_raw_fd(), m.recursive)
-                .map_err(|e| Error::sys("id-map mount", what(), e))?;
-        }
+        let ns = namespaces::userns_fd(uid, gid)?;
+        capsa_sys::mount::set_idmap(&tree, ns.as_raw_fd(), m.recursive)
+            .map_err(|e| Error::sys("id-map mount", what(), e))?;
         trees.push((i, tree));
     }
     Ok(trees)
@@ -438,8 +447,17 @@ fn rootfs_is_cwd(plan: &Plan) -> bool {
 /// namespace), so the init, perhaps a host uid of no privilege in a user
 /// namespace, never walks the host path to it: nothing above the rootfs
 /// (the engine's store) has to be opened to other users.
+///
+/// The working directory is the process's: the caller must have one
+/// thread, or another could create a container in the meantime.
 fn spawn_in_rootfs(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(Pid, bool)> {
     use nix::fcntl::OFlag;
+    let threads = capsa_sys::process::threads();
+    if threads != 1 {
+        return Err(Error::State(format!(
+            "create must be called from a single-threaded process ({threads} threads here): it hands the rootfs to the init as the working directory"
+        )));
+    }
     let dir = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let open = |p: &Path| {
         nix::fcntl::open(p, dir, nix::sys::stat::Mode::empty())
@@ -574,26 +592,9 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
                 "the runtime went away",
             ));
         }
-        // Fail closed: going on with the caller's ids in the new user
-        // namespace would make the rest with the wrong owner.
-        let root = nix::unistd::Uid::from_raw(0);
-        let rootg = nix::unistd::Gid::from_raw(0);
-        if let Err(e) = nix::unistd::setresgid(rootg, rootg, rootg) {
-            fail(crate::error::ChildError::sys(
-                "namespaces",
-                "setresgid",
-                0,
-                e,
-            ));
-        }
-        if let Err(e) = nix::unistd::setresuid(root, root, root) {
-            fail(crate::error::ChildError::sys(
-                "namespaces",
-                "setresuid",
-                0,
-                e,
-            ));
-        }
+        // Still the runtime's host uid: the init reaches the rootfs and
+        // the bind sources with it, then becomes the namespace's root (and
+        // fails closed if it cannot).
     }
     let rest = new & !libc::CLONE_NEWUSER;
     if rest != 0 {

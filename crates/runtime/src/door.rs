@@ -123,6 +123,21 @@ pub(crate) fn require_sealed() -> Result<()> {
 /// close every fd from `first` up, except `keep` (the runtime's channel and
 /// exec FIFO), which must not be directories.
 pub(crate) fn close_host_fds(first: RawFd, keep: &[RawFd]) -> std::result::Result<(), ChildError> {
+    // Security: CVE-2024-21626. An fd in the preserved range (3 up to
+    // `first`) that is close-on-exec was opened by us, not handed down by
+    // the caller (whose fds came through an exec, so none of theirs is):
+    // one of ours that fell into a gap of the range is closed, never
+    // passed on as the caller's.
+    for fd in 3..first {
+        if keep.contains(&fd) {
+            continue;
+        }
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD);
+        if flags.is_ok_and(|f| f & libc::FD_CLOEXEC != 0) {
+            capsa_sys::fd::close_range(fd, fd)
+                .map_err(|e| ChildError::sys("door", "close", fd, e))?;
+        }
+    }
     let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&f| f >= first).collect();
     keep.sort_unstable();
     keep.dedup();

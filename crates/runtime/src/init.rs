@@ -99,6 +99,21 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     // must still open our uid_map, which non-dumpable would forbid.
     capsa_sys::process::set_dumpable(false)
         .map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
+    // Security: the rootfs and the bind sources are reached now, while our
+    // fs uid is still the runtime's. In a user namespace, the setresuid
+    // below makes us its root, a host uid of no privilege: walking the
+    // host's paths to them as that uid would need the directories above
+    // (the engine's store, a volume's parent) open to every user. They are
+    // cloned from our own copy of the host's mounts, which the kernel
+    // locked when it made it for the user namespace (flags and submounts
+    // stay as the host has them), never from the host's tree itself.
+    let root = mounts::prepare_root(plan, ctx.rootfs_is_cwd)?;
+    let own_trees = if plan.namespaces.has(libc::CLONE_NEWUSER) {
+        mounts::clone_sources(plan, ctx.trees)?
+    } else {
+        Vec::new()
+    };
+    t.mark("init", "propagation set, rootfs bound, bind sources cloned");
     // In a user namespace (new or joined) become its root: files we create
     // must be owned by an id that the namespace maps.
     if plan.namespaces.has(libc::CLONE_NEWUSER) {
@@ -134,9 +149,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     }
 
     t.mark("init", "ids, cgroup namespace, session, keyring");
-    let root = mounts::prepare_root(plan, ctx.rootfs_is_cwd)?;
-    t.mark("init", "propagation set, rootfs bound");
-    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, ctx.trees)?;
+    let mut trees: Vec<(usize, RawFd)> = ctx.trees.to_vec();
+    trees.extend(own_trees.iter().map(|(i, t)| (*i, t.as_raw_fd())));
+    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, &trees)?;
     t.mark("init", "spec mounts");
     mounts::setup_dev(plan, &root)?;
     t.mark("init", "/dev devices and links");
@@ -172,7 +187,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     t.mark("init", "masked and read-only paths, in the root");
     mounts::pivot(&root, &plan.rootfs, ctx.no_pivot)?;
     t.mark("init", "pivot_root");
-    drop(root);
+    drop((root, own_trees));
     mounts::finish_propagation(plan)?;
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).map_err(|e| ChildError::sys("init", "sethostname", h, e))?;

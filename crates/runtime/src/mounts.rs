@@ -61,6 +61,31 @@ pub fn prepare_root(plan: &Plan, rootfs_is_cwd: bool) -> R<Root> {
     Ok(Root::from_fd(tree))
 }
 
+/// Clone the source of every bind mount the runtime did not (`skip`), as
+/// detached trees by mount index. Called before the init takes the user
+/// namespace's ids (see `init::run_inner`).
+pub fn clone_sources(
+    plan: &Plan,
+    skip: &[(usize, std::os::fd::RawFd)],
+) -> R<Vec<(usize, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (i, m) in plan.mounts.iter().enumerate() {
+        if !m.bind || skip.iter().any(|(j, _)| *j == i) {
+            continue;
+        }
+        let src = m.source.as_deref().unwrap_or(Path::new(""));
+        let tree = capsa_sys::mount::clone_tree(src, m.recursive).map_err(|e| {
+            err(
+                "bind mount",
+                format!("{} on {}", src.display(), m.destination.display()),
+                e,
+            )
+        })?;
+        out.push((i, tree));
+    }
+    Ok(out)
+}
+
 /// Make `path` inside the root (directories, and the last component as a
 /// file when `file`), never following a symlink out of it; an `O_PATH` fd.
 fn make(root: &Root, path: &Path, file: bool) -> R<OwnedFd> {

@@ -387,3 +387,11 @@ pub fn release_program_pages() -> usize {
     }
     released
 }
+
+/// How many threads the calling process has (`/proc/self/task`), or 0 if
+/// that cannot be read.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
