@@ -176,24 +176,25 @@ impl Guest {
     }
 
     /// `guest-sync`: drop whatever is queued and agree on an id, retried
-    /// until the agent answers.
+    /// until the agent answers. Each try has a new id, and only the answer
+    /// to the last one counts: the agent answers in order, so no stale
+    /// answer is left to be taken for the next command's.
     fn sync(&mut self, deadline: Instant) -> Result<(), String> {
-        let id = std::process::id() as u64 * 1000 + 7;
         self.agent
             .get_ref()
             .set_read_timeout(Some(Duration::from_secs(2)))
             .map_err(|e| e.to_string())?;
+        let mut id = u64::from(std::process::id()) * 1_000_000;
         loop {
             if Instant::now() > deadline {
                 return Err("the guest agent never answered".into());
             }
+            id += 1;
             let cmd = json!({"execute": "guest-sync", "arguments": {"id": id}});
             if self.send(&cmd).is_err() {
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
-            // Read replies until ours (older syncs may answer first) or
-            // the timeout.
             loop {
                 match self.read() {
                     Ok(v) if v["return"] == json!(id) => {
@@ -203,6 +204,7 @@ impl Guest {
                             .map_err(|e| e.to_string())?;
                         return Ok(());
                     }
+                    // An answer to an earlier try.
                     Ok(_) => continue,
                     Err(_) => break,
                 }
@@ -218,10 +220,7 @@ impl Guest {
 
     fn read(&mut self) -> Result<Value, String> {
         let mut line = String::new();
-        let n = self
-            .agent
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        let n = self.agent.read_line(&mut line).map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("the agent closed its port".into());
         }
@@ -247,7 +246,8 @@ impl Guest {
         let deadline = Instant::now() + timeout;
         let mut wait = Duration::from_millis(5);
         loop {
-            let st = self.call(json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}))?;
+            let st =
+                self.call(json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}))?;
             if st["exited"] == json!(true) {
                 let text = |k: &str| {
                     st[k]

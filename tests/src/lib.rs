@@ -3,6 +3,7 @@
 //! cleanup that runs even when a test fails (on drop).
 
 pub mod engines;
+pub mod guest;
 pub mod images;
 pub mod registry;
 
@@ -181,6 +182,11 @@ impl Env {
     /// Directories of this test's cgroup parent that exist on the host.
     pub fn cgroup_leftovers(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
+        // A pure v2 host: the hierarchy is /sys/fs/cgroup itself.
+        let v2 = Path::new("/sys/fs/cgroup").join(&self.cgroup_parent);
+        if v2.exists() {
+            out.push(v2);
+        }
         if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
             for h in rd.flatten() {
                 let p = h.path().join(&self.cgroup_parent);

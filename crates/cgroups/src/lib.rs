@@ -44,6 +44,12 @@ pub enum CgroupError {
         errno: Errno,
         detail: String,
     },
+    #[error("cannot enable the {controller} controller in {path}: {why}")]
+    Enable {
+        controller: String,
+        path: PathBuf,
+        why: String,
+    },
     #[error("cgroup path {0:?}: must not contain \"..\"")]
     BadPath(String),
     #[error("no cgroup hierarchy is mounted")]
@@ -215,6 +221,70 @@ impl Cgroup {
                 let _ = write(&d.join("cgroup.subtree_control"), &format!("+{c}"));
             }
         }
+    }
+
+    /// Enable the v2 controllers `needed` for this cgroup: in the
+    /// `cgroup.subtree_control` of its parent, and up the tree as far as a
+    /// controller is not yet offered (as runc does). An ancestor offers a
+    /// controller to its children only through its own subtree_control,
+    /// and systemd enables there only what some unit asks for.
+    ///
+    /// Errors name the file and the rule at fault: a cgroup with processes
+    /// of its own cannot give domain controllers to children (v2's
+    /// no-internal-processes rule), and a threaded subtree takes only
+    /// threaded controllers.
+    pub fn enable_v2(&self, needed: &[String]) -> Result<()> {
+        let Some(leaf) = &self.v2 else { return Ok(()) };
+        // The hierarchy's root: the leaf less this cgroup's own path.
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let Some(root) = leaf.ancestors().nth(rel.components().count()) else {
+            return Ok(());
+        };
+        for ctl in needed {
+            // The ancestors, nearest first, up to the first that has the
+            // controller itself (the root has them all).
+            let mut chain = Vec::new();
+            let mut cur = leaf.parent();
+            while let Some(d) = cur.filter(|d| d.starts_with(root)) {
+                chain.push(d.to_path_buf());
+                if d == root || v2_controllers(d).iter().any(|c| c == ctl) {
+                    break;
+                }
+                cur = d.parent();
+            }
+            // Top down: each step offers it to the next.
+            for d in chain.iter().rev() {
+                let control = d.join("cgroup.subtree_control");
+                let on = std::fs::read_to_string(&control).unwrap_or_default();
+                if on.split_whitespace().any(|c| c == ctl) {
+                    continue;
+                }
+                if !v2_controllers(d).iter().any(|c| c == ctl) {
+                    // The host does not have it at all: planning says so.
+                    break;
+                }
+                std::fs::write(&control, format!("+{ctl}")).map_err(|e| {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                    let why = match errno {
+                        Errno::EBUSY => format!(
+                            "{} has processes of its own, and cgroup v2 gives controllers only to cgroups without (the no-internal-processes rule)",
+                            d.display()
+                        ),
+                        Errno::EOPNOTSUPP | Errno::EINVAL => format!(
+                            "{} is in a threaded subtree, which takes only threaded controllers",
+                            d.display()
+                        ),
+                        _ => errno.desc().to_string(),
+                    };
+                    CgroupError::Enable {
+                        controller: ctl.clone(),
+                        path: control.clone(),
+                        why,
+                    }
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn mkdir_all(&mut self, dir: &Path, controllers: Option<&[String]>) -> Result<()> {

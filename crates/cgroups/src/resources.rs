@@ -114,15 +114,24 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
 struct Planner<'a> {
     cg: &'a Cgroup,
     out: Vec<FileWrite>,
+    /// When collecting: the v2 controllers the resources need that the
+    /// cgroup does not have yet (nothing is refused for them).
+    missing: Option<Vec<String>>,
 }
 
 impl<'a> Planner<'a> {
-    fn place(&self, ctl: &str, field: &str) -> Result<Place<'a>> {
+    fn place(&mut self, ctl: &str, field: &str) -> Result<Place<'a>> {
         if let Some(d) = self.cg.v1_dir(ctl) {
             return Ok(Place::V1(d));
         }
         if let Some(d) = self.cg.v2.as_deref() {
             if crate::v2_controllers(d).iter().any(|c| c == ctl) {
+                return Ok(Place::V2(d));
+            }
+            if let Some(m) = self.missing.as_mut() {
+                if !m.iter().any(|c| c == ctl) {
+                    m.push(ctl.to_string());
+                }
                 return Ok(Place::V2(d));
             }
             let parent = d.parent().unwrap_or(d);
@@ -153,6 +162,10 @@ impl<'a> Planner<'a> {
         value: impl Into<String>,
         field: &str,
     ) -> Result<()> {
+        // Collecting: the file may appear once its controller is enabled.
+        if self.missing.is_some() {
+            return Ok(());
+        }
         if !dir.join(file).exists() {
             return Err(refuse(
                 field,
@@ -646,6 +659,16 @@ impl<'a> Planner<'a> {
                     format!("the {ctl} controller is on cgroup v1 on this host"),
                 ));
             }
+            if let Some(m) = self.missing.as_mut() {
+                // `cgroup.*` files are the core's, not a controller's.
+                if ctl != "cgroup"
+                    && !m.iter().any(|c| c == ctl)
+                    && !crate::v2_controllers(d).iter().any(|c| c == ctl)
+                {
+                    m.push(ctl.to_string());
+                }
+                continue;
+            }
             self.put_existing(d, key, u[key].clone(), &field)?;
         }
         Ok(())
@@ -698,10 +721,22 @@ impl Cgroup {
     /// The file writes `r` needs on this cgroup, in order; an error names
     /// the first field the host cannot honour. Nothing is written.
     pub fn plan(&self, r: &LinuxResources) -> Result<Vec<FileWrite>> {
+        self.planner(r, false).map(|p| p.out)
+    }
+
+    /// The v2 controllers `r` needs that this cgroup does not have (for
+    /// [`Cgroup::enable_v2`]); an error names a field the host cannot honour
+    /// whatever is enabled.
+    pub fn missing_v2(&self, r: &LinuxResources) -> Result<Vec<String>> {
+        self.planner(r, true).map(|p| p.missing.unwrap_or_default())
+    }
+
+    fn planner(&self, r: &LinuxResources, collect: bool) -> Result<Planner<'_>> {
         let r = &without_zeros(r);
         let mut p = Planner {
             cg: self,
             out: Vec::new(),
+            missing: collect.then(Vec::new),
         };
         p.cpu(r)?;
         p.memory(r)?;
@@ -711,7 +746,7 @@ impl Cgroup {
         p.network(r)?;
         p.rdma(r)?;
         p.unified(r)?;
-        Ok(p.out)
+        Ok(p)
     }
 
     /// Apply `r`, plus the device rules of `devices` (the spec's

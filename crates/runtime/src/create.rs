@@ -140,6 +140,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     match cg_result {
         Ok(()) => {
             refuse_busy_cgroup(&cgroup)?;
+            // On v2 a controller reaches the cgroup only when its parents
+            // offer it (systemd offers only what some unit asks for).
+            cgroup.enable_v2(&cgroup.missing_v2(&resources)?)?;
             let device_rules = crate::lifecycle::spec_devices(&plan.spec);
             cgroup.apply(&resources, &device_rules)?;
         }

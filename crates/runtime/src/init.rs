@@ -84,7 +84,9 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
         })?;
     }
     // The parent writes our id maps first.
-    t.mark("init", "joined v1 cgroups");
+    if ctx.join_v1_cgroups && !ctx.cgroup.v1.is_empty() {
+        t.mark("init", "joined v1 cgroups");
+    }
     if expect(ctx.chan, "maps")? != Msg::MapsDone {
         return Err(ChildError::msg(
             "init",
