@@ -800,9 +800,11 @@ fn cp_of_a_huge_sparse_file_streams_instead_of_filling_memory() {
 #[test]
 fn a_cgroup_with_processes_of_its_own_is_refused() {
     let env = Env::new("hs-busycg");
-    let dir = Path::new("/sys/fs/cgroup/pids")
+    // The process sits in a child: /system.slice has none of its own.
+    let busy = Path::new("/sys/fs/cgroup/pids")
         .join(&env.cgroup_parent)
         .join("busy");
+    let dir = busy.join("inner");
     std::fs::create_dir_all(&dir).unwrap();
     let mut sleeper = Command::new("sleep").arg("100").spawn().unwrap();
     struct Reap<'a>(&'a mut std::process::Child, std::path::PathBuf);
@@ -811,6 +813,7 @@ fn a_cgroup_with_processes_of_its_own_is_refused() {
             let _ = self.0.kill();
             let _ = self.0.wait();
             let _ = std::fs::remove_dir(&self.1);
+            let _ = std::fs::remove_dir(self.1.parent().unwrap());
         }
     }
     std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();

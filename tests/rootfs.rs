@@ -263,3 +263,60 @@ fn idmapped_mounts_need_both_maps_and_a_bind() {
     );
     env.assert_gone(&id);
 }
+
+/// An id-mapped bind is cloned by the runtime on the host, where the
+/// kernel locks none of the source mount's flags: a source on a read-only
+/// (or nosuid, nodev, noexec) host mount is refused, or the container's
+/// root could remount it writable and write there as the mapped host owner.
+#[test]
+fn an_idmapped_bind_of_a_read_only_host_mount_is_refused() {
+    let env = Env::new("idmapro");
+    let host = env.dir.join("ro");
+    std::fs::create_dir_all(&host).unwrap();
+    let h = host.display();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount --bind {h} {h} && mount -o remount,bind,ro {h}"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Env's drop unmounts it, even when the test fails.
+    let mut b = env.bundle("b");
+    b.user_namespace(100000);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/tmp", "type": "bind", "source": host, "options": ["bind", "idmap"],
+        "uidMappings": [{ "containerID": 0, "hostID": 100000, "size": 65536 }],
+        "gidMappings": [{ "containerID": 0, "hostID": 100000, "size": 65536 }]
+    }));
+    // The attacker: root of its user namespace with CAP_SYS_ADMIN there.
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    b.config["linux"]["seccomp"] = serde_json::Value::Null;
+    b.args(&[
+        "sh",
+        "-c",
+        "mount -o remount,bind,rw /tmp; echo owned > /tmp/pwned",
+    ]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert!(
+        !host.join("pwned").exists(),
+        "the container wrote through a read-only host mount"
+    );
+    assert!(
+        !o.status.success(),
+        "an id-mapped bind of a read-only mount ran"
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot keep those flags locked") && e.contains("RDONLY"),
+        "{e}"
+    );
+    env.assert_gone(&id);
+}

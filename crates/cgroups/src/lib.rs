@@ -270,7 +270,7 @@ impl Cgroup {
                             "{} has processes of its own, and cgroup v2 gives controllers only to cgroups without (the no-internal-processes rule)",
                             d.display()
                         ),
-                        Errno::EOPNOTSUPP | Errno::EINVAL => format!(
+                        Errno::EOPNOTSUPP => format!(
                             "{} is in a threaded subtree, which takes only threaded controllers",
                             d.display()
                         ),

@@ -98,6 +98,9 @@ impl Engine {
             private_dir(d)?;
         }
         let images = capsa_image::Store::open(&root)?;
+        // Ours by construction, wherever the user put the store: 0700
+        // always, so that a store an older capsa opened (0711 for
+        // `--userns auto`) is closed again where the secrets are.
         for d in [
             root.join("containers"),
             root.join("volumes"),
@@ -105,12 +108,23 @@ impl Engine {
             run.join("locks"),
             run.join("sock"),
             run.join("runtime"),
+            run.join("files"),
         ] {
             std::fs::create_dir_all(&d).map_err(|e| Error::Io {
                 op: "create",
                 path: d.clone(),
                 source: e,
             })?;
+            if nix::unistd::geteuid().is_root() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |e| Error::Io {
+                        op: "chmod",
+                        path: d.clone(),
+                        source: e,
+                    },
+                )?;
+            }
         }
         Ok(Engine { root, run, images })
     }

@@ -378,23 +378,40 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
 /// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
 /// is written to a `cgroup.procs` file: that write costs a RCU grace period.
 /// Returns the pid and whether the v2 cgroup still has to be joined.
-/// Refuse a cgroup that existed before with processes in it.
+/// Refuse a cgroup that existed before with processes in it or below it.
 ///
 /// Security: a spec naming a cgroup of the host's (`/system.slice`) would
 /// make the container's limits, `kill --all` and `delete` reach the host's
-/// services in it. runc refuses a non-empty cgroup too.
+/// services in it. runc refuses a populated cgroup too (all its pids,
+/// children's included).
 fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
     for d in cgroup.dirs().filter(|d| !cgroup.created.contains(d)) {
-        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-        let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
-        if n > 0 {
+        if let Some(n) = populated(d) {
             return Err(Error::State(format!(
-                "cgroup {} already has {n} processes: it is not this container's (name an empty or new cgroup in linux.cgroupsPath)",
+                "cgroup {} already has {n} processes (its own or its children's): it is not this container's (name an empty or new cgroup in linux.cgroupsPath)",
                 d.display()
             )));
         }
     }
     Ok(())
+}
+
+/// Whether the cgroup at `d` or one below it has processes: how many,
+/// counted on the way down.
+fn populated(d: &Path) -> Option<usize> {
+    let here = std::fs::read_to_string(d.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let below: usize = std::fs::read_dir(d)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| populated(&e.path()))
+        .sum();
+    (here + below > 0).then_some(here + below)
 }
 
 /// Id-mapped mounts, cloned and mapped here (only the runtime has the
@@ -420,6 +437,24 @@ fn host_trees(plan: &Plan) -> Result<Vec<(usize, OwnedFd)>> {
         };
         let src = m.source.clone().unwrap_or_default();
         let what = || format!("mounts[{i}] {}", src.display());
+        // Security: a clone made here, in the host's mount namespace,
+        // carries none of the locks the kernel puts on mounts it copies
+        // into a user namespace: the container's root could clear a
+        // read-only, nosuid, nodev or noexec flag the host has on the
+        // source and, through the mapping, write there as a host owner.
+        // Such sources are refused.
+        let locked = nix::sys::statvfs::statvfs(&src)
+            .map_err(|e| Error::sys("statvfs", what(), e))?
+            .flags();
+        use nix::sys::statvfs::FsFlags;
+        let held = FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC;
+        if locked.intersects(held) {
+            return Err(Error::Unsupported(format!(
+                "{}: an id-mapped bind of a source on a host mount that is {:?} cannot keep those flags locked; bind it without idmap, or from a mount without them",
+                what(),
+                locked & held
+            )));
+        }
         let tree = capsa_sys::mount::clone_tree(&src, m.recursive)
             .map_err(|e| Error::sys("open_tree", what(), e))?;
         capsa_sys::mount::set_propagation(tree.as_raw_fd(), prop, true)
