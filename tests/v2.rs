@@ -260,3 +260,80 @@ fn the_engine_applies_its_flags_on_v2_and_says_so() {
     c.ok(&["rm", id]);
     assert!(!dir.exists(), "{} left", dir.display());
 }
+
+fn systemctl_show(unit: &str, props: &[&str]) -> String {
+    let mut c = Command::new("systemctl");
+    c.args(["show", unit]);
+    for p in props {
+        c.arg("-p").arg(p);
+    }
+    let o = c.output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
+fn the_systemd_driver_makes_a_scope_that_systemd_knows() {
+    require_v2();
+    let env = Env::new("v2-systemd");
+    let mut b = env.bundle("b");
+    let id = env.id("sd");
+    b.config["linux"]["cgroupsPath"] = json!(format!("system.slice:capsa:{id}"));
+    b.config["linux"]["resources"] = json!({
+        "memory": {"limit": 67108864},
+        "cpu": {"quota": 50000, "period": 100000},
+        "pids": {"limit": 40}
+    });
+    b.args(&["sleep", "100"]);
+    env.rt_ok(&["--systemd-cgroup", "run", "-d", "-b", b.path(), &id]);
+    let unit = format!("capsa-{id}.scope");
+    let show = systemctl_show(
+        &unit,
+        &[
+            "ActiveState",
+            "Delegate",
+            "MemoryMax",
+            "TasksMax",
+            "CPUQuotaPerSecUSec",
+            "ControlGroup",
+        ],
+    );
+    for want in [
+        "ActiveState=active",
+        "Delegate=yes",
+        "MemoryMax=67108864",
+        "TasksMax=40",
+        "CPUQuotaPerSecUSec=500ms",
+        &format!("ControlGroup=/system.slice/{unit}"),
+    ] {
+        assert!(show.contains(want), "{want} not in:\n{show}");
+    }
+    let dir = cg_dir(&format!("system.slice/{unit}"));
+    assert_eq!(read(&dir, "memory.max"), "67108864");
+    assert_eq!(read(&dir, "cpu.max"), "50000 100000");
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    assert!(read(&dir, "cgroup.procs")
+        .lines()
+        .any(|l| l == pid.to_string()));
+    // update goes through systemd too: a reload keeps it.
+    env.rt_ok(&["--systemd-cgroup", "update", "--memory", "100m", &id]);
+    assert!(systemctl_show(&unit, &["MemoryMax"]).contains("MemoryMax=104857600"));
+    let o = Command::new("systemctl")
+        .arg("daemon-reload")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        read(&dir, "memory.max"),
+        "104857600",
+        "the reload reset the limit"
+    );
+    env.rt_ok(&["delete", "-f", &id]);
+    assert!(
+        systemctl_show(&unit, &["LoadState"]).contains("LoadState=not-found"),
+        "{}",
+        systemctl_show(&unit, &["LoadState", "ActiveState"])
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
+    env.assert_gone(&id);
+}

@@ -118,6 +118,9 @@ pub struct CreateArgs {
     /// Pass this many fds after stdio (3, 4, ...) to the container.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
+    /// The global `--systemd-cgroup`, copied here by main.
+    #[arg(skip)]
+    pub systemd_cgroup: bool,
 }
 
 #[derive(Args, Debug)]

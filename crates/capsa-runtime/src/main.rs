@@ -12,7 +12,14 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The global flag, where create takes it.
+    let systemd = cli.systemd_cgroup;
+    match &mut cli.command {
+        Command::Create(a) => a.systemd_cgroup = systemd,
+        Command::Run(a) => a.create.systemd_cgroup = systemd,
+        _ => {}
+    }
     let logger = match log::Logger::open(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(l) => l,
         Err(e) => {

@@ -10,6 +10,7 @@ mod freezer;
 mod hierarchy;
 mod resources;
 pub mod stats;
+pub mod systemd;
 
 pub use hierarchy::{Hierarchy, Mode};
 pub use resources::{
@@ -43,6 +44,12 @@ pub enum CgroupError {
         path: PathBuf,
         errno: Errno,
         detail: String,
+    },
+    #[error("systemd: {op} {unit}: {message}")]
+    Systemd {
+        op: String,
+        unit: String,
+        message: String,
     },
     #[error("cannot enable the {controller} controller in {path}: {why}")]
     Enable {
@@ -80,6 +87,9 @@ pub struct Cgroup {
     /// Directories this cgroup's creation made (parents included), deepest
     /// last, so that removal can take away exactly what we added.
     pub created: Vec<PathBuf>,
+    /// With the systemd driver: the transient scope unit that holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 /// The default parent for containers whose spec gives no absolute path.
@@ -170,6 +180,7 @@ impl Cgroup {
                 .collect(),
             v2: h.v2.as_ref().map(|m| m.join(rel)),
             created: Vec::new(),
+            systemd_unit: None,
         }
     }
 
@@ -322,6 +333,10 @@ impl Cgroup {
         r: &oci_spec::runtime::LinuxResources,
         devices: &[(char, i64, i64)],
     ) -> Result<()> {
+        // systemd is told first, so that a reload keeps the new values.
+        if let Some(unit) = &self.systemd_unit {
+            systemd::set_properties(unit, systemd::properties(r))?;
+        }
         for w in self.plan(r)? {
             std::fs::write(&w.path, &w.value).map_err(|e| CgroupError::Write {
                 field: w.field.clone(),
@@ -426,6 +441,11 @@ impl Cgroup {
     /// counts exiting tasks in it; then the parents our creation made, when
     /// they are empty.
     pub fn remove(&self) -> Result<()> {
+        // systemd removes a scope's cgroup when the unit stops (killing
+        // what is left in it).
+        if let Some(unit) = &self.systemd_unit {
+            systemd::stop(unit)?;
+        }
         let mut first_err = None;
         for d in self.dirs() {
             if let Err(e) = rmdir_retry(d) {

@@ -32,6 +32,9 @@ pub struct CreateOptions {
     /// The caller proxies the terminal itself (`run` in the foreground)
     /// when no console socket is given.
     pub own_console: bool,
+    /// The systemd cgroup driver (`--systemd-cgroup`): the cgroup is a
+    /// transient scope systemd makes, named by `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// A created container.
@@ -115,7 +118,18 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
 
     let hierarchy =
         Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-    let cg_path = capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?;
+    let scope = if opts.systemd_cgroup {
+        Some(capsa_cgroups::systemd::Scope::of(
+            plan.cgroups_path.as_deref(),
+            &opts.id,
+        )?)
+    } else {
+        None
+    };
+    let cg_path = match &scope {
+        Some(s) => s.path.clone(),
+        None => capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?,
+    };
     // Noted before the cgroup exists: a create killed from here on (no
     // Undo runs on SIGKILL) leaves a directory that `delete -f` cleans,
     // cgroup included.
@@ -131,13 +145,21 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let cg_result = cgroup.create();
+    let cg_result = match &scope {
+        // systemd makes it, once the init exists to be put in it.
+        Some(s) => {
+            cgroup.systemd_unit = Some(s.unit.clone());
+            Ok(())
+        }
+        None => cgroup.create(),
+    };
     undo.cgroup = Some(cgroup.clone());
     // Now with the parents it made, so that they go too.
     if let Ok(json) = serde_json::to_vec(&cgroup) {
         state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
     }
     match cg_result {
+        Ok(()) if scope.is_some() => {}
         Ok(()) => {
             refuse_busy_cgroup(&cgroup)?;
             // On v2 a controller reaches the cgroup only when its parents
@@ -280,7 +302,24 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     if plan.new_userns() && plan.namespaces.join.is_empty() && plan.time_offsets.is_empty() {
         crate::rootless::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
     }
-    if v2_pending {
+    if let Some(s) = &scope {
+        capsa_cgroups::systemd::start_scope(
+            &s.unit,
+            &s.slice,
+            pid.as_raw() as u32,
+            capsa_cgroups::systemd::properties(&resources),
+        )?;
+        // What systemd has no property for goes into the delegated cgroup.
+        cgroup.enable_v2(&cgroup.missing_v2(&resources)?)?;
+        cgroup.apply(&resources, &crate::lifecycle::spec_devices(&plan.spec))?;
+        trace.mark(
+            "runtime",
+            &format!(
+                "systemd scope {} started in {} (Delegate=yes), limits applied",
+                s.unit, s.slice
+            ),
+        );
+    } else if v2_pending {
         cgroup.add_v2(pid.as_raw())?;
     }
     send(&parent, &Msg::MapsDone)?;

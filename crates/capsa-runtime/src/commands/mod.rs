@@ -51,6 +51,7 @@ pub fn create_options(a: &crate::cli::CreateArgs) -> capsa_runtime::CreateOption
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         own_console: false,
+        systemd_cgroup: a.systemd_cgroup,
     }
 }
 
