@@ -91,9 +91,10 @@ fn create_start_kill_delete_walks_every_status() {
 
     env.rt_ok(&["start", &id]);
     assert_eq!(env.state(&id)["status"], "running");
-    // The process is now sleep, not the runtime.
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-    assert_eq!(comm.trim(), "sleep");
+    // The process becomes sleep, not the runtime (start returns once the
+    // init has written the FIFO; its execve follows).
+    let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(wait_for(5, || comm().trim() == "sleep"), "{}", comm());
 
     env.rt_ok(&["kill", &id, "KILL"]);
     assert!(
