@@ -254,6 +254,7 @@ fn the_engine_applies_its_flags_on_v2_and_says_so() {
     assert!(stats.contains(&id[..12]), "{stats}");
     let info: Value = serde_json::from_str(&c.ok(&["info", "--format", "json"])).unwrap();
     assert_eq!(info["CgroupVersion"], "2", "{info}");
+    assert_eq!(info["CgroupDriver"], "systemd", "{info}");
     let trace = v[0]["Trace"].to_string();
     assert!(!trace.contains("v1"), "v1 words on a v2 host: {trace}");
     c.ok(&["stop", "-t", "1", id]);
@@ -336,4 +337,59 @@ fn the_systemd_driver_makes_a_scope_that_systemd_knows() {
     );
     assert!(!dir.exists(), "{} left", dir.display());
     env.assert_gone(&id);
+}
+
+#[test]
+#[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
+fn the_engine_puts_containers_in_systemd_scopes_where_systemd_runs() {
+    require_v2();
+    let env = Env::new("v2-engine-sd");
+    let c = Capsa::new(&env, "c");
+    let img = load_busybox_probe(&env, &c);
+    // No --cgroup-parent: podman's default, a scope in machine.slice.
+    let capsa = |args: &[&str]| {
+        let mut cmd = c.cmd(args);
+        cmd.env_remove("CAPSA_CGROUP_PARENT");
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "capsa {args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let id = capsa(&[
+        "run",
+        "-d",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "30",
+        img,
+        "sleep",
+        "100",
+    ]);
+    let unit = format!("capsa-{id}.scope");
+    let show = systemctl_show(
+        &unit,
+        &["ActiveState", "Slice", "MemoryMax", "TasksMax", "Delegate"],
+    );
+    for want in [
+        "ActiveState=active",
+        "Slice=machine.slice",
+        "MemoryMax=67108864",
+        "TasksMax=30",
+        "Delegate=yes",
+    ] {
+        assert!(show.contains(want), "{want} not in:\n{show}");
+    }
+    let v: Value = serde_json::from_str(&capsa(&["inspect", &id])).unwrap();
+    assert_eq!(v[0]["Cgroup"]["Path"], format!("/machine.slice/{unit}"));
+    let dir = cg_dir(&format!("machine.slice/{unit}"));
+    assert_eq!(read(&dir, "memory.max"), "67108864");
+    assert!(capsa(&["stats", "--no-stream", "--format", "json"]).contains(&id[..12]));
+    capsa(&["rm", "-f", &id]);
+    assert!(
+        wait_for(10, || systemctl_show(&unit, &["LoadState"])
+            .contains("LoadState=not-found")),
+        "{}",
+        systemctl_show(&unit, &["LoadState", "ActiveState"])
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
 }

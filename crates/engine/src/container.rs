@@ -51,8 +51,12 @@ pub struct Container {
     /// The process: args, env, cwd, user, as the spec has them.
     pub args: Vec<String>,
     pub options: RunOptions,
-    /// The cgroup path given to the runtime.
+    /// The container's cgroup path (under every hierarchy's root).
     pub cgroup_path: String,
+    /// With the systemd driver: the `slice:prefix:name` the runtime was
+    /// given, whose scope holds `cgroup_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_scope: Option<String>,
     /// The private id range of `--userns auto` (none: the host's ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idmap: Option<crate::userns::IdRange>,

@@ -108,17 +108,47 @@ pub fn create(
             dir.join("upper").display(),
             dir.join("work").display()
         ));
-        let parent = opts
-            .cgroup_parent
-            .clone()
-            .unwrap_or_else(|| "/capsa".to_string());
-        if !parent.starts_with('/') {
-            return Err(crate::error::flag(
-                "--cgroup-parent",
-                "must be an absolute cgroup path",
-            ));
-        }
-        let cgroup_path = format!("{}/capsa-{}", parent.trim_end_matches('/'), &id[..12]);
+        // podman's default cgroup manager: where systemd is PID 1 on a pure
+        // v2 host, the container's cgroup is a scope systemd makes
+        // (`machine.slice/capsa-ID.scope`), unless --cgroup-parent names a
+        // cgroupfs path or another runtime runs it.
+        let systemd = opts.runtime.is_none()
+            && crate::runtime::systemd_host()
+            && opts
+                .cgroup_parent
+                .as_deref()
+                .is_none_or(|p| !p.starts_with('/'));
+        let (cgroup_path, systemd_scope) = if systemd {
+            let slice = opts
+                .cgroup_parent
+                .clone()
+                .unwrap_or_else(|| "machine.slice".to_string());
+            if !slice.ends_with(".slice") || slice.contains(':') {
+                return Err(crate::error::flag(
+                    "--cgroup-parent",
+                    "with systemd managing cgroups: a slice name (machine.slice) or an absolute cgroupfs path",
+                ));
+            }
+            let form = format!("{slice}:capsa:{id}");
+            let scope = capsa_cgroups::systemd::Scope::of(Some(std::path::Path::new(&form)), &id)
+                .map_err(|e| crate::error::flag("--cgroup-parent", e.to_string()))?;
+            (scope.path.display().to_string(), Some(form))
+        } else {
+            let parent = opts
+                .cgroup_parent
+                .clone()
+                .unwrap_or_else(|| "/capsa".to_string());
+            if !parent.starts_with('/') {
+                return Err(crate::error::flag(
+                    "--cgroup-parent",
+                    "must be an absolute cgroup path",
+                ));
+            }
+            (
+                format!("{}/capsa-{}", parent.trim_end_matches('/'), &id[..12]),
+                None,
+            )
+        };
         // -P: every port the image exposes, on a free host port.
         if opts.publish_all {
             let exposed = img
@@ -177,7 +207,7 @@ pub fn create(
             rootfs: &snap.rootfs,
             dir: &engine.files_dir(&id)?,
             volumes: &engine.volumes(),
-            cgroup_path: &cgroup_path,
+            cgroup_path: systemd_scope.as_deref().unwrap_or(&cgroup_path),
             idmap,
             network: &mode,
             join_netns: join
@@ -233,6 +263,7 @@ pub fn create(
                 ..opts.clone()
             },
             cgroup_path,
+            systemd_scope,
             idmap,
             ports,
             lowers: lowers.iter().map(|l| l.display().to_string()).collect(),

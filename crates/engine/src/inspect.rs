@@ -291,6 +291,7 @@ pub fn info(engine: &Engine) -> Value {
     json!({
         "Kernel": uname.release().to_string_lossy(),
         "CgroupVersion": if cgroups2 { "2" } else if unified.is_empty() { "1" } else { "1 (hybrid: v1 controllers, a cgroup2 mount beside them)" },
+        "CgroupDriver": if crate::runtime::systemd_host() { "systemd" } else { "cgroupfs" },
         "CgroupV1Controllers": v1,
         "CgroupV2Controllers": unified.split_whitespace().collect::<Vec<_>>(),
         "Namespaces": namespaces_here,

@@ -324,6 +324,7 @@ fn run(
         id: c.id.clone(),
         bundle: c.dir(engine),
         own_console: tty,
+        systemd_cgroup: c.systemd_scope.is_some(),
         ..Default::default()
     };
     let created: serde_json::Value;

@@ -113,6 +113,14 @@ pub fn resolve_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Whether cgroups here are systemd's to manage: systemd is PID 1 and the
+/// hierarchy is pure v2.
+pub fn systemd_host() -> bool {
+    std::path::Path::new("/run/systemd/system").exists()
+        && nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
 /// The container's cgroup, whatever runtime made it: for stats, processes
 /// and the freezer state.
 pub fn cgroup(c: &Container) -> Result<capsa_cgroups::Cgroup> {

@@ -21,6 +21,7 @@ pub struct Inputs<'a> {
     /// Where named volumes live (`<root>/volumes`).
     pub volumes: &'a Path,
     /// The cgroup path for the runtime.
+    /// `linux.cgroupsPath`: a cgroupfs path, or systemd's `slice:prefix:name`.
     pub cgroup_path: &'a str,
     /// The container's private id range (`--userns auto`), if any.
     pub idmap: Option<crate::userns::IdRange>,
