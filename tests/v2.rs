@@ -393,3 +393,32 @@ fn the_engine_puts_containers_in_systemd_scopes_where_systemd_runs() {
     );
     assert!(!dir.exists(), "{} left", dir.display());
 }
+
+#[test]
+#[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
+fn the_ebpf_device_filter_and_the_oom_kill_on_v2() {
+    require_v2();
+    let env = Env::new("v2-dev-oom");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    // /dev/null is allowed; a node of /dev/kmsg (c 1:11) made inside is
+    // not; then past the memory limit.
+    b.args(&[
+        "sh",
+        "-c",
+        "head -c0 /dev/null && echo null-ok; \
+         (mknod /tmp/kmsg c 1 11 && exec 3</tmp/kmsg) 2>/dev/null && echo kmsg-opened || echo kmsg-denied; \
+         dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd-exit-$?",
+    ]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out, "null-ok\nkmsg-denied\ndd-exit-137\n", "{}", stderr(&o));
+    env.assert_gone(&id);
+}
