@@ -22,6 +22,11 @@ fn test_binary(deps: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no {name} test binary in {}", deps.display()))
 }
 
+/// `s` as one word for sh.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[test]
 fn the_v2_suite_passes_in_a_pure_v2_systemd_guest() {
     let env = capsa_tests::Env::new("guest");
@@ -58,12 +63,25 @@ fn the_v2_suite_passes_in_a_pure_v2_systemd_guest() {
         "{facts:?}"
     );
     let bins = in_guest(&std::fs::canonicalize(capsa_tests::bin_dir()).unwrap());
+    // The suite's output also goes to a file in the share, so that a run
+    // that hangs still shows how far it got.
+    let log = target.join(".guest-v2.log");
     let script = format!(
-        "cd /tmp && CI=1 CAPSA_BIN_DIR={} RUST_BACKTRACE=1 {} --ignored --test-threads=2 2>&1",
+        "cd /tmp && CI=1 CAPSA_BIN_DIR={} RUST_BACKTRACE=1 {} --ignored --test-threads=2 2>&1 | tee {}; exit ${{PIPESTATUS[0]}}",
         bins.display(),
-        in_guest(&suite).display()
+        in_guest(&suite).display(),
+        in_guest(&log).display()
     );
-    let o = g.exec(&script, Duration::from_secs(1200)).unwrap();
+    let o = match g.exec(
+        &format!("bash -c {}", shell_quote(&script)),
+        Duration::from_secs(900),
+    ) {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "{e}; the suite so far:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ),
+    };
     eprintln!("{}", o.stdout);
     assert_eq!(
         o.code, 0,
