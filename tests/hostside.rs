@@ -218,18 +218,7 @@ fn runtime_state_is_private_and_a_foreign_state_file_is_refused() {
     assert_eq!(std::fs::metadata(&env.root).unwrap().mode() & 0o777, 0o700);
     assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
     assert_eq!(std::fs::metadata(&st).unwrap().mode() & 0o777, 0o600);
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "1000",
-            "--regid",
-            "1000",
-            "--clear-groups",
-            "cat",
-        ])
-        .arg(&st)
-        .output()
-        .unwrap();
+    let o = as_other_user(&["cat", st.to_str().unwrap()]);
     assert!(!o.status.success(), "uid 1000 read the state");
     // A state file others can write is not ours to trust.
     std::fs::set_permissions(&st, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -330,18 +319,7 @@ fn a_gzip_bomb_layer_is_refused() {
             .unwrap();
         b.into_inner().unwrap()
     };
-    let layout = env.dir.join("layout");
-    oci_layout(
-        &layout,
-        "bomb",
-        &[("amd64", vec![busybox_rootfs_tar(), bomb])],
-    );
-    let o = c.run(&["load", "-q", "-i", layout.to_str().unwrap()]);
-    let e = if o.status.success() {
-        c.fails(&["run", "--rm", "localhost/imported:bomb", "true"])
-    } else {
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
+    let e = load_and_run_error(&env, &c, "bomb", bomb);
     assert!(e.contains("decompression bomb"), "{e}");
     // No layer directory holds the zeros.
     let layers = c.store.join("layers");
@@ -494,18 +472,7 @@ fn a_full_store_fails_clearly_and_stays_consistent() {
         b.append_data(&mut h, "big", &data[..]).unwrap();
         b.into_inner().unwrap()
     };
-    let layout = env.dir.join("big");
-    oci_layout(
-        &layout,
-        "big",
-        &[("amd64", vec![busybox_rootfs_tar(), big])],
-    );
-    let o = c.run(&["load", "-q", "-i", layout.to_str().unwrap()]);
-    let e = if o.status.success() {
-        c.fails(&["run", "--rm", "localhost/imported:big", "true"])
-    } else {
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
+    let e = load_and_run_error(&env, &c, "big", big);
     assert!(e.contains("No space left on device"), "{e}");
     // The store still reads, and a small image still loads and runs.
     c.ok(&["images"]);
@@ -588,6 +555,23 @@ fn an_abandoned_reservation_is_swept_by_the_next_listing() {
     assert!(!dir.exists(), "the abandoned reservation is still there");
     // Its name is free again.
     c.ok(&["create", "--name", "ghost", img, "true"]);
+}
+
+/// The error of loading a busybox image with `layer` on top (tagged
+/// `tag`), or of running it when the load took it.
+fn load_and_run_error(env: &Env, c: &Capsa, tag: &str, layer: Vec<u8>) -> String {
+    let layout = env.dir.join(tag);
+    oci_layout(
+        &layout,
+        tag,
+        &[("amd64", vec![busybox_rootfs_tar(), layer])],
+    );
+    let o = c.run(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    if o.status.success() {
+        c.fails(&["run", "--rm", &format!("localhost/imported:{tag}"), "true"])
+    } else {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
 }
 
 /// `setpriv` as uid 1000: `args` run as another user of the host.
@@ -717,12 +701,7 @@ fn a_user_namespace_needs_no_host_path_and_leaks_no_mount() {
             "options": ["rbind"]
         }));
     // Root of its own user namespace, with the power to mount there.
-    for set in ["bounding", "effective", "permitted"] {
-        b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!("CAP_SYS_ADMIN"));
-    }
+    b.grant_cap("CAP_SYS_ADMIN");
     b.config["linux"]["seccomp"] = serde_json::Value::Null;
     b.args(&[
         "sh",

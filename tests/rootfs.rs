@@ -127,12 +127,7 @@ fn device_cgroup_denies_devices_not_allowed() {
     let env = Env::new("devcgroup");
     let mut b = env.bundle("b");
     // Add CAP_MKNOD so only the device cgroup stands in the way.
-    for set in ["bounding", "effective", "permitted"] {
-        b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_MKNOD"));
-    }
+    b.grant_cap("CAP_MKNOD");
     b.args(&["sh", "-c", "mknod /tmp/disk b 8 0 && (head -c1 /tmp/disk >/dev/null 2>&1 && echo read-disk || echo denied)"]);
     let o = run(&env, &b);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -291,12 +286,7 @@ fn an_idmapped_bind_of_a_read_only_host_mount_is_refused() {
         "gidMappings": [{ "containerID": 0, "hostID": 100000, "size": 65536 }]
     }));
     // The attacker: root of its user namespace with CAP_SYS_ADMIN there.
-    for set in ["bounding", "effective", "permitted"] {
-        b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_SYS_ADMIN"));
-    }
+    b.grant_cap("CAP_SYS_ADMIN");
     b.config["linux"]["seccomp"] = serde_json::Value::Null;
     b.args(&[
         "sh",

@@ -401,12 +401,7 @@ fn the_ebpf_device_filter_and_the_oom_kill_on_v2() {
     let env = Env::new("v2-dev-oom");
     let mut b = env.bundle("b");
     b.config["linux"]["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
-    for set in ["bounding", "effective", "permitted"] {
-        b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_MKNOD"));
-    }
+    b.grant_cap("CAP_MKNOD");
     // /dev/null is allowed; a node of /dev/kmsg (c 1:11) made inside is
     // not; then past the memory limit.
     b.args(&[

@@ -280,6 +280,18 @@ impl Bundle {
         self
     }
 
+    /// Add `cap` (`CAP_SYS_ADMIN`, ...) to the bounding, effective and
+    /// permitted sets. Not saved (as `user_namespace`).
+    pub fn grant_cap(&mut self, cap: &str) -> &mut Self {
+        for set in ["bounding", "effective", "permitted"] {
+            self.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(Value::String(cap.to_string()));
+        }
+        self
+    }
+
     /// A new user namespace mapping container ids 0..65536 to host ids
     /// from `host`.
     pub fn user_namespace(&mut self, host: u32) -> &mut Self {

@@ -244,7 +244,7 @@ impl Cgroup {
     /// of its own cannot give domain controllers to children (v2's
     /// no-internal-processes rule), and a threaded subtree takes only
     /// threaded controllers.
-    pub fn enable_v2(&self, needed: &[String]) -> Result<()> {
+    pub(crate) fn enable_v2(&self, needed: &[String]) -> Result<()> {
         let Some(leaf) = &self.v2 else { return Ok(()) };
         // The hierarchy's root: the leaf less this cgroup's own path.
         let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
@@ -336,6 +336,12 @@ impl Cgroup {
         // systemd is told first, so that a reload keeps the new values.
         if let Some(unit) = &self.systemd_unit {
             systemd::set_properties(unit, systemd::properties(r))?;
+        }
+        // On v2 a controller reaches the cgroup only when its parents offer
+        // it (systemd offers only what some unit asks for).
+        let missing = self.missing_v2(r)?;
+        if !missing.is_empty() {
+            self.enable_v2(&missing)?;
         }
         for w in self.plan(r)? {
             std::fs::write(&w.path, &w.value).map_err(|e| CgroupError::Write {
@@ -487,6 +493,24 @@ pub fn v2_controllers(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("cgroup.controllers"))
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// How many processes the cgroup directory `d` holds, its children's
+/// included; none when it is empty.
+pub fn populated(d: &Path) -> Option<usize> {
+    let here = std::fs::read_to_string(d.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let below: usize = std::fs::read_dir(d)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| populated(&e.path()))
+        .sum();
+    (here + below > 0).then_some(here + below)
 }
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<()> {

@@ -727,7 +727,7 @@ impl Cgroup {
     /// The v2 controllers `r` needs that this cgroup does not have (for
     /// [`Cgroup::enable_v2`]); an error names a field the host cannot honour
     /// whatever is enabled.
-    pub fn missing_v2(&self, r: &LinuxResources) -> Result<Vec<String>> {
+    pub(crate) fn missing_v2(&self, r: &LinuxResources) -> Result<Vec<String>> {
         self.planner(r, true).map(|p| p.missing.unwrap_or_default())
     }
 

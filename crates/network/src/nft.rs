@@ -368,19 +368,25 @@ pub fn remove_network(net: &crate::Network) -> Result<()> {
 /// Whether the guard rule (drop 127.0.0.0/8 from our bridges) is in
 /// place now, as the kernel has it.
 pub fn guard_active() -> bool {
-    let Ok(out) = Command::new("nft")
-        .args(["-j", "list", "chain", FAMILY, TABLE, "guard"])
-        .output()
-    else {
-        return false;
-    };
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    list("chain", "guard")
+        .unwrap_or_default()
+        .iter()
         .filter_map(|o| o["rule"]["expr"].as_array())
         .any(|e| e.iter().any(|x| x.get("drop").is_some()))
+}
+
+/// `nft -j list KIND inet capsa NAME`: the objects it prints (none when
+/// the table or the object is missing).
+fn list(kind: &str, name: &str) -> Result<Vec<Value>> {
+    let out = Command::new("nft")
+        .args(["-j", "list", kind, FAMILY, TABLE, name])
+        .output()
+        .map_err(|e| Error::Nft(format!("nft: {e}")))?;
+    let mut v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Ok(match v["nftables"].take() {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    })
 }
 
 /// Whether some published port that 127.0.0.1 reaches (one on every
@@ -388,15 +394,8 @@ pub fn guard_active() -> bool {
 /// `subnet`: then its bridge needs `route_localnet`.
 pub fn loopback_ports_into(subnet: &crate::ipam::Subnet) -> Result<bool> {
     let elems = |map: &str| -> Result<Vec<Value>> {
-        let out = Command::new("nft")
-            .args(["-j", "list", "map", FAMILY, TABLE, map])
-            .output()
-            .map_err(|e| Error::Nft(format!("nft: {e}")))?;
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        Ok(v["nftables"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        Ok(list("map", map)?
+            .iter()
             .filter_map(|o| o["map"]["elem"].as_array())
             .flatten()
             .cloned()
@@ -418,15 +417,8 @@ pub fn loopback_ports_into(subnet: &crate::ipam::Subnet) -> Result<bool> {
 }
 
 fn bridges_left() -> Result<usize> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "set", FAMILY, TABLE, "bridges"])
-        .output()
-        .map_err(|e| Error::Nft(format!("nft: {e}")))?;
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    Ok(v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    Ok(list("set", "bridges")?
+        .iter()
         .filter_map(|o| o["set"]["elem"].as_array())
         .map(Vec::len)
         .sum())

@@ -162,9 +162,6 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         Ok(()) if scope.is_some() => {}
         Ok(()) => {
             refuse_busy_cgroup(&cgroup)?;
-            // On v2 a controller reaches the cgroup only when its parents
-            // offer it (systemd offers only what some unit asks for).
-            cgroup.enable_v2(&cgroup.missing_v2(&resources)?)?;
             let device_rules = crate::lifecycle::spec_devices(&plan.spec);
             cgroup.apply(&resources, &device_rules)?;
         }
@@ -310,7 +307,6 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             capsa_cgroups::systemd::properties(&resources),
         )?;
         // What systemd has no property for goes into the delegated cgroup.
-        cgroup.enable_v2(&cgroup.missing_v2(&resources)?)?;
         cgroup.apply(&resources, &crate::lifecycle::spec_devices(&plan.spec))?;
         trace.mark(
             "runtime",
@@ -409,14 +405,6 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
     })
 }
 
-/// Start the init: one clone3 with every new namespace when nothing is
-/// joined (the common case), else an intermediate process that joins, makes
-/// the rest and forks the init.
-///
-/// The process is born in the v2 cgroup (`CLONE_INTO_CGROUP`) and joins
-/// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
-/// is written to a `cgroup.procs` file: that write costs a RCU grace period.
-/// Returns the pid and whether the v2 cgroup still has to be joined.
 /// Refuse a cgroup that existed before with processes in it or below it.
 ///
 /// Security: a spec naming a cgroup of the host's (`/system.slice`) would
@@ -425,7 +413,7 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
 /// children's included).
 fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
     for d in cgroup.dirs().filter(|d| !cgroup.created.contains(d)) {
-        if let Some(n) = populated(d) {
+        if let Some(n) = capsa_cgroups::populated(d) {
             return Err(Error::State(format!(
                 "cgroup {} already has {n} processes (its own or its children's): it is not this container's (name an empty or new cgroup in linux.cgroupsPath)",
                 d.display()
@@ -433,24 +421,6 @@ fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether the cgroup at `d` or one below it has processes: how many,
-/// counted on the way down.
-fn populated(d: &Path) -> Option<usize> {
-    let here = std::fs::read_to_string(d.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count();
-    let below: usize = std::fs::read_dir(d)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| populated(&e.path()))
-        .sum();
-    (here + below > 0).then_some(here + below)
 }
 
 /// Id-mapped mounts, cloned and mapped here (only the runtime has the
@@ -551,6 +521,14 @@ fn spawn_in_rootfs(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Resu
     spawned
 }
 
+/// Start the init: one clone3 with every new namespace when nothing is
+/// joined (the common case), else an intermediate process that joins, makes
+/// the rest and forks the init.
+///
+/// The process is born in the v2 cgroup (`CLONE_INTO_CGROUP`) and joins
+/// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
+/// is written to a `cgroup.procs` file: that write costs a RCU grace period.
+/// Returns the pid and whether the v2 cgroup still has to be joined.
 fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(Pid, bool)> {
     // The cgroup namespace is unshared by the init itself once it is in
     // its cgroup.

@@ -280,7 +280,6 @@ pub fn update(store: &Store, id: &str, r: &capsa_spec::oci::LinuxResources) -> R
         return Err(Error::State("container not running".into()));
     }
     let devices = spec_devices(&st.config);
-    st.cgroup.enable_v2(&st.cgroup.missing_v2(r)?)?;
     st.cgroup.update(r, &devices)?;
     let merged = merge_resources(
         st.config
