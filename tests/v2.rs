@@ -417,3 +417,193 @@ fn the_ebpf_device_filter_and_the_oom_kill_on_v2() {
     assert_eq!(out, "null-ok\nkmsg-denied\ndd-exit-137\n", "{}", stderr(&o));
     env.assert_gone(&id);
 }
+
+/// containerd's CRI with `SystemdCgroup = true` and capsa-runtime as the
+/// runtime handler's binary, as Kubernetes' recommended setup on v2: the
+/// pod's containers are scopes systemd knows, with their limits.
+#[test]
+#[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
+fn cri_with_systemd_cgroups_runs_a_pod_in_scopes_systemd_knows() {
+    use capsa_tests::engines::{
+        busybox_oci_archive, pause_oci_archive, Containerd, BUSYBOX, PAUSE,
+    };
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    use k8s_cri::v1::*;
+    require_v2();
+    let env = Env::new("v2-cri");
+    let cri = format!(
+        r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE}"
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "capsa"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.capsa]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.capsa.options]
+        BinaryName = "{rt}"
+        SystemdCgroup = true
+"#,
+        rt = env.runtime.display(),
+    );
+    let mut c = Containerd::start_with(&env, Some(&cri)).expect("containerd in the guest");
+    c.namespace = "k8s.io".into();
+    c.ctr_ok(&[
+        "images",
+        "import",
+        pause_oci_archive(&env.dir).to_str().unwrap(),
+    ]);
+    c.ctr_ok(&[
+        "images",
+        "import",
+        busybox_oci_archive(&env.dir).to_str().unwrap(),
+    ]);
+    let logs = env.dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let socket = c.socket.clone();
+    let slice = "capsatest.slice".to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pod, ctr) = rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let p = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(p).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect to containerd's CRI socket");
+        let mut cl = RuntimeServiceClient::new(channel);
+        // Host network: no CNI needed for what this test is about.
+        let sandbox_config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "pod1".into(),
+                uid: "uid-1".into(),
+                namespace: "capsa".into(),
+                attempt: 0,
+            }),
+            // Host network shares the host's UTS namespace: no hostname.
+            log_directory: logs.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: slice.clone(),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = cl
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: "capsa".into(),
+            })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        let ctr = cl
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "c1".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: BUSYBOX.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "100".into()],
+                    log_path: "c1.log".into(),
+                    linux: Some(LinuxContainerConfig {
+                        resources: Some(LinuxContainerResources {
+                            memory_limit_in_bytes: 48 << 20,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        cl.start_container(StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .expect("StartContainer");
+        (pod, ctr)
+    });
+    // containerd names the scope cri-containerd-ID.scope, in the pod's slice.
+    let unit = format!("cri-containerd-{ctr}.scope");
+    let show = systemctl_show(&unit, &["ActiveState", "Slice", "MemoryMax", "Delegate"]);
+    for want in [
+        "ActiveState=active",
+        "Slice=capsatest.slice",
+        "MemoryMax=50331648",
+        "Delegate=yes",
+    ] {
+        assert!(show.contains(want), "{want} not in:\n{show}\n{}", c.log());
+    }
+    let sandbox = systemctl_show(&format!("cri-containerd-{pod}.scope"), &["ActiveState"]);
+    assert!(sandbox.contains("ActiveState=active"), "{sandbox}");
+    let socket = c.socket.clone();
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let p = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(p).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap();
+        let mut cl = RuntimeServiceClient::new(channel);
+        cl.stop_container(StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 0,
+        })
+        .await
+        .expect("StopContainer");
+        cl.remove_container(RemoveContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .expect("RemoveContainer");
+        cl.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+        cl.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+    });
+    assert!(
+        wait_for(10, || systemctl_show(&unit, &["LoadState"])
+            .contains("LoadState=not-found")),
+        "{}",
+        systemctl_show(&unit, &["LoadState", "ActiveState"])
+    );
+}
