@@ -83,7 +83,7 @@ impl Guest {
         let console = dir.join("console.log");
         let qemu = Command::new("qemu-system-x86_64")
             .args(["-machine", "q35", "-accel", accel, "-cpu", "max"])
-            .args(["-smp", "2", "-m", "2048", "-display", "none", "-no-reboot"])
+            .args(["-smp", "2", "-m", "3072", "-display", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .arg("-kernel")
@@ -198,9 +198,11 @@ impl Guest {
             loop {
                 match self.read() {
                     Ok(v) if v["return"] == json!(id) => {
+                        // A guest that stops answering is an error, not
+                        // a test that hangs: no agent call takes this long.
                         self.agent
                             .get_ref()
-                            .set_read_timeout(None)
+                            .set_read_timeout(Some(Duration::from_secs(120)))
                             .map_err(|e| e.to_string())?;
                         return Ok(());
                     }
@@ -220,7 +222,16 @@ impl Guest {
 
     fn read(&mut self) -> Result<Value, String> {
         let mut line = String::new();
-        let n = self.agent.read_line(&mut line).map_err(|e| e.to_string())?;
+        let n =
+            self.agent.read_line(&mut line).map_err(|e| {
+                match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                "the guest agent did not answer in time (a hung or crashed guest: see the console)"
+                    .to_string()
+            }
+            _ => e.to_string(),
+        }
+            })?;
         if n == 0 {
             return Err("the agent closed its port".into());
         }

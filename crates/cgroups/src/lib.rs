@@ -335,7 +335,8 @@ impl Cgroup {
     ) -> Result<()> {
         // systemd is told first, so that a reload keeps the new values.
         if let Some(unit) = &self.systemd_unit {
-            systemd::set_properties(unit, systemd::properties(r))?;
+            let devices_changed = r.devices().is_some().then_some(devices);
+            systemd::set_properties(unit, systemd::properties(r, devices_changed))?;
         }
         // On v2 a controller reaches the cgroup only when its parents offer
         // it (systemd offers only what some unit asks for).

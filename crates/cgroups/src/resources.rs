@@ -529,12 +529,20 @@ impl<'a> Planner<'a> {
                 if b.leaf_weight().is_some() {
                     return Err(refuse("blockIO.leafWeight", "cgroup v2 has no leaf weight"));
                 }
+                // A device's weight needs BFQ (its own 1..1000 scale, as
+                // runc writes it) or io.cost enabled on that device.
+                let bfq = d.join("io.bfq.weight").exists();
                 for (i, wd) in b.weight_device().iter().flatten().enumerate() {
                     if let Some(w) = wd.weight() {
+                        let (file, w) = if bfq {
+                            ("io.bfq.weight", u64::from(w))
+                        } else {
+                            ("io.weight", blkio_to_io_weight(w))
+                        };
                         self.put_existing(
                             d,
-                            "io.weight",
-                            format!("{}:{} {}", wd.major(), wd.minor(), blkio_to_io_weight(w)),
+                            file,
+                            format!("{}:{} {w}", wd.major(), wd.minor()),
                             &format!("blockIO.weightDevice[{i}]"),
                         )?;
                     }
@@ -929,6 +937,29 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         assert_eq!(v, want);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn device_weights_go_to_bfq_on_its_scale_where_bfq_is() {
+        let json = r#"{"blockIO": {"weight": 300, "weightDevice": [{"major": 8, "minor": 0, "weight": 200}]}}"#;
+        let (root, cg) = fake_v2("bfq", "io", &["io.weight", "io.bfq.weight"]);
+        assert_eq!(
+            values(&cg.plan(&res(json)).unwrap()),
+            [
+                ("io.bfq.weight".to_string(), "300".to_string()),
+                ("io.bfq.weight".to_string(), "8:0 200".to_string())
+            ]
+        );
+        std::fs::remove_dir_all(root).unwrap();
+        let (root, cg) = fake_v2("iocost", "io", &["io.weight"]);
+        assert_eq!(
+            values(&cg.plan(&res(json)).unwrap()),
+            [
+                ("io.weight".to_string(), "default 2930".to_string()),
+                ("io.weight".to_string(), "8:0 1920".to_string())
+            ]
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -300,14 +300,15 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         crate::rootless::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
     }
     if let Some(s) = &scope {
+        let devices = crate::lifecycle::spec_devices(&plan.spec);
         capsa_cgroups::systemd::start_scope(
             &s.unit,
             &s.slice,
             pid.as_raw() as u32,
-            capsa_cgroups::systemd::properties(&resources),
+            capsa_cgroups::systemd::properties(&resources, Some(&devices)),
         )?;
         // What systemd has no property for goes into the delegated cgroup.
-        cgroup.apply(&resources, &crate::lifecycle::spec_devices(&plan.spec))?;
+        cgroup.apply(&resources, &devices)?;
         trace.mark(
             "runtime",
             &format!(
