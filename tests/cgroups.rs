@@ -393,3 +393,66 @@ fn cgroup2_ebpf_device_filter_denies_what_is_not_allowed() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&free.stdout), "kmsg-opened\n");
 }
+
+/// The `0::` (v2) line of a process's /proc/PID/cgroup.
+fn v2_line(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Security: `linux.resources.unified` is written by the host's root; a
+/// `cgroup.procs` (or `cgroup.threads`) key would pull any host process
+/// into the container's cgroup, under its limits and its kill. Refused at
+/// create and at update, and the host process stays where it was.
+#[test]
+fn a_unified_cgroup_procs_key_cannot_pull_a_host_process_in() {
+    let env = Env::new("unifiedprocs");
+    let mut host = Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = host.id();
+    let before = v2_line(pid);
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    for key in ["cgroup.procs", "cgroup.threads"] {
+        b.config["linux"]["resources"] = json!({"unified": {key: pid.to_string()}});
+        b.save();
+        let id = env.id(&format!("c-{}", key.replace('.', "-")));
+        for verb in [
+            &["run", "-d", "-b", b.path(), &id][..],
+            &["create", "-b", b.path(), &id][..],
+        ] {
+            let o = env.rt(verb);
+            assert_eq!(v2_line(pid), before, "{verb:?} moved the host process");
+            assert!(!o.status.success(), "{verb:?} {key} was accepted");
+            assert!(
+                stderr(&o).contains(&format!("unified.{key}")),
+                "{verb:?}: {}",
+                stderr(&o)
+            );
+            env.assert_gone(&id);
+        }
+    }
+    // update: the same key on a running container.
+    b.config["linux"]["resources"] = json!({});
+    b.save();
+    let id = env.id("running");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let r = env.dir.join("r.json");
+    std::fs::write(
+        &r,
+        json!({"unified": {"cgroup.procs": pid.to_string()}}).to_string(),
+    )
+    .unwrap();
+    let o = env.rt(&["update", "-r", r.to_str().unwrap(), &id]);
+    assert_eq!(v2_line(pid), before, "update moved the host process");
+    assert!(!o.status.success(), "update with cgroup.procs was accepted");
+    env.rt_ok(&["delete", "-f", &id]);
+    // The host process lived through the container's removal.
+    assert!(host.try_wait().unwrap().is_none(), "the host process died");
+    let _ = host.kill();
+    let _ = host.wait();
+    env.assert_gone(&id);
+}

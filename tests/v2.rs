@@ -942,3 +942,101 @@ fn every_field_lands_and_updates_under_both_drivers() {
     assert_eq!(seen[0], seen[1], "cgroupfs and systemd disagree");
     env.assert_gone("every");
 }
+
+/// A scope that is not capsa's: `systemd-run --scope` holding a sleep.
+struct Victim {
+    unit: String,
+    child: std::process::Child,
+}
+
+impl Victim {
+    fn start(name: &str) -> Victim {
+        let child = Command::new("systemd-run")
+            .args(["--quiet", "--scope", "--unit", name, "sleep", "1000"])
+            .spawn()
+            .unwrap();
+        let unit = format!("{name}.scope");
+        assert!(
+            wait_for(20, || systemctl_show(&unit, &["ActiveState"])
+                .contains("ActiveState=active")),
+            "{unit} did not start"
+        );
+        Victim { unit, child }
+    }
+
+    fn alive(&self) -> bool {
+        systemctl_show(&self.unit, &["ActiveState"]).contains("ActiveState=active")
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = Command::new("systemctl")
+            .args(["stop", &self.unit])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Security: a hostile `linux.cgroupsPath` under `--systemd-cgroup` names a
+/// unit that is not the container's (a session, another store's container).
+/// capsa refuses to start there, and never stops or kills a unit it did not
+/// start: not on a failed create, not on `delete -f` after its own scope
+/// is gone and the name was taken again.
+#[test]
+#[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
+fn the_systemd_driver_never_touches_a_unit_it_did_not_start() {
+    require_v2();
+    let env = Env::new("v2-sd-own");
+    let tag = std::process::id();
+    // 1. Named outright: refused, the victim untouched.
+    let victim = Victim::start(&format!("victim-{tag}"));
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "1000"]);
+    b.config["linux"]["cgroupsPath"] = json!(format!("system.slice::victim-{tag}"));
+    b.save();
+    let id = env.id("named");
+    let o = env.rt(&["--systemd-cgroup", "run", "-d", "-b", b.path(), &id]);
+    assert!(
+        !o.status.success(),
+        "a create into {} was accepted",
+        victim.unit
+    );
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert!(victim.alive(), "the failed create stopped {}", victim.unit);
+    let o = env.rt(&["--systemd-cgroup", "delete", "-f", &id]);
+    assert!(
+        victim.alive(),
+        "delete -f stopped {}: {}",
+        victim.unit,
+        stderr(&o)
+    );
+    drop(victim);
+    // 2. Ours first, then gone, then its name taken by another: delete -f
+    //    leaves the newcomer alone.
+    let id = env.id("reused");
+    b.config["linux"]["cgroupsPath"] = json!(format!("system.slice:capsa:{id}"));
+    b.save();
+    env.rt_ok(&["--systemd-cgroup", "run", "-d", "-b", b.path(), &id]);
+    let unit = format!("capsa-{id}");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            // KILL: the container's init ignores TERM, and stop would wait
+            // out systemd's 90 s.
+            "systemctl kill --signal=KILL {unit}.scope; systemctl stop {unit}.scope; systemctl reset-failed {unit}.scope 2>/dev/null; true"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let newcomer = Victim::start(&unit);
+    env.rt_ok(&["--systemd-cgroup", "delete", "-f", &id]);
+    assert!(
+        newcomer.alive(),
+        "delete -f stopped the newcomer {}",
+        newcomer.unit
+    );
+    drop(newcomer);
+    env.assert_gone(&id);
+}

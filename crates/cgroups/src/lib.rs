@@ -90,6 +90,10 @@ pub struct Cgroup {
     /// With the systemd driver: the transient scope unit that holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
+    /// The scope's invocation id once it has started: what makes a unit of
+    /// that name ours. Until then nothing is done to a unit of that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_invocation: Option<String>,
 }
 
 /// The default parent for containers whose spec gives no absolute path.
@@ -181,6 +185,7 @@ impl Cgroup {
             v2: h.v2.as_ref().map(|m| m.join(rel)),
             created: Vec::new(),
             systemd_unit: None,
+            systemd_invocation: None,
         }
     }
 
@@ -336,7 +341,8 @@ impl Cgroup {
         // systemd is told first, so that a reload keeps the new values.
         if let Some(unit) = &self.systemd_unit {
             let devices_changed = r.devices().is_some().then_some(devices);
-            systemd::set_properties(unit, systemd::properties(r, devices_changed))?;
+            let id = self.systemd_invocation.as_deref().unwrap_or_default();
+            systemd::set_properties(unit, id, systemd::properties(r, devices_changed))?;
         }
         // On v2 a controller reaches the cgroup only when its parents offer
         // it (systemd offers only what some unit asks for).
@@ -411,6 +417,9 @@ impl Cgroup {
     /// Send `sig` to every process of the cgroup. With SIGKILL on a v2
     /// hierarchy that has `cgroup.kill`, the kernel does it atomically.
     pub fn signal_all(&self, sig: i32) -> Result<()> {
+        if !self.systemd_owned()? {
+            return Ok(());
+        }
         if sig == libc::SIGKILL {
             if let Some(v2) = &self.v2 {
                 let kill = v2.join("cgroup.kill");
@@ -444,6 +453,19 @@ impl Cgroup {
         procs.map(drop)
     }
 
+    /// Security (a hostile `linux.cgroupsPath` naming another unit): with
+    /// the systemd driver, the cgroup is this container's only while the
+    /// unit of that name is the one it started (same invocation id). Not
+    /// yet started, or gone and its name taken again, nothing is killed or
+    /// removed there. Always true with the cgroupfs driver.
+    pub fn systemd_owned(&self) -> Result<bool> {
+        match (&self.systemd_unit, &self.systemd_invocation) {
+            (None, _) => Ok(true),
+            (Some(_), None) => Ok(false),
+            (Some(unit), Some(id)) => systemd::is_ours(unit, id),
+        }
+    }
+
     /// Remove every directory, deepest first, retrying while the kernel still
     /// counts exiting tasks in it; then the parents our creation made, when
     /// they are empty.
@@ -451,7 +473,11 @@ impl Cgroup {
         // systemd removes a scope's cgroup when the unit stops (killing
         // what is left in it).
         if let Some(unit) = &self.systemd_unit {
-            systemd::stop(unit)?;
+            if !self.systemd_owned()? {
+                return Ok(());
+            }
+            let id = self.systemd_invocation.as_deref().unwrap_or_default();
+            systemd::stop(unit, id)?;
         }
         let mut first_err = None;
         for d in self.dirs() {

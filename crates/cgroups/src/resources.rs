@@ -658,6 +658,20 @@ impl<'a> Planner<'a> {
             if key.contains('/') || key.starts_with('.') || !key.contains('.') {
                 return Err(refuse(&field, "not a cgroup file name"));
             }
+            // Security (a spec that moves host processes): the core's
+            // files are not limits. `cgroup.procs` or `cgroup.threads`
+            // written by the host's root would pull any host pid into the
+            // container's cgroup, under its limits and its kill; only the
+            // two that are limits pass.
+            if key.starts_with("cgroup.")
+                && key != "cgroup.max.depth"
+                && key != "cgroup.max.descendants"
+            {
+                return Err(refuse(
+                    &field,
+                    "only cgroup.max.depth and cgroup.max.descendants of the cgroup core's files are limits",
+                ));
+            }
             // A controller file of a controller we have on v1 would be
             // applied twice and disagree: refuse.
             let ctl = key.split('.').next().unwrap_or_default();
@@ -995,6 +1009,14 @@ mod tests {
             (
                 r#"{"unified": {"memory.high": "1"}}"#,
                 "linux.resources.unified.memory.high",
+            ),
+            (
+                r#"{"unified": {"cgroup.procs": "1"}}"#,
+                "linux.resources.unified.cgroup.procs",
+            ),
+            (
+                r#"{"unified": {"cgroup.threads": "1"}}"#,
+                "linux.resources.unified.cgroup.threads",
             ),
         ] {
             let e = cg.plan(&res(json)).unwrap_err().to_string();

@@ -358,13 +358,14 @@ pub fn bitmask(list: &str) -> Option<Vec<u8>> {
 }
 
 /// Start `unit` (a `.scope`) in `slice` holding `pid`, with `props`, and
-/// wait until systemd has it active.
+/// wait until systemd has it active. Returns the unit's invocation id,
+/// which later proves that a unit of this name is still the one we made.
 pub fn start_scope(
     unit: &str,
     slice: &str,
     pid: u32,
     props: Vec<(&'static str, Value<'static>)>,
-) -> Result<()> {
+) -> Result<String> {
     let c = bus(unit)?;
     let m = proxy(&c, unit)?;
     let mut all: Vec<(&str, Value)> = vec![
@@ -379,27 +380,38 @@ pub fn start_scope(
     ];
     all.extend(props);
     let aux: Vec<(&str, Vec<(&str, Value)>)> = Vec::new();
-    let _job: OwnedObjectPath = m
-        .call("StartTransientUnit", &(unit, "fail", all, aux))
-        .map_err(|e| err("StartTransientUnit", unit, e))?;
+    let _job: OwnedObjectPath = match m.call("StartTransientUnit", &(unit, "fail", all, aux)) {
+        Ok(j) => j,
+        Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("UnitExists") => {
+            return Err(err(
+                "StartTransientUnit",
+                unit,
+                "already exists: it is not this container's (name a new slice:prefix:name in linux.cgroupsPath)",
+            ))
+        }
+        Err(e) => return Err(err("StartTransientUnit", unit, e)),
+    };
     // A scope's job is done once its processes are in: wait for that.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let failed = loop {
         match active_state(&c, unit)? {
-            Some(s) if s == "active" => return Ok(()),
-            Some(s) if s == "failed" => {
-                return Err(err("start", unit, "systemd says the unit failed"))
-            }
-            _ if Instant::now() > deadline => {
-                return Err(err("start", unit, "not active after 10 s"))
-            }
+            Some(s) if s == "active" => match invocation(&c, unit)? {
+                Some(id) => return Ok(id),
+                None => break "gone right after it started",
+            },
+            Some(s) if s == "failed" => break "systemd says the unit failed",
+            _ if Instant::now() > deadline => break "not active after 10 s",
             _ => std::thread::sleep(Duration::from_millis(10)),
         }
-    }
+    };
+    // Made by this call, so ours to take away.
+    let _ = m.call::<_, _, OwnedObjectPath>("StopUnit", &(unit, "replace"));
+    let _ = m.call::<_, _, ()>("ResetFailedUnit", &(unit,));
+    Err(err("start", unit, failed))
 }
 
-/// The unit's ActiveState, or none when systemd does not know it.
-fn active_state(c: &Connection, unit: &str) -> Result<Option<String>> {
+/// The unit's object, or none when systemd does not know it.
+fn unit_object<'a>(c: &'a Connection, unit: &str) -> Result<Option<Proxy<'a>>> {
     let m = proxy(c, unit)?;
     let path: OwnedObjectPath = match m.call("GetUnit", &(unit,)) {
         Ok(p) => p,
@@ -408,8 +420,34 @@ fn active_state(c: &Connection, unit: &str) -> Result<Option<String>> {
         }
         Err(e) => return Err(err("GetUnit", unit, e)),
     };
-    let u = Proxy::new(c, DEST, path, "org.freedesktop.systemd1.Unit")
-        .map_err(|e| err("reach the unit", unit, e))?;
+    Proxy::new(c, DEST, path, "org.freedesktop.systemd1.Unit")
+        .map(Some)
+        .map_err(|e| err("reach the unit", unit, e))
+}
+
+/// The unit's `InvocationID` (new each time a unit of that name starts),
+/// in hex; none when systemd does not know the unit.
+fn invocation(c: &Connection, unit: &str) -> Result<Option<String>> {
+    let Some(u) = unit_object(c, unit)? else {
+        return Ok(None);
+    };
+    let id: Vec<u8> = u
+        .get_property("InvocationID")
+        .map_err(|e| err("read InvocationID", unit, e))?;
+    Ok(Some(id.iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+/// Whether `unit` is still the one that started with `invocation_id`.
+pub fn is_ours(unit: &str, invocation_id: &str) -> Result<bool> {
+    let c = bus(unit)?;
+    Ok(invocation(&c, unit)?.as_deref() == Some(invocation_id))
+}
+
+/// The unit's ActiveState, or none when systemd does not know it.
+fn active_state(c: &Connection, unit: &str) -> Result<Option<String>> {
+    let Some(u) = unit_object(c, unit)? else {
+        return Ok(None);
+    };
     let s: String = u
         .get_property("ActiveState")
         .map_err(|e| err("read ActiveState", unit, e))?;
@@ -417,11 +455,23 @@ fn active_state(c: &Connection, unit: &str) -> Result<Option<String>> {
 }
 
 /// Change the running unit's properties (`update`).
-pub fn set_properties(unit: &str, props: Vec<(&'static str, Value<'static>)>) -> Result<()> {
+/// Security: as [`stop`], only on the unit this container started.
+pub fn set_properties(
+    unit: &str,
+    invocation_id: &str,
+    props: Vec<(&'static str, Value<'static>)>,
+) -> Result<()> {
     if props.is_empty() {
         return Ok(());
     }
     let c = bus(unit)?;
+    if invocation(&c, unit)?.as_deref() != Some(invocation_id) {
+        return Err(err(
+            "SetUnitProperties",
+            unit,
+            "not the unit this container started (it has stopped)",
+        ));
+    }
     let m = proxy(&c, unit)?;
     m.call::<_, _, ()>("SetUnitProperties", &(unit, true, props))
         .map_err(|e| err("SetUnitProperties", unit, e))
@@ -429,8 +479,16 @@ pub fn set_properties(unit: &str, props: Vec<(&'static str, Value<'static>)>) ->
 
 /// Stop the unit (its processes are killed) and wait until systemd has
 /// let it go; a unit systemd no longer knows is as good.
-pub fn stop(unit: &str) -> Result<()> {
+///
+/// Security (a runtime turned against the host's units): only the unit
+/// this container started, proven by its invocation id. A unit of the same
+/// name that is not, say a session or another store's container named by
+/// a hostile `linux.cgroupsPath`, is left alone, and so is its cgroup.
+pub fn stop(unit: &str, invocation_id: &str) -> Result<()> {
     let c = bus(unit)?;
+    if invocation(&c, unit)?.as_deref() != Some(invocation_id) {
+        return Ok(());
+    }
     let m = proxy(&c, unit)?;
     match m.call::<_, _, OwnedObjectPath>("StopUnit", &(unit, "replace")) {
         Ok(_) => {}

@@ -130,27 +130,33 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         Some(s) => s.path.clone(),
         None => capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?,
     };
+    let mut cgroup = Cgroup::new(&hierarchy, &cg_path);
+    // A scope is marked as systemd's from the first note on, so that no
+    // cleanup touches a unit of that name before it is ours.
+    cgroup.systemd_unit = scope.as_ref().map(|s| s.unit.clone());
     // Noted before the cgroup exists: a create killed from here on (no
     // Undo runs on SIGKILL) leaves a directory that `delete -f` cleans,
     // cgroup included.
-    state::write_atomic(
-        &dir.join(state::CREATING),
-        cg_path.as_os_str().as_encoded_bytes(),
-        0o600,
-    )?;
-    let mut cgroup = Cgroup::new(&hierarchy, &cg_path);
+    let note = if scope.is_some() {
+        serde_json::to_vec(&cgroup).map_err(|e| Error::State(e.to_string()))?
+    } else {
+        cg_path.as_os_str().as_encoded_bytes().to_vec()
+    };
+    state::write_atomic(&dir.join(state::CREATING), &note, 0o600)?;
     let resources = plan
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
+    // systemd makes a scope's cgroup, once the init exists to be put in
+    // it. Not ours until it has started (no invocation id yet): nothing is
+    // done to a unit of that name on the way out before then.
+    if let Some(s) = &scope {
+        refuse_existing_scope(s, &cgroup)?;
+    }
     let cg_result = match &scope {
-        // systemd makes it, once the init exists to be put in it.
-        Some(s) => {
-            cgroup.systemd_unit = Some(s.unit.clone());
-            Ok(())
-        }
+        Some(_) => Ok(()),
         None => cgroup.create(),
     };
     undo.cgroup = Some(cgroup.clone());
@@ -301,12 +307,17 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     }
     if let Some(s) = &scope {
         let devices = crate::lifecycle::spec_devices(&plan.spec);
-        capsa_cgroups::systemd::start_scope(
+        let invocation = capsa_cgroups::systemd::start_scope(
             &s.unit,
             &s.slice,
             pid.as_raw() as u32,
             capsa_cgroups::systemd::properties(&resources, Some(&devices)),
         )?;
+        cgroup.systemd_invocation = Some(invocation);
+        undo.cgroup = Some(cgroup.clone());
+        if let Ok(json) = serde_json::to_vec(&cgroup) {
+            state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
+        }
         // What systemd has no property for goes into the delegated cgroup.
         cgroup.apply(&resources, &devices)?;
         trace.mark(
@@ -412,6 +423,23 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
 /// make the container's limits, `kill --all` and `delete` reach the host's
 /// services in it. runc refuses a populated cgroup too (all its pids,
 /// children's included).
+/// Security (a hostile `linux.cgroupsPath` naming a unit that is not
+/// this container's: a login session, another container): the scope's
+/// cgroup must be new, as a cgroupfs cgroup must be empty
+/// ([`refuse_busy_cgroup`]), else the init would be born in it. A unit of
+/// that name elsewhere makes `StartTransientUnit` fail, race-free; asking
+/// systemd here would start zbus's threads before the fork.
+fn refuse_existing_scope(s: &capsa_cgroups::systemd::Scope, cgroup: &Cgroup) -> Result<()> {
+    if cgroup.dirs().any(|d| d.exists()) {
+        return Err(Error::State(format!(
+            "systemd unit {} (cgroup {}) already exists: it is not this container's (name a new slice:prefix:name in linux.cgroupsPath)",
+            s.unit,
+            s.path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
     for d in cgroup.dirs().filter(|d| !cgroup.created.contains(d)) {
         if let Some(n) = capsa_cgroups::populated(d) {
