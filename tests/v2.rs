@@ -224,6 +224,8 @@ fn the_engine_applies_its_flags_on_v2_and_says_so() {
         "0.5",
         "--memory",
         "64m",
+        "--memory-swap",
+        "128m",
         "--pids-limit",
         "50",
         "--cpuset-cpus",
@@ -242,6 +244,7 @@ fn the_engine_applies_its_flags_on_v2_and_says_so() {
     let dir = cg_dir(&path);
     assert_eq!(read(&dir, "cpu.max"), "50000 100000", "{}", dir.display());
     assert_eq!(read(&dir, "memory.max"), "67108864");
+    assert_eq!(read(&dir, "memory.swap.max"), "67108864");
     assert_eq!(read(&dir, "pids.max"), "50");
     assert_eq!(read(&dir, "cpuset.cpus"), "0");
     assert_eq!(read(&dir, "cpu.weight"), "20");
