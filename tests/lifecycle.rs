@@ -3,6 +3,7 @@
 
 use capsa_tests::*;
 use serde_json::{json, Value};
+use std::process::Command;
 
 #[test]
 fn run_returns_the_container_exit_code() {
@@ -178,8 +179,50 @@ fn kill_accepts_names_and_numbers_and_all() {
     let o = env.rt(&["kill", &id2, "KILL"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+    // As runc: `kill --all` of a stopped container with nothing left in its
+    // cgroup is done, not an error; signal 0 only checks.
+    env.rt_ok(&["kill", "--all", &id2, "0"]);
+    let o = env.rt(&["kill", &id2, "0"]);
+    assert_eq!(o.status.code(), Some(1), "signal 0 to a stopped container");
     let o = env.rt(&["kill", &id2, "NOSUCHSIG"]);
     assert!(stderr(&o).contains("unknown signal"), "{}", stderr(&o));
+    let o = env.rt(&["kill", "", "KILL"]);
+    assert!(!o.status.success(), "an empty id was accepted");
+}
+
+#[test]
+fn signal_zero_checks_a_running_container() {
+    let env = Env::new("kill0");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    env.rt_ok(&["kill", &id, "0"]);
+    assert_eq!(env.state(&id)["status"], "running");
+    env.rt_ok(&["delete", "-f", &id]);
+    let o = env.rt(&["kill", &id, "0"]);
+    assert!(!o.status.success(), "signal 0 to a missing container");
+    env.assert_gone(&id);
+}
+
+#[test]
+fn version_is_runcs_three_lines() {
+    let o = Command::new(runtime_bin()).arg("-v").output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("capsa-runtime version 0."), "{out}");
+    assert!(
+        lines[1].starts_with("commit: ") && lines[1].len() > 8,
+        "{out}"
+    );
+    assert_eq!(lines[2], "spec: 1.2.0", "{out}");
+    let long = Command::new(runtime_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(long.stdout, o.stdout);
 }
 
 #[test]
@@ -200,6 +243,37 @@ fn list_shows_containers_as_table_json_and_ids() {
     let row = lines.next().unwrap();
     assert!(row.starts_with(&id) && row.contains("created"), "{row}");
     assert_eq!(env.rt_ok(&["list", "-q"]).trim(), id);
+    // runc's fields in runc's order: engines and runc's tests read it as
+    // text.
+    let text = env.rt_ok(&["list", "--format", "json"]);
+    let keys: Vec<&str> = text
+        .split('"')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1].starts_with(':'))
+        .map(|w| w[0])
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ociVersion",
+            "id",
+            "pid",
+            "status",
+            "bundle",
+            "rootfs",
+            "created",
+            "owner"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("\"owner\":\"root\""), "{text}");
+    let state = env.rt_ok(&["state", &id]);
+    let first: Vec<&str> = state.lines().skip(1).take(4).map(str::trim).collect();
+    assert!(first[0].starts_with("\"ociVersion\""), "{state}");
+    assert!(first[1].starts_with("\"id\""), "{state}");
+    assert!(first[2].starts_with("\"pid\""), "{state}");
+    assert!(first[3].starts_with("\"status\""), "{state}");
 }
 
 #[test]
@@ -230,6 +304,32 @@ fn spec_writes_a_default_config_once() {
     let v: Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
     assert_eq!(v["process"]["args"][0], "sh");
     assert_eq!(v["root"]["path"], "rootfs");
+    // runc's default: its three capabilities, no seccomp, and on this
+    // (not pure v2) host no cgroup namespace, so that a spec edited as
+    // runc's users edit it (adding one) is not refused as "given twice".
+    assert_eq!(
+        v["process"]["capabilities"]["bounding"],
+        json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])
+    );
+    assert!(v["linux"].get("seccomp").is_none(), "{v}");
+    let types: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["pid", "network", "ipc", "uts", "mount"]);
+    // capsa's hardened default behind a flag.
+    let h = env.dir.join("hardened");
+    std::fs::create_dir_all(&h).unwrap();
+    env.rt_ok(&["spec", "--hardened", "-b", h.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&std::fs::read(h.join("config.json")).unwrap()).unwrap();
+    assert!(v["linux"]["seccomp"].is_object(), "{v}");
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup"));
     let o = env.rt(&["spec", "--bundle", d.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
@@ -251,6 +351,11 @@ fn spec_then_run_runs_a_busybox_shell_command() {
     let mut v: Value =
         serde_json::from_slice(&std::fs::read(b.dir.join("config.json")).unwrap()).unwrap();
     v["process"]["args"] = serde_json::json!(["sh", "-c", "echo from-busybox; exit 5"]);
+    // As runc's users do: add a cgroup namespace to runc's default.
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
     v["linux"]["cgroupsPath"] = Value::String(format!("/{}/b", env.cgroup_parent));
     std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
     let id = env.id("c");

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "capsa-runtime",
-    version,
-    about = "An OCI container runtime with runc's command line"
+    about = "An OCI container runtime with runc's command line",
+    after_help = "-v, --version  print the version (runc's three lines)"
 )]
 pub struct Cli {
     /// Directory for the state of containers (default /run/capsa-runtime,
@@ -34,6 +34,16 @@ pub struct Cli {
     pub criu: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `-v`/`--version`, in runc's shape: engines and scripts parse it.
+pub fn version_text() -> String {
+    format!(
+        "capsa-runtime version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CAPSA_COMMIT"),
+        capsa_spec::OCI_VERSION
+    )
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +105,10 @@ pub struct SpecArgs {
     /// A spec for running as an unprivileged user.
     #[arg(long)]
     pub rootless: bool,
+    /// capsa's hardened default instead of runc's: docker's capabilities,
+    /// the default seccomp profile and a cgroup namespace.
+    #[arg(long)]
+    pub hardened: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -12,6 +12,13 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() {
+    // runc's `-v`: three lines, parsed by engines and scripts.
+    if let [_, flag] = &std::env::args().collect::<Vec<_>>()[..] {
+        if flag == "-v" || flag == "--version" {
+            print!("{}", cli::version_text());
+            std::process::exit(0);
+        }
+    }
     let mut cli = Cli::parse();
     // The global flag, where create takes it.
     let systemd = cli.systemd_cgroup;

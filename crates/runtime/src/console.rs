@@ -82,7 +82,7 @@ pub(crate) fn to_seccomp_agent(
     agent: Option<&(PathBuf, String)>,
     fd: Option<OwnedFd>,
     pid: i32,
-    state: serde_json::Value,
+    state: crate::state::OciState,
 ) -> Result<()> {
     let (path, metadata) =
         agent.ok_or_else(|| Error::State("a seccomp listener without a listenerPath".into()))?;
@@ -90,7 +90,7 @@ pub(crate) fn to_seccomp_agent(
     let sock = UnixStream::connect(path)
         .map_err(|e| Error::io("connect seccomp agent", path.display(), e))?;
     let msg = serde_json::json!({
-        "ociVersion": "1.2.0",
+        "ociVersion": capsa_spec::OCI_VERSION,
         "fds": ["seccompFd"],
         "pid": pid,
         "metadata": metadata,

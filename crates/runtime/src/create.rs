@@ -341,7 +341,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         bundle: plan.bundle.clone(),
         rootfs: plan.rootfs.clone(),
         created,
-        owner: String::new(),
+        owner: state::owner_name(),
         cgroup: cgroup.clone(),
         config: plan.spec.clone(),
     };

@@ -138,11 +138,16 @@ pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
 /// container's cgroup.
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let (st, status) = state(store, id)?;
-    // Without a pid namespace the init's end does not end the rest: `kill
-    // --all` still reaches what is left in its cgroup, as runc 1.2's does.
-    let left = all && status == Status::Stopped && st.cgroup.procs().is_ok_and(|p| !p.is_empty());
-    if status == Status::Stopped && !left {
-        return Err(Error::State("container not running".into()));
+    if status == Status::Stopped {
+        if !all {
+            return Err(Error::State("container not running".into()));
+        }
+        // Without a pid namespace the init's end does not end the rest:
+        // `kill --all` still reaches what is left in its cgroup, as runc
+        // 1.2's does; with nothing left it is done, as runc's.
+        if !st.cgroup.procs().is_ok_and(|p| !p.is_empty()) {
+            return Ok(());
+        }
     }
     if all {
         st.cgroup.signal_all(sig)?;

@@ -3,7 +3,8 @@
 /// Parse a signal name or number.
 pub fn parse(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
+        // 0 sends nothing and only checks the target, as kill(2).
+        return (0..=64).contains(&n).then_some(n);
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") {
@@ -39,6 +40,7 @@ mod tests {
         assert_eq!(parse("9"), Some(9));
         assert_eq!(parse("SIGRTMIN+1"), Some(libc::SIGRTMIN() + 1));
         assert_eq!(parse("FOO"), None);
-        assert_eq!(parse("0"), None);
+        assert_eq!(parse("0"), Some(0));
+        assert_eq!(parse("65"), None);
     }
 }

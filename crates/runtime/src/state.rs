@@ -35,6 +35,31 @@ impl std::fmt::Display for Status {
 }
 
 /// What the runtime remembers of a container between commands.
+/// The state as runc prints it (`state`, `list --format json`) and as
+/// hooks read it on stdin: the OCI state, with runc's fields in runc's
+/// order (engines and runc's own tests read it as text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OciState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    pub owner: String,
+}
+
+impl std::fmt::Display for OciState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerState {
     pub id: String,
@@ -55,7 +80,7 @@ pub struct ContainerState {
 
 impl ContainerState {
     /// The OCI runtime-spec state, as `state` prints and hooks read.
-    pub fn oci_state(&self, status: Status) -> serde_json::Value {
+    pub fn oci_state(&self, status: Status) -> OciState {
         let annotations: BTreeMap<String, String> = self
             .config
             .annotations()
@@ -68,17 +93,17 @@ impl ContainerState {
         } else {
             self.pid
         };
-        serde_json::json!({
-            "ociVersion": "1.2.0",
-            "id": self.id,
-            "status": status,
-            "pid": pid,
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-            "owner": self.owner,
-            "annotations": annotations,
-        })
+        OciState {
+            oci_version: self.config.version().clone(),
+            id: self.id.clone(),
+            pid,
+            status,
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            annotations,
+            owner: self.owner.clone(),
+        }
     }
 }
 
@@ -286,6 +311,17 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
 /// RFC 3339 UTC time of now, with nanoseconds, as runc writes `created`.
 pub fn now_rfc3339() -> String {
     capsa_sys::time::now_rfc3339()
+}
+
+/// The name of the user who runs the runtime (its uid when it has none),
+/// which `list` shows as runc does.
+pub fn owner_name() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 #[cfg(test)]

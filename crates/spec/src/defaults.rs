@@ -47,7 +47,7 @@ pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
     let caps = capabilities()?;
     let seccomp = seccomp()?;
     let mut v = json!({
-        "ociVersion": "1.2.0",
+        "ociVersion": crate::OCI_VERSION,
         "process": {
             "terminal": true,
             "user": { "uid": 0, "gid": 0 },
@@ -126,6 +126,95 @@ pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
         }
     }
     Ok(v)
+}
+
+/// runc's default spec (`runc spec`), which `capsa-runtime spec` writes so
+/// that tools and users who start from it and edit it get what they
+/// expect: three capabilities, no seccomp profile, no cgroup namespace
+/// unless the host is pure cgroup v2 (`cgroup_ns`), hostname "runc"'s
+/// place taken by "capsa". capsa's hardened default is [`spec`] (`spec
+/// --hardened`). `rootless` adapts it as runc's `--rootless` does.
+pub fn runc_spec(rootless: Option<(u32, u32)>, cgroup_ns: bool) -> Value {
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "network"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if cgroup_ns {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ];
+    let mut linux = json!({
+        "maskedPaths": [
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+        ],
+        "readonlyPaths": [
+            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+        ],
+        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+    });
+    if let Some((uid, gid)) = rootless {
+        namespaces.retain(|n| n["type"] != "network" && n["type"] != "user");
+        namespaces.push(json!({"type": "user"}));
+        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        for m in &mut mounts {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            } else if let Some(opts) = m["options"].as_array_mut() {
+                opts.retain(|o| {
+                    let o = o.as_str().unwrap_or_default();
+                    !o.starts_with("gid=") && !o.starts_with("uid=")
+                });
+            }
+        }
+        if let Some(l) = linux.as_object_mut() {
+            l.remove("resources");
+        }
+    }
+    linux["namespaces"] = Value::Array(namespaces);
+    json!({
+        "ociVersion": crate::OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm"
+            ],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "capsa",
+        "mounts": mounts,
+        "linux": linux
+    })
 }
 
 #[cfg(test)]

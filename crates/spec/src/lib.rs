@@ -104,3 +104,6 @@ pub fn load(bundle: &Path) -> Result<Plan, SpecError> {
 pub fn parse_process(file: &Path, bytes: &[u8]) -> Result<oci::Process, SpecError> {
     deserialize(file, bytes)
 }
+
+/// The OCI runtime spec version capsa implements (and writes in `spec`).
+pub const OCI_VERSION: &str = "1.2.0";

@@ -43,7 +43,7 @@ pub fn run() -> anyhow::Result<i32> {
     ];
     let v = json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
+        "ociVersionMax": capsa_spec::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": mount_options.to_vec(),
         "linux": {

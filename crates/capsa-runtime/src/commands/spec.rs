@@ -15,7 +15,15 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<i32> {
             nix::unistd::getegid().as_raw(),
         )
     });
-    let spec = capsa_spec::defaults::spec(rootless)?;
+    // runc's default, which tools and users edit; the hardened one on
+    // request. runc adds a cgroup namespace on pure v2 hosts only.
+    let spec = if a.hardened {
+        capsa_spec::defaults::spec(rootless)?
+    } else {
+        let pure_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+        capsa_spec::defaults::runc_spec(rootless, pure_v2)
+    };
     let text = serde_json::to_string_pretty(&spec)? + "\n";
     capsa_runtime::state::write_atomic(&path, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;

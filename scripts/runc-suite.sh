@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# runc's own integration suite (tag v1.1.5, tests/integration/*.bats) run
+# against a runtime binary, as a measurement of runc parity (issue 16), not
+# a CI test. The suite fetches its images from the internet; here they are
+# made locally from Debian's packages (busybox-static, mmdebstrap), and its
+# Go helpers (recvtty, sd-helper, seccompagent) are built from runc's own
+# vendored sources, offline.
+#
+# Usage: sudo scripts/runc-suite.sh RUNC_SOURCE [RUNTIME] [BATS_FILTER...]
+#   RUNC_SOURCE  a git checkout of opencontainers/runc (any branch: the tag
+#                v1.1.5 is exported from it)
+#   RUNTIME      the binary under test (default: capsa-runtime, release)
+# Prints the TAP output and a summary line "ok N / not ok N / skip N".
+# Work and cache: /var/cache/capsa-runc-suite (CAPSA_RUNC_SUITE_CACHE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=${1:?usage: runc-suite.sh RUNC_SOURCE [RUNTIME] [BATS_FILES...]}
+runtime=$(readlink -f "${2:-target/x86_64-unknown-linux-gnu/release/capsa-runtime}")
+shift 2 || shift $#
+cache=${CAPSA_RUNC_SUITE_CACHE:-/var/cache/capsa-runc-suite}
+tag=v1.1.5
+[ -x "$runtime" ] || { echo "runc-suite: $runtime is not an executable" >&2; exit 1; }
+
+need=()
+for p in bats gawk jq bsdutils golang-go libseccomp-dev xz-utils busybox-static mmdebstrap pkg-config; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+fi
+
+tree=$cache/runc-$tag
+if [ ! -f "$tree/.built" ]; then
+    rm -rf "$tree"
+    mkdir -p "$tree"
+    git -C "$src" archive "$tag" | tar -x -C "$tree"
+    (
+        cd "$tree"
+        export GOFLAGS=-mod=vendor GOPROXY=off GOCACHE=$cache/gocache
+        for c in recvtty sd-helper seccompagent; do
+            # The agent does nothing without its build tag.
+            go build -tags seccomp -o "contrib/cmd/$c/$c" "./contrib/cmd/$c" >&2
+        done
+    )
+    touch "$tree/.built"
+fi
+
+# The images get-images.sh would download, made from Debian's packages.
+data=$tree/tests/integration/testdata
+if [ ! -f "$data/busybox-amd64.tar.xz" ]; then
+    bb=$(mktemp -d)
+    # mktemp makes it 0700: the image's root must be open to every user.
+    chmod 0755 "$bb"
+    mkdir -p "$bb"/{bin,etc,root,tmp,var,proc,sys,dev,home}
+    cp /bin/busybox "$bb/bin/busybox"
+    for a in $("$bb/bin/busybox" --list); do
+        [ -e "$bb/bin/$a" ] || ln -s busybox "$bb/bin/$a"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$bb/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$bb/etc/group"
+    chmod 1777 "$bb/tmp"
+    tar -C "$bb" -cJf "$data/busybox-amd64.tar.xz" .
+    rm -rf "$bb"
+fi
+if [ ! -f "$data/debian-amd64.tar.xz" ]; then
+    mmdebstrap --variant=minbase --quiet bookworm "$data/debian-amd64.tar.xz" >&2
+fi
+
+cd "$tree/tests/integration"
+files=("$@")
+[ ${#files[@]} -gt 0 ] || files=(*.bats)
+out=$(mktemp)
+set +e
+# A terminal, as runc's CI gives the suite (`script`): its specs ask for
+# one, and foreground runs open /dev/tty.
+# A test that hangs fails after BATS_TEST_TIMEOUT seconds, not the run.
+RUNC=$runtime BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-120} script -qec "bats -t ${files[*]}" /dev/null | tee "$out"
+set -e
+ok=$(grep -c '^ok ' "$out" || true)
+skip=$(grep -c '^ok .* # skip' "$out" || true)
+notok=$(grep -c '^not ok ' "$out" || true)
+echo "runc-suite: $(basename "$runtime"): ok $((ok - skip)) / not ok $notok / skip $skip"
+rm -f "$out"
