@@ -119,8 +119,9 @@ fn exec_with_a_process_file_and_detach_writes_the_pid_file() {
 fn exec_of_a_missing_program_fails_clearly() {
     let env = Env::new("execmissing");
     let (id, _b) = running(&env, "c");
+    // runc's code for an exec that could not start: 255.
     let o = env.rt(&["exec", &id, "no-such-program"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(255));
     assert!(
         stderr(&o).contains("executable file not found"),
         "{}",
@@ -137,6 +138,71 @@ fn exec_in_a_stopped_container_is_refused() {
     env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
     assert!(wait_for(5, || env.state(&id)["status"] == "stopped"));
     let o = env.rt(&["exec", &id, "true"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(255));
     assert!(stderr(&o).contains("stopped"), "{}", stderr(&o));
+}
+
+#[test]
+fn exec_failures_exit_255_and_codes_of_processes_come_through() {
+    let env = Env::new("execcodes");
+    let (id, _b) = running(&env, "c");
+    let o = env.rt(&["exec", &id, "sh", "-c", "exit 42"]);
+    assert_eq!(o.status.code(), Some(42));
+    let o = env.rt(&["exec", &id, "false"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = env.rt(&["exec", "--pid-file", "/non-existent/dir/pid", &id, "true"]);
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+    let o = env.rt(&["exec", &env.id("missing"), "true"]);
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+}
+
+#[test]
+fn exec_into_a_paused_container_is_refused_unless_ignore_paused() {
+    let env = Env::new("execpaused");
+    let (id, _b) = running(&env, "c");
+    env.rt_ok(&["pause", &id]);
+    let o = env.rt(&["exec", &id, "echo", "ok"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("cannot exec in a paused container"),
+        "{}",
+        stderr(&o)
+    );
+    // With --ignore-paused it starts frozen and runs once resumed.
+    let child = env
+        .cmd(&["exec", "--ignore-paused", &id, "echo", "ok"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Frozen: it joined the cgroup and waits there.
+    let cg = env.state(&id)["pid"].as_i64().unwrap();
+    let procs_of =
+        |pid: i64| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let freezer_line = |s: String| {
+        s.lines()
+            .find(|l| l.contains(":freezer:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let want = freezer_line(procs_of(cg));
+    assert!(
+        wait_for(10, || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                let p = e.file_name().to_string_lossy().parse::<i64>().unwrap_or(0);
+                p != cg && p > 0 && {
+                    let c = procs_of(p);
+                    freezer_line(c) == want
+                        && std::fs::read_to_string(format!("/proc/{p}/stat"))
+                            .is_ok_and(|s| s.contains(") D ") || s.contains(") S "))
+                }
+            })
+        }),
+        "no exec'd process in the frozen cgroup"
+    );
+    env.rt_ok(&["resume", &id]);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n");
 }

@@ -226,6 +226,10 @@ pub struct ExecArgs {
     pub pid_file: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
+    /// Exec even into a paused container: the process starts frozen and
+    /// runs once the container is resumed (runc's flag).
+    #[arg(long)]
+    pub ignore_paused: bool,
     /// Accepted for runc compatibility; labels are issue 5's.
     #[arg(long, hide = true)]
     pub process_label: Option<String>,

@@ -65,9 +65,15 @@ impl Logger {
 
     /// Report `e` (stderr and the log) and exit 1, as runc does.
     pub fn fatal(&self, e: &anyhow::Error) -> ! {
+        self.report(e);
+        std::process::exit(1)
+    }
+
+    /// Log and print `e` without exiting (for commands with an exit code
+    /// of their own for failure, as `exec`'s 255).
+    pub fn report(&self, e: &anyhow::Error) {
         let msg = capsa_runtime::describe(e.as_ref());
         self.write("error", &msg);
         eprintln!("{msg}");
-        std::process::exit(1)
     }
 }

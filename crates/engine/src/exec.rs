@@ -90,6 +90,8 @@ pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
             console_socket: None,
             pid_file: None,
             preserve_fds: 0,
+            // docker refuses an exec into a paused container.
+            ignore_paused: false,
         },
     )?;
     if o.detach {

@@ -23,6 +23,9 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// Exec into a paused container too: born frozen in its cgroup, it
+    /// runs once the container is resumed.
+    pub ignore_paused: bool,
 }
 
 /// A started exec process.
@@ -40,6 +43,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     crate::door::require_sealed()?;
     match status_of(&st) {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
         s => return Err(Error::State(format!("cannot exec in a {s} container"))),
     }
     let console_sock = ConsoleSocket::connect(opts.console_socket.as_deref())?;

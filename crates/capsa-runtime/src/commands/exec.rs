@@ -65,7 +65,19 @@ fn process(store: &Store, a: &ExecArgs) -> anyhow::Result<ProcessPlan> {
     Ok(p)
 }
 
+/// As runc: an exec that cannot start exits 255, so that the caller can
+/// tell it from the exit code of a process that ran.
 pub fn run(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
+    match start(store, a, log) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            log.report(&e);
+            Ok(255)
+        }
+    }
+}
+
+fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
     let p = process(store, a)?;
     if p.terminal && a.detach && a.console_socket.is_none() {
         bail!("cannot allocate tty if capsa-runtime will detach without setting console socket");
@@ -80,6 +92,7 @@ pub fn run(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
     };
     let e = capsa_runtime::exec(store, &opts)?;
     log.debug(&format!("exec in {}: pid {}", a.id, e.pid));
