@@ -1,7 +1,7 @@
 use crate::cli::EventsArgs;
 use anyhow::{anyhow, bail};
 use capsa_runtime::{Status, Store};
-use serde_json::json;
+use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// A Go-style duration: 5s, 500ms, 1m, 1.5s.
@@ -26,10 +26,24 @@ pub fn parse_interval(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn print_stats(store: &Store, id: &str) -> anyhow::Result<()> {
-    let s = capsa_runtime::stats(store, id)?;
-    println!("{}", json!({ "type": "stats", "id": id, "data": s }));
+/// One event as runc prints it: `type`, `id`, then `data`, in that order
+/// (its users match the text).
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+}
+
+fn print_event<T: Serialize>(kind: &'static str, id: &str, data: Option<T>) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(&Event { kind, id, data })?);
     Ok(())
+}
+
+fn print_stats(store: &Store, id: &str) -> anyhow::Result<()> {
+    print_event("stats", id, Some(capsa_runtime::stats(store, id)?))
 }
 
 /// As runc: `--stats` prints one stats event; otherwise a stream of stats
@@ -50,7 +64,7 @@ pub fn run(store: &Store, a: &EventsArgs) -> anyhow::Result<i32> {
         }
         let now_ooms = capsa_runtime::oom_kills(store, &a.id).unwrap_or(ooms);
         if now_ooms > ooms {
-            println!("{}", json!({ "type": "oom", "id": a.id }));
+            print_event::<()>("oom", &a.id, None)?;
             ooms = now_ooms;
         }
         if Instant::now() >= next {
