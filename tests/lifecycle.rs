@@ -350,7 +350,8 @@ fn spec_then_run_runs_a_busybox_shell_command() {
     // provides itself; the command's exit code comes back through it.
     let mut v: Value =
         serde_json::from_slice(&std::fs::read(b.dir.join("config.json")).unwrap()).unwrap();
-    v["process"]["args"] = serde_json::json!(["sh", "-c", "echo from-busybox; exit 5"]);
+    v["process"]["args"] =
+        serde_json::json!(["sh", "-c", "echo from-busybox; echo line-two; exit 5"]);
     // As runc's users do: add a cgroup namespace to runc's default.
     v["linux"]["namespaces"]
         .as_array_mut()
@@ -361,7 +362,9 @@ fn spec_then_run_runs_a_busybox_shell_command() {
     let id = env.id("c");
     let o = env.rt(&["run", "-b", b.path(), &id]);
     assert_eq!(o.status.code(), Some(5), "stderr: {}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("from-busybox"));
+    // runc's foreground terminal: "\n" as written (ONLCR cleared).
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("from-busybox\nline-two\n"), "{out:?}");
     env.assert_gone(&id);
 }
 

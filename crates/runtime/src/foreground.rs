@@ -34,6 +34,18 @@ fn exit_code(s: WaitStatus) -> Option<i32> {
     }
 }
 
+/// As runc's own foreground terminal: no "\n" to "\r\n" on the pty's
+/// output, so that what the process writes reaches our stdout byte for
+/// byte (runc does this only where it relays the terminal itself; a
+/// console socket's owner decides for its own).
+pub fn clear_onlcr(master: &OwnedFd) {
+    use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
+    if let Ok(mut t) = tcgetattr(master) {
+        t.output_flags.remove(OutputFlags::ONLCR);
+        let _ = tcsetattr(master, SetArg::TCSANOW, &t);
+    }
+}
+
 /// Wait for `pid` (our child, or reparented to us as subreaper), forwarding
 /// signals and proxying `console`. Returns the exit code as a shell reports
 /// it (128 + signal when killed).

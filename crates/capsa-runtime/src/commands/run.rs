@@ -32,6 +32,9 @@ pub fn run(store: &Store, a: &RunArgs, log: &Logger) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let console = created.console.take();
+    if let Some(m) = &console {
+        foreground::clear_onlcr(m);
+    }
     let code = foreground::wait(created.state.pid, console);
     if let Some(e) = created.late_error() {
         eprintln!("container init failed: {e}");
