@@ -77,7 +77,9 @@ fn user_group_umask_rlimits_and_env_are_applied() {
         { "type": "RLIMIT_NOFILE", "soft": 512, "hard": 768 },
         { "type": "RLIMIT_CORE", "soft": 0, "hard": 0 }
     ]);
-    b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar"]);
+    // A key twice (the last wins, once) and an empty HOME (replaced), as
+    // runc does.
+    b.config["process"]["env"] = json!(["PATH=/bin", "FOO=first", "HOME=", "FOO=bar"]);
     b.config["process"]["cwd"] = json!("/tmp");
     b.args(&["/probe"]);
     let p = run_probe(&env, &b, &env.id("c"));
@@ -95,8 +97,18 @@ fn user_group_umask_rlimits_and_env_are_applied() {
         .map(|e| e.as_str().unwrap())
         .collect();
     assert!(envs.contains(&"FOO=bar"));
+    assert_eq!(
+        envs.iter().filter(|e| e.starts_with("FOO=")).count(),
+        1,
+        "{envs:?}"
+    );
     // HOME from the container's /etc/passwd would be absent for uid 1000.
     assert!(envs.contains(&"HOME=/"), "{envs:?}");
+    assert_eq!(
+        envs.iter().filter(|e| e.starts_with("HOME=")).count(),
+        1,
+        "{envs:?}"
+    );
     // An unprivileged user keeps no capability.
     assert_eq!(p["caps"]["CapEff"], "0000000000000000");
 }

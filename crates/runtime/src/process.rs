@@ -122,13 +122,33 @@ pub fn set_io_priority(p: &ProcessPlan) -> R<()> {
     Ok(())
 }
 
-/// `HOME` from the container's `/etc/passwd` when the spec does not set it,
+/// Each key once, the last value winning, in the order of those last
+/// values (as runc, and Go's os/exec, do).
+pub fn dedup_env(env: &[String]) -> Vec<String> {
+    let key = |e: &String| e.split('=').next().unwrap_or_default().to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = env
+        .iter()
+        .rev()
+        .filter(|e| seen.insert(key(e)))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
+}
+
+/// The environment to exec with: [`dedup_env`], and `HOME` from the
+/// container's `/etc/passwd` when the spec does not set it or sets it empty,
 /// `/` when the user has no entry (as runc does).
 pub fn env_with_home(p: &ProcessPlan) -> Vec<String> {
-    let mut env = p.env.clone();
-    if env.iter().any(|e| e.starts_with("HOME=")) {
+    let mut env = dedup_env(&p.env);
+    if env
+        .iter()
+        .any(|e| e.starts_with("HOME=") && e.len() > "HOME=".len())
+    {
         return env;
     }
+    env.retain(|e| !e.starts_with("HOME="));
     // Only a regular file: a FIFO there would hang the start.
     let home = capsa_sys::root::Root::open(Path::new("/"))
         .ok()
@@ -360,4 +380,18 @@ pub fn load_seccomp_for_agent(
         Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
     )
     .map_err(|e| err("send", "seccomp listener", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_keeps_its_last_value() {
+        let env: Vec<String> = ["A=1", "B=2", "A=3", "C=", "B=4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(dedup_env(&env), ["A=3", "C=", "B=4"]);
+    }
 }
