@@ -461,3 +461,55 @@ fn a_unified_cgroup_procs_key_cannot_pull_a_host_process_in() {
     let _ = host.wait();
     env.assert_gone(&id);
 }
+
+/// A cgroup that is frozen (by itself or a parent) would hold the init
+/// before it reports: create refuses it with runc's words, promptly, and
+/// leaves the cgroup as it was.
+#[test]
+fn create_into_a_frozen_cgroup_is_refused_not_hung() {
+    let env = Env::new("frozencg");
+    let freezer = Path::new("/sys/fs/cgroup/freezer").join(&env.cgroup_parent);
+    let parent = freezer.join("frozen");
+    std::fs::create_dir_all(&parent).unwrap();
+    std::fs::write(parent.join("freezer.state"), "FROZEN").unwrap();
+    let mut b = env.bundle("b");
+    b.args(&["true"]);
+    for (i, child) in ["", "/child"].iter().enumerate() {
+        b.config["linux"]["cgroupsPath"] = json!(format!("/{}/frozen{child}", env.cgroup_parent));
+        b.save();
+        for verb in ["run", "create"] {
+            // A refused create removes the container's cgroup as runc's
+            // does, the named one too: freeze it again each time.
+            std::fs::create_dir_all(&parent).unwrap();
+            std::fs::write(parent.join("freezer.state"), "FROZEN").unwrap();
+            let id = env.id(&format!("{verb}-{i}"));
+            let args: Vec<&str> = if verb == "run" {
+                vec!["run", "-d", "-b", b.path(), &id]
+            } else {
+                vec!["create", "-b", b.path(), &id]
+            };
+            let mut child_proc = env.spawn_rt(&args);
+            let done = wait_for(20, || child_proc.try_wait().unwrap().is_some());
+            if !done {
+                let _ = std::fs::write(parent.join("freezer.state"), "THAWED");
+                let _ = child_proc.kill();
+                let _ = child_proc.wait();
+                panic!("{verb} into a frozen cgroup hung");
+            }
+            let o = env.rt(&["state", &id]);
+            assert!(!o.status.success(), "{verb} made {id}");
+            assert!(!child_proc.wait().unwrap().success(), "{verb} succeeded");
+        }
+    }
+    std::fs::create_dir_all(&parent).unwrap();
+    std::fs::write(parent.join("freezer.state"), "FROZEN").unwrap();
+    let o = env.rt(&["run", "-d", "-b", b.path(), &env.id("msg")]);
+    assert!(
+        stderr(&o).contains("container's cgroup unexpectedly frozen"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(parent.join("freezer.state"), "THAWED").unwrap();
+    let _ = std::fs::remove_dir(parent.join("child"));
+    std::fs::remove_dir(&parent).unwrap();
+}

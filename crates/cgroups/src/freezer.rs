@@ -31,6 +31,21 @@ impl Cgroup {
     }
 
     /// Whether the cgroup is frozen.
+    /// Frozen or freezing, by its own setting or an ancestor's: a
+    /// process put in it now would not run.
+    pub fn freeze_in_effect(&self) -> bool {
+        if let Some(d) = self.v1_dir("freezer") {
+            // v1 reports the state in effect, the parents' included.
+            return std::fs::read_to_string(d.join("freezer.state"))
+                .is_ok_and(|s| s.trim() != "THAWED");
+        }
+        self.v2.as_ref().is_some_and(|d| {
+            std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+                || std::fs::read_to_string(d.join("cgroup.events"))
+                    .is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
+        })
+    }
+
     pub fn is_frozen(&self) -> bool {
         if let Some(d) = self.v1_dir("freezer") {
             return std::fs::read_to_string(d.join("freezer.state"))

@@ -441,6 +441,14 @@ fn refuse_existing_scope(s: &capsa_cgroups::systemd::Scope, cgroup: &Cgroup) -> 
 }
 
 fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
+    // An init born in a frozen cgroup would never report: refuse, with
+    // runc's words, rather than wait forever.
+    if cgroup.freeze_in_effect() {
+        return Err(Error::State(format!(
+            "container's cgroup unexpectedly frozen ({}): thaw it or name another in linux.cgroupsPath",
+            cgroup.path.display()
+        )));
+    }
     for d in cgroup.dirs().filter(|d| !cgroup.created.contains(d)) {
         if let Some(n) = capsa_cgroups::populated(d) {
             return Err(Error::State(format!(
