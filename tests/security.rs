@@ -170,6 +170,26 @@ fn seccomp_profile() -> serde_json::Value {
 
 /// seccomp is loaded last, for the init and for exec'd processes: calls the
 /// profile refuses fail with its errno, argument conditions included.
+/// As libseccomp (so runc): a profile that lists only x86 and x32 still
+/// filters the native x86_64 calls by its rules, not kill them all.
+#[test]
+fn a_profile_without_the_native_arch_still_filters_native_calls() {
+    let env = Env::new("seccomparch");
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    b.args(&["sh", "-c", "mkdir /tmp/x 2>&1; echo after"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("Operation not permitted") && out.contains("after"), "{out}");
+    assert!(!b.rootfs().join("tmp/x").exists());
+}
+
 #[test]
 fn seccomp_profile_filters_calls_by_name_and_argument() {
     let env = Env::new("seccomp");

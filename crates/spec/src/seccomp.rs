@@ -317,7 +317,10 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
             }
         }
     }
-    if archs.is_empty() {
+    // libseccomp, so runc, always adds the native architecture to a
+    // filter: a profile listing only x86 and x32 still filters x86_64
+    // calls by its rules, it does not kill them.
+    if !archs.contains(&ArchKind::X86_64) {
         archs.push(ArchKind::X86_64);
     }
 
@@ -650,6 +653,17 @@ mod tests {
             simulate(&p.filter, X64, X32_SYSCALL_BIT, [0; 6]),
             RET_KILL_PROCESS
         );
+    }
+
+    #[test]
+    fn the_native_architecture_is_always_filtered_as_libseccomp_adds_it() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86","SCMP_ARCH_X32"],
+            "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        // x86_64 calls follow the rules: not killed as a bad arch.
+        assert_eq!(simulate(&p.filter, X64, 83, [0; 6]), RET_ERRNO | 1); // mkdir
+        assert_eq!(simulate(&p.filter, X64, 0, [0; 6]), RET_ALLOW); // read
     }
 
     #[test]
