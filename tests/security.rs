@@ -170,6 +170,25 @@ fn seccomp_profile() -> serde_json::Value {
 
 /// seccomp is loaded last, for the init and for exec'd processes: calls the
 /// profile refuses fail with its errno, argument conditions included.
+/// As runc's stub: under a profile whose default refuses (docker's, the
+/// bundle default here), a system call newer than any the profile could name
+/// gets ENOSYS, not EPERM, so that programs fall back to older calls.
+#[test]
+fn a_call_newer_than_the_profile_gets_enosys() {
+    let env = Env::new("seccompnew");
+    let mut b = env.bundle("b");
+    assert!(b.config["linux"]["seccomp"].is_object());
+    b.args(&["/probe", "syscall", "1000"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "errno 38",
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// As libseccomp (so runc): a profile that lists only x86 and x32 still
 /// filters the native x86_64 calls by its rules, not kill them all.
 #[test]
@@ -186,7 +205,10 @@ fn a_profile_without_the_native_arch_still_filters_native_calls() {
     let o = env.rt(&["run", "-b", b.path(), &id]);
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("Operation not permitted") && out.contains("after"), "{out}");
+    assert!(
+        out.contains("Operation not permitted") && out.contains("after"),
+        "{out}"
+    );
     assert!(!b.rootfs().join("tmp/x").exists());
 }
 

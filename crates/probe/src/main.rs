@@ -51,6 +51,7 @@ fn main() {
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(9),
             args.get(4).map(String::as_str).unwrap_or("capsa"),
         ),
+        Some("syscall") => raw_syscall(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(-1)),
         Some(other) => {
             eprintln!("capsa-probe: unknown mode {other:?}");
             std::process::exit(2);
@@ -579,4 +580,13 @@ fn forge_udp(dst: &str, port: u16, payload: &str) {
     frame.extend(payload.as_bytes());
     capsa_sys::net::send_frame("eth0", &frame)
         .unwrap_or_else(|e| fail(format!("send on eth0: {e}")));
+}
+
+/// `syscall NR`: make system call NR with no arguments and print what came
+/// back (`ret N` or `errno N`): how seccomp treats a number it may not know.
+fn raw_syscall(nr: i64) {
+    match capsa_sys::process::syscall_no_args(nr) {
+        Ok(r) => println!("ret {r}"),
+        Err(e) => println!("errno {}", e as i32),
+    }
 }

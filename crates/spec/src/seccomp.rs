@@ -425,11 +425,30 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
                 head.insert(2, bad_arch);
             }
         }
+        let table = syscall_table(kind);
+        // As runc's stub: a call newer than every one this profile could
+        // name gets ENOSYS, not the default action, so that programs fall
+        // back to an older call instead of failing (or dying) on EPERM.
+        // Not where the default allows: then new calls are allowed anyway.
+        if !matches!(default & 0xffff_0000, RET_ALLOW | RET_LOG) {
+            let newest = table.values().copied().max().unwrap_or(0);
+            head.push(SockFilter {
+                code: JGT_K,
+                jt: 0,
+                jf: 1,
+                k: newest,
+            });
+            head.push(SockFilter {
+                code: RET_K,
+                jt: 0,
+                jf: 0,
+                k: RET_ERRNO | libc::ENOSYS as u32,
+            });
+        }
         // Group rules by number, keeping the order written.
         let mut order: Vec<u32> = Vec::new();
         let mut by_nr: std::collections::HashMap<u32, Vec<&Rule>> =
             std::collections::HashMap::new();
-        let table = syscall_table(kind);
         for r in &rules {
             for n in &r.names {
                 let Some(&nr) = table.get(n.as_str()) else {
@@ -653,6 +672,23 @@ mod tests {
             simulate(&p.filter, X64, X32_SYSCALL_BIT, [0; 6]),
             RET_KILL_PROCESS
         );
+    }
+
+    #[test]
+    fn calls_newer_than_the_profile_get_enosys_unless_the_default_allows() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+            "syscalls":[{"names":["write"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let enosys = RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(simulate(&p.filter, X64, 1000, [0; 6]), enosys);
+        assert_eq!(simulate(&p.filter, AUDIT_ARCH_I386, 1000, [0; 6]), enosys);
+        assert_eq!(simulate(&p.filter, X64, 0, [0; 6]), RET_ERRNO | 1); // read: default
+        assert_eq!(simulate(&p.filter, X64, 1, [0; 6]), RET_ALLOW); // write
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        assert_eq!(simulate(&p.filter, X64, 1000, [0; 6]), RET_ALLOW);
     }
 
     #[test]

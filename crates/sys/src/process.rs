@@ -105,6 +105,16 @@ fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<libc::c_int> {
     Errno::result(r)
 }
 
+/// System call `nr` with no arguments (zeros), for probing how a seccomp
+/// filter answers a number it may not know: the raw return, or the errno.
+pub fn syscall_no_args(nr: i64) -> Result<i64> {
+    // SAFETY: every argument is zero, so no pointer is passed: an unknown
+    // number gets ENOSYS (or the filter's answer) and touches no memory of
+    // this process; a known one reads zeros as its arguments.
+    let r = unsafe { libc::syscall(nr as libc::c_long, 0, 0, 0, 0, 0, 0) };
+    Errno::result(r)
+}
+
 /// `PR_SET_NO_NEW_PRIVS`: execve can no longer grant privileges (setuid
 /// bits, file capabilities).
 pub fn set_no_new_privs() -> Result<()> {
