@@ -138,3 +138,50 @@ fn console_socket_that_does_not_exist_is_a_clear_error() {
     assert!(stderr(&o).contains("missing.sock"), "{}", stderr(&o));
     env.assert_gone(&id);
 }
+
+/// As runc: the terminal belongs to the process's user (the group stays
+/// devpts' tty group), for the init and for exec.
+#[test]
+fn the_terminal_belongs_to_the_process_user() {
+    let env = Env::new("ttyowner");
+    let sock = env.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let rx = receive_master(listener);
+    let mut b = env.bundle("b");
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 100});
+    b.args(&["sh", "-c", "stat -c owner-%u $(tty); sleep 100"]);
+    let id = env.id("c");
+    env.rt_ok(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        b.path(),
+        &id,
+    ]);
+    let master = rx.join().unwrap();
+    env.rt_ok(&["start", &id]);
+    let mut buf = [0u8; 256];
+    let n = nix::unistd::read(master.as_raw_fd(), &mut buf).unwrap();
+    let out = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(out.contains("owner-1000"), "{out:?}");
+    // exec --tty as another user.
+    let sock2 = env.dir.join("exec.sock");
+    let rx = receive_master(UnixListener::bind(&sock2).unwrap());
+    env.rt_ok(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--user",
+        "1001:100",
+        "--console-socket",
+        sock2.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "stat -c owner-%u $(tty)",
+    ]);
+    let out = read_all(rx.join().unwrap());
+    assert!(out.contains("owner-1001"), "{out:?}");
+}

@@ -51,6 +51,7 @@ pub(crate) fn attach(
     chan: &Channel,
     root: &capsa_sys::root::Root,
     size: Option<(u16, u16)>,
+    owner: u32,
 ) -> std::result::Result<OwnedFd, ChildError> {
     let devpts = root
         .open_at(
@@ -64,6 +65,14 @@ pub(crate) fn attach(
     if let Some((rows, cols)) = size {
         let _ = capsa_sys::fd::set_window_size(master.as_raw_fd(), rows, cols);
     }
+    // The terminal is the process's own, as runc makes it: its user owns
+    // the slave (the group stays devpts' gid= option, the tty group).
+    nix::unistd::fchown(
+        slave.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(owner)),
+        None,
+    )
+    .map_err(|e| ChildError::sys("console", "fchown", format!("/dev/pts/{n}"), e))?;
     chan.send_fd(&Msg::Console, Some(master.as_raw_fd()))
         .map_err(|e| ChildError::sys("console", "send", "pty master", e))?;
     drop(master);

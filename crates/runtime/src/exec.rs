@@ -223,7 +223,7 @@ fn run_process(
     if p.terminal {
         let root = capsa_sys::root::Root::open(std::path::Path::new("/"))
             .map_err(|e| ChildError::sys("exec", "open", "/", e))?;
-        crate::console::attach(chan, &root, p.console_size)?;
+        crate::console::attach(chan, &root, p.console_size, p.uid)?;
     }
     process::set_rlimits(p)?;
     let proc = crate::procfs::open()?;

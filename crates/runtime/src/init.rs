@@ -273,7 +273,12 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
 /// Allocate the container's terminal from its own devpts, hand the master to
 /// the runtime, and make the slave our stdio and controlling terminal.
 fn console(ctx: &InitContext<'_>, root: &capsa_sys::root::Root) -> R<()> {
-    let slave = crate::console::attach(ctx.chan, root, ctx.plan.process.console_size)?;
+    let slave = crate::console::attach(
+        ctx.chan,
+        root,
+        ctx.plan.process.console_size,
+        ctx.plan.process.uid,
+    )?;
     mounts::bind_console(root, &slave)
 }
 
