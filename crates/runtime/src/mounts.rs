@@ -166,6 +166,43 @@ fn mount_one(
     m: &MountPlan,
     host_tree: Option<std::os::fd::RawFd>,
 ) -> R<()> {
+    mount_made(plan, root, m, host_tree)?;
+    recursive_attrs(root, m)
+}
+
+/// The recursive options (`rro`, `rnosuid`, ...): `mount_setattr` with
+/// `AT_RECURSIVE` on the mount just made, resolved inside the root.
+fn recursive_attrs(root: &Root, m: &MountPlan) -> R<()> {
+    if m.recursive_set == 0 && m.recursive_clear == 0 {
+        return Ok(());
+    }
+    let dest = m.destination.display().to_string();
+    let (mut set, mut clear) = mount_attrs(m.recursive_set);
+    let (off, atime) = mount_attrs(m.recursive_clear);
+    clear |= off & !capsa_sys::mount::ATTR_ATIME_MASK;
+    if atime != 0 {
+        // Leaving an atime mode goes back to relatime (0), the default.
+        clear |= capsa_sys::mount::ATTR_ATIME_MASK;
+    }
+    if m.recursive_set & libc::MS_NOSYMFOLLOW != 0 {
+        set |= capsa_sys::mount::ATTR_NOSYMFOLLOW;
+    }
+    if m.recursive_clear & libc::MS_NOSYMFOLLOW != 0 {
+        clear |= capsa_sys::mount::ATTR_NOSYMFOLLOW;
+    }
+    let t = root
+        .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
+        .map_err(|e| err("open", &dest, e))?;
+    capsa_sys::mount::set_attrs(t.as_raw_fd(), set, clear, true)
+        .map_err(|e| err("mount_setattr (recursive options)", &dest, e))
+}
+
+fn mount_made(
+    plan: &Plan,
+    root: &Root,
+    m: &MountPlan,
+    host_tree: Option<std::os::fd::RawFd>,
+) -> R<()> {
     let dest = m.destination.display().to_string();
     let under_proc = m.destination.starts_with("/proc");
     if m.bind {

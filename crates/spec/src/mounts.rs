@@ -27,6 +27,11 @@ pub struct MountPlan {
     /// An id-mapped mount: (uid map, gid map), from the mount's
     /// `uidMappings`/`gidMappings`.
     pub idmap: Option<(Vec<crate::IdMap>, Vec<crate::IdMap>)>,
+    /// `MS_*` flags the recursive options (`rro`, `rnosuid`, ...) set and
+    /// clear on the mount and every mount under it (`mount_setattr` with
+    /// `AT_RECURSIVE`).
+    pub recursive_set: u64,
+    pub recursive_clear: u64,
 }
 
 impl MountPlan {
@@ -69,6 +74,8 @@ pub fn plan(
         bind: false,
         recursive: false,
         idmap: None,
+        recursive_set: 0,
+        recursive_clear: 0,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in m.options().iter().flatten() {
@@ -79,6 +86,14 @@ pub fn plan(
             Some(Opt::Bind { recursive }) => {
                 p.bind = true;
                 p.recursive |= recursive;
+            }
+            Some(Opt::RecSet(f)) => {
+                p.recursive_set |= f;
+                p.recursive_clear &= !f;
+            }
+            Some(Opt::RecClear(f)) => {
+                p.recursive_clear |= f;
+                p.recursive_set &= !f;
             }
             // runc extensions we accept and do not need: tmpcopyup copies
             // the image's content into a tmpfs, handled by the engine.
@@ -142,6 +157,8 @@ enum Opt {
     Clear(u64),
     Propagation(u64),
     Bind { recursive: bool },
+    RecSet(u64),
+    RecClear(u64),
     Ignore,
 }
 
@@ -173,6 +190,25 @@ fn option(name: &str) -> Option<Opt> {
         "nostrictatime" => Clear(libc::MS_STRICTATIME),
         "nosymfollow" => Set(libc::MS_NOSYMFOLLOW),
         "symfollow" => Clear(libc::MS_NOSYMFOLLOW),
+        // The recursive forms (OCI 1.1): the mount and all under it.
+        "rro" => RecSet(libc::MS_RDONLY),
+        "rrw" => RecClear(libc::MS_RDONLY),
+        "rnosuid" => RecSet(libc::MS_NOSUID),
+        "rsuid" => RecClear(libc::MS_NOSUID),
+        "rnodev" => RecSet(libc::MS_NODEV),
+        "rdev" => RecClear(libc::MS_NODEV),
+        "rnoexec" => RecSet(libc::MS_NOEXEC),
+        "rexec" => RecClear(libc::MS_NOEXEC),
+        "rnodiratime" => RecSet(libc::MS_NODIRATIME),
+        "rdiratime" => RecClear(libc::MS_NODIRATIME),
+        "rnoatime" => RecSet(libc::MS_NOATIME),
+        "ratime" => RecClear(libc::MS_NOATIME),
+        "rrelatime" => RecSet(libc::MS_RELATIME),
+        "rnorelatime" => RecClear(libc::MS_RELATIME),
+        "rstrictatime" => RecSet(libc::MS_STRICTATIME),
+        "rnostrictatime" => RecClear(libc::MS_STRICTATIME),
+        "rnosymfollow" => RecSet(libc::MS_NOSYMFOLLOW),
+        "rsymfollow" => RecClear(libc::MS_NOSYMFOLLOW),
         "bind" => Bind { recursive: false },
         "rbind" => Bind { recursive: true },
         "private" => Propagation(libc::MS_PRIVATE),

@@ -190,6 +190,7 @@ pub const ATTR_RELATIME: u64 = 0x0;
 pub const ATTR_NOATIME: u64 = 0x10;
 pub const ATTR_STRICTATIME: u64 = 0x20;
 pub const ATTR_NODIRATIME: u64 = 0x80;
+pub const ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// A filesystem context of the new mount API (`fsopen`): configured with
 /// [`FsContext::set`], turned into a detached mount with
