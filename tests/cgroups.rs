@@ -234,6 +234,16 @@ fn update_changes_limits_while_the_container_runs() {
         "{}",
         stderr(&o)
     );
+    // A unified key of a controller this host has on v1: runc's words.
+    b.config["linux"]["resources"] = json!({"unified": {"memory.min": "131072"}});
+    b.save();
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("linux.resources.unified.memory.min") && e.contains("invalid configuration"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -678,7 +678,10 @@ impl<'a> Planner<'a> {
             if self.cg.v1_dir(ctl).is_some() {
                 return Err(refuse(
                     &field,
-                    format!("the {ctl} controller is on cgroup v1 on this host"),
+                    // runc's words lead, for the tools that match them.
+                    format!(
+                        "invalid configuration: the {ctl} controller is on cgroup v1 on this host"
+                    ),
                 ));
             }
             if let Some(m) = self.missing.as_mut() {
