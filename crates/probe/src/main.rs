@@ -582,10 +582,11 @@ fn forge_udp(dst: &str, port: u16, payload: &str) {
         .unwrap_or_else(|e| fail(format!("send on eth0: {e}")));
 }
 
-/// `syscall NR`: make system call NR with no arguments and print what came
-/// back (`ret N` or `errno N`): how seccomp treats a number it may not know.
+/// `syscall NR`: make unassigned system call NR (1000 and up) and print
+/// what came back (`ret N` or `errno N`): how seccomp treats a number it
+/// does not know.
 fn raw_syscall(nr: i64) {
-    match capsa_sys::process::syscall_no_args(nr) {
+    match capsa_sys::process::syscall_unassigned(nr) {
         Ok(r) => println!("ret {r}"),
         Err(e) => println!("errno {}", e as i32),
     }

@@ -166,20 +166,22 @@ fn mount_one(
     m: &MountPlan,
     host_tree: Option<std::os::fd::RawFd>,
 ) -> R<()> {
-    mount_made(plan, root, m, host_tree)?;
-    recursive_attrs(root, m)
+    if m.bind {
+        return mount_made(plan, root, m, host_tree);
+    }
+    // A new filesystem has no submounts yet: its recursive options are its
+    // plain flags (what runc's mount_setattr right after the mount does).
+    let mut fresh = m.clone();
+    fresh.flags = (m.flags | m.recursive_set) & !m.recursive_clear;
+    mount_made(plan, root, &fresh, host_tree)
 }
 
-/// The recursive options (`rro`, `rnosuid`, ...): `mount_setattr` with
-/// `AT_RECURSIVE` on the mount just made, resolved inside the root.
-fn recursive_attrs(root: &Root, m: &MountPlan) -> R<()> {
-    if m.recursive_set == 0 && m.recursive_clear == 0 {
-        return Ok(());
-    }
-    let dest = m.destination.display().to_string();
-    let (mut set, mut clear) = mount_attrs(m.recursive_set);
+/// The recursive options (`rro`, `rnosuid`, ...) as `mount_setattr`
+/// attributes to set and to clear.
+fn recursive_attrs(m: &MountPlan) -> (u64, u64) {
+    let (mut set, _) = mount_attrs(m.recursive_set);
     let (off, atime) = mount_attrs(m.recursive_clear);
-    clear |= off & !capsa_sys::mount::ATTR_ATIME_MASK;
+    let mut clear = off & !capsa_sys::mount::ATTR_ATIME_MASK;
     if atime != 0 {
         // Leaving an atime mode goes back to relatime (0), the default.
         clear |= capsa_sys::mount::ATTR_ATIME_MASK;
@@ -190,11 +192,7 @@ fn recursive_attrs(root: &Root, m: &MountPlan) -> R<()> {
     if m.recursive_clear & libc::MS_NOSYMFOLLOW != 0 {
         clear |= capsa_sys::mount::ATTR_NOSYMFOLLOW;
     }
-    let t = root
-        .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
-        .map_err(|e| err("open", &dest, e))?;
-    capsa_sys::mount::set_attrs(t.as_raw_fd(), set, clear, true)
-        .map_err(|e| err("mount_setattr (recursive options)", &dest, e))
+    (set, clear)
 }
 
 fn mount_made(
@@ -238,6 +236,13 @@ fn mount_made(
         if m.recursive && m.readonly() {
             capsa_sys::mount::set_attrs(tree, capsa_sys::mount::ATTR_RDONLY, 0, true)
                 .map_err(|e| err("make read-only recursively", &dest, e))?;
+        }
+        // The recursive options, on the detached tree too (never on a path
+        // looked up again after the attach).
+        let (set, clear) = recursive_attrs(m);
+        if set != 0 || clear != 0 {
+            capsa_sys::mount::set_attrs(tree, set, clear, true)
+                .map_err(|e| err("mount_setattr (recursive options)", &dest, e))?;
         }
         capsa_sys::mount::attach(tree, target.as_raw_fd()).map_err(|e| {
             err(
