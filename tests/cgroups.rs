@@ -234,16 +234,6 @@ fn update_changes_limits_while_the_container_runs() {
         "{}",
         stderr(&o)
     );
-    // A unified key of a controller this host has on v1: runc's words.
-    b.config["linux"]["resources"] = json!({"unified": {"memory.min": "131072"}});
-    b.save();
-    let o = env.rt(&["create", "-b", b.path(), &id]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
-    assert!(
-        e.contains("linux.resources.unified.memory.min") && e.contains("invalid configuration"),
-        "{e}"
-    );
 }
 
 #[test]
@@ -259,6 +249,17 @@ fn unsupported_resources_fail_create_by_name_and_leave_nothing() {
         stderr(&o).contains("linux.resources.network.classID"),
         "{}",
         stderr(&o)
+    );
+    env.assert_gone(&id);
+    // A unified key of a controller this host has on v1: runc's words.
+    b.config["linux"]["resources"] = json!({"unified": {"memory.min": "131072"}});
+    b.save();
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("linux.resources.unified.memory.min") && e.contains("invalid configuration"),
+        "{e}"
     );
     env.assert_gone(&id);
 }
@@ -488,10 +489,6 @@ fn create_into_a_frozen_cgroup_is_refused_not_hung() {
         b.config["linux"]["cgroupsPath"] = json!(format!("/{}/frozen{child}", env.cgroup_parent));
         b.save();
         for verb in ["run", "create"] {
-            // A refused create removes the container's cgroup as runc's
-            // does, the named one too: freeze it again each time.
-            std::fs::create_dir_all(&parent).unwrap();
-            std::fs::write(parent.join("freezer.state"), "FROZEN").unwrap();
             let id = env.id(&format!("{verb}-{i}"));
             let args: Vec<&str> = if verb == "run" {
                 vec!["run", "-d", "-b", b.path(), &id]
@@ -511,13 +508,19 @@ fn create_into_a_frozen_cgroup_is_refused_not_hung() {
             assert!(!child_proc.wait().unwrap().success(), "{verb} succeeded");
         }
     }
-    std::fs::create_dir_all(&parent).unwrap();
-    std::fs::write(parent.join("freezer.state"), "FROZEN").unwrap();
     let o = env.rt(&["run", "-d", "-b", b.path(), &env.id("msg")]);
     assert!(
         stderr(&o).contains("container's cgroup unexpectedly frozen"),
         "{}",
         stderr(&o)
+    );
+    // A refused create undoes only what it made: the frozen cgroup the
+    // spec named is still there, still frozen (runc's tests count on it).
+    assert_eq!(
+        std::fs::read_to_string(parent.join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "FROZEN"
     );
     std::fs::write(parent.join("freezer.state"), "THAWED").unwrap();
     let _ = std::fs::remove_dir(parent.join("child"));

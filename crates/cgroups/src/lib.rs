@@ -466,6 +466,31 @@ impl Cgroup {
         }
     }
 
+    /// Undo a create that failed: stop the scope if it became ours, else
+    /// remove only the directories this create made, deepest first. A
+    /// cgroup the spec named that existed before (empty, or frozen, and
+    /// refused) is left as it was found.
+    pub fn remove_created(&self) -> Result<()> {
+        if self.systemd_unit.is_some() {
+            return self.remove();
+        }
+        let mut first_err = None;
+        for d in self.created.iter().rev() {
+            if self.dirs().any(|x| x == d) {
+                if let Err(e) = rmdir_retry(d) {
+                    first_err.get_or_insert(e);
+                }
+            } else {
+                // A parent shared with another container is busy: leave it.
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Remove every directory, deepest first, retrying while the kernel still
     /// counts exiting tasks in it; then the parents our creation made, when
     /// they are empty.

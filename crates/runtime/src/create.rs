@@ -79,7 +79,7 @@ impl Drop for Undo<'_> {
             let _ = waitpid(pid, None);
         }
         if let Some(cg) = &self.cgroup {
-            let _ = cg.remove();
+            let _ = cg.remove_created();
         }
         let _ = self.store.remove(&self.id);
     }

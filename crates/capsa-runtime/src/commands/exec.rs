@@ -99,8 +99,5 @@ fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    if let Some(m) = &e.console {
-        foreground::clear_onlcr(m);
-    }
     Ok(foreground::wait(e.pid, e.console))
 }

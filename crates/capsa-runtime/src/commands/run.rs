@@ -16,6 +16,10 @@ pub fn run(store: &Store, a: &RunArgs, log: &Logger) -> anyhow::Result<i32> {
     }
     let mut created = capsa_runtime::create(store, &opts)?;
     super::trace(log, &created.trace);
+    // Before start: output written before the change would be translated.
+    if let Some(m) = &created.console {
+        foreground::clear_onlcr(m);
+    }
     let id = &a.create.id;
     match capsa_runtime::start(store, id) {
         Ok(warnings) => warnings.iter().for_each(|w| log.warn(w)),
@@ -32,9 +36,6 @@ pub fn run(store: &Store, a: &RunArgs, log: &Logger) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let console = created.console.take();
-    if let Some(m) = &console {
-        foreground::clear_onlcr(m);
-    }
     let code = foreground::wait(created.state.pid, console);
     if let Some(e) = created.late_error() {
         eprintln!("container init failed: {e}");
