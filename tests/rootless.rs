@@ -35,7 +35,26 @@ fn an_unprivileged_user_runs_the_rootless_spec() {
     std::fs::create_dir(&state).unwrap();
     chown_user(&state);
 
-    let o = as_user(&env, &state, &["spec", "--rootless", "-b", b.path()]);
+    // runc's rootless default runs as it is (no seccomp profile in it)...
+    let plain = env.bundle("plain");
+    std::fs::remove_file(plain.dir.join("config.json")).unwrap();
+    chown_user(&plain.dir);
+    let o = as_user(&env, &state, &["spec", "--rootless", "-b", plain.path()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pcfg = plain.dir.join("config.json");
+    let mut pv: Value = serde_json::from_slice(&std::fs::read(&pcfg).unwrap()).unwrap();
+    pv["process"]["terminal"] = Value::Bool(false);
+    pv["process"]["args"] = serde_json::json!(["sh", "-c", "grep Seccomp: /proc/self/status"]);
+    std::fs::write(&pcfg, pv.to_string()).unwrap();
+    let o = as_user(&env, &state, &["run", "-b", plain.path(), "rl-plain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Seccomp:\t0"));
+    // ...and capsa's hardened one, with its seccomp profile.
+    let o = as_user(
+        &env,
+        &state,
+        &["spec", "--rootless", "--hardened", "-b", b.path()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg = b.dir.join("config.json");
     let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
