@@ -225,6 +225,15 @@ impl Drop for Env {
 }
 
 fn remove_cgroup_tree(p: &Path) {
+    // On this host hugetlb, net_cls, net_prio and perf_event under
+    // /sys/fs/cgroup are plain tmpfs directories, where conmon leaves a
+    // `tasks` file of its own: not a cgroup, removed as files are.
+    if nix::sys::statfs::statfs(p)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+    {
+        let _ = std::fs::remove_dir_all(p);
+        return;
+    }
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
