@@ -49,12 +49,26 @@ fn read_all(master: OwnedFd) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `create` with a console socket, then `start`: the pty master.
+fn create_and_start_with_console(env: &Env, b: &Bundle, id: &str) -> OwnedFd {
+    let sock = env.dir.join(format!("{id}.sock"));
+    let rx = receive_master(UnixListener::bind(&sock).unwrap());
+    env.rt_ok(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        b.path(),
+        id,
+    ]);
+    let master = rx.join().unwrap();
+    env.rt_ok(&["start", id]);
+    master
+}
+
 #[test]
 fn create_sends_the_pty_master_to_the_console_socket() {
     let env = Env::new("console");
-    let sock = env.dir.join("console.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let rx = receive_master(listener);
     let mut b = env.bundle("b");
     b.config["process"]["terminal"] = json!(true);
     b.args(&[
@@ -63,17 +77,7 @@ fn create_sends_the_pty_master_to_the_console_socket() {
         "tty; echo hello-tty; test -c /dev/console && echo has-console",
     ]);
     let id = env.id("c");
-    env.rt_ok(&[
-        "create",
-        "--console-socket",
-        sock.to_str().unwrap(),
-        "-b",
-        b.path(),
-        &id,
-    ]);
-    let master = rx.join().unwrap();
-    env.rt_ok(&["start", &id]);
-    let out = read_all(master);
+    let out = read_all(create_and_start_with_console(&env, &b, &id));
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert!(out.contains("hello-tty"), "{out}");
     assert!(out.contains("has-console"), "{out}");
@@ -144,24 +148,12 @@ fn console_socket_that_does_not_exist_is_a_clear_error() {
 #[test]
 fn the_terminal_belongs_to_the_process_user() {
     let env = Env::new("ttyowner");
-    let sock = env.dir.join("console.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let rx = receive_master(listener);
     let mut b = env.bundle("b");
     b.config["process"]["terminal"] = json!(true);
     b.config["process"]["user"] = json!({"uid": 1000, "gid": 100});
     b.args(&["sh", "-c", "stat -c owner-%u $(tty); sleep 100"]);
     let id = env.id("c");
-    env.rt_ok(&[
-        "create",
-        "--console-socket",
-        sock.to_str().unwrap(),
-        "-b",
-        b.path(),
-        &id,
-    ]);
-    let master = rx.join().unwrap();
-    env.rt_ok(&["start", &id]);
+    let master = create_and_start_with_console(&env, &b, &id);
     let mut buf = [0u8; 256];
     let n = nix::unistd::read(master.as_raw_fd(), &mut buf).unwrap();
     let out = String::from_utf8_lossy(&buf[..n]).to_string();

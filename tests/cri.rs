@@ -2,29 +2,11 @@
 //! runtime handler whose binary is capsa-runtime, CNI from Debian's
 //! plugins, and a small CRI client (gRPC over the containerd socket).
 
-use capsa_tests::engines::{busybox_oci_archive, pause_oci_archive, Containerd, BUSYBOX, PAUSE};
+use capsa_tests::engines::{
+    busybox_oci_archive, cri_connect, cri_remove, pause_oci_archive, Containerd, BUSYBOX, PAUSE,
+};
 use capsa_tests::*;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use std::path::PathBuf;
-
-type Client = RuntimeServiceClient<tonic::transport::Channel>;
-
-async fn connect(socket: PathBuf) -> Client {
-    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let p = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(p).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect to containerd's CRI socket");
-    RuntimeServiceClient::new(channel)
-}
 
 /// The CNI bridge network of this test; its bridge is deleted on drop.
 struct Bridge(String);
@@ -102,7 +84,7 @@ fn cri_pod_with_capsa_runtime_handler() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let mut cl = connect(socket).await;
+        let mut cl = cri_connect(socket).await;
         let sandbox_config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: "pod1".into(),
@@ -287,27 +269,7 @@ fn cri_pod_with_capsa_runtime_handler() {
             "{line}"
         );
 
-        cl.stop_container(StopContainerRequest {
-            container_id: ctr.clone(),
-            timeout: 1,
-        })
-        .await
-        .expect("StopContainer");
-        cl.remove_container(RemoveContainerRequest {
-            container_id: ctr.clone(),
-        })
-        .await
-        .expect("RemoveContainer");
-        cl.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .expect("StopPodSandbox");
-        cl.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .expect("RemovePodSandbox");
+        cri_remove(&mut cl, &pod, &ctr, 1).await;
         assert!(
             !std::path::Path::new(&file).exists(),
             "the container's cgroup is left"

@@ -443,16 +443,7 @@ fn a_full_store_fails_clearly_and_stays_consistent() {
     let env = Env::new("hs-full");
     let mut c = Capsa::new(&env, "c");
     let small = env.dir.join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &small,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=24m"),
-    )
-    .unwrap();
-    // Env's drop unmounts it, even when the test fails.
+    env.mount_tmpfs(&small, Some("24m"));
     c.store = small.join("store");
     c.run = small.join("run");
     // 40 MiB of random bytes: too much for the store, in any form.
@@ -525,7 +516,7 @@ fn a_create_killed_midway_is_cleaned_by_delete_force() {
 /// before, no command showed it and its name stayed taken.
 #[test]
 fn an_abandoned_reservation_is_swept_by_the_next_listing() {
-    let (_env, c, img) = setup("hs-abandon");
+    let (env, c, img) = setup("hs-abandon");
     c.ok(&["create", "--name", "seed", img, "true"]);
     let containers = c.store.join("containers");
     // A reservation as a killed `capsa run` leaves it: its placeholder
@@ -543,14 +534,7 @@ fn an_abandoned_reservation_is_swept_by_the_next_listing() {
             .to_string(),
     )
     .unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &dir.join("rootfs"),
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
+    env.mount_tmpfs(&dir.join("rootfs"), None);
     c.ok(&["ps", "-a"]);
     assert!(!dir.exists(), "the abandoned reservation is still there");
     // Its name is free again.
@@ -738,16 +722,7 @@ fn cp_of_a_huge_sparse_file_streams_instead_of_filling_memory() {
     let (env, c, img) = setup("hs-cpsparse");
     run_box(&c, img, "truncate -s 4G /big");
     let small = env.dir.join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &small,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=16m"),
-    )
-    .unwrap();
-    // Env's drop unmounts it, even when the test fails.
+    env.mount_tmpfs(&small, Some("16m"));
     let mut cmd = Command::new("prlimit");
     cmd.arg("--as=2147483648")
         .arg("--")

@@ -311,37 +311,13 @@ fn an_idmapped_bind_of_a_read_only_host_mount_is_refused() {
     env.assert_gone(&id);
 }
 
-/// A host tmpfs at `dir`, unmounted on drop.
-struct HostTmpfs(std::path::PathBuf);
-
-impl HostTmpfs {
-    fn at(dir: std::path::PathBuf) -> HostTmpfs {
-        std::fs::create_dir_all(&dir).unwrap();
-        nix::mount::mount(
-            Some("tmpfs"),
-            &dir,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1m"),
-        )
-        .unwrap();
-        HostTmpfs(dir)
-    }
-}
-
-impl Drop for HostTmpfs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 /// The recursive mount options (OCI 1.1: `rro`, `rnoexec`, ...) reach the
 /// mounts under a bind too, through `mount_setattr(AT_RECURSIVE)`.
 #[test]
 fn recursive_mount_options_reach_submounts() {
     let env = Env::new("rro");
     let src = env.dir.join("src");
-    let _sub = HostTmpfs::at(src.join("sub"));
+    env.mount_tmpfs(&src.join("sub"), Some("1m"));
     std::fs::write(src.join("sub/tool"), "#!/bin/sh\necho ran\n").unwrap();
     std::os::unix::fs::PermissionsExt::set_mode(
         &mut std::fs::metadata(src.join("sub/tool"))
@@ -357,11 +333,11 @@ fn recursive_mount_options_reach_submounts() {
     let mut b = env.bundle("b");
     let mounts = b.config["mounts"].as_array_mut().unwrap();
     mounts.push(json!({"destination": "/mnt", "type": "bind", "source": src,
-                       "options": ["rbind", "rro", "rnoexec"]}));
+                       "options": ["rbind", "rro", "rnoexec", "rnoatime"]}));
     b.args(&[
         "sh",
         "-c",
-        "touch /mnt/a 2>&1; touch /mnt/sub/b 2>&1; /mnt/sub/tool 2>&1; echo done",
+        "touch /mnt/a 2>&1; touch /mnt/sub/b 2>&1; /mnt/sub/tool 2>&1; grep ' /mnt/sub ' /proc/self/mountinfo; echo done",
     ]);
     let id = env.id("c");
     let o = env.rt(&["run", "-b", b.path(), &id]);
@@ -376,6 +352,12 @@ fn recursive_mount_options_reach_submounts() {
         "noexec below: {out}"
     );
     assert!(out.contains("done"), "{out}");
+    // An atime mode reaches the submount too.
+    let sub = out
+        .lines()
+        .find(|l| l.contains(" /mnt/sub "))
+        .unwrap_or_default();
+    assert!(sub.contains("noatime"), "{out}");
     // The host's mounts keep their flags.
     std::fs::write(src.join("sub/host-write"), "ok").unwrap();
     env.assert_gone(&id);

@@ -436,9 +436,8 @@ fn the_ebpf_device_filter_and_the_oom_kill_on_v2() {
 #[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
 fn cri_with_systemd_cgroups_runs_a_pod_in_scopes_systemd_knows() {
     use capsa_tests::engines::{
-        busybox_oci_archive, pause_oci_archive, Containerd, BUSYBOX, PAUSE,
+        busybox_oci_archive, cri_connect, cri_remove, pause_oci_archive, Containerd, BUSYBOX, PAUSE,
     };
-    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
     use k8s_cri::v1::*;
     require_v2();
     let env = Env::new("v2-cri");
@@ -483,19 +482,7 @@ fn cri_with_systemd_cgroups_runs_a_pod_in_scopes_systemd_knows() {
     let cri_timeout = Duration::from_secs(240);
     let started = rt.block_on(async move {
         tokio::time::timeout(cri_timeout, async move {
-            let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-                .unwrap()
-                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                    let p = socket.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            tokio::net::UnixStream::connect(p).await?,
-                        ))
-                    }
-                }))
-                .await
-                .expect("connect to containerd's CRI socket");
-            let mut cl = RuntimeServiceClient::new(channel);
+            let mut cl = cri_connect(socket).await;
             // Host network: no CNI needed for what this test is about.
             let sandbox_config = PodSandboxConfig {
                 metadata: Some(PodSandboxMetadata {
@@ -588,40 +575,8 @@ fn cri_with_systemd_cgroups_runs_a_pod_in_scopes_systemd_knows() {
     let socket = c.socket.clone();
     let ended = rt.block_on(async move {
         tokio::time::timeout(cri_timeout, async move {
-            let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-                .unwrap()
-                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                    let p = socket.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            tokio::net::UnixStream::connect(p).await?,
-                        ))
-                    }
-                }))
-                .await
-                .unwrap();
-            let mut cl = RuntimeServiceClient::new(channel);
-            cl.stop_container(StopContainerRequest {
-                container_id: ctr.clone(),
-                timeout: 0,
-            })
-            .await
-            .expect("StopContainer");
-            cl.remove_container(RemoveContainerRequest {
-                container_id: ctr.clone(),
-            })
-            .await
-            .expect("RemoveContainer");
-            cl.stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .expect("StopPodSandbox");
-            cl.remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .expect("RemovePodSandbox");
+            let mut cl = cri_connect(socket).await;
+            cri_remove(&mut cl, &pod, &ctr, 0).await;
         })
         .await
     });

@@ -486,3 +486,50 @@ impl Drop for Dockerd {
         unmount_under(&self.dir);
     }
 }
+
+/// A CRI client of containerd's runtime service.
+pub type CriClient =
+    k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+/// Connect to the CRI socket (a unix socket; the URI is tonic's formality).
+pub async fn cri_connect(socket: PathBuf) -> CriClient {
+    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let p = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(p).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect to containerd's CRI socket");
+    k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel)
+}
+
+/// Stop and remove a container (waiting `timeout` seconds), then its pod.
+pub async fn cri_remove(cl: &mut CriClient, pod: &str, ctr: &str, timeout: i64) {
+    use k8s_cri::v1::*;
+    cl.stop_container(StopContainerRequest {
+        container_id: ctr.to_string(),
+        timeout,
+    })
+    .await
+    .expect("StopContainer");
+    cl.remove_container(RemoveContainerRequest {
+        container_id: ctr.to_string(),
+    })
+    .await
+    .expect("RemoveContainer");
+    cl.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    cl.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+}

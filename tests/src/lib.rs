@@ -174,6 +174,27 @@ impl Env {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// A tmpfs of `size` (as the mount option says it, or the kernel's
+    /// default) made at `dir` under the test's directory; the drop
+    /// unmounts it, even when the test fails.
+    pub fn mount_tmpfs(&self, dir: &Path, size: Option<&str>) {
+        assert!(
+            dir.starts_with(&self.dir),
+            "{} is not the test's",
+            dir.display()
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let data = size.map(|s| format!("size={s}"));
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            data.as_deref(),
+        )
+        .unwrap();
+    }
+
     /// `state ID` as JSON.
     pub fn state(&self, id: &str) -> Value {
         serde_json::from_str(&self.rt_ok(&["state", id])).expect("state is JSON")

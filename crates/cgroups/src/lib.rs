@@ -474,21 +474,8 @@ impl Cgroup {
         if self.systemd_unit.is_some() {
             return self.remove();
         }
-        let mut first_err = None;
-        for d in self.created.iter().rev() {
-            if self.dirs().any(|x| x == d) {
-                if let Err(e) = rmdir_retry(d) {
-                    first_err.get_or_insert(e);
-                }
-            } else {
-                // A parent shared with another container is busy: leave it.
-                let _ = std::fs::remove_dir(d);
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let made: Vec<&PathBuf> = self.dirs().filter(|d| self.created.contains(d)).collect();
+        self.rmdir(made.into_iter())
     }
 
     /// Remove every directory, deepest first, retrying while the kernel still
@@ -496,16 +483,25 @@ impl Cgroup {
     /// they are empty.
     pub fn remove(&self) -> Result<()> {
         // systemd removes a scope's cgroup when the unit stops (killing
-        // what is left in it).
+        // what is left in it). Not ours (not started yet, or gone and its
+        // name taken again): neither the unit nor its directory is
+        // touched; `stop` checks the invocation id itself.
         if let Some(unit) = &self.systemd_unit {
-            if !self.systemd_owned()? {
+            let Some(id) = &self.systemd_invocation else {
+                return Ok(());
+            };
+            if !systemd::stop(unit, id)? {
                 return Ok(());
             }
-            let id = self.systemd_invocation.as_deref().unwrap_or_default();
-            systemd::stop(unit, id)?;
         }
+        self.rmdir(self.dirs())
+    }
+
+    /// Remove `leaves` (retrying while exiting tasks still count), then the
+    /// parents this cgroup's creation made, when they are empty.
+    fn rmdir<'a>(&'a self, leaves: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
         let mut first_err = None;
-        for d in self.dirs() {
+        for d in leaves {
             if let Err(e) = rmdir_retry(d) {
                 first_err.get_or_insert(e);
             }

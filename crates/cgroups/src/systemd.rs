@@ -484,27 +484,28 @@ pub fn set_properties(
 /// this container started, proven by its invocation id. A unit of the same
 /// name that is not, say a session or another store's container named by
 /// a hostile `linux.cgroupsPath`, is left alone, and so is its cgroup.
-pub fn stop(unit: &str, invocation_id: &str) -> Result<()> {
+/// Returns whether it was ours (and is now stopped).
+pub fn stop(unit: &str, invocation_id: &str) -> Result<bool> {
     let c = bus(unit)?;
     if invocation(&c, unit)?.as_deref() != Some(invocation_id) {
-        return Ok(());
+        return Ok(false);
     }
     let m = proxy(&c, unit)?;
     match m.call::<_, _, OwnedObjectPath>("StopUnit", &(unit, "replace")) {
         Ok(_) => {}
         Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("NoSuchUnit") => {
-            return Ok(())
+            return Ok(true)
         }
         Err(e) => return Err(err("StopUnit", unit, e)),
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match active_state(&c, unit)? {
-            None => return Ok(()),
+            None => return Ok(true),
             Some(s) if s == "inactive" || s == "failed" => {
                 // A failed transient unit stays until reset.
                 let _ = m.call::<_, _, ()>("ResetFailedUnit", &(unit,));
-                return Ok(());
+                return Ok(true);
             }
             _ if Instant::now() > deadline => {
                 return Err(err("stop", unit, "still there after 10 s"))

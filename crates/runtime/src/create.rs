@@ -155,14 +155,18 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     if let Some(s) = &scope {
         refuse_existing_scope(s, &cgroup)?;
     }
-    let cg_result = match &scope {
-        Some(_) => Ok(()),
-        None => cgroup.create(),
+    let cg_result = if scope.is_some() {
+        Ok(())
+    } else {
+        cgroup.create()
     };
     undo.cgroup = Some(cgroup.clone());
-    // Now with the parents it made, so that they go too.
-    if let Ok(json) = serde_json::to_vec(&cgroup) {
-        state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
+    // Now with the parents it made, so that they go too (a scope's note
+    // already says all there is until it starts).
+    if scope.is_none() {
+        if let Ok(json) = serde_json::to_vec(&cgroup) {
+            state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
+        }
     }
     match cg_result {
         Ok(()) if scope.is_some() => {}
@@ -341,7 +345,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         bundle: plan.bundle.clone(),
         rootfs: plan.rootfs.clone(),
         created,
-        owner: state::owner_name(),
+        owner: String::new(),
         cgroup: cgroup.clone(),
         config: plan.spec.clone(),
     };
@@ -417,12 +421,6 @@ fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) 
     })
 }
 
-/// Refuse a cgroup that existed before with processes in it or below it.
-///
-/// Security: a spec naming a cgroup of the host's (`/system.slice`) would
-/// make the container's limits, `kill --all` and `delete` reach the host's
-/// services in it. runc refuses a populated cgroup too (all its pids,
-/// children's included).
 /// Security (a hostile `linux.cgroupsPath` naming a unit that is not
 /// this container's: a login session, another container): the scope's
 /// cgroup must be new, as a cgroupfs cgroup must be empty
@@ -440,6 +438,13 @@ fn refuse_existing_scope(s: &capsa_cgroups::systemd::Scope, cgroup: &Cgroup) -> 
     Ok(())
 }
 
+/// Refuse a cgroup that existed before with processes in it or below it,
+/// or that is frozen.
+///
+/// Security: a spec naming a cgroup of the host's (`/system.slice`) would
+/// make the container's limits, `kill --all` and `delete` reach the host's
+/// services in it. runc refuses a populated cgroup too (all its pids,
+/// children's included).
 fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
     // An init born in a frozen cgroup would never report: refuse, with
     // runc's words, rather than wait forever.

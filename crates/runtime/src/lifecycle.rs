@@ -55,8 +55,11 @@ pub fn list(store: &Store) -> Result<Vec<(ContainerState, Status)>> {
     let mut out = Vec::new();
     for id in store.ids()? {
         // A container deleted while we list is simply not listed.
-        if let Ok(st) = store.load(&id) {
+        if let Ok(mut st) = store.load(&id) {
             let s = status_with_fifo(store, &st);
+            // Looked up here, not at create: no user lookup on the start
+            // path for a column only `list` shows.
+            st.owner = crate::state::owner_of(&store.dir(&id));
             out.push((st, s));
         }
     }

@@ -177,22 +177,13 @@ fn mount_one(
 }
 
 /// The recursive options (`rro`, `rnosuid`, ...) as `mount_setattr`
-/// attributes to set and to clear.
+/// attributes to set and to clear. Clearing an atime mode goes back to
+/// relatime (0), the default.
 fn recursive_attrs(m: &MountPlan) -> (u64, u64) {
-    let (mut set, _) = mount_attrs(m.recursive_set);
-    let (off, atime) = mount_attrs(m.recursive_clear);
-    let mut clear = off & !capsa_sys::mount::ATTR_ATIME_MASK;
-    if atime != 0 {
-        // Leaving an atime mode goes back to relatime (0), the default.
-        clear |= capsa_sys::mount::ATTR_ATIME_MASK;
-    }
-    if m.recursive_set & libc::MS_NOSYMFOLLOW != 0 {
-        set |= capsa_sys::mount::ATTR_NOSYMFOLLOW;
-    }
-    if m.recursive_clear & libc::MS_NOSYMFOLLOW != 0 {
-        clear |= capsa_sys::mount::ATTR_NOSYMFOLLOW;
-    }
-    (set, clear)
+    let (set, atime_chosen) = mount_attrs(m.recursive_set);
+    let (off, atime_left) = mount_attrs(m.recursive_clear);
+    let atime = capsa_sys::mount::ATTR_ATIME_MASK;
+    (set, atime_chosen | atime_left | (off & !atime))
 }
 
 fn mount_made(
@@ -358,6 +349,7 @@ fn mount_attrs(ms: u64) -> (u64, u64) {
         (libc::MS_NODEV, a::ATTR_NODEV),
         (libc::MS_NOEXEC, a::ATTR_NOEXEC),
         (libc::MS_NODIRATIME, a::ATTR_NODIRATIME),
+        (libc::MS_NOSYMFOLLOW, a::ATTR_NOSYMFOLLOW),
     ] {
         if ms & flag != 0 {
             set |= attr;

@@ -313,10 +313,13 @@ pub fn now_rfc3339() -> String {
     capsa_sys::time::now_rfc3339()
 }
 
-/// The name of the user who runs the runtime (its uid when it has none),
-/// which `list` shows as runc does.
-pub fn owner_name() -> String {
-    let uid = nix::unistd::geteuid();
+/// The owner of a container's state directory, by name (its uid when the
+/// host has no name for it), which `list` shows as runc does.
+pub fn owner_of(dir: &Path) -> String {
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return String::new();
+    };
+    let uid = nix::unistd::Uid::from_raw(meta.uid());
     nix::unistd::User::from_uid(uid)
         .ok()
         .flatten()

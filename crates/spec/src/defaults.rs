@@ -40,91 +40,22 @@ pub fn seccomp() -> Result<Value, SpecError> {
     Ok(v)
 }
 
-/// The default spec; `rootless` adapts it for an unprivileged user whose
-/// uid and gid are given (a user namespace mapping them to root, no network
-/// namespace, /sys bound from the host, no cgroup resources).
+/// capsa's hardened default (`spec --hardened`, and the engine's base):
+/// runc's default with a cgroup namespace, docker's and podman's
+/// capabilities instead of runc's three, their seccomp profile, and
+/// `/sys/devices/virtual/powercap` masked (CVE-2020-8694). `rootless`
+/// adapts it for an unprivileged user whose uid and gid are given, as
+/// [`runc_spec`] does.
 pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
     let caps = capabilities()?;
-    let seccomp = seccomp()?;
-    let mut v = json!({
-        "ociVersion": crate::OCI_VERSION,
-        "process": {
-            "terminal": true,
-            "user": { "uid": 0, "gid": 0 },
-            "args": ["sh"],
-            "env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "TERM=xterm"
-            ],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": caps, "effective": caps, "permitted": caps
-            },
-            "rlimits": [ { "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 } ],
-            "noNewPrivileges": true
-        },
-        "root": { "path": "rootfs", "readonly": true },
-        "hostname": "capsa",
-        "mounts": [
-            { "destination": "/proc", "type": "proc", "source": "proc" },
-            { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-            { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
-              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
-            { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
-            { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-              "options": ["nosuid", "noexec", "nodev"] },
-            { "destination": "/sys", "type": "sysfs", "source": "sysfs",
-              "options": ["nosuid", "noexec", "nodev", "ro"] },
-            { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] }
-        ],
-        "linux": {
-            "resources": { "devices": [ { "allow": false, "access": "rwm" } ] },
-            "namespaces": [
-                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
-                { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
-            ],
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
-                "/sys/devices/virtual/powercap"
-            ],
-            "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ],
-            "seccomp": seccomp
-        }
+    let mut v = runc_spec(rootless, true);
+    v["process"]["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps
     });
-    if let Some((uid, gid)) = rootless {
-        v["linux"]["namespaces"] = json!([
-            { "type": "pid" }, { "type": "ipc" }, { "type": "uts" },
-            { "type": "mount" }, { "type": "cgroup" }, { "type": "user" }
-        ]);
-        v["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": uid, "size": 1 }]);
-        v["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": gid, "size": 1 }]);
-        v["linux"].as_object_mut().map(|l| l.remove("resources"));
-        let mounts = v["mounts"]
-            .as_array_mut()
-            .expect("mounts is an array literal");
-        for m in mounts.iter_mut() {
-            if m["destination"] == "/sys" {
-                *m = json!({ "destination": "/sys", "type": "none", "source": "/sys",
-                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
-            }
-            if m["destination"] == "/dev/pts" {
-                m["options"] = json!([
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620"
-                ]);
-            }
-        }
+    if let Some(masked) = v["linux"]["maskedPaths"].as_array_mut() {
+        masked.push(json!("/sys/devices/virtual/powercap"));
     }
+    v["linux"]["seccomp"] = seccomp()?;
     Ok(v)
 }
 
@@ -181,7 +112,7 @@ pub fn runc_spec(rootless: Option<(u32, u32)>, cgroup_ns: bool) -> Value {
             if m["destination"] == "/sys" {
                 *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-            } else if let Some(opts) = m["options"].as_array_mut() {
+            } else if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
                 opts.retain(|o| {
                     let o = o.as_str().unwrap_or_default();
                     !o.starts_with("gid=") && !o.starts_with("uid=")

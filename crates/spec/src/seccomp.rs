@@ -376,15 +376,15 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
         jf: 0,
         k: RET_KILL_PROCESS,
     };
-    // Sections per audit arch; x32 shares the x86_64 one.
-    let x86_64 = archs.contains(&ArchKind::X86_64) || archs.contains(&ArchKind::X32);
+    // Sections per audit arch; x32 shares the x86_64 one, which is always
+    // there (the native arch is added above).
     let i386 = archs.contains(&ArchKind::X86);
     let mut sections: Vec<(u32, Vec<SockFilter>)> = Vec::new();
     for (audit, kind) in [
         (AUDIT_ARCH_X86_64, ArchKind::X86_64),
         (AUDIT_ARCH_I386, ArchKind::X86),
     ] {
-        if (kind == ArchKind::X86_64 && !x86_64) || (kind == ArchKind::X86 && !i386) {
+        if kind == ArchKind::X86 && !i386 {
             continue;
         }
         let mut head = vec![SockFilter {
@@ -410,19 +410,6 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
                     k: X32_SYSCALL_BIT,
                 });
                 head.push(bad_arch);
-            }
-            if !archs.contains(&ArchKind::X86_64) {
-                // Only x32 listed: plain x86_64 calls are a bad arch.
-                head.insert(
-                    1,
-                    SockFilter {
-                        code: JSET_K,
-                        jt: 1,
-                        jf: 0,
-                        k: X32_SYSCALL_BIT,
-                    },
-                );
-                head.insert(2, bad_arch);
             }
         }
         let table = syscall_table(kind);
