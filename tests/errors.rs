@@ -83,6 +83,25 @@ fn unsupported_spec_version_is_refused() {
 }
 
 #[test]
+fn a_1_3_config_runs_and_what_capsa_cannot_apply_is_refused() {
+    let env = Env::new("v13");
+    let mut b = env.bundle("b");
+    b.config["ociVersion"] = json!("1.3.0");
+    b.args(&["true"]);
+    env.rt_ok(&["run", "-b", b.path(), &env.id("c")]);
+    bad_config(
+        "netdev",
+        |c| c["linux"]["netDevices"] = json!({ "eth9": { "name": "eth0" } }),
+        "linux.netDevices: moving network devices into the container is not supported",
+    );
+    bad_config(
+        "badsched",
+        |c| c["process"]["scheduler"] = json!({ "policy": "SCHED_OTHER", "priority": 50 }),
+        "process.scheduler.priority: must be 1 to 99 for SCHED_FIFO and SCHED_RR",
+    );
+}
+
+#[test]
 fn relative_cwd_is_refused() {
     bad_config(
         "relcwd",

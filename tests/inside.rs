@@ -311,3 +311,76 @@ fn oom_score_adj_and_io_priority_are_applied() {
         "500\nbest-effort: prio 6\n"
     );
 }
+
+/// The CPUs this test may run on (it is not pinned), as the kernel lists
+/// them in /proc/PID/status.
+fn allowed_cpus(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string()
+}
+
+/// capsa-runtime pinned to CPU 0, as a caller (a shim) may pin it.
+fn rt_pinned(env: &Env, args: &[&str]) -> std::process::Output {
+    let c = env.cmd(args);
+    std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("taskset (util-linux)")
+}
+
+#[test]
+fn scheduler_personality_memory_policy_are_applied_and_affinity_is_reset() {
+    let host = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
+    assert_ne!(host, "0", "this test needs two CPUs to tell a reset from a pin");
+    let env = Env::new("sched");
+    let mut b = env.bundle("b");
+    b.config["process"]["scheduler"] = json!({ "policy": "SCHED_BATCH", "nice": 7 });
+    b.config["linux"]["personality"] = json!({ "domain": "LINUX32" });
+    b.config["linux"]["memoryPolicy"] = json!({ "mode": "MPOL_BIND", "nodes": "0" });
+    // Fields 19 (nice) and 41 (policy) of stat; the personality; the
+    // machine a 32-bit personality reports; the policy of the stack.
+    b.args(&[
+        "sh",
+        "-c",
+        "cut -d' ' -f19,41 /proc/self/stat; cat /proc/self/personality; uname -m; \
+         grep -m1 -o 'bind:0' /proc/self/numa_maps; grep Cpus_allowed_list /proc/self/status",
+    ]);
+    let o = rt_pinned(&env, &["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..4], ["7 3", "00000008", "i686", "bind:0"], "{out}");
+    assert_eq!(allowed_cpus(&out), host, "the runtime's pin leaked in: {out}");
+}
+
+#[test]
+fn exec_cpu_affinity_final_is_the_exec_process_affinity() {
+    let host = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
+    assert_ne!(host, "0", "this test needs two CPUs");
+    let env = Env::new("execaff");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let f = env.dir.join("process.json");
+    let process = json!({
+        "user": { "uid": 0, "gid": 0 }, "cwd": "/", "env": ["PATH=/bin"],
+        "args": ["grep", "Cpus_allowed_list", "/proc/self/status"],
+        "execCPUAffinity": { "initial": "0", "final": "1" }
+    });
+    std::fs::write(&f, process.to_string()).unwrap();
+    let o = rt_pinned(&env, &["exec", "--process", f.to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(allowed_cpus(&String::from_utf8_lossy(&o.stdout)), "1");
+    // Without it, the exec'd process gets every CPU back, not the pin.
+    let o = rt_pinned(&env, &["exec", &id, "grep", "Cpus_allowed_list", "/proc/self/status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(allowed_cpus(&String::from_utf8_lossy(&o.stdout)), host);
+}

@@ -176,6 +176,18 @@ fn joiner(
     if let Err(e) = capsa_sys::process::set_dumpable(false) {
         fail(ChildError::sys("exec", "prctl", "PR_SET_DUMPABLE", e));
     }
+    // execCPUAffinity.initial: the CPUs to run on until the process is in
+    // the container's cgroups (and so under its cpuset).
+    if let Some(cpus) = &p.exec_cpu_affinity.0 {
+        if let Err(e) = capsa_sys::process::set_cpu_affinity(cpus) {
+            fail(ChildError::sys(
+                "exec",
+                "sched_setaffinity",
+                "execCPUAffinity.initial",
+                e,
+            ));
+        }
+    }
     if let Err(e) = cgroup.join_self_v1() {
         fail(ChildError::msg(
             "exec",
@@ -231,6 +243,7 @@ fn run_process(
     let labels = crate::lsm::prepare(&proc, p)?;
     drop(proc);
     process::set_io_priority(p)?;
+    process::set_scheduling(p)?;
     // The door: nothing of the host but the channel (a socket) and the
     // label files is open from here on, before the program is looked up.
     let mut keep = vec![chan.fd.as_raw_fd()];

@@ -211,6 +211,8 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     process::set_rlimits(p)?;
     process::set_oom_score_adj(&proc, p)?;
     process::set_io_priority(p)?;
+    process::set_scheduling(p)?;
+    process::set_personality_and_memory(plan)?;
     let labels = crate::lsm::prepare(&proc, p)?;
     drop(proc);
     t.mark("init", "hostname, sysctls (through our own procfs), limits");

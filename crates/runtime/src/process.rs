@@ -122,6 +122,47 @@ pub fn set_io_priority(p: &ProcessPlan) -> R<()> {
     Ok(())
 }
 
+/// The CPU affinity and `scheduler`. The affinity is the spec's
+/// `execCPUAffinity.final`, or else every CPU: a runtime its caller pinned
+/// to a few CPUs must not pin the container, whose cgroup's cpuset decides
+/// (as runc resets it). The affinity comes first: SCHED_DEADLINE refuses a
+/// task that cannot run everywhere.
+pub fn set_scheduling(p: &ProcessPlan) -> R<()> {
+    let all;
+    let cpus = match &p.exec_cpu_affinity.1 {
+        Some(c) => c.as_slice(),
+        None => {
+            all = capsa_sys::process::possible_cpus();
+            &all
+        }
+    };
+    capsa_sys::process::set_cpu_affinity(cpus).map_err(|e| {
+        err(
+            "sched_setaffinity",
+            "execCPUAffinity.final (or every CPU)",
+            e,
+        )
+    })?;
+    if let Some(s) = &p.scheduler {
+        capsa_sys::process::set_sched_attr(s)
+            .map_err(|e| err("sched_setattr", format!("policy {}", s.policy), e))?;
+    }
+    Ok(())
+}
+
+/// `linux.personality` and `linux.memoryPolicy`, for the init process.
+pub fn set_personality_and_memory(plan: &capsa_spec::Plan) -> R<()> {
+    if let Some(persona) = plan.personality {
+        capsa_sys::process::set_personality(persona)
+            .map_err(|e| err("personality", format!("{persona:#x}"), e))?;
+    }
+    if let Some((mode, nodes)) = &plan.memory_policy {
+        capsa_sys::process::set_mempolicy(*mode, nodes)
+            .map_err(|e| err("set_mempolicy", format!("mode {mode:#x}"), e))?;
+    }
+    Ok(())
+}
+
 /// Each key once, the last value winning, in the order of those last
 /// values (as runc, and Go's os/exec, do).
 pub fn dedup_env(env: &[String]) -> Vec<String> {

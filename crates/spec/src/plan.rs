@@ -55,6 +55,11 @@ pub struct ProcessPlan {
     pub selinux_label: Option<String>,
     /// (class, level) for ioprio_set.
     pub io_priority: Option<(u32, u32)>,
+    /// `scheduler`, for sched_setattr.
+    pub scheduler: Option<capsa_sys::process::SchedAttr>,
+    /// `execCPUAffinity`: the CPUs before and after joining the cgroup
+    /// (exec only; the init process's affinity is reset instead).
+    pub exec_cpu_affinity: (Option<Vec<usize>>, Option<Vec<usize>>),
 }
 
 /// Lifecycle hooks by stage.
@@ -94,9 +99,13 @@ pub struct Plan {
     pub annotations: BTreeMap<String, String>,
     /// The compiled `linux.seccomp`, loaded last before execve.
     pub seccomp: Option<crate::seccomp::SeccompPlan>,
+    /// `linux.personality`, for personality(2).
+    pub personality: Option<u64>,
+    /// `linux.memoryPolicy`: the mode with its flags, and the node mask.
+    pub memory_policy: Option<(i32, Vec<u64>)>,
 }
 
-const SUPPORTED_VERSIONS: [&str; 3] = ["1.0.", "1.1.", "1.2."];
+const SUPPORTED_VERSIONS: [&str; 4] = ["1.0.", "1.1.", "1.2.", "1.3."];
 
 impl Plan {
     /// Validate `spec` (read from `bundle`) as a whole and resolve defaults.
@@ -106,7 +115,7 @@ impl Plan {
         if !SUPPORTED_VERSIONS.iter().any(|v| version.starts_with(v)) {
             return Err(SpecError::invalid(
                 "ociVersion",
-                format!("{version:?} is not supported (1.0.x to 1.2.x)"),
+                format!("{version:?} is not supported (1.0.x to 1.3.x)"),
             ));
         }
         let root = spec
@@ -234,9 +243,12 @@ impl Plan {
             Some(s) => Some(crate::seccomp::compile(s)?),
             None => None,
         };
+        refuse_unsupported(linux)?;
 
         Ok(Plan {
             seccomp,
+            personality: personality(linux)?,
+            memory_policy: memory_policy(linux)?,
             root_readonly: root.readonly().unwrap_or(false),
             rootfs,
             process,
@@ -555,6 +567,20 @@ impl ProcessPlan {
             apparmor_profile: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
             selinux_label: p.selinux_label().clone().filter(|s| !s.is_empty()),
             io_priority,
+            scheduler: match p.scheduler() {
+                Some(s) => Some(scheduler(s, &format!("{field}.scheduler"))?),
+                None => None,
+            },
+            exec_cpu_affinity: match p.exec_cpu_affinity() {
+                Some(a) => (
+                    cpu_list(a.initial(), &format!("{field}.execCPUAffinity.initial"))?,
+                    cpu_list(
+                        a.cpu_affinity_final(),
+                        &format!("{field}.execCPUAffinity.final"),
+                    )?,
+                ),
+                None => (None, None),
+            },
         })
     }
 
@@ -564,5 +590,253 @@ impl ProcessPlan {
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    }
+}
+
+/// Parts of the spec capsa cannot apply: refused, never silently dropped.
+fn refuse_unsupported(linux: &oci::Linux) -> Result<(), SpecError> {
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(SpecError::invalid(
+            "linux.netDevices",
+            "moving network devices into the container is not supported",
+        ));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(SpecError::invalid(
+            "linux.intelRdt",
+            "Intel RDT (resctrl) is not supported",
+        ));
+    }
+    Ok(())
+}
+
+fn personality(linux: &oci::Linux) -> Result<Option<u64>, SpecError> {
+    let Some(p) = linux.personality() else {
+        return Ok(None);
+    };
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(SpecError::invalid(
+            "linux.personality.flags",
+            "no personality flags are supported",
+        ));
+    }
+    Ok(Some(match p.domain() {
+        oci::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    }))
+}
+
+fn memory_policy(linux: &oci::Linux) -> Result<Option<(i32, Vec<u64>)>, SpecError> {
+    use oci::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let Some(m) = linux.memory_policy() else {
+        return Ok(None);
+    };
+    let mode = match m.mode() {
+        M::MpolDefault => 0,
+        M::MpolPreferred => 1,
+        M::MpolBind => 2,
+        M::MpolInterleave => 3,
+        M::MpolLocal => 4,
+        M::MpolPreferredMany => 5,
+        M::MpolWeightedInterleave => 6,
+    };
+    let flags = m.flags().iter().flatten().fold(0, |acc, f| {
+        acc | match f {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        }
+    });
+    let nodes = cpu_list(m.nodes(), "linux.memoryPolicy.nodes")?.unwrap_or_default();
+    let needs_nodes = !matches!(m.mode(), M::MpolDefault | M::MpolLocal);
+    if needs_nodes == nodes.is_empty() {
+        return Err(SpecError::invalid(
+            "linux.memoryPolicy.nodes",
+            if needs_nodes {
+                "this mode needs nodes"
+            } else {
+                "MPOL_DEFAULT and MPOL_LOCAL take no nodes"
+            },
+        ));
+    }
+    let mut mask = vec![0u64; nodes.iter().max().map_or(0, |n| n / 64 + 1)];
+    for n in nodes {
+        mask[n / 64] |= 1 << (n % 64);
+    }
+    Ok(Some((mode | flags, mask)))
+}
+
+/// A list such as `0-3,7` (CPUs or NUMA nodes); `None` when absent or empty.
+fn cpu_list(s: &Option<String>, field: &str) -> Result<Option<Vec<usize>>, SpecError> {
+    let Some(s) = s.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    // The kernel's own limit on CPU numbers (and so on any mask we build).
+    const MAX: usize = 8192;
+    let bad = |why: &str| SpecError::invalid(field, format!("{s:?}: {why}"));
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: usize = a.trim().parse().map_err(|_| bad("not a list of numbers"))?;
+        let b: usize = b.trim().parse().map_err(|_| bad("not a list of numbers"))?;
+        if a > b {
+            return Err(bad("a range goes down"));
+        }
+        if b >= MAX {
+            return Err(bad("a number is too large"));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Some(out))
+}
+
+fn scheduler(s: &oci::Scheduler, field: &str) -> Result<capsa_sys::process::SchedAttr, SpecError> {
+    use oci::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return Err(SpecError::invalid(
+            format!("{field}.nice"),
+            format!("{nice} is outside -20..19"),
+        ));
+    }
+    let priority = s.priority().unwrap_or(0);
+    let realtime = matches!(s.policy(), P::SchedFifo | P::SchedRr);
+    if realtime && !(1..=99).contains(&priority) || !realtime && priority != 0 {
+        return Err(SpecError::invalid(
+            format!("{field}.priority"),
+            "must be 1 to 99 for SCHED_FIFO and SCHED_RR, and 0 (or absent) for other policies",
+        ));
+    }
+    let deadline = matches!(s.policy(), P::SchedDeadline);
+    if !deadline && (s.runtime().is_some() || s.deadline().is_some() || s.period().is_some()) {
+        return Err(SpecError::invalid(
+            format!("{field}.runtime"),
+            "runtime, deadline and period are for SCHED_DEADLINE only",
+        ));
+    }
+    let flags = s.flags().iter().flatten().fold(0, |acc, f| {
+        acc | match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        }
+    });
+    Ok(capsa_sys::process::SchedAttr {
+        policy,
+        flags,
+        nice,
+        priority: priority as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(extra: serde_json::Value) -> Result<ProcessPlan, SpecError> {
+        let mut p = serde_json::json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}});
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            p.extend(extra.clone());
+        }
+        let p: oci::Process = serde_json::from_value(p).unwrap();
+        ProcessPlan::from_oci(&p, "process")
+    }
+
+    fn field_of(e: SpecError) -> String {
+        match e {
+            SpecError::Invalid { field, .. } => field,
+            other => panic!("not an invalid-value error: {other}"),
+        }
+    }
+
+    #[test]
+    fn cpu_lists_expand_ranges_and_refuse_what_the_kernel_would() {
+        let l = |s: &str| cpu_list(&Some(s.to_string()), "f");
+        assert_eq!(l("0-3,7").unwrap(), Some(vec![0, 1, 2, 3, 7]));
+        assert_eq!(l("5,1,1").unwrap(), Some(vec![1, 5]));
+        assert_eq!(l(" ").unwrap(), None);
+        assert!(l("3-1").is_err());
+        assert!(l("a").is_err());
+        assert!(l("0-99999").is_err());
+    }
+
+    #[test]
+    fn scheduler_maps_to_sched_attr_and_checks_what_goes_with_each_policy() {
+        let p = process(serde_json::json!({"scheduler": {
+            "policy": "SCHED_FIFO", "priority": 10, "flags": ["SCHED_FLAG_RECLAIM"]}}))
+        .unwrap();
+        let s = p.scheduler.unwrap();
+        assert_eq!((s.policy, s.priority, s.flags), (1, 10, 0x02));
+        let p = process(serde_json::json!({"scheduler": {"policy": "SCHED_BATCH", "nice": -5}}))
+            .unwrap();
+        assert_eq!((p.scheduler.unwrap().policy, p.scheduler.unwrap().nice), (3, -5));
+        for (bad, field) in [
+            (serde_json::json!({"policy": "SCHED_OTHER", "priority": 5}), "priority"),
+            (serde_json::json!({"policy": "SCHED_RR"}), "priority"),
+            (serde_json::json!({"policy": "SCHED_OTHER", "nice": 20}), "nice"),
+            (serde_json::json!({"policy": "SCHED_BATCH", "runtime": 5}), "runtime"),
+        ] {
+            let e = process(serde_json::json!({ "scheduler": bad })).unwrap_err();
+            assert_eq!(field_of(e), format!("process.scheduler.{field}"));
+        }
+    }
+
+    #[test]
+    fn exec_cpu_affinity_is_resolved_to_cpu_numbers() {
+        let p = process(serde_json::json!({"execCPUAffinity": {"initial": "0", "final": "1-2"}}))
+            .unwrap();
+        assert_eq!(p.exec_cpu_affinity, (Some(vec![0]), Some(vec![1, 2])));
+    }
+
+    #[test]
+    fn memory_policy_builds_the_node_mask_and_mode_flags() {
+        let linux: oci::Linux = serde_json::from_value(serde_json::json!({"memoryPolicy": {
+            "mode": "MPOL_BIND", "nodes": "0,65", "flags": ["MPOL_F_STATIC_NODES"]}}))
+        .unwrap();
+        assert_eq!(
+            memory_policy(&linux).unwrap(),
+            Some((2 | 1 << 15, vec![1, 2]))
+        );
+        let linux: oci::Linux =
+            serde_json::from_value(serde_json::json!({"memoryPolicy": {"mode": "MPOL_BIND"}}))
+                .unwrap();
+        assert_eq!(
+            field_of(memory_policy(&linux).unwrap_err()),
+            "linux.memoryPolicy.nodes"
+        );
+        let linux: oci::Linux = serde_json::from_value(
+            serde_json::json!({"memoryPolicy": {"mode": "MPOL_LOCAL", "nodes": "0"}}),
+        )
+        .unwrap();
+        assert!(memory_policy(&linux).is_err());
+    }
+
+    #[test]
+    fn personality_domains_are_the_kernel_numbers_and_flags_are_refused() {
+        let l = |v: serde_json::Value| -> oci::Linux { serde_json::from_value(v).unwrap() };
+        let p = personality(&l(serde_json::json!({"personality": {"domain": "LINUX32"}})));
+        assert_eq!(p.unwrap(), Some(8));
+        let p = personality(&l(
+            serde_json::json!({"personality": {"domain": "LINUX", "flags": ["X"]}}),
+        ));
+        assert_eq!(field_of(p.unwrap_err()), "linux.personality.flags");
     }
 }
