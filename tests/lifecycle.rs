@@ -411,6 +411,37 @@ fn log_file_gets_errors_in_json_as_containerd_reads_them() {
 }
 
 #[test]
+fn debug_log_has_runc_words_for_create_and_exec_and_stays_off_stderr() {
+    let env = Env::new("debuglog");
+    let log = env.dir.join("debug.json");
+    let log = log.to_str().unwrap();
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    let debug = ["--debug", "--log", log, "--log-format", "json"];
+    let o = env.rt(&[&debug[..], &["run", "-d", "-b", b.path(), &id]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.rt(&[&debug[..], &["exec", &id, "true"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("debug"), "{}", stderr(&o));
+    let msgs: Vec<String> = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["level"] == "debug")
+        .map(|l| l["msg"].as_str().unwrap().to_string())
+        .collect();
+    for words in [
+        "nsexec container setup",
+        "child process in init()",
+        "init: closing the pipe to signal completion",
+        "setns_init: about to exec",
+    ] {
+        assert!(msgs.iter().any(|m| m.contains(words)), "{words:?} not in {msgs:#?}");
+    }
+}
+
+#[test]
 fn systemd_cgroup_without_systemd_is_a_clear_error() {
     let env = Env::new("systemd");
     if std::path::Path::new("/run/systemd/system").exists() {

@@ -93,7 +93,29 @@ fn proc_refuses_to_land_on_a_symlink() {
     let id = env.id("c");
     let o = env.rt(&["run", "-b", b.path(), &id]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/proc"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/proc must be mounted on ordinary directory"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
+fn sysfs_refuses_to_land_on_a_symlink() {
+    let env = Env::new("syssymlink");
+    let mut b = env.bundle("b");
+    std::fs::remove_dir(b.rootfs().join("sys")).unwrap();
+    std::os::unix::fs::symlink("/tmp", b.rootfs().join("sys")).unwrap();
+    b.args(&["true"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/sys must be mounted on ordinary directory"),
+        "{}",
+        stderr(&o)
+    );
     env.assert_gone(&id);
 }
 

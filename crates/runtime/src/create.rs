@@ -292,7 +292,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         trace.mark(
             "runtime",
             &format!(
-                "clone3 returned pid {pid}: new namespaces {}{}",
+                // runc's debug words lead: tools grep for them.
+                "nsexec container setup: clone3 returned pid {pid}: new namespaces {}{}",
                 names.join("|"),
                 if joined > 0 {
                     format!(", {joined} joined by path")

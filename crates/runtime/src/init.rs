@@ -73,7 +73,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
             .map_err(|e| ChildError::sys("init", "prctl", "PR_SET_DUMPABLE", e))?;
     }
     let mut t = Trace::default();
-    t.mark("init", "born in new namespaces");
+    t.mark("init", "child process in init(): born in new namespaces");
     let plan = ctx.plan;
     let p = &plan.process;
     // Join the v1 cgroups while we are still the runtime's root (before a
@@ -233,7 +233,10 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     }
     ctx.chan
         .send(&Msg::Ready({
-            t.mark("init", "program found, ready");
+            t.mark(
+                "init",
+                "program found, ready (init: closing the pipe to signal completion)",
+            );
             t
         }))
         .map_err(|e| ChildError::sys("init", "send", "ready", e))?;

