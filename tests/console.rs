@@ -177,3 +177,33 @@ fn the_terminal_belongs_to_the_process_user() {
     let out = read_all(rx.join().unwrap());
     assert!(out.contains("owner-1001"), "{out:?}");
 }
+
+#[test]
+fn exec_process_file_without_user_gets_its_console_size() {
+    let env = Env::new("execsize");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let sock = env.dir.join("exec.sock");
+    let rx = receive_master(UnixListener::bind(&sock).unwrap());
+    // No `user`: runc runs such a process as root.
+    let f = env.dir.join("process.json");
+    let process = json!({
+        "terminal": true, "consoleSize": { "height": 10, "width": 110 },
+        "args": ["sh", "-c", "stty size; id -u"], "cwd": "/", "env": ["PATH=/bin"]
+    });
+    std::fs::write(&f, process.to_string()).unwrap();
+    env.rt_ok(&[
+        "exec",
+        "--detach",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--process",
+        f.to_str().unwrap(),
+        &id,
+    ]);
+    let out = read_all(rx.join().unwrap());
+    assert!(out.contains("10 110"), "{out}");
+    assert!(out.lines().any(|l| l.trim() == "0"), "{out}");
+}

@@ -384,3 +384,22 @@ fn recursive_mount_options_reach_submounts() {
     std::fs::write(src.join("sub/host-write"), "ok").unwrap();
     env.assert_gone(&id);
 }
+
+#[test]
+fn a_read_only_dev_is_read_only_with_its_devices_and_submounts_made() {
+    let env = Env::new("rodev");
+    let mut b = env.bundle("b");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let dev = mounts.iter_mut().find(|m| m["destination"] == "/dev").unwrap();
+    dev["options"].as_array_mut().unwrap().push(json!("ro"));
+    b.args(&[
+        "sh",
+        "-c",
+        "grep '^tmpfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+         test -c /dev/null && echo null; grep -c ' /dev/pts devpts rw' /proc/mounts; \
+         touch /dev/x 2>/dev/null || echo refused",
+    ]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ro\nnull\n1\nrefused\n");
+}

@@ -153,13 +153,14 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     t.mark("init", "ids, cgroup namespace, session, keyring");
     let mut trees: Vec<(usize, RawFd)> = ctx.trees.to_vec();
     trees.extend(own_trees.iter().map(|(i, t)| (*i, t.as_raw_fd())));
-    mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, &trees)?;
+    let late_readonly = mounts::mount_all(plan, &root, ctx.cgroup, ctx.hierarchy, &trees)?;
     t.mark("init", "spec mounts");
     mounts::setup_dev(plan, &root)?;
     t.mark("init", "/dev devices and links");
     if p.terminal {
         console(ctx, &root)?;
     }
+    mounts::readonly_late(late_readonly)?;
 
     let mut state = String::new();
     if ctx.hooks {

@@ -100,20 +100,43 @@ fn make(root: &Root, path: &Path, file: bool) -> R<OwnedFd> {
 /// Mount every entry of the spec, in order.
 /// `trees` holds, by mount index, the detached trees the runtime cloned on
 /// the host (see `create::host_trees`).
+/// Returns the read-only tmpfs mounts, mounted writable so that what goes
+/// under them (`/dev`'s devices and submounts) can be made: hand them to
+/// [`readonly_late`] once it is.
 pub fn mount_all(
     plan: &Plan,
     root: &Root,
     cgroup: &Cgroup,
     hier: &Hierarchy,
     trees: &[(usize, std::os::fd::RawFd)],
-) -> R<()> {
+) -> R<Vec<OwnedFd>> {
+    let mut late = Vec::new();
     for (i, m) in plan.mounts.iter().enumerate() {
         if m.fstype == "cgroup" || m.fstype == "cgroup2" {
             mount_cgroup(plan, root, m, cgroup, hier)?;
+        } else if m.fstype == "tmpfs" && !m.bind && m.readonly() {
+            let mut rw = m.clone();
+            rw.flags &= !libc::MS_RDONLY;
+            mount_one(plan, root, &rw, None)?;
+            let fd = root
+                .open_at(&m.destination, libc::O_PATH, Symlinks::Refuse)
+                .map_err(|e| err("open", m.destination.display(), e))?;
+            late.push(fd);
         } else {
             let tree = trees.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
             mount_one(plan, root, m, tree)?;
         }
+    }
+    Ok(late)
+}
+
+/// Make read-only, each on its own (its submounts keep their flags), the
+/// tmpfs mounts [`mount_all`] left writable, as runc does for a read-only
+/// `/dev`.
+pub fn readonly_late(mounts: Vec<OwnedFd>) -> R<()> {
+    for fd in mounts {
+        capsa_sys::mount::set_attrs(fd.as_raw_fd(), capsa_sys::mount::ATTR_RDONLY, 0, false)
+            .map_err(|e| err("make read-only", fd_path(fd.as_raw_fd()), e))?;
     }
     Ok(())
 }

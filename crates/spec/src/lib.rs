@@ -100,9 +100,33 @@ pub fn load(bundle: &Path) -> Result<Plan, SpecError> {
     Plan::new(bundle, spec)
 }
 
-/// Parse a `process.json` as given to `exec --process`.
+/// Parse a `process.json` as given to `exec --process`. Without `user` the
+/// process runs as root, as runc runs it (oci-spec makes the field
+/// required; the schema of a process file does not).
 pub fn parse_process(file: &Path, bytes: &[u8]) -> Result<oci::Process, SpecError> {
-    deserialize(file, bytes)
+    #[derive(serde::Deserialize)]
+    struct UserField {
+        user: Option<serde::de::IgnoredAny>,
+    }
+    let has_user = deserialize::<UserField>(file, bytes)?.user.is_some();
+    if has_user {
+        return deserialize(file, bytes);
+    }
+    // The one field added is a typed default; every other field is read
+    // by oci-spec as it stands in the file.
+    let mut fields: serde_json::Map<String, serde_json::Value> = deserialize(file, bytes)?;
+    let root = serde_json::to_value(oci::User::default()).map_err(|e| SpecError::Parse {
+        file: file.to_path_buf(),
+        field: "user".into(),
+        message: e.to_string(),
+    })?;
+    fields.insert("user".into(), root);
+    let bytes = serde_json::to_vec(&fields).map_err(|e| SpecError::Parse {
+        file: file.to_path_buf(),
+        field: "user".into(),
+        message: e.to_string(),
+    })?;
+    deserialize(file, &bytes)
 }
 
 /// The OCI runtime spec version capsa implements (and writes in `spec`).
