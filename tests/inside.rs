@@ -338,7 +338,10 @@ fn rt_pinned(env: &Env, args: &[&str]) -> std::process::Output {
 #[test]
 fn scheduler_personality_memory_policy_are_applied_and_affinity_is_reset() {
     let host = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
-    assert_ne!(host, "0", "this test needs two CPUs to tell a reset from a pin");
+    assert_ne!(
+        host, "0",
+        "this test needs two CPUs to tell a reset from a pin"
+    );
     let env = Env::new("sched");
     let mut b = env.bundle("b");
     b.config["process"]["scheduler"] = json!({ "policy": "SCHED_BATCH", "nice": 7 });
@@ -357,7 +360,11 @@ fn scheduler_personality_memory_policy_are_applied_and_affinity_is_reset() {
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..4], ["7 3", "00000008", "i686", "bind:0"], "{out}");
-    assert_eq!(allowed_cpus(&out), host, "the runtime's pin leaked in: {out}");
+    assert_eq!(
+        allowed_cpus(&out),
+        host,
+        "the runtime's pin leaked in: {out}"
+    );
 }
 
 #[test]
@@ -380,7 +387,16 @@ fn exec_cpu_affinity_final_is_the_exec_process_affinity() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(allowed_cpus(&String::from_utf8_lossy(&o.stdout)), "1");
     // Without it, the exec'd process gets every CPU back, not the pin.
-    let o = rt_pinned(&env, &["exec", &id, "grep", "Cpus_allowed_list", "/proc/self/status"]);
+    let o = rt_pinned(
+        &env,
+        &[
+            "exec",
+            &id,
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(allowed_cpus(&String::from_utf8_lossy(&o.stdout)), host);
 }

@@ -437,7 +437,10 @@ fn debug_log_has_runc_words_for_create_and_exec_and_stays_off_stderr() {
         "init: closing the pipe to signal completion",
         "setns_init: about to exec",
     ] {
-        assert!(msgs.iter().any(|m| m.contains(words)), "{words:?} not in {msgs:#?}");
+        assert!(
+            msgs.iter().any(|m| m.contains(words)),
+            "{words:?} not in {msgs:#?}"
+        );
     }
 }
 

@@ -390,7 +390,10 @@ fn a_read_only_dev_is_read_only_with_its_devices_and_submounts_made() {
     let env = Env::new("rodev");
     let mut b = env.bundle("b");
     let mounts = b.config["mounts"].as_array_mut().unwrap();
-    let dev = mounts.iter_mut().find(|m| m["destination"] == "/dev").unwrap();
+    let dev = mounts
+        .iter_mut()
+        .find(|m| m["destination"] == "/dev")
+        .unwrap();
     dev["options"].as_array_mut().unwrap().push(json!("ro"));
     b.args(&[
         "sh",

@@ -572,3 +572,35 @@ fn seccomp_conditions_on_one_argument_are_alternatives() {
     assert!(out.contains("k15-refused"), "SIGTERM allowed: {out}");
     assert!(out.contains("k10-ok"), "SIGUSR1 refused: {out}");
 }
+
+/// --no-pivot leaves the host's tree in the container's mount namespace,
+/// out of the chroot's reach but not of the kernel's check for a new proc
+/// mount: with a whole host proc there, a process that makes a user
+/// namespace could mount a bare /proc, without the masked paths. The
+/// runtime unmounts (or covers) those before the chroot.
+#[test]
+fn no_pivot_does_not_let_a_user_namespace_mount_a_bare_proc() {
+    let env = Env::new("nopivotproc");
+    let mut b = env.bundle("b");
+    // Only the hidden host proc should stand in the way: no seccomp filter
+    // refusing the user namespace.
+    b.config["linux"]["seccomp"] = json!(null);
+    b.args(&[
+        "busybox",
+        "unshare",
+        "-mrpf",
+        "sh",
+        "-c",
+        "mount -t proc none /proc && echo mounted-bare-proc",
+    ]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "--no-pivot", "-b", b.path(), &id]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("mounted-bare-proc"), "{text}");
+    assert!(
+        stderr(&o).contains("Operation not permitted") || stderr(&o).contains("denied"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
+}

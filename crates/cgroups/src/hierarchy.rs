@@ -59,7 +59,7 @@ impl Hierarchy {
             if pre.len() < 5 || post.len() < 3 {
                 continue;
             }
-            let mountpoint = PathBuf::from(unescape(pre[4]));
+            let mountpoint = PathBuf::from(capsa_sys::mount::unescape(pre[4]));
             match post[0] {
                 "cgroup2" if h.v2.is_none() => h.v2 = Some(mountpoint),
                 "cgroup" => {
@@ -92,26 +92,6 @@ impl Hierarchy {
             (false, false) => Mode::Legacy,
         }
     }
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -151,6 +131,6 @@ mod tests {
 
     #[test]
     fn escaped_mount_points_are_decoded() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(capsa_sys::mount::unescape("/a\\040b"), "/a b");
     }
 }

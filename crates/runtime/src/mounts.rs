@@ -749,6 +749,7 @@ pub fn bind_console(root: &Root, slave: &OwnedFd) -> R<()> {
 pub fn pivot(root: &Root, rootfs: &Path, no_pivot: bool) -> R<()> {
     nix::unistd::fchdir(root.fd().as_raw_fd()).map_err(|e| err("chdir", rootfs.display(), e))?;
     if no_pivot {
+        hide_host_pseudo_fs(root)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(|e| err("move mount", rootfs.display(), e))?;
         nix::unistd::chroot(".").map_err(|e| err("chroot", rootfs.display(), e))?;
@@ -768,6 +769,80 @@ pub fn pivot(root: &Root, rootfs: &Path, no_pivot: bool) -> R<()> {
         umount2(".", MntFlags::MNT_DETACH).map_err(|e| err("umount", "old root", e))?;
     }
     nix::unistd::chdir("/").map_err(|e| err("chdir", "/", e))
+}
+
+/// Before `--no-pivot`'s chroot: unmount (or cover) every whole proc and
+/// sysfs of the host left in our mount namespace.
+///
+/// Security: without pivot_root the host's tree stays in the namespace,
+/// out of reach of the chroot but not of the kernel's check for mounting a
+/// new proc or sysfs (mount_too_revealing), which passes when a whole,
+/// uncovered instance exists anywhere in the namespace: a process that
+/// makes a user namespace could then mount a bare /proc, without the
+/// masked paths (runc's --no-pivot fix, same class as CVE-2019-16884).
+fn hide_host_pseudo_fs(root: &Root) -> R<()> {
+    let proc = crate::procfs::open()?;
+    let link = capsa_sys::procfs::ProcFs::own(&format!("fd/{}", root.fd().as_raw_fd()));
+    let rootfs = proc
+        .readlink(&link)
+        .map_err(|e| err("readlink", link.display(), e))?;
+    let info = proc
+        .open(&capsa_sys::procfs::ProcFs::own("mountinfo"), libc::O_RDONLY)
+        .map_err(|e| err("open", "/proc/self/mountinfo", e))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(info), &mut text).map_err(|e| {
+        err(
+            "read",
+            "/proc/self/mountinfo",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    let mut hide = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let fstype = post.split(' ').next().unwrap_or("");
+        if pre.len() < 5 || pre[3] != "/" || !matches!(fstype, "proc" | "sysfs") {
+            continue;
+        }
+        let at = capsa_sys::mount::unescape(pre[4]);
+        if Path::new(&at).starts_with(&rootfs) {
+            continue;
+        }
+        hide.push(at);
+    }
+    // Deepest first: a parent unmounted first would take the child with it.
+    hide.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for at in hide {
+        // Not back to the host: our namespace's copies only.
+        match mount(
+            None::<&str>,
+            at.as_str(),
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(err("mount propagation", &at, e)),
+        }
+        match umount2(at.as_str(), MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            // Locked (a user namespace's): cover it instead.
+            Err(Errno::EINVAL | Errno::EPERM) => mount(
+                Some("tmpfs"),
+                at.as_str(),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|e| err("cover", &at, e))?,
+            Err(e) => return Err(err("umount", &at, e)),
+        }
+    }
+    Ok(())
 }
 
 /// After pivot_root: the root's own propagation when shared was asked.

@@ -787,12 +787,24 @@ mod tests {
         assert_eq!((s.policy, s.priority, s.flags), (1, 10, 0x02));
         let p = process(serde_json::json!({"scheduler": {"policy": "SCHED_BATCH", "nice": -5}}))
             .unwrap();
-        assert_eq!((p.scheduler.unwrap().policy, p.scheduler.unwrap().nice), (3, -5));
+        assert_eq!(
+            (p.scheduler.unwrap().policy, p.scheduler.unwrap().nice),
+            (3, -5)
+        );
         for (bad, field) in [
-            (serde_json::json!({"policy": "SCHED_OTHER", "priority": 5}), "priority"),
+            (
+                serde_json::json!({"policy": "SCHED_OTHER", "priority": 5}),
+                "priority",
+            ),
             (serde_json::json!({"policy": "SCHED_RR"}), "priority"),
-            (serde_json::json!({"policy": "SCHED_OTHER", "nice": 20}), "nice"),
-            (serde_json::json!({"policy": "SCHED_BATCH", "runtime": 5}), "runtime"),
+            (
+                serde_json::json!({"policy": "SCHED_OTHER", "nice": 20}),
+                "nice",
+            ),
+            (
+                serde_json::json!({"policy": "SCHED_BATCH", "runtime": 5}),
+                "runtime",
+            ),
         ] {
             let e = process(serde_json::json!({ "scheduler": bad })).unwrap_err();
             assert_eq!(field_of(e), format!("process.scheduler.{field}"));
@@ -832,7 +844,9 @@ mod tests {
     #[test]
     fn personality_domains_are_the_kernel_numbers_and_flags_are_refused() {
         let l = |v: serde_json::Value| -> oci::Linux { serde_json::from_value(v).unwrap() };
-        let p = personality(&l(serde_json::json!({"personality": {"domain": "LINUX32"}})));
+        let p = personality(&l(
+            serde_json::json!({"personality": {"domain": "LINUX32"}}),
+        ));
         assert_eq!(p.unwrap(), Some(8));
         let p = personality(&l(
             serde_json::json!({"personality": {"domain": "LINUX", "flags": ["X"]}}),

@@ -144,6 +144,14 @@ impl ProcFs {
         Path::new(&nix::unistd::getpid().as_raw().to_string()).join(rest)
     }
 
+    /// The target of the link `path` (`<pid>/fd/N`): the link itself is
+    /// opened without following it, so no magic link is crossed.
+    pub fn readlink(&self, path: &Path) -> Result<std::path::PathBuf> {
+        let link = self.open(path, libc::O_PATH | libc::O_NOFOLLOW)?;
+        let target = nix::fcntl::readlinkat(Some(link.as_raw_fd()), "")?;
+        Ok(std::path::PathBuf::from(target))
+    }
+
     /// Reopen fd `fd` of this process with `flags` through its
     /// `<pid>/fd/N` link (the one magic link followed, from a directory
     /// that was itself resolved without any).
