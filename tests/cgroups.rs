@@ -237,6 +237,57 @@ fn update_changes_limits_while_the_container_runs() {
 }
 
 #[test]
+fn update_under_a_pod_quota_and_to_unlimited_memory_orders_its_writes() {
+    let env = Env::new("podquota");
+    // The pod: half a CPU, as a kubelet would set it.
+    let pod = Path::new("/sys/fs/cgroup/cpu")
+        .join(&env.cgroup_parent)
+        .join("pod");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::fs::write(pod.join("cpu.cfs_quota_us"), "50000").unwrap();
+    let mut b = env.bundle("b");
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}/pod/b", env.cgroup_parent));
+    b.config["linux"]["resources"]["cpu"] = json!({ "quota": 500000, "period": 1000000 });
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20, "swap": 96 << 20 });
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    // Above the pod's half: the kernel refuses it.
+    let o = env.rt(&["update", "--cpu-quota", "600000", &id]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // A shorter period with a lower quota: only the quota first passes.
+    env.rt_ok(&[
+        "update",
+        "--cpu-period",
+        "10000",
+        "--cpu-quota",
+        "3000",
+        &id,
+    ]);
+    let file = |ctl: &str, f: &str| {
+        let dir = format!("/sys/fs/cgroup/{ctl}/{}/pod/b", env.cgroup_parent);
+        std::fs::read_to_string(Path::new(&dir).join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(file("cpu", "cpu.cfs_period_us"), "10000");
+    assert_eq!(file("cpu", "cpu.cfs_quota_us"), "3000");
+    // Unlimited memory without a word on swap lifts swap too.
+    env.rt_ok(&["update", "--memory", "-1", &id]);
+    let unlimited = file("memory", "memory.limit_in_bytes");
+    assert_ne!(unlimited, (64 << 20).to_string());
+    if Path::new(&format!(
+        "/sys/fs/cgroup/memory/{}/pod/b/memory.memsw.limit_in_bytes",
+        env.cgroup_parent
+    ))
+    .exists()
+    {
+        assert_eq!(file("memory", "memory.memsw.limit_in_bytes"), unlimited);
+    }
+}
+
+#[test]
 fn unsupported_resources_fail_create_by_name_and_leave_nothing() {
     let env = Env::new("badres");
     let mut b = env.bundle("b");
@@ -378,7 +429,7 @@ fn cgroup2_ebpf_device_filter_denies_what_is_not_allowed() {
     };
     let rules: Vec<capsa_spec::oci::LinuxDeviceCgroup> =
         serde_json::from_value(json!([{ "allow": false, "access": "rwm" }])).unwrap();
-    capsa_cgroups::devices::attach_filter(v2.cg.v2.as_ref().unwrap(), &rules, &[]).unwrap();
+    capsa_cgroups::devices::attach_filter(v2.cg.v2.as_ref().unwrap(), &rules).unwrap();
     // /dev/null is in the default allowlist; /dev/kmsg (c 1:11) is not.
     let child = v2.spawn("head -c0 /dev/null && echo null-ok; (exec 3</dev/kmsg) 2>/dev/null && echo kmsg-opened || echo kmsg-denied");
     let out = child.wait_with_output().unwrap();
@@ -391,7 +442,7 @@ fn cgroup2_ebpf_device_filter_denies_what_is_not_allowed() {
     // An update replaces the filter (one program stays attached): now
     // /dev/kmsg is allowed.
     let allow: Vec<capsa_spec::oci::LinuxDeviceCgroup> = serde_json::from_value(json!([{ "allow": false, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 11, "access": "r" }])).unwrap();
-    capsa_cgroups::devices::attach_filter(v2.cg.v2.as_ref().unwrap(), &allow, &[]).unwrap();
+    capsa_cgroups::devices::attach_filter(v2.cg.v2.as_ref().unwrap(), &allow).unwrap();
     assert_eq!(
         capsa_cgroups::devices::attached_filters(v2.cg.v2.as_ref().unwrap()).unwrap(),
         1
@@ -525,4 +576,57 @@ fn create_into_a_frozen_cgroup_is_refused_not_hung() {
     std::fs::write(parent.join("freezer.state"), "THAWED").unwrap();
     let _ = std::fs::remove_dir(parent.join("child"));
     std::fs::remove_dir(&parent).unwrap();
+}
+
+/// A device in `linux.devices` is made, not allowed: its use is for
+/// `linux.resources.devices` to allow (runc's rule). A rule's access is
+/// only r, w and m: anything else in it is dropped, not sent to the kernel.
+#[test]
+fn a_spec_device_is_not_usable_unless_the_cgroup_rules_allow_it() {
+    let env = Env::new("devdeny");
+    let mut b = env.bundle("b");
+    b.config["linux"]["devices"] =
+        json!([{ "path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11 }]);
+    b.config["linux"]["resources"]["devices"] = json!([
+        { "allow": false, "access": "rwm" },
+        { "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa" }
+    ]);
+    // Reading /dev/kmsg needs CAP_SYSLOG: given, so that only the device
+    // cgroup stands in the way.
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYSLOG"));
+    }
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let o = env.rt(&["exec", &id, "head", "-c", "1", "/dev/kmsg"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("Operation not permitted"),
+        "{}",
+        stderr(&o)
+    );
+    // The default devices stay usable.
+    env.rt_ok(&["exec", &id, "sh", "-c", "echo x > /dev/null"]);
+    // Allowed by an update, it is usable.
+    let r = env.dir.join("r.json");
+    let allow = json!({ "devices": [{ "allow": true, "type": "c", "major": 1, "minor": 11, "access": "r" }] });
+    std::fs::write(&r, allow.to_string()).unwrap();
+    env.rt_ok(&["update", "--resources", r.to_str().unwrap(), &id]);
+    let o = env.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "head -c 1 /dev/kmsg >/dev/null && echo read",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "read",
+        "{}",
+        stderr(&o)
+    );
 }

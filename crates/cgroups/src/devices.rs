@@ -67,8 +67,10 @@ pub fn parse_rule(s: &str, allow: bool) -> Option<Rule> {
     })
 }
 
-/// The spec's rules, then the defaults, then `linux.devices`, in order.
-pub fn rules(spec: &[LinuxDeviceCgroup], devices: &[(char, i64, i64)]) -> Vec<Rule> {
+/// The spec's rules, then the defaults, in order. `linux.devices` are not
+/// allowed by themselves: as runc, a device node is made, its use is
+/// for `linux.resources.devices` to allow.
+pub fn rules(spec: &[LinuxDeviceCgroup]) -> Vec<Rule> {
     let mut out = Vec::new();
     for d in spec {
         let kind = match d.typ() {
@@ -89,15 +91,6 @@ pub fn rules(spec: &[LinuxDeviceCgroup], devices: &[(char, i64, i64)]) -> Vec<Ru
             .iter()
             .filter_map(|r| parse_rule(r, true)),
     );
-    for (t, ma, mi) in devices {
-        out.push(Rule {
-            kind: Some(*t),
-            major: Some(*ma as u32),
-            minor: Some(*mi as u32),
-            access: 7,
-            allow: true,
-        });
-    }
     out
 }
 
@@ -179,12 +172,8 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
 /// Load the program for these rules and attach it to the v2 directory,
 /// then detach the programs it replaces (an update): attaching first means
 /// the cgroup is never without a filter.
-pub fn attach_filter(
-    dir: &Path,
-    spec: &[LinuxDeviceCgroup],
-    devices: &[(char, i64, i64)],
-) -> Result<()> {
-    let prog = program(&rules(spec, devices));
+pub fn attach_filter(dir: &Path, spec: &[LinuxDeviceCgroup]) -> Result<()> {
+    let prog = program(&rules(spec));
     let fd =
         capsa_sys::bpf::load_device_program(&prog).map_err(|(errno, log)| CgroupError::Device {
             op: "load eBPF device filter",

@@ -333,16 +333,11 @@ impl Cgroup {
 
     /// Apply a change of resources to a running container: like
     /// [`Cgroup::apply`], but device rules only when the update has some.
-    pub fn update(
-        &self,
-        r: &oci_spec::runtime::LinuxResources,
-        devices: &[(char, i64, i64)],
-    ) -> Result<()> {
+    pub fn update(&self, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
         // systemd is told first, so that a reload keeps the new values.
         if let Some(unit) = &self.systemd_unit {
-            let devices_changed = r.devices().is_some().then_some(devices);
             let id = self.systemd_invocation.as_deref().unwrap_or_default();
-            systemd::set_properties(unit, id, systemd::properties(r, devices_changed))?;
+            systemd::set_properties(unit, id, systemd::properties(r, r.devices().is_some()))?;
         }
         // On v2 a controller reaches the cgroup only when its parents offer
         // it (systemd offers only what some unit asks for).
@@ -359,7 +354,7 @@ impl Cgroup {
             })?;
         }
         if r.devices().is_some() {
-            self.apply_devices(r.devices().as_deref().unwrap_or(&[]), devices)?;
+            self.apply_devices(r.devices().as_deref().unwrap_or(&[]))?;
         }
         Ok(())
     }

@@ -96,19 +96,27 @@ fn max_or(v: i64) -> String {
     }
 }
 
-fn device_rule(d: &LinuxDeviceCgroup) -> String {
+fn device_rule(d: &LinuxDeviceCgroup) -> Option<String> {
     let t = match d.typ() {
         Some(LinuxDeviceType::C) => "c",
         Some(LinuxDeviceType::B) => "b",
         _ => "a",
     };
     let n = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "*".into());
-    let access = d.access().clone().unwrap_or_else(|| "rwm".into());
-    if t == "a" {
+    // Only r, w and m, each once: the kernel refuses anything else.
+    let given = d.access().clone().unwrap_or_else(|| "rwm".into());
+    let access: String = ['r', 'w', 'm']
+        .into_iter()
+        .filter(|c| given.contains(*c))
+        .collect();
+    if access.is_empty() {
+        return None;
+    }
+    Some(if t == "a" {
         format!("a *:* {access}")
     } else {
         format!("{t} {}:{} {access}", n(d.major()), n(d.minor()))
-    }
+    })
 }
 
 struct Planner<'a> {
@@ -191,11 +199,25 @@ impl<'a> Planner<'a> {
                     if let Some(s) = c.shares() {
                         self.put(d, "cpu.shares", s.to_string(), "cpu.shares");
                     }
+                    // The kernel checks quota/period against the parent's
+                    // at each write: a shorter period goes after the quota
+                    // (the old quota over the new period could exceed
+                    // it), a longer one before.
+                    let current = read_num(&d.join("cpu.cfs_period_us")).unwrap_or(100_000);
+                    let quota_first =
+                        c.quota().is_some() && c.period().is_some_and(|p| (p as i64) < current);
+                    if quota_first {
+                        if let Some(q) = c.quota() {
+                            self.put(d, "cpu.cfs_quota_us", q.to_string(), "cpu.quota");
+                        }
+                    }
                     if let Some(p) = c.period() {
                         self.put(d, "cpu.cfs_period_us", p.to_string(), "cpu.period");
                     }
-                    if let Some(q) = c.quota() {
-                        self.put(d, "cpu.cfs_quota_us", q.to_string(), "cpu.quota");
+                    if !quota_first {
+                        if let Some(q) = c.quota() {
+                            self.put(d, "cpu.cfs_quota_us", q.to_string(), "cpu.quota");
+                        }
                     }
                     if let Some(b) = c.burst() {
                         self.put_existing(d, "cpu.cfs_burst_us", b.to_string(), "cpu.burst")?;
@@ -286,7 +308,16 @@ impl<'a> Planner<'a> {
                 // first when the limit grows, else the limit first.
                 let current: i64 = read_num(&d.join("memory.limit_in_bytes")).unwrap_or(i64::MAX);
                 let grows = m.limit().is_some_and(|l| l < 0 || l > current);
-                let swap = m.swap();
+                // An unlimited memory with no word on swap lifts the swap
+                // limit too, as runc does: memsw may not stay below it.
+                let swap = match m.swap() {
+                    None if m.limit() == Some(-1)
+                        && d.join("memory.memsw.limit_in_bytes").exists() =>
+                    {
+                        Some(-1)
+                    }
+                    s => s,
+                };
                 if grows {
                     if let Some(s) = swap {
                         self.put(
@@ -774,25 +805,20 @@ impl Cgroup {
         Ok(p)
     }
 
-    /// Apply `r`, plus the device rules of `devices` (the spec's
-    /// `linux.devices`, which the container must be able to use).
-    pub fn apply(&self, r: &LinuxResources, devices: &[(char, i64, i64)]) -> Result<()> {
+    /// Apply `r`, its device rules (none: only the defaults) included.
+    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let mut all = r.clone();
         if all.devices().is_none() {
             all.set_devices(Some(Vec::new()));
         }
-        self.update(&all, devices)
+        self.update(&all)
     }
 
-    pub(crate) fn apply_devices(
-        &self,
-        rules: &[LinuxDeviceCgroup],
-        devices: &[(char, i64, i64)],
-    ) -> Result<()> {
+    pub(crate) fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let Some(d) = self.v1_dir("devices") else {
             // cgroup v2: an eBPF program attached to the cgroup.
             return match &self.v2 {
-                Some(v2) => crate::devices::attach_filter(v2, rules, devices),
+                Some(v2) => crate::devices::attach_filter(v2, rules),
                 None => Ok(()),
             };
         };
@@ -818,14 +844,16 @@ impl Cgroup {
                 .map_err(|e| CgroupError::sys("write", p, e))
         };
         put(false, "a")?;
-        for rule in rules {
-            put(rule.allow(), &device_rule(rule))?;
+        // A rule left with no access the kernel knows is no rule (the
+        // kernel would refuse it; runc's emulator drops it).
+        for rule in rules
+            .iter()
+            .filter_map(|r| device_rule(r).map(|s| (r.allow(), s)))
+        {
+            put(rule.0, &rule.1)?;
         }
         for rule in DEFAULT_ALLOWED_DEVICES {
             put(true, rule)?;
-        }
-        for (t, major, minor) in devices {
-            put(true, &format!("{t} {major}:{minor} rwm"))?;
         }
         Ok(())
     }
@@ -879,10 +907,10 @@ mod tests {
         let r: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#)
                 .unwrap();
-        assert_eq!(device_rule(&r), "c 1:3 rw");
+        assert_eq!(device_rule(&r).as_deref(), Some("c 1:3 rw"));
         let all: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
-        assert_eq!(device_rule(&all), "a *:* rwm");
+        assert_eq!(device_rule(&all).as_deref(), Some("a *:* rwm"));
     }
 
     /// A fake pure-v2 cgroup with the given controllers and files.
@@ -1054,6 +1082,15 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(shrink[0].0, "memory.limit_in_bytes");
+        // Unlimited memory lifts swap too, swap first.
+        let unlimited = values(&cg.plan(&res(r#"{"memory": {"limit": -1}}"#)).unwrap());
+        assert_eq!(
+            unlimited[..2],
+            [
+                ("memory.memsw.limit_in_bytes".to_string(), "-1".to_string()),
+                ("memory.limit_in_bytes".to_string(), "-1".to_string())
+            ]
+        );
         std::fs::write(dir.join("memory.usage_in_bytes"), "900\n").unwrap();
         let e = cg
             .plan(&res(

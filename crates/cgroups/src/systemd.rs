@@ -80,20 +80,17 @@ impl Scope {
 }
 
 /// The unit properties for `r` that systemd has (runc's mapping), the
-/// device rules among them when `devices` (the spec's `linux.devices`) is
-/// given; the rest is written into the delegated cgroup directly.
-pub fn properties(
-    r: &LinuxResources,
-    devices: Option<&[(char, i64, i64)]>,
-) -> Vec<(&'static str, Value<'static>)> {
+/// device rules among them `with_devices`; the rest is written into the
+/// delegated cgroup directly.
+pub fn properties(r: &LinuxResources, with_devices: bool) -> Vec<(&'static str, Value<'static>)> {
     let mut p = resource_properties(r);
     // `unified` wins over the fields, as its file writes come last.
     for (name, v) in unified_properties(r) {
         p.retain(|(n, _)| *n != name);
         p.push((name, v));
     }
-    if let Some(devices) = devices {
-        let rules = crate::devices::rules(r.devices().as_deref().unwrap_or(&[]), devices);
+    if with_devices {
+        let rules = crate::devices::rules(r.devices().as_deref().unwrap_or(&[]));
         let proc_devices = std::fs::read_to_string("/proc/devices").unwrap_or_default();
         p.extend(device_properties(&rules, &proc_devices));
     }
@@ -558,7 +555,7 @@ mod tests {
             "pids": {"limit": 0}
         }))
         .unwrap();
-        let p = properties(&r, None);
+        let p = properties(&r, false);
         let get = |k: &str| p.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         assert_eq!(get("CPUQuotaPerSecUSec").as_deref(), Some("uint64 510000"));
         assert_eq!(get("MemoryMax").as_deref(), Some("uint64 1048576"));
@@ -577,7 +574,7 @@ mod tests {
                         "io.weight": "default 300", "misc.max": "x 1"}
         }))
         .unwrap();
-        let p = properties(&r, None);
+        let p = properties(&r, false);
         let get = |k: &str| {
             let all: Vec<String> = p
                 .iter()

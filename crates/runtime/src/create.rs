@@ -172,8 +172,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         Ok(()) if scope.is_some() => {}
         Ok(()) => {
             refuse_busy_cgroup(&cgroup)?;
-            let device_rules = crate::lifecycle::spec_devices(&plan.spec);
-            cgroup.apply(&resources, &device_rules)?;
+            cgroup.apply(&resources)?;
         }
         // Rootless: without a delegated cgroup the container shares the
         // caller's, which is fine as long as no limit was asked for.
@@ -311,12 +310,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         crate::rootless::write_maps(pid.as_raw(), &plan.uid_maps, &plan.gid_maps)?;
     }
     if let Some(s) = &scope {
-        let devices = crate::lifecycle::spec_devices(&plan.spec);
         let invocation = capsa_cgroups::systemd::start_scope(
             &s.unit,
             &s.slice,
             pid.as_raw() as u32,
-            capsa_cgroups::systemd::properties(&resources, Some(&devices)),
+            capsa_cgroups::systemd::properties(&resources, true),
         )?;
         cgroup.systemd_invocation = Some(invocation);
         undo.cgroup = Some(cgroup.clone());
@@ -324,7 +322,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
         }
         // What systemd has no property for goes into the delegated cgroup.
-        cgroup.apply(&resources, &devices)?;
+        cgroup.apply(&resources)?;
         trace.mark(
             "runtime",
             &format!(

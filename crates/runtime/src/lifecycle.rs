@@ -287,8 +287,7 @@ pub fn update(store: &Store, id: &str, r: &capsa_spec::oci::LinuxResources) -> R
     if status == Status::Stopped {
         return Err(Error::State("container not running".into()));
     }
-    let devices = spec_devices(&st.config);
-    st.cgroup.update(r, &devices)?;
+    st.cgroup.update(r)?;
     let merged = merge_resources(
         st.config
             .linux()
@@ -315,27 +314,6 @@ pub fn stats(store: &Store, id: &str) -> Result<capsa_cgroups::stats::Stats> {
 /// OOM kills so far in the container's cgroup.
 pub fn oom_kills(store: &Store, id: &str) -> Result<u64> {
     Ok(store.load(id)?.cgroup.oom_kills())
-}
-
-/// `linux.devices` as (type, major, minor), for the device rules.
-pub(crate) fn spec_devices(spec: &capsa_spec::oci::Spec) -> Vec<(char, i64, i64)> {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.devices().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|d| {
-            (
-                if matches!(d.typ(), capsa_spec::oci::LinuxDeviceType::B) {
-                    'b'
-                } else {
-                    'c'
-                },
-                d.major(),
-                d.minor(),
-            )
-        })
-        .collect()
 }
 
 /// The recorded resources with every field the update sets replaced.
