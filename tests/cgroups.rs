@@ -630,3 +630,36 @@ fn a_spec_device_is_not_usable_unless_the_cgroup_rules_allow_it() {
         stderr(&o)
     );
 }
+
+/// With its cgroup mounted writable a container may make sub-cgroups and
+/// move processes there (runc allows it): `delete --force` kills those
+/// too and removes the sub-cgroups, deepest first.
+#[test]
+fn delete_force_kills_and_removes_the_sub_cgroups_a_container_made() {
+    let env = Env::new("subcg");
+    let mut b = env.bundle("b");
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    b.args(&["sleep", "1000"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    env.rt_ok(&["exec", "-d", &id, "sleep", "999"]);
+    let script = "set -e; pid=$(ps -o pid,args | grep 'sleep 99[9]' | awk '{print $1}'); \
+        for s in memory freezer pids; do mkdir -p /sys/fs/cgroup/$s/foo/bar; \
+        echo $pid > /sys/fs/cgroup/$s/foo/bar/tasks; done";
+    env.rt_ok(&["exec", &id, "sh", "-c", script]);
+    let ps: Vec<i32> = serde_json::from_str(&env.rt_ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(ps.len(), 2, "ps lists the sub-cgroup's process too: {ps:?}");
+    env.rt_ok(&["delete", "--force", &id]);
+    assert!(env.rt(&["state", &id]).status.code() != Some(0));
+    for s in ["memory", "freezer", "pids"] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(s)
+            .join(&env.cgroup_parent)
+            .join("b");
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}

@@ -404,9 +404,9 @@ impl Cgroup {
             .or(self.v2.as_deref())
             .or_else(|| self.v1.first().map(|(_, d)| d.as_path()))
             .ok_or(CgroupError::NoHierarchy)?;
-        let f = dir.join("cgroup.procs");
-        let s = std::fs::read_to_string(&f).map_err(|e| CgroupError::sys("read", &f, e))?;
-        Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        let mut pids = Vec::new();
+        procs_under(dir, 0, &mut pids)?;
+        Ok(pids)
     }
 
     /// Send `sig` to every process of the cgroup. With SIGKILL on a v2
@@ -497,7 +497,7 @@ impl Cgroup {
     fn rmdir<'a>(&'a self, leaves: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
         let mut first_err = None;
         for d in leaves {
-            if let Err(e) = rmdir_retry(d) {
+            if let Err(e) = rmdir_tree(d) {
                 first_err.get_or_insert(e);
             }
         }
@@ -513,6 +513,62 @@ impl Cgroup {
             None => Ok(()),
         }
     }
+}
+
+/// A container with its cgroup mounted writable may make sub-cgroups (as
+/// runc allows); their depth is bounded by the kernel's
+/// `cgroup.max.depth` where set, and by this where not.
+const MAX_DEPTH: usize = 64;
+
+/// Each directory below `d` (sub-cgroups a container made), depth first;
+/// `d` itself last. Only directories: cgroupfs has no links to follow.
+fn subtree(d: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(CgroupError::sys(
+            "walk",
+            d,
+            std::io::Error::from_raw_os_error(libc::ELOOP),
+        ));
+    }
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                subtree(&e.path(), depth + 1, out)?;
+            }
+        }
+    }
+    out.push(d.to_path_buf());
+    Ok(())
+}
+
+/// The pids of `d` and of every sub-cgroup below it (on v1 a parent's
+/// `cgroup.procs` does not list its children's).
+fn procs_under(d: &Path, depth: usize, pids: &mut Vec<i32>) -> Result<()> {
+    let mut dirs = Vec::new();
+    subtree(d, depth, &mut dirs)?;
+    for dir in dirs {
+        let f = dir.join("cgroup.procs");
+        match std::fs::read_to_string(&f) {
+            Ok(s) => pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+            // A sub-cgroup removed while we walked.
+            Err(e) if dir != d && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CgroupError::sys("read", &f, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Remove `d` and the sub-cgroups below it, deepest first.
+fn rmdir_tree(d: &Path) -> Result<()> {
+    let mut dirs = Vec::new();
+    subtree(d, 0, &mut dirs)?;
+    let mut first_err = None;
+    for dir in dirs {
+        if let Err(e) = rmdir_retry(&dir) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 fn rmdir_retry(d: &Path) -> Result<()> {
