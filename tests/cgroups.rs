@@ -663,3 +663,41 @@ fn delete_force_kills_and_removes_the_sub_cgroups_a_container_made() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+/// `exec --cgroup`: a sub-cgroup of the container's, per controller or for
+/// all; `..` (which could lead out of the container's cgroup), an unknown
+/// controller and a missing sub-cgroup are refused.
+#[test]
+fn exec_cgroup_joins_a_sub_cgroup_and_never_one_outside() {
+    let env = Env::new("execcg");
+    let mut b = env.bundle("b");
+    b.args(&["sleep", "1000"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    let base = format!("/{}/b", env.cgroup_parent);
+    for ctl in ["memory", "pids"] {
+        std::fs::create_dir(format!("/sys/fs/cgroup/{ctl}{base}/sub")).unwrap();
+    }
+    let refused = |arg: &str, words: &str| {
+        let o = env.rt(&["exec", "--cgroup", arg, &id, "true"]);
+        assert_ne!(o.status.code(), Some(0), "{arg}");
+        assert!(stderr(&o).contains(words), "{arg}: {}", stderr(&o));
+    };
+    refused("..", ".. is not a sub cgroup path");
+    refused("memory:../..", "is not a sub cgroup path");
+    refused("whaaat:/", "unknown controller");
+    refused("nonexistent", "/nonexistent/cgroup.procs: no such file");
+    let out = env.rt_ok(&[
+        "exec",
+        "--cgroup",
+        "memory,pids:sub",
+        &id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    // The container has its own cgroup namespace: paths are relative to
+    // its cgroup.
+    assert!(out.lines().any(|l| l.ends_with(":memory:/sub")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with(":pids:/sub")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with(":freezer:/")), "{out}");
+}

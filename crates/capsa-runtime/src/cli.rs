@@ -230,6 +230,10 @@ pub struct ExecArgs {
     /// runs once the container is resumed (runc's flag).
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run in a sub-cgroup of the container's: `[CONTROLLER[,...]:]PATH`,
+    /// repeatable (runc's flag).
+    #[arg(long = "cgroup")]
+    pub cgroups: Vec<String>,
     /// Accepted for runc compatibility; labels are issue 5's.
     #[arg(long, hide = true)]
     pub process_label: Option<String>,

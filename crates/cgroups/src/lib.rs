@@ -61,6 +61,13 @@ pub enum CgroupError {
     BadPath(String),
     #[error("no cgroup hierarchy is mounted")]
     NoHierarchy,
+    /// Moving a process into the cgroup failed (runc's words).
+    #[error("adding pid {pid} to cgroups: write {path}: {}", errno.desc().to_lowercase())]
+    Join {
+        pid: i32,
+        path: PathBuf,
+        errno: Errno,
+    },
 }
 
 impl CgroupError {
@@ -376,9 +383,64 @@ impl Cgroup {
     /// `CLONE_INTO_CGROUP`, see [`Cgroup::v2_fd`].)
     pub fn join_self_v1(&self) -> Result<()> {
         for (_, d) in &self.v1 {
-            write(&d.join("tasks"), "0")?;
+            let path = d.join("cgroup.procs");
+            std::fs::write(&path, "0").map_err(|e| CgroupError::Join {
+                pid: std::process::id() as i32,
+                path,
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
         }
         Ok(())
+    }
+
+    /// This cgroup with sub-cgroups for an exec (`exec --cgroup`, runc's
+    /// form): each of `specs` is `[CONTROLLER[,CONTROLLER...]:]PATH`, PATH
+    /// relative to the container's cgroup; without controllers it applies
+    /// to every hierarchy. Nothing is created: a missing one fails the
+    /// join. Security: a PATH with `..` could lead out of the container's
+    /// cgroup, and is refused.
+    pub fn sub(&self, specs: &[String]) -> Result<Cgroup> {
+        let mut out = self.clone();
+        for spec in specs {
+            let (controllers, path) = match spec.split_once(':') {
+                Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+                None => (None, spec.as_str()),
+            };
+            let rel = Path::new(path.trim_start_matches('/'));
+            if rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(CgroupError::Unsupported {
+                    field: "--cgroup".into(),
+                    message: format!("{path} is not a sub cgroup path"),
+                });
+            }
+            match controllers {
+                None => {
+                    for ((_, d), (_, base)) in out.v1.iter_mut().zip(&self.v1) {
+                        *d = base.join(rel);
+                    }
+                    if let (Some(d), Some(base)) = (out.v2.as_mut(), self.v2.as_ref()) {
+                        *d = base.join(rel);
+                    }
+                }
+                Some(names) => {
+                    for name in names {
+                        let i = self
+                            .v1
+                            .iter()
+                            .position(|(c, _)| c.iter().any(|x| x == name))
+                            .ok_or_else(|| CgroupError::Unsupported {
+                                field: "--cgroup".into(),
+                                message: format!("unknown controller {name:?}"),
+                            })?;
+                        out.v1[i].1 = self.v1[i].1.join(rel);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// An `O_PATH` fd of the v2 directory for `clone3(CLONE_INTO_CGROUP)`.

@@ -92,6 +92,7 @@ pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
             preserve_fds: 0,
             // docker refuses an exec into a paused container.
             ignore_paused: false,
+            cgroups: Vec::new(),
         },
     )?;
     if o.detach {

@@ -26,6 +26,9 @@ pub struct ExecOptions {
     /// Exec into a paused container too: born frozen in its cgroup, it
     /// runs once the container is resumed.
     pub ignore_paused: bool,
+    /// Sub-cgroups to run in (`exec --cgroup`, see
+    /// [`capsa_cgroups::Cgroup::sub`]).
+    pub cgroups: Vec<String>,
 }
 
 /// A started exec process.
@@ -58,12 +61,17 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
         Some(s) => Some(capsa_spec::seccomp::compile(s)?),
         None => None,
     };
+    let cgroup = if opts.cgroups.is_empty() {
+        st.cgroup.clone()
+    } else {
+        st.cgroup.sub(&opts.cgroups)?
+    };
     let pidfd = open_verified(&st)?;
     let flags = namespaces::differing(st.pid)?;
     let (parent, child) = channel::pair()?;
     // Born in the v2 cgroup; the v1 ones the joiner enters itself (a pid
     // written to cgroup.procs would cost a RCU grace period).
-    let v2 = st.cgroup.v2_fd();
+    let v2 = cgroup.v2_fd();
     let (forked, v2_pending) = match v2
         .as_ref()
         .map(|fd| capsa_sys::process::clone_fork(0, Some(fd.as_raw_fd())))
@@ -82,7 +90,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
             drop(v2);
             joiner(
                 &child,
-                &st.cgroup,
+                &cgroup,
                 pidfd.as_raw_fd(),
                 flags,
                 &opts.process,
@@ -94,7 +102,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     };
     drop(child);
     let agent = seccomp.as_ref().and_then(|s| s.listener.as_ref());
-    let res = serve(&st, &parent, mid, v2_pending, &console_sock, agent);
+    let res = serve(&st, &cgroup, &parent, mid, v2_pending, &console_sock, agent);
     let _ = waitpid(mid, None);
     let execed = res?;
     state::write_pid_file(opts.pid_file.as_deref(), execed.pid)?;
@@ -103,6 +111,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
 
 fn serve(
     st: &state::ContainerState,
+    cgroup: &capsa_cgroups::Cgroup,
     parent: &channel::Channel,
     mid: Pid,
     v2_pending: bool,
@@ -110,7 +119,7 @@ fn serve(
     agent: Option<&(std::path::PathBuf, String)>,
 ) -> Result<Execed> {
     if v2_pending {
-        st.cgroup.add_v2(mid.as_raw())?;
+        cgroup.add_v2(mid.as_raw())?;
     }
     parent
         .send(&Msg::MapsDone)

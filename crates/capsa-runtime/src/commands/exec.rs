@@ -93,6 +93,7 @@ fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        cgroups: a.cgroups.clone(),
     };
     // runc's debug words lead these lines: tools grep for them.
     log.debug(&format!(
