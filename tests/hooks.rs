@@ -109,7 +109,7 @@ fn a_hook_past_its_timeout_is_killed_and_fails() {
 }
 
 #[test]
-fn failing_poststart_and_poststop_hooks_are_warnings() {
+fn a_failing_poststart_hook_is_a_warning_and_a_failing_poststop_fails_delete() {
     let env = Env::new("hookwarn");
     let mut b = env.bundle("b");
     b.config["hooks"] = json!({ "poststart": [hook("exit 1")], "poststop": [hook("exit 1")] });
@@ -120,8 +120,9 @@ fn failing_poststart_and_poststop_hooks_are_warnings() {
     assert!(o.status.success());
     assert!(stderr(&o).contains("poststart hook"), "{}", stderr(&o));
     assert_eq!(env.state(&id)["status"], "running");
+    // runc's delete fails then, with the container gone all the same.
     let o = env.rt(&["delete", "-f", &id]);
-    assert!(o.status.success());
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("poststop hook"), "{}", stderr(&o));
     env.assert_gone(&id);
 }
@@ -222,5 +223,52 @@ fn a_hook_writing_a_megabyte_does_not_hang_create() {
     let err = std::fs::read_to_string(&errf).unwrap();
     assert_eq!(done.unwrap().code(), Some(1), "{err}");
     assert!(err.contains("createRuntime[0]"), "{err}");
+    env.assert_gone(&id);
+}
+
+/// A startContainer hook runs under the container's seccomp filter (as
+/// runc runs it): a call the profile kills kills the hook, and the start
+/// fails in runc's words.
+#[test]
+fn a_start_container_hook_runs_under_the_seccomp_filter() {
+    let env = Env::new("hookseccomp");
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL" }]
+    });
+    b.config["hooks"] = json!({ "startContainer": [hook("mkdir /tmp/by-hook")] });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_ne!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert!(
+        e.contains("error running hook") && e.contains("bad system call"),
+        "{e}"
+    );
+    assert!(!b.rootfs().join("tmp/by-hook").exists());
+}
+
+/// SCMP_ACT_NOTIFY without an agent listening fails the create clearly
+/// (runc's words), and leaves nothing behind.
+#[test]
+fn seccomp_notify_without_an_agent_fails_clearly() {
+    let env = Env::new("noagent");
+    let mut b = env.bundle("b");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": env.dir.join("no-agent.sock"),
+        "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }]
+    });
+    b.args(&["true"]);
+    let id = env.id("c");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("failed to connect with seccomp agent"),
+        "{}",
+        stderr(&o)
+    );
     env.assert_gone(&id);
 }

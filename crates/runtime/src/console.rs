@@ -97,7 +97,7 @@ pub(crate) fn to_seccomp_agent(
         agent.ok_or_else(|| Error::State("a seccomp listener without a listenerPath".into()))?;
     let fd = fd.ok_or_else(|| Error::State("seccomp listener message without an fd".into()))?;
     let sock = UnixStream::connect(path)
-        .map_err(|e| Error::io("connect seccomp agent", path.display(), e))?;
+        .map_err(|e| Error::io("failed to connect with seccomp agent at", path.display(), e))?;
     let msg = serde_json::json!({
         "ociVersion": capsa_spec::OCI_VERSION,
         "fds": ["seccompFd"],

@@ -71,7 +71,13 @@ pub fn run_all(hooks: &[Hook], state: &str) -> Vec<HookFailure> {
 }
 
 /// Run one hook: its `path`, or `program` (the same binary, sealed).
+/// One hook; its failure in runc's words ("error running hook: ..."),
+/// which engines and users look for.
 fn run_one(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(), String> {
+    run_hook(h, state, program).map_err(|why| format!("error running hook: {why}"))
+}
+
+fn run_hook(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(), String> {
     let mut cmd = Command::new(program.unwrap_or(h.path()));
     // argv[0] is the hook's own, whichever file runs.
     cmd.arg0(h.path());
@@ -132,8 +138,17 @@ fn run_one(h: &Hook, state: &str, program: Option<&std::path::Path>) -> Result<(
     if status.success() {
         return Ok(());
     }
+    // A signal by its description too ("bad system call" for a seccomp
+    // kill), as runc says it.
+    let how = match std::os::unix::process::ExitStatusExt::signal(&status) {
+        Some(sig) => format!(
+            "signal: {sig} ({})",
+            capsa_sys::process::signal_description(sig).to_lowercase()
+        ),
+        None => status.to_string(),
+    };
     Err(format!(
-        "{status}{}{}",
+        "{how}{}{}",
         if out.is_empty() { "" } else { ", output: " },
         out.trim()
     ))

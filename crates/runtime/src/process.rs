@@ -357,9 +357,16 @@ fn finalize_inner(
     }
 
     labels.apply()?;
+    // Seccomp last of the set-up: nothing of the runtime's own is filtered.
+    if p.no_new_privileges {
+        if let Some(s) = seccomp {
+            load_seccomp(s)?;
+        }
+    }
     // Security: a startContainer hook is a program of the container's
     // (its path resolves in the container): it runs with what the
-    // container's process gets, never with the runtime's privileges.
+    // container's process gets, its seccomp filter included (as runc),
+    // never with the runtime's privileges.
     if let Some((hooks, state)) = start_hooks {
         crate::hooks::run(hooks, state).map_err(|f| {
             ChildError::msg(
@@ -369,12 +376,6 @@ fn finalize_inner(
                 f.why,
             )
         })?;
-    }
-    // Seccomp last: nothing of the runtime's own set-up is filtered.
-    if p.no_new_privileges {
-        if let Some(s) = seccomp {
-            load_seccomp(s)?;
-        }
     }
     let e = capsa_sys::process::execve(&path, &args, &envs);
     Err(err("execve", exe.display(), e))

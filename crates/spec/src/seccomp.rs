@@ -287,6 +287,15 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
         None,
         default_errno,
     )?;
+    // Security (a hang, not an escape): the runtime's own writes (its
+    // reports to the parent) after the filter is loaded would wait for an
+    // agent that may be waiting for the runtime. runc refuses both too.
+    if default == RET_USER_NOTIF {
+        return Err(SpecError::invalid(
+            "linux.seccomp.defaultAction",
+            "SCMP_ACT_NOTIFY cannot be used as default action",
+        ));
+    }
     let mut flags = 0u32;
     for (i, f) in s.flags().iter().flatten().enumerate() {
         flags |= match name(f).as_str() {
@@ -339,6 +348,12 @@ pub fn compile(s: &oci::LinuxSeccomp) -> Result<SeccompPlan, SpecError> {
             sc.errno_ret(),
             default_errno,
         )?;
+        if ret == RET_USER_NOTIF && sc.names().iter().any(|n| n == "write") {
+            return Err(SpecError::invalid(
+                format!("{field}.names"),
+                "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+            ));
+        }
         let mut conds = Vec::new();
         let mut per_arg = [0usize; 6];
         for (j, a) in sc.args().iter().flatten().enumerate() {
@@ -807,6 +822,24 @@ mod tests {
             p.listener.unwrap().0,
             std::path::PathBuf::from("/run/agent.sock")
         );
+    }
+
+    #[test]
+    fn notify_is_refused_for_write_and_as_the_default() {
+        let s: oci::LinuxSeccomp = serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/a.sock","syscalls":[{"names":["mkdir","write"],"action":"SCMP_ACT_NOTIFY"}]}"#).unwrap();
+        let e = compile(&s).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "linux.seccomp.syscalls[0].names: SCMP_ACT_NOTIFY cannot be used for the write syscall"
+        );
+        let s: oci::LinuxSeccomp = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/a.sock"}"#,
+        )
+        .unwrap();
+        assert!(compile(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("as default action"));
     }
 
     #[test]

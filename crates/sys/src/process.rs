@@ -303,6 +303,20 @@ pub fn set_mempolicy(mode: i32, nodes: &[u64]) -> Result<()> {
     Errno::result(r).map(drop)
 }
 
+/// The C library's description of signal `sig` ("Bad system call").
+pub fn signal_description(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a string that stays valid
+    // until the next call on this thread; it is copied at once.
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: a non-null strsignal result is a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// `setgroups(2)`.
 pub fn set_groups(gids: &[u32]) -> Result<()> {
     // SAFETY: the pointer and length describe a live slice of gid_t (u32).
