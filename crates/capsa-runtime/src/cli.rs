@@ -29,9 +29,9 @@ pub struct Cli {
     /// Accepted for runc compatibility (rootless mode is detected).
     #[arg(long = "rootless", id = "global_rootless", hide = true)]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility (checkpointing is not supported).
-    #[arg(long, hide = true)]
-    pub criu: Option<String>,
+    /// The CRIU binary for checkpoint and restore.
+    #[arg(long, global = true, default_value = "criu")]
+    pub criu: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,6 +90,92 @@ pub enum Command {
     Update(UpdateArgs),
     /// Container usage and OOM events, as JSON lines.
     Events(EventsArgs),
+    /// Save a running container's processes to image files (CRIU).
+    Checkpoint(CheckpointArgs),
+    /// Make a container from a bundle and a checkpoint's images (CRIU).
+    Restore(RestoreArgs),
+}
+
+/// Flags of `checkpoint` and `restore` (runc's).
+#[derive(Args, Debug, Clone)]
+pub struct CriuArgs {
+    /// Directory of the image files (default: ./checkpoint).
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's log and work files (default: the image path).
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a terminal).
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// cgroups mode: soft, full, strict or ignore.
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Namespaces made empty instead of restored (network).
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate the parent's images as pages are dumped.
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Lazy migration of memory pages.
+    #[arg(long)]
+    pub lazy_pages: bool,
+    /// An fd CRIU writes \0 to once the lazy page server is ready.
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// A previous dump, relative to the image path.
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after the dump.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Dump memory only, for a later dump with --parent-path.
+    #[arg(long)]
+    pub pre_dump: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Bundle directory (holding config.json).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Do not wait for the restored container.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the restored init's pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket for a terminal's master (with --shell-job).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility (CRIU restores the root).
+    #[arg(long, hide = true)]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, hide = true)]
+    pub no_subreaper: bool,
+    /// The global `--systemd-cgroup`, copied here by main.
+    #[arg(skip)]
+    pub systemd_cgroup: bool,
 }
 
 #[derive(Args, Debug)]

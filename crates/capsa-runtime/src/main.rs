@@ -25,6 +25,7 @@ fn main() {
     match &mut cli.command {
         Command::Create(a) => a.systemd_cgroup = systemd,
         Command::Run(a) => a.create.systemd_cgroup = systemd,
+        Command::Restore(a) => a.systemd_cgroup = systemd,
         _ => {}
     }
     let logger = match log::Logger::open(cli.log.as_deref(), cli.log_format, cli.debug) {

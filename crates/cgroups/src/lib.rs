@@ -366,6 +366,19 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Move `pid` into every directory of this cgroup.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for (_, d) in &self.v1 {
+            let path = d.join("cgroup.procs");
+            std::fs::write(&path, pid.to_string()).map_err(|e| CgroupError::Join {
+                pid,
+                path,
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        }
+        self.add_v2(pid)
+    }
+
     /// Move `pid` into the v2 directory only (when it could not be born
     /// there).
     pub fn add_v2(&self, pid: i32) -> Result<()> {

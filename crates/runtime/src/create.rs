@@ -411,7 +411,11 @@ fn send(chan: &Channel, m: &Msg) -> Result<()> {
         .map_err(|e| Error::sys("send", "init channel", e))
 }
 
-fn run_hooks(stage: &'static str, hooks: &[capsa_spec::oci::Hook], state: &str) -> Result<()> {
+pub(crate) fn run_hooks(
+    stage: &'static str,
+    hooks: &[capsa_spec::oci::Hook],
+    state: &str,
+) -> Result<()> {
     crate::hooks::run(hooks, state).map_err(|f| Error::Hook {
         stage,
         index: f.index,
@@ -444,7 +448,7 @@ fn refuse_existing_scope(s: &capsa_cgroups::systemd::Scope, cgroup: &Cgroup) -> 
 /// make the container's limits, `kill --all` and `delete` reach the host's
 /// services in it. runc refuses a populated cgroup too (all its pids,
 /// children's included).
-fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
+pub(crate) fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
     // An init born in a frozen cgroup would never report: refuse, with
     // runc's words, rather than wait forever.
     if cgroup.freeze_in_effect() {

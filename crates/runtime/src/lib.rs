@@ -7,8 +7,10 @@
 //! See `docs/create-flow.md` for the sequence.
 
 mod channel;
+mod checkpoint;
 mod console;
 mod create;
+mod criu;
 pub mod door;
 mod error;
 mod exec;
@@ -26,6 +28,7 @@ pub mod signals;
 pub mod state;
 pub mod trace;
 
+pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuFlags, RestoreOptions};
 pub use create::Created;
 pub use create::{create, CreateOptions};
 pub use error::{describe, ChildError, Error, Kind, Result};

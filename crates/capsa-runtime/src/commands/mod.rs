@@ -1,5 +1,6 @@
 //! One module per command; `dispatch` picks it.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod events;
@@ -9,6 +10,7 @@ mod kill;
 mod list;
 mod pause;
 mod ps;
+mod restore;
 mod run;
 mod spec;
 mod start;
@@ -37,6 +39,29 @@ pub fn dispatch(cli: &Cli, store: &Store, log: &Logger) -> anyhow::Result<i32> {
         Command::Resume(a) => pause::resume(store, &a.id),
         Command::Update(a) => update::run(store, a),
         Command::Events(a) => events::run(store, a),
+        Command::Checkpoint(a) => checkpoint::run(store, a, &cli.criu, log),
+        Command::Restore(a) => restore::run(store, a, &cli.criu, log),
+    }
+}
+
+/// The flags `checkpoint` and `restore` share, for the library.
+pub fn criu_flags(a: &crate::cli::CriuArgs, criu: &std::path::Path) -> capsa_runtime::CriuFlags {
+    capsa_runtime::CriuFlags {
+        criu: criu.to_path_buf(),
+        image_path: a
+            .image_path
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("checkpoint")),
+        work_path: a.work_path.clone(),
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        manage_cgroups_mode: a.manage_cgroups_mode.clone(),
+        empty_ns: a.empty_ns.clone(),
+        auto_dedup: a.auto_dedup,
+        lazy_pages: a.lazy_pages,
+        status_fd: a.status_fd,
     }
 }
 

@@ -1,0 +1,545 @@
+//! `checkpoint` and `restore`: a running container's process tree saved
+//! to image files by CRIU, and a new container made from them (runc's
+//! commands and flags). See `criu` for the RPC.
+//!
+//! What CRIU cannot see for itself is told as external mounts: each bind
+//! mount, each masked file (a bind of /dev/null), each device node, and on
+//! cgroup v1 without a cgroup namespace each hierarchy's bind. A dump
+//! names them by their mount point; a restore maps each name to what it is
+//! on this host now.
+
+use crate::criu::{Opts, ReqType, Swrk};
+use crate::error::{Error, Result};
+use crate::lifecycle::status_of;
+use crate::state::{self, ContainerState, Status, Store};
+use capsa_cgroups::{Cgroup, Hierarchy};
+use capsa_spec::Plan;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The stdio of the init at dump time, for a restore to reconnect pipes.
+const DESCRIPTORS: &str = "descriptors.json";
+
+/// Flags `checkpoint` and `restore` share (runc's).
+#[derive(Debug, Clone, Default)]
+pub struct CriuFlags {
+    /// The CRIU binary (a name is looked up in `PATH`).
+    pub criu: PathBuf,
+    pub image_path: PathBuf,
+    pub work_path: Option<PathBuf>,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    /// `soft`, `full`, `strict` or `ignore`.
+    pub manage_cgroups_mode: Option<String>,
+    /// Namespaces made empty rather than restored: only `network`.
+    pub empty_ns: Vec<String>,
+    pub auto_dedup: bool,
+    pub lazy_pages: bool,
+    pub status_fd: Option<i32>,
+}
+
+/// Options of `checkpoint`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointOptions {
+    pub id: String,
+    pub flags: CriuFlags,
+    pub leave_running: bool,
+    pub pre_dump: bool,
+    /// A previous (pre-)dump, relative to the image path.
+    pub parent_path: Option<PathBuf>,
+}
+
+/// Options of `restore`.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub flags: CriuFlags,
+    pub systemd_cgroup: bool,
+}
+
+impl CriuFlags {
+    fn opts(&self, images: &OwnedFd, work: Option<&OwnedFd>, log: &str) -> Result<Opts> {
+        let manage_cgroups_mode = match self.manage_cgroups_mode.as_deref() {
+            None => None,
+            Some("ignore") => Some(0),
+            Some("soft") => Some(3),
+            Some("full") => Some(4),
+            Some("strict") => Some(5),
+            Some(m) => {
+                return Err(Error::Invalid(format!(
+                    "--manage-cgroups-mode: invalid mode {m:?} (soft, full, strict or ignore)"
+                )))
+            }
+        };
+        let mut empty_ns = 0;
+        for ns in &self.empty_ns {
+            match ns.as_str() {
+                "network" => empty_ns |= libc::CLONE_NEWNET as u32,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "--empty-ns: namespace {other:?} is not supported (only network)"
+                    )))
+                }
+            }
+        }
+        Ok(Opts {
+            images_dir_fd: images.as_raw_fd(),
+            work_dir_fd: work.map(|w| w.as_raw_fd()),
+            log_file: log.into(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            manage_cgroups_mode,
+            empty_ns,
+            auto_dedup: self.auto_dedup,
+            lazy_pages: self.lazy_pages,
+            status_fd: self.status_fd,
+            orphan_pts_master: true,
+            ..Opts::default()
+        })
+    }
+
+    /// The image directory and the work directory (made 0700 if missing,
+    /// as a container may be checkpointed again), and CRIU's log path.
+    fn dirs(&self, log: &str) -> Result<(OwnedFd, Option<OwnedFd>, PathBuf)> {
+        let images = open_dir(&self.image_path, "--image-path")?;
+        let work = match &self.work_path {
+            Some(w) => Some(open_dir(w, "--work-path")?),
+            None => None,
+        };
+        let log = self
+            .work_path
+            .as_ref()
+            .unwrap_or(&self.image_path)
+            .join(log);
+        Ok((images, work, log))
+    }
+
+    fn keep(images: &OwnedFd, work: Option<&OwnedFd>, status: Option<i32>) -> Vec<i32> {
+        let mut keep = vec![images.as_raw_fd()];
+        keep.extend(work.map(|w| w.as_raw_fd()));
+        keep.extend(status);
+        keep
+    }
+}
+
+fn open_dir(p: &Path, flag: &str) -> Result<OwnedFd> {
+    match std::fs::create_dir(p) {
+        Ok(()) => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io("chmod", p.display(), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("mkdir", format!("{flag} {}", p.display()), e)),
+    }
+    let dir = std::fs::File::open(p)
+        .map_err(|e| Error::io("open", format!("{flag} {}", p.display()), e))?;
+    if !dir.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(Error::Invalid(format!(
+            "{flag} {} is not a directory",
+            p.display()
+        )));
+    }
+    Ok(dir.into())
+}
+
+/// `--parent-path`: relative to the image path (CRIU opens it from the
+/// image directory), and there.
+fn check_parent(images: &Path, parent: &Path) -> Result<()> {
+    if parent.is_absolute() {
+        return Err(Error::Invalid(format!(
+            "--parent-path {} must be relative to --image-path",
+            parent.display()
+        )));
+    }
+    let real = images.join(parent);
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Invalid(format!(
+            "--parent-path {} is not a directory",
+            real.display()
+        ))),
+        Err(e) => Err(Error::Invalid(format!(
+            "invalid --parent-path {}: {e}",
+            real.display()
+        ))),
+    }
+}
+
+/// The container's mounts CRIU must be told about, as (mount point, what
+/// it is on the host) for a restore; a dump names each by its mount point.
+/// `cgroup` is the container's cgroup (the new one, for a restore).
+fn externals(plan: &Plan, cgroup: &Cgroup, hier: &Hierarchy) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let cgns = plan.namespaces.has(libc::CLONE_NEWCGROUP);
+    for m in &plan.mounts {
+        let dest = m.destination.display().to_string();
+        if m.bind {
+            let src = m.source.as_ref().map(|s| s.display().to_string());
+            out.push((dest, src.unwrap_or_default()));
+        } else if (m.fstype == "cgroup" || m.fstype == "cgroup2") && !cgns {
+            // Without a cgroup namespace the container's cgroup directories
+            // are bound in (`mounts::mount_cgroup`): on v2 alone at the
+            // mount point, else one per hierarchy under a tmpfs there.
+            if hier.v1.is_empty() {
+                if let Some(v2) = &cgroup.v2 {
+                    out.push((dest.clone(), v2.display().to_string()));
+                }
+                continue;
+            }
+            for (controllers, dir) in &cgroup.v1 {
+                let name = hier
+                    .v1
+                    .iter()
+                    .find(|h| &h.controllers == controllers)
+                    .and_then(|h| h.mountpoint.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| controllers.join(","));
+                out.push((format!("{dest}/{name}"), dir.display().to_string()));
+            }
+            if let (Some(v2), Some(mp)) = (&cgroup.v2, &hier.v2) {
+                let name = mp.file_name().map(|n| n.to_string_lossy().into_owned());
+                out.push((
+                    format!("{dest}/{}", name.unwrap_or_else(|| "unified".into())),
+                    v2.display().to_string(),
+                ));
+            }
+        }
+    }
+    for d in plan.devices.iter().map(|d| d.path().display().to_string()) {
+        out.push((d.clone(), d));
+    }
+    out
+}
+
+/// CRIU 3.0 or later (its RPC has the version call), asked before anything
+/// is changed: a missing or old CRIU fails clearly.
+fn require_criu(criu: &Path) -> Result<()> {
+    let (major, minor, sub) = crate::criu::version(criu)?;
+    if major < 3 {
+        return Err(Error::Unsupported(format!(
+            "CRIU {major}.{minor}.{sub} at {} is too old: 3.0 or later is needed",
+            criu.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `checkpoint`: dump the container with CRIU into the image path; unless
+/// `leave_running` (or a pre-dump), the container is then gone, as runc's.
+/// Returns the warnings of its deletion (failed poststop hooks).
+pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>> {
+    require_criu(&opts.flags.criu)?;
+    let lock = store.lock(&opts.id)?;
+    let st = store.load(&opts.id)?;
+    match status_of(&st) {
+        Status::Running | Status::Paused => {}
+        _ => return Err(Error::State("container not running".into())),
+    }
+    if let Some(p) = &opts.parent_path {
+        check_parent(&opts.flags.image_path, p)?;
+    }
+    if opts.pre_dump && !crate::criu::can_track_memory(&opts.flags.criu)? {
+        return Err(Error::Unsupported(
+            "--pre-dump: CRIU cannot track memory changes on this kernel (no soft-dirty bits, CONFIG_MEM_SOFT_DIRTY)".into(),
+        ));
+    }
+    let plan = plan_of(&st)?;
+    if plan.process.terminal && !opts.flags.shell_job {
+        return Err(Error::Unsupported(
+            "checkpoint of a container with a terminal needs --shell-job".into(),
+        ));
+    }
+    let (images, work, log) = opts.flags.dirs("dump.log")?;
+    let mut o = opts.flags.opts(&images, work.as_ref(), "dump.log")?;
+    o.pid = Some(st.pid);
+    o.root = Some(st.rootfs.clone());
+    o.leave_running = opts.leave_running;
+    o.parent_img = opts.parent_path.as_ref().map(|p| p.display().to_string());
+    o.track_mem = opts.parent_path.is_some() || opts.pre_dump;
+    // CRIU freezes the tree with the container's freezer rather than
+    // ptrace where it can.
+    o.freeze_cgroup = st
+        .cgroup
+        .v1_dir("freezer")
+        .map(Path::to_path_buf)
+        .or_else(|| st.cgroup.v2.clone());
+    if !opts.pre_dump {
+        let hier = Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+        // Named by their mount points; a masked file is a /dev/null.
+        o.ext_mnt = externals(&plan, &st.cgroup, &hier)
+            .into_iter()
+            .map(|(dest, _)| (dest.clone(), dest))
+            .collect();
+        o.ext_mnt.extend(
+            masked_files(&st, &plan)
+                .into_iter()
+                .map(|p| (p, "/dev/null".into())),
+        );
+        let fds = stdio_of(st.pid)?;
+        let json = serde_json::to_vec(&fds).map_err(|e| Error::State(e.to_string()))?;
+        state::write_atomic(&opts.flags.image_path.join(DESCRIPTORS), &json, 0o600)?;
+    }
+    let keep = CriuFlags::keep(&images, work.as_ref(), opts.flags.status_fd);
+    let mut swrk = Swrk::spawn(&opts.flags.criu, &keep, false, log)?;
+    let typ = if opts.pre_dump {
+        ReqType::PreDump
+    } else {
+        ReqType::Dump
+    };
+    let res = swrk.call(typ, Some(&o), |_, _, _| Ok(()));
+    let finished = swrk.finish(!opts.pre_dump);
+    res?;
+    finished?;
+    drop(lock);
+    if !opts.pre_dump && !opts.leave_running {
+        // CRIU killed the tree: what is left is the state and the cgroup.
+        return crate::lifecycle::delete(store, &opts.id, true);
+    }
+    Ok(Vec::new())
+}
+
+/// The container's plan again, from the spec it was created with.
+fn plan_of(st: &ContainerState) -> Result<Plan> {
+    Ok(Plan::new(&st.bundle, st.config.clone())?)
+}
+
+/// The masked paths that are files in the container (binds of /dev/null;
+/// a masked directory is a tmpfs CRIU dumps itself). Looked up in the
+/// running container's root (its mounts are there), resolved inside it:
+/// no link of the container's leads the lookup out.
+fn masked_files(st: &ContainerState, plan: &Plan) -> Vec<String> {
+    let Ok(root) = capsa_sys::root::Root::open(Path::new(&format!("/proc/{}/root", st.pid))) else {
+        return Vec::new();
+    };
+    plan.masked_paths
+        .iter()
+        .filter(|p| {
+            root.open_at(p, libc::O_PATH, capsa_sys::resolve::Symlinks::InRoot)
+                .ok()
+                .and_then(|fd| nix::sys::stat::fstat(fd.as_raw_fd()).ok())
+                .is_some_and(|s| s.st_mode & libc::S_IFMT != libc::S_IFDIR)
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// What the init's fds 0, 1 and 2 are (`pipe:[INODE]`, a path), read
+/// through our own procfs.
+fn stdio_of(pid: i32) -> Result<Vec<String>> {
+    let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+    Ok((0..3)
+        .map(|i| {
+            proc.readlink(Path::new(&format!("{pid}/fd/{i}")))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "/dev/null".into())
+        })
+        .collect())
+}
+
+/// A restored container.
+#[derive(Debug)]
+pub struct Restored {
+    pub state: ContainerState,
+}
+
+/// Undoes a restore that failed: the cgroup this restore made and the
+/// state directory.
+struct Undo<'a> {
+    store: &'a Store,
+    id: String,
+    cgroup: Option<Cgroup>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.signal_all(libc::SIGKILL);
+            let _ = cg.remove_created();
+        }
+        let _ = self.store.remove(&self.id);
+    }
+}
+
+/// The container's rootfs bound at a directory of its state: CRIU wants
+/// its root to be a mount point whose parent is not covered. Private, so
+/// that nothing of it reaches another mount namespace; gone on drop.
+struct CriuRoot {
+    path: PathBuf,
+}
+
+impl CriuRoot {
+    fn mount(dir: &Path, rootfs: &Path) -> Result<CriuRoot> {
+        use nix::mount::{mount, MsFlags};
+        let path = dir.join("criu-root");
+        std::fs::create_dir(&path).map_err(|e| Error::io("mkdir", path.display(), e))?;
+        let root = CriuRoot { path };
+        mount(
+            Some(rootfs),
+            &root.path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys("bind mount", rootfs.display(), e))?;
+        mount(
+            None::<&str>,
+            &root.path,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys("make private", root.path.display(), e))?;
+        Ok(root)
+    }
+}
+
+impl Drop for CriuRoot {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// `descriptors.json` of an image: at most the three stdio entries, read
+/// with a bound (an image directory may come from anywhere).
+fn read_descriptors(images: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let path = images.join(DESCRIPTORS);
+    let f = std::fs::File::open(&path).map_err(|e| Error::io("open", path.display(), e))?;
+    if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(64 << 10)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path.display(), e))?;
+    let fds: Vec<String> = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(fds.into_iter().take(3).collect())
+}
+
+/// `restore`: a new container `id` from the bundle and the images CRIU
+/// made. Its process is restored as our child (CRIU's `rst_sibling`), in
+/// the container's new cgroup, with the stdio pipes of the dump replaced
+/// by our own stdio.
+pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
+    state::check_id(&opts.id)?;
+    let plan = capsa_spec::load(&opts.bundle)?;
+    require_criu(&opts.flags.criu)?;
+    if opts.systemd_cgroup {
+        return Err(Error::Unsupported(
+            "restore with --systemd-cgroup is not supported".into(),
+        ));
+    }
+    if plan.process.terminal && !opts.flags.shell_job {
+        return Err(Error::Unsupported(
+            "restore of a container with a terminal needs --shell-job".into(),
+        ));
+    }
+    let descriptors = read_descriptors(&opts.flags.image_path)?;
+    let dir = store.create_dir(&opts.id)?;
+    let mut undo = Undo {
+        store,
+        id: opts.id.clone(),
+        cgroup: None,
+        armed: true,
+    };
+    let hier = Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let cg_path = capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?;
+    let mut cgroup = Cgroup::new(&hier, &cg_path);
+    let made = cgroup.create();
+    undo.cgroup = Some(cgroup.clone());
+    made?;
+    crate::create::refuse_busy_cgroup(&cgroup)?;
+    let resources = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    cgroup.apply(&resources)?;
+
+    let (images, work, log) = opts.flags.dirs("restore.log")?;
+    let mut o = opts.flags.opts(&images, work.as_ref(), "restore.log")?;
+    o.evasive_devices = true;
+    o.rst_sibling = true;
+    let root = CriuRoot::mount(&dir, &plan.rootfs)?;
+    o.root = Some(root.path.clone());
+    o.ext_mnt = externals(&plan, &cgroup, &hier);
+    if !plan.masked_paths.is_empty() {
+        o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
+    }
+    // A pipe of the dumped init's stdio becomes ours (CRIU's fds 0-2).
+    o.inherit_fd = descriptors
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.starts_with("pipe:"))
+        .map(|(i, d)| (d.clone(), i as i32))
+        .collect();
+    let keep = CriuFlags::keep(&images, work.as_ref(), opts.flags.status_fd);
+    let mut swrk = Swrk::spawn(&opts.flags.criu, &keep, true, log)?;
+    // The restored tree is born where CRIU is: in the container's cgroups,
+    // at the container's path in each v1 hierarchy.
+    cgroup.add(swrk.pid())?;
+    o.cg_root = cgroup
+        .v1
+        .iter()
+        .map(|(c, _)| (Some(c.join(",")), cg_path.display().to_string()))
+        .collect();
+    let mut st = ContainerState {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        cgroup: cgroup.clone(),
+        config: plan.spec.clone(),
+    };
+    let res = swrk.call(ReqType::Restore, Some(&o), |script, pid, _| {
+        match script {
+            // The namespaces exist, the process does not run yet: the
+            // runtime's hooks, as at create.
+            "setup-namespaces" => {
+                st.pid = pid;
+                let json = st.oci_state(Status::Creating).to_string();
+                crate::create::run_hooks("prestart", &plan.hooks.prestart, &json)?;
+                crate::create::run_hooks("createRuntime", &plan.hooks.create_runtime, &json)?;
+            }
+            "post-restore" => {
+                st.pid = pid;
+                st.start_time = state::proc_stat(pid).map(|(_, t)| t).unwrap_or(0);
+                store.save(&st)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+    let finished = swrk.finish(true);
+    drop(root);
+    let resp = res?;
+    finished?;
+    if st.pid == 0 {
+        st.pid = resp.restored_pid.unwrap_or(0);
+        st.start_time = state::proc_stat(st.pid).map(|(_, t)| t).unwrap_or(0);
+        store.save(&st)?;
+    }
+    state::write_pid_file(opts.pid_file.as_deref(), st.pid)?;
+    undo.armed = false;
+    Ok(Restored { state: st })
+}

@@ -1,0 +1,326 @@
+//! `checkpoint` and `restore` through CRIU's RPC, on the real kernel with
+//! a CRIU that passes `criu check` here (scripts/criu.sh builds one; CI
+//! runs it and sets CAPSA_CRIU).
+
+use capsa_tests::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+/// The CRIU to use: `$CAPSA_CRIU`, else what scripts/criu.sh built. Under
+/// CI its absence fails; elsewhere the test says it is skipped.
+fn criu() -> Option<PathBuf> {
+    let p = std::env::var_os("CAPSA_CRIU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/capsa-criu/criu"));
+    let works = std::process::Command::new(&p)
+        .arg("check")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !works {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no working CRIU at {} (run scripts/criu.sh)",
+            p.display()
+        );
+        eprintln!(
+            "SKIPPED: no working CRIU at {} (run scripts/criu.sh)",
+            p.display()
+        );
+        return None;
+    }
+    Some(p)
+}
+
+/// capsa-runtime with `--criu` and stdio on pipes this test holds (CRIU
+/// dumps a pipe and a restore hands over new ones; a file of ours or the
+/// host's /dev/null it could not restore). Waits for the command.
+fn rt_piped(env: &Env, criu: &Path, args: &[&str]) -> (std::process::ExitStatus, String, Child) {
+    let mut c = env.cmd(&[&["--criu", criu.to_str().unwrap()][..], args].concat());
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    // The container keeps the write ends: read only what is there.
+    let mut err = String::new();
+    if !status.success() {
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 << 10];
+        let fd = child.stderr.as_mut().unwrap();
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        if let Ok(n) = fd.read(&mut buf) {
+            err = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    (status, err, child)
+}
+
+fn count(p: &Path) -> u64 {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A container counting into a bind-mounted host directory: its counter
+/// lives in the shell's memory, so a restored one goes on from where the
+/// dump left it, and a restarted one would begin at 1.
+fn counting(env: &Env) -> (Bundle, PathBuf) {
+    let data = env.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut b = env.bundle("b");
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"] }));
+    b.args(&[
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 0.05; done",
+    ]);
+    (b, data.join("count"))
+}
+
+#[test]
+fn checkpoint_then_restore_continues_the_process_where_it_was() {
+    let Some(criu) = criu() else { return };
+    let env = Env::new("cr");
+    let (b, counter) = counting(&env);
+    let id = env.id("c");
+    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+    assert!(s.success(), "{e}");
+    assert!(wait_for(10, || count(&counter) >= 5));
+    let images = env.dir.join("images");
+    let (s, e, _) = rt_piped(
+        &env,
+        &criu,
+        &["checkpoint", "--image-path", images.to_str().unwrap(), &id],
+    );
+    assert!(s.success(), "checkpoint: {e}");
+    // Dumped and gone, as runc's checkpoint leaves it.
+    assert_ne!(env.rt(&["state", &id]).status.code(), Some(0));
+    let at_dump = count(&counter);
+    assert!(images.join("inventory.img").exists());
+    let fds: Vec<String> =
+        serde_json::from_slice(&std::fs::read(images.join("descriptors.json")).unwrap()).unwrap();
+    assert!(fds.iter().all(|f| f.starts_with("pipe:")), "{fds:?}");
+    assert_eq!(
+        count(&counter),
+        at_dump,
+        "the process ran on after the dump"
+    );
+
+    let (s, e, _restored) = rt_piped(
+        &env,
+        &criu,
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "-b",
+            b.path(),
+            &id,
+        ],
+    );
+    assert!(s.success(), "restore: {e}");
+    assert_eq!(env.state(&id)["status"], "running");
+    // It goes on from its count: never back to 1.
+    assert!(wait_for(10, || count(&counter) > at_dump + 3));
+    // In the container's cgroup, and reachable as any container.
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.contains(&format!("/{}/b", env.cgroup_parent)), "{cg}");
+    let out = env.rt_ok(&["exec", &id, "cat", "/data/count"]);
+    assert!(out.trim().parse::<u64>().unwrap() > at_dump);
+    env.rt_ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+#[test]
+fn leave_running_keeps_the_container_and_a_dump_can_build_on_a_pre_dump() {
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crleave");
+    let (b, counter) = counting(&env);
+    let id = env.id("c");
+    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+    assert!(s.success(), "{e}");
+    assert!(wait_for(10, || count(&counter) >= 2));
+    let images = env.dir.join("images");
+    let (s, e, _) = rt_piped(
+        &env,
+        &criu,
+        &[
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            images.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert!(s.success(), "dump: {e}");
+    assert!(images.join("inventory.img").exists());
+    assert_eq!(env.state(&id)["status"], "running");
+    let before = count(&counter);
+    assert!(wait_for(10, || count(&counter) > before));
+
+    // A pre-dump needs the kernel's soft-dirty bits: where CRIU says they
+    // are missing, it is refused in so many words; else a dump builds on it.
+    let tracks = std::process::Command::new(&criu)
+        .args(["check", "--feature", "mem_dirty_track"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let parent = env.dir.join("parent");
+    let (s, e, _) = rt_piped(
+        &env,
+        &criu,
+        &[
+            "checkpoint",
+            "--pre-dump",
+            "--image-path",
+            parent.to_str().unwrap(),
+            &id,
+        ],
+    );
+    if !tracks {
+        assert!(!s.success());
+        assert!(
+            e.contains("--pre-dump: CRIU cannot track memory changes"),
+            "{e}"
+        );
+        assert_eq!(env.state(&id)["status"], "running");
+        return;
+    }
+    assert!(s.success(), "pre-dump: {e}");
+    let images = env.dir.join("images2");
+    let (s, e, _) = rt_piped(
+        &env,
+        &criu,
+        &[
+            "checkpoint",
+            "--parent-path",
+            "../parent",
+            "--image-path",
+            images.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert!(s.success(), "dump on the pre-dump: {e}");
+    assert!(images.join("inventory.img").exists());
+}
+
+/// What can be refused before CRIU runs is, with the flag named, and the
+/// container is left as it was.
+#[test]
+fn bad_checkpoint_arguments_and_a_missing_criu_are_clear_errors() {
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crbad");
+    let (b, _) = counting(&env);
+    let id = env.id("c");
+    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+    assert!(s.success(), "{e}");
+    let images = env.dir.join("images");
+    let img = images.to_str().unwrap();
+    let abs = env.dir.join("parent");
+    for (args, words) in [
+        (
+            vec!["--parent-path", abs.to_str().unwrap()],
+            "--parent-path",
+        ),
+        (vec!["--parent-path", "./nowhere"], "--parent-path"),
+        (
+            vec!["--manage-cgroups-mode", "bogus"],
+            "--manage-cgroups-mode",
+        ),
+        (vec!["--empty-ns", "pid"], "--empty-ns"),
+    ] {
+        let mut all = vec![
+            "--criu",
+            criu.to_str().unwrap(),
+            "checkpoint",
+            "--image-path",
+            img,
+        ];
+        all.extend(args.iter().copied());
+        all.push(&id);
+        let o = env.rt(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(words), "{args:?}: {}", stderr(&o));
+    }
+    let o = env.rt(&[
+        "--criu",
+        "/nonexistent/criu",
+        "checkpoint",
+        "--image-path",
+        img,
+        &id,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot run CRIU /nonexistent/criu"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.state(&id)["status"], "running");
+    let o = env.rt(&[
+        "--criu",
+        criu.to_str().unwrap(),
+        "checkpoint",
+        "--image-path",
+        img,
+        "nosuch",
+    ]);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+/// An image directory is input from anywhere: a malformed one fails the
+/// restore clearly and leaves no state or cgroup behind.
+#[test]
+fn restore_from_a_bad_image_fails_and_leaves_nothing() {
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crbadimg");
+    let (b, _) = counting(&env);
+    let images = env.dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let id = env.id("c");
+    let restore = |env: &Env| {
+        env.rt(&[
+            "--criu",
+            criu.to_str().unwrap(),
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "-b",
+            b.path(),
+            &id,
+        ])
+    };
+    let o = restore(&env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("descriptors.json"), "{}", stderr(&o));
+    std::fs::write(images.join("descriptors.json"), "not json").unwrap();
+    let o = restore(&env);
+    assert!(stderr(&o).contains("descriptors.json"), "{}", stderr(&o));
+    // Well-formed, but no images: CRIU itself fails, with its log named.
+    std::fs::write(images.join("descriptors.json"), "[\"/dev/null\"]").unwrap();
+    let o = restore(&env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("criu failed") && stderr(&o).contains("restore.log"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
+    let cg = Path::new("/sys/fs/cgroup/memory")
+        .join(&env.cgroup_parent)
+        .join("b");
+    assert!(!cg.exists(), "{} left behind", cg.display());
+}
