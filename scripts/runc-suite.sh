@@ -6,7 +6,7 @@
 # Go helpers (recvtty, sd-helper, seccompagent) are built from runc's own
 # vendored sources, offline.
 #
-# Usage: sudo scripts/runc-suite.sh RUNC_SOURCE [RUNTIME] [BATS_FILTER...]
+# Usage: sudo [CAPSA_CRIU=PATH] scripts/runc-suite.sh RUNC_SOURCE [RUNTIME] [BATS_FILTER...]
 #   RUNC_SOURCE  a git checkout of opencontainers/runc (any branch: the tag
 #                v1.1.5 is exported from it)
 #   RUNTIME      the binary under test (default: capsa-runtime, release)
@@ -78,6 +78,13 @@ set +e
 # No BATS_TEST_TIMEOUT: its watchdog is a job of the test's shell, and the
 # tests that `wait` for their own jobs would wait it out. The whole run is
 # bounded instead.
+# A CRIU that works here (scripts/criu.sh) goes first in PATH: Debian 12's
+# fails `criu check` on this kernel, and the checkpoint tests look up
+# `criu` (runc's and capsa's default --criu).
+if [ -n "${CAPSA_CRIU:-}" ]; then
+    PATH=$(dirname "$CAPSA_CRIU"):$PATH
+    export PATH
+fi
 RUNC=$runtime timeout "${CAPSA_RUNC_SUITE_TIMEOUT:-3600}" script -qec "bats -t ${files[*]}" /dev/null | tee "$out"
 set -e
 ok=$(grep -c '^ok ' "$out" || true)

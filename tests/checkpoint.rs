@@ -324,3 +324,61 @@ fn restore_from_a_bad_image_fails_and_leaves_nothing() {
         .join("b");
     assert!(!cg.exists(), "{} left behind", cg.display());
 }
+
+/// A container with a terminal: CRIU dumps its pty slave without the
+/// master (held outside), and a restore gets a new master, which goes to
+/// the console socket as at create.
+#[test]
+fn a_terminal_container_is_restored_with_a_new_master_on_the_console_socket() {
+    use std::os::unix::net::UnixListener;
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crtty");
+    let (mut b, counter) = counting(&env);
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let id = env.id("c");
+    let sock = env.dir.join("tty.sock");
+    let rx = receive_master(UnixListener::bind(&sock).unwrap());
+    let s = sock.to_str().unwrap();
+    let (st, e, _run) = rt_piped(
+        &env,
+        &criu,
+        &["run", "-d", "--console-socket", s, "-b", b.path(), &id],
+    );
+    assert!(st.success(), "{e}");
+    let _master = rx.join().unwrap();
+    assert!(wait_for(10, || count(&counter) >= 3));
+    let images = env.dir.join("images");
+    let img = images.to_str().unwrap();
+    let (st, e, _) = rt_piped(&env, &criu, &["checkpoint", "--image-path", img, &id]);
+    assert!(st.success(), "checkpoint: {e}");
+    let at_dump = count(&counter);
+    std::fs::remove_file(&sock).unwrap();
+    let rx = receive_master(UnixListener::bind(&sock).unwrap());
+    let (st, e, _) = rt_piped(
+        &env,
+        &criu,
+        &[
+            "restore",
+            "-d",
+            "--console-socket",
+            s,
+            "--image-path",
+            img,
+            "-b",
+            b.path(),
+            &id,
+        ],
+    );
+    assert!(st.success(), "restore: {e}");
+    let master = rx.join().unwrap();
+    assert!(nix::unistd::isatty(std::os::fd::AsRawFd::as_raw_fd(&master)).unwrap());
+    assert!(wait_for(10, || count(&counter) > at_dump + 2));
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let tty = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+    assert!(
+        tty.display().to_string().contains("pts"),
+        "{}",
+        tty.display()
+    );
+}

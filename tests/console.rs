@@ -2,40 +2,9 @@
 //! way containerd and podman receive it), for create and for exec.
 
 use capsa_tests::*;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
-use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-
-/// Accept one connection and receive the fd it carries.
-fn receive_master(listener: UnixListener) -> std::thread::JoinHandle<OwnedFd> {
-    std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 256];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                return owned(fds[0]);
-            }
-        }
-        panic!("no fd received on the console socket");
-    })
-}
-
-// SCM_RIGHTS installed the fd for us alone. (Reopening it through /proc
-// would not do: that opens a new pty.)
-fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
-    capsa_sys::fd::own_raw(fd)
-}
 
 fn read_all(master: OwnedFd) -> String {
     let mut out = Vec::new();

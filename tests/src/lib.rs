@@ -399,3 +399,35 @@ pub fn refused_unless_allowed(env: &Env, o: &Output, id: &str, words: &[&str]) {
     );
     env.assert_gone(id);
 }
+
+/// Accept one connection on a console socket and receive the pty master
+/// it carries, as containerd and podman receive it.
+pub fn receive_master(
+    listener: std::os::unix::net::UnixListener,
+) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                return owned(fds[0]);
+            }
+        }
+        panic!("no fd received on the console socket");
+    })
+}
+
+// SCM_RIGHTS installed the fd for us alone. (Reopening it through /proc
+// would not do: that opens a new pty.)
+fn owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    capsa_sys::fd::own_raw(fd)
+}

@@ -164,7 +164,7 @@ pub struct RestoreArgs {
     /// File to write the restored init's pid to.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Unix socket for a terminal's master (with --shell-job).
+    /// Unix socket for a restored terminal's new master.
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// Accepted for runc compatibility (CRIU restores the root).

@@ -57,6 +57,8 @@ pub struct RestoreOptions {
     pub id: String,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
+    /// Where a terminal's new master goes.
+    pub console_socket: Option<PathBuf>,
     pub flags: CriuFlags,
     pub systemd_cgroup: bool,
 }
@@ -251,11 +253,6 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
         ));
     }
     let plan = plan_of(&st)?;
-    if plan.process.terminal && !opts.flags.shell_job {
-        return Err(Error::Unsupported(
-            "checkpoint of a container with a terminal needs --shell-job".into(),
-        ));
-    }
     let (images, work, log) = opts.flags.dirs("dump.log")?;
     let mut o = opts.flags.opts(&images, work.as_ref(), "dump.log")?;
     o.pid = Some(st.pid);
@@ -445,11 +442,14 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
             "restore with --systemd-cgroup is not supported".into(),
         ));
     }
-    if plan.process.terminal && !opts.flags.shell_job {
-        return Err(Error::Unsupported(
-            "restore of a container with a terminal needs --shell-job".into(),
+    // A terminal's slave is restored with a new master (CRIU's orphan pts
+    // master), which goes to the console socket as at create.
+    if plan.process.terminal && opts.console_socket.is_none() {
+        return Err(Error::Invalid(
+            "restore of a container with a terminal needs --console-socket".into(),
         ));
     }
+    let console = crate::console::ConsoleSocket::connect(opts.console_socket.as_deref())?;
     let descriptors = read_descriptors(&opts.flags.image_path)?;
     let dir = store.create_dir(&opts.id)?;
     let mut undo = Undo {
@@ -511,8 +511,11 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         cgroup: cgroup.clone(),
         config: plan.spec.clone(),
     };
-    let res = swrk.call(ReqType::Restore, Some(&o), |script, pid, _| {
+    let res = swrk.call(ReqType::Restore, Some(&o), |script, pid, fd| {
         match script {
+            "orphan-pts-master" => {
+                console.forward(fd)?;
+            }
             // The namespaces exist, the process does not run yet: the
             // runtime's hooks, as at create.
             "setup-namespaces" => {

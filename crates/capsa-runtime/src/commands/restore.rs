@@ -10,13 +10,11 @@ pub fn run(
     criu: &std::path::Path,
     log: &Logger,
 ) -> anyhow::Result<i32> {
-    if a.console_socket.is_some() && !a.criu.shell_job {
-        anyhow::bail!("--console-socket: a restored terminal needs --shell-job");
-    }
     let opts = capsa_runtime::RestoreOptions {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
         flags: super::criu_flags(&a.criu, criu),
         systemd_cgroup: a.systemd_cgroup,
     };
