@@ -246,12 +246,37 @@ fn a_user_namespace_given_by_path_is_joined_first() {
 
 #[test]
 fn time_namespace_offsets_shift_the_boot_clock() {
+    boot_clock_shifted(false);
+}
+
+/// With a new user namespace too, the offsets are written by the runtime
+/// (which owns the time namespace's user namespace's parent) before the
+/// init first enters it.
+#[test]
+fn time_namespace_offsets_apply_with_a_user_namespace_too() {
+    boot_clock_shifted(true);
+}
+
+fn boot_clock_shifted(userns: bool) {
     let env = Env::new("timens");
     let mut b = env.bundle("b");
     b.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
         .push(json!({ "type": "time" }));
+    if userns {
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "type": "user" }));
+        b.config["linux"]["uidMappings"] =
+            json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        b.config["linux"]["gidMappings"] =
+            json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        // The rootfs stays the host root's: world-readable, which is all
+        // `cat` needs (its busybox is a hard link of the host's: never
+        // chown it).
+    }
     b.config["linux"]["timeOffsets"] = json!({ "boottime": { "secs": 86400000, "nanosecs": 0 } });
     b.args(&["cat", "/proc/uptime"]);
     let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);

@@ -495,3 +495,41 @@ fn a_reused_pid_is_never_taken_for_the_container() {
     other.wait().unwrap();
     env.assert_gone(&id);
 }
+
+/// With the host's pid namespace the init's end does not end the rest:
+/// `kill KILL` reaches every process of the container's cgroup (as runc
+/// 1.2's), running or after its init is gone, and so does `delete`.
+#[test]
+fn kill_with_the_host_pid_namespace_leaves_no_process() {
+    let env = Env::new("hostpid");
+    let no_pidns = |b: &mut Bundle| {
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid");
+    };
+    let procs = |id: &str| -> Vec<i32> {
+        serde_json::from_str(&env.rt_ok(&["ps", "--format", "json", id])).unwrap()
+    };
+    // Running: the init and two children.
+    let mut b = env.bundle("b");
+    no_pidns(&mut b);
+    b.args(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    assert!(wait_for(5, || procs(&id).len() == 3));
+    env.rt_ok(&["kill", &id, "KILL"]);
+    assert!(wait_for(5, || procs(&id).is_empty()), "{:?}", procs(&id));
+    // The init gone, a child left behind in the cgroup.
+    let mut b = env.bundle("b2");
+    no_pidns(&mut b);
+    b.args(&["sh", "-c", "sleep 1000 & exit 0"]);
+    let id2 = env.id("c2");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id2]);
+    assert!(wait_for(5, || env.state(&id2)["status"] == "stopped"));
+    assert_eq!(procs(&id2).len(), 1);
+    env.rt_ok(&["kill", &id2, "KILL"]);
+    assert!(wait_for(5, || procs(&id2).is_empty()), "{:?}", procs(&id2));
+    // A plain signal still goes to the init alone, and fails once it is gone.
+    assert_eq!(env.rt(&["kill", &id2, "TERM"]).status.code(), Some(1));
+}

@@ -141,6 +141,10 @@ pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
 /// container's cgroup.
 pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let (st, status) = state(store, id)?;
+    // Without a pid namespace of its own, the init's death does not end
+    // the rest: SIGKILL goes to every process of the cgroup, as runc 1.2's
+    // does, so that no process of the container outlives a kill.
+    let all = all || sig == libc::SIGKILL && !own_pid_namespace(&st);
     if status == Status::Stopped {
         if !all {
             return Err(Error::State("container not running".into()));
@@ -159,6 +163,21 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let pidfd = open_verified(&st)?;
     capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), sig)
         .map_err(|e| Error::sys("kill", st.pid, e))
+}
+
+/// Whether the container made its own pid namespace (not the host's, not
+/// one joined by path).
+fn own_pid_namespace(st: &ContainerState) -> bool {
+    st.config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == capsa_spec::oci::LinuxNamespaceType::Pid
+                    && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+            })
+        })
 }
 
 /// Pids of the container's processes (from its cgroup).
