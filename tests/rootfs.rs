@@ -406,3 +406,26 @@ fn a_read_only_dev_is_read_only_with_its_devices_and_submounts_made() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ro\nnull\n1\nrefused\n");
 }
+
+/// A read-only tmpfs whose mount point is reached through a link inside
+/// the root (`/conf -> /real/conf`) is made read-only where it was
+/// mounted, resolved the same way.
+#[test]
+fn a_read_only_tmpfs_under_an_in_root_link_is_mounted() {
+    let env = Env::new("rotmpfslink");
+    let mut b = env.bundle("b");
+    std::fs::create_dir_all(b.rootfs().join("real/conf")).unwrap();
+    std::os::unix::fs::symlink("/real/conf", b.rootfs().join("conf")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "type": "tmpfs", "source": "tmpfs", "destination": "/conf/stack",
+        "options": ["ro", "nodev", "nosuid"]
+    }));
+    b.args(&[
+        "sh",
+        "-c",
+        "grep ' /real/conf/stack tmpfs ro,' /proc/mounts | wc -l",
+    ]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+}

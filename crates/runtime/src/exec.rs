@@ -119,11 +119,20 @@ fn serve(
     agent: Option<&(std::path::PathBuf, String)>,
 ) -> Result<Execed> {
     if v2_pending {
-        cgroup.add_v2(mid.as_raw())?;
+        if let Err(e) = cgroup.add_v2(mid.as_raw()) {
+            // The joiner waits for word from us: it gets none.
+            let _ = nix::sys::signal::kill(mid, nix::sys::signal::Signal::SIGKILL);
+            return Err(e.into());
+        }
     }
-    parent
-        .send(&Msg::MapsDone)
-        .map_err(|e| Error::sys("send", "exec channel", e))?;
+    if let Err(e) = parent.send(&Msg::MapsDone) {
+        // The joiner failed already (a v1 cgroup it could not join): its
+        // own report says why, not our failure to reach it.
+        if let Ok(Some((Msg::Failed(c), _))) = parent.recv() {
+            return Err(Error::Child(c));
+        }
+        return Err(Error::sys("send", "exec channel", e));
+    }
     let mut pid = None;
     let mut console = None;
     let mut listener = None;

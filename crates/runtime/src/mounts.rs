@@ -118,8 +118,9 @@ pub fn mount_all(
             let mut rw = m.clone();
             rw.flags &= !libc::MS_RDONLY;
             mount_one(plan, root, &rw, None)?;
+            // Resolved as the mount's own target was (inside the root).
             let fd = root
-                .open_at(&m.destination, libc::O_PATH, Symlinks::Refuse)
+                .open_at(&m.destination, libc::O_PATH, Symlinks::InRoot)
                 .map_err(|e| err("open", m.destination.display(), e))?;
             late.push(fd);
         } else {
