@@ -382,3 +382,50 @@ fn a_terminal_container_is_restored_with_a_new_master_on_the_console_socket() {
         tty.display()
     );
 }
+
+/// A network namespace the container joined by path is left to its owner:
+/// CRIU dumps none of it, and the restored container is in that same
+/// namespace again.
+#[test]
+fn a_joined_network_namespace_is_joined_again_on_restore() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crnetns");
+    // A namespace of the test's own, kept by a bind on a file of its dir
+    // (the Env unmounts what is under its dir).
+    let ns = env.dir.join("netns");
+    std::fs::write(&ns, "").unwrap();
+    let made = std::process::Command::new("unshare")
+        .arg(format!("--net={}", ns.display()))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ino = std::fs::metadata(&ns).unwrap().ino();
+    let (mut b, counter) = counting(&env);
+    for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "network" {
+            n["path"] = json!(ns);
+        }
+    }
+    b.save();
+    let id = env.id("c");
+    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+    assert!(s.success(), "{e}");
+    assert!(wait_for(10, || count(&counter) >= 2));
+    let images = env.dir.join("images");
+    let img = images.to_str().unwrap();
+    let (s, e, _) = rt_piped(&env, &criu, &["checkpoint", "--image-path", img, &id]);
+    assert!(s.success(), "checkpoint: {e}");
+    let (s, e, _) = rt_piped(
+        &env,
+        &criu,
+        &["restore", "-d", "--image-path", img, "-b", b.path(), &id],
+    );
+    assert!(s.success(), "restore: {e}");
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let net = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .ino();
+    assert_eq!(net, ino);
+}

@@ -14,6 +14,7 @@ use crate::lifecycle::status_of;
 use crate::state::{self, ContainerState, Status, Store};
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
+use capsa_sys::root::Root;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -176,12 +177,19 @@ fn check_parent(images: &Path, parent: &Path) -> Result<()> {
 
 /// The container's mounts CRIU must be told about, as (mount point, what
 /// it is on the host) for a restore; a dump names each by its mount point.
-/// `cgroup` is the container's cgroup (the new one, for a restore).
-fn externals(plan: &Plan, cgroup: &Cgroup, hier: &Hierarchy) -> Vec<(String, String)> {
+/// `cgroup` is the container's cgroup (the new one, for a restore). A
+/// mount point is where its destination leads inside `root` (a link such
+/// as `/conf -> /real/conf` is followed there, never out of it), as the
+/// mount was made.
+fn externals(plan: &Plan, cgroup: &Cgroup, hier: &Hierarchy, root: &Root) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let cgns = plan.namespaces.has(libc::CLONE_NEWCGROUP);
     for m in &plan.mounts {
-        let dest = m.destination.display().to_string();
+        let dest = root
+            .resolve(&m.destination)
+            .unwrap_or_else(|_| m.destination.clone())
+            .display()
+            .to_string();
         if m.bind {
             let src = m.source.as_ref().map(|s| s.display().to_string());
             out.push((dest, src.unwrap_or_default()));
@@ -257,6 +265,14 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
     let mut o = opts.flags.opts(&images, work.as_ref(), "dump.log")?;
     o.pid = Some(st.pid);
     o.root = Some(st.rootfs.clone());
+    o.config_file = criu_config(&plan);
+    for (kind, key, path) in joined_namespaces(&plan) {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&path)
+            .map_err(|e| Error::io("stat", path.display(), e))?
+            .ino();
+        o.external.push(format!("{kind}[{ino}]:{key}"));
+    }
     o.leave_running = opts.leave_running;
     o.parent_img = opts.parent_path.as_ref().map(|p| p.display().to_string());
     o.track_mem = opts.parent_path.is_some() || opts.pre_dump;
@@ -270,7 +286,8 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
     if !opts.pre_dump {
         let hier = Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
         // Named by their mount points; a masked file is a /dev/null.
-        o.ext_mnt = externals(&plan, &st.cgroup, &hier)
+        let root = container_root(&st)?;
+        o.ext_mnt = externals(&plan, &st.cgroup, &hier, &root)
             .into_iter()
             .map(|(dest, _)| (dest.clone(), dest))
             .collect();
@@ -312,7 +329,7 @@ fn plan_of(st: &ContainerState) -> Result<Plan> {
 /// running container's root (its mounts are there), resolved inside it:
 /// no link of the container's leads the lookup out.
 fn masked_files(st: &ContainerState, plan: &Plan) -> Vec<String> {
-    let Ok(root) = capsa_sys::root::Root::open(Path::new(&format!("/proc/{}/root", st.pid))) else {
+    let Ok(root) = container_root(st) else {
         return Vec::new();
     };
     plan.masked_paths
@@ -325,6 +342,38 @@ fn masked_files(st: &ContainerState, plan: &Plan) -> Vec<String> {
         })
         .map(|p| p.display().to_string())
         .collect()
+}
+
+/// The network and pid namespaces the container joined by path: CRIU
+/// treats each as external (`net[INODE]:extRootNetNS`), dumping none of it
+/// and, at restore, joining the one it is handed under that key.
+fn joined_namespaces(plan: &Plan) -> Vec<(&'static str, &'static str, PathBuf)> {
+    plan.namespaces
+        .join
+        .iter()
+        .filter_map(|(flag, path)| match *flag {
+            libc::CLONE_NEWNET => Some(("net", "extRootNetNS", path.clone())),
+            libc::CLONE_NEWPID => Some(("pid", "extRootPidNS", path.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// CRIU's configuration file for this container: the annotation
+/// `org.criu.config` (empty: none), else capsa's own default (CRIU skips a
+/// missing file). Its settings win over the RPC's, as in runc.
+fn criu_config(plan: &Plan) -> Option<PathBuf> {
+    match plan.annotations.get("org.criu.config") {
+        Some(f) if f.is_empty() => None,
+        Some(f) => Some(PathBuf::from(f)),
+        None => Some(PathBuf::from("/etc/criu/capsa-runtime.conf")),
+    }
+}
+
+/// The running container's root, with its mounts, as its init sees it.
+fn container_root(st: &ContainerState) -> Result<Root> {
+    let p = format!("/proc/{}/root", st.pid);
+    Root::open(Path::new(&p)).map_err(|e| Error::sys("open", p, e))
 }
 
 /// What the init's fds 0, 1 and 2 are (`pipe:[INODE]`, a path), read
@@ -376,6 +425,48 @@ struct CriuRoot {
 }
 
 impl CriuRoot {
+    /// Each bind's mount point made again (in order, each bound while the
+    /// next is made, so that a nested one is made in its parent's source),
+    /// resolved inside the root; then the binds undone, CRIU makes its own.
+    /// Returns the root, for where each destination leads.
+    fn make_mount_points(&self, plan: &Plan) -> Result<Root> {
+        use nix::mount::{MntFlags, MsFlags};
+        let root =
+            Root::open(&self.path).map_err(|e| Error::sys("open", self.path.display(), e))?;
+        let mut bound = Vec::new();
+        let res = (|| {
+            for m in plan.mounts.iter().filter(|m| m.bind) {
+                let Some(src) = &m.source else { continue };
+                let dir = std::fs::metadata(src)
+                    .map_err(|e| Error::io("stat", src.display(), e))?
+                    .is_dir();
+                let made = if dir {
+                    root.mkdir_all(&m.destination)
+                } else {
+                    root.create_file(&m.destination)
+                };
+                let target = made.map_err(|e| Error::sys("make", m.destination.display(), e))?;
+                capsa_sys::root::mount_on(
+                    Some(&src.display().to_string()),
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(|e| Error::sys("bind mount", src.display(), e))?;
+                bound.push(target);
+            }
+            Ok(())
+        })();
+        for t in bound.iter().rev() {
+            let _ = nix::mount::umount2(
+                capsa_sys::resolve::fd_path(t.as_raw_fd()).as_str(),
+                MntFlags::MNT_DETACH,
+            );
+        }
+        res.map(|()| root)
+    }
+
     fn mount(dir: &Path, rootfs: &Path) -> Result<CriuRoot> {
         use nix::mount::{mount, MsFlags};
         let path = dir.join("criu-root");
@@ -477,9 +568,12 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
     let mut o = opts.flags.opts(&images, work.as_ref(), "restore.log")?;
     o.evasive_devices = true;
     o.rst_sibling = true;
+    o.config_file = criu_config(&plan);
     let root = CriuRoot::mount(&dir, &plan.rootfs)?;
     o.root = Some(root.path.clone());
-    o.ext_mnt = externals(&plan, &cgroup, &hier);
+    let inside = root.make_mount_points(&plan)?;
+    o.ext_mnt = externals(&plan, &cgroup, &hier, &inside);
+    drop(inside);
     if !plan.masked_paths.is_empty() {
         o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
     }
@@ -490,8 +584,18 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         .filter(|(_, d)| d.starts_with("pipe:"))
         .map(|(i, d)| (d.clone(), i as i32))
         .collect();
-    let keep = CriuFlags::keep(&images, work.as_ref(), opts.flags.status_fd);
+    // A namespace joined by path is handed to CRIU to join (by fd).
+    let mut joined = Vec::new();
+    for (_, key, path) in joined_namespaces(&plan) {
+        let f = std::fs::File::open(&path).map_err(|e| Error::io("open", path.display(), e))?;
+        let fd: OwnedFd = f.into();
+        o.inherit_fd.push((key.to_string(), fd.as_raw_fd()));
+        joined.push(fd);
+    }
+    let mut keep = CriuFlags::keep(&images, work.as_ref(), opts.flags.status_fd);
+    keep.extend(joined.iter().map(|f| f.as_raw_fd()));
     let mut swrk = Swrk::spawn(&opts.flags.criu, &keep, true, log)?;
+    drop(joined);
     // The restored tree is born where CRIU is: in the container's cgroups,
     // at the container's path in each v1 hierarchy.
     cgroup.add(swrk.pid())?;

@@ -62,6 +62,11 @@ pub struct Opts {
     pub lazy_pages: bool,
     pub status_fd: Option<RawFd>,
     pub orphan_pts_master: bool,
+    /// A CRIU configuration file, whose settings win over these.
+    pub config_file: Option<PathBuf>,
+    /// External resources, as `net[INODE]:KEY` (a namespace joined by
+    /// path, which CRIU leaves alone).
+    pub external: Vec<String>,
 }
 
 /// A reply from CRIU.
@@ -165,6 +170,9 @@ impl Opts {
             m.int(2, i64::from(*fd));
             e.bytes(27, &m.0);
         }
+        for x in &self.external {
+            e.string(37, x);
+        }
         if let Some(mode) = self.manage_cgroups_mode {
             e.int(34, i64::from(mode));
         }
@@ -179,6 +187,9 @@ impl Opts {
             e.int(49, i64::from(fd));
         }
         e.flag(50, self.orphan_pts_master);
+        if let Some(c) = &self.config_file {
+            e.string(51, &c.to_string_lossy());
+        }
         e.0
     }
 }
