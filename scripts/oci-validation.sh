@@ -80,3 +80,10 @@ for pair in "$reference:$ref_out" "$runtime:$out"; do
     echo "oci-validation: $(basename "${pair%%:*}"): ok $(grep -cP '^ok\t' "$f") / not ok $(grep -cP '^not ok\t' "$f")"
 done
 rm -f "$ref_out" "$out"
+# The programs' bundles are /tmp/ocitest*; a runtime that runs a container
+# without a mount namespace (linux_ns_itype) mounts its /proc, /dev and
+# /sys there in the host's namespace and leaves them: unmount, then remove.
+for m in $(awk '$2 ~ "^/tmp/ocitest" {print $2}' /proc/self/mounts | sort -r); do
+    umount -l "$m" || true
+done
+rm -rf /tmp/ocitest*
