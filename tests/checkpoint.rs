@@ -117,6 +117,12 @@ fn checkpoint_then_restore_continues_the_process_where_it_was() {
         "the process ran on after the dump"
     );
 
+    // Restored under another id and into another cgroup than the dump's:
+    // the new container's, in every hierarchy.
+    let mut b = b;
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}/restored", env.cgroup_parent));
+    b.save();
+    let id = env.id("r");
     let (s, e, _restored) = rt_piped(
         &env,
         &criu,
@@ -137,7 +143,13 @@ fn checkpoint_then_restore_continues_the_process_where_it_was() {
     // In the container's cgroup, and reachable as any container.
     let pid = env.state(&id)["pid"].as_i64().unwrap();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cg.contains(&format!("/{}/b", env.cgroup_parent)), "{cg}");
+    let mine = format!("/{}/restored", env.cgroup_parent);
+    assert!(
+        cg.lines()
+            .filter(|l| !l.contains("name="))
+            .all(|l| l.ends_with(&mine)),
+        "{cg}"
+    );
     let out = env.rt_ok(&["exec", &id, "cat", "/data/count"]);
     assert!(out.trim().parse::<u64>().unwrap() > at_dump);
     env.rt_ok(&["delete", "--force", &id]);
@@ -318,6 +330,15 @@ fn restore_from_a_bad_image_fails_and_leaves_nothing() {
         "{}",
         stderr(&o)
     );
+    // A FIFO for descriptors.json is refused, not waited on forever.
+    std::fs::remove_file(images.join("descriptors.json")).unwrap();
+    nix::unistd::mkfifo(
+        &images.join("descriptors.json"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let o = restore(&env);
+    assert!(stderr(&o).contains("descriptors.json"), "{}", stderr(&o));
     env.assert_gone(&id);
     let cg = Path::new("/sys/fs/cgroup/memory")
         .join(&env.cgroup_parent)
@@ -428,4 +449,55 @@ fn a_joined_network_namespace_is_joined_again_on_restore() {
         .unwrap()
         .ino();
     assert_eq!(net, ino);
+}
+
+/// CRIU, as root, creates its log in the image (or work) directory by
+/// name, following links: a directory others can write to could hold a
+/// link to a host file, which CRIU would truncate. Such a directory is
+/// refused before CRIU runs, and the host file is untouched.
+#[test]
+fn an_image_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crlink");
+    let (b, _) = counting(&env);
+    let victim = env.dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let images = env.dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(&victim, images.join("restore.log")).unwrap();
+    std::os::unix::fs::symlink(&victim, images.join("dump.log")).unwrap();
+    std::fs::write(images.join("descriptors.json"), "[]").unwrap();
+    let id = env.id("c");
+    let img = images.to_str().unwrap();
+    let c = criu.to_str().unwrap();
+    let o = env.rt(&[
+        "--criu",
+        c,
+        "restore",
+        "-d",
+        "--image-path",
+        img,
+        "-b",
+        b.path(),
+        &id,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not writable by group or others"),
+        "{}",
+        stderr(&o)
+    );
+    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+    assert!(s.success(), "{e}");
+    let o = env.rt(&["--criu", c, "checkpoint", "--image-path", img, &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not writable by group or others"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(env.state(&id)["status"], "running");
 }

@@ -132,6 +132,9 @@ pub struct CriuArgs {
     /// An fd CRIU writes \0 to once the lazy page server is ready.
     #[arg(long)]
     pub status_fd: Option<i32>,
+    /// ADDRESS:PORT of a CRIU page server for the memory pages.
+    #[arg(long)]
+    pub page_server: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -39,6 +39,8 @@ pub struct CriuFlags {
     pub auto_dedup: bool,
     pub lazy_pages: bool,
     pub status_fd: Option<i32>,
+    /// `ADDRESS:PORT` of a page server for the memory pages (checkpoint).
+    pub page_server: Option<String>,
 }
 
 /// Options of `checkpoint`.
@@ -109,10 +111,11 @@ impl CriuFlags {
 
     /// The image directory and the work directory (made 0700 if missing,
     /// as a container may be checkpointed again), and CRIU's log path.
-    fn dirs(&self, log: &str) -> Result<(OwnedFd, Option<OwnedFd>, PathBuf)> {
-        let images = open_dir(&self.image_path, "--image-path")?;
+    /// The image directory is made only for a dump (a restore reads one).
+    fn dirs(&self, log: &str, dump: bool) -> Result<(OwnedFd, Option<OwnedFd>, PathBuf)> {
+        let images = open_dir(&self.image_path, "--image-path", dump)?;
         let work = match &self.work_path {
-            Some(w) => Some(open_dir(w, "--work-path")?),
+            Some(w) => Some(open_dir(w, "--work-path", true)?),
             None => None,
         };
         let log = self
@@ -131,21 +134,38 @@ impl CriuFlags {
     }
 }
 
-fn open_dir(p: &Path, flag: &str) -> Result<OwnedFd> {
-    match std::fs::create_dir(p) {
-        Ok(()) => {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::io("chmod", p.display(), e))?;
+fn open_dir(p: &Path, flag: &str, create: bool) -> Result<OwnedFd> {
+    if create {
+        match std::fs::create_dir(p) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::io("chmod", p.display(), e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("mkdir", format!("{flag} {}", p.display()), e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::io("mkdir", format!("{flag} {}", p.display()), e)),
     }
     let dir = std::fs::File::open(p)
         .map_err(|e| Error::io("open", format!("{flag} {}", p.display()), e))?;
-    if !dir.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+    let meta = dir
+        .metadata()
+        .map_err(|e| Error::io("stat", format!("{flag} {}", p.display()), e))?;
+    if !meta.is_dir() {
         return Err(Error::Invalid(format!(
             "{flag} {} is not a directory",
+            p.display()
+        )));
+    }
+    // Security: CRIU, as root, creates its log in this directory by name
+    // (O_CREAT|O_TRUNC, links followed): a link planted there by another
+    // user would have it truncate a host file. Only a directory that no
+    // one else can write to is taken (checked on the fd CRIU gets).
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(Error::Invalid(format!(
+            "{flag} {}: must be owned by uid {me} and not writable by group or others (CRIU writes its log there as root)",
             p.display()
         )));
     }
@@ -261,7 +281,7 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
         ));
     }
     let plan = plan_of(&st)?;
-    let (images, work, log) = opts.flags.dirs("dump.log")?;
+    let (images, work, log) = opts.flags.dirs("dump.log", true)?;
     let mut o = opts.flags.opts(&images, work.as_ref(), "dump.log")?;
     o.pid = Some(st.pid);
     o.root = Some(st.rootfs.clone());
@@ -499,12 +519,48 @@ impl Drop for CriuRoot {
     }
 }
 
+/// That `pid` is at `path` (or below it) in each of its cgroup hierarchies,
+/// as `/proc/PID/cgroup` says (read as untrusted text: an image's process).
+fn in_cgroup(pid: i32, path: &Path) -> Result<()> {
+    let f = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&f).map_err(|e| Error::io("read", &f, e))?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctl), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        // Hierarchies with no controller of ours (name=systemd, an empty
+        // v1 entry on a hybrid host) are not the container's business.
+        if ctl.starts_with("name=") || ctl.is_empty() && !at.starts_with('/') {
+            continue;
+        }
+        if !Path::new(at).starts_with(path) {
+            return Err(Error::State(format!(
+                "the restored process {pid} is in cgroup {at} ({ctl}), not in the container's {}",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `descriptors.json` of an image: at most the three stdio entries, read
 /// with a bound (an image directory may come from anywhere).
-fn read_descriptors(images: &Path) -> Result<Vec<String>> {
+fn read_descriptors(images: &OwnedFd, path: &Path) -> Result<Vec<String>> {
     use std::io::Read;
-    let path = images.join(DESCRIPTORS);
-    let f = std::fs::File::open(&path).map_err(|e| Error::io("open", path.display(), e))?;
+    let path = path.join(DESCRIPTORS);
+    // Not a link, not a FIFO that would block the open: a regular file.
+    let fd = nix::fcntl::openat(
+        Some(images.as_raw_fd()),
+        DESCRIPTORS,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", path.display(), e))?;
+    let f = std::fs::File::from(capsa_sys::fd::own_raw(fd));
     if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
         return Err(Error::Invalid(format!(
             "{} is not a regular file",
@@ -521,7 +577,8 @@ fn read_descriptors(images: &Path) -> Result<Vec<String>> {
 }
 
 /// `restore`: a new container `id` from the bundle and the images CRIU
-/// made. Its process is restored as our child (CRIU's `rst_sibling`), in
+/// made. The calling process moves to a mount namespace of its own (the
+/// command line's is short-lived). Its process is restored as our child (CRIU's `rst_sibling`), in
 /// the container's new cgroup, with the stdio pipes of the dump replaced
 /// by our own stdio.
 pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
@@ -541,7 +598,25 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         ));
     }
     let console = crate::console::ConsoleSocket::connect(opts.console_socket.as_deref())?;
-    let descriptors = read_descriptors(&opts.flags.image_path)?;
+    // Security: the rootfs bind CRIU needs, and the temporary binds that
+    // make mount points, are made in a mount namespace of this process's
+    // own, a slave of the host's: none of them reaches the host or its
+    // peers, and none outlives this process (a delete meanwhile cannot
+    // walk into the rootfs through one). First of all: every directory
+    // CRIU is handed (by fd) must be of this namespace, or CRIU cannot
+    // mount in it.
+    capsa_sys::process::unshare(libc::CLONE_NEWNS)
+        .map_err(|e| Error::sys("unshare", "mount namespace", e))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys("make slave", "/", e))?;
+    let (images, work, log) = opts.flags.dirs("restore.log", false)?;
+    let descriptors = read_descriptors(&images, &opts.flags.image_path)?;
     let dir = store.create_dir(&opts.id)?;
     let mut undo = Undo {
         store,
@@ -552,10 +627,15 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
     let hier = Hierarchy::detect().map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
     let cg_path = capsa_cgroups::container_path(plan.cgroups_path.as_deref(), &opts.id)?;
     let mut cgroup = Cgroup::new(&hier, &cg_path);
-    let made = cgroup.create();
+    cgroup.create()?;
+    // Security: a cgroup refused as not ours (a host service's, named in
+    // linux.cgroupsPath) is never killed on the way out: only what this
+    // restore made is removed, until it is known to be the container's.
+    if let Err(e) = crate::create::refuse_busy_cgroup(&cgroup) {
+        let _ = cgroup.remove_created();
+        return Err(e);
+    }
     undo.cgroup = Some(cgroup.clone());
-    made?;
-    crate::create::refuse_busy_cgroup(&cgroup)?;
     let resources = plan
         .spec
         .linux()
@@ -564,7 +644,6 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         .unwrap_or_default();
     cgroup.apply(&resources)?;
 
-    let (images, work, log) = opts.flags.dirs("restore.log")?;
     let mut o = opts.flags.opts(&images, work.as_ref(), "restore.log")?;
     o.evasive_devices = true;
     o.rst_sibling = true;
@@ -604,6 +683,10 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         .iter()
         .map(|(c, _)| (Some(c.join(",")), cg_path.display().to_string()))
         .collect();
+    // And a root with no controller, CRIU's default for every hierarchy
+    // not named (v2's among them): what the image recorded is the old
+    // container's path, or any path a crafted image names.
+    o.cg_root.push((None, cg_path.display().to_string()));
     let mut st = ContainerState {
         id: opts.id.clone(),
         pid: 0,
@@ -646,6 +729,10 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         st.start_time = state::proc_stat(st.pid).map(|(_, t)| t).unwrap_or(0);
         store.save(&st)?;
     }
+    // Security: its limits and device filter hold only if the restored
+    // process is in the container's cgroup in every hierarchy, wherever
+    // the image said it was: checked, else it is killed (the undo).
+    in_cgroup(st.pid, &cg_path)?;
     state::write_pid_file(opts.pid_file.as_deref(), st.pid)?;
     undo.armed = false;
     Ok(Restored { state: st })

@@ -67,6 +67,8 @@ pub struct Opts {
     /// External resources, as `net[INODE]:KEY` (a namespace joined by
     /// path, which CRIU leaves alone).
     pub external: Vec<String>,
+    /// A page server to send the memory pages to (address, port).
+    pub page_server: Option<(String, i32)>,
 }
 
 /// A reply from CRIU.
@@ -136,6 +138,12 @@ impl Opts {
         e.flag(8, self.file_locks);
         e.int(9, 4);
         e.string(10, &self.log_file);
+        if let Some((addr, port)) = &self.page_server {
+            let mut ps = Enc::default();
+            ps.string(1, addr);
+            ps.int(2, i64::from(*port));
+            e.bytes(11, &ps.0);
+        }
         e.flag(12, true); // notify_scripts
         if let Some(r) = &self.root {
             e.string(13, &r.to_string_lossy());

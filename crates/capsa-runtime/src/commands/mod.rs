@@ -62,6 +62,7 @@ pub fn criu_flags(a: &crate::cli::CriuArgs, criu: &std::path::Path) -> capsa_run
         auto_dedup: a.auto_dedup,
         lazy_pages: a.lazy_pages,
         status_fd: a.status_fd,
+        page_server: a.page_server.clone(),
     }
 }
 
