@@ -501,3 +501,59 @@ fn an_image_directory_others_can_write_is_refused() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert_eq!(env.state(&id)["status"], "running");
 }
+
+/// A container that may mount (CAP_SYS_ADMIN) covers its read-only bind
+/// with a tmpfs of its own: CRIU, which knows external mounts by mount
+/// point, would restore both as the host source, the top one writable.
+/// The dump is refused while anything is stacked on an external mount,
+/// and the host directory stays read-only to the container.
+#[test]
+fn a_mount_stacked_on_a_bind_refuses_the_dump() {
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crstack");
+    let host = env.dir.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let mut b = env.bundle("b");
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({ "destination": "/ro", "type": "bind", "source": host, "options": ["rbind", "ro"] }),
+    );
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    b.config["linux"]["seccomp"] = json!(null);
+    b.args(&[
+        "sh",
+        "-c",
+        "mount -t tmpfs none /ro && touch /ro/ready && sleep 1000",
+    ]);
+    let id = env.id("c");
+    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+    assert!(s.success(), "{e}");
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    assert!(wait_for(10, || Path::new(&format!(
+        "/proc/{pid}/root/ro/ready"
+    ))
+    .exists()));
+    let images = env.dir.join("images");
+    let img = images.to_str().unwrap();
+    let (s, e, _) = rt_piped(&env, &criu, &["checkpoint", "--image-path", img, &id]);
+    if s.success() {
+        // Without the refusal: show what the restore would have made.
+        let (_, e, _) = rt_piped(
+            &env,
+            &criu,
+            &["restore", "-d", "--image-path", img, "-b", b.path(), &id],
+        );
+        let o = env.rt(&["exec", &id, "touch", "/ro/escaped"]);
+        panic!(
+            "dumped; restore: {e}; touch /ro/escaped: {:?}; on the host: {}",
+            o.status.code(),
+            host.join("escaped").exists()
+        );
+    }
+    assert!(e.contains("/ro has mounts stacked on it"), "{e}");
+    assert_eq!(env.state(&id)["status"], "running");
+}

@@ -316,6 +316,7 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
                 .into_iter()
                 .map(|p| (p, "/dev/null".into())),
         );
+        refuse_stacked(st.pid, &o.ext_mnt)?;
         let fds = stdio_of(st.pid)?;
         let json = serde_json::to_vec(&fds).map_err(|e| Error::State(e.to_string()))?;
         state::write_atomic(&opts.flags.image_path.join(DESCRIPTORS), &json, 0o600)?;
@@ -388,6 +389,38 @@ fn criu_config(plan: &Plan) -> Option<PathBuf> {
         Some(f) => Some(PathBuf::from(f)),
         None => Some(PathBuf::from("/etc/criu/capsa-runtime.conf")),
     }
+}
+
+/// Security: a container with CAP_SYS_ADMIN in its own user namespace can
+/// mount over one of its external mounts (a tmpfs over a read-only bind):
+/// CRIU, which knows external mounts by mount point, would restore both
+/// as the host source, the top one with the writable flags of the
+/// container's own. A dump is refused while anything is stacked there.
+fn refuse_stacked(pid: i32, ext: &[(String, String)]) -> Result<()> {
+    use std::io::Read;
+    let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+    let path = format!("{pid}/mountinfo");
+    let fd = proc
+        .open(Path::new(&path), libc::O_RDONLY)
+        .map_err(|e| Error::sys("open", &path, e))?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io("read", &path, e))?;
+    let points: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(capsa_sys::mount::unescape)
+        .collect();
+    for (key, _) in ext {
+        if points.iter().filter(|p| *p == key).count() > 1 {
+            return Err(Error::State(format!(
+                "cannot checkpoint: {key} has mounts stacked on it (CRIU would restore them as its source)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The running container's root, with its mounts, as its init sees it.
