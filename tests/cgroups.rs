@@ -701,3 +701,37 @@ fn exec_cgroup_joins_a_sub_cgroup_and_never_one_outside() {
     assert!(out.lines().any(|l| l.ends_with(":pids:/sub")), "{out}");
     assert!(out.lines().any(|l| l.ends_with(":freezer:/")), "{out}");
 }
+
+/// Sub-cgroups nested deep (80 levels of 40-character names), with a
+/// process at the bottom: walked by directory fd, nothing of it hides from
+/// `ps`, `delete --force` kills it and removes them all. (An earlier walk
+/// by path gave up past 64 levels, and with it the kill.)
+#[test]
+fn deep_sub_cgroups_do_not_hide_a_process() {
+    let env = Env::new("deepcg");
+    let mut b = env.bundle("b");
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    b.args(&["sleep", "1000"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    env.rt_ok(&["exec", "-d", &id, "sleep", "999"]);
+    let script = "set -e; pid=$(ps -o pid,args | grep 'sleep 99[9]' | awk '{print $1}'); \
+        n=$(printf 'x%.0s' $(seq 38)); for s in memory pids freezer; do \
+        cd /sys/fs/cgroup/$s; for i in $(seq 10 89); do mkdir $n$i; cd $n$i; done; \
+        echo $pid > tasks; done";
+    env.rt_ok(&["exec", &id, "sh", "-c", script]);
+    let ps: Vec<i32> = serde_json::from_str(&env.rt_ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(ps.len(), 2, "the deep process is listed: {ps:?}");
+    env.rt_ok(&["delete", "--force", &id]);
+    for s in ["memory", "pids", "freezer"] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(s)
+            .join(&env.cgroup_parent)
+            .join("b");
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}

@@ -557,3 +557,43 @@ fn a_mount_stacked_on_a_bind_refuses_the_dump() {
     assert!(e.contains("/ro has mounts stacked on it"), "{e}");
     assert_eq!(env.state(&id)["status"], "running");
 }
+
+/// A CRIU configuration can name scripts CRIU runs as root: one inside
+/// the container's rootfs, or one others can write, is refused.
+#[test]
+fn a_criu_config_the_container_could_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(criu) = criu() else { return };
+    let env = Env::new("crconf");
+    let (mut b, _) = counting(&env);
+    let inside = b.rootfs().join("etc/criu.conf");
+    std::fs::write(&inside, "action-script=/bin/true\n").unwrap();
+    let writable = env.dir.join("open.conf");
+    std::fs::write(&writable, "").unwrap();
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let c = criu.to_str().unwrap();
+    for (conf, words) in [
+        (&inside, "inside the container's rootfs"),
+        (&writable, "is not root's alone"),
+    ] {
+        b.config["annotations"] = json!({ "org.criu.config": conf });
+        b.config["linux"]["cgroupsPath"] =
+            json!(format!("/{}/c{}", env.cgroup_parent, words.len()));
+        b.save();
+        let id = env.id(&format!("c{}", words.len()));
+        let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
+        assert!(s.success(), "{e}");
+        let img = env.dir.join(format!("images{}", words.len()));
+        let o = env.rt(&[
+            "--criu",
+            c,
+            "checkpoint",
+            "--image-path",
+            img.to_str().unwrap(),
+            &id,
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(words), "{}", stderr(&o));
+        assert_eq!(env.state(&id)["status"], "running");
+    }
+}

@@ -18,6 +18,7 @@ pub use resources::{
 };
 
 use nix::errno::Errno;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Why a cgroup operation failed: what was done, to which file, and errno.
@@ -480,7 +481,7 @@ impl Cgroup {
             .or_else(|| self.v1.first().map(|(_, d)| d.as_path()))
             .ok_or(CgroupError::NoHierarchy)?;
         let mut pids = Vec::new();
-        procs_under(dir, 0, &mut pids)?;
+        procs_under(dir, &mut pids)?;
         Ok(pids)
     }
 
@@ -591,59 +592,113 @@ impl Cgroup {
 }
 
 /// A container with its cgroup mounted writable may make sub-cgroups (as
-/// runc allows); their depth is bounded by the kernel's
-/// `cgroup.max.depth` where set, and by this where not.
-const MAX_DEPTH: usize = 64;
+/// runc allows). They are walked by directory fd, never by a path built
+/// from their names: neither depth nor long names can push one past
+/// PATH_MAX and out of sight. Deeper than this, a walk goes no further
+/// (what is there keeps `rmdir` of its parents failing, visibly).
+const MAX_DEPTH: usize = 256;
 
-/// Each directory below `d` (sub-cgroups a container made), depth first;
-/// `d` itself last. Only directories: cgroupfs has no links to follow.
-fn subtree(d: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(CgroupError::sys(
-            "walk",
-            d,
-            std::io::Error::from_raw_os_error(libc::ELOOP),
-        ));
+/// The sub-directories of `dir` (sub-cgroups), by name.
+fn subdirs(dir: &OwnedFd) -> Vec<std::ffi::CString> {
+    let Ok(dup) = nix::unistd::dup(dir.as_raw_fd()) else {
+        return Vec::new();
+    };
+    let Ok(mut d) = nix::dir::Dir::from_fd(dup) else {
+        return Vec::new();
+    };
+    d.iter()
+        .flatten()
+        .filter(|e| e.file_type() == Some(nix::dir::Type::Directory))
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect()
+}
+
+/// Visit every sub-cgroup below `dir`, deepest first, as (its parent's fd,
+/// its name, its own fd). A walk never stops at an error: a sub-cgroup
+/// that went away meanwhile is simply not there.
+fn walk_below(
+    dir: &OwnedFd,
+    depth: usize,
+    visit: &mut dyn FnMut(&OwnedFd, &std::ffi::CStr, &OwnedFd),
+) {
+    if depth >= MAX_DEPTH {
+        return;
     }
-    if let Ok(rd) = std::fs::read_dir(d) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                subtree(&e.path(), depth + 1, out)?;
-            }
-        }
+    for name in subdirs(dir) {
+        let Ok(raw) = nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name.as_c_str(),
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
+            continue;
+        };
+        let child = capsa_sys::fd::own_raw(raw);
+        walk_below(&child, depth + 1, visit);
+        visit(dir, &name, &child);
     }
-    out.push(d.to_path_buf());
+}
+
+fn open_dir(d: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(d)
+        .map(Into::into)
+}
+
+fn read_procs(dir: &OwnedFd, pids: &mut Vec<i32>) -> std::io::Result<()> {
+    use std::io::Read;
+    let raw = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        "cgroup.procs",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut s = String::new();
+    std::fs::File::from(capsa_sys::fd::own_raw(raw)).read_to_string(&mut s)?;
+    pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
     Ok(())
 }
 
 /// The pids of `d` and of every sub-cgroup below it (on v1 a parent's
 /// `cgroup.procs` does not list its children's).
-fn procs_under(d: &Path, depth: usize, pids: &mut Vec<i32>) -> Result<()> {
-    let mut dirs = Vec::new();
-    subtree(d, depth, &mut dirs)?;
-    for dir in dirs {
-        let f = dir.join("cgroup.procs");
-        match std::fs::read_to_string(&f) {
-            Ok(s) => pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-            // A sub-cgroup removed while we walked.
-            Err(e) if dir != d && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CgroupError::sys("read", &f, e)),
-        }
-    }
+fn procs_under(d: &Path, pids: &mut Vec<i32>) -> Result<()> {
+    let f = d.join("cgroup.procs");
+    let top = open_dir(d).map_err(|e| CgroupError::sys("open", d, e))?;
+    read_procs(&top, pids).map_err(|e| CgroupError::sys("read", &f, e))?;
+    walk_below(&top, 0, &mut |_, _, child| {
+        let _ = read_procs(child, pids);
+    });
     Ok(())
 }
 
 /// Remove `d` and the sub-cgroups below it, deepest first.
 fn rmdir_tree(d: &Path) -> Result<()> {
-    let mut dirs = Vec::new();
-    subtree(d, 0, &mut dirs)?;
-    let mut first_err = None;
-    for dir in dirs {
-        if let Err(e) = rmdir_retry(&dir) {
-            first_err.get_or_insert(e);
-        }
+    if let Ok(top) = open_dir(d) {
+        walk_below(&top, 0, &mut |parent, name, _| {
+            let mut delay = std::time::Duration::from_micros(200);
+            for _ in 0..40 {
+                match nix::unistd::unlinkat(
+                    Some(parent.as_raw_fd()),
+                    name,
+                    nix::unistd::UnlinkatFlags::RemoveDir,
+                ) {
+                    Err(Errno::EBUSY) => {
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(std::time::Duration::from_millis(20));
+                    }
+                    _ => return,
+                }
+            }
+        });
     }
-    first_err.map_or(Ok(()), Err)
+    rmdir_retry(d)
 }
 
 fn rmdir_retry(d: &Path) -> Result<()> {

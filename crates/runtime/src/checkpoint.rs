@@ -285,7 +285,7 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
     let mut o = opts.flags.opts(&images, work.as_ref(), "dump.log")?;
     o.pid = Some(st.pid);
     o.root = Some(st.rootfs.clone());
-    o.config_file = criu_config(&plan);
+    o.config_file = criu_config(&plan)?;
     for (kind, key, path) in joined_namespaces(&plan) {
         use std::os::unix::fs::MetadataExt;
         let ino = std::fs::metadata(&path)
@@ -383,12 +383,40 @@ fn joined_namespaces(plan: &Plan) -> Vec<(&'static str, &'static str, PathBuf)> 
 /// CRIU's configuration file for this container: the annotation
 /// `org.criu.config` (empty: none), else capsa's own default (CRIU skips a
 /// missing file). Its settings win over the RPC's, as in runc.
-fn criu_config(plan: &Plan) -> Option<PathBuf> {
-    match plan.annotations.get("org.criu.config") {
-        Some(f) if f.is_empty() => None,
-        Some(f) => Some(PathBuf::from(f)),
-        None => Some(PathBuf::from("/etc/criu/capsa-runtime.conf")),
+///
+/// Security: a CRIU configuration can name scripts CRIU runs as root
+/// (`action-script`). Only a file root owns and no one else can write, in
+/// directories the same, outside the container's rootfs, is handed over;
+/// anything else is refused (a missing one is skipped, as CRIU would).
+fn criu_config(plan: &Plan) -> Result<Option<PathBuf>> {
+    let f = match plan.annotations.get("org.criu.config") {
+        Some(f) if f.is_empty() => return Ok(None),
+        Some(f) => PathBuf::from(f),
+        None => PathBuf::from("/etc/criu/capsa-runtime.conf"),
+    };
+    let Ok(real) = std::fs::canonicalize(&f) else {
+        return Ok(None);
+    };
+    let rootfs = std::fs::canonicalize(&plan.rootfs).unwrap_or_else(|_| plan.rootfs.clone());
+    let bad = |why: &str| {
+        Error::Invalid(format!(
+            "org.criu.config {}: {why} (CRIU runs what its configuration names, as root)",
+            f.display()
+        ))
+    };
+    if real.starts_with(&rootfs) {
+        return Err(bad("inside the container's rootfs"));
     }
+    use std::os::unix::fs::MetadataExt;
+    for p in real.ancestors() {
+        let m = std::fs::metadata(p).map_err(|e| bad(&e.to_string()))?;
+        if m.uid() != 0
+            || m.mode() & 0o022 != 0 && !(m.is_dir() && m.mode() & 0o1000 != 0 && p != real)
+        {
+            return Err(bad(&format!("{} is not root's alone", p.display())));
+        }
+    }
+    Ok(Some(real))
 }
 
 /// Security: a container with CAP_SYS_ADMIN in its own user namespace can
@@ -507,6 +535,18 @@ impl CriuRoot {
                     None,
                 )
                 .map_err(|e| Error::sys("bind mount", src.display(), e))?;
+                // A read-only source stays so while mount points are made
+                // through it (a link in a writable volume could aim there).
+                if m.readonly() {
+                    capsa_sys::root::mount_on(
+                        None,
+                        &target,
+                        None,
+                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(|e| Error::sys("make read-only", m.destination.display(), e))?;
+                }
                 bound.push(target);
             }
             Ok(())
@@ -680,7 +720,7 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
     let mut o = opts.flags.opts(&images, work.as_ref(), "restore.log")?;
     o.evasive_devices = true;
     o.rst_sibling = true;
-    o.config_file = criu_config(&plan);
+    o.config_file = criu_config(&plan)?;
     let root = CriuRoot::mount(&dir, &plan.rootfs)?;
     o.root = Some(root.path.clone());
     let inside = root.make_mount_points(&plan)?;
