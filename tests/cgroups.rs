@@ -73,7 +73,10 @@ fn memory_limit_kills_on_overrun_and_the_oom_event_is_seen() {
             .trim(),
         "dd-exit-137"
     );
-    assert!(stats(&env, &id)["memory"]["oomKill"].as_u64().unwrap() >= 1);
+    // The stats carry no "oom" key (runc's shape): tools grep the stream
+    // for "oom" to find the event, and nothing else may match.
+    let st = env.rt_ok(&["events", "--stats", &id]);
+    assert!(!st.contains("oom"), "{st}");
 }
 
 #[test]

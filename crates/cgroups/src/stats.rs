@@ -61,8 +61,10 @@ pub struct Memory {
     pub kernel: MemoryEntry,
     #[serde(rename = "kernelTCP")]
     pub kernel_tcp: MemoryEntry,
-    /// Processes the OOM killer killed in this cgroup.
-    #[serde(rename = "oomKill")]
+    /// Processes the OOM killer killed in this cgroup. Not in the JSON:
+    /// runc's stats have no such key (an OOM kill is an `oom` event), and
+    /// tools look for "oom" in the event stream.
+    #[serde(skip)]
     pub oom_kill: u64,
     pub raw: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
