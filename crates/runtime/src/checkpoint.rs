@@ -103,7 +103,9 @@ impl CriuFlags {
             empty_ns,
             auto_dedup: self.auto_dedup,
             lazy_pages: self.lazy_pages,
-            status_fd: self.status_fd,
+            // Told through CRIU's status-ready notification instead (the
+            // fd stays ours): CRIU 3.15 and later, as runc does.
+            status_fd: None,
             orphan_pts_master: true,
             ..Opts::default()
         })
@@ -126,10 +128,9 @@ impl CriuFlags {
         Ok((images, work, log))
     }
 
-    fn keep(images: &OwnedFd, work: Option<&OwnedFd>, status: Option<i32>) -> Vec<i32> {
+    fn keep(images: &OwnedFd, work: Option<&OwnedFd>) -> Vec<i32> {
         let mut keep = vec![images.as_raw_fd()];
         keep.extend(work.map(|w| w.as_raw_fd()));
-        keep.extend(status);
         keep
     }
 }
@@ -321,14 +322,33 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
         let json = serde_json::to_vec(&fds).map_err(|e| Error::State(e.to_string()))?;
         state::write_atomic(&opts.flags.image_path.join(DESCRIPTORS), &json, 0o600)?;
     }
-    let keep = CriuFlags::keep(&images, work.as_ref(), opts.flags.status_fd);
+    let keep = CriuFlags::keep(&images, work.as_ref());
     let mut swrk = Swrk::spawn(&opts.flags.criu, &keep, false, log)?;
     let typ = if opts.pre_dump {
         ReqType::PreDump
     } else {
         ReqType::Dump
     };
-    let res = swrk.call(typ, Some(&o), |_, _, _| Ok(()));
+    let mut status_fd = opts.flags.status_fd;
+    if let Some(fd) = status_fd {
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(|e| Error::Invalid(format!("invalid --status-fd argument {fd}: {e}")))?;
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Err(Error::Invalid(format!(
+                "invalid --status-fd argument {fd}: not writable"
+            )));
+        }
+    }
+    let res = swrk.call(typ, Some(&o), |script, _, _| {
+        // The lazy page server is up: `--status-fd` gets a \0, once.
+        if script == "status-ready" {
+            if let Some(fd) = status_fd.take() {
+                let _ = nix::unistd::write(capsa_sys::fd::borrow_raw(fd), &[0]);
+                let _ = nix::unistd::close(fd);
+            }
+        }
+        Ok(())
+    });
     let finished = swrk.finish(!opts.pre_dump);
     res?;
     finished?;
@@ -744,7 +764,7 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         o.inherit_fd.push((key.to_string(), fd.as_raw_fd()));
         joined.push(fd);
     }
-    let mut keep = CriuFlags::keep(&images, work.as_ref(), opts.flags.status_fd);
+    let mut keep = CriuFlags::keep(&images, work.as_ref());
     keep.extend(joined.iter().map(|f| f.as_raw_fd()));
     let mut swrk = Swrk::spawn(&opts.flags.criu, &keep, true, log)?;
     drop(joined);
