@@ -69,6 +69,23 @@ if [ ! -f "$data/debian-amd64.tar.xz" ]; then
 fi
 
 cd "$tree/tests/integration"
+# CAPSA_RUNC_SUITE_EXCLUDE: test names (one per line) to report as skipped,
+# for a test that hangs on this machine whatever the runtime (it would stop
+# every test after it). The copy under test gets a `skip` line; the
+# summary counts it as a skip.
+if [ -n "${CAPSA_RUNC_SUITE_EXCLUDE:-}" ]; then
+    while IFS= read -r name; do
+        [ -n "$name" ] || continue
+        for f in *.bats; do
+            awk -v t="@test \"$name\" {" '
+                { print }
+                $0 == t { print "\tskip \"excluded: hangs here for every runtime (CAPSA_RUNC_SUITE_EXCLUDE)\"" }
+            ' "$f" >"$f.new" && mv "$f.new" "$f"
+        done
+    done <<<"$CAPSA_RUNC_SUITE_EXCLUDE"
+    # The cached tree gets the suite's own files back afterwards.
+    trap 'git -C "$src" archive "$tag" tests/integration | tar -x -C "$tree"' EXIT
+fi
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(*.bats)
 out=$(mktemp)
