@@ -738,3 +738,20 @@ fn deep_sub_cgroups_do_not_hide_a_process() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+/// `update --cpu-burst` (runc's flag) lands in the cgroup's burst file.
+#[test]
+fn update_cpu_burst_is_written() {
+    let env = Env::new("burst");
+    let mut b = env.bundle("b");
+    b.config["linux"]["resources"]["cpu"] = json!({ "quota": 50000, "period": 100000 });
+    b.args(&["sleep", "100"]);
+    let id = env.id("c");
+    env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
+    env.rt_ok(&["update", "--cpu-burst", "20000", &id]);
+    let f = format!(
+        "/sys/fs/cgroup/cpu/{}/b/cpu.cfs_burst_us",
+        env.cgroup_parent
+    );
+    assert_eq!(std::fs::read_to_string(f).unwrap().trim(), "20000");
+}

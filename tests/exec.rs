@@ -204,3 +204,39 @@ fn exec_into_a_paused_container_is_refused_unless_ignore_paused() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n");
 }
+
+/// `exec --pidfd-socket` sends a pidfd of the new process: it refers to
+/// that process (its pid, per the fd's fdinfo), and a missing socket fails
+/// the exec before anything runs.
+#[test]
+fn exec_pidfd_socket_receives_the_process_pidfd() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new("pidfdsock");
+    let (id, _b) = running(&env, "c");
+    let sock = env.dir.join("pidfd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let rx = receive_master(listener);
+    let pidfile = env.dir.join("exec.pid");
+    env.rt_ok(&[
+        "exec",
+        "-d",
+        "--pidfd-socket",
+        sock.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sleep",
+        "100",
+    ]);
+    let pidfd = rx.join().unwrap();
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).unwrap();
+    assert!(
+        info.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pid:", pid.trim()]),
+        "{info}"
+    );
+    let o = env.rt(&["exec", "--pidfd-socket", "/nonexistent.sock", &id, "true"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(stderr(&o).contains("--pidfd-socket"), "{}", stderr(&o));
+}

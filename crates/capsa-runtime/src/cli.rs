@@ -323,6 +323,9 @@ pub struct ExecArgs {
     /// repeatable (runc's flag).
     #[arg(long = "cgroup")]
     pub cgroups: Vec<String>,
+    /// Unix socket to send a pidfd of the new process to.
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
     /// Accepted for runc compatibility; labels are issue 5's.
     #[arg(long, hide = true)]
     pub process_label: Option<String>,
@@ -342,6 +345,9 @@ pub struct UpdateArgs {
     pub cpu_period: Option<u64>,
     #[arg(long, allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
+    /// CPU time (microseconds) a period may borrow from earlier ones.
+    #[arg(long)]
+    pub cpu_burst: Option<u64>,
     #[arg(long)]
     pub cpu_share: Option<u64>,
     #[arg(long)]

@@ -82,8 +82,21 @@ fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
     if p.terminal && a.detach && a.console_socket.is_none() {
         bail!("cannot allocate tty if capsa-runtime will detach without setting console socket");
     }
-    if !a.detach {
+    // Connected first: a socket that is not there fails the exec before
+    // anything runs.
+    let pidfd_sock = match &a.pidfd_socket {
+        Some(path) => Some(
+            std::os::unix::net::UnixStream::connect(path)
+                .with_context(|| format!("--pidfd-socket {}", path.display()))?,
+        ),
+        None => None,
+    };
+    // Our child (we reap it, or leave it unreaped as we exit): its pid
+    // cannot go to another process before the pidfd is opened.
+    if !a.detach || pidfd_sock.is_some() {
         capsa_sys::process::set_child_subreaper().ok();
+    }
+    if !a.detach {
         foreground::block_signals();
     }
     let opts = capsa_runtime::ExecOptions {
@@ -107,6 +120,16 @@ fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
         a.id,
         opts.process.args.first().map(String::as_str).unwrap_or("")
     ));
+    if let Some(sock) = &pidfd_sock {
+        let pidfd = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(e.pid))
+            .with_context(|| format!("pidfd_open {}", e.pid))?;
+        capsa_sys::fd::send_with_fd(
+            std::os::fd::AsFd::as_fd(sock),
+            b"pidfd",
+            Some(std::os::fd::AsRawFd::as_raw_fd(&pidfd)),
+        )
+        .context("--pidfd-socket: send")?;
+    }
     if a.detach {
         return Ok(0);
     }

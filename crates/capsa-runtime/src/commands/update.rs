@@ -65,6 +65,7 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<Value> {
         (a.cpu_period, "period"),
         (a.cpu_share, "shares"),
         (a.cpu_rt_period, "realtimePeriod"),
+        (a.cpu_burst, "burst"),
     ] {
         if let Some(v) = v {
             set("cpu", k, json!(v));
