@@ -429,3 +429,62 @@ fn a_read_only_tmpfs_under_an_in_root_link_is_mounted() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
 }
+
+/// A bind takes its source's mount flags; what the options clear by name
+/// (`suid`, `dev`, `rw`) is cleared on it, as runc's remount does, and
+/// what they do not name stays as the source has it.
+#[test]
+fn bind_options_clear_the_flags_they_name() {
+    let env = Env::new("bindclear");
+    let src = env.dir.join("src");
+    env.mount_tmpfs(&src, None);
+    // The source: nosuid, nodev, read-only (the mount's flags, not its
+    // filesystem's).
+    nix::mount::mount(
+        None::<&str>,
+        &src,
+        None::<&str>,
+        nix::mount::MsFlags::MS_REMOUNT
+            | nix::mount::MsFlags::MS_BIND
+            | nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .unwrap();
+    let mut b = env.bundle("b");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({ "destination": "/kept", "type": "bind", "source": src, "options": ["bind"] }),
+    );
+    mounts.push(json!({ "destination": "/cleared", "type": "bind", "source": src, "options": ["bind", "suid", "dev", "rw"] }));
+    b.args(&[
+        "sh",
+        "-c",
+        "grep -E ' /(kept|cleared) ' /proc/mounts | cut -d' ' -f2,4",
+    ]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let opts = |m: &str| -> Vec<String> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{m} ")))
+            .unwrap_or_else(|| panic!("{m} not mounted: {out}"))
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let kept = opts("/kept");
+    assert!(
+        kept.contains(&"ro".into())
+            && kept.contains(&"nosuid".into())
+            && kept.contains(&"nodev".into()),
+        "{out}"
+    );
+    let cleared = opts("/cleared");
+    assert!(cleared.contains(&"rw".into()), "{out}");
+    assert!(
+        !cleared.contains(&"nosuid".into()) && !cleared.contains(&"nodev".into()),
+        "{out}"
+    );
+}

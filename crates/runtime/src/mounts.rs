@@ -242,7 +242,13 @@ fn mount_made(
         // is looked up by path once the target was resolved, so a process
         // sharing the volume cannot swap the path between the mount and a
         // remount and have the remount land elsewhere.
-        let (set, clear) = mount_attrs(m.flags);
+        let (set, mut clear) = mount_attrs(m.flags);
+        // What the options clear by name (`rw`, `suid`, ...) is cleared on
+        // the clone, which otherwise keeps its source's flags (runc's
+        // remount gives exactly the options' flags). The atime mode stays
+        // the source's unless one is named.
+        let atime = libc::MS_NOATIME | libc::MS_STRICTATIME | libc::MS_RELATIME;
+        clear |= mount_attrs(m.clear & !atime).0;
         if set != 0 || clear != 0 {
             capsa_sys::mount::set_attrs(tree, set, clear, false)
                 .map_err(|e| err("set mount flags", &dest, e))?;

@@ -32,6 +32,10 @@ pub struct MountPlan {
     /// `AT_RECURSIVE`).
     pub recursive_set: u64,
     pub recursive_clear: u64,
+    /// `MS_*` flags the options clear by name (`rw`, `suid`, `dev`,
+    /// `exec`, ...): a bind takes its source's flags, and these are
+    /// cleared on it, as runc's remount does.
+    pub clear: u64,
 }
 
 impl MountPlan {
@@ -76,12 +80,19 @@ pub fn plan(
         idmap: None,
         recursive_set: 0,
         recursive_clear: 0,
+        clear: 0,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in m.options().iter().flatten() {
         match option(opt) {
-            Some(Opt::Set(f)) => p.flags |= f,
-            Some(Opt::Clear(f)) => p.flags &= !f,
+            Some(Opt::Set(f)) => {
+                p.flags |= f;
+                p.clear &= !f;
+            }
+            Some(Opt::Clear(f)) => {
+                p.flags &= !f;
+                p.clear |= f;
+            }
             Some(Opt::Propagation(f)) => p.propagation.push(f),
             Some(Opt::Bind { recursive }) => {
                 p.bind = true;
