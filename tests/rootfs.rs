@@ -488,3 +488,24 @@ fn bind_options_clear_the_flags_they_name() {
         "{out}"
     );
 }
+
+/// A tmpfs without `mode=` takes the mode of the directory it covers, as
+/// runc's does; with `mode=` it has that one.
+#[test]
+fn a_tmpfs_keeps_the_mode_of_its_mount_point() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("tmpfsmode");
+    let mut b = env.bundle("b");
+    for (d, mode) in [("kept", 0o750), ("given", 0o700)] {
+        std::fs::create_dir(b.rootfs().join(d)).unwrap();
+        std::fs::set_permissions(b.rootfs().join(d), std::fs::Permissions::from_mode(mode))
+            .unwrap();
+    }
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({ "destination": "/kept", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"] }));
+    mounts.push(json!({ "destination": "/given", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"] }));
+    b.args(&["stat", "-c", "%a", "/kept", "/given"]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "750\n1777\n");
+}

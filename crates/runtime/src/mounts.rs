@@ -326,6 +326,12 @@ fn mount_made(
         Some(m.data.as_str())
     };
     let f = flags(m.flags);
+    // A tmpfs without `mode=` gets the mode of the directory it covers
+    // (runc's behaviour; the kernel's default is 1777).
+    let keep_mode = (m.fstype == "tmpfs" && !m.data.split(',').any(|o| o.starts_with("mode=")))
+        .then(|| nix::sys::stat::fstat(target.as_raw_fd()).ok())
+        .flatten()
+        .map(|st| st.st_mode & 0o7777);
     let res = mount(
         Some(source.as_str()),
         target_path.as_str(),
@@ -333,6 +339,22 @@ fn mount_made(
         f,
         data,
     );
+    if let (Ok(()), Some(mode)) = (&res, keep_mode) {
+        if m.flags & libc::MS_RDONLY == 0 {
+            let top = root
+                .open_at(
+                    &m.destination,
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    Symlinks::InRoot,
+                )
+                .map_err(|e| err("open", &dest, e))?;
+            nix::sys::stat::fchmod(
+                top.as_raw_fd(),
+                nix::sys::stat::Mode::from_bits_truncate(mode),
+            )
+            .map_err(|e| err("chmod", &dest, e))?;
+        }
+    }
     match res {
         Ok(()) => {}
         // In a user namespace devpts refuses a gid that is not mapped: try
