@@ -167,6 +167,25 @@ fn masked_and_readonly_paths_stay_so() {
     assert_eq!(lines, vec!["0", "0", "0", "ro", "2"]);
 }
 
+/// The masked directories are one read-only tmpfs, bound at each (as runc
+/// 1.2): the same device everywhere, and nothing can be written there.
+#[test]
+fn masked_directories_share_one_read_only_tmpfs() {
+    let env = Env::new("maskshare");
+    let mut b = env.bundle("b");
+    b.config["linux"]["maskedPaths"] =
+        json!(["/proc/acpi", "/proc/scsi", "/sys/firmware", "/proc/kcore"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "stat -c %d /proc/acpi /proc/scsi /sys/firmware | sort -u | wc -l; \
+         stat -f -c %T /proc/acpi; touch /sys/firmware/x 2>/dev/null || echo ro",
+    ]);
+    let o = run(&env, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(out(&o), "1\ntmpfs\nro\n");
+}
+
 #[test]
 fn cgroup_mount_shows_the_container_cgroup() {
     let env = Env::new("cgmount");

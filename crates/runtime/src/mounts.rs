@@ -909,6 +909,10 @@ pub fn host_null() -> R<OwnedFd> {
 /// tmpfs over directories. Paths that do not exist are skipped; a symlink
 /// is never followed.
 pub fn mask(root: &Root, paths: &[PathBuf], null: &OwnedFd) -> R<()> {
+    // Every masked directory shows one empty read-only tmpfs (its
+    // superblock read-only, so each bind of it is too): one filesystem,
+    // as runc 1.2 does, not one per path.
+    let mut shared: Option<OwnedFd> = None;
     for p in paths {
         let target = match root.open_at(p, libc::O_PATH | libc::O_NOFOLLOW, Symlinks::Refuse) {
             Ok(fd) => fd,
@@ -917,16 +921,21 @@ pub fn mask(root: &Root, paths: &[PathBuf], null: &OwnedFd) -> R<()> {
         };
         let st =
             nix::sys::stat::fstat(target.as_raw_fd()).map_err(|e| err("stat", p.display(), e))?;
-        let res = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            capsa_sys::root::mount_on(
+        let res = match (st.st_mode & libc::S_IFMT == libc::S_IFDIR, &shared) {
+            (true, Some(tmpfs)) => capsa_sys::root::bind_fd(tmpfs, &target, false),
+            (true, None) => capsa_sys::root::mount_on(
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
                 Some("size=0"),
             )
-        } else {
-            capsa_sys::root::bind_fd(null, &target, false)
+            .and_then(|()| {
+                // The tmpfs's root, now on top at the path.
+                shared = Some(root.open_at(p, libc::O_PATH, Symlinks::Refuse)?);
+                Ok(())
+            }),
+            (false, _) => capsa_sys::root::bind_fd(null, &target, false),
         };
         res.map_err(|e| err("mask", p.display(), e))?;
     }
