@@ -528,3 +528,45 @@ fn a_tmpfs_keeps_the_mode_of_its_mount_point() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "750\n1777\n");
 }
+
+/// `tmpcopyup`: the tmpfs starts with a copy of what the directory it
+/// covers held (files, directories, links, modes, owners); the image's
+/// special files are not copied, and a link is copied as a link, never
+/// followed out of the root.
+#[test]
+fn tmpcopyup_copies_the_covered_directory_into_the_tmpfs() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("copyup");
+    let mut b = env.bundle("b");
+    let etc = b.rootfs().join("data");
+    std::fs::create_dir_all(etc.join("sub")).unwrap();
+    std::fs::write(etc.join("sub/file"), "from the image").unwrap();
+    std::fs::set_permissions(etc.join("sub/file"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(etc.join("sub/file"), Some(1234), Some(5678)).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", etc.join("link")).unwrap();
+    nix::unistd::mkfifo(
+        &etc.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]
+    }));
+    b.args(&[
+        "sh",
+        "-c",
+        "cat /data/sub/file; echo; stat -c '%a %u %g' /data/sub/file; readlink /data/link; \
+         test -e /data/fifo || echo no-fifo; stat -f -c %T /data; echo new > /data/sub/file",
+    ]);
+    let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "from the image\n640 1234 5678\n/etc/shadow\nno-fifo\ntmpfs\n"
+    );
+    // Written on the tmpfs, not the image.
+    assert_eq!(
+        std::fs::read_to_string(etc.join("sub/file")).unwrap(),
+        "from the image"
+    );
+}

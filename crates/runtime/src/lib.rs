@@ -9,6 +9,7 @@
 mod channel;
 mod checkpoint;
 mod console;
+mod copyup;
 mod create;
 mod criu;
 pub mod door;

@@ -326,6 +326,16 @@ fn mount_made(
         Some(m.data.as_str())
     };
     let f = flags(m.flags);
+    // tmpcopyup: the covered directory, kept open to copy from once the
+    // tmpfs hides it.
+    let covered = if m.copy_up && m.fstype == "tmpfs" {
+        Some(
+            root.open_at(&m.destination, libc::O_RDONLY | libc::O_DIRECTORY, links)
+                .map_err(|e| err("open", &dest, e))?,
+        )
+    } else {
+        None
+    };
     // A tmpfs without `mode=` gets the mode of the directory it covers
     // (runc's behaviour; the kernel's default is 1777).
     let keep_mode = (m.fstype == "tmpfs" && !m.data.split(',').any(|o| o.starts_with("mode=")))
@@ -354,6 +364,16 @@ fn mount_made(
             )
             .map_err(|e| err("chmod", &dest, e))?;
         }
+    }
+    if let (Ok(()), Some(from)) = (&res, &covered) {
+        let to = root
+            .open_at(
+                &m.destination,
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                Symlinks::InRoot,
+            )
+            .map_err(|e| err("open", &dest, e))?;
+        crate::copyup::copy(from, &to)?;
     }
     match res {
         Ok(()) => {}

@@ -36,6 +36,9 @@ pub struct MountPlan {
     /// `exec`, ...): a bind takes its source's flags, and these are
     /// cleared on it, as runc's remount does.
     pub clear: u64,
+    /// `tmpcopyup`: a tmpfs gets a copy of what the directory it covers
+    /// holds.
+    pub copy_up: bool,
 }
 
 impl MountPlan {
@@ -81,6 +84,7 @@ pub fn plan(
         recursive_set: 0,
         recursive_clear: 0,
         clear: 0,
+        copy_up: false,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in m.options().iter().flatten() {
@@ -106,8 +110,7 @@ pub fn plan(
                 p.recursive_clear |= f;
                 p.recursive_set &= !f;
             }
-            // runc extensions we accept and do not need: tmpcopyup copies
-            // the image's content into a tmpfs, handled by the engine.
+            Some(Opt::CopyUp) => p.copy_up = true,
             Some(Opt::Ignore) => {}
             None => data.push(opt),
         }
@@ -167,9 +170,13 @@ enum Opt {
     Set(u64),
     Clear(u64),
     Propagation(u64),
-    Bind { recursive: bool },
+    Bind {
+        recursive: bool,
+    },
     RecSet(u64),
     RecClear(u64),
+    /// `tmpcopyup`.
+    CopyUp,
     Ignore,
 }
 
@@ -232,7 +239,8 @@ fn option(name: &str) -> Option<Opt> {
         "runbindable" => Propagation(libc::MS_UNBINDABLE | rec),
         // Id-mapped mounts are asked by their mappings; the options only
         // say whether submounts are mapped too (rbind decides that here).
-        "tmpcopyup" | "defaults" | "idmap" | "ridmap" => Ignore,
+        "tmpcopyup" => CopyUp,
+        "defaults" | "idmap" | "ridmap" => Ignore,
         _ => return None,
     })
 }

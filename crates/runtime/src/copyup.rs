@@ -1,0 +1,146 @@
+//! `tmpcopyup`: a new tmpfs gets a copy of what the directory it covers
+//! held. Both sides are directory fds taken inside the root (the covered
+//! directory stays reachable through its fd after the mount): every name
+//! is resolved relative to one of them, no link is followed, and what
+//! comes from the image is not trusted for its type or size.
+
+use crate::error::ChildError;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+type R<T> = std::result::Result<T, ChildError>;
+
+/// Nested deeper than this, a copy fails rather than exhaust the stack.
+const MAX_DEPTH: usize = 128;
+
+fn err(op: &str, name: &CStr, e: Errno) -> ChildError {
+    ChildError::sys(
+        "rootfs",
+        op,
+        format!("tmpcopyup {}", name.to_string_lossy()),
+        e,
+    )
+}
+
+fn open_at(dir: &OwnedFd, name: &CStr, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(capsa_sys::fd::own_raw(fd))
+}
+
+/// The entries of `dir`, by name, without `.` and `..`.
+fn entries(dir: &OwnedFd) -> Result<Vec<std::ffi::CString>, Errno> {
+    let mut d = nix::dir::Dir::from_fd(nix::unistd::dup(dir.as_raw_fd())?)?;
+    Ok(d.iter()
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect())
+}
+
+/// Copy the content of `from` into `to` (the tmpfs's root): directories,
+/// regular files and symbolic links, with their modes and owners. Device
+/// nodes, FIFOs and sockets are not copied: what they are is the image's
+/// say, and reading a FIFO would block.
+pub fn copy(from: &OwnedFd, to: &OwnedFd) -> R<()> {
+    let st = nix::sys::stat::fstat(from.as_raw_fd()).map_err(|e| err("stat", c".", e))?;
+    nix::sys::stat::fchmod(
+        to.as_raw_fd(),
+        Mode::from_bits_truncate(st.st_mode & 0o7777),
+    )
+    .map_err(|e| err("chmod", c".", e))?;
+    owner(to, None, &st)?;
+    copy_dir(from, to, 0)
+}
+
+fn owner(dir: &OwnedFd, name: Option<&CStr>, st: &FileStat) -> R<()> {
+    let res = match name {
+        Some(n) => nix::unistd::fchownat(
+            Some(dir.as_raw_fd()),
+            n,
+            Some(st.st_uid.into()),
+            Some(st.st_gid.into()),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
+        None => nix::unistd::fchown(
+            dir.as_raw_fd(),
+            Some(st.st_uid.into()),
+            Some(st.st_gid.into()),
+        ),
+    };
+    // An owner a user namespace does not map is left as the copy's.
+    match res {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Err(e) => Err(err("chown", name.unwrap_or(c"."), e)),
+    }
+}
+
+fn copy_dir(from: &OwnedFd, to: &OwnedFd, depth: usize) -> R<()> {
+    if depth >= MAX_DEPTH {
+        return Err(err("copy", c".", Errno::ELOOP));
+    }
+    for name in entries(from).map_err(|e| err("read directory", c".", e))? {
+        let st = nix::sys::stat::fstatat(
+            Some(from.as_raw_fd()),
+            name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err("stat", &name, e))?;
+        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        match SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) {
+            SFlag::S_IFDIR => {
+                nix::sys::stat::mkdirat(Some(to.as_raw_fd()), name.as_c_str(), Mode::S_IRWXU)
+                    .map_err(|e| err("mkdir", &name, e))?;
+                let sub_from = open_at(from, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .map_err(|e| err("open", &name, e))?;
+                let sub_to = open_at(to, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .map_err(|e| err("open", &name, e))?;
+                copy_dir(&sub_from, &sub_to, depth + 1)?;
+                nix::sys::stat::fchmod(sub_to.as_raw_fd(), mode)
+                    .map_err(|e| err("chmod", &name, e))?;
+                owner(&sub_to, None, &st)?;
+            }
+            SFlag::S_IFREG => {
+                let src = open_at(from, &name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+                    .map_err(|e| err("open", &name, e))?;
+                // The type again, on what was opened (not a swapped name).
+                let now =
+                    nix::sys::stat::fstat(src.as_raw_fd()).map_err(|e| err("stat", &name, e))?;
+                if now.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    continue;
+                }
+                let dst = open_at(to, &name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL)
+                    .map_err(|e| err("create", &name, e))?;
+                let mut r = std::fs::File::from(src);
+                let mut w = std::fs::File::from(dst);
+                std::io::copy(&mut r, &mut w).map_err(|e| {
+                    err(
+                        "copy",
+                        &name,
+                        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    )
+                })?;
+                let dst = OwnedFd::from(w);
+                nix::sys::stat::fchmod(dst.as_raw_fd(), mode)
+                    .map_err(|e| err("chmod", &name, e))?;
+                owner(&dst, None, &st)?;
+            }
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(Some(from.as_raw_fd()), name.as_c_str())
+                    .map_err(|e| err("readlink", &name, e))?;
+                nix::unistd::symlinkat(target.as_os_str(), Some(to.as_raw_fd()), name.as_c_str())
+                    .map_err(|e| err("symlink", &name, e))?;
+                owner(to, Some(&name), &st)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
