@@ -248,3 +248,19 @@ fn wrong_flags_are_usage_errors() {
         stderr(&o)
     );
 }
+
+#[test]
+fn help_on_an_unknown_command_says_there_is_none_as_runc() {
+    let env = Env::new("helptopic");
+    let o = env.rt(&["foo", "-h"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("No help topic for 'foo'"),
+        "{}",
+        stderr(&o)
+    );
+    // Help on a real command is help, and succeeds.
+    let o = env.rt(&["checkpoint", "-h"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--image-path"));
+}

@@ -19,6 +19,16 @@ fn main() {
             std::process::exit(0);
         }
     }
+    // runc's answer to help on a command it does not have.
+    if let [_, topic, flag] = &std::env::args().collect::<Vec<_>>()[..] {
+        let known = <Cli as clap::CommandFactory>::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == topic);
+        if (flag == "-h" || flag == "--help") && !known && !topic.starts_with('-') {
+            eprintln!("No help topic for '{topic}'");
+            std::process::exit(3);
+        }
+    }
     let mut cli = Cli::parse();
     // The global flag, where create takes it.
     let systemd = cli.systemd_cgroup;
