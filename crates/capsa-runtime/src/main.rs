@@ -20,14 +20,9 @@ fn main() {
         }
     }
     // runc's answer to help on a command it does not have.
-    if let [_, topic, flag] = &std::env::args().collect::<Vec<_>>()[..] {
-        let known = <Cli as clap::CommandFactory>::command()
-            .get_subcommands()
-            .any(|c| c.get_name() == topic);
-        if (flag == "-h" || flag == "--help") && !known && !topic.starts_with('-') {
-            eprintln!("No help topic for '{topic}'");
-            std::process::exit(3);
-        }
+    if let Some(topic) = help_topic() {
+        eprintln!("No help topic for '{topic}'");
+        std::process::exit(3);
     }
     let mut cli = Cli::parse();
     // The global flag, where create takes it.
@@ -120,4 +115,31 @@ fn state_root(cli: &Cli) -> std::path::PathBuf {
         Some(d) => std::path::PathBuf::from(d).join("capsa-runtime"),
         None => std::env::temp_dir().join(format!("capsa-runtime-{}", nix::unistd::geteuid())),
     }
+}
+
+/// With `-h`/`--help` given, the command asked about when it is not one of
+/// ours (global flags and their values skipped).
+fn help_topic() -> Option<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "-h" || a == "--help") {
+        return None;
+    }
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if matches!(
+            a.as_str(),
+            "--root" | "--log" | "--log-format" | "--criu" | "--rootless"
+        ) {
+            it.next();
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        let known = <Cli as clap::CommandFactory>::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == a);
+        return (!known).then(|| a.clone());
+    }
+    None
 }
