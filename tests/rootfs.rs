@@ -544,6 +544,10 @@ fn tmpcopyup_copies_the_covered_directory_into_the_tmpfs() {
     std::fs::set_permissions(etc.join("sub/file"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::chown(etc.join("sub/file"), Some(1234), Some(5678)).unwrap();
     std::os::unix::fs::symlink("/etc/shadow", etc.join("link")).unwrap();
+    // A set-id file keeps its bits when its owner is given (chown first).
+    std::fs::write(etc.join("setid"), "x").unwrap();
+    std::os::unix::fs::chown(etc.join("setid"), Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(etc.join("setid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
     nix::unistd::mkfifo(
         &etc.join("fifo"),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -556,13 +560,14 @@ fn tmpcopyup_copies_the_covered_directory_into_the_tmpfs() {
         "sh",
         "-c",
         "cat /data/sub/file; echo; stat -c '%a %u %g' /data/sub/file; readlink /data/link; \
-         test -e /data/fifo || echo no-fifo; stat -f -c %T /data; echo new > /data/sub/file",
+         test -e /data/fifo || echo no-fifo; stat -f -c %T /data; stat -c %a /data/setid; \
+         echo new > /data/sub/file",
     ]);
     let o = env.rt(&["run", "-b", b.path(), &env.id("c")]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        "from the image\n640 1234 5678\n/etc/shadow\nno-fifo\ntmpfs\n"
+        "from the image\n640 1234 5678\n/etc/shadow\nno-fifo\ntmpfs\n4755\n"
     );
     // Written on the tmpfs, not the image.
     assert_eq!(

@@ -51,16 +51,25 @@ fn entries(dir: &OwnedFd) -> Result<Vec<std::ffi::CString>, Errno> {
 /// say, and reading a FIFO would block.
 pub fn copy(from: &OwnedFd, to: &OwnedFd) -> R<()> {
     let st = nix::sys::stat::fstat(from.as_raw_fd()).map_err(|e| err("stat", c".", e))?;
-    nix::sys::stat::fchmod(
-        to.as_raw_fd(),
-        Mode::from_bits_truncate(st.st_mode & 0o7777),
-    )
-    .map_err(|e| err("chmod", c".", e))?;
-    owner(to, None, &st)?;
-    copy_dir(from, to, 0)
+    owned_with_mode(to, &st)?;
+    copy_dir(from, to, st.st_dev, 0)
 }
 
-fn owner(dir: &OwnedFd, name: Option<&CStr>, st: &FileStat) -> R<()> {
+/// Owner first, then mode: the kernel clears set-id bits on a chown, even
+/// root's. Security: an owner the user namespace does not map leaves the
+/// copy owned by the container's root, so its set-id bits go (a binary
+/// set-id to an unmapped, powerless owner must not become set-id root).
+fn owned_with_mode(fd: &OwnedFd, st: &FileStat) -> R<()> {
+    let mut mode = st.st_mode & 0o7777;
+    if !owner(fd, None, st)? {
+        mode &= !(libc::S_ISUID | libc::S_ISGID);
+    }
+    nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
+        .map_err(|e| err("chmod", c".", e))
+}
+
+/// Whether the owner could be given (false: not mapped here).
+fn owner(dir: &OwnedFd, name: Option<&CStr>, st: &FileStat) -> R<bool> {
     let res = match name {
         Some(n) => nix::unistd::fchownat(
             Some(dir.as_raw_fd()),
@@ -75,14 +84,16 @@ fn owner(dir: &OwnedFd, name: Option<&CStr>, st: &FileStat) -> R<()> {
             Some(st.st_gid.into()),
         ),
     };
-    // An owner a user namespace does not map is left as the copy's.
     match res {
-        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(Errno::EINVAL) => Ok(false),
         Err(e) => Err(err("chown", name.unwrap_or(c"."), e)),
     }
 }
 
-fn copy_dir(from: &OwnedFd, to: &OwnedFd, depth: usize) -> R<()> {
+/// `dev`: the covered directory's filesystem. Anything on another (a mount
+/// under it) is not copied.
+fn copy_dir(from: &OwnedFd, to: &OwnedFd, dev: u64, depth: usize) -> R<()> {
     if depth >= MAX_DEPTH {
         return Err(err("copy", c".", Errno::ELOOP));
     }
@@ -93,7 +104,9 @@ fn copy_dir(from: &OwnedFd, to: &OwnedFd, depth: usize) -> R<()> {
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| err("stat", &name, e))?;
-        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        if st.st_dev != dev {
+            continue;
+        }
         match SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) {
             SFlag::S_IFDIR => {
                 nix::sys::stat::mkdirat(Some(to.as_raw_fd()), name.as_c_str(), Mode::S_IRWXU)
@@ -102,10 +115,8 @@ fn copy_dir(from: &OwnedFd, to: &OwnedFd, depth: usize) -> R<()> {
                     .map_err(|e| err("open", &name, e))?;
                 let sub_to = open_at(to, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
                     .map_err(|e| err("open", &name, e))?;
-                copy_dir(&sub_from, &sub_to, depth + 1)?;
-                nix::sys::stat::fchmod(sub_to.as_raw_fd(), mode)
-                    .map_err(|e| err("chmod", &name, e))?;
-                owner(&sub_to, None, &st)?;
+                copy_dir(&sub_from, &sub_to, dev, depth + 1)?;
+                owned_with_mode(&sub_to, &st)?;
             }
             SFlag::S_IFREG => {
                 let src = open_at(from, &name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
@@ -113,12 +124,15 @@ fn copy_dir(from: &OwnedFd, to: &OwnedFd, depth: usize) -> R<()> {
                 // The type again, on what was opened (not a swapped name).
                 let now =
                     nix::sys::stat::fstat(src.as_raw_fd()).map_err(|e| err("stat", &name, e))?;
-                if now.st_mode & libc::S_IFMT != libc::S_IFREG {
+                if now.st_mode & libc::S_IFMT != libc::S_IFREG || now.st_dev != dev {
                     continue;
                 }
                 let dst = open_at(to, &name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL)
                     .map_err(|e| err("create", &name, e))?;
-                let mut r = std::fs::File::from(src);
+                // At most the size it had when opened: a file that keeps
+                // growing (a shared volume's) is not copied without end.
+                let limit = u64::try_from(now.st_size).unwrap_or(0);
+                let mut r = std::io::Read::take(std::fs::File::from(src), limit);
                 let mut w = std::fs::File::from(dst);
                 std::io::copy(&mut r, &mut w).map_err(|e| {
                     err(
@@ -127,10 +141,7 @@ fn copy_dir(from: &OwnedFd, to: &OwnedFd, depth: usize) -> R<()> {
                         Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
                     )
                 })?;
-                let dst = OwnedFd::from(w);
-                nix::sys::stat::fchmod(dst.as_raw_fd(), mode)
-                    .map_err(|e| err("chmod", &name, e))?;
-                owner(&dst, None, &st)?;
+                owned_with_mode(&OwnedFd::from(w), &now)?;
             }
             SFlag::S_IFLNK => {
                 let target = nix::fcntl::readlinkat(Some(from.as_raw_fd()), name.as_c_str())

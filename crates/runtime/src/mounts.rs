@@ -200,6 +200,78 @@ fn mount_one(
     mount_made(plan, root, &fresh, host_tree)
 }
 
+/// A tmpfs for `m`, detached: its options set on a filesystem context,
+/// its flags as mount attributes, its root given the mode of the directory
+/// it will cover when `mode=` is not given (runc's behaviour), and for
+/// `tmpcopyup` a copy of that directory's content, read through the
+/// target's own fd. `None` when a flag has no mount attribute (`sync`,
+/// `dirsync`, ...): the caller mounts it as before.
+fn detached_tmpfs(m: &MountPlan, target: &OwnedFd, dest: &str) -> R<Option<OwnedFd>> {
+    let attr_flags = libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOATIME
+        | libc::MS_NODIRATIME
+        | libc::MS_RELATIME
+        | libc::MS_STRICTATIME
+        | libc::MS_NOSYMFOLLOW;
+    if m.flags & !attr_flags != 0 {
+        return Ok(None);
+    }
+    let c =
+        |s: &str| std::ffi::CString::new(s).map_err(|_| err("tmpfs option", dest, Errno::EINVAL));
+    let fs =
+        capsa_sys::mount::FsContext::open(c"tmpfs").map_err(|e| err("fsopen tmpfs", dest, e))?;
+    // The name /proc/mounts shows (`tmpfs`, `shm`), as mount(2) gave it.
+    let source = m
+        .source
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| m.fstype.clone());
+    fs.set(c"source", &c(&source)?)
+        .map_err(|e| err("tmpfs source", dest, e))?;
+    for opt in m.data.split(',').filter(|o| !o.is_empty()) {
+        let set = match opt.split_once('=') {
+            Some((k, v)) => fs.set(&c(k)?, &c(v)?),
+            None => fs.set_flag(&c(opt)?),
+        };
+        set.map_err(|e| err("tmpfs option", format!("{opt} on {dest}"), e))?;
+    }
+    let tree = fs
+        .mount(mount_attrs(m.flags).0)
+        .map_err(|e| err("fsmount tmpfs", dest, e))?;
+    // The covered directory, through the target's fd (not its path).
+    let covered = nix::fcntl::openat(
+        Some(target.as_raw_fd()),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(capsa_sys::fd::own_raw)
+    .map_err(|e| err("open", dest, e))?;
+    let top = nix::fcntl::openat(
+        Some(tree.as_raw_fd()),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(capsa_sys::fd::own_raw)
+    .map_err(|e| err("open tmpfs root", dest, e))?;
+    let writable = m.flags & libc::MS_RDONLY == 0;
+    if m.copy_up && writable {
+        crate::copyup::copy(&covered, &top)?;
+    } else if writable && !m.data.split(',').any(|o| o.starts_with("mode=")) {
+        let st = nix::sys::stat::fstat(covered.as_raw_fd()).map_err(|e| err("stat", dest, e))?;
+        nix::sys::stat::fchmod(
+            top.as_raw_fd(),
+            nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o7777),
+        )
+        .map_err(|e| err("chmod", dest, e))?;
+    }
+    Ok(Some(tree))
+}
+
 /// The recursive options (`rro`, `rnosuid`, ...) as `mount_setattr`
 /// attributes to set and to clear. Clearing an atime mode goes back to
 /// relatime (0), the default.
@@ -248,10 +320,19 @@ fn mount_made(
         // remount gives exactly the options' flags). The atime mode stays
         // the source's unless one is named.
         let atime = libc::MS_NOATIME | libc::MS_STRICTATIME | libc::MS_RELATIME;
-        clear |= mount_attrs(m.clear & !atime).0;
+        let named = mount_attrs(m.clear & !atime).0;
+        clear |= named;
         if set != 0 || clear != 0 {
-            capsa_sys::mount::set_attrs(tree, set, clear, false)
-                .map_err(|e| err("set mount flags", &dest, e))?;
+            match capsa_sys::mount::set_attrs(tree, set, clear, false) {
+                // A flag the kernel locked (a user namespace's clone of a
+                // read-only or nosuid mount) stays: as runc, the source's
+                // flags are kept then rather than the mount refused.
+                Err(Errno::EPERM) if named != 0 => {
+                    capsa_sys::mount::set_attrs(tree, set, clear & !named, false)
+                }
+                r => r,
+            }
+            .map_err(|e| err("set mount flags", &dest, e))?;
         }
         // A read-only recursive bind is read-only all the way down.
         if m.recursive && m.readonly() {
@@ -326,22 +407,31 @@ fn mount_made(
         Some(m.data.as_str())
     };
     let f = flags(m.flags);
-    // tmpcopyup: the covered directory, kept open to copy from once the
-    // tmpfs hides it.
-    let covered = if m.copy_up && m.fstype == "tmpfs" {
-        Some(
-            root.open_at(&m.destination, libc::O_RDONLY | libc::O_DIRECTORY, links)
-                .map_err(|e| err("open", &dest, e))?,
-        )
-    } else {
-        None
-    };
-    // A tmpfs without `mode=` gets the mode of the directory it covers
-    // (runc's behaviour; the kernel's default is 1777).
-    let keep_mode = (m.fstype == "tmpfs" && !m.data.split(',').any(|o| o.starts_with("mode=")))
-        .then(|| nix::sys::stat::fstat(target.as_raw_fd()).ok())
-        .flatten()
-        .map(|st| st.st_mode & 0o7777);
+    // A tmpfs is made detached (new mount API), given its mode and, for
+    // tmpcopyup, its content through its own fd, then attached onto the
+    // target's fd.
+    //
+    // Security: CVE-2021-30465 class. Nothing is looked up again by path
+    // once the target was resolved: a process sharing a volume with the
+    // container could swap the path for a link between the mount and a
+    // chmod or copy, and have them land elsewhere in the root.
+    if m.fstype == "tmpfs" {
+        if let Some(tree) = detached_tmpfs(m, &target, &dest)? {
+            capsa_sys::mount::attach(tree.as_raw_fd(), target.as_raw_fd())
+                .map_err(|e| err("attach tmpfs", &dest, e))?;
+            for p in &m.propagation {
+                mount(
+                    None::<&str>,
+                    fd_path(tree.as_raw_fd()).as_str(),
+                    None::<&str>,
+                    flags(*p),
+                    None::<&str>,
+                )
+                .map_err(|e| err("mount propagation", &dest, e))?;
+            }
+            return Ok(());
+        }
+    }
     let res = mount(
         Some(source.as_str()),
         target_path.as_str(),
@@ -349,32 +439,6 @@ fn mount_made(
         f,
         data,
     );
-    if let (Ok(()), Some(mode)) = (&res, keep_mode) {
-        if m.flags & libc::MS_RDONLY == 0 {
-            let top = root
-                .open_at(
-                    &m.destination,
-                    libc::O_RDONLY | libc::O_DIRECTORY,
-                    Symlinks::InRoot,
-                )
-                .map_err(|e| err("open", &dest, e))?;
-            nix::sys::stat::fchmod(
-                top.as_raw_fd(),
-                nix::sys::stat::Mode::from_bits_truncate(mode),
-            )
-            .map_err(|e| err("chmod", &dest, e))?;
-        }
-    }
-    if let (Ok(()), Some(from)) = (&res, &covered) {
-        let to = root
-            .open_at(
-                &m.destination,
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                Symlinks::InRoot,
-            )
-            .map_err(|e| err("open", &dest, e))?;
-        crate::copyup::copy(from, &to)?;
-    }
     match res {
         Ok(()) => {}
         // In a user namespace devpts refuses a gid that is not mapped: try
@@ -951,8 +1015,17 @@ pub fn mask(root: &Root, paths: &[PathBuf], null: &OwnedFd) -> R<()> {
                 Some("size=0"),
             )
             .and_then(|()| {
-                // The tmpfs's root, now on top at the path.
-                shared = Some(root.open_at(p, libc::O_PATH, Symlinks::Refuse)?);
+                // The tmpfs's root, now on top at the path: checked to be
+                // the empty read-only tmpfs just made before it is shared.
+                let fd = root.open_at(p, libc::O_PATH, Symlinks::Refuse)?;
+                let fs = nix::sys::statfs::fstatfs(&fd)?;
+                let vfs = nix::sys::statvfs::fstatvfs(&fd)?;
+                if fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC
+                    || !vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+                {
+                    return Err(Errno::EXDEV);
+                }
+                shared = Some(fd);
                 Ok(())
             }),
             (false, _) => capsa_sys::root::bind_fd(null, &target, false),

@@ -224,6 +224,22 @@ impl FsContext {
         Errno::result(r).map(drop)
     }
 
+    /// `fsconfig(FSCONFIG_SET_FLAG, key)`: an option without a value.
+    pub fn set_flag(&self, key: &std::ffi::CStr) -> Result<()> {
+        // SAFETY: a valid C string and an fd we own; value and aux unused.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                0, // FSCONFIG_SET_FLAG
+                key.as_ptr(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+
     /// Create the superblock and return a detached mount of it with the
     /// `ATTR_*` attributes.
     pub fn mount(&self, attrs: u64) -> Result<OwnedFd> {

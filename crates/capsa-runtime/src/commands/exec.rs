@@ -121,14 +121,24 @@ fn start(store: &Store, a: &ExecArgs, log: &Logger) -> anyhow::Result<i32> {
         opts.process.args.first().map(String::as_str).unwrap_or("")
     ));
     if let Some(sock) = &pidfd_sock {
-        let pidfd = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(e.pid))
-            .with_context(|| format!("pidfd_open {}", e.pid))?;
-        capsa_sys::fd::send_with_fd(
-            std::os::fd::AsFd::as_fd(sock),
-            b"pidfd",
-            Some(std::os::fd::AsRawFd::as_raw_fd(&pidfd)),
-        )
-        .context("--pidfd-socket: send")?;
+        let sent = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(e.pid))
+            .with_context(|| format!("pidfd_open {}", e.pid))
+            .and_then(|pidfd| {
+                capsa_sys::fd::send_with_fd(
+                    std::os::fd::AsFd::as_fd(sock),
+                    b"pidfd",
+                    Some(std::os::fd::AsRawFd::as_raw_fd(&pidfd)),
+                )
+                .context("--pidfd-socket: send")
+            });
+        if let Err(err) = sent {
+            // Failed exec: its process is not left running, unwatched.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(e.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(err);
+        }
     }
     if a.detach {
         return Ok(0);
