@@ -640,12 +640,7 @@ fn a_spec_device_is_not_usable_unless_the_cgroup_rules_allow_it() {
 #[test]
 fn delete_force_kills_and_removes_the_sub_cgroups_a_container_made() {
     let env = Env::new("subcg");
-    let mut b = env.bundle("b");
-    for m in b.config["mounts"].as_array_mut().unwrap() {
-        if m["type"] == "cgroup" {
-            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
-        }
-    }
+    let mut b = cgroup_writable_bundle(&env);
     b.args(&["sleep", "1000"]);
     let id = env.id("c");
     env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
@@ -712,12 +707,7 @@ fn exec_cgroup_joins_a_sub_cgroup_and_never_one_outside() {
 #[test]
 fn deep_sub_cgroups_do_not_hide_a_process() {
     let env = Env::new("deepcg");
-    let mut b = env.bundle("b");
-    for m in b.config["mounts"].as_array_mut().unwrap() {
-        if m["type"] == "cgroup" {
-            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
-        }
-    }
+    let mut b = cgroup_writable_bundle(&env);
     b.args(&["sleep", "1000"]);
     let id = env.id("c");
     env.rt_ok(&["run", "-d", "-b", b.path(), &id]);
@@ -754,4 +744,16 @@ fn update_cpu_burst_is_written() {
         env.cgroup_parent
     );
     assert_eq!(std::fs::read_to_string(f).unwrap().trim(), "20000");
+}
+
+/// A bundle whose container has its cgroup mounted writable (so it may
+/// make sub-cgroups and move processes there, as runc allows).
+fn cgroup_writable_bundle(env: &Env) -> Bundle {
+    let mut b = env.bundle("b");
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    b
 }

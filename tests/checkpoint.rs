@@ -62,6 +62,21 @@ fn rt_piped(env: &Env, criu: &Path, args: &[&str]) -> (std::process::ExitStatus,
     (status, err, child)
 }
 
+/// The test's ends of a command's stdio pipes (the command was waited
+/// for; the container it made may still hold the other ends).
+type Pipes = (
+    Option<std::process::ChildStdin>,
+    Option<std::process::ChildStdout>,
+    Option<std::process::ChildStderr>,
+);
+
+/// [`rt_piped`], required to succeed; returns the pipes, to keep open.
+fn rt_piped_ok(env: &Env, criu: &Path, args: &[&str]) -> Pipes {
+    let (s, e, mut child) = rt_piped(env, criu, args);
+    assert!(s.success(), "{}: {e}", args[0]);
+    (child.stdin.take(), child.stdout.take(), child.stderr.take())
+}
+
 fn count(p: &Path) -> u64 {
     std::fs::read_to_string(p)
         .ok()
@@ -94,16 +109,14 @@ fn checkpoint_then_restore_continues_the_process_where_it_was() {
     let env = Env::new("cr");
     let (b, counter) = counting(&env);
     let id = env.id("c");
-    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-    assert!(s.success(), "{e}");
+    let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
     assert!(wait_for(10, || count(&counter) >= 5));
     let images = env.dir.join("images");
-    let (s, e, _) = rt_piped(
+    let _ = rt_piped_ok(
         &env,
         &criu,
         &["checkpoint", "--image-path", images.to_str().unwrap(), &id],
     );
-    assert!(s.success(), "checkpoint: {e}");
     // Dumped and gone, as runc's checkpoint leaves it.
     assert_ne!(env.rt(&["state", &id]).status.code(), Some(0));
     let at_dump = count(&counter);
@@ -123,7 +136,7 @@ fn checkpoint_then_restore_continues_the_process_where_it_was() {
     b.config["linux"]["cgroupsPath"] = json!(format!("/{}/restored", env.cgroup_parent));
     b.save();
     let id = env.id("r");
-    let (s, e, _restored) = rt_piped(
+    let _restored = rt_piped_ok(
         &env,
         &criu,
         &[
@@ -136,7 +149,6 @@ fn checkpoint_then_restore_continues_the_process_where_it_was() {
             &id,
         ],
     );
-    assert!(s.success(), "restore: {e}");
     assert_eq!(env.state(&id)["status"], "running");
     // It goes on from its count: never back to 1.
     assert!(wait_for(10, || count(&counter) > at_dump + 3));
@@ -162,11 +174,10 @@ fn leave_running_keeps_the_container_and_a_dump_can_build_on_a_pre_dump() {
     let env = Env::new("crleave");
     let (b, counter) = counting(&env);
     let id = env.id("c");
-    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-    assert!(s.success(), "{e}");
+    let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
     assert!(wait_for(10, || count(&counter) >= 2));
     let images = env.dir.join("images");
-    let (s, e, _) = rt_piped(
+    let _ = rt_piped_ok(
         &env,
         &criu,
         &[
@@ -177,7 +188,6 @@ fn leave_running_keeps_the_container_and_a_dump_can_build_on_a_pre_dump() {
             &id,
         ],
     );
-    assert!(s.success(), "dump: {e}");
     assert!(images.join("inventory.img").exists());
     assert_eq!(env.state(&id)["status"], "running");
     let before = count(&counter);
@@ -212,7 +222,7 @@ fn leave_running_keeps_the_container_and_a_dump_can_build_on_a_pre_dump() {
     }
     assert!(s.success(), "pre-dump: {e}");
     let images = env.dir.join("images2");
-    let (s, e, _) = rt_piped(
+    let _ = rt_piped_ok(
         &env,
         &criu,
         &[
@@ -224,7 +234,6 @@ fn leave_running_keeps_the_container_and_a_dump_can_build_on_a_pre_dump() {
             &id,
         ],
     );
-    assert!(s.success(), "dump on the pre-dump: {e}");
     assert!(images.join("inventory.img").exists());
 }
 
@@ -236,8 +245,7 @@ fn bad_checkpoint_arguments_and_a_missing_criu_are_clear_errors() {
     let env = Env::new("crbad");
     let (b, _) = counting(&env);
     let id = env.id("c");
-    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-    assert!(s.success(), "{e}");
+    let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
     let images = env.dir.join("images");
     let img = images.to_str().unwrap();
     let abs = env.dir.join("parent");
@@ -361,22 +369,20 @@ fn a_terminal_container_is_restored_with_a_new_master_on_the_console_socket() {
     let sock = env.dir.join("tty.sock");
     let rx = receive_master(UnixListener::bind(&sock).unwrap());
     let s = sock.to_str().unwrap();
-    let (st, e, _run) = rt_piped(
+    let _run = rt_piped_ok(
         &env,
         &criu,
         &["run", "-d", "--console-socket", s, "-b", b.path(), &id],
     );
-    assert!(st.success(), "{e}");
     let _master = rx.join().unwrap();
     assert!(wait_for(10, || count(&counter) >= 3));
     let images = env.dir.join("images");
     let img = images.to_str().unwrap();
-    let (st, e, _) = rt_piped(&env, &criu, &["checkpoint", "--image-path", img, &id]);
-    assert!(st.success(), "checkpoint: {e}");
+    let _ = rt_piped_ok(&env, &criu, &["checkpoint", "--image-path", img, &id]);
     let at_dump = count(&counter);
     std::fs::remove_file(&sock).unwrap();
     let rx = receive_master(UnixListener::bind(&sock).unwrap());
-    let (st, e, _) = rt_piped(
+    let _ = rt_piped_ok(
         &env,
         &criu,
         &[
@@ -391,7 +397,6 @@ fn a_terminal_container_is_restored_with_a_new_master_on_the_console_socket() {
             &id,
         ],
     );
-    assert!(st.success(), "restore: {e}");
     let master = rx.join().unwrap();
     assert!(nix::unistd::isatty(std::os::fd::AsRawFd::as_raw_fd(&master)).unwrap());
     assert!(wait_for(10, || count(&counter) > at_dump + 2));
@@ -431,19 +436,16 @@ fn a_joined_network_namespace_is_joined_again_on_restore() {
     }
     b.save();
     let id = env.id("c");
-    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-    assert!(s.success(), "{e}");
+    let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
     assert!(wait_for(10, || count(&counter) >= 2));
     let images = env.dir.join("images");
     let img = images.to_str().unwrap();
-    let (s, e, _) = rt_piped(&env, &criu, &["checkpoint", "--image-path", img, &id]);
-    assert!(s.success(), "checkpoint: {e}");
-    let (s, e, _) = rt_piped(
+    let _ = rt_piped_ok(&env, &criu, &["checkpoint", "--image-path", img, &id]);
+    let _ = rt_piped_ok(
         &env,
         &criu,
         &["restore", "-d", "--image-path", img, "-b", b.path(), &id],
     );
-    assert!(s.success(), "restore: {e}");
     let pid = env.state(&id)["pid"].as_i64().unwrap();
     let net = std::fs::metadata(format!("/proc/{pid}/ns/net"))
         .unwrap()
@@ -489,8 +491,7 @@ fn an_image_directory_others_can_write_is_refused() {
         "{}",
         stderr(&o)
     );
-    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-    assert!(s.success(), "{e}");
+    let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
     let o = env.rt(&["--criu", c, "checkpoint", "--image-path", img, &id]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -530,8 +531,7 @@ fn a_mount_stacked_on_a_bind_refuses_the_dump() {
         "mount -t tmpfs none /ro && touch /ro/ready && sleep 1000",
     ]);
     let id = env.id("c");
-    let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-    assert!(s.success(), "{e}");
+    let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
     let pid = env.state(&id)["pid"].as_i64().unwrap();
     assert!(wait_for(10, || Path::new(&format!(
         "/proc/{pid}/root/ro/ready"
@@ -581,8 +581,7 @@ fn a_criu_config_the_container_could_write_is_refused() {
             json!(format!("/{}/c{}", env.cgroup_parent, words.len()));
         b.save();
         let id = env.id(&format!("c{}", words.len()));
-        let (s, e, _run) = rt_piped(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
-        assert!(s.success(), "{e}");
+        let _run = rt_piped_ok(&env, &criu, &["run", "-d", "-b", b.path(), &id]);
         let img = env.dir.join(format!("images{}", words.len()));
         let o = env.rt(&[
             "--criu",

@@ -224,22 +224,8 @@ fn externals(plan: &Plan, cgroup: &Cgroup, hier: &Hierarchy, root: &Root) -> Vec
                 }
                 continue;
             }
-            for (controllers, dir) in &cgroup.v1 {
-                let name = hier
-                    .v1
-                    .iter()
-                    .find(|h| &h.controllers == controllers)
-                    .and_then(|h| h.mountpoint.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| controllers.join(","));
+            for (name, _, dir) in crate::mounts::cgroup_submounts(cgroup, hier) {
                 out.push((format!("{dest}/{name}"), dir.display().to_string()));
-            }
-            if let (Some(v2), Some(mp)) = (&cgroup.v2, &hier.v2) {
-                let name = mp.file_name().map(|n| n.to_string_lossy().into_owned());
-                out.push((
-                    format!("{dest}/{}", name.unwrap_or_else(|| "unified".into())),
-                    v2.display().to_string(),
-                ));
             }
         }
     }
@@ -317,8 +303,10 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
                 .into_iter()
                 .map(|p| (p, "/dev/null".into())),
         );
-        refuse_stacked(st.pid, &o.ext_mnt)?;
-        let fds = stdio_of(st.pid)?;
+        // One procfs of our own for both reads of the container's process.
+        let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+        refuse_stacked(&proc, st.pid, &o.ext_mnt)?;
+        let fds = stdio_of(&proc, st.pid)?;
         let json = serde_json::to_vec(&fds).map_err(|e| Error::State(e.to_string()))?;
         state::write_atomic(&opts.flags.image_path.join(DESCRIPTORS), &json, 0o600)?;
     }
@@ -444,18 +432,15 @@ fn criu_config(plan: &Plan) -> Result<Option<PathBuf>> {
 /// CRIU, which knows external mounts by mount point, would restore both
 /// as the host source, the top one with the writable flags of the
 /// container's own. A dump is refused while anything is stacked there.
-fn refuse_stacked(pid: i32, ext: &[(String, String)]) -> Result<()> {
-    use std::io::Read;
-    let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+fn refuse_stacked(
+    proc: &capsa_sys::procfs::ProcFs,
+    pid: i32,
+    ext: &[(String, String)],
+) -> Result<()> {
     let path = format!("{pid}/mountinfo");
-    let fd = proc
-        .open(Path::new(&path), libc::O_RDONLY)
-        .map_err(|e| Error::sys("open", &path, e))?;
-    let mut text = String::new();
-    std::fs::File::from(fd)
-        .take(16 << 20)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::io("read", &path, e))?;
+    let text = proc
+        .read(Path::new(&path), 16 << 20)
+        .map_err(|e| Error::sys("read", &path, e))?;
     let points: Vec<String> = text
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -479,8 +464,7 @@ fn container_root(st: &ContainerState) -> Result<Root> {
 
 /// What the init's fds 0, 1 and 2 are (`pipe:[INODE]`, a path), read
 /// through our own procfs.
-fn stdio_of(pid: i32) -> Result<Vec<String>> {
-    let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+fn stdio_of(proc: &capsa_sys::procfs::ProcFs, pid: i32) -> Result<Vec<String>> {
     Ok((0..3)
         .map(|i| {
             proc.readlink(Path::new(&format!("{pid}/fd/{i}")))

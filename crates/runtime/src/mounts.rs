@@ -601,6 +601,34 @@ fn locked_flags(target: &str) -> MsFlags {
 /// The `cgroup` mount: with a cgroup namespace a fresh cgroup filesystem per
 /// hierarchy (which shows the namespace's root, our own cgroup); without one
 /// a bind of our cgroup directories, so the rest of the host stays unseen.
+/// On v1 or hybrid, what goes under the cgroup mount's tmpfs, as on the
+/// host: per hierarchy its name there (`cpu,cpuacct`, `unified`), its
+/// controllers (none for v2) and the container's cgroup directory in it.
+pub(crate) fn cgroup_submounts(
+    cgroup: &Cgroup,
+    hier: &Hierarchy,
+) -> Vec<(String, Option<String>, PathBuf)> {
+    let mut subs = Vec::new();
+    for (controllers, dir) in &cgroup.v1 {
+        let name = hier
+            .v1
+            .iter()
+            .find(|h| &h.controllers == controllers)
+            .and_then(|h| h.mountpoint.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| controllers.join(","));
+        subs.push((name, Some(controllers.join(",")), dir.clone()));
+    }
+    if let (Some(v2), Some(mp)) = (&cgroup.v2, &hier.v2) {
+        let name = mp
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unified".into());
+        subs.push((name, None, v2.clone()));
+    }
+    subs
+}
+
 fn mount_cgroup(
     plan: &Plan,
     root: &Root,
@@ -656,25 +684,7 @@ fn mount_cgroup(
         Some("mode=755"),
     )
     .map_err(|e| err("mount tmpfs", dest.display(), e))?;
-    let mut subs: Vec<(String, Option<String>, PathBuf)> = Vec::new();
-    for (controllers, dir) in &cgroup.v1 {
-        let name = hier
-            .v1
-            .iter()
-            .find(|h| &h.controllers == controllers)
-            .and_then(|h| h.mountpoint.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| controllers.join(","));
-        let opts = controllers.join(",");
-        subs.push((name, Some(opts), dir.clone()));
-    }
-    if let (Some(v2), Some(mp)) = (&cgroup.v2, &hier.v2) {
-        let name = mp
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "unified".into());
-        subs.push((name, None, v2.clone()));
-    }
+    let subs = cgroup_submounts(cgroup, hier);
     for (name, opts, hostdir) in subs {
         let sub = dest.join(&name);
         let t = make(root, &sub, false)?;
@@ -899,17 +909,9 @@ fn hide_host_pseudo_fs(root: &Root) -> R<()> {
     let rootfs = proc
         .readlink(&link)
         .map_err(|e| err("readlink", link.display(), e))?;
-    let info = proc
-        .open(&capsa_sys::procfs::ProcFs::own("mountinfo"), libc::O_RDONLY)
-        .map_err(|e| err("open", "/proc/self/mountinfo", e))?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(info), &mut text).map_err(|e| {
-        err(
-            "read",
-            "/proc/self/mountinfo",
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
-    })?;
+    let text = proc
+        .read(&capsa_sys::procfs::ProcFs::own("mountinfo"), 16 << 20)
+        .map_err(|e| err("read", "/proc/self/mountinfo", e))?;
     let mut hide = Vec::new();
     for line in text.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {

@@ -127,6 +127,19 @@ impl ProcFs {
         Ok(fd)
     }
 
+    /// Read `path` as text, at most `limit` bytes (a process's mountinfo
+    /// is the container's to grow).
+    pub fn read(&self, path: &Path, limit: u64) -> Result<String> {
+        use std::io::Read;
+        let fd = self.open(path, libc::O_RDONLY)?;
+        let mut text = String::new();
+        std::fs::File::from(fd)
+            .take(limit)
+            .read_to_string(&mut text)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        Ok(text)
+    }
+
     /// Write `data` to `path` in one write (procfs files take a value per
     /// write).
     pub fn write(&self, path: &Path, data: &[u8]) -> Result<()> {
