@@ -65,15 +65,6 @@ fn unknown_namespace_type_names_its_field() {
 }
 
 #[test]
-fn unknown_capability_names_its_field() {
-    bad_config(
-        "badcap",
-        |c| c["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_KILL", "CAP_FOO"]),
-        "process.capabilities.bounding[2]: unknown capability \"CAP_FOO\"",
-    );
-}
-
-#[test]
 fn unsupported_spec_version_is_refused() {
     bad_config(
         "badversion",

@@ -749,10 +749,12 @@ fn cp_of_a_huge_sparse_file_streams_instead_of_filling_memory() {
 }
 
 /// A spec naming a cgroup that already has processes (a host service's,
-/// say) is refused: the container's limits, `kill --all` and `delete`
-/// would otherwise reach them. The process there is untouched.
+/// say) is refused with `--hardened`: the container's limits, `kill
+/// --all` and `delete` would otherwise reach them. runc 1.1 warns and goes
+/// on; so does capsa-runtime by default, and its `delete` then kills
+/// nothing but the container. The process there is untouched either way.
 #[test]
-fn a_cgroup_with_processes_of_its_own_is_refused() {
+fn a_cgroup_with_processes_is_refused_hardened_and_a_warning_as_runc() {
     let env = Env::new("hs-busycg");
     // The process sits in a child: /system.slice has none of its own.
     let busy = Path::new("/sys/fs/cgroup/pids")
@@ -777,16 +779,36 @@ fn a_cgroup_with_processes_of_its_own_is_refused() {
     b.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/busy", env.cgroup_parent));
     b.args(&["sleep", "100"]);
     let id = env.id("c");
-    let o = env.rt(&["create", "-b", b.path(), &id]);
+    let o = env.rt(&["--hardened", "create", "-b", b.path(), &id]);
     assert!(!o.status.success(), "created into a busy cgroup");
     assert!(
         stderr(&o).contains("already has 1 processes"),
         "{}",
         stderr(&o)
     );
+    assert!(!env.root.join(&id).exists(), "state of {id} left");
     assert!(
         Path::new(&format!("/proc/{pid}")).exists(),
         "the sleeper was touched"
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), pid.to_string());
+
+    // runc's way: a warning, the container runs, and its delete kills
+    // only what was its own (it has a pid namespace).
+    let id = env.id("r");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("container's cgroup is not empty: 1 process(es) found"),
+        "{}",
+        stderr(&o)
+    );
+    env.rt_ok(&["start", &id]);
+    env.rt_ok(&["delete", "-f", &id]);
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "delete killed a process that was not the container's"
     );
     let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
     assert_eq!(procs.trim(), pid.to_string());

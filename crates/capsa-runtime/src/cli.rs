@@ -32,6 +32,12 @@ pub struct Cli {
     /// The CRIU binary for checkpoint and restore.
     #[arg(long, global = true, default_value = "criu")]
     pub criu: PathBuf,
+    /// capsa's hardened behaviour where it differs from runc's: a
+    /// container needs a mount namespace and an empty cgroup, an unknown
+    /// capability is an error, `ro` on an rbind is recursive; `spec`
+    /// writes capsa's hardened default (docs/runc-parity.md).
+    #[arg(long, global = true)]
+    pub hardened: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -179,6 +185,9 @@ pub struct RestoreArgs {
     /// The global `--systemd-cgroup`, copied here by main.
     #[arg(skip)]
     pub systemd_cgroup: bool,
+    /// The global `--hardened`, copied here by main.
+    #[arg(skip)]
+    pub hardened: bool,
 }
 
 #[derive(Args, Debug)]
@@ -194,9 +203,10 @@ pub struct SpecArgs {
     /// A spec for running as an unprivileged user.
     #[arg(long)]
     pub rootless: bool,
-    /// capsa's hardened default instead of runc's: docker's capabilities,
-    /// the default seccomp profile and a cgroup namespace.
-    #[arg(long)]
+    /// The global `--hardened`, copied here by main: capsa's hardened
+    /// default instead of runc's (docker's capabilities, the default
+    /// seccomp profile and a cgroup namespace).
+    #[arg(skip)]
     pub hardened: bool,
 }
 
@@ -224,6 +234,9 @@ pub struct CreateArgs {
     /// The global `--systemd-cgroup`, copied here by main.
     #[arg(skip)]
     pub systemd_cgroup: bool,
+    /// The global `--hardened`, copied here by main.
+    #[arg(skip)]
+    pub hardened: bool,
 }
 
 #[derive(Args, Debug)]

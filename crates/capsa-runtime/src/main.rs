@@ -25,12 +25,13 @@ fn main() {
         std::process::exit(3);
     }
     let mut cli = Cli::parse();
-    // The global flag, where create takes it.
-    let systemd = cli.systemd_cgroup;
+    // The global flags, where the commands take them.
+    let (systemd, hardened) = (cli.systemd_cgroup, cli.hardened);
     match &mut cli.command {
-        Command::Create(a) => a.systemd_cgroup = systemd,
-        Command::Run(a) => a.create.systemd_cgroup = systemd,
-        Command::Restore(a) => a.systemd_cgroup = systemd,
+        Command::Create(a) => (a.systemd_cgroup, a.hardened) = (systemd, hardened),
+        Command::Run(a) => (a.create.systemd_cgroup, a.create.hardened) = (systemd, hardened),
+        Command::Restore(a) => (a.systemd_cgroup, a.hardened) = (systemd, hardened),
+        Command::Spec(a) => a.hardened = hardened,
         _ => {}
     }
     let logger = match log::Logger::open(cli.log.as_deref(), cli.log_format, cli.debug) {

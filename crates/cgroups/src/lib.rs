@@ -102,6 +102,11 @@ pub struct Cgroup {
     /// that name ours. Until then nothing is done to a unit of that name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_invocation: Option<String>,
+    /// It held processes that are not the container's when the container
+    /// was made (runc's mode lets that through with a warning): removal
+    /// leaves its directories, and what is under them, as found.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 /// The default parent for containers whose spec gives no absolute path.
@@ -194,6 +199,7 @@ impl Cgroup {
             created: Vec::new(),
             systemd_unit: None,
             systemd_invocation: None,
+            shared: false,
         }
     }
 
@@ -564,6 +570,9 @@ impl Cgroup {
             if !systemd::stop(unit, id)? {
                 return Ok(());
             }
+        }
+        if self.shared {
+            return Ok(());
         }
         self.rmdir(self.dirs())
     }

@@ -325,6 +325,8 @@ fn run(
         bundle: c.dir(engine),
         own_console: tty,
         systemd_cgroup: c.systemd_scope.is_some(),
+        // The engine's own containers take capsa's hardened behaviour.
+        mode: capsa_spec::Mode::Hardened,
         ..Default::default()
     };
     let created: serde_json::Value;

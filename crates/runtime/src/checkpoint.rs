@@ -64,6 +64,8 @@ pub struct RestoreOptions {
     pub console_socket: Option<PathBuf>,
     pub flags: CriuFlags,
     pub systemd_cgroup: bool,
+    /// How the config is read (see [`capsa_spec::Mode`]).
+    pub mode: capsa_spec::Mode,
 }
 
 impl CriuFlags {
@@ -258,6 +260,12 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
     match status_of(&st) {
         Status::Running | Status::Paused => {}
         _ => return Err(Error::State("container not running".into())),
+    }
+    // Its mounts are the host's: CRIU would dump (and restore) those.
+    if crate::hostmounts::in_host_namespace(&st) {
+        return Err(Error::Unsupported(
+            "checkpoint of a container without a mount namespace of its own".into(),
+        ));
     }
     if let Some(p) = &opts.parent_path {
         check_parent(&opts.flags.image_path, p)?;
@@ -458,8 +466,7 @@ fn refuse_stacked(
 
 /// The running container's root, with its mounts, as its init sees it.
 fn container_root(st: &ContainerState) -> Result<Root> {
-    let p = format!("/proc/{}/root", st.pid);
-    Root::open(Path::new(&p)).map_err(|e| Error::sys("open", p, e))
+    crate::lifecycle::open_init_root(st).map(Root::from_fd)
 }
 
 /// What the init's fds 0, 1 and 2 are (`pipe:[INODE]`, a path), read
@@ -660,7 +667,7 @@ fn read_descriptors(images: &OwnedFd, path: &Path) -> Result<Vec<String>> {
 /// by our own stdio.
 pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
     state::check_id(&opts.id)?;
-    let plan = capsa_spec::load(&opts.bundle)?;
+    let plan = capsa_spec::load(&opts.bundle, opts.mode)?;
     require_criu(&opts.flags.criu)?;
     if opts.systemd_cgroup {
         return Err(Error::Unsupported(
@@ -708,7 +715,8 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
     // Security: a cgroup refused as not ours (a host service's, named in
     // linux.cgroupsPath) is never killed on the way out: only what this
     // restore made is removed, until it is known to be the container's.
-    if let Err(e) = crate::create::refuse_busy_cgroup(&cgroup) {
+    // A restore is never into a populated cgroup, whatever the mode.
+    if let Err(e) = crate::create::refuse_busy_cgroup(&cgroup, capsa_spec::Mode::Hardened) {
         let _ = cgroup.remove_created();
         return Err(e);
     }

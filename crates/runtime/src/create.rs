@@ -35,6 +35,9 @@ pub struct CreateOptions {
     /// The systemd cgroup driver (`--systemd-cgroup`): the cgroup is a
     /// transient scope systemd makes, named by `slice:prefix:name`.
     pub systemd_cgroup: bool,
+    /// runc's behaviour where capsa's hardened one differs, or capsa's
+    /// (docs/runc-parity.md).
+    pub mode: capsa_spec::Mode,
 }
 
 /// A created container.
@@ -47,6 +50,9 @@ pub struct Created {
     channel: Channel,
     /// What each step cost, runtime and init merged.
     pub trace: Trace,
+    /// What runc's behaviour let through and warns about (unknown
+    /// capabilities, a cgroup that already had processes).
+    pub warnings: Vec<String>,
 }
 
 impl Created {
@@ -66,6 +72,8 @@ struct Undo<'a> {
     id: String,
     pid: Option<Pid>,
     cgroup: Option<Cgroup>,
+    /// The rootfs, when the init mounts in the host's mount namespace.
+    host_mounts: Option<PathBuf>,
     armed: bool,
 }
 
@@ -77,6 +85,9 @@ impl Drop for Undo<'_> {
         if let Some(pid) = self.pid {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+        }
+        if let Some(rootfs) = &self.host_mounts {
+            let _ = crate::hostmounts::unmount_under(rootfs);
         }
         if let Some(cg) = &self.cgroup {
             let _ = cg.remove_created();
@@ -91,13 +102,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     crate::door::require_sealed()?;
     let mut trace = Trace::default();
     trace.mark("runtime", "create begins");
-    let plan = capsa_spec::load(&opts.bundle)?;
+    let plan = capsa_spec::load(&opts.bundle, opts.mode)?;
+    let mut warnings = plan.warnings.clone();
     crate::lsm::check(&plan.process, "process")?;
     trace.mark("runtime", "config.json parsed and validated");
-    if plan.namespaces.new & libc::CLONE_NEWNS == 0 && !plan.namespaces.has(libc::CLONE_NEWNS) {
-        return Err(Error::Invalid(
-            "linux.namespaces: a mount namespace is required".into(),
-        ));
+    if !has_mount_namespace(&plan) {
+        check_without_mount_namespace(&plan, opts.mode)?;
     }
     if plan.process.terminal && opts.console_socket.is_none() && !opts.own_console {
         return Err(Error::Invalid(
@@ -113,6 +123,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         id: opts.id.clone(),
         pid: None,
         cgroup: None,
+        host_mounts: (!has_mount_namespace(&plan)).then(|| plan.rootfs.clone()),
         armed: true,
     };
 
@@ -171,7 +182,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     match cg_result {
         Ok(()) if scope.is_some() => {}
         Ok(()) => {
-            refuse_busy_cgroup(&cgroup)?;
+            let busy = refuse_busy_cgroup(&cgroup, opts.mode)?;
+            cgroup.shared = !busy.is_empty();
+            warnings.extend(busy);
             cgroup.apply(&resources)?;
         }
         // Rootless: without a delegated cgroup the container shares the
@@ -403,7 +416,44 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         console,
         channel: parent,
         trace,
+        warnings,
     })
+}
+
+/// Whether the container has a mount namespace of its own (new, or joined
+/// by path).
+pub(crate) fn has_mount_namespace(plan: &Plan) -> bool {
+    plan.namespaces.has(libc::CLONE_NEWNS)
+}
+
+/// A spec without a mount namespace: the container's mounts are made in
+/// the runtime's (the host's) mount namespace, under its rootfs, and its
+/// root is a chroot, as runc does; `delete` unmounts them (runc leaves
+/// them behind).
+///
+/// Security: such a container is not isolated from the host's filesystem
+/// (a chroot does not hold a process with CAP_SYS_CHROOT), so capsa's
+/// hardened mode refuses it. What would reach the host's own mounts is
+/// refused in both modes: masked and read-only paths (runc's words), and a
+/// read-only root, whose remount would land on the host's `/` (runc
+/// silently skips it).
+fn check_without_mount_namespace(plan: &Plan, mode: capsa_spec::Mode) -> Result<()> {
+    if mode == capsa_spec::Mode::Hardened {
+        return Err(Error::Invalid(
+            "linux.namespaces: a mount namespace is required (--hardened): without one the container's mounts are made in the host's mount namespace and its root is a chroot".into(),
+        ));
+    }
+    if !plan.masked_paths.is_empty() || !plan.readonly_paths.is_empty() {
+        return Err(Error::Invalid(
+            "linux.maskedPaths, linux.readonlyPaths: unable to restrict sys entries without a private MNT namespace".into(),
+        ));
+    }
+    if plan.root_readonly {
+        return Err(Error::Invalid(
+            "root.readonly: a read-only root needs a private mount namespace (its remount would be the host's /)".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn send(chan: &Channel, m: &Msg) -> Result<()> {
@@ -441,14 +491,15 @@ fn refuse_existing_scope(s: &capsa_cgroups::systemd::Scope, cgroup: &Cgroup) -> 
     Ok(())
 }
 
-/// Refuse a cgroup that existed before with processes in it or below it,
-/// or that is frozen.
+/// Refuse a cgroup that is frozen, and one that existed before with
+/// processes in it or below it. In runc 1.1's mode (`Mode::Runc`) a
+/// populated cgroup is a warning, returned, in runc 1.1's words.
 ///
 /// Security: a spec naming a cgroup of the host's (`/system.slice`) would
 /// make the container's limits, `kill --all` and `delete` reach the host's
-/// services in it. runc refuses a populated cgroup too (all its pids,
-/// children's included).
-pub(crate) fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
+/// services in it. runc 1.2 and later refuse a populated cgroup too (all
+/// its pids, children's included), as capsa's hardened mode does.
+pub(crate) fn refuse_busy_cgroup(cgroup: &Cgroup, mode: capsa_spec::Mode) -> Result<Vec<String>> {
     // An init born in a frozen cgroup would never report: refuse, with
     // runc's words, rather than wait forever.
     if cgroup.freeze_in_effect() {
@@ -459,13 +510,19 @@ pub(crate) fn refuse_busy_cgroup(cgroup: &Cgroup) -> Result<()> {
     }
     for d in cgroup.dirs().filter(|d| !cgroup.created.contains(d)) {
         if let Some(n) = capsa_cgroups::populated(d) {
+            if mode == capsa_spec::Mode::Runc {
+                return Ok(vec![
+                    format!("container's cgroup is not empty: {n} process(es) found"),
+                    "running a container in a non-empty cgroup is refused by runc 1.2 and by capsa-runtime --hardened".into(),
+                ]);
+            }
             return Err(Error::State(format!(
                 "cgroup {} already has {n} processes (its own or its children's): it is not this container's (name an empty or new cgroup in linux.cgroupsPath)",
                 d.display()
             )));
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Id-mapped mounts, cloned and mapped here (only the runtime has the

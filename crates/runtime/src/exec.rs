@@ -68,6 +68,14 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     };
     let pidfd = open_verified(&st)?;
     let flags = namespaces::differing(st.pid)?;
+    // A container without a mount namespace of its own (runc's reading of
+    // a spec that names none) has a chroot for its root: the process is
+    // put in the init's, or it would run at the host's `/`.
+    let chroot = if flags & libc::CLONE_NEWNS == 0 {
+        Some(crate::lifecycle::open_init_root(&st)?)
+    } else {
+        None
+    };
     let (parent, child) = channel::pair()?;
     // Born in the v2 cgroup; the v1 ones the joiner enters itself (a pid
     // written to cgroup.procs would cost a RCU grace period).
@@ -88,11 +96,15 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
             // parent's business: closed before anything else.
             drop(parent);
             drop(v2);
+            let entry = Entry {
+                pidfd: pidfd.as_raw_fd(),
+                flags,
+                chroot: chroot.as_ref(),
+            };
             joiner(
                 &child,
                 &cgroup,
-                pidfd.as_raw_fd(),
-                flags,
+                &entry,
                 &opts.process,
                 opts.preserve_fds,
                 seccomp.as_ref(),
@@ -173,13 +185,20 @@ fn serve(
     Ok(Execed { pid, console })
 }
 
+/// What the joiner enters: the init's namespaces that differ from ours
+/// (through its pidfd), and its root when the mount namespace is ours.
+struct Entry<'a> {
+    pidfd: i32,
+    flags: i32,
+    chroot: Option<&'a OwnedFd>,
+}
+
 /// The first child: join the container's namespaces and fork the process
 /// (a pid namespace applies to children only).
 fn joiner(
     chan: &channel::Channel,
     cgroup: &capsa_cgroups::Cgroup,
-    pidfd: i32,
-    flags: i32,
+    entry: &Entry<'_>,
     p: &ProcessPlan,
     preserve_fds: i32,
     seccomp: Option<&SeccompPlan>,
@@ -222,9 +241,18 @@ fn joiner(
             "the runtime went away",
         ));
     }
+    let flags = entry.flags;
     if flags != 0 {
-        if let Err(e) = capsa_sys::process::setns_pidfd(pidfd, flags) {
+        if let Err(e) = capsa_sys::process::setns_pidfd(entry.pidfd, flags) {
             fail(ChildError::sys("exec", "setns", format!("{flags:#x}"), e));
+        }
+    }
+    if let Some(root) = entry.chroot {
+        let entered = nix::unistd::fchdir(root.as_raw_fd())
+            .and_then(|()| nix::unistd::chroot("."))
+            .and_then(|()| nix::unistd::chdir("/"));
+        if let Err(e) = entered {
+            fail(ChildError::sys("exec", "chroot", "the container's root", e));
         }
     }
     match capsa_sys::process::fork() {

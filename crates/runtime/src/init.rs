@@ -188,7 +188,7 @@ fn run_inner(ctx: &InitContext<'_>) -> R<std::convert::Infallible> {
     mounts::readonly(&root, &plan.readonly_paths)?;
     drop(null);
     t.mark("init", "masked and read-only paths, in the root");
-    mounts::pivot(&root, &plan.rootfs, ctx.no_pivot)?;
+    mounts::pivot(plan, &root, ctx.no_pivot)?;
     t.mark("init", "pivot_root");
     drop((root, own_trees));
     mounts::finish_propagation(plan)?;

@@ -17,6 +17,7 @@ mod error;
 mod exec;
 pub mod foreground;
 mod hooks;
+mod hostmounts;
 mod init;
 mod lifecycle;
 pub mod lsm;

@@ -43,6 +43,36 @@ pub(crate) fn open_verified(st: &ContainerState) -> Result<OwnedFd> {
     }
 }
 
+/// The container init's root directory as the init sees it (its
+/// `/proc/PID/root`, with the mounts under it), opened through our own
+/// verified procfs; the pid is checked, after the open, to still be the
+/// init the state recorded.
+///
+/// Security: the host's `/proc` may be covered or replaced (CVE-2019-16884
+/// class), and a pid can be reused: only the magic link itself is
+/// followed, on a procfs checked to be one.
+pub(crate) fn open_init_root(st: &ContainerState) -> Result<OwnedFd> {
+    let proc = capsa_sys::procfs::ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
+    let pid_dir = proc
+        .open(
+            std::path::Path::new(&st.pid.to_string()),
+            libc::O_PATH | libc::O_DIRECTORY,
+        )
+        .map_err(|e| Error::sys("open", format!("/proc/{}", st.pid), e))?;
+    let root = nix::fcntl::openat(
+        Some(pid_dir.as_raw_fd()),
+        "root",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", format!("/proc/{}/root", st.pid), e))?;
+    let root = capsa_sys::fd::own_raw(root);
+    match proc_stat(st.pid) {
+        Some((_, start)) if start == st.start_time => Ok(root),
+        _ => Err(Error::State("container not running".into())),
+    }
+}
+
 /// The state of `id`, with its status, as `state` prints it.
 pub fn state(store: &Store, id: &str) -> Result<(ContainerState, Status)> {
     let st = store.load(id)?;
@@ -217,8 +247,16 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
             )))
         }
     }
-    // Processes that outlived the init (no pid namespace) go too.
-    let _ = st.cgroup.signal_all(libc::SIGKILL);
+    // Processes that outlived the init (no pid namespace of its own) go
+    // too. With one, they died with the init: whatever else is in the
+    // cgroup was there before the container (runc's mode lets a populated
+    // cgroup through with a warning) and is not ours to kill.
+    if !own_pid_namespace(&st) {
+        let _ = st.cgroup.signal_all(libc::SIGKILL);
+    }
+    if crate::hostmounts::in_host_namespace(&st) {
+        crate::hostmounts::unmount_under(&st.rootfs)?;
+    }
     st.cgroup.remove()?;
     store.remove(id)?;
     drop(lock);
@@ -239,7 +277,9 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     if let Some(d) = st.cgroup.v1_dir("freezer") {
         let _ = std::fs::write(d.join("freezer.state"), "THAWED");
     }
-    let _ = st.cgroup.signal_all(libc::SIGKILL);
+    if !own_pid_namespace(st) {
+        let _ = st.cgroup.signal_all(libc::SIGKILL);
+    }
     match capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => return Err(Error::sys("kill", st.pid, e)),

@@ -32,6 +32,17 @@ fn flags(bits: u64) -> MsFlags {
 /// directory: it is cloned from `.` and the host path to it is never
 /// walked (a user namespace's root may not traverse it).
 pub fn prepare_root(plan: &Plan, rootfs_is_cwd: bool) -> R<Root> {
+    // Without a mount namespace of our own, the host's propagation and
+    // tree are left as they are (runc makes the host's `/` a slave): the
+    // rootfs is our working directory, entered later by chroot.
+    if !crate::create::has_mount_namespace(plan) {
+        let here = if rootfs_is_cwd {
+            Path::new(".")
+        } else {
+            plan.rootfs.as_path()
+        };
+        return Root::open(here).map_err(|e| err("open", plan.rootfs.display(), e));
+    }
     let mut prop = plan.rootfs_propagation;
     // A shared root would propagate our mounts to the host: start as a
     // slave, and make the new root shared after pivot_root.
@@ -334,13 +345,18 @@ fn mount_made(
             }
             .map_err(|e| err("set mount flags", &dest, e))?;
         }
-        // A read-only recursive bind is read-only all the way down.
-        if m.recursive && m.readonly() {
+        // Security: CVE-2023-25809. In runc's mode `ro` on an rbind covers
+        // its top only; a tree holding a cgroup filesystem (the host's
+        // `/sys`, as `spec --rootless` binds it) is read-only all the way
+        // down all the same, or a container without a cgroup namespace
+        // could write the cgroups its user owns on the host.
+        if m.recursive && m.readonly() && holds_cgroupfs(src) {
             capsa_sys::mount::set_attrs(tree, capsa_sys::mount::ATTR_RDONLY, 0, true)
                 .map_err(|e| err("make read-only recursively", &dest, e))?;
         }
-        // The recursive options, on the detached tree too (never on a path
-        // looked up again after the attach).
+        // The recursive options (`rro`, and `ro` on an rbind in capsa's
+        // hardened mode: `Plan::harden`), on the detached tree too (never
+        // on a path looked up again after the attach).
         let (set, clear) = recursive_attrs(m);
         if set != 0 || clear != 0 {
             capsa_sys::mount::set_attrs(tree, set, clear, true)
@@ -511,6 +527,29 @@ fn mount_attrs(ms: u64) -> (u64, u64) {
         }
     }
     (set, clear)
+}
+
+/// Whether a cgroup filesystem is mounted at or under `src` (a bind's
+/// source) in our mount namespace. When that cannot be told, yes.
+fn holds_cgroupfs(src: &Path) -> bool {
+    let Ok(real) = std::fs::canonicalize(src) else {
+        return true;
+    };
+    let Ok(text) = crate::procfs::open().and_then(|p| {
+        p.read(&capsa_sys::procfs::ProcFs::own("mountinfo"), 16 << 20)
+            .map_err(|e| err("read", "/proc/self/mountinfo", e))
+    }) else {
+        return true;
+    };
+    text.lines().any(|line| {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            return false;
+        };
+        let fstype = post.split(' ').next().unwrap_or("");
+        let at = pre.split(' ').nth(4).map(capsa_sys::mount::unescape);
+        matches!(fstype, "cgroup" | "cgroup2")
+            && at.is_some_and(|a| Path::new(&a).starts_with(&real))
+    })
 }
 
 /// A read-only recursive bind is read-only all the way down: the mounts
@@ -869,9 +908,13 @@ pub fn bind_console(root: &Root, slave: &OwnedFd) -> R<()> {
 /// Make `rootfs` the root: pivot_root and detach the old root, or with
 /// `no_pivot` move the rootfs over `/` and chroot (for ramfs roots, where
 /// pivot_root is not possible).
-pub fn pivot(root: &Root, rootfs: &Path, no_pivot: bool) -> R<()> {
+pub fn pivot(plan: &Plan, root: &Root, no_pivot: bool) -> R<()> {
+    let rootfs = &plan.rootfs;
     nix::unistd::fchdir(root.fd().as_raw_fd()).map_err(|e| err("chdir", rootfs.display(), e))?;
-    if no_pivot {
+    if !crate::create::has_mount_namespace(plan) {
+        // The host's mount namespace: nothing of it is moved or hidden.
+        nix::unistd::chroot(".").map_err(|e| err("chroot", rootfs.display(), e))?;
+    } else if no_pivot {
         hide_host_pseudo_fs(root)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(|e| err("move mount", rootfs.display(), e))?;
@@ -962,7 +1005,7 @@ fn hide_host_pseudo_fs(root: &Root) -> R<()> {
 
 /// After pivot_root: the root's own propagation when shared was asked.
 pub fn finish_propagation(plan: &Plan) -> R<()> {
-    if plan.rootfs_propagation & libc::MS_SHARED != 0 {
+    if plan.rootfs_propagation & libc::MS_SHARED != 0 && crate::create::has_mount_namespace(plan) {
         mount(
             None::<&str>,
             "/",

@@ -65,6 +65,77 @@ pub fn mask<'a>(caps: impl IntoIterator<Item = &'a oci_spec::runtime::Capability
         .fold(0u64, |m, n| m | (1u64 << n))
 }
 
+/// Parse `bytes` (the contents of `file`) as runc reads it: capability
+/// names that are not known (a newer kernel's, or misspelt) are dropped
+/// from every set, and one warning names them, in runc's words. The other
+/// fields are read as [`crate::parse`] reads them.
+pub fn parse_ignoring_unknown(
+    file: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(oci_spec::runtime::Spec, Vec<String>), crate::SpecError> {
+    use oci_spec::runtime::{Capabilities, Capability};
+    /// The five sets, as plain names.
+    #[derive(serde::Deserialize, Default)]
+    struct Sets {
+        bounding: Option<Vec<String>>,
+        effective: Option<Vec<String>>,
+        inheritable: Option<Vec<String>>,
+        permitted: Option<Vec<String>>,
+        ambient: Option<Vec<String>>,
+    }
+    let mut doc: serde_json::Value = crate::deserialize(file, bytes)?;
+    // The sets are lifted out whole and read as names; what is left is
+    // read as the spec it is, and the known names put back typed.
+    let sets = doc
+        .pointer_mut("/process/capabilities")
+        .map(serde_json::Value::take)
+        .unwrap_or_default();
+    let rest = serde_json::to_vec(&doc).map_err(|e| crate::SpecError::Parse {
+        file: file.to_path_buf(),
+        field: ".".into(),
+        message: e.to_string(),
+    })?;
+    let mut spec: oci_spec::runtime::Spec = crate::deserialize(file, &rest)?;
+    let sets: Sets = serde_json::from_value(sets).map_err(|e| crate::SpecError::Parse {
+        file: file.to_path_buf(),
+        field: "process.capabilities".into(),
+        message: e.to_string(),
+    })?;
+    let mut unknown = std::collections::BTreeSet::new();
+    let mut known = |names: Option<Vec<String>>| -> Option<Capabilities> {
+        names.map(|names| {
+            names
+                .into_iter()
+                .filter_map(|n| {
+                    match serde_json::from_value::<Capability>(serde_json::Value::String(n.clone()))
+                    {
+                        Ok(c) => Some(c),
+                        Err(_) => {
+                            unknown.insert(n);
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
+    };
+    let mut caps = oci_spec::runtime::LinuxCapabilities::default();
+    caps.set_bounding(known(sets.bounding));
+    caps.set_effective(known(sets.effective));
+    caps.set_inheritable(known(sets.inheritable));
+    caps.set_permitted(known(sets.permitted));
+    caps.set_ambient(known(sets.ambient));
+    if let Some(p) = spec.process_mut() {
+        p.set_capabilities(Some(caps));
+    }
+    let names: Vec<String> = unknown.into_iter().collect();
+    let warnings = vec![format!(
+        "ignoring unknown or unavailable capabilities: [{}]",
+        names.join(" ")
+    )];
+    Ok((spec, warnings))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +153,40 @@ mod tests {
         use oci_spec::runtime::Capability;
         let m = mask([Capability::Chown, Capability::SysAdmin].iter());
         assert_eq!(m, 1 | (1 << 21));
+    }
+
+    #[test]
+    fn unknown_names_are_dropped_from_every_set_with_one_warning() {
+        use oci_spec::runtime::Capability;
+        let text = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                "capabilities": {
+                    "bounding": ["CAP_CHOWN", "CAP_FOO", "CAP_KILL"],
+                    "effective": ["CAP_BAR", "CAP_CHOWN"],
+                    "ambient": []
+                }}
+        })
+        .to_string();
+        let (spec, warnings) =
+            parse_ignoring_unknown(std::path::Path::new("config.json"), text.as_bytes()).unwrap();
+        assert_eq!(
+            warnings,
+            ["ignoring unknown or unavailable capabilities: [CAP_BAR CAP_FOO]"]
+        );
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        let bounding = caps.bounding().clone().unwrap();
+        assert_eq!(bounding.len(), 2);
+        assert!(bounding.contains(&Capability::Chown) && bounding.contains(&Capability::Kill));
+        assert_eq!(caps.effective().clone().unwrap().len(), 1);
+        assert!(caps.ambient().clone().unwrap().is_empty());
+        assert!(caps.permitted().is_none());
     }
 }

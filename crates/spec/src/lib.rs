@@ -39,6 +39,12 @@ pub enum SpecError {
 }
 
 impl SpecError {
+    /// A capability set names a capability this build does not know.
+    pub fn is_unknown_capability(&self) -> bool {
+        matches!(self, SpecError::Parse { field, message, .. }
+            if field.contains("capabilities") && message.starts_with("unknown capability"))
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         SpecError::Invalid {
             field: field.into(),
@@ -52,7 +58,10 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
     deserialize(file, bytes)
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, SpecError> {
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    bytes: &[u8],
+) -> Result<T, SpecError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -89,15 +98,43 @@ fn message(field: &str, msg: &str) -> String {
     msg.to_string()
 }
 
-/// Read `BUNDLE/config.json` and turn it into a validated [`Plan`].
-pub fn load(bundle: &Path) -> Result<Plan, SpecError> {
+/// How a config is read where runc's behaviour and capsa's hardened
+/// defaults part ways (docs/runc-parity.md). `capsa-runtime` reads as runc
+/// does unless given `--hardened`; the `capsa` engine always reads
+/// hardened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// runc's reading: a capability name the kernel header does not list
+    /// is ignored with a warning, and `ro` on a recursive bind covers its
+    /// top mount only (runc's `rro` asks for all of it).
+    #[default]
+    Runc,
+    /// capsa's: an unknown capability is an error, as the OCI spec asks,
+    /// and `ro` on a recursive bind is read-only all the way down.
+    Hardened,
+}
+
+/// Read `BUNDLE/config.json` and turn it into a validated [`Plan`], read
+/// as `mode` says. Warnings (what runc's reading ignored) are in
+/// [`Plan::warnings`].
+pub fn load(bundle: &Path, mode: Mode) -> Result<Plan, SpecError> {
     let file = bundle.join("config.json");
     let bytes = std::fs::read(&file).map_err(|error| SpecError::Read {
         path: file.clone(),
         error,
     })?;
-    let spec = parse(&file, &bytes)?;
-    Plan::new(bundle, spec)
+    let (spec, warnings) = match parse(&file, &bytes) {
+        Err(e) if mode == Mode::Runc && e.is_unknown_capability() => {
+            caps::parse_ignoring_unknown(&file, &bytes)?
+        }
+        r => (r?, Vec::new()),
+    };
+    let mut plan = Plan::new(bundle, spec)?;
+    plan.warnings = warnings;
+    if mode == Mode::Hardened {
+        plan.harden();
+    }
+    Ok(plan)
 }
 
 /// Parse a `process.json` as given to `exec --process`. Without `user` the

@@ -103,6 +103,9 @@ pub struct Plan {
     pub personality: Option<u64>,
     /// `linux.memoryPolicy`: the mode with its flags, and the node mask.
     pub memory_policy: Option<(i32, Vec<u64>)>,
+    /// What was read leniently, for the caller to warn about (see
+    /// [`crate::Mode::Runc`]).
+    pub warnings: Vec<String>,
 }
 
 const SUPPORTED_VERSIONS: [&str; 4] = ["1.0.", "1.1.", "1.2.", "1.3."];
@@ -246,6 +249,7 @@ impl Plan {
         refuse_unsupported(linux)?;
 
         Ok(Plan {
+            warnings: Vec::new(),
             seccomp,
             personality: personality(linux)?,
             memory_policy: memory_policy(linux)?,
@@ -288,6 +292,21 @@ impl Plan {
     }
 
     /// Whether the container gets a new user namespace.
+    /// capsa's hardened reading ([`crate::Mode::Hardened`]): `ro` on a
+    /// recursive bind is read-only all the way down, as if `rro` were
+    /// named, unless `rrw` was.
+    ///
+    /// Security: a read-only bind of a tree with mounts under it (the
+    /// host's `/sys`, with its cgroupfs) would otherwise leave them
+    /// writable (CVE-2023-25809's class).
+    pub(crate) fn harden(&mut self) {
+        for m in &mut self.mounts {
+            if m.bind && m.recursive && m.readonly() && m.recursive_clear & libc::MS_RDONLY == 0 {
+                m.recursive_set |= libc::MS_RDONLY;
+            }
+        }
+    }
+
     pub fn new_userns(&self) -> bool {
         self.namespaces.new & libc::CLONE_NEWUSER != 0
     }
@@ -852,5 +871,35 @@ mod tests {
             serde_json::json!({"personality": {"domain": "LINUX", "flags": ["X"]}}),
         ));
         assert_eq!(field_of(p.unwrap_err()), "linux.personality.flags");
+    }
+
+    #[test]
+    fn hardening_makes_ro_on_an_rbind_recursive_unless_rrw_is_named() {
+        let mount = |opts: &[&str]| {
+            let m: oci::Mount = serde_json::from_value(serde_json::json!({
+                "destination": "/m", "type": "bind", "source": "/src", "options": opts
+            }))
+            .unwrap();
+            crate::mounts::plan(0, &m, Path::new("/b")).unwrap()
+        };
+        let spec: oci::Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0", "root": {"path": "tmp"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+        }))
+        .unwrap();
+        let mut p = Plan::new(Path::new("/"), spec).unwrap();
+        p.mounts = vec![
+            mount(&["rbind", "ro"]),
+            mount(&["bind", "ro"]),
+            mount(&["rbind", "rw"]),
+            mount(&["rbind", "ro", "rrw"]),
+        ];
+        p.harden();
+        let rec: Vec<bool> = p
+            .mounts
+            .iter()
+            .map(|m| m.recursive_set & libc::MS_RDONLY != 0)
+            .collect();
+        assert_eq!(rec, [true, false, false, false]);
     }
 }

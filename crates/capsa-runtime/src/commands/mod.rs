@@ -66,6 +66,15 @@ pub fn criu_flags(a: &crate::cli::CriuArgs, criu: &std::path::Path) -> capsa_run
     }
 }
 
+/// How the config is read: runc's way unless `--hardened`.
+pub fn mode(hardened: bool) -> capsa_spec::Mode {
+    if hardened {
+        capsa_spec::Mode::Hardened
+    } else {
+        capsa_spec::Mode::Runc
+    }
+}
+
 /// Create options from the shared flags.
 pub fn create_options(a: &crate::cli::CreateArgs) -> capsa_runtime::CreateOptions {
     capsa_runtime::CreateOptions {
@@ -78,6 +87,7 @@ pub fn create_options(a: &crate::cli::CreateArgs) -> capsa_runtime::CreateOption
         preserve_fds: a.preserve_fds,
         own_console: false,
         systemd_cgroup: a.systemd_cgroup,
+        mode: mode(a.hardened),
     }
 }
 

@@ -17,6 +17,7 @@ pub fn run(
         console_socket: a.console_socket.clone(),
         flags: super::criu_flags(&a.criu, criu),
         systemd_cgroup: a.systemd_cgroup,
+        mode: super::mode(a.hardened),
     };
     if !a.detach {
         foreground::block_signals();

@@ -15,6 +15,7 @@ pub fn run(store: &Store, a: &RunArgs, log: &Logger) -> anyhow::Result<i32> {
         foreground::block_signals();
     }
     let mut created = capsa_runtime::create(store, &opts)?;
+    created.warnings.iter().for_each(|w| log.warn(w));
     super::trace(log, &created.trace);
     // Before start: output written before the change would be translated.
     if let Some(m) = &created.console {
