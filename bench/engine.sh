@@ -44,28 +44,27 @@ c["linux"]["cgroupsPath"] = "/capsa-engine-bench-bare/bare"
 json.dump(c, open(p, "w"))
 PY
 
-now() { date +%s%N; }
-declare -A t
+declare -A times failed
 # A pause between commands lets each engine's leftover work (podman's
 # cleanup process, say) finish before the next one is timed.
 for i in $(seq "$runs"); do
     sleep 0.3
-    a=$(now); capsa run --rm --network none localhost/bench /bin/true; b=$(now); t[capsa]+="$(( (b - a) / 1000 )) "
+    timed capsa capsa run --rm --network none localhost/bench /bin/true
     sleep 0.3
-    a=$(now); pm run --rm --cgroup-parent /capsa-engine-bench-podman localhost/bench /bin/true; b=$(now); t[podman]+="$(( (b - a) / 1000 )) "
+    timed podman pm run --rm --cgroup-parent /capsa-engine-bench-podman localhost/bench /bin/true
     sleep 0.3
-    a=$(now); "$bin/capsa-runtime" --root "$work/rt" run --bundle "$work/bundle" bare; b=$(now); t[bare]+="$(( (b - a) / 1000 )) "
+    timed bare "$bin/capsa-runtime" --root "$work/rt" run --bundle "$work/bundle" bare
 done
-ms() { echo "${t[$1]}" | median | awk '{printf "%.1f", $1/1000}'; }
+ms() { echo "${times[$1]:-}" | median | awk '{printf "%.1f", $1/1000}'; }
 c=$(ms capsa); p=$(ms podman); r=$(ms bare)
 echo
-echo "run --rm busybox true, $runs runs each, medians"
+echo "run --rm busybox true, $runs runs each, medians of the runs that succeeded"
 echo
-echo "| command | median ms | capsa / this |"
-echo "|---|---|---|"
-echo "| capsa run --rm | $c | 1.00 |"
-echo "| podman run --rm | $p | $(awk -v a="$c" -v b="$p" 'BEGIN{printf "%.3f", a/b}') |"
-echo "| capsa-runtime run (bare) | $r | $(awk -v a="$c" -v b="$r" 'BEGIN{printf "%.2f", a/b}') |"
+echo "| command | median ms | capsa / this | failed runs (dropped) |"
+echo "|---|---|---|---|"
+echo "| capsa run --rm | $c | 1.00 | ${failed[capsa]:-0} |"
+echo "| podman run --rm | $p | $(awk -v a="$c" -v b="$p" 'BEGIN{printf "%.3f", a/b}') | ${failed[podman]:-0} |"
+echo "| capsa-runtime run (bare) | $r | $(awk -v a="$c" -v b="$r" 'BEGIN{printf "%.2f", a/b}') | ${failed[bare]:-0} |"
 
 avail() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
 rss_pss() { # pids on stdin -> "median-RSS-kB median-PSS-kB"

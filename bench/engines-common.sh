@@ -11,31 +11,44 @@ EOT
     chmod +x "$1"
 }
 
+# timed NAME CMD...: run CMD; on success add its time in µs to
+# times[NAME], on failure count it in failed[NAME] instead (a failed run
+# says nothing about speed, and is never part of a median). The caller
+# declares the associative arrays `times` and `failed`.
+timed() {
+    local name=$1 t0 t1; shift
+    t0=$(date +%s%N)
+    if "$@"; then
+        t1=$(date +%s%N)
+        times[$name]+="$(( (t1 - t0) / 1000 )) "
+    else
+        failed[$name]=$(( ${failed[$name]:-0} + 1 ))
+    fi
+}
+
 # measure RUNS CMD...: run "CMD RUNTIME ID" for capsa, runc and crun in
-# turn, RUNS rounds, and print the medians and ratios to capsa.
+# turn, RUNS rounds, and print the medians and ratios to capsa, with the
+# number of failed runs (dropped).
 measure() {
     local runs=$1 title=$2; shift 2
     declare -A bins=([capsa]="$capsa" [runc]=/usr/sbin/runc [crun]="$work/crun-wrapper")
-    local names=(capsa runc crun) n i t0 t1
-    declare -A times
+    local names=(capsa runc crun) n i
+    declare -A times failed
     for i in $(seq "$runs"); do
         for n in "${names[@]}"; do
-            t0=$(date +%s%N)
-            "$@" "${bins[$n]}" "b-$n-$i" >/dev/null
-            t1=$(date +%s%N)
-            times[$n]+="$(( (t1 - t0) / 1000 )) "
+            timed "$n" "$@" "${bins[$n]}" "b-$n-$i" >/dev/null
         done
     done
     median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
-    echo "$title, $runs runs each, median ms"
+    echo "$title, $runs runs each, median ms of the runs that succeeded"
     echo
-    echo "| runtime | median ms | / capsa |"
-    echo "|---|---|---|"
+    echo "| runtime | median ms | / capsa | failed runs (dropped) |"
+    echo "|---|---|---|---|"
     local c m
-    c=$(echo "${times[capsa]}" | median)
+    c=$(echo "${times[capsa]:-}" | median)
     for n in "${names[@]}"; do
-        m=$(echo "${times[$n]}" | median)
-        echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') |"
+        m=$(echo "${times[$n]:-}" | median)
+        echo "| $n | $m | $(awk -v a="$m" -v b="$c" 'BEGIN {printf "%.2fx", a/b}') | ${failed[$n]:-0} |"
     done
 }
 

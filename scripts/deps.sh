@@ -4,10 +4,11 @@
 # client's generated code), containerd, podman, docker.io, catatonit (the
 # pause image) and containernetworking-plugins (CNI, for the CRI test);
 # qemu-system-x86, mmdebstrap, e2fsprogs and cpio build and boot the pure
-# cgroup v2 guest (scripts/guest-image.sh, tests/guest.rs).
+# cgroup v2 guest (scripts/guest-image.sh, tests/guest.rs); runc and crun
+# are the other runtimes the engine drives and the bench compares.
 set -euo pipefail
 need=()
-for p in busybox-static procps protobuf-compiler containerd podman docker.io catatonit containernetworking-plugins docker-registry skopeo umoci apache2-utils openssl nftables iproute2 qemu-system-x86 mmdebstrap e2fsprogs cpio; do
+for p in runc crun busybox-static procps protobuf-compiler containerd podman docker.io catatonit containernetworking-plugins docker-registry skopeo umoci apache2-utils openssl nftables iproute2 qemu-system-x86 mmdebstrap e2fsprogs cpio; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,7 +4,7 @@
 
 use capsa_tests::images::load_busybox_probe;
 use capsa_tests::registry::Capsa;
-use capsa_tests::{probe_output, wait_for, Env};
+use capsa_tests::{installed, probe_output, require, wait_for, Env};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -497,8 +497,7 @@ fn volumes_bind_host_paths_and_named_volumes_persist() {
 
 #[test]
 fn the_runtime_flag_drives_runc_through_its_command_line() {
-    if !std::path::Path::new("/usr/sbin/runc").exists() {
-        eprintln!("skipping: runc is not installed");
+    if !require(installed("runc"), "runc") {
         return;
     }
     let (env, c, img) = setup("eng-runc");
@@ -938,10 +937,19 @@ fn a_resized_terminal_resizes_the_containers_pty() {
         nix::sys::signal::SIGWINCH,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    m.write_all(b"stty size; exit\r").unwrap();
-    let seen = read_until(&mut m, "40 100");
+    // The resize reaches the container's pty asynchronously: ask its size
+    // until it is the new one (each answer ends with a marker).
+    let mut seen = String::new();
+    for _ in 0..50 {
+        // The marker is computed, so the echoed command line is not it.
+        m.write_all(b"stty size; echo size-$((20+22))\r").unwrap();
+        seen = read_until(&mut m, "size-42");
+        if seen.contains("40 100") {
+            break;
+        }
+    }
     assert!(seen.contains("40 100"), "{seen}");
+    m.write_all(b"exit\r").unwrap();
     let mut child = child;
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
@@ -1065,5 +1073,41 @@ fn concurrent_runs_under_a_new_cgroup_parent_all_start() {
         let mut args = vec!["rm", "-f"];
         args.extend(ids);
         c.ok(&args);
+    }
+}
+
+/// `info` lists the v1 controllers of hierarchies that are mounted, not
+/// every directory under /sys/fs/cgroup: on this hybrid host `net_cls`
+/// and friends are plain directories that nothing mounted.
+#[test]
+fn info_lists_only_mounted_v1_controllers() {
+    let env = Env::new("eng-info");
+    let c = Capsa::new(&env, "c");
+    let info = json(&c.ok(&["info", "--format", "json"]));
+    let listed: Vec<String> = info["CgroupV1Controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounted: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once(" - "))
+        .filter(|(_, post)| post.starts_with("cgroup "))
+        .flat_map(|(_, post)| post.rsplit(' ').next().unwrap_or("").split(','))
+        .collect();
+    for name in &listed {
+        assert!(
+            mounted.contains(&name.as_str()),
+            "{name} is listed but not mounted: {listed:?}"
+        );
+    }
+    for name in ["cpu", "memory", "pids", "net_cls", "perf_event"] {
+        assert_eq!(
+            listed.iter().any(|l| l == name),
+            mounted.contains(&name),
+            "{name}: listed {listed:?}"
+        );
     }
 }

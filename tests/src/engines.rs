@@ -178,16 +178,7 @@ impl Containerd {
 
     /// Start containerd with `extra` config (for example the CRI plugin's).
     pub fn start_with(env: &Env, extra: Option<&str>) -> Option<Containerd> {
-        if Command::new("containerd")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            // CI installs it (scripts/test.sh): there, its absence fails.
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "containerd is not installed"
-            );
+        if !crate::require(crate::installed("containerd"), "containerd") {
             return None;
         }
         let dir = env.dir.join("containerd");
@@ -310,8 +301,7 @@ pub struct Podman {
 impl Podman {
     /// `None` when podman is not installed (outside CI).
     pub fn new(env: &Env) -> Option<Podman> {
-        if Command::new("podman").arg("--version").output().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "podman is not installed");
+        if !crate::require(crate::installed("podman"), "podman") {
             return None;
         }
         let dir = env.dir.join("podman");
@@ -386,11 +376,7 @@ pub struct Dockerd {
 impl Dockerd {
     /// `None` when docker is not installed (outside CI).
     pub fn start(env: &Env) -> Option<Dockerd> {
-        if Command::new("dockerd").arg("--version").output().is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "docker.io is not installed"
-            );
+        if !crate::require(crate::installed("dockerd"), "dockerd (docker.io)") {
             return None;
         }
         let dir = env.dir.join("docker");

@@ -385,6 +385,32 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Whether `what`, a tool or host feature a test needs, is `present`. A
+/// test that returns on `false` is skipped, and says so on stderr; under
+/// `CI` the absence fails the test instead, so no test passes there by
+/// not running.
+pub fn require(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is missing here (scripts/deps.sh installs the tools)"
+    );
+    eprintln!("SKIPPED: {what} is missing here (scripts/deps.sh installs the tools)");
+    false
+}
+
+/// Whether `program` runs (`program --version` starts).
+pub fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
 /// Unless the command succeeded (the machine allows what the test asks),
 /// it must have failed with every one of `words` on stderr and left
 /// nothing of container `id` behind.

@@ -73,8 +73,10 @@ impl Registry {
         auth: Option<(&str, &str)>,
         token: Option<(&str, &str)>,
     ) -> Option<Registry> {
-        if !std::path::Path::new("/usr/bin/docker-registry").exists() {
-            eprintln!("skipping: docker-registry is not installed (scripts/deps.sh installs it)");
+        if !crate::require(
+            std::path::Path::new("/usr/bin/docker-registry").exists(),
+            "docker-registry",
+        ) {
             return None;
         }
         let dir = env.dir.join(format!("registry-{name}"));

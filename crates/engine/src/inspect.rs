@@ -254,18 +254,19 @@ pub fn top(c: &Container) -> Result<Vec<i32>> {
 /// What this host offers containers.
 pub fn info(engine: &Engine) -> Value {
     let cgroups2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let v1: Vec<String> = std::fs::read_to_string("/proc/cgroups")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4
-                && f[3] == "1"
-                && std::path::Path::new("/sys/fs/cgroup").join(f[0]).exists())
-            .then(|| f[0].to_string())
+    // The v1 controllers of hierarchies that are mounted: a directory
+    // under /sys/fs/cgroup may be a plain one (`net_cls` on a hybrid host
+    // where nothing mounted it), and /proc/cgroups lists what the kernel
+    // has, mounted or not.
+    let mut v1: Vec<String> = capsa_cgroups::Hierarchy::detect()
+        .map(|h| {
+            h.v1.into_iter()
+                .flat_map(|m| m.controllers)
+                .filter(|c| !c.starts_with("name="))
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
+    v1.sort();
     let unified = [
         "/sys/fs/cgroup/cgroup.controllers",
         "/sys/fs/cgroup/unified/cgroup.controllers",
