@@ -115,6 +115,12 @@ fn without_a_mount_namespace_the_root_is_a_chroot_and_delete_unmounts_its_mounts
     let mut b = no_mount_namespace_bundle(&env);
     b.args(&["sleep", "100"]);
     let rootfs: PathBuf = std::fs::canonicalize(b.rootfs()).unwrap();
+    // A mount of the host's under the rootfs, made before the container:
+    // not the container's to take away.
+    let premounted = rootfs.join("premounted");
+    std::fs::create_dir_all(&premounted).unwrap();
+    env.mount_tmpfs(&premounted, None);
+    std::fs::write(premounted.join("kept"), "host").unwrap();
     let id = env.id("c");
     env.rt_ok(&["create", "-b", b.path(), &id]);
     env.rt_ok(&["start", &id]);
@@ -137,8 +143,41 @@ fn without_a_mount_namespace_the_root_is_a_chroot_and_delete_unmounts_its_mounts
     // exec'd processes run in the container's root, not at the host's /.
     assert_eq!(env.rt_ok(&["exec", &id, "cat", "/marker"]), "inside");
     env.rt_ok(&["delete", "-f", &id]);
-    assert_eq!(mounts_under(&rootfs), Vec::<String>::new());
+    assert_eq!(
+        mounts_under(&rootfs),
+        vec![premounted.display().to_string()]
+    );
+    assert_eq!(
+        std::fs::read_to_string(premounted.join("kept")).unwrap(),
+        "host"
+    );
+    // The rootfs's own bind went too.
+    assert!(!mounts_under(rootfs.parent().unwrap()).contains(&rootfs.display().to_string()));
     assert_eq!(propagation_of(&shared), before);
+}
+
+/// A mount namespace "joined" that is the runtime's own would be the
+/// host's: its propagation changed and pivot_root done in it. Refused.
+#[test]
+fn joining_the_runtimes_own_mount_namespace_is_refused() {
+    let env = Env::new("ownmntns");
+    let mut b = env.bundle("b");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in ns.iter_mut() {
+        if n["type"] == "mount" {
+            n["path"] = json!("/proc/self/ns/mnt");
+        }
+    }
+    b.save();
+    let id = env.id("c");
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is the runtime's own"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
 }
 
 #[test]
@@ -168,11 +207,25 @@ fn without_a_mount_namespace_hardened_refuses_and_a_failed_create_leaves_no_moun
     );
     env.assert_gone(&id);
 
-    // A create that fails after the init mounted takes the mounts away.
+    // A create that fails after the init mounted takes the mounts away,
+    // the rootfs's own bind included.
     b.config["linux"]["maskedPaths"] = json!([]);
     b.args(&["/no/such/program"]);
     let o = env.rt(&["create", "-b", b.path(), &id]);
     assert!(!o.status.success());
     env.assert_gone(&id);
     assert_eq!(mounts_under(&rootfs), Vec::<String>::new());
+    assert!(!mounts_under(rootfs.parent().unwrap()).contains(&rootfs.display().to_string()));
+
+    // The host's / is no container's root without a mount namespace.
+    b.config["root"]["path"] = json!("/");
+    b.save();
+    let o = env.rt(&["create", "-b", b.path(), &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the host's / cannot be a container's root"),
+        "{}",
+        stderr(&o)
+    );
+    env.assert_gone(&id);
 }

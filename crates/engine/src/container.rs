@@ -214,9 +214,8 @@ impl Engine {
     pub fn save(&self, c: &Container) -> Result<()> {
         let path = self.record_path(&c.id);
         let bytes = serde_json::to_vec_pretty(c).map_err(|e| Error::Other(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, bytes).at("write", &tmp)?;
-        fs::rename(&tmp, &path).at("rename into", &path)
+        // A record holds the container's environment: its owner only.
+        capsa_sys::file::write_atomic(&path, &bytes, 0o600).at("write", &path)
     }
 
     /// Re-read a record.

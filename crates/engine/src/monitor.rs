@@ -781,6 +781,11 @@ fn create_external(
     let pid_file = files.join("pid");
     let log = files.join("runtime.log");
     let mut cmd = std::process::Command::new(&bin);
+    // capsa-runtime takes runc's behaviour unless told: the engine's
+    // containers are hardened whichever way they are made.
+    if bin.file_name().is_some_and(|n| n == "capsa-runtime") {
+        cmd.arg("--hardened");
+    }
     cmd.arg("--root")
         .arg(engine.run.join("ext-runtime"))
         .arg("--log")

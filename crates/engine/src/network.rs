@@ -79,10 +79,8 @@ fn save(engine: &Engine, n: &Network) -> Result<()> {
     let d = dir(engine);
     std::fs::create_dir_all(&d).at("create", &d)?;
     let p = path(engine, &n.name);
-    let tmp = d.join(format!(".{}.tmp", n.name));
     let body = serde_json::to_vec_pretty(n).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(&tmp, body).at("write", &tmp)?;
-    std::fs::rename(&tmp, &p).at("rename", &p)
+    capsa_sys::file::write_atomic(&p, &body, 0o644).at("write", &p)
 }
 
 /// The network `name`; the default one is made on first use.
@@ -431,10 +429,8 @@ pub fn allocate(
         host_veth: format!("veth{}{n}", &id[..8]),
         aliases: aliases.to_vec(),
     };
-    let tmp = dir.join(format!(".net-{}.tmp", net.name));
     let body = serde_json::to_vec(&ep).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(&tmp, body).at("write", &tmp)?;
-    std::fs::rename(&tmp, &file).at("rename", &file)?;
+    capsa_sys::file::write_atomic(&file, &body, 0o644).at("write", &file)?;
     Ok(ep)
 }
 

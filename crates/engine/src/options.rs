@@ -60,25 +60,11 @@ pub struct RunOptions {
 
 /// `512m`, `1g`, `100k`, `2048` (bytes), as docker reads memory sizes.
 pub fn parse_bytes(name: &str, s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult): (&str, i64) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num.parse().map_err(|_| {
-        flag(
-            name,
-            format!("{s:?} is not a size (use a number with b, k, m, g)"),
-        )
-    })?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(flag(name, format!("{s:?} must be positive")));
+    match capsa_spec::units::parse_size(s) {
+        Ok(0) => Err(flag(name, format!("{s:?} must be positive"))),
+        Ok(n) => Ok(n as i64),
+        Err(e) => Err(flag(name, e.to_string())),
     }
-    Ok((v * mult as f64) as i64)
 }
 
 /// `--cpus 0.5` as a CFS quota over a 100 ms period.

@@ -113,10 +113,8 @@ pub fn allocate(engine: &Engine, dir: &Path, size: u32) -> Result<IdRange> {
         offset,
     };
     let path = dir.join(LEASE);
-    let tmp = dir.join(format!(".{LEASE}.tmp"));
     let body = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(&tmp, body).at("write", &tmp)?;
-    std::fs::rename(&tmp, &path).at("rename", &path)?;
+    capsa_sys::file::write_atomic(&path, &body, 0o644).at("write", &path)?;
     Ok(r)
 }
 

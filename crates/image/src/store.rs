@@ -85,24 +85,7 @@ pub(crate) fn now_secs() -> u64 {
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(unique_name(".tmp-"));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .at("create", &tmp)?;
-        f.write_all(bytes).at("write", &tmp)?;
-        f.sync_all().at("fsync", &tmp)?;
-        fs::rename(&tmp, path).at("rename into", path)?;
-        File::open(dir).and_then(|d| d.sync_all()).at("fsync", dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    capsa_sys::file::write_atomic(path, bytes, mode).at("write", path)
 }
 
 impl Store {

@@ -668,6 +668,11 @@ fn read_descriptors(images: &OwnedFd, path: &Path) -> Result<Vec<String>> {
 pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
     state::check_id(&opts.id)?;
     let plan = capsa_spec::load(&opts.bundle, opts.mode)?;
+    if !crate::create::has_mount_namespace(&plan) {
+        return Err(Error::Unsupported(
+            "restore of a container without a mount namespace of its own".into(),
+        ));
+    }
     require_criu(&opts.flags.criu)?;
     if opts.systemd_cgroup {
         return Err(Error::Unsupported(
@@ -782,6 +787,7 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         owner: String::new(),
         cgroup: cgroup.clone(),
         config: plan.spec.clone(),
+        host_root_mount: None,
     };
     let res = swrk.call(ReqType::Restore, Some(&o), |script, pid, fd| {
         match script {

@@ -72,8 +72,9 @@ struct Undo<'a> {
     id: String,
     pid: Option<Pid>,
     cgroup: Option<Cgroup>,
-    /// The rootfs, when the init mounts in the host's mount namespace.
-    host_mounts: Option<PathBuf>,
+    /// The rootfs and the id of its private bind onto itself, when the
+    /// init mounts in the host's mount namespace.
+    host_root: Option<(PathBuf, u64)>,
     armed: bool,
 }
 
@@ -86,8 +87,8 @@ impl Drop for Undo<'_> {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
         }
-        if let Some(rootfs) = &self.host_mounts {
-            let _ = crate::hostmounts::unmount_under(rootfs);
+        if let Some((rootfs, id)) = &self.host_root {
+            let _ = crate::hostmounts::detach_root(rootfs, *id);
         }
         if let Some(cg) = &self.cgroup {
             let _ = cg.remove_created();
@@ -109,6 +110,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     if !has_mount_namespace(&plan) {
         check_without_mount_namespace(&plan, opts.mode)?;
     }
+    refuse_joining_our_mount_namespace(&plan)?;
     if plan.process.terminal && opts.console_socket.is_none() && !opts.own_console {
         return Err(Error::Invalid(
             "cannot allocate tty if capsa-runtime will detach without setting console socket"
@@ -123,7 +125,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         id: opts.id.clone(),
         pid: None,
         cgroup: None,
-        host_mounts: (!has_mount_namespace(&plan)).then(|| plan.rootfs.clone()),
+        host_root: None,
         armed: true,
     };
 
@@ -183,7 +185,14 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         Ok(()) if scope.is_some() => {}
         Ok(()) => {
             let busy = refuse_busy_cgroup(&cgroup, opts.mode)?;
-            cgroup.shared = !busy.is_empty();
+            if !busy.is_empty() {
+                // Noted at once: a create killed from here on must not
+                // have `delete -f` kill or remove what was there before.
+                cgroup.shared = true;
+                if let Ok(json) = serde_json::to_vec(&cgroup) {
+                    state::write_atomic(&dir.join(state::CREATING), &json, 0o600)?;
+                }
+            }
             warnings.extend(busy);
             cgroup.apply(&resources)?;
         }
@@ -285,6 +294,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     };
 
     trace.mark("runtime", "exec fifo and channel ready");
+    let host_root = if has_mount_namespace(&plan) {
+        None
+    } else {
+        let id = crate::hostmounts::bind_root(&plan.rootfs)?;
+        undo.host_root = Some((plan.rootfs.clone(), id));
+        Some(id)
+    };
     let (pid, v2_pending) = spawn_in_rootfs(&plan, &ctx, &parent)?;
     {
         let names: Vec<&str> = [
@@ -360,6 +376,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         owner: String::new(),
         cgroup: cgroup.clone(),
         config: plan.spec.clone(),
+        host_root_mount: host_root,
     };
     let mut console = None;
     loop {
@@ -424,6 +441,29 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
 /// by path).
 pub(crate) fn has_mount_namespace(plan: &Plan) -> bool {
     plan.namespaces.has(libc::CLONE_NEWNS)
+}
+
+/// Security: a mount namespace "joined" by path that is the runtime's own
+/// (the host's, `/proc/1/ns/mnt`) would have the init change the host's
+/// propagation and pivot_root in it. Refused: a spec that means the
+/// host's names no mount namespace.
+fn refuse_joining_our_mount_namespace(plan: &Plan) -> Result<()> {
+    let ours = nix::sys::stat::stat("/proc/self/ns/mnt")
+        .map_err(|e| Error::sys("stat", "/proc/self/ns/mnt", e))?;
+    for (flag, path) in &plan.namespaces.join {
+        if *flag != libc::CLONE_NEWNS {
+            continue;
+        }
+        let theirs = nix::sys::stat::stat(path.as_path())
+            .map_err(|e| Error::sys("stat", path.display(), e))?;
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
+            return Err(Error::Invalid(format!(
+                "linux.namespaces: the mount namespace at {} is the runtime's own: leave the mount namespace out of the spec instead",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A spec without a mount namespace: the container's mounts are made in

@@ -70,8 +70,11 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     let flags = namespaces::differing(st.pid)?;
     // A container without a mount namespace of its own (runc's reading of
     // a spec that names none) has a chroot for its root: the process is
-    // put in the init's, or it would run at the host's `/`.
-    let chroot = if flags & libc::CLONE_NEWNS == 0 {
+    // put in the init's, or it would run at the host's `/`. Decided by the
+    // container's config, not by comparing namespaces: a runtime running
+    // in another mount namespace than the create's joins the host's by
+    // setns, whose root is the host's.
+    let chroot = if crate::hostmounts::in_host_namespace(&st) || flags & libc::CLONE_NEWNS == 0 {
         Some(crate::lifecycle::open_init_root(&st)?)
     } else {
         None

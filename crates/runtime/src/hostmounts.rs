@@ -1,18 +1,20 @@
 //! The mounts of a container without a mount namespace of its own (runc's
-//! reading of a spec that names none): its init made them in the host's
-//! mount namespace, under its rootfs, and they outlive it. `delete` (and a
-//! failed `create`) unmounts them; runc leaves them behind.
+//! reading of a spec that names none). Its init mounts in the host's
+//! mount namespace, so before it starts the runtime binds the rootfs onto
+//! itself, private: every mount the container makes lands on that bind
+//! and propagates nowhere, and `delete` (or a failed `create`) detaches
+//! the bind, which takes all of them with it. runc binds the rootfs too,
+//! but never takes it, or what is under it, away.
 
 use crate::error::{Error, Result};
 use crate::state::ContainerState;
 use capsa_spec::oci::LinuxNamespaceType;
 use capsa_sys::procfs::ProcFs;
-use capsa_sys::resolve::{fd_path, Symlinks};
-use capsa_sys::root::Root;
+use capsa_sys::resolve::fd_path;
 use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
 /// Whether the container was made without a mount namespace of its own.
 pub fn in_host_namespace(st: &ContainerState) -> bool {
@@ -23,103 +25,80 @@ pub fn in_host_namespace(st: &ContainerState) -> bool {
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
 }
 
-/// Unmount every mount under `rootfs` in our mount namespace, deepest
-/// first, stacked ones top first.
+/// Bind `rootfs` onto itself (with what is mounted under it), private all
+/// the way down; returns the new mount's id.
 ///
-/// Security: the mount points were made by the container, whose
-/// processes may have replaced a directory on the way with a symlink to a
-/// host path since. Each one is opened inside the rootfs with no symlink
-/// followed, and unmounted only when what was opened is the root of that
-/// very mount (its mount id is the one mountinfo lists), so a host mount
-/// is never taken for one of the container's.
-pub fn unmount_under(rootfs: &Path) -> Result<()> {
-    let proc = ProcFs::new().map_err(|e| Error::sys("open", "procfs", e))?;
-    let root = match Root::open(rootfs) {
-        Ok(r) => r,
-        Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(Error::sys("open", rootfs.display(), e)),
+/// Security: the host's root is refused as a rootfs here (the container's
+/// `/proc` and `/dev` would cover the host's own). The bind being private,
+/// nothing mounted under it reaches a peer of the host's, and what the
+/// container leaves there is taken away with the bind alone, however it
+/// renamed or renamed over the mount points under it.
+pub fn bind_root(rootfs: &Path) -> Result<u64> {
+    let here = open_dir(rootfs)?;
+    let host_root = open_dir(Path::new("/"))?;
+    let same = |a: &OwnedFd, b: &OwnedFd| -> Result<bool> {
+        let (x, y) = (
+            nix::sys::stat::fstat(a.as_raw_fd())
+                .map_err(|e| Error::sys("stat", rootfs.display(), e))?,
+            nix::sys::stat::fstat(b.as_raw_fd()).map_err(|e| Error::sys("stat", "/", e))?,
+        );
+        Ok((x.st_dev, x.st_ino) == (y.st_dev, y.st_ino))
     };
-    // The rootfs as mountinfo spells it (links in the bundle path
-    // resolved).
-    let here = proc
-        .readlink(&ProcFs::own(&format!("fd/{}", root.fd().as_raw_fd())))
-        .map_err(|e| Error::sys("readlink", rootfs.display(), e))?;
-    // A pass unmounts the top of each stack; stacked mounts need more.
-    for _ in 0..64 {
-        let text = proc
-            .read(&ProcFs::own("mountinfo"), 16 << 20)
-            .map_err(|e| Error::sys("read", "/proc/self/mountinfo", e))?;
-        let mut under = mounts_under(&text, &here);
-        if under.is_empty() {
-            return Ok(());
-        }
-        under.sort_by_key(|(id, rel)| std::cmp::Reverse((rel.components().count(), *id)));
-        let mut progress = false;
-        for (id, rel) in under {
-            let Ok(fd) = root.open_at(&rel, libc::O_PATH, Symlinks::Refuse) else {
-                continue;
-            };
-            if mount_id(&proc, fd.as_raw_fd()) != Some(id) {
-                continue;
-            }
-            match umount2(fd_path(fd.as_raw_fd()).as_str(), MntFlags::MNT_DETACH) {
-                Ok(()) => progress = true,
-                Err(Errno::EINVAL | Errno::ENOENT) => {}
-                Err(e) => return Err(Error::sys("umount", here.join(&rel).display(), e)),
-            }
-        }
-        if !progress {
-            return Ok(());
-        }
+    if same(&here, &host_root)? {
+        return Err(Error::Invalid(
+            "root.path: the host's / cannot be a container's root without a mount namespace of its own".into(),
+        ));
     }
-    Ok(())
+    let tree = capsa_sys::mount::clone_tree(Path::new(&fd_path(here.as_raw_fd())), true)
+        .map_err(|e| Error::sys("bind mount", rootfs.display(), e))?;
+    capsa_sys::mount::set_propagation(tree.as_raw_fd(), libc::MS_PRIVATE, true)
+        .map_err(|e| Error::sys("make private", rootfs.display(), e))?;
+    capsa_sys::mount::attach(tree.as_raw_fd(), here.as_raw_fd())
+        .map_err(|e| Error::sys("bind mount", rootfs.display(), e))?;
+    // Attached, the tree's fd is the new mount's root.
+    mount_id(tree.as_raw_fd())
+        .ok_or_else(|| Error::State(format!("{}: no mount id", rootfs.display())))
 }
 
-/// Mounts strictly under `root` in mountinfo `text`: (mount id, path
-/// relative to `root`).
-fn mounts_under(text: &str, root: &Path) -> Vec<(u64, PathBuf)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.split(' ');
-            let id = f.next()?.parse().ok()?;
-            let at = capsa_sys::mount::unescape(f.nth(3)?);
-            let rel = Path::new(&at).strip_prefix(root).ok()?;
-            (!rel.as_os_str().is_empty()).then(|| (id, rel.to_path_buf()))
-        })
-        .collect()
+/// Detach the bind [`bind_root`] made at `rootfs` (mount `id`), and with
+/// it every mount under it. Nothing is done when what is mounted there now
+/// is not that bind (already gone, or another mount since).
+pub fn detach_root(rootfs: &Path, id: u64) -> Result<()> {
+    let here = match open_dir(rootfs) {
+        Ok(fd) => fd,
+        Err(Error::Sys {
+            errno: Errno::ENOENT,
+            ..
+        }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if mount_id(here.as_raw_fd()) != Some(id) {
+        return Ok(());
+    }
+    match umount2(fd_path(here.as_raw_fd()).as_str(), MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Err(e) => Err(Error::sys("umount", rootfs.display(), e)),
+    }
+}
+
+fn open_dir(p: &Path) -> Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        p,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(capsa_sys::fd::own_raw)
+    .map_err(|e| Error::sys("open", p.display(), e))
 }
 
 /// The id of the mount `fd` is on (`mnt_id` in its fdinfo).
-fn mount_id(proc: &ProcFs, fd: i32) -> Option<u64> {
-    proc.read(&ProcFs::own(&format!("fdinfo/{fd}")), 4096)
+fn mount_id(fd: i32) -> Option<u64> {
+    ProcFs::new()
+        .ok()?
+        .read(&ProcFs::own(&format!("fdinfo/{fd}")), 4096)
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("mnt_id:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_only_mounts_strictly_under_the_root() {
-        let text = "\
-21 1 8:1 / / rw - ext4 /dev/sda1 rw
-40 21 0:5 / /b/rootfs/proc rw - proc proc rw
-41 21 0:6 / /b/rootfs/dev rw - tmpfs tmpfs rw
-42 41 0:7 / /b/rootfs/dev/my\\040pts rw - devpts devpts rw
-43 21 0:8 / /b/rootfs2/proc rw - proc proc rw
-44 21 0:9 / /b/rootfs rw - tmpfs tmpfs rw
-";
-        let got = mounts_under(text, Path::new("/b/rootfs"));
-        assert_eq!(
-            got,
-            vec![
-                (40, PathBuf::from("proc")),
-                (41, PathBuf::from("dev")),
-                (42, PathBuf::from("dev/my pts")),
-            ]
-        );
-    }
 }

@@ -174,7 +174,9 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     // Without a pid namespace of its own, the init's death does not end
     // the rest: SIGKILL goes to every process of the cgroup, as runc 1.2's
     // does, so that no process of the container outlives a kill.
-    let all = all || sig == libc::SIGKILL && !own_pid_namespace(&st);
+    // A cgroup the container shares with processes that were there before
+    // it (runc's mode) is never signalled whole but by `--all`.
+    let all = all || sig == libc::SIGKILL && !own_pid_namespace(&st) && !st.cgroup.shared;
     if status == Status::Stopped {
         if !all {
             return Err(Error::State("container not running".into()));
@@ -251,11 +253,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
     // too. With one, they died with the init: whatever else is in the
     // cgroup was there before the container (runc's mode lets a populated
     // cgroup through with a warning) and is not ours to kill.
-    if !own_pid_namespace(&st) {
+    if !own_pid_namespace(&st) && !st.cgroup.shared {
         let _ = st.cgroup.signal_all(libc::SIGKILL);
     }
-    if crate::hostmounts::in_host_namespace(&st) {
-        crate::hostmounts::unmount_under(&st.rootfs)?;
+    if let Some(id) = st.host_root_mount {
+        crate::hostmounts::detach_root(&st.rootfs, id)?;
     }
     st.cgroup.remove()?;
     store.remove(id)?;
@@ -277,7 +279,7 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     if let Some(d) = st.cgroup.v1_dir("freezer") {
         let _ = std::fs::write(d.join("freezer.state"), "THAWED");
     }
-    if !own_pid_namespace(st) {
+    if !own_pid_namespace(st) && !st.cgroup.shared {
         let _ = st.cgroup.signal_all(libc::SIGKILL);
     }
     match capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL) {
@@ -426,6 +428,11 @@ fn remove_half_made(store: &Store, id: &str) {
             capsa_cgroups::Cgroup::new(&hier, std::path::Path::new(noted.trim()))
         }
     };
-    let _ = cg.signal_all(libc::SIGKILL);
+    // Security: only a cgroup this create made is emptied: one that was
+    // there before may hold processes that were never the container's
+    // (the create may have died before it looked).
+    if !cg.shared && cg.dirs().all(|d| cg.created.contains(d)) {
+        let _ = cg.signal_all(libc::SIGKILL);
+    }
     let _ = cg.remove();
 }

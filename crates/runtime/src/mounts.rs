@@ -304,12 +304,30 @@ fn mount_made(
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let cloned;
+        // Where the source is, as mountinfo spells it: read from the fd
+        // the clone is made from, so that the tree and the path looked up
+        // for cgroup filesystems under it are one.
+        let src_at;
         let tree = match host_tree {
             // The runtime cloned (and perhaps id-mapped) the source.
-            Some(tree) => tree,
+            Some(tree) => {
+                src_at = std::fs::canonicalize(src).ok();
+                tree
+            }
             None => {
-                cloned = capsa_sys::mount::clone_tree(src, m.recursive)
-                    .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?;
+                let at = nix::fcntl::open(
+                    src,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(capsa_sys::fd::own_raw)
+                .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?;
+                src_at = std::fs::read_link(fd_path(at.as_raw_fd())).ok();
+                cloned =
+                    capsa_sys::mount::clone_tree(Path::new(&fd_path(at.as_raw_fd())), m.recursive)
+                        .map_err(|e| {
+                            err("bind mount", format!("{} on {dest}", src.display()), e)
+                        })?;
                 cloned.as_raw_fd()
             }
         };
@@ -345,12 +363,20 @@ fn mount_made(
             }
             .map_err(|e| err("set mount flags", &dest, e))?;
         }
+        // Security: mount propagation to the host. Without a mount
+        // namespace of our own the clone is made from the host's tree and
+        // joins its source's peer group: a slave, what the container
+        // mounts under it stays off the host's source.
+        if !crate::create::has_mount_namespace(plan) {
+            capsa_sys::mount::set_propagation(tree, libc::MS_SLAVE, true)
+                .map_err(|e| err("make slave", &dest, e))?;
+        }
         // Security: CVE-2023-25809. In runc's mode `ro` on an rbind covers
         // its top only; a tree holding a cgroup filesystem (the host's
         // `/sys`, as `spec --rootless` binds it) is read-only all the way
         // down all the same, or a container without a cgroup namespace
         // could write the cgroups its user owns on the host.
-        if m.recursive && m.readonly() && holds_cgroupfs(src) {
+        if m.recursive && m.readonly() && src_at.as_deref().is_none_or(holds_cgroupfs) {
             capsa_sys::mount::set_attrs(tree, capsa_sys::mount::ATTR_RDONLY, 0, true)
                 .map_err(|e| err("make read-only recursively", &dest, e))?;
         }
@@ -529,12 +555,10 @@ fn mount_attrs(ms: u64) -> (u64, u64) {
     (set, clear)
 }
 
-/// Whether a cgroup filesystem is mounted at or under `src` (a bind's
-/// source) in our mount namespace. When that cannot be told, yes.
-fn holds_cgroupfs(src: &Path) -> bool {
-    let Ok(real) = std::fs::canonicalize(src) else {
-        return true;
-    };
+/// Whether a cgroup filesystem is mounted at or under `real` (a bind's
+/// source, links resolved) in our mount namespace. When that cannot be
+/// told, yes.
+fn holds_cgroupfs(real: &Path) -> bool {
     let Ok(text) = crate::procfs::open().and_then(|p| {
         p.read(&capsa_sys::procfs::ProcFs::own("mountinfo"), 16 << 20)
             .map_err(|e| err("read", "/proc/self/mountinfo", e))
@@ -548,7 +572,7 @@ fn holds_cgroupfs(src: &Path) -> bool {
         let fstype = post.split(' ').next().unwrap_or("");
         let at = pre.split(' ').nth(4).map(capsa_sys::mount::unescape);
         matches!(fstype, "cgroup" | "cgroup2")
-            && at.is_some_and(|a| Path::new(&a).starts_with(&real))
+            && at.is_some_and(|a| Path::new(&a).starts_with(real))
     })
 }
 

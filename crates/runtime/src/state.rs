@@ -6,7 +6,6 @@ use capsa_cgroups::Cgroup;
 use capsa_spec::oci;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -76,6 +75,11 @@ pub struct ContainerState {
     /// The configuration the container was created from (for hooks and
     /// `exec` defaults).
     pub config: oci::Spec,
+    /// Without a mount namespace of its own: the id of the private bind of
+    /// the rootfs onto itself that holds every mount the container made in
+    /// the host's namespace (see `hostmounts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_root_mount: Option<u64>,
 }
 
 impl ContainerState {
@@ -267,24 +271,8 @@ pub const CREATING: &str = "creating.cgroup";
 /// Write `bytes` to `path` through a temp file and a rename, so that readers
 /// see the old or the new content, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("write", path.display(), e)
-    })
+    capsa_sys::file::write_atomic(path, bytes, mode)
+        .map_err(|e| Error::io("write", path.display(), e))
 }
 
 /// `--pid-file`: the pid, written atomically (the caller may be polling).

@@ -10,6 +10,7 @@ pub mod mounts;
 mod plan;
 pub mod rlimits;
 pub mod seccomp;
+pub mod units;
 
 pub use oci_spec::runtime as oci;
 pub use plan::{HookSet, IdMap, Namespaces, Plan, ProcessPlan};
@@ -107,10 +108,11 @@ pub enum Mode {
     /// runc's reading: a capability name the kernel header does not list
     /// is ignored with a warning, and `ro` on a recursive bind covers its
     /// top mount only (runc's `rro` asks for all of it).
-    #[default]
     Runc,
     /// capsa's: an unknown capability is an error, as the OCI spec asks,
-    /// and `ro` on a recursive bind is read-only all the way down.
+    /// and `ro` on a recursive bind is read-only all the way down. The
+    /// default of the library: a caller that says nothing gets it.
+    #[default]
     Hardened,
 }
 

@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod caps;
 pub mod exe;
 pub mod fd;
+pub mod file;
 pub mod mount;
 pub mod net;
 pub mod process;

@@ -7,25 +7,12 @@ use std::io::Read;
 /// A size as runc takes it: bytes, or with a k/m/g/t suffix (powers of
 /// 1024), or -1 for unlimited.
 pub fn parse_size(flag: &str, s: &str) -> anyhow::Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if s.trim() == "-1" {
         return Ok(-1);
     }
-    let t = t.trim_end_matches('b');
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("--{flag} {s:?}: not a size"))?;
-    if n < 0.0 {
-        bail!("--{flag} {s:?}: negative");
-    }
-    Ok((n * mul as f64) as i64)
+    capsa_spec::units::parse_size(s)
+        .map(|n| n as i64)
+        .map_err(|e| anyhow!("--{flag}: {e}"))
 }
 
 /// The resources the flags (over `--resources`, as runc does) ask for.
