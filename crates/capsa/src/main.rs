@@ -35,7 +35,12 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("capsa: {}", capsa_runtime::describe(e.as_ref()));
-            std::process::exit(125);
+            // The exit code from the engine's kind of failure (126 and
+            // 127 for the container's own program), docker's 125 else.
+            let code = e
+                .downcast_ref::<capsa_engine::Error>()
+                .map_or(125, |e| e.kind().exit_code());
+            std::process::exit(code);
         }
     }
 }

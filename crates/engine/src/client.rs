@@ -3,8 +3,8 @@
 //! (with -i), window size and signals go to the monitor. Ctrl-P Ctrl-Q
 //! detaches (with a tty), leaving the container running.
 
-use crate::attach::{self, kind};
 use crate::error::{Error, Result};
+use crate::protocol::{self, FromMonitor, ToMonitor};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::os::fd::{AsFd, OwnedFd};
@@ -36,32 +36,28 @@ fn forwarded() -> SigSet {
 
 /// Connect to the container's monitor.
 pub fn connect(engine: &crate::Engine, c: &crate::Container) -> Result<OwnedFd> {
-    attach::connect(&engine.socket(c))
+    protocol::connect(&engine.socket(c))
         .map_err(|e| Error::Conflict(format!("cannot attach to {}: {e} (is it running?)", c.name)))
 }
 
 /// Ask a monitor waiting for us to start the container; returns its pid.
 pub fn start(sock: &OwnedFd) -> Result<i32> {
-    attach::send(sock, kind::START, &[]).map_err(|e| Error::Other(format!("attach: {e}")))?;
+    protocol::send(sock, &ToMonitor::Start).map_err(|e| Error::sys("send", "the monitor", e))?;
     started(sock)
 }
 
 /// Wait until the start asked for on `sock` is done; returns the pid.
 pub fn started(sock: &OwnedFd) -> Result<i32> {
-    let mut buf = vec![0u8; attach::MAX];
+    let mut buf = vec![0u8; protocol::MAX];
     loop {
-        match attach::recv(sock, &mut buf).map_err(|e| Error::Other(format!("attach: {e}")))? {
-            Some((kind::STARTED, n)) if n >= 4 => {
-                return Ok(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]))
-            }
-            Some((kind::FAILED, n)) => {
-                return Err(Error::Other(
-                    String::from_utf8_lossy(&buf[1..1 + n]).into_owned(),
-                ))
-            }
+        match protocol::recv::<FromMonitor>(sock, &mut buf)
+            .map_err(|e| Error::Protocol(format!("the monitor: {e}")))?
+        {
+            Some(FromMonitor::Started { pid }) => return Ok(pid),
+            Some(FromMonitor::Failed(f)) => return Err(f.into()),
             Some(_) => continue,
             None => {
-                return Err(Error::Other(
+                return Err(Error::Protocol(
                     "the monitor closed the connection before the start".into(),
                 ))
             }
@@ -71,10 +67,8 @@ pub fn started(sock: &OwnedFd) -> Result<i32> {
 
 /// Tell the monitor our window size (for a tty).
 pub fn send_size(sock: &OwnedFd) {
-    if let Ok((r, c)) = capsa_sys::fd::window_size(0) {
-        let mut b = r.to_le_bytes().to_vec();
-        b.extend_from_slice(&c.to_le_bytes());
-        let _ = attach::send(sock, kind::RESIZE, &b);
+    if let Ok((rows, cols)) = capsa_sys::fd::window_size(0) {
+        let _ = protocol::send(sock, &ToMonitor::Resize { rows, cols });
     }
 }
 
@@ -93,7 +87,7 @@ fn write_all(fd: i32, data: &[u8]) {
 pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None);
     let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::Other(format!("signalfd: {e}")))?;
+        .map_err(|e| Error::sys("signalfd", "the forwarded signals", e))?;
     let is_term = rustix::termios::isatty(capsa_sys::fd::borrow_raw(0));
     let _raw = if tty && interactive && is_term {
         RawMode::enter()
@@ -104,7 +98,7 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
         send_size(sock);
     }
     let mut stdin_open = interactive;
-    let mut buf = vec![0u8; attach::MAX];
+    let mut buf = vec![0u8; protocol::MAX];
     let mut ctrl_p = false;
     loop {
         let stdin = capsa_sys::fd::borrow_raw(0);
@@ -120,23 +114,22 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
         }
         match rustix::event::poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(Error::Other(format!("poll: {e}"))),
+            Err(e) => return Err(Error::sys("poll", "the session", e)),
             Ok(_) => {}
         }
         let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);
         if ready[0] {
-            match attach::recv(sock, &mut buf).map_err(|e| Error::Other(format!("attach: {e}")))? {
-                Some((kind::STDOUT, n)) => write_all(1, &buf[1..1 + n]),
-                Some((kind::STDERR, n)) => write_all(2, &buf[1..1 + n]),
-                Some((kind::EXIT, n)) if n >= 4 => {
-                    return Ok(Ended::Exited(i32::from_le_bytes([
-                        buf[1], buf[2], buf[3], buf[4],
-                    ])))
-                }
-                Some(_) => {}
+            match protocol::recv::<FromMonitor>(sock, &mut buf)
+                .map_err(|e| Error::Protocol(format!("the monitor: {e}")))?
+            {
+                Some(FromMonitor::Stdout(b)) => write_all(1, &b),
+                Some(FromMonitor::Stderr(b)) => write_all(2, &b),
+                Some(FromMonitor::Exit(code)) => return Ok(Ended::Exited(code)),
+                Some(FromMonitor::Failed(f)) => return Err(f.into()),
+                Some(FromMonitor::Started { .. }) => {}
                 None => {
-                    return Err(Error::Other(
+                    return Err(Error::Protocol(
                         "the monitor went away without an exit code".into(),
                     ))
                 }
@@ -148,15 +141,16 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
                 if signo == libc::SIGWINCH {
                     send_size(sock);
                 } else {
-                    let _ = attach::send(sock, kind::SIGNAL, &signo.to_le_bytes());
+                    let _ = protocol::send(sock, &ToMonitor::Signal(signo));
                 }
             }
         }
         if stdin_open && ready.get(2).copied().unwrap_or(false) {
-            match rustix::io::read(stdin, &mut buf[..attach::MAX - 1]) {
+            // Room for the frame's two header bytes.
+            match rustix::io::read(stdin, &mut buf[..protocol::MAX - 2]) {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
-                    let _ = attach::send(sock, kind::STDIN_EOF, &[]);
+                    let _ = protocol::send(sock, &ToMonitor::StdinEof);
                 }
                 Ok(n) => {
                     let data = buf[..n].to_vec();
@@ -169,7 +163,7 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
                             ctrl_p = *b == 0x10;
                         }
                     }
-                    let _ = attach::send(sock, kind::STDIN, &data);
+                    let _ = protocol::send(sock, &ToMonitor::Stdin(data));
                 }
             }
         }

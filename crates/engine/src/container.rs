@@ -91,7 +91,7 @@ impl Container {
 pub fn new_id() -> Result<String> {
     let mut b = [0u8; 32];
     rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| Error::Other(format!("getrandom: {e}")))?;
+        .map_err(|e| Error::sys("getrandom", "a container id", e))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
@@ -213,7 +213,7 @@ impl Engine {
     /// Write a record atomically.
     pub fn save(&self, c: &Container) -> Result<()> {
         let path = self.record_path(&c.id);
-        let bytes = serde_json::to_vec_pretty(c).map_err(|e| Error::Other(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(c).map_err(|e| Error::data(path.display(), e))?;
         // A record holds the container's environment: its owner only.
         capsa_sys::file::write_atomic(&path, &bytes, 0o600).at("write", &path)
     }
@@ -229,7 +229,7 @@ impl Engine {
                 source: e,
             },
         })?;
-        serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
+        serde_json::from_slice(&b).map_err(|e| Error::data(path.display(), e))
     }
 
     /// Change a record under its lock (re-read, change, write).

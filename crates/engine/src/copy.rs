@@ -16,7 +16,7 @@ use std::path::Path;
 fn in_root(root: &Path, path: &str, flags: libc::c_int) -> Result<OwnedFd> {
     capsa_sys::root::Root::open(root)
         .and_then(|r| r.open_at(Path::new(path), flags, capsa_sys::resolve::Symlinks::InRoot))
-        .map_err(|e| Error::Other(format!("{path} in the container: {}", e.desc())))
+        .map_err(|e| Error::sys("open", format!("{path} in the container"), e))
 }
 
 /// Add `src` on the host (a file or a directory) to `b` as `name`.
@@ -69,7 +69,7 @@ fn stream_copy(
         top: Some(top.to_string()),
     };
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Other(format!("copy: pipe: {e}")))?;
+        .map_err(|e| Error::sys("pipe", "copy", e))?;
     let (mut r, w) = (std::fs::File::from(r), std::fs::File::from(w));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::scope(|s| {
@@ -82,7 +82,7 @@ fn stream_copy(
             pack(&mut b)?;
             b.into_inner()
                 .map(drop)
-                .map_err(|e| Error::Other(format!("copy: {e}")))
+                .map_err(|e| Error::sys("write", "the copy's tar stream", e))
         });
         let unpacked = capsa_image::unpack::unpack_tar_with(&mut r, dir, opts).map(drop);
         if unpacked.is_err() {
@@ -94,7 +94,7 @@ fn stream_copy(
         }
         let packed = packer
             .join()
-            .unwrap_or_else(|_| Err(Error::Other("copy: the packer panicked".into())));
+            .unwrap_or_else(|_| Err(Error::Protocol("copy: the packer panicked".into())));
         match (unpacked, packed) {
             (Ok(()), p) => p,
             // The packer's own failure cut the stream short: it says why.
@@ -155,11 +155,11 @@ pub fn from_container(
     archive: bool,
 ) -> Result<()> {
     let rootfs = c.dir(engine).join("rootfs");
-    let fd = reopen_plain(&in_root(&rootfs, path, libc::O_PATH)?)?.ok_or_else(|| {
-        Error::Other(format!(
-            "{path} in the container: not a regular file or a directory"
-        ))
-    })?;
+    let fd =
+        reopen_plain(&in_root(&rootfs, path, libc::O_PATH)?)?.ok_or_else(|| Error::Refused {
+            what: format!("{path} in the container"),
+            reason: "not a regular file or a directory".into(),
+        })?;
     let base = Path::new(path)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

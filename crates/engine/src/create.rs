@@ -219,7 +219,7 @@ pub fn create(
         let path = dir.join("config.json");
         std::fs::write(
             &path,
-            serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?,
+            serde_json::to_vec_pretty(&spec).map_err(|e| Error::data("config.json", e))?,
         )
         .at("write", &path)?;
         mark("spec written (image config + flags over docker's defaults)".into());

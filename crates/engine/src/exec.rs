@@ -36,11 +36,11 @@ pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
     }
     let rt = engine.runtime_store();
     let st = rt.load(&c.id)?;
-    let base = st.config.process().clone().ok_or_else(|| {
-        Error::Other(format!("container {} has no process in its config", c.name))
+    let base = st.config.process().clone().ok_or_else(|| Error::Refused {
+        what: format!("container {}", c.name),
+        reason: "no process in its config".into(),
     })?;
-    let mut p = capsa_spec::ProcessPlan::from_oci(&base, "process")
-        .map_err(|e| Error::Other(e.to_string()))?;
+    let mut p = capsa_spec::ProcessPlan::from_oci(&base, "process").map_err(Error::Spec)?;
     p.args = o.args.clone();
     p.terminal = o.tty;
     p.console_size = None;
@@ -128,9 +128,7 @@ fn exec_external(engine: &Engine, c: &Container, bin: &str, o: &ExecOptions) -> 
     if !o.interactive && !o.tty {
         cmd.stdin(std::process::Stdio::null());
     }
-    let status = cmd
-        .status()
-        .map_err(|e| Error::Other(format!("{bin}: {e}")))?;
+    let status = cmd.status().map_err(|e| Error::sys("spawn", bin, e))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()

@@ -248,7 +248,10 @@ fn host_memory() -> u64 {
 pub fn top(c: &Container) -> Result<Vec<i32>> {
     crate::runtime::cgroup(c)?
         .procs()
-        .map_err(|e| crate::error::Error::Other(format!("cgroup {}: {e}", c.cgroup_path)))
+        .map_err(|e| crate::error::Error::Data {
+            what: format!("cgroup {}", c.cgroup_path),
+            message: e.to_string(),
+        })
 }
 
 /// What this host offers containers.

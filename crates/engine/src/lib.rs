@@ -18,7 +18,6 @@
 //! <run>/locks/              names.lock, ctr-<id>.lock
 //! ```
 
-pub mod attach;
 pub mod client;
 pub mod container;
 pub mod copy;
@@ -31,6 +30,7 @@ pub mod manage;
 pub mod monitor;
 pub mod network;
 pub mod options;
+pub mod protocol;
 pub mod runtime;
 pub mod spec;
 pub mod userns;

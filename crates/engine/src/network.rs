@@ -79,16 +79,14 @@ fn save(engine: &Engine, n: &Network) -> Result<()> {
     let d = dir(engine);
     std::fs::create_dir_all(&d).at("create", &d)?;
     let p = path(engine, &n.name);
-    let body = serde_json::to_vec_pretty(n).map_err(|e| Error::Other(e.to_string()))?;
+    let body = serde_json::to_vec_pretty(n).map_err(|e| Error::data(&n.name, e))?;
     capsa_sys::file::write_atomic(&p, &body, 0o644).at("write", &p)
 }
 
 /// The network `name`; the default one is made on first use.
 pub fn get(engine: &Engine, name: &str) -> Result<Network> {
     let p = path(engine, name);
-    let parse = |b: Vec<u8>| {
-        serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
-    };
+    let parse = |b: Vec<u8>| serde_json::from_slice(&b).map_err(|e| Error::data(p.display(), e));
     match std::fs::read(&p) {
         Ok(b) => parse(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == DEFAULT => {
@@ -137,7 +135,7 @@ pub(crate) fn net_err(e: capsa_network::Error) -> Error {
     match e {
         capsa_network::Error::Conflict(m) => Error::Conflict(m),
         capsa_network::Error::Invalid { field, msg } => crate::error::flag(&field, msg),
-        e => Error::Other(e.to_string()),
+        e => Error::Network(e),
     }
 }
 
@@ -429,7 +427,7 @@ pub fn allocate(
         host_veth: format!("veth{}{n}", &id[..8]),
         aliases: aliases.to_vec(),
     };
-    let body = serde_json::to_vec(&ep).map_err(|e| Error::Other(e.to_string()))?;
+    let body = serde_json::to_vec(&ep).map_err(|e| Error::data(file.display(), e))?;
     capsa_sys::file::write_atomic(&file, &body, 0o644).at("write", &file)?;
     Ok(ep)
 }

@@ -3,7 +3,7 @@
 //! capsa-runtime), called as containerd's shim calls it.
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::Engine;
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,16 +36,17 @@ impl Runtime {
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| Error::Other(format!("{}: {e}", bin.display())))?;
+            .map_err(|e| Error::sys("spawn", bin.display(), e))?;
         if o.status.success() {
             Ok(())
         } else {
-            Err(Error::Other(format!(
-                "{} {}: {}",
-                bin.display(),
-                args.first().unwrap_or(&""),
-                String::from_utf8_lossy(&o.stderr).trim()
-            )))
+            let message = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            Err(Error::ExternalRuntime {
+                bin: bin.display().to_string(),
+                verb: args.first().unwrap_or(&"").to_string(),
+                kind: kind_of_words(&message),
+                message,
+            })
         }
     }
 
@@ -125,9 +126,42 @@ pub fn systemd_host() -> bool {
 /// and the freezer state.
 pub fn cgroup(c: &Container) -> Result<capsa_cgroups::Cgroup> {
     let h = capsa_cgroups::Hierarchy::detect()
-        .map_err(|e| Error::Other(format!("reading the cgroup hierarchy: {e}")))?;
+        .map_err(|e| Error::sys("read", "/proc/self/mountinfo", e))?;
     Ok(capsa_cgroups::Cgroup::new(
         &h,
         std::path::Path::new(&c.cgroup_path),
     ))
+}
+
+/// The kind of another runtime's failure, read from its words once, here:
+/// runc says a container's missing or unrunnable program only in words
+/// (`exec: "x": executable file not found in $PATH`), which docker reads
+/// the same way.
+pub(crate) fn kind_of_words(message: &str) -> Kind {
+    let s = message.to_lowercase();
+    let exec = s.contains("exec:") || s.contains("exec failed");
+    if exec && (s.contains("not found") || s.contains("no such file")) {
+        Kind::ProgramNotFound
+    } else if exec && s.contains("permission denied") {
+        Kind::ProgramCannotRun
+    } else {
+        Kind::Runtime
+    }
+}
+
+#[cfg(test)]
+mod words {
+    use super::*;
+
+    #[test]
+    fn another_runtimes_words_become_kinds_once() {
+        let nf = r#"runc run failed: unable to start container process: exec: "nope": executable file not found in $PATH"#;
+        assert_eq!(kind_of_words(nf), Kind::ProgramNotFound);
+        let perm = "exec failed: unable to start container process: exec: /etc: permission denied";
+        assert_eq!(kind_of_words(perm), Kind::ProgramCannotRun);
+        assert_eq!(
+            kind_of_words("cgroup: no such file or directory"),
+            Kind::Runtime
+        );
+    }
 }

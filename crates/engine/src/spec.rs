@@ -35,8 +35,8 @@ pub struct Inputs<'a> {
 
 /// The spec, and the process args it runs (for the record).
 pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(Value, Vec<String>)> {
-    let mut spec = capsa_spec::defaults::spec(None)
-        .map_err(|e| Error::Other(format!("the default spec: {e}")))?;
+    let mut spec =
+        capsa_spec::defaults::spec(None).map_err(|e| Error::data("the default spec", e))?;
     let image = i.config.config().clone().unwrap_or_default();
 
     // Command: --entrypoint replaces the image's entrypoint and its Cmd.
@@ -327,7 +327,7 @@ fn namespaces(spec: &mut Value, i: &Inputs<'_>) -> Result<()> {
     use crate::network::Mode;
     let list = spec["linux"]["namespaces"]
         .as_array_mut()
-        .ok_or_else(|| Error::Other("default spec without namespaces".into()))?;
+        .ok_or_else(|| Error::data("the default spec", "no linux.namespaces"))?;
     match i.network {
         Mode::None | Mode::Bridge(_) => {}
         Mode::Host => list.retain(|n| n["type"] != "network"),
@@ -429,17 +429,16 @@ fn image_volumes(
             .collect();
         let resolved = capsa_sys::root::Root::open(i.rootfs)
             .and_then(|r| r.resolve(Path::new(&target)))
-            .map_err(|e| {
-                Error::Other(format!(
-                    "the image's config.Volumes: {target:?}: {}",
-                    e.desc()
-                ))
+            .map_err(|e| Error::Refused {
+                what: format!("the image's config.Volumes: {target:?}"),
+                reason: e.desc().to_string(),
             })?;
         let kernel = |p: &Path| ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k));
         if kernel(&lexical) || kernel(&resolved) || target.contains("..") {
-            return Err(Error::Other(format!(
-                "the image's config.Volumes: {target:?} is refused: a volume may not cover /proc, /sys or /dev"
-            )));
+            return Err(Error::Refused {
+                what: format!("the image's config.Volumes: {target:?}"),
+                reason: "a volume may not cover /proc, /sys or /dev".into(),
+            });
         }
         if covered.iter().any(|c| c.trim_end_matches('/') == target) {
             continue;

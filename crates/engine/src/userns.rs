@@ -113,7 +113,7 @@ pub fn allocate(engine: &Engine, dir: &Path, size: u32) -> Result<IdRange> {
         offset,
     };
     let path = dir.join(LEASE);
-    let body = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
+    let body = serde_json::to_vec(&r).map_err(|e| Error::data(path.display(), e))?;
     capsa_sys::file::write_atomic(&path, &body, 0o644).at("write", &path)?;
     Ok(r)
 }

@@ -152,22 +152,11 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
 /// Docker's exit codes for a container that did not start: 127 when the
 /// command is not found, 126 when it cannot run, 125 otherwise.
 /// Only the container's own command counts: a missing host tool (nft, a
-/// runtime) is a 125, as docker's daemon errors are.
+/// runtime) is a 125, as docker's daemon errors are. From the error's kind
+/// alone: another runtime's words were read into a kind where its failure
+/// was met (`capsa_engine::runtime::kind_of_words`).
 fn start_failure(e: &capsa_engine::Error) -> i32 {
-    if let Some(errno) = e.program_errno() {
-        return if errno == libc::ENOENT { 127 } else { 126 };
-    }
-    // Another runtime (`--runtime runc`) says it only in words, which
-    // docker reads the same way.
-    let s = e.to_string().to_lowercase();
-    let exec = s.contains("exec:");
-    if exec && (s.contains("not found") || s.contains("no such file")) {
-        127
-    } else if exec && s.contains("permission denied") {
-        126
-    } else {
-        125
-    }
+    e.kind().exit_code()
 }
 
 pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
