@@ -165,16 +165,15 @@ impl Engine {
     /// `reserve` and the record) holds a name, maybe a mounted root and a
     /// network lease, and no command would ever show it: remove it.
     fn sweep_if_abandoned(&self, dir: &Path, placeholder: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(placeholder) else {
+        let Ok(Reservation {
+            id,
+            creating: Some(Creating { pid, start }),
+            ..
+        }) = serde_json::from_slice::<Reservation>(placeholder)
+        else {
             return;
         };
-        let (Some(pid), Some(start)) = (
-            v["creating"]["pid"].as_i64(),
-            v["creating"]["start"].as_u64(),
-        ) else {
-            return;
-        };
-        let alive = capsa_runtime::state::proc_stat(pid as i32).is_some_and(|(_, t)| t == start);
+        let alive = capsa_runtime::state::proc_stat(pid).is_some_and(|(_, t)| t == start);
         if alive {
             return;
         }
@@ -184,9 +183,9 @@ impl Engine {
             dir.join("rootfs").as_path(),
             rustix::mount::UnmountFlags::DETACH,
         );
-        if let Some(id) = v["id"].as_str() {
+        if !id.is_empty() && !id.contains('/') && id != ".." {
             crate::network::teardown(self, &crate::network::endpoints(dir));
-            let _ = fs::remove_dir_all(self.run.join("files").join(id));
+            let _ = fs::remove_dir_all(self.run.join("files").join(&id));
         }
         let _ = fs::remove_dir_all(dir);
     }
@@ -308,10 +307,14 @@ impl Engine {
         let start = capsa_runtime::state::proc_stat(me)
             .map(|(_, t)| t)
             .unwrap_or(0);
-        let placeholder =
-            serde_json::json!({"id": id, "name": name, "creating": {"pid": me, "start": start}});
+        let placeholder = Reservation {
+            id: id.clone(),
+            name: name.clone(),
+            creating: Some(Creating { pid: me, start }),
+        };
         let path = dir.join("container.json");
-        fs::write(&path, placeholder.to_string()).at("write", &path)?;
+        let bytes = serde_json::to_vec(&placeholder).map_err(|e| Error::data(path.display(), e))?;
+        fs::write(&path, bytes).at("write", &path)?;
         Ok((id, name))
     }
 
@@ -322,13 +325,12 @@ impl Engine {
             return Ok(out);
         };
         for e in rd.flatten() {
-            let v = fs::read(e.path().join("container.json"))
+            // A record or a reservation: both have an id and a name.
+            let r = fs::read(e.path().join("container.json"))
                 .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-            if let Some(v) = v {
-                if let (Some(n), Some(i)) = (v["name"].as_str(), v["id"].as_str()) {
-                    out.push((n.to_string(), i.to_string()));
-                }
+                .and_then(|b| serde_json::from_slice::<Reservation>(&b).ok());
+            if let Some(r) = r {
+                out.push((r.name, r.id));
             }
         }
         Ok(out)
@@ -361,4 +363,21 @@ mod tests {
         assert!(check_name("-x").is_err());
         assert!(check_name("a b").is_err());
     }
+}
+
+/// What every `container.json` has: a record's id and name, or a
+/// reservation's, which also names the command making it (its pid and
+/// start time) until the record replaces it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Reservation {
+    id: String,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creating: Option<Creating>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Creating {
+    pid: i32,
+    start: u64,
 }

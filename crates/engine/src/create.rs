@@ -224,23 +224,23 @@ pub fn create(
         .at("write", &path)?;
         mark("spec written (image config + flags over docker's defaults)".into());
         // What the init applies at start, just before execve.
-        let caps = spec["process"]["capabilities"]["bounding"]
-            .as_array()
-            .map(|a| a.len())
+        let process = spec.process().clone().unwrap_or_default();
+        let caps = process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().as_ref().map(|b| b.len()))
             .unwrap_or(0);
-        let seccomp = match spec["linux"]["seccomp"]["syscalls"].as_array() {
-            Some(rules) => format!(
-                "seccomp filter of {} rules, default {}",
-                rules.len(),
-                spec["linux"]["seccomp"]["defaultAction"]
-                    .as_str()
-                    .unwrap_or("?")
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => format!(
+                "seccomp filter of {} rules, default {:?}",
+                s.syscalls().as_ref().map_or(0, |r| r.len()),
+                s.default_action()
             ),
             None => "no seccomp filter".into(),
         };
         mark(format!(
             "at start the init keeps {caps} capabilities, no_new_privs={}, loads a {seccomp}, then execve {:?}",
-            spec["process"]["noNewPrivileges"].as_bool().unwrap_or(false),
+            process.no_new_privileges().unwrap_or(false),
             args
         ));
         let stop_signal = opts.stop_signal.clone().or_else(|| {

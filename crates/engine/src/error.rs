@@ -230,6 +230,12 @@ impl RawErrno for i32 {
     }
 }
 
+impl From<oci_spec::OciSpecError> for Error {
+    fn from(e: oci_spec::OciSpecError) -> Error {
+        Error::data("the spec", e)
+    }
+}
+
 impl From<Failure> for Error {
     fn from(f: Failure) -> Error {
         Error::Reported(f)

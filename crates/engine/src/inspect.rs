@@ -87,10 +87,25 @@ fn mounts(pid: i32) -> Value {
 pub fn inspect(engine: &Engine, c: &Container) -> Value {
     let running =
         matches!(c.state.status, Status::Running | Status::Paused) && crate::manage::init_alive(c);
-    let spec: Value = std::fs::read(c.dir(engine).join("config.json"))
+    let spec: Option<capsa_spec::oci::Spec> = std::fs::read(c.dir(engine).join("config.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let process = spec.as_ref().and_then(|s| s.process().clone());
+    let linux = spec.as_ref().and_then(|s| s.linux().clone());
+    let mut caps: Vec<String> = process
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .map(|b| b.iter().map(capsa_spec::caps::name_of).collect())
+        .unwrap_or_default();
+    caps.sort();
+    let seccomp = match linux.as_ref().and_then(|l| l.seccomp().as_ref()) {
+        None => json!("unconfined"),
+        Some(s) => json!({
+            "defaultAction": s.default_action(),
+            "rules": s.syscalls().as_ref().map_or(0, |r| r.len()),
+        }),
+    };
     let dir = c.dir(engine);
     json!({
         "Id": c.id,
@@ -112,11 +127,11 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         "Image": c.image_id,
         "ImageName": c.image,
         "Config": {
-            "Hostname": spec["hostname"],
-            "Env": spec["process"]["env"],
+            "Hostname": spec.as_ref().and_then(|s| s.hostname().clone()),
+            "Env": process.as_ref().and_then(|p| p.env().clone()),
             "Cmd": c.args,
-            "WorkingDir": spec["process"]["cwd"],
-            "User": spec["process"]["user"],
+            "WorkingDir": process.as_ref().map(|p| p.cwd().clone()),
+            "User": process.as_ref().map(|p| p.user().clone()),
             "Tty": c.options.tty,
             "OpenStdin": c.options.interactive,
             "StopSignal": c.options.stop_signal,
@@ -127,7 +142,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "ReadonlyRootfs": c.options.read_only,
             "NetworkMode": c.options.network.clone().unwrap_or_else(|| crate::network::DEFAULT.into()),
             "Binds": c.options.volumes,
-            "Resources": spec["linux"]["resources"],
+            "Resources": linux.as_ref().and_then(|l| l.resources().clone()),
             "CapAdd": c.options.cap_add,
             "CapDrop": c.options.cap_drop,
             "SecurityOpt": c.options.security_opt,
@@ -145,13 +160,11 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "UidMap": [format!("0:{}:{}", r.uid, r.size)],
             "GidMap": [format!("0:{}:{}", r.gid, r.size)],
         })),
-        "Capabilities": spec["process"]["capabilities"]["bounding"],
-        "Seccomp": if spec["linux"]["seccomp"].is_null() { json!("unconfined") } else {
-            json!({"defaultAction": spec["linux"]["seccomp"]["defaultAction"], "rules": spec["linux"]["seccomp"]["syscalls"].as_array().map(|a| a.len()).unwrap_or(0)})
-        },
+        "Capabilities": caps,
+        "Seccomp": seccomp,
         "Cgroup": {"Path": c.cgroup_path, "Files": if running { cgroup_files(&c.cgroup_path) } else { json!({}) }},
         "Namespaces": if running { namespaces(c.state.pid) } else { json!([]) },
-        "Mounts": if running { mounts(c.state.pid) } else { spec["mounts"].clone() },
+        "Mounts": if running { mounts(c.state.pid) } else { json!(spec.as_ref().and_then(|s| s.mounts().clone())) },
         "GraphDriver": {
             "Name": "overlay",
             "Data": {

@@ -50,6 +50,12 @@ pub fn number(name: &str) -> Option<u32> {
     NAMES.iter().position(|n| *n == name).map(|i| i as u32)
 }
 
+/// The `oci-spec` capability named `name` (`CAP_CHOWN`), if this build
+/// knows it.
+pub fn parse(name: &str) -> Option<oci_spec::runtime::Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
 /// The name of an `oci-spec` capability as it is written in JSON.
 pub fn name_of(cap: &oci_spec::runtime::Capability) -> String {
     serde_json::to_value(cap)

@@ -59,6 +59,14 @@ pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
     Ok(v)
 }
 
+/// capsa's hardened default ([`spec`]) as the typed spec the engine
+/// builds on.
+pub fn hardened() -> Result<crate::oci::Spec, SpecError> {
+    serde_json::from_value(spec(None)?).map_err(|e| {
+        SpecError::invalid("the default spec", format!("built in, and not a spec: {e}"))
+    })
+}
+
 /// runc's default spec (`runc spec`), which `capsa-runtime spec` writes so
 /// that tools and users who start from it and edit it get what they
 /// expect: three capabilities, no seccomp profile, no cgroup namespace

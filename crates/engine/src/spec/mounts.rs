@@ -1,0 +1,177 @@
+//! The container's mounts beyond the default ones: /etc/hostname, hosts
+//! and resolv.conf, `-v` and `--tmpfs`, the image's VOLUMEs; and the
+//! network namespace `--network` asks for.
+
+use super::{add_mount, linux, mount, Inputs};
+use crate::error::{flag, Error, IoContext, Result};
+use crate::options::{self, RunOptions};
+use capsa_spec::oci;
+use std::path::{Path, PathBuf};
+
+/// /etc/hostname, /etc/hosts, /etc/resolv.conf written for the container
+/// and bind-mounted, as docker does.
+pub(super) fn hosts_files(
+    o: &RunOptions,
+    i: &Inputs<'_>,
+    hostname: &str,
+    spec: &mut oci::Spec,
+) -> Result<()> {
+    let write = |name: &str, text: String| -> Result<PathBuf> {
+        let p = i.dir.join(name);
+        std::fs::write(&p, text).at("write", &p)?;
+        Ok(p)
+    };
+    let host_net = *i.network == crate::network::Mode::Host;
+    // Loopback resolvers of the host cannot answer inside another network
+    // namespace: left out.
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = if host_net {
+        host_resolv
+    } else {
+        host_resolv
+            .lines()
+            .filter(|l| {
+                let ns = l.trim_start().strip_prefix("nameserver").map(str::trim);
+                !matches!(ns, Some(a) if a.starts_with("127.") || a == "::1")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    for (name, text) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", (i.hosts)(hostname)),
+        ("resolv.conf", resolv),
+    ] {
+        let src = write(name, text)?;
+        let mut opts = vec!["rbind", "rprivate", "nosuid", "nodev", "noexec"];
+        if o.read_only {
+            opts.push("ro");
+        }
+        add_mount(spec, mount(format!("/etc/{name}"), "bind", src, &opts)?);
+    }
+    Ok(())
+}
+
+/// The network namespace `--network` asks for: the host's (none in the
+/// spec), another container's (joined by path), or a new one.
+pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
+    use crate::network::Mode;
+    let list = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
+    let net = |n: &oci::LinuxNamespace| n.typ() == oci::LinuxNamespaceType::Network;
+    match i.network {
+        Mode::None | Mode::Bridge(_) => {}
+        Mode::Host => list.retain(|n| !net(n)),
+        Mode::Container(_) => {
+            for n in list.iter_mut().filter(|n| net(n)) {
+                n.set_path(i.join_netns.as_ref().map(PathBuf::from));
+            }
+        }
+    }
+}
+
+pub(super) fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut oci::Spec) -> Result<()> {
+    for v in &o.volumes {
+        let v = options::parse_volume(v)?;
+        let source = if v.source.is_empty() {
+            // Anonymous: a volume of its own, named by the container.
+            let d = i
+                .volumes
+                .join(format!(
+                    "{}-{}",
+                    &i.id[..12],
+                    v.target.trim_start_matches('/').replace('/', "-")
+                ))
+                .join("_data");
+            std::fs::create_dir_all(&d).at("create volume", &d)?;
+            d
+        } else if v.is_named() {
+            let d = i.volumes.join(&v.source).join("_data");
+            std::fs::create_dir_all(&d).at("create volume", &d)?;
+            d
+        } else {
+            let p = PathBuf::from(&v.source);
+            if !p.exists() {
+                return Err(flag(
+                    "-v",
+                    format!("{}: no such file or directory on the host", v.source),
+                ));
+            }
+            p
+        };
+        let mut opts = vec!["rbind", "rprivate"];
+        if v.readonly {
+            opts.push("ro");
+        }
+        add_mount(spec, mount(&v.target, "bind", source, &opts)?);
+    }
+    for t in &o.tmpfs {
+        let (dest, extra) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        if !dest.starts_with('/') {
+            return Err(flag("--tmpfs", format!("{dest:?} must be absolute")));
+        }
+        let mut opts = vec!["nosuid", "nodev", "noexec"];
+        opts.extend(extra.split(',').filter(|s| !s.is_empty()));
+        add_mount(spec, mount(dest, "tmpfs", "tmpfs", &opts)?);
+    }
+    Ok(())
+}
+
+/// The image's VOLUMEs that no -v or --tmpfs covers get anonymous volumes,
+/// seeded with the image's content there.
+pub(super) fn image_volumes(
+    o: &RunOptions,
+    i: &Inputs<'_>,
+    declared: &[String],
+    spec: &mut oci::Spec,
+) -> Result<()> {
+    let covered: Vec<String> = o
+        .volumes
+        .iter()
+        .filter_map(|v| options::parse_volume(v).ok().map(|v| v.target))
+        .chain(
+            o.tmpfs
+                .iter()
+                .map(|t| t.split(':').next().unwrap_or("").to_string()),
+        )
+        .collect();
+    for target in declared {
+        let target = format!("/{}", target.trim_matches('/'));
+        // Security: CVE-2019-16884 class. A volume over /proc, /sys or
+        // /dev would hide what the kernel provides there, or redirect
+        // the runtime's writes to it. Checked on where the path leads in
+        // the image (`/./dev`, `/x/../dev`, a link `/vol -> /dev`), not on
+        // how it is spelled.
+        let lexical: std::path::PathBuf = Path::new(&target)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        let resolved = capsa_sys::root::Root::open(i.rootfs)
+            .and_then(|r| r.resolve(Path::new(&target)))
+            .map_err(|e| Error::Refused {
+                what: format!("the image's config.Volumes: {target:?}"),
+                reason: e.desc().to_string(),
+            })?;
+        let kernel = |p: &Path| ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k));
+        if kernel(&lexical) || kernel(&resolved) || target.contains("..") {
+            return Err(Error::Refused {
+                what: format!("the image's config.Volumes: {target:?}"),
+                reason: "a volume may not cover /proc, /sys or /dev".into(),
+            });
+        }
+        if covered.iter().any(|c| c.trim_end_matches('/') == target) {
+            continue;
+        }
+        let d = i
+            .volumes
+            .join(format!(
+                "{}-{}",
+                &i.id[..12],
+                target.trim_start_matches('/').replace('/', "-")
+            ))
+            .join("_data");
+        std::fs::create_dir_all(&d).at("create volume", &d)?;
+        crate::copy::seed_volume(i.rootfs, &target, &d)?;
+        add_mount(spec, mount(&target, "bind", d, &["rbind", "rprivate"])?);
+    }
+    Ok(())
+}

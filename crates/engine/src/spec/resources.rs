@@ -1,0 +1,144 @@
+//! Limits (`--memory`, `--cpus`, ...), devices, ulimits and sysctls.
+
+use super::{linux, process};
+use crate::error::{flag, Result};
+use crate::options::{self, RunOptions};
+use capsa_spec::oci;
+
+/// The resource flags into `linux.resources` (and `--device` into
+/// `linux.devices` too).
+pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
+    let mut devices = Vec::new();
+    let mut allowed = Vec::new();
+    for d in &o.devices {
+        let (host, ctr, perms) = options::parse_device(d)?;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::metadata(&host).map_err(|e| flag("--device", format!("{host}: {e}")))?;
+        let ty = if m.file_type().is_char_device() {
+            oci::LinuxDeviceType::C
+        } else if m.file_type().is_block_device() {
+            oci::LinuxDeviceType::B
+        } else {
+            return Err(flag("--device", format!("{host} is not a device")));
+        };
+        let (major, minor) = (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64);
+        devices.push(
+            oci::LinuxDeviceBuilder::default()
+                .path(ctr)
+                .typ(ty)
+                .major(major)
+                .minor(minor)
+                .file_mode(m.mode() & 0o777)
+                .uid(0u32)
+                .gid(0u32)
+                .build()?,
+        );
+        allowed.push(
+            oci::LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(ty)
+                .major(major)
+                .minor(minor)
+                .access(perms)
+                .build()?,
+        );
+    }
+    let linux = linux(spec);
+    if !devices.is_empty() {
+        linux
+            .devices_mut()
+            .get_or_insert_with(Vec::new)
+            .extend(devices);
+    }
+    let r = linux.resources_mut().get_or_insert_with(Default::default);
+    r.devices_mut().get_or_insert_with(Vec::new).extend(allowed);
+    if let Some(m) = &o.memory {
+        let limit = options::parse_bytes("--memory", m)?;
+        if limit < 6 << 20 {
+            return Err(flag("--memory", "the minimum is 6 MiB"));
+        }
+        let swap = match o.memory_swap.as_deref() {
+            None => limit * 2,
+            Some("-1") => -1,
+            Some(s) => {
+                let total = options::parse_bytes("--memory-swap", s)?;
+                if total < limit {
+                    return Err(flag(
+                        "--memory-swap",
+                        "must be at least --memory (it is memory plus swap)",
+                    ));
+                }
+                total
+            }
+        };
+        let mem = r.memory_mut().get_or_insert_with(Default::default);
+        mem.set_limit(Some(limit));
+        mem.set_swap(Some(swap));
+    } else if o.memory_swap.is_some() {
+        return Err(flag("--memory-swap", "needs --memory"));
+    }
+    if let Some(c) = &o.cpus {
+        let (quota, period) = options::parse_cpus(c)?;
+        let cpu = r.cpu_mut().get_or_insert_with(Default::default);
+        cpu.set_quota(Some(quota));
+        cpu.set_period(Some(period));
+    }
+    if let Some(s) = o.cpu_shares {
+        if !(2..=262_144).contains(&s) {
+            return Err(flag("--cpu-shares", "must be between 2 and 262144"));
+        }
+        r.cpu_mut()
+            .get_or_insert_with(Default::default)
+            .set_shares(Some(s));
+    }
+    if let Some(c) = &o.cpuset_cpus {
+        r.cpu_mut()
+            .get_or_insert_with(Default::default)
+            .set_cpus(Some(c.clone()));
+    }
+    if let Some(p) = o.pids_limit {
+        r.set_pids(Some(
+            oci::LinuxPidsBuilder::default()
+                .limit(if p <= 0 { -1 } else { p })
+                .build()?,
+        ));
+    }
+    if let Some(w) = o.blkio_weight {
+        if !(10..=1000).contains(&w) {
+            return Err(flag("--blkio-weight", "must be between 10 and 1000"));
+        }
+        r.block_io_mut()
+            .get_or_insert_with(Default::default)
+            .set_weight(Some(w));
+    }
+    Ok(())
+}
+
+/// `--ulimit` (replacing the default of the same type) and `--sysctl`.
+pub(super) fn ulimits_and_sysctls(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
+    for u in &o.ulimits {
+        let (ty, soft, hard) = options::parse_ulimit(u)?;
+        let typ: oci::PosixRlimitType =
+            serde_json::from_value(serde_json::Value::String(ty.clone()))
+                .map_err(|_| flag("--ulimit", format!("{u:?}: no such limit ({ty})")))?;
+        let p = process(spec);
+        let mut list = p.rlimits().clone().unwrap_or_default();
+        list.retain(|r| r.typ() != typ);
+        list.push(
+            oci::PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(soft)
+                .hard(hard)
+                .build()?,
+        );
+        p.set_rlimits(Some(list));
+    }
+    for s in &o.sysctls {
+        let (k, v) = options::parse_kv("--sysctl", s)?;
+        linux(spec)
+            .sysctl_mut()
+            .get_or_insert_with(Default::default)
+            .insert(k, v);
+    }
+    Ok(())
+}
