@@ -183,8 +183,9 @@ impl Engine {
             dir.join("rootfs").as_path(),
             rustix::mount::UnmountFlags::DETACH,
         );
+        // Its network leases are files in `dir`, and go with it: links
+        // are made by the monitor, which a reservation never had.
         if !id.is_empty() && !id.contains('/') && id != ".." {
-            crate::network::teardown(self, &crate::network::endpoints(dir));
             let _ = fs::remove_dir_all(self.run.join("files").join(&id));
         }
         let _ = fs::remove_dir_all(dir);

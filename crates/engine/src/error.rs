@@ -1,7 +1,6 @@
 //! The engine's errors, each naming the container, flag or path at fault,
 //! each with a [`Kind`] that picks the command line's exit code.
 
-use crate::protocol::Failure;
 use serde::{Deserialize, Serialize};
 
 /// What kind of failure: the command line's exit code comes from it
@@ -48,6 +47,17 @@ impl Kind {
             Kind::ProgramCannotRun
         }
     }
+}
+
+/// A failure as it crosses a process boundary: its kind (which picks the
+/// exit code), the errno and the path at fault when there are ones, and
+/// the words for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: Kind,
+    pub errno: Option<i32>,
+    pub message: String,
+    pub path: Option<String>,
 }
 
 /// What the engine can fail with.

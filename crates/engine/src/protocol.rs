@@ -14,6 +14,8 @@
 //! refused, so two binaries of different builds say so rather than
 //! misread each other.
 
+pub use crate::error::Failure;
+#[cfg(test)]
 use crate::error::Kind;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, OwnedFd};
@@ -27,17 +29,6 @@ const CONTROL: u8 = 0;
 const STDIN: u8 = 1;
 const STDOUT: u8 = 2;
 const STDERR: u8 = 3;
-
-/// A failure as it crosses a process boundary: its kind (which picks the
-/// exit code), the errno and the path at fault when there are ones, and
-/// the words for the user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    pub kind: Kind,
-    pub errno: Option<i32>,
-    pub message: String,
-    pub path: Option<String>,
-}
 
 /// Which container a monitor started ahead of it is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

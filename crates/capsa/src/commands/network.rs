@@ -68,7 +68,9 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
             return Ok(code);
         }
         NetworkCommand::Connect(a) => {
-            let c = engine.find(&a.container)?;
+            // The record as it is (a container killed meanwhile is not
+            // running): the network is told, it does not look.
+            let c = capsa_engine::manage::refresh(engine, engine.find(&a.container)?)?;
             network::connect_one(engine, &a.network, &c, &a.alias)?;
         }
         NetworkCommand::Disconnect(a) => {

@@ -1,0 +1,143 @@
+//! The hosts files: a container's own, and on user networks its peers',
+//! rewritten in place as containers come and go.
+
+use super::*;
+
+/// A container on a user network, as the others' hosts files name it.
+struct Member {
+    id: String,
+    name: String,
+    hostname: String,
+    /// Its hosts lines on this network (IPv4, and IPv6 when it has one).
+    lines: String,
+}
+
+/// Who runs on each user network, read once per command (each lease file
+/// and record once, however many hosts files are written). A created or
+/// stopped container is not named, as docker's resolver does not name it.
+#[derive(Default)]
+struct Rosters(std::collections::HashMap<String, Vec<Member>>);
+
+impl Rosters {
+    fn of(&mut self, engine: &Engine, network: &str) -> &[Member] {
+        self.0.entry(network.to_string()).or_insert_with(|| {
+            leases(engine, network)
+                .into_iter()
+                .filter_map(|(dir, ep)| {
+                    let id = dir.file_name()?.to_string_lossy().into_owned();
+                    let c = engine
+                        .load(&id)
+                        .ok()
+                        .filter(|c| matches!(c.state.status, Status::Running | Status::Paused))?;
+                    let lines = std::iter::once(std::net::IpAddr::from(ep.ip))
+                        .chain(ep.ip6.map(Into::into))
+                        .map(|ip| {
+                            let mut names = vec![c.name.clone(), c.short_id().to_string()];
+                            names.extend(ep.aliases.iter().cloned());
+                            format!("{ip}\t{}\n", names.join(" "))
+                        })
+                        .collect();
+                    Some(Member {
+                        hostname: c.hostname(),
+                        name: c.name,
+                        id,
+                        lines,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The hosts file of container `id`: itself, then (on user networks)
+    /// the other containers of its networks.
+    fn hosts_file(
+        &mut self,
+        engine: &Engine,
+        id: &str,
+        hostname: &str,
+        name: &str,
+        eps: &[Endpoint],
+    ) -> String {
+        let mut s =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        match eps.first() {
+            Some(e) => {
+                s.push_str(&format!("{}\t{hostname} {name}\n", e.ip));
+                if let Some(ip6) = e.ip6 {
+                    s.push_str(&format!("{ip6}\t{hostname} {name}\n"));
+                }
+            }
+            None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
+        }
+        for ep in eps.iter().filter(|e| e.network != DEFAULT) {
+            for m in self.of(engine, &ep.network).iter().filter(|m| m.id != id) {
+                s.push_str(&m.lines);
+            }
+        }
+        s
+    }
+}
+
+/// The hosts file of a container: itself, then (on user networks) the
+/// other containers of its networks.
+pub fn hosts_file(
+    engine: &Engine,
+    id: &str,
+    hostname: &str,
+    name: &str,
+    eps: &[Endpoint],
+) -> String {
+    Rosters::default().hosts_file(engine, id, hostname, name, eps)
+}
+
+/// Rewrite the hosts files of every other container running on `c`'s user
+/// `networks` (after `c` joined, left, started or stopped), and with
+/// `own` (its endpoints) `c`'s own too: in place, since each is a bind
+/// mount in its container. One roster for all of them.
+pub fn refresh_peers(
+    engine: &Engine,
+    c: &Container,
+    networks: &[String],
+    own: Option<&[Endpoint]>,
+) {
+    let mut rosters = Rosters::default();
+    let hosts = |id: &str| engine.run.join("files").join(id).join("hosts");
+    if let Some(eps) = own {
+        let path = hosts(&c.id);
+        if path.exists() {
+            let text = rosters.hosts_file(engine, &c.id, &c.hostname(), &c.name, eps);
+            let _ = std::fs::write(&path, text);
+        }
+    }
+    for net in networks.iter().filter(|n| n.as_str() != DEFAULT) {
+        let peers: Vec<(String, String, String)> = rosters
+            .of(engine, net)
+            .iter()
+            .filter(|m| m.id != c.id)
+            .map(|m| (m.id.clone(), m.hostname.clone(), m.name.clone()))
+            .collect();
+        for (id, hostname, name) in peers {
+            let path = hosts(&id);
+            if !path.exists() {
+                continue;
+            }
+            let eps = endpoints(&engine.containers().join(&id));
+            let text = rosters.hosts_file(engine, &id, &hostname, &name, &eps);
+            let _ = std::fs::write(&path, text);
+        }
+    }
+}
+
+/// `c` started or stopped (its record says so), on endpoints `eps`: its
+/// own hosts file and those of the others on its user networks now name
+/// whoever runs. Nothing to do (and no I/O) without a user network.
+pub fn running_changed(engine: &Engine, c: &Container, eps: &[Endpoint]) {
+    let networks: Vec<String> = eps
+        .iter()
+        .map(|e| e.network.clone())
+        .filter(|n| n != DEFAULT)
+        .collect();
+    if !networks.is_empty() {
+        refresh_peers(engine, c, &networks, Some(eps));
+    }
+}
