@@ -1111,3 +1111,21 @@ fn info_lists_only_mounted_v1_controllers() {
         );
     }
 }
+
+/// `stats --no-stream --format json`: docker's fields, from the engine's
+/// sampler (two samples, so a CPU share), for a running container only.
+#[test]
+fn stats_reports_a_running_container_in_dockers_fields() {
+    let (_env, c, img) = setup("eng-stats");
+    c.ok(&[
+        "run", "-d", "--name", "busy", "--memory", "64m", img, "sleep", "100",
+    ]);
+    let v = json(&c.ok(&["stats", "--no-stream", "--format", "json", "busy"]));
+    let s = &v.as_array().unwrap()[0];
+    assert_eq!(s["Name"], "busy", "{v}");
+    assert!(s["PIDs"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(s["MemLimit"], 64 << 20, "{v}");
+    assert!(s["CPUPerc"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(s["CPUs"].as_u64().unwrap() >= 1, "{v}");
+    c.ok(&["rm", "-f", "busy"]);
+}

@@ -24,6 +24,7 @@ pub mod copy;
 pub mod create;
 pub mod error;
 pub mod exec;
+pub mod images;
 pub mod inspect;
 pub mod logs;
 pub mod manage;
@@ -33,6 +34,7 @@ pub mod options;
 pub mod protocol;
 pub mod runtime;
 pub mod spec;
+pub mod stats;
 pub mod userns;
 
 pub use container::{Container, Status};

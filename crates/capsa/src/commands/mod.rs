@@ -4,7 +4,10 @@
 mod archive;
 mod containers;
 mod images;
+mod inspect;
 mod network;
+mod ps;
+mod run;
 mod transfer;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
@@ -34,13 +37,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     };
     let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Run(a) => containers::run(&engine()?, a, true),
-        Command::Create(a) => containers::run(&engine()?, a, false),
-        Command::Start(a) => containers::start(&engine()?, a),
-        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => {
-            containers::ps(&engine()?, a)
-        }
-        Command::Logs(a) => containers::logs(&engine()?, a),
+        Command::Run(a) => run::run(&engine()?, a, true),
+        Command::Create(a) => run::run(&engine()?, a, false),
+        Command::Start(a) => run::start(&engine()?, a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&engine()?, a),
+        Command::Logs(a) => ps::logs(&engine()?, a),
         Command::Exec(a) => containers::exec(&engine()?, a),
         Command::Attach(a) => containers::attach(&engine()?, a),
         Command::Stop(a) => containers::stop(&engine()?, a),
@@ -53,13 +54,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(a) => containers::wait(&engine()?, a),
         Command::Rename(a) => containers::rename(&engine()?, a),
         Command::Inspect(a) | Command::Container(ContainerCommand::Inspect(a)) => {
-            containers::inspect(&engine()?, a)
+            inspect::inspect(&engine()?, a)
         }
-        Command::Stats(a) => containers::stats(&engine()?, a),
-        Command::Top(a) => containers::top(&engine()?, a),
+        Command::Stats(a) => inspect::stats(&engine()?, a),
+        Command::Top(a) => inspect::top(&engine()?, a),
         Command::Export(a) => containers::export(&engine()?, a),
         Command::Cp(a) => containers::cp(&engine()?, a),
-        Command::Info(a) => containers::info(&engine()?, a),
+        Command::Info(a) => inspect::info(&engine()?, a),
         Command::Container(ContainerCommand::Prune) => containers::prune(&engine()?),
         Command::Network(cmd) => network::dispatch(&engine()?, cmd),
         Command::Port(a) => network::port(&engine()?, a),

@@ -1,0 +1,288 @@
+//! The flags of the container verbs (`run` and the rest).
+
+use super::*;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Remove every stopped container.
+    Prune,
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    Rm(RmArgs),
+    Inspect(InspectAnyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// KEY=VALUE (or KEY, taken from our environment).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub env_file: Vec<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// USER[:GROUP], by name or number.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// HOST:CONTAINER[:ro], or NAME:CONTAINER for a named volume.
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// PATH[:OPTIONS] for a tmpfs.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    #[arg(long)]
+    pub read_only: bool,
+    /// CPUs, e.g. 0.5.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    #[arg(long, short = 'c')]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// e.g. 512m.
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Memory plus swap (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long)]
+    pub device: Vec<String>,
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    /// seccomp=FILE|unconfined, no-new-privileges, apparmor=PROFILE.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// NAME=SOFT[:HARD].
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Run an init (catatonit) as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    pub init: bool,
+    /// bridge (the default; or CAPSA_NETWORK), a network's name, none,
+    /// host, or container:NAME.
+    #[arg(long, alias = "net", env = "CAPSA_NETWORK")]
+    pub network: Option<String>,
+    /// Another name for the container on its user network (repeatable).
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Publish a port: [IP:][HOST:]CONTAINER[/tcp|/udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// The user namespace: host (the default), or auto[:size=N] for a
+    /// private range of host ids (the container's root is not the host's).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// An OCI runtime binary (runc, crun) instead of capsa's own.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// The cgroup under which the container's cgroup is made (default /capsa).
+    #[arg(long, env = "CAPSA_CGROUP_PARENT")]
+    pub cgroup_parent: Option<String>,
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    /// Pull the image: missing (default), always, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Print each kernel-level step of the start and what it cost.
+    #[arg(long)]
+    pub trace: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The image.
+    pub image: String,
+    /// The command and its arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach to the output and wait for the exit.
+    #[arg(short, long)]
+    pub attach: bool,
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// All containers, not only running ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub container: String,
+    /// Keep following the output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only entries since this time (RFC 3339) or duration ago (10s, 5m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The last N lines (or "all").
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Prefix each line with its time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    pub container: String,
+    /// Do not forward stdin.
+    #[arg(long)]
+    pub no_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL.
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct IdsArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    pub container: String,
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectAnyArgs {
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// container or image (default: whichever the name finds).
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// One sample, then exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Containers (default: all running).
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub container: String,
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Archive mode: keep the uid, gid and set-id bits of what is copied
+    /// (otherwise the destination's user owns the copy).
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// CONTAINER:PATH or a host path.
+    pub source: String,
+    /// CONTAINER:PATH or a host path.
+    pub destination: String,
+}

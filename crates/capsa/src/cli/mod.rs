@@ -1,0 +1,173 @@
+//! The command line: docker's and podman's verbs and flags.
+
+mod containers;
+mod images;
+mod network;
+
+pub use containers::*;
+pub use images::*;
+pub use network::*;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "capsa",
+    version,
+    about = "Containers without a daemon, with the kernel in view"
+)]
+pub struct Cli {
+    /// Where images, layers and containers live.
+    #[arg(
+        long,
+        global = true,
+        env = "CAPSA_ROOT",
+        default_value = "/var/lib/capsa"
+    )]
+    pub root: PathBuf,
+    /// Where runtime state, monitor sockets and locks live.
+    #[arg(long, global = true, env = "CAPSA_RUN", default_value = "/run/capsa")]
+    pub run_root: PathBuf,
+    /// The most an image layer may unpack to (bytes, or with k/m/g).
+    #[arg(
+        long,
+        global = true,
+        env = "CAPSA_MAX_LAYER_SIZE",
+        default_value = "32g"
+    )]
+    pub max_layer_size: String,
+    /// Past its first 64 MiB, the most a layer may inflate, as a multiple
+    /// of its downloaded size (a decompression bomb inflates thousands of
+    /// times).
+    #[arg(
+        long,
+        global = true,
+        env = "CAPSA_MAX_INFLATE_RATIO",
+        default_value_t = 100
+    )]
+    pub max_inflate_ratio: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create and start a container from an image.
+    Run(RunArgs),
+    /// Create a container without starting it.
+    Create(RunArgs),
+    /// Start created or stopped containers.
+    Start(StartArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Show a container's output.
+    Logs(LogsArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Attach to a running container's output (and input).
+    Attach(AttachArgs),
+    /// Stop containers: the stop signal, then SIGKILL after a timeout.
+    Stop(StopArgs),
+    /// Send a signal to containers.
+    Kill(KillArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Freeze every process of containers.
+    Pause(IdsArgs),
+    /// Thaw paused containers.
+    Unpause(IdsArgs),
+    /// Wait for containers to exit; print their exit codes.
+    Wait(IdsArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
+    /// Show containers (or images) as JSON, with what the kernel sees.
+    Inspect(InspectAnyArgs),
+    /// Live resource usage (CPU, memory, network, block I/O, pids).
+    Stats(StatsArgs),
+    /// The processes of a container.
+    Top(TopArgs),
+    /// Write a container's filesystem as a tar to stdout or a file.
+    Export(ExportArgs),
+    /// Copy files between a container (CONTAINER:PATH) and the host.
+    Cp(CpArgs),
+    /// What this host offers containers.
+    Info(FormatArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Bridge networks: create, ls, inspect, rm, connect, disconnect, prune.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// The published ports of a container.
+    Port(PortArgs),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
+    /// Store credentials for a registry.
+    Login(LoginArgs),
+    /// Forget credentials for a registry.
+    Logout(LogoutArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove images.
+    Rmi(RmiArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Load images from a docker-archive, oci-archive or OCI layout.
+    Load(LoadArgs),
+    /// Save images to an archive (docker-archive and OCI layout in one).
+    Save(SaveArgs),
+    /// Create an image from a rootfs tarball.
+    Import(ImportArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Information about the store.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Show an image's config, manifest and layers as JSON.
+    Inspect(InspectArgs),
+    /// List images.
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove images.
+    Rm(RmiArgs),
+    /// Remove unused images, then blobs and layers nothing uses.
+    Prune(PruneArgs),
+    Pull(PullArgs),
+    Push(PushArgs),
+    Tag(TagArgs),
+    Load(LoadArgs),
+    Save(SaveArgs),
+    Import(ImportArgs),
+    /// Mount an image's layers read-only at a directory.
+    Mount(MountArgs),
+    /// Unmount what `image mount` mounted.
+    Unmount(UnmountArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Disk space used by images, blobs and layers.
+    Df(FormatArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}

@@ -1,0 +1,180 @@
+//! run, create and start: a container made, handed to its monitor, and
+//! attached to.
+
+use crate::cli::*;
+use crate::progress::Display;
+use anyhow::{Context, Result};
+use capsa_engine::client::{self, Ended};
+use capsa_engine::{images, manage, monitor, Container, Engine, RunOptions, Status};
+
+fn options(a: &RunArgs) -> RunOptions {
+    RunOptions {
+        name: a.name.clone(),
+        detach: a.detach,
+        interactive: a.interactive,
+        tty: a.tty,
+        rm: a.rm,
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        entrypoint: a.entrypoint.clone(),
+        volumes: a.volume.clone(),
+        tmpfs: a.tmpfs.clone(),
+        read_only: a.read_only,
+        cpus: a.cpus.clone(),
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        memory: a.memory.clone(),
+        memory_swap: a.memory_swap.clone(),
+        pids_limit: a.pids_limit,
+        blkio_weight: a.blkio_weight,
+        devices: a.device.clone(),
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        security_opt: a.security_opt.clone(),
+        ulimits: a.ulimit.clone(),
+        sysctls: a.sysctl.clone(),
+        init: a.init,
+        network: a.network.clone(),
+        network_aliases: a.network_alias.clone(),
+        publish: a.publish.clone(),
+        publish_all: a.publish_all,
+        userns: a.userns.clone(),
+        runtime: a.runtime.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        trace: a.trace,
+        args: a.command.clone(),
+    }
+}
+
+/// Docker's exit codes for a container that did not start: 127 when the
+/// command is not found, 126 when it cannot run, 125 otherwise.
+/// Only the container's own command counts: a missing host tool (nft, a
+/// runtime) is a 125, as docker's daemon errors are. From the error's kind
+/// alone: another runtime's words were read into a kind where its failure
+/// was met (`capsa_engine::runtime::kind_of_words`).
+fn start_failure(e: &capsa_engine::Error) -> i32 {
+    e.kind().exit_code()
+}
+
+/// The image to run, as `--pull` says: the engine applies the policy, the
+/// command line fetches (with the registry flags, showing progress).
+fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageRecord, String)> {
+    let probe = std::env::current_exe()
+        .context("locating the capsa binary")?
+        .with_file_name("capsa-probe");
+    let policy: images::PullPolicy = a.pull.parse()?;
+    let pull = |r: &capsa_image::Reference| -> capsa_engine::Result<capsa_image::ImageRecord> {
+        let options =
+            super::transfer::options(&a.registry).map_err(|e| capsa_engine::Error::Refused {
+                what: "the registry flags".into(),
+                reason: e.to_string(),
+            })?;
+        let client = capsa_image::registry::Client::new(r, &options)?;
+        let display = Display::new(false);
+        let rec =
+            capsa_image::registry::pull(&engine.images, &client, r, &Default::default(), &|p| {
+                display.event(p)
+            });
+        display.finish();
+        rec.map_err(|e| capsa_engine::Error::Refused {
+            what: r.to_string(),
+            reason: format!("not in the store, and pulling it failed: {e}"),
+        })
+    };
+    Ok(images::resolve(engine, &a.image, policy, &probe, pull)?)
+}
+
+pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
+    // The monitor starts up while the container is being prepared.
+    let ready = start.then(|| prespawn(engine)).transpose()?;
+    let (rec, image_name) = resolve_image(engine, &a)?;
+    let opts = options(&a);
+    let c = capsa_engine::create::create(engine, &rec, &image_name, &opts)?;
+    match ready {
+        Some(ready) => start_container(engine, ready, &c, !a.detach, a.trace),
+        None => {
+            println!("{}", c.id);
+            Ok(0)
+        }
+    }
+}
+
+/// A monitor, waiting for its container. It is its own small binary beside
+/// this one (as conmon is to podman); without it, a fork of this process
+/// serves.
+fn prespawn(engine: &Engine) -> Result<monitor::Ready> {
+    let exe = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name("capsa-monitor"))
+        .filter(|m| m.exists());
+    Ok(monitor::prespawn(engine, exe.as_deref())?)
+}
+
+fn start_container(
+    engine: &Engine,
+    ready: monitor::Ready,
+    c: &Container,
+    attached: bool,
+    trace: bool,
+) -> Result<i32> {
+    let (spawned, sock) = match ready.go(c, attached) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("capsa: {}: {e}", c.name);
+            if c.options.rm {
+                let _ = manage::remove_files(engine, c);
+            }
+            return Ok(start_failure(&e));
+        }
+    };
+    let mut lines = c.trace.clone();
+    lines.extend(spawned.trace.iter().cloned());
+    if trace {
+        eprintln!(
+            "trace of {} (time since each clock's start, and since the step before):",
+            c.name
+        );
+        for l in &lines {
+            eprintln!("  {l}");
+        }
+    }
+    if !attached {
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    if let Err(e) = client::started(&sock) {
+        eprintln!("capsa: {}: {e}", c.name);
+        return Ok(start_failure(&e));
+    }
+    match client::session(&sock, c.options.interactive, c.options.tty)? {
+        Ended::Exited(code) => Ok(code),
+        Ended::Detached => {
+            eprintln!("detached from {}", c.name);
+            Ok(0)
+        }
+    }
+}
+
+pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
+    let mut code = 0;
+    for what in &a.containers {
+        let c = manage::refresh(engine, engine.find(what)?)?;
+        if matches!(c.state.status, Status::Running | Status::Paused) {
+            continue;
+        }
+        if c.state.status == Status::Exited {
+            // A stopped container starts again on its own snapshot.
+            capsa_engine::runtime::Runtime::of(engine, &c).delete(&c.id);
+        }
+        let mut c = c;
+        c.options.interactive |= a.interactive;
+        code = start_container(engine, prespawn(engine)?, &c, a.attach, false)?;
+    }
+    Ok(code)
+}
