@@ -75,6 +75,12 @@ impl Container {
     pub fn dir(&self, engine: &Engine) -> PathBuf {
         engine.containers().join(&self.id)
     }
+    /// Whether the recorded init is still that process (not a recycled pid).
+    pub fn init_alive(&self) -> bool {
+        self.state.pid > 0
+            && matches!(capsa_runtime::state::proc_stat(self.state.pid), Some((s, start)) if start == self.state.pid_start && s != 'Z' && s != 'X')
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }

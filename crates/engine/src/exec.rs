@@ -22,7 +22,7 @@ pub struct ExecOptions {
 /// Run it; with `detach`, return at once (exit code 0), else wait with
 /// signals forwarded and the pty proxied, and return its exit code.
 pub fn exec(engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
-    if !crate::manage::init_alive(c) {
+    if !c.init_alive() {
         return Err(Error::Conflict(format!(
             "container {} is not running",
             c.name

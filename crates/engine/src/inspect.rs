@@ -85,8 +85,7 @@ fn mounts(pid: i32) -> Value {
 
 /// `capsa inspect`, docker's shape plus what the kernel sees.
 pub fn inspect(engine: &Engine, c: &Container) -> Value {
-    let running =
-        matches!(c.state.status, Status::Running | Status::Paused) && crate::manage::init_alive(c);
+    let running = matches!(c.state.status, Status::Running | Status::Paused) && c.init_alive();
     let spec: Option<capsa_spec::oci::Spec> = std::fs::read(c.dir(engine).join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
@@ -194,7 +193,7 @@ pub struct Sample {
 
 /// Read the container's cgroup (v1 or v2) and its network devices.
 pub fn sample(c: &Container) -> Result<Sample> {
-    if !crate::manage::init_alive(c) {
+    if !c.init_alive() {
         return Err(crate::error::Error::Conflict(format!(
             "container {} is not running",
             c.name

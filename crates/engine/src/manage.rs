@@ -15,12 +15,6 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether the recorded init is still that process (not a recycled pid).
-pub fn init_alive(c: &Container) -> bool {
-    c.state.pid > 0
-        && matches!(capsa_runtime::state::proc_stat(c.state.pid), Some((s, start)) if start == c.state.pid_start && s != 'Z' && s != 'X')
-}
-
 fn alive(pid: i32) -> bool {
     pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
 }
@@ -31,7 +25,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
     if !matches!(c.state.status, Status::Running | Status::Paused) {
         return Ok(c);
     }
-    if init_alive(&c) {
+    if c.init_alive() {
         // Paused or running is what pause/unpause recorded.
         return Ok(c);
     }
@@ -57,7 +51,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
 
 /// Send a signal (name or number) to the container's init.
 pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
-    if !init_alive(c) {
+    if !c.init_alive() {
         return Err(Error::Conflict(format!(
             "container {} is not running",
             c.name
@@ -108,7 +102,7 @@ fn wait_recorded(engine: &Engine, id: &str, limit: Duration) -> Result<Container
 /// Stop: the stop signal, then SIGKILL after `timeout`; returns when the
 /// exit is recorded.
 pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Container> {
-    if !init_alive(c) {
+    if !c.init_alive() {
         return refresh(engine, c.clone());
     }
     let rt = Runtime::of(engine, c);
@@ -118,7 +112,7 @@ pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Contain
     let sig = c.options.stop_signal.as_deref().unwrap_or("SIGTERM");
     let sig = capsa_runtime::signals::parse(sig).unwrap_or(libc::SIGTERM);
     let _ = rt.kill(&c.id, sig, false);
-    if !await_exit(c.state.pid, timeout) && init_alive(c) {
+    if !await_exit(c.state.pid, timeout) && c.init_alive() {
         let _ = rt.kill(&c.id, libc::SIGKILL, true);
     }
     wait_recorded(engine, &c.id, Duration::from_secs(10))
@@ -209,7 +203,7 @@ pub fn remove(engine: &Engine, c: &Container, force: bool) -> Result<()> {
 }
 
 pub fn pause(engine: &Engine, c: &Container) -> Result<()> {
-    if c.state.status != Status::Running || !init_alive(c) {
+    if c.state.status != Status::Running || !c.init_alive() {
         return Err(Error::Conflict(format!(
             "container {} is not running",
             c.name

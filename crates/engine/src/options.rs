@@ -219,6 +219,33 @@ pub fn parse_kv(name: &str, s: &str) -> Result<(String, String)> {
     }
 }
 
+/// The network `capsa run` uses unless told otherwise.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// What `--network` asks for, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    None,
+    Host,
+    /// Another container's namespace.
+    Container(String),
+    /// A bridge network by name (`bridge` or a user network).
+    Bridge(String),
+}
+
+/// `--network VALUE`; the default network without one.
+pub fn mode(value: Option<&str>) -> NetworkMode {
+    match value.unwrap_or(DEFAULT_NETWORK) {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        "default" => NetworkMode::Bridge(DEFAULT_NETWORK.into()),
+        c if c.starts_with("container:") => {
+            NetworkMode::Container(c["container:".len()..].to_string())
+        }
+        n => NetworkMode::Bridge(n.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

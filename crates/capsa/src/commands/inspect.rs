@@ -37,7 +37,7 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<i32> {
             Ok(engine
                 .list()?
                 .into_iter()
-                .filter(|c| c.state.status == Status::Running && manage::init_alive(c))
+                .filter(|c| c.state.status == Status::Running && c.init_alive())
                 .collect())
         } else {
             a.containers.iter().map(|w| Ok(engine.find(w)?)).collect()

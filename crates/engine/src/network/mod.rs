@@ -30,31 +30,11 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// The network `capsa run` uses unless told otherwise.
-pub const DEFAULT: &str = "bridge";
+pub const DEFAULT: &str = crate::options::DEFAULT_NETWORK;
 const DEFAULT_BRIDGE: &str = "capsa0";
 const DEFAULT_SUBNET: &str = "10.99.0.0/16";
 
-/// What `--network` asks for, by kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    None,
-    Host,
-    /// Another container's namespace.
-    Container(String),
-    /// A bridge network by name (`bridge` or a user network).
-    Bridge(String),
-}
-
-/// `--network VALUE`; the default network without one.
-pub fn mode(value: Option<&str>) -> Mode {
-    match value.unwrap_or(DEFAULT) {
-        "none" => Mode::None,
-        "host" => Mode::Host,
-        "default" => Mode::Bridge(DEFAULT.into()),
-        c if c.starts_with("container:") => Mode::Container(c["container:".len()..].to_string()),
-        n => Mode::Bridge(n.to_string()),
-    }
-}
+pub use crate::options::{mode, NetworkMode as Mode};
 
 fn dir(engine: &Engine) -> PathBuf {
     engine.root.join("networks")

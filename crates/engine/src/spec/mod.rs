@@ -39,7 +39,7 @@ pub struct Inputs<'a> {
     /// The container's private id range (`--userns auto`), if any.
     pub idmap: Option<crate::userns::IdRange>,
     /// What `--network` asked for.
-    pub network: &'a crate::network::Mode,
+    pub network: &'a crate::options::NetworkMode,
     /// Another container's network namespace to join (`container:NAME`).
     pub join_netns: Option<String>,
     /// The /etc/hosts to write, given the hostname.
@@ -122,7 +122,7 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
     }
     let hostname = match (&o.hostname, i.network) {
         (Some(h), _) => h.clone(),
-        (None, crate::network::Mode::Host) => rustix::system::uname()
+        (None, crate::options::NetworkMode::Host) => rustix::system::uname()
             .nodename()
             .to_string_lossy()
             .into_owned(),

@@ -21,7 +21,7 @@ pub(super) fn hosts_files(
         std::fs::write(&p, text).at("write", &p)?;
         Ok(p)
     };
-    let host_net = *i.network == crate::network::Mode::Host;
+    let host_net = *i.network == crate::options::NetworkMode::Host;
     // Loopback resolvers of the host cannot answer inside another network
     // namespace: left out.
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -55,7 +55,7 @@ pub(super) fn hosts_files(
 /// The network namespace `--network` asks for: the host's (none in the
 /// spec), another container's (joined by path), or a new one.
 pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
-    use crate::network::Mode;
+    use crate::options::NetworkMode as Mode;
     let list = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
     let net = |n: &oci::LinuxNamespace| n.typ() == oci::LinuxNamespaceType::Network;
     match i.network {

@@ -2,7 +2,7 @@
 //! image's /etc/passwd and /etc/group.
 
 use super::*;
-use crate::network::Mode;
+use crate::options::NetworkMode as Mode;
 use capsa_spec::oci::{LinuxNamespaceType, PosixRlimitType};
 
 struct Fixture {
