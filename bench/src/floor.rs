@@ -21,7 +21,10 @@ fn main() {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    match clone_fork(flags as u64, None) {
+    // SAFETY: this program is single-threaded.
+    #[allow(unsafe_code)]
+    let forked = unsafe { clone_fork(flags as u64, None) };
+    match forked {
         Ok(Forked::Child) => {
             let rootfs = &args[1];
             let none = None::<&str>;

@@ -5,6 +5,10 @@
 //! v2 mount. A container's cgroup is one directory per hierarchy, all with
 //! the same path, as runc lays them out.
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod devices;
 mod freezer;
 mod hierarchy;

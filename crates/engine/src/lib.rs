@@ -18,6 +18,10 @@
 //! <run>/locks/              names.lock, ctr-<id>.lock
 //! ```
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod client;
 pub mod container;
 pub mod copy;

@@ -6,6 +6,10 @@
 //! The library never prints: long operations report through a
 //! [`Progress`] callback, and the binary draws it.
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod archive;
 pub mod auth;
 pub mod digest;

@@ -17,6 +17,10 @@
 //! entries for it, so a host without running containers has nothing of
 //! ours: no link, no rule.
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod error;
 pub mod ipam;
 pub mod netlink;

@@ -671,6 +671,7 @@ fn spawn_in_rootfs(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Resu
 /// the v1 hierarchies itself (see [`Cgroup::join_self_v1`]), so that no pid
 /// is written to a `cgroup.procs` file: that write costs a RCU grace period.
 /// Returns the pid and whether the v2 cgroup still has to be joined.
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(Pid, bool)> {
     // The cgroup namespace is unshared by the init itself once it is in
     // its cgroup.
@@ -680,12 +681,14 @@ fn spawn_init(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Result<(P
     let v2 = ctx.cgroup.v2_fd();
     let (forked, v2_pending) = match v2
         .as_ref()
-        .map(|fd| capsa_sys::process::clone_fork(flags, Some(fd.as_raw_fd())))
+        // SAFETY: spawn_in_rootfs checked this process has one thread.
+        .map(|fd| unsafe { capsa_sys::process::clone_fork(flags, Some(fd.as_raw_fd())) })
     {
         Some(Ok(f)) => (f, false),
         // Without clone3 or CLONE_INTO_CGROUP: the parent joins it later.
         _ => (
-            capsa_sys::process::clone_fork(flags, None)
+            // SAFETY: as above, one thread.
+            unsafe { capsa_sys::process::clone_fork(flags, None) }
                 .map_err(|e| Error::sys("clone3", "container init", e))?,
             v2.is_some(),
         ),
@@ -741,6 +744,7 @@ fn serve_intermediate(plan: &Plan, parent: &Channel, mid: Pid) -> Result<Pid> {
 /// The intermediate: join the namespaces given by path, create the user
 /// namespace (and have the parent map it), create the rest, set time
 /// offsets, fork the init, report its pid, exit.
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
     let fail = |e: crate::error::ChildError| -> ! {
         let _ = ctx.chan.send(&Msg::Failed(e));
@@ -807,7 +811,9 @@ fn intermediate(plan: &Plan, ctx: &InitContext<'_>, new: i32) -> ! {
     if let Err(e) = namespaces::write_time_offsets(&plan.time_offsets) {
         fail(e);
     }
-    match capsa_sys::process::fork() {
+    // SAFETY: the init (or the runtime's intermediate child) is
+    // single-threaded: it is a fork of a single-threaded runtime.
+    match unsafe { capsa_sys::process::fork() } {
         Ok(Forked::Child) => init::run(ctx),
         Ok(Forked::Parent(pid)) => {
             let _ = ctx.chan.send(&Msg::Pid(pid.as_raw()));

@@ -41,6 +41,7 @@ pub struct Execed {
 
 /// Run `opts.process` in container `opts.id`. The caller becomes the
 /// process's parent if it made itself a child subreaper beforehand.
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     let st = store.load(&opts.id)?;
     crate::door::require_sealed()?;
@@ -85,11 +86,13 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     let v2 = cgroup.v2_fd();
     let (forked, v2_pending) = match v2
         .as_ref()
-        .map(|fd| capsa_sys::process::clone_fork(0, Some(fd.as_raw_fd())))
+        // SAFETY: the runtime's flows are single-threaded (DESIGN.md).
+        .map(|fd| unsafe { capsa_sys::process::clone_fork(0, Some(fd.as_raw_fd())) })
     {
         Some(Ok(f)) => (f, false),
         _ => (
-            capsa_sys::process::fork().map_err(|e| Error::sys("fork", "exec", e))?,
+            // SAFETY: as above, one thread.
+            unsafe { capsa_sys::process::fork() }.map_err(|e| Error::sys("fork", "exec", e))?,
             v2.is_some(),
         ),
     };
@@ -198,6 +201,7 @@ struct Entry<'a> {
 
 /// The first child: join the container's namespaces and fork the process
 /// (a pid namespace applies to children only).
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 fn joiner(
     chan: &channel::Channel,
     cgroup: &capsa_cgroups::Cgroup,
@@ -258,7 +262,8 @@ fn joiner(
             fail(ChildError::sys("exec", "chroot", "the container's root", e));
         }
     }
-    match capsa_sys::process::fork() {
+    // SAFETY: the joiner is a fork of a single-threaded runtime.
+    match unsafe { capsa_sys::process::fork() } {
         Ok(Forked::Parent(pid)) => {
             let _ = chan.send(&Msg::Pid(pid.as_raw()));
             capsa_sys::process::exit_now(0)

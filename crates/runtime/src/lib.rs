@@ -6,6 +6,10 @@
 //! directory. The flows are single-threaded where they fork.
 //! See `docs/create-flow.md` for the sequence.
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod channel;
 mod checkpoint;
 mod console;

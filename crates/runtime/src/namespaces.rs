@@ -93,12 +93,14 @@ pub fn write_time_offsets(offsets: &[(String, i64, u32)]) -> std::result::Result
 /// A user namespace with these maps, for an id-mapped mount: a short-lived
 /// child makes it, we write its maps and keep a handle (the namespace lives
 /// as long as the handle).
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 pub fn userns_fd(uid: &[IdMap], gid: &[IdMap]) -> Result<std::os::fd::OwnedFd> {
     use capsa_sys::process::Forked;
     use std::os::fd::AsRawFd;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys("pipe", "userns helper", e))?;
-    match capsa_sys::process::clone_fork(libc::CLONE_NEWUSER as u64, None)
+    // SAFETY: the runtime's flows are single-threaded (DESIGN.md).
+    match unsafe { capsa_sys::process::clone_fork(libc::CLONE_NEWUSER as u64, None) }
         .map_err(|e| Error::sys("clone3", "userns helper", e))?
     {
         Forked::Child => {

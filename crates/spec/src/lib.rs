@@ -4,6 +4,10 @@
 //! Every error names the JSON path at fault, as in
 //! `process.capabilities.bounding[2]: unknown variant "CAP_FOO"`.
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod caps;
 pub mod defaults;
 pub mod mounts;

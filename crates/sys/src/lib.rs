@@ -5,6 +5,13 @@
 //! block carries a `// SAFETY:` line. Functions return owned fds and
 //! `nix::Error` (an errno) so that callers attach the operation and target.
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+// The one crate allowed `unsafe` (the workspace denies it elsewhere):
+// every block carries a `// SAFETY:` line, which clippy checks.
+#![allow(unsafe_code)]
+
 pub mod bpf;
 pub mod caps;
 pub mod exe;

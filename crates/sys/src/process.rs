@@ -39,10 +39,13 @@ struct CloneArgs {
 /// directory (`CLONE_INTO_CGROUP`). Falls back to `clone(2)` when the kernel
 /// lacks clone3 (the cgroup is then joined by the caller).
 ///
-/// The caller must be single-threaded: like `fork`, only the calling thread
-/// survives in the child, so locks held by other threads would never be
-/// released.
-pub fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
+/// # Safety
+///
+/// The caller must be single-threaded: like `fork`, only the calling
+/// thread survives in the child, so a lock another thread held (the
+/// allocator's, stdio's) would never be released there, and the child
+/// could deadlock or see torn state.
+pub unsafe fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
     let mut args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
@@ -85,9 +88,14 @@ pub fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
     }
 }
 
-/// `fork(2)`. The caller must be single-threaded (see [`clone_fork`]).
-pub fn fork() -> Result<Forked> {
-    clone_fork(0, None)
+/// `fork(2)`.
+///
+/// # Safety
+///
+/// The caller must be single-threaded (see [`clone_fork`]).
+pub unsafe fn fork() -> Result<Forked> {
+    // SAFETY: the caller's guarantee is ours.
+    unsafe { clone_fork(0, None) }
 }
 
 fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<libc::c_int> {

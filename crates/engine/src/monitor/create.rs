@@ -17,6 +17,7 @@ use std::time::Instant;
 
 /// Create `c`: the init's pid, the create steps, and the container's
 /// stdio as the monitor holds it.
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>, Stdio)> {
     let rt = engine.runtime_store();
     let tty = c.options.tty;
@@ -52,7 +53,8 @@ pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (sp, sc) = seqpacket_pair()?;
-    match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "create", e))? {
+    // SAFETY: the monitor is single-threaded.
+    match unsafe { capsa_sys::process::fork() }.map_err(|e| Error::sys("fork", "create", e))? {
         Forked::Child => {
             drop(sp);
             let fds: [&OwnedFd; 3] = if tty {
@@ -234,9 +236,11 @@ fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
 /// small (the start path reads the whole OCI state; its code and heap stay
 /// in the child). A failure comes back as a [`Failure`] frame, its kind
 /// kept.
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 pub(super) fn in_child(f: impl FnOnce() -> Result<()>) -> Result<()> {
     let (r, w) = pipe()?;
-    match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "start", e))? {
+    // SAFETY: the monitor is single-threaded.
+    match unsafe { capsa_sys::process::fork() }.map_err(|e| Error::sys("fork", "start", e))? {
         Forked::Child => {
             drop(r);
             if let Err(e) = f() {

@@ -54,14 +54,17 @@ pub struct Ready {
 /// `exe` is the monitor binary; without it a fork of this process serves.
 ///
 /// The caller must be single-threaded (it forks).
+#[allow(unsafe_code)] // fork: see the SAFETY notes
 pub fn prespawn(engine: &Engine, exe: Option<&std::path::Path>) -> Result<Ready> {
     let (r, w) = pipe()?;
     let (sock, theirs) = seqpacket_pair()?;
-    match capsa_sys::process::fork().map_err(|e| Error::sys("fork", "monitor", e))? {
+    // SAFETY: `prespawn`'s caller is single-threaded (its contract).
+    match unsafe { capsa_sys::process::fork() }.map_err(|e| Error::sys("fork", "monitor", e))? {
         Forked::Child => {
             drop((r, sock));
             let _ = rustix::process::setsid();
-            match capsa_sys::process::fork() {
+            // SAFETY: a fork of a single-threaded process is one too.
+            match unsafe { capsa_sys::process::fork() } {
                 // A fresh image of the binary: the monitor then holds only
                 // the pages it uses, not those of the command that forked
                 // it. The image is sealed, since the monitor forks the
