@@ -1129,3 +1129,32 @@ fn stats_reports_a_running_container_in_dockers_fields() {
     assert!(s["CPUs"].as_u64().unwrap() >= 1, "{v}");
     c.ok(&["rm", "-f", "busy"]);
 }
+
+/// `logs --since` reads a time with its zone offset: a minute before the
+/// line, written at +05:00, shows it; a minute after, written at -03:00,
+/// does not. (A parser that drops the offset reads the first as five
+/// hours later, and shows nothing.)
+#[test]
+fn logs_since_takes_the_offset_of_the_time_given() {
+    let (_env, c, img) = setup("eng-since");
+    c.ok(&["run", "--name", "said", img, "echo", "hello"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |secs: i64, offset: i64, zone: &str| {
+        let local = capsa_sys::time::rfc3339(secs + offset, None);
+        format!("{}{zone}", local.trim_end_matches('Z'))
+    };
+    let before = at(now - 60, 5 * 3600, "+05:00");
+    let after = at(now + 60, -3 * 3600, "-03:00");
+    assert_eq!(
+        c.ok(&["logs", "--since", &before, "said"]),
+        "hello\n",
+        "{before}"
+    );
+    assert_eq!(c.ok(&["logs", "--since", &after, "said"]), "", "{after}");
+    // A duration back from now, as docker takes it.
+    assert_eq!(c.ok(&["logs", "--since", "10m", "said"]), "hello\n");
+    c.ok(&["rm", "said"]);
+}

@@ -1,6 +1,8 @@
-//! RFC 3339 times in UTC, as container state, logs and image configs write
-//! them, without a calendar crate: Howard Hinnant's civil-from-days and
-//! days-from-civil.
+//! Times as container state, logs and image configs write them (RFC 3339
+//! in UTC, written with Howard Hinnant's civil-from-days), and times and
+//! durations as users and images give them, read with `jiff`: any zone
+//! offset, Go-style and friendly durations. The one time and duration
+//! parser of the workspace.
 
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SS[.nnnnnnnnn]Z`.
 pub fn rfc3339(secs: i64, nanos: Option<u32>) -> String {
@@ -33,18 +35,20 @@ pub fn now_rfc3339() -> String {
     rfc3339(d.as_secs() as i64, Some(d.subsec_nanos()))
 }
 
-/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS...` (fractions and the
-/// zone are ignored: configs and our own records are UTC).
+/// Seconds since the epoch of an RFC 3339 time (`2024-02-29T23:59:59Z`,
+/// `...+02:00`, with or without fractions): the zone's offset is applied.
+/// `None` before the epoch or for what is not such a time.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    let t: jiff::Timestamp = s.trim().parse().ok()?;
+    u64::try_from(t.as_second()).ok()
+}
+
+/// A duration as Go and docker write them (`500ms`, `1.5s`, `5m`,
+/// `1h30m`) or as ISO 8601 (`PT5M`). `None` for a negative or unreadable
+/// one.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let d: jiff::SignedDuration = s.trim().parse().ok()?;
+    std::time::Duration::try_from(d).ok()
 }
 
 #[cfg(test)]
@@ -67,5 +71,30 @@ mod tests {
             Some(1_709_251_199)
         );
         assert_eq!(parse_rfc3339("junk"), None);
+    }
+
+    #[test]
+    fn an_offset_is_applied_not_ignored() {
+        // 01:00 at +02:00 is 23:00 UTC the day before.
+        assert_eq!(
+            parse_rfc3339("2024-03-01T01:00:00+02:00"),
+            parse_rfc3339("2024-02-29T23:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T23:00:00-01:30"),
+            Some(1_709_247_600 + 5_400)
+        );
+    }
+
+    #[test]
+    fn durations_read_as_go_and_docker_write_them() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("PT2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("-5s"), None);
+        assert_eq!(parse_duration("soon"), None);
     }
 }

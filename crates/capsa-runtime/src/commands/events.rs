@@ -6,24 +6,13 @@ use std::time::{Duration, Instant};
 
 /// A Go-style duration: 5s, 500ms, 1m, 1.5s.
 pub fn parse_interval(s: &str) -> anyhow::Result<Duration> {
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))
-        .ok_or_else(|| anyhow!("--interval {s:?}: needs a unit (ms, s, m)"))?;
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("--interval {s:?}: not a duration"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("--interval {s:?}: unknown unit {unit:?}"),
-    };
-    if secs <= 0.0 {
-        bail!("--interval {s:?}: must be positive");
+    match capsa_sys::time::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        Some(_) => bail!("--interval {s:?}: must be positive"),
+        None => Err(anyhow!(
+            "--interval {s:?}: not a duration (a number with a unit: 500ms, 5s, 1m)"
+        )),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// One event as runc prints it: `type`, `id`, then `data`, in that order

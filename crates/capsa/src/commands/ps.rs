@@ -99,22 +99,18 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
 }
 
 fn since_secs(s: &str) -> Result<u64> {
-    let now = manage::now_secs();
-    let num = |t: &str| t.parse::<u64>().ok();
-    let secs = if let Some(v) = s.strip_suffix('s').and_then(num) {
-        now.saturating_sub(v)
-    } else if let Some(v) = s.strip_suffix('m').and_then(num) {
-        now.saturating_sub(v * 60)
-    } else if let Some(v) = s.strip_suffix('h').and_then(num) {
-        now.saturating_sub(v * 3600)
-    } else if let Some(t) = parse_ts(s) {
-        t
-    } else if let Some(v) = num(s) {
-        v
-    } else {
-        bail!("--since {s:?}: a time (RFC 3339), seconds since the epoch, or a duration (10s, 5m, 2h)")
-    };
-    Ok(secs)
+    if let Some(t) = parse_ts(s) {
+        return Ok(t);
+    }
+    if let Some(d) = capsa_sys::time::parse_duration(s) {
+        return Ok(manage::now_secs().saturating_sub(d.as_secs()));
+    }
+    match s.parse::<u64>() {
+        Ok(v) => Ok(v),
+        Err(_) => bail!(
+            "--since {s:?}: a time (RFC 3339, with its offset), seconds since the epoch, or a duration (10s, 5m, 1h30m)"
+        ),
+    }
 }
 
 pub fn logs(engine: &Engine, a: LogsArgs) -> Result<i32> {
