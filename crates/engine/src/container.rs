@@ -250,25 +250,7 @@ impl Engine {
     /// Take `<run>/locks/<name>.lock` exclusively until the fd drops.
     pub fn lock(&self, name: &str) -> Result<fs::File> {
         let path = self.run.join("locks").join(format!("{name}.lock"));
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at("open lock", &path)?;
-        loop {
-            match rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive) {
-                Err(rustix::io::Errno::INTR) => continue,
-                r => {
-                    r.map_err(|e| Error::Io {
-                        op: "lock",
-                        path: path.clone(),
-                        source: e.into(),
-                    })?;
-                    return Ok(f);
-                }
-            }
-        }
+        capsa_sys::file::lock_path(&path, true).at("lock", &path)
     }
 
     /// Reserve a name and a directory for a new container; the caller

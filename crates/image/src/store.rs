@@ -126,24 +126,7 @@ impl Store {
     /// Take a lock file under `locks/`.
     fn lock(&self, name: &str, exclusive: bool) -> Result<Lock> {
         let path = self.root.join("locks").join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .at("open lock", &path)?;
-        let how = if exclusive {
-            rustix::fs::FlockOperation::LockExclusive
-        } else {
-            rustix::fs::FlockOperation::LockShared
-        };
-        loop {
-            match rustix::fs::flock(&file, how) {
-                Err(rustix::io::Errno::INTR) => continue,
-                r => break r.at("lock", &path)?,
-            }
-        }
+        let file = capsa_sys::file::lock_path(&path, exclusive).at("lock", &path)?;
         Ok(Lock { _file: file })
     }
 

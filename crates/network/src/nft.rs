@@ -71,21 +71,8 @@ fn run(cmds: Vec<Value>) -> Result<()> {
 
 /// Hold the host-wide table lock until the file drops.
 fn lock() -> Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK)
-        .map_err(|e| Error::io("open", LOCK, e))?;
-    loop {
-        match rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive) {
-            Err(rustix::io::Errno::INTR) => continue,
-            r => {
-                r.map_err(|e| Error::io("lock", LOCK, e.into()))?;
-                return Ok(f);
-            }
-        }
-    }
+    capsa_sys::file::lock_path(std::path::Path::new(LOCK), true)
+        .map_err(|e| Error::io("lock", LOCK, e))
 }
 
 fn obj(kind: &str, mut v: Value) -> Value {

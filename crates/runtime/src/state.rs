@@ -6,7 +6,7 @@ use capsa_cgroups::Cgroup;
 use capsa_spec::oci;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -257,10 +257,8 @@ impl Store {
             }
             Err(e) => return Err(Error::io("open", d.display(), e)),
         };
-        let fd: OwnedFd = f.into();
-        capsa_sys::fd::lock_exclusive(fd.as_raw_fd())
-            .map_err(|e| Error::sys("flock", d.display(), e))?;
-        Ok(fd)
+        capsa_sys::file::lock(&f, true).map_err(|e| Error::io("flock", d.display(), e))?;
+        Ok(f.into())
     }
 }
 

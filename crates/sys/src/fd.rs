@@ -233,15 +233,3 @@ pub fn open_pty_in(devpts: BorrowedFd<'_>) -> Result<(OwnedFd, OwnedFd, u32)> {
     let slave = own_raw(Errno::result(slave)?);
     Ok((master, slave, n))
 }
-
-/// `flock(fd, LOCK_EX)`, waiting for the lock; released when the fd closes.
-pub fn lock_exclusive(fd: RawFd) -> Result<()> {
-    loop {
-        // SAFETY: flock takes an fd and an operation.
-        let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
-        match Errno::result(r) {
-            Err(Errno::EINTR) => continue,
-            other => return other.map(drop),
-        }
-    }
-}

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Wait for `flock` on `fd`, shared or exclusive; it is released when
+/// the file is closed. The one lock helper of the workspace.
+pub fn lock(fd: impl std::os::fd::AsFd, exclusive: bool) -> std::io::Result<()> {
+    let how = if exclusive {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockShared
+    };
+    loop {
+        #[allow(deprecated)] // nix's Flock type owns the fd; we borrow it.
+        match nix::fcntl::flock(fd.as_fd().as_raw_fd(), how) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r.map_err(std::io::Error::from),
+        }
+    }
+}
+
+/// Open (creating, mode 0600) the lock file at `path` and wait for its
+/// lock; held until the returned file drops.
+pub fn lock_path(path: &Path, exclusive: bool) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    lock(&f, exclusive)?;
+    Ok(f)
 }
 
 #[cfg(test)]
