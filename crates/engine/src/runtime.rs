@@ -4,9 +4,13 @@
 
 use crate::container::Container;
 use crate::error::{Error, Kind, Result};
+use crate::exec::ExecOptions;
+use crate::protocol::Created;
 use crate::Engine;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 /// A container's runtime.
 pub enum Runtime {
@@ -26,6 +30,103 @@ impl Runtime {
             },
             None => Runtime::Builtin(engine.runtime_store()),
         }
+    }
+
+    /// Create container `c` (in the monitor's create child, whose stdio
+    /// is the container's): what the monitor is told, and the pty master
+    /// for a terminal.
+    pub fn create(&self, engine: &Engine, c: &Container) -> Result<(Created, Option<OwnedFd>)> {
+        let tty = c.options.tty;
+        match self {
+            Runtime::Builtin(rt) => {
+                let opts = capsa_runtime::CreateOptions {
+                    id: c.id.clone(),
+                    bundle: c.dir(engine),
+                    own_console: tty,
+                    systemd_cgroup: c.systemd_scope.is_some(),
+                    // The engine's own containers take capsa's hardened behaviour.
+                    mode: capsa_spec::Mode::Hardened,
+                    ..Default::default()
+                };
+                let mut created = capsa_runtime::create(rt, &opts)?;
+                let console = created.console.take();
+                Ok((
+                    Created::Created {
+                        pid: created.state.pid,
+                        trace: created.trace.lines(),
+                    },
+                    console,
+                ))
+            }
+            Runtime::External { bin, .. } => create_external(engine, c, bin, tty),
+        }
+    }
+
+    /// Run `o` in container `c`; with `detach`, return at once (exit code
+    /// 0), else wait with signals forwarded and the pty proxied, and
+    /// return its exit code.
+    pub fn exec(&self, engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
+        let rt = match self {
+            Runtime::Builtin(rt) => rt,
+            Runtime::External { bin, .. } => return exec_external(engine, c, bin, o),
+        };
+        if let Some(w) = o.workdir.as_ref().filter(|w| !w.starts_with('/')) {
+            return Err(crate::error::flag("-w", format!("{w:?} must be absolute")));
+        }
+        let mut overrides = capsa_runtime::Overrides {
+            args: o.args.clone(),
+            terminal: o.tty,
+            // `-e KEY` takes the value from our own environment, as docker's.
+            env: o
+                .env
+                .iter()
+                .map(|e| match e.contains('=') {
+                    true => e.clone(),
+                    false => format!("{e}={}", std::env::var(e).unwrap_or_default()),
+                })
+                .collect(),
+            cwd: o.workdir.as_ref().map(Into::into),
+            ..Default::default()
+        };
+        if let Some(u) = &o.user {
+            // Names as the image's /etc/passwd and /etc/group give them.
+            let (uid, gid, groups) = crate::spec::resolve_user(&c.dir(engine).join("rootfs"), u)?;
+            overrides.uid = Some(uid);
+            overrides.gid = Some(gid);
+            overrides.additional_gids = Some(groups);
+        }
+        if o.privileged {
+            overrides.caps = (0..=capsa_sys::caps::last_cap()).collect();
+        }
+        let p = capsa_runtime::process_with(rt, &c.id, &overrides)?;
+        if !o.interactive && !o.tty {
+            // No -i: the process gets no stdin, as with docker.
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                use std::os::fd::AsRawFd;
+                let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), 0);
+            }
+        }
+        if !o.detach {
+            let _ = capsa_sys::process::set_child_subreaper();
+            capsa_runtime::foreground::block_signals();
+        }
+        let e = capsa_runtime::exec(
+            rt,
+            &capsa_runtime::ExecOptions {
+                id: c.id.clone(),
+                process: p,
+                console_socket: None,
+                pid_file: None,
+                preserve_fds: 0,
+                // docker refuses an exec into a paused container.
+                ignore_paused: false,
+                cgroups: Vec::new(),
+            },
+        )?;
+        if o.detach {
+            return Ok(0);
+        }
+        Ok(capsa_runtime::foreground::wait(e.pid, e.console))
     }
 
     /// Run `bin --root root ARGS`; its stderr becomes the error.
@@ -147,6 +248,157 @@ pub(crate) fn kind_of_words(message: &str) -> Kind {
     } else {
         Kind::Runtime
     }
+}
+
+/// Create through a runtime binary with runc's command line: its stdio is
+/// the container's (runc passes it through), a console socket receives the
+/// pty master, and the pid comes from `--pid-file`. Runs in the create
+/// child; the runtime's init is reparented to the monitor when it exits.
+fn create_external(
+    engine: &Engine,
+    c: &Container,
+    bin: &std::path::Path,
+    tty: bool,
+) -> Result<(Created, Option<OwnedFd>)> {
+    let t0 = Instant::now();
+    let files = engine.files_dir(&c.id)?;
+    let pid_file = files.join("pid");
+    let log = files.join("runtime.log");
+    let mut cmd = std::process::Command::new(bin);
+    // capsa-runtime takes runc's behaviour unless told: the engine's
+    // containers are hardened whichever way they are made.
+    if bin.file_name().is_some_and(|n| n == "capsa-runtime") {
+        cmd.arg("--hardened");
+    }
+    cmd.arg("--root")
+        .arg(engine.run.join("ext-runtime"))
+        .arg("--log")
+        .arg(&log)
+        .arg("create")
+        .arg("--bundle")
+        .arg(c.dir(engine))
+        .arg("--pid-file")
+        .arg(&pid_file);
+    let console = if tty {
+        let path = files.join("console.sock");
+        let l = console_listener(&path)?;
+        cmd.arg("--console-socket").arg(&path);
+        Some(l)
+    } else {
+        None
+    };
+    cmd.arg(&c.id);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::sys("spawn", bin.display(), e))?;
+    let master = match &console {
+        Some(l) => {
+            // The runtime connects once the pty exists (or exits on error).
+            let ready = crate::protocol::poll_in(&[l.as_fd()], 30_000);
+            if ready.first().copied().unwrap_or(false) {
+                let conn = rustix::net::accept_with(l, rustix::net::SocketFlags::CLOEXEC)
+                    .map_err(|e| Error::sys("accept", "console socket", e))?;
+                let mut buf = [0u8; 4096];
+                capsa_sys::fd::recv_with_fd(conn.as_fd(), &mut buf)
+                    .map_err(|e| Error::sys("recvmsg", "console socket", e))?
+                    .1
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let status = child
+        .wait()
+        .map_err(|e| Error::sys("wait", bin.display(), e))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let last = text.lines().last().unwrap_or("").to_string();
+        let message = if last.is_empty() {
+            status.to_string()
+        } else {
+            last
+        };
+        return Err(Error::ExternalRuntime {
+            bin: bin.display().to_string(),
+            verb: "create".into(),
+            kind: crate::runtime::kind_of_words(&message),
+            message,
+        });
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Error::ExternalRuntime {
+            bin: bin.display().to_string(),
+            verb: "create".into(),
+            kind: crate::error::Kind::Runtime,
+            message: "it wrote no pid file".into(),
+        })?;
+    let trace = vec![format!(
+        "{:>8} us {:>+7} us  runtime {} create (an external runtime: its own steps are not traced)",
+        t0.elapsed().as_micros(),
+        t0.elapsed().as_micros(),
+        bin.display()
+    )];
+    Ok((Created::Created { pid, trace }, master))
+}
+
+fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    let fd = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("socket", path.display(), e))?;
+    let addr = rustix::net::SocketAddrUnix::new(path)
+        .map_err(|e| Error::sys("socket", path.display(), e))?;
+    crate::protocol::bind_private(&fd, &addr).map_err(|e| Error::sys("bind", path.display(), e))?;
+    rustix::net::listen(&fd, 1).map_err(|e| Error::sys("listen", path.display(), e))?;
+    Ok(fd)
+}
+
+/// `exec` through a runtime binary with runc's command line, in the
+/// foreground (it proxies the terminal itself with `-t`).
+fn exec_external(
+    engine: &Engine,
+    c: &Container,
+    bin: &std::path::Path,
+    o: &ExecOptions,
+) -> Result<i32> {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--root")
+        .arg(engine.run.join("ext-runtime"))
+        .arg("exec");
+    if o.tty {
+        cmd.arg("--tty");
+    }
+    if o.detach {
+        cmd.arg("--detach");
+    }
+    for e in &o.env {
+        cmd.arg("--env").arg(e);
+    }
+    if let Some(w) = &o.workdir {
+        cmd.arg("--cwd").arg(w);
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid, _) = crate::spec::resolve_user(&c.dir(engine).join("rootfs"), u)?;
+        cmd.arg("--user").arg(format!("{uid}:{gid}"));
+    }
+    cmd.arg(&c.id).args(&o.args);
+    if !o.interactive && !o.tty {
+        cmd.stdin(std::process::Stdio::null());
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| Error::sys("spawn", bin.display(), e))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 #[cfg(test)]

@@ -31,6 +31,74 @@ pub struct ExecOptions {
     pub cgroups: Vec<String>,
 }
 
+/// What an exec changes of the container's own process (its config's),
+/// as `capsa-runtime exec` and `capsa exec` take it: applied here, in one
+/// place, for both.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub args: Vec<String>,
+    pub terminal: bool,
+    /// `KEY=VALUE` each; a key given replaces the container's.
+    pub env: Vec<String>,
+    /// Absolute.
+    pub cwd: Option<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub additional_gids: Option<Vec<u32>>,
+    /// Capability numbers granted besides the container's (bounding,
+    /// effective and permitted: never inheritable or ambient).
+    pub caps: Vec<u32>,
+    pub no_new_privileges: bool,
+}
+
+/// Container `id`'s own process with `o` applied.
+pub fn process_with(store: &Store, id: &str, o: &Overrides) -> Result<ProcessPlan> {
+    let st = store.load(id)?;
+    let base =
+        st.config.process().clone().ok_or_else(|| {
+            Error::Invalid(format!("container {id} has no process in its config"))
+        })?;
+    let mut p = ProcessPlan::from_oci(&base, "process")?;
+    if o.args.is_empty() {
+        return Err(Error::Invalid("exec: a command is required".into()));
+    }
+    p.args = o.args.clone();
+    p.terminal = o.terminal;
+    p.console_size = None;
+    for e in &o.env {
+        let Some((key, _)) = e.split_once('=') else {
+            return Err(Error::Invalid(format!("env {e:?}: not KEY=VALUE")));
+        };
+        p.env.retain(|x| x.split('=').next() != Some(key));
+        p.env.push(e.clone());
+    }
+    if let Some(cwd) = &o.cwd {
+        if !cwd.is_absolute() {
+            return Err(Error::Invalid(format!(
+                "cwd {}: not an absolute path",
+                cwd.display()
+            )));
+        }
+        p.cwd = cwd.clone();
+    }
+    if let Some(uid) = o.uid {
+        p.uid = uid;
+    }
+    if let Some(gid) = o.gid {
+        p.gid = gid;
+    }
+    if let Some(g) = &o.additional_gids {
+        p.additional_gids = g.clone();
+    }
+    for &cap in &o.caps {
+        p.grant_cap(cap);
+    }
+    if o.no_new_privileges {
+        p.no_new_privileges = true;
+    }
+    Ok(p)
+}
+
 /// A started exec process.
 #[derive(Debug)]
 pub struct Execed {

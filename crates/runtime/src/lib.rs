@@ -39,7 +39,7 @@ pub use create::Created;
 pub use create::{create, CreateOptions};
 pub use error::{describe, ChildError, Error, Kind, Result};
 pub use exec::Execed;
-pub use exec::{exec, ExecOptions};
+pub use exec::{exec, process_with, ExecOptions, Overrides};
 pub use lifecycle::{
     delete, kill, list, oom_kills, pause, pids, resume, start, state, stats, status_of, update,
 };

@@ -16,53 +16,30 @@ fn process(store: &Store, a: &ExecArgs) -> anyhow::Result<ProcessPlan> {
     if a.command.is_empty() {
         bail!("exec: a command or --process is required");
     }
-    let st = store.load(&a.id)?;
-    let base = st
-        .config
-        .process()
-        .clone()
-        .ok_or_else(|| anyhow!("container {} has no process in its config", a.id))?;
-    let mut p = ProcessPlan::from_oci(&base, "process")?;
-    p.args = a.command.clone();
-    p.terminal = a.tty;
-    p.console_size = None;
-    for e in &a.env {
-        if !e.contains('=') {
-            bail!("--env {e:?}: not KEY=VALUE");
-        }
-        let key = e.split('=').next().unwrap_or_default();
-        p.env.retain(|x| x.split('=').next() != Some(key));
-        p.env.push(e.clone());
-    }
-    if let Some(cwd) = &a.cwd {
-        if !cwd.is_absolute() {
-            bail!("--cwd {}: not an absolute path", cwd.display());
-        }
-        p.cwd = cwd.clone();
-    }
+    let mut o = capsa_runtime::Overrides {
+        args: a.command.clone(),
+        terminal: a.tty,
+        env: a.env.clone(),
+        cwd: a.cwd.clone(),
+        additional_gids: (!a.additional_gids.is_empty()).then(|| a.additional_gids.clone()),
+        no_new_privileges: a.no_new_privs,
+        ..Default::default()
+    };
     if let Some(u) = &a.user {
         let (uid, gid) = u.split_once(':').unwrap_or((u, ""));
-        p.uid = uid
-            .parse()
-            .map_err(|_| anyhow!("--user {u:?}: expected UID[:GID]"))?;
+        let bad = || anyhow!("--user {u:?}: expected UID[:GID]");
+        o.uid = Some(uid.parse().map_err(|_| bad())?);
         if !gid.is_empty() {
-            p.gid = gid
-                .parse()
-                .map_err(|_| anyhow!("--user {u:?}: expected UID[:GID]"))?;
+            o.gid = Some(gid.parse().map_err(|_| bad())?);
         }
     }
-    if !a.additional_gids.is_empty() {
-        p.additional_gids = a.additional_gids.clone();
-    }
     for c in &a.cap {
-        let n = capsa_spec::caps::number(c)
-            .ok_or_else(|| anyhow!("--cap {c:?}: unknown capability"))?;
-        p.grant_cap(n);
+        o.caps.push(
+            capsa_spec::caps::number(c)
+                .ok_or_else(|| anyhow!("--cap {c:?}: unknown capability"))?,
+        );
     }
-    if a.no_new_privs {
-        p.no_new_privileges = true;
-    }
-    Ok(p)
+    Ok(capsa_runtime::process_with(store, &a.id, &o)?)
 }
 
 /// As runc: an exec that cannot start exits 255, so that the caller can

@@ -3,7 +3,7 @@
 //! exits once the init exists, so the init is reparented to the monitor
 //! (its subreaper) and the monitor never holds the create path's memory.
 
-use super::serve::{poll_in, Stdio};
+use super::serve::Stdio;
 use super::{devnull, pipe, seqpacket_pair};
 use crate::container::Container;
 use crate::error::{Error, Result};
@@ -12,14 +12,12 @@ use crate::Engine;
 use capsa_sys::process::Forked;
 use nix::sys::wait::waitpid;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Create `c`: the init's pid, the create steps, and the container's
 /// stdio as the monitor holds it.
 #[allow(unsafe_code)] // fork: see the SAFETY notes
 pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>, Stdio)> {
-    let rt = engine.runtime_store();
     let tty = c.options.tty;
     let null = devnull()?;
     let mut stdio = Stdio {
@@ -27,15 +25,6 @@ pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>
         err: None,
         input: None,
         tty,
-    };
-    let opts = capsa_runtime::CreateOptions {
-        id: c.id.clone(),
-        bundle: c.dir(engine),
-        own_console: tty,
-        systemd_cgroup: c.systemd_scope.is_some(),
-        // The engine's own containers take capsa's hardened behaviour.
-        mode: capsa_spec::Mode::Hardened,
-        ..Default::default()
     };
     // The create runs in a child that exits once the init exists: the
     // init is then reparented to us (we are its subreaper), and the
@@ -65,20 +54,7 @@ pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>
             for (fd, target) in fds.iter().zip(0..3) {
                 let _ = capsa_sys::fd::dup_to(fd.as_raw_fd(), target);
             }
-            let created = match &c.options.runtime {
-                Some(bin) => external(engine, c, bin, tty),
-                None => capsa_runtime::create(&rt, &opts)
-                    .map(|mut created| {
-                        (
-                            Created::Created {
-                                pid: created.state.pid,
-                                trace: created.trace.lines(),
-                            },
-                            created.console.take(),
-                        )
-                    })
-                    .map_err(Error::from),
-            };
+            let created = crate::runtime::Runtime::of(engine, c).create(engine, c);
             let (msg, console, code) = match created {
                 Ok((msg, console)) => (msg, console, 0),
                 Err(e) => (Created::Failed(e.failure()), None, 1),
@@ -119,117 +95,6 @@ pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>
             Ok((pid, trace, stdio))
         }
     }
-}
-
-/// Create through a runtime binary with runc's command line: its stdio is
-/// the container's (runc passes it through), a console socket receives the
-/// pty master, and the pid comes from `--pid-file`. Runs in the create
-/// child; the runtime's init is reparented to the monitor when it exits.
-fn external(
-    engine: &Engine,
-    c: &Container,
-    bin: &str,
-    tty: bool,
-) -> Result<(Created, Option<OwnedFd>)> {
-    let t0 = Instant::now();
-    let bin = crate::runtime::resolve_bin(bin);
-    let files = engine.files_dir(&c.id)?;
-    let pid_file = files.join("pid");
-    let log = files.join("runtime.log");
-    let mut cmd = std::process::Command::new(&bin);
-    // capsa-runtime takes runc's behaviour unless told: the engine's
-    // containers are hardened whichever way they are made.
-    if bin.file_name().is_some_and(|n| n == "capsa-runtime") {
-        cmd.arg("--hardened");
-    }
-    cmd.arg("--root")
-        .arg(engine.run.join("ext-runtime"))
-        .arg("--log")
-        .arg(&log)
-        .arg("create")
-        .arg("--bundle")
-        .arg(c.dir(engine))
-        .arg("--pid-file")
-        .arg(&pid_file);
-    let console = if tty {
-        let path = files.join("console.sock");
-        let l = console_listener(&path)?;
-        cmd.arg("--console-socket").arg(&path);
-        Some(l)
-    } else {
-        None
-    };
-    cmd.arg(&c.id);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::sys("spawn", bin.display(), e))?;
-    let master = match &console {
-        Some(l) => {
-            // The runtime connects once the pty exists (or exits on error).
-            let ready = poll_in(&[l.as_fd()], 30_000);
-            if ready.first().copied().unwrap_or(false) {
-                let conn = rustix::net::accept_with(l, rustix::net::SocketFlags::CLOEXEC)
-                    .map_err(|e| Error::sys("accept", "console socket", e))?;
-                let mut buf = [0u8; 4096];
-                capsa_sys::fd::recv_with_fd(conn.as_fd(), &mut buf)
-                    .map_err(|e| Error::sys("recvmsg", "console socket", e))?
-                    .1
-            } else {
-                None
-            }
-        }
-        None => None,
-    };
-    let status = child
-        .wait()
-        .map_err(|e| Error::sys("wait", bin.display(), e))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let last = text.lines().last().unwrap_or("").to_string();
-        let message = if last.is_empty() {
-            status.to_string()
-        } else {
-            last
-        };
-        return Err(Error::ExternalRuntime {
-            bin: bin.display().to_string(),
-            verb: "create".into(),
-            kind: crate::runtime::kind_of_words(&message),
-            message,
-        });
-    }
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Error::ExternalRuntime {
-            bin: bin.display().to_string(),
-            verb: "create".into(),
-            kind: crate::error::Kind::Runtime,
-            message: "it wrote no pid file".into(),
-        })?;
-    let trace = vec![format!(
-        "{:>8} us {:>+7} us  runtime {} create (an external runtime: its own steps are not traced)",
-        t0.elapsed().as_micros(),
-        t0.elapsed().as_micros(),
-        bin.display()
-    )];
-    Ok((Created::Created { pid, trace }, master))
-}
-
-fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
-    let _ = std::fs::remove_file(path);
-    let fd = rustix::net::socket_with(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::sys("socket", path.display(), e))?;
-    let addr = rustix::net::SocketAddrUnix::new(path)
-        .map_err(|e| Error::sys("socket", path.display(), e))?;
-    protocol::bind_private(&fd, &addr).map_err(|e| Error::sys("bind", path.display(), e))?;
-    rustix::net::listen(&fd, 1).map_err(|e| Error::sys("listen", path.display(), e))?;
-    Ok(fd)
 }
 
 /// Run `f` in a child process and return its result: the monitor stays

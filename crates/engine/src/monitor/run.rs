@@ -1,10 +1,11 @@
 //! Starting the created container (networks, the runtime's start, the
 //! record), then serving it until its exit, and the clean-up after.
 
-use super::serve::{self, poll_in};
+use super::serve;
 use super::{record_failure, report};
 use crate::container::{Container, Status};
 use crate::error::{Error, Result};
+use crate::protocol::poll_in;
 use crate::protocol::{self, FromMonitor, Report, ToMonitor};
 use crate::Engine;
 use nix::unistd::Pid;

@@ -3,7 +3,7 @@
 //! output is drained.
 
 use crate::logs;
-use crate::protocol::{self, FromMonitor, ToMonitor};
+use crate::protocol::{self, poll_in, FromMonitor, ToMonitor};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,19 +17,6 @@ pub(super) struct Stdio {
     /// Where client input goes: the stdin pipe, or the pty master.
     pub input: Option<OwnedFd>,
     pub tty: bool,
-}
-
-pub(super) fn poll_in(fds: &[std::os::fd::BorrowedFd<'_>], ms: i32) -> Vec<bool> {
-    let mut p: Vec<rustix::event::PollFd<'_>> = fds
-        .iter()
-        .map(|f| rustix::event::PollFd::new(f, rustix::event::PollFlags::IN))
-        .collect();
-    let ts = rustix::event::Timespec {
-        tv_sec: (ms / 1000) as i64,
-        tv_nsec: ((ms % 1000) as i64) * 1_000_000,
-    };
-    let _ = rustix::event::poll(&mut p, if ms < 0 { None } else { Some(&ts) });
-    p.iter().map(|x| !x.revents().is_empty()).collect()
 }
 
 fn exit_code(s: WaitStatus) -> Option<i32> {
