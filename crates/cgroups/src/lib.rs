@@ -639,8 +639,8 @@ fn walk_below(
         return;
     }
     for name in subdirs(dir) {
-        let Ok(raw) = nix::fcntl::openat(
-            Some(dir.as_raw_fd()),
+        let Ok(raw) = capsa_sys::fd::openat(
+            std::os::fd::AsFd::as_fd(dir),
             name.as_c_str(),
             nix::fcntl::OFlag::O_RDONLY
                 | nix::fcntl::OFlag::O_DIRECTORY
@@ -650,7 +650,7 @@ fn walk_below(
         ) else {
             continue;
         };
-        let child = capsa_sys::fd::own_raw(raw);
+        let child = raw;
         walk_below(&child, depth + 1, visit);
         visit(dir, &name, &child);
     }
@@ -667,14 +667,14 @@ fn open_dir(d: &Path) -> std::io::Result<OwnedFd> {
 
 fn read_procs(dir: &OwnedFd, pids: &mut Vec<i32>) -> std::io::Result<()> {
     use std::io::Read;
-    let raw = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
+    let raw = capsa_sys::fd::openat(
+        std::os::fd::AsFd::as_fd(dir),
         "cgroup.procs",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?;
     let mut s = String::new();
-    std::fs::File::from(capsa_sys::fd::own_raw(raw)).read_to_string(&mut s)?;
+    std::fs::File::from(raw).read_to_string(&mut s)?;
     pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
     Ok(())
 }

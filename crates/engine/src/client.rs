@@ -72,10 +72,10 @@ pub fn send_size(sock: &OwnedFd) {
     }
 }
 
-fn write_all(fd: i32, data: &[u8]) {
+fn write_all(fd: std::os::fd::BorrowedFd<'_>, data: &[u8]) {
     let mut off = 0;
     while off < data.len() {
-        match rustix::io::write(capsa_sys::fd::borrow_raw(fd), &data[off..]) {
+        match rustix::io::write(fd, &data[off..]) {
             Ok(n) => off += n,
             Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
             Err(_) => return,
@@ -88,7 +88,9 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None);
     let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::sys("signalfd", "the forwarded signals", e))?;
-    let is_term = rustix::termios::isatty(capsa_sys::fd::borrow_raw(0));
+    let stdin_handle = std::io::stdin();
+    let stdin = stdin_handle.as_fd();
+    let is_term = rustix::termios::isatty(stdin);
     let _raw = if tty && interactive && is_term {
         RawMode::enter()
     } else {
@@ -101,7 +103,6 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
     let mut buf = vec![0u8; protocol::MAX];
     let mut ctrl_p = false;
     loop {
-        let stdin = capsa_sys::fd::borrow_raw(0);
         let mut fds = vec![
             rustix::event::PollFd::new(sock, rustix::event::PollFlags::IN),
             rustix::event::PollFd::from_borrowed_fd(sfd.as_fd(), rustix::event::PollFlags::IN),
@@ -123,8 +124,8 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
             match protocol::recv::<FromMonitor>(sock, &mut buf)
                 .map_err(|e| Error::Protocol(format!("the monitor: {e}")))?
             {
-                Some(FromMonitor::Stdout(b)) => write_all(1, &b),
-                Some(FromMonitor::Stderr(b)) => write_all(2, &b),
+                Some(FromMonitor::Stdout(b)) => write_all(std::io::stdout().as_fd(), &b),
+                Some(FromMonitor::Stderr(b)) => write_all(std::io::stderr().as_fd(), &b),
                 Some(FromMonitor::Exit(code)) => return Ok(Ended::Exited(code)),
                 Some(FromMonitor::Failed(f)) => return Err(f.into()),
                 Some(FromMonitor::Started { .. }) => {}
@@ -175,11 +176,11 @@ struct RawMode(rustix::termios::Termios);
 
 impl RawMode {
     fn enter() -> Option<RawMode> {
-        let fd = capsa_sys::fd::borrow_raw(0);
-        let orig = rustix::termios::tcgetattr(fd).ok()?;
+        let fd = std::io::stdin();
+        let orig = rustix::termios::tcgetattr(&fd).ok()?;
         let mut raw = orig.clone();
         raw.make_raw();
-        rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        rustix::termios::tcsetattr(&fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
         Some(RawMode(orig))
     }
 }
@@ -187,7 +188,7 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = rustix::termios::tcsetattr(
-            capsa_sys::fd::borrow_raw(0),
+            std::io::stdin(),
             rustix::termios::OptionalActions::Now,
             &self.0,
         );

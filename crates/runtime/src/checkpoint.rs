@@ -15,6 +15,7 @@ use crate::state::{self, ContainerState, Status, Store};
 use capsa_cgroups::{Cgroup, Hierarchy};
 use capsa_spec::Plan;
 use capsa_sys::root::Root;
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -325,22 +326,30 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
     } else {
         ReqType::Dump
     };
-    let mut status_fd = opts.flags.status_fd;
-    if let Some(fd) = status_fd {
-        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
-            .map_err(|e| Error::Invalid(format!("invalid --status-fd argument {fd}: {e}")))?;
-        if flags & libc::O_ACCMODE == libc::O_RDONLY {
-            return Err(Error::Invalid(format!(
-                "invalid --status-fd argument {fd}: not writable"
-            )));
+    // The caller handed us the fd by number: ours from here on (closed
+    // once written, or on the way out).
+    let mut status_fd = match opts.flags.status_fd {
+        Some(fd) => {
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+                .map_err(|e| Error::Invalid(format!("invalid --status-fd argument {fd}: {e}")))?;
+            if flags & libc::O_ACCMODE == libc::O_RDONLY {
+                return Err(Error::Invalid(format!(
+                    "invalid --status-fd argument {fd}: not writable"
+                )));
+            }
+            Some(
+                capsa_sys::fd::inherited(fd).map_err(|e| {
+                    Error::Invalid(format!("invalid --status-fd argument {fd}: {e}"))
+                })?,
+            )
         }
-    }
+        None => None,
+    };
     let res = swrk.call(typ, Some(&o), |script, _, _| {
         // The lazy page server is up: `--status-fd` gets a \0, once.
         if script == "status-ready" {
             if let Some(fd) = status_fd.take() {
-                let _ = nix::unistd::write(capsa_sys::fd::borrow_raw(fd), &[0]);
-                let _ = nix::unistd::close(fd);
+                let _ = nix::unistd::write(&fd, &[0]);
             }
         }
         Ok(())
@@ -634,8 +643,8 @@ fn read_descriptors(images: &OwnedFd, path: &Path) -> Result<Vec<String>> {
     use std::io::Read;
     let path = path.join(DESCRIPTORS);
     // Not a link, not a FIFO that would block the open: a regular file.
-    let fd = nix::fcntl::openat(
-        Some(images.as_raw_fd()),
+    let fd = capsa_sys::fd::openat(
+        images.as_fd(),
         DESCRIPTORS,
         nix::fcntl::OFlag::O_RDONLY
             | nix::fcntl::OFlag::O_NOFOLLOW
@@ -644,7 +653,7 @@ fn read_descriptors(images: &OwnedFd, path: &Path) -> Result<Vec<String>> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open", path.display(), e))?;
-    let f = std::fs::File::from(capsa_sys::fd::own_raw(fd));
+    let f = std::fs::File::from(fd);
     if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
         return Err(Error::Invalid(format!(
             "{} is not a regular file",

@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use std::ffi::CStr;
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 type R<T> = std::result::Result<T, ChildError>;
@@ -26,13 +27,13 @@ fn err(op: &str, name: &CStr, e: Errno) -> ChildError {
 }
 
 fn open_at(dir: &OwnedFd, name: &CStr, flags: OFlag) -> Result<OwnedFd, Errno> {
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
+    let fd = capsa_sys::fd::openat(
+        dir.as_fd(),
         name,
         flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
-    Ok(capsa_sys::fd::own_raw(fd))
+    Ok(fd)
 }
 
 /// The entries of `dir`, by name, without `.` and `..`.

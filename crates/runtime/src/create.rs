@@ -260,13 +260,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         Some(plan.host_root_gid().into()),
     )
     .map_err(|e| Error::sys("chown", fifo_path.display(), e))?;
-    let fifo = nix::fcntl::open(
+    let fifo = capsa_sys::fd::open(
         &fifo_path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open", fifo_path.display(), e))?;
-    let fifo = capsa_sys::fd::own_raw(fifo);
 
     let hooks = !plan.hooks.prestart.is_empty()
         || !plan.hooks.create_runtime.is_empty()
@@ -649,8 +648,7 @@ fn spawn_in_rootfs(plan: &Plan, ctx: &InitContext<'_>, parent: &Channel) -> Resu
     }
     let dir = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let open = |p: &Path| {
-        nix::fcntl::open(p, dir, nix::sys::stat::Mode::empty())
-            .map(capsa_sys::fd::own_raw)
+        capsa_sys::fd::open(p, dir, nix::sys::stat::Mode::empty())
             .map_err(|e| Error::sys("open", p.display(), e))
     };
     let rootfs = open(&plan.rootfs)?;

@@ -9,7 +9,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Signals we forward (everything catchable) plus SIGCHLD.
 fn forwarded() -> SigSet {
@@ -62,7 +62,8 @@ pub fn wait(pid: i32, console: Option<OwnedFd>) -> i32 {
             let _ = capsa_sys::fd::set_window_size(m.as_raw_fd(), r, c);
         }
     }
-    let stdin = capsa_sys::fd::borrow_raw(0);
+    let stdin_handle = std::io::stdin();
+    let stdin = stdin_handle.as_fd();
     let mut stdin_open = console.is_some();
     let mut code = None;
     let mut master_open = console.is_some();
@@ -116,10 +117,10 @@ pub fn wait(pid: i32, console: Option<OwnedFd>) -> i32 {
             }
         }
         if let Some(m) = &console {
-            if master_ready && !copy(m.as_raw_fd(), 1) {
+            if master_ready && !copy(m.as_fd(), std::io::stdout().as_fd()) {
                 master_open = false;
             }
-            if stdin_ready && !copy(0, m.as_raw_fd()) {
+            if stdin_ready && !copy(stdin, m.as_fd()) {
                 stdin_open = false;
             }
         }
@@ -157,14 +158,14 @@ fn plain_wait(pid: i32) -> i32 {
 }
 
 /// Copy what is available from `from` to `to`; false at end of stream.
-fn copy(from: i32, to: i32) -> bool {
+fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
     let mut buf = [0u8; 8192];
-    match nix::unistd::read(from, &mut buf) {
+    match nix::unistd::read(from.as_raw_fd(), &mut buf) {
         Ok(0) => false,
         Ok(n) => {
             let mut off = 0;
             while off < n {
-                match nix::unistd::write(capsa_sys::fd::borrow_raw(to), &buf[off..n]) {
+                match nix::unistd::write(to, &buf[off..n]) {
                     Ok(w) => off += w,
                     Err(Errno::EINTR | Errno::EAGAIN) => continue,
                     Err(_) => return false,
@@ -184,11 +185,11 @@ struct RawMode(nix::sys::termios::Termios);
 
 impl RawMode {
     fn enter() -> Option<RawMode> {
-        let stdin = capsa_sys::fd::borrow_raw(0);
-        let orig = nix::sys::termios::tcgetattr(stdin).ok()?;
+        let stdin = std::io::stdin();
+        let orig = nix::sys::termios::tcgetattr(&stdin).ok()?;
         let mut raw = orig.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
-        nix::sys::termios::tcsetattr(stdin, nix::sys::termios::SetArg::TCSANOW, &raw).ok()?;
+        nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw).ok()?;
         Some(RawMode(orig))
     }
 }
@@ -196,7 +197,7 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = nix::sys::termios::tcsetattr(
-            capsa_sys::fd::borrow_raw(0),
+            std::io::stdin(),
             nix::sys::termios::SetArg::TCSANOW,
             &self.0,
         );

@@ -83,12 +83,11 @@ pub fn detach_root(rootfs: &Path, id: u64) -> Result<()> {
 
 fn open_dir(p: &Path) -> Result<OwnedFd> {
     use nix::fcntl::OFlag;
-    nix::fcntl::open(
+    capsa_sys::fd::open(
         p,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map(capsa_sys::fd::own_raw)
     .map_err(|e| Error::sys("open", p.display(), e))
 }
 

@@ -59,14 +59,13 @@ pub(crate) fn open_init_root(st: &ContainerState) -> Result<OwnedFd> {
             libc::O_PATH | libc::O_DIRECTORY,
         )
         .map_err(|e| Error::sys("open", format!("/proc/{}", st.pid), e))?;
-    let root = nix::fcntl::openat(
-        Some(pid_dir.as_raw_fd()),
+    let root = capsa_sys::fd::openat(
+        pid_dir.as_fd(),
         "root",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open", format!("/proc/{}/root", st.pid), e))?;
-    let root = capsa_sys::fd::own_raw(root);
     match proc_stat(st.pid) {
         Some((_, start)) if start == st.start_time => Ok(root),
         _ => Err(Error::State("container not running".into())),
@@ -124,13 +123,12 @@ pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
     let fifo_path = store.dir(id).join("exec.fifo");
     // Non-blocking open: a reader may open a FIFO before any writer; the
     // init is already blocked opening it for writing.
-    let fifo = nix::fcntl::open(
+    let fifo = capsa_sys::fd::open(
         &fifo_path,
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open", fifo_path.display(), e))?;
-    let fifo = capsa_sys::fd::own_raw(fifo);
     loop {
         let mut fds = [
             PollFd::new(fifo.as_fd(), PollFlags::POLLIN),

@@ -11,6 +11,7 @@ use capsa_sys::root::Root;
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -59,13 +60,12 @@ pub fn prepare_root(plan: &Plan, rootfs_is_cwd: bool) -> R<Root> {
     };
     let tree = capsa_sys::mount::clone_tree(from, true)
         .map_err(|e| err("bind mount", rootfs.display(), e))?;
-    let under = nix::fcntl::open(
+    let under = capsa_sys::fd::open(
         from,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| err("open", rootfs.display(), e))?;
-    let under = capsa_sys::fd::own_raw(under);
     capsa_sys::mount::attach(tree.as_raw_fd(), under.as_raw_fd())
         .map_err(|e| err("bind mount", rootfs.display(), e))?;
     // Attached, the tree's fd is the new mount's root.
@@ -253,21 +253,19 @@ fn detached_tmpfs(m: &MountPlan, target: &OwnedFd, dest: &str) -> R<Option<Owned
         .mount(mount_attrs(m.flags).0)
         .map_err(|e| err("fsmount tmpfs", dest, e))?;
     // The covered directory, through the target's fd (not its path).
-    let covered = nix::fcntl::openat(
-        Some(target.as_raw_fd()),
+    let covered = capsa_sys::fd::openat(
+        target.as_fd(),
         ".",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map(capsa_sys::fd::own_raw)
     .map_err(|e| err("open", dest, e))?;
-    let top = nix::fcntl::openat(
-        Some(tree.as_raw_fd()),
+    let top = capsa_sys::fd::openat(
+        tree.as_fd(),
         ".",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map(capsa_sys::fd::own_raw)
     .map_err(|e| err("open tmpfs root", dest, e))?;
     let writable = m.flags & libc::MS_RDONLY == 0;
     if m.copy_up && writable {
@@ -315,12 +313,11 @@ fn mount_made(
                 tree
             }
             None => {
-                let at = nix::fcntl::open(
+                let at = capsa_sys::fd::open(
                     src,
                     nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
-                .map(capsa_sys::fd::own_raw)
                 .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?;
                 src_at = std::fs::read_link(fd_path(at.as_raw_fd())).ok();
                 cloned =
@@ -898,13 +895,12 @@ pub fn setup_dev(plan: &Plan, root: &Root) -> R<()> {
 /// An `O_PATH` fd of the device node at `path`, checked to be of `kind`
 /// and number `rdev`, and not reached through a symlink.
 pub fn open_device(path: &Path, kind: nix::sys::stat::SFlag, rdev: u64) -> R<OwnedFd> {
-    let fd = nix::fcntl::open(
+    let fd = capsa_sys::fd::open(
         path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| err("open", path.display(), e))?;
-    let fd = capsa_sys::fd::own_raw(fd);
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| err("stat", path.display(), e))?;
     if st.st_mode & libc::S_IFMT != kind.bits()
         || (kind != nix::sys::stat::SFlag::S_IFIFO && st.st_rdev != rdev)

@@ -148,7 +148,8 @@ pub fn is_sealed(fd: RawFd) -> bool {
     if seals >= 0 && (seals & libc::F_SEAL_WRITE) != 0 {
         return true;
     }
-    let fd = crate::fd::borrow_raw(fd);
+    // SAFETY: the caller's fd, open for the length of this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let overlay =
         nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC);
     overlay

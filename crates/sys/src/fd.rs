@@ -140,19 +140,41 @@ pub fn dup_to(fd: RawFd, target: RawFd) -> Result<()> {
     Errno::result(unsafe { libc::dup3(fd, target, 0) }).map(drop)
 }
 
-/// Borrow a raw fd number that the caller knows to be open for the borrow's
-/// lifetime (for example stdin).
-pub fn borrow_raw<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: callers pass fds that stay open for as long as they use the
-    // borrow (stdio, or fds they own themselves).
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// Own an fd the kernel just returned (crate-internal: callers outside
+/// get `OwnedFd`s from the wrappers).
+pub(crate) fn own_raw(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass fds a syscall just returned, which nothing else
+    // in this process owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Take ownership of a raw fd number (for example one named by
-/// `--preserve-fds` or inherited by design).
-pub fn own_raw(fd: RawFd) -> OwnedFd {
-    // SAFETY: callers pass fds nothing else in this process owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// `open(2)`, the fd owned.
+pub fn open(
+    path: &(impl nix::NixPath + ?Sized),
+    flags: nix::fcntl::OFlag,
+    mode: nix::sys::stat::Mode,
+) -> Result<OwnedFd> {
+    nix::fcntl::open(path, flags, mode).map(own_raw)
+}
+
+/// `openat(2)` relative to `dir`, the fd owned.
+pub fn openat(
+    dir: BorrowedFd<'_>,
+    path: &(impl nix::NixPath + ?Sized),
+    flags: nix::fcntl::OFlag,
+    mode: nix::sys::stat::Mode,
+) -> Result<OwnedFd> {
+    nix::fcntl::openat(Some(dir.as_raw_fd()), path, flags, mode).map(own_raw)
+}
+
+/// Take ownership of fd `fd`, which this process was handed by number
+/// (an argument, `--status-fd`), after checking it is open: the number is
+/// then ours to close, and nothing else may use it.
+pub fn inherited(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the fd's flags; it fails with EBADF for a
+    // number that is not open.
+    Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    Ok(own_raw(fd))
 }
 
 /// `ioctl(fd, TIOCSCTTY, 0)`: make the tty the controlling terminal.

@@ -210,7 +210,12 @@ pub const MONITOR_ARG: &str = "__capsa_monitor";
 /// Never returns.
 pub fn main_from_args(args: &[String]) -> ! {
     let fd = |i: usize| match args.get(i).and_then(|s| s.parse::<i32>().ok()) {
-        Some(raw) if capsa_sys::fd::set_cloexec(raw, true).is_ok() => capsa_sys::fd::own_raw(raw),
+        Some(raw) if capsa_sys::fd::set_cloexec(raw, true).is_ok() => {
+            match capsa_sys::fd::inherited(raw) {
+                Ok(fd) => fd,
+                Err(_) => capsa_sys::process::exit_now(2),
+            }
+        }
         _ => capsa_sys::process::exit_now(2),
     };
     let (sock, w) = (fd(3), fd(4));
