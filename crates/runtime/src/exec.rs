@@ -111,6 +111,9 @@ pub struct Execed {
 /// process's parent if it made itself a child subreaper beforehand.
 #[allow(unsafe_code)] // fork: see the SAFETY notes
 pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
+    // Checked here, where it is used: the process may have been changed
+    // after it was read (exec's overrides, a caller of the library).
+    opts.process.check("process")?;
     let st = store.load(&opts.id)?;
     crate::door::require_sealed()?;
     match status_of(&st) {

@@ -464,6 +464,44 @@ impl ProcessPlan {
         self.permitted |= bit;
     }
 
+    /// Check again, where the process is about to be used, what
+    /// [`ProcessPlan::from_oci`] checked: its fields are public, and a
+    /// caller (an exec's overrides) may have changed them since.
+    pub fn check(&self, field: &str) -> Result<(), SpecError> {
+        let bad = |f: &str, m: String| Err(SpecError::invalid(format!("{field}.{f}"), m));
+        if self.args.is_empty() {
+            return bad("args", "empty: there is nothing to run".into());
+        }
+        if let Some(a) = self.args.iter().find(|a| a.contains('\0')) {
+            return bad("args", format!("{a:?} holds a NUL byte"));
+        }
+        if !self.cwd.is_absolute() {
+            return bad("cwd", format!("{:?} is not an absolute path", self.cwd));
+        }
+        if let Some(e) = self
+            .env
+            .iter()
+            .find(|e| !e.contains('=') || e.contains('\0'))
+        {
+            return bad("env", format!("{e:?} is not KEY=VALUE"));
+        }
+        if let Some((r, soft, hard)) = self.rlimits.iter().find(|(_, s, h)| s > h) {
+            return bad(
+                "rlimits",
+                format!("resource {r}: soft limit {soft} is above hard limit {hard}"),
+            );
+        }
+        if let Some(adj) = self.oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
+            return bad("oomScoreAdj", format!("{adj} is outside -1000..1000"));
+        }
+        if let Some((class, prio)) = self.io_priority {
+            if !(1..=3).contains(&class) || prio > 7 {
+                return bad("ioPriority", format!("class {class}, priority {prio}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Resolve an OCI process; `field` prefixes error paths (`process`).
     pub fn from_oci(p: &oci::Process, field: &str) -> Result<ProcessPlan, SpecError> {
         let args = p.args().clone().unwrap_or_default();
@@ -901,5 +939,23 @@ mod tests {
             .map(|m| m.recursive_set & libc::MS_RDONLY != 0)
             .collect();
         assert_eq!(rec, [true, false, false, false]);
+    }
+
+    #[test]
+    fn a_process_changed_after_it_was_read_is_checked_again() {
+        let ok = process(serde_json::json!({})).unwrap();
+        assert!(ok.check("process").is_ok());
+        let mut p = ok.clone();
+        p.cwd = "relative".into();
+        assert_eq!(field_of(p.check("process").unwrap_err()), "process.cwd");
+        let mut p = ok.clone();
+        p.env.push("NOEQUALS".into());
+        assert_eq!(field_of(p.check("process").unwrap_err()), "process.env");
+        let mut p = ok.clone();
+        p.args.clear();
+        assert_eq!(field_of(p.check("process").unwrap_err()), "process.args");
+        let mut p = ok;
+        p.rlimits.push((7, 10, 5));
+        assert_eq!(field_of(p.check("process").unwrap_err()), "process.rlimits");
     }
 }
