@@ -27,12 +27,10 @@ pub fn create(
             t0.elapsed().as_micros()
         ))
     };
-    // Flags that can be checked alone are checked before anything exists.
-    if let Some(m) = &opts.memory {
-        crate::options::parse_bytes("--memory", m)?;
-    }
+    // The flags were read at the command line; what depends on this host
+    // is checked before anything exists.
     if let Some(c) = &opts.cpus {
-        crate::options::parse_cpus(c)?;
+        crate::options::cpu_quota(c.get().0)?;
     }
     let userns_size = crate::userns::parse(opts.userns.as_deref())?;
     let mode = crate::network::mode(opts.network.as_deref());

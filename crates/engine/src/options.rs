@@ -2,6 +2,7 @@
 //! sizes (`512m`), CPU counts (`0.5`), volumes, ulimits, devices, sysctls.
 
 use crate::error::{flag, Result};
+use crate::flags::{Cpus, Device, Flag, Memory, Publish, Swap, Sysctl, Tmpfs, Ulimit};
 use serde::{Deserialize, Serialize};
 
 /// Everything `capsa run`/`create` accepts, as docker spells it.
@@ -18,23 +19,23 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub entrypoint: Option<String>,
-    pub volumes: Vec<String>,
-    pub tmpfs: Vec<String>,
+    pub volumes: Vec<Flag<Volume>>,
+    pub tmpfs: Vec<Flag<Tmpfs>>,
     pub read_only: bool,
-    pub cpus: Option<String>,
+    pub cpus: Option<Flag<Cpus>>,
     pub cpu_shares: Option<u64>,
     pub cpuset_cpus: Option<String>,
-    pub memory: Option<String>,
-    pub memory_swap: Option<String>,
+    pub memory: Option<Flag<Memory>>,
+    pub memory_swap: Option<Flag<Swap>>,
     pub pids_limit: Option<i64>,
     pub blkio_weight: Option<u16>,
-    pub devices: Vec<String>,
+    pub devices: Vec<Flag<Device>>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub security_opt: Vec<String>,
-    pub ulimits: Vec<String>,
-    pub sysctls: Vec<String>,
+    pub ulimits: Vec<Flag<Ulimit>>,
+    pub sysctls: Vec<Flag<Sysctl>>,
     pub init: bool,
     pub network: Option<String>,
     /// `--network-alias`: more names on its (user) network.
@@ -42,7 +43,7 @@ pub struct RunOptions {
     pub network_aliases: Vec<String>,
     /// `-p [IP:][HOST:]CONTAINER[/proto]`.
     #[serde(default)]
-    pub publish: Vec<String>,
+    pub publish: Vec<Flag<Publish>>,
     /// `-P`: every port the image exposes, on free host ports.
     #[serde(default)]
     pub publish_all: bool,
@@ -67,22 +68,16 @@ pub fn parse_bytes(name: &str, s: &str) -> Result<i64> {
     }
 }
 
-/// `--cpus 0.5` as a CFS quota over a 100 ms period.
-pub fn parse_cpus(s: &str) -> Result<(i64, u64)> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| flag("--cpus", format!("{s:?} is not a number")))?;
+/// `--cpus 0.5` as a CFS quota over a 100 ms period, on this host (which
+/// must have that many CPUs).
+pub fn cpu_quota(v: f64) -> Result<(i64, u64)> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as f64;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(flag("--cpus", format!("{s:?} must be more than 0")));
-    }
     if v > cores {
         return Err(flag(
             "--cpus",
-            format!("{s} is more than the {cores} CPUs this host has"),
+            format!("{v} is more than the {cores} CPUs this host has"),
         ));
     }
     let period = 100_000u64;
@@ -264,10 +259,8 @@ mod tests {
 
     #[test]
     fn cpus_become_quota_over_period() {
-        assert_eq!(parse_cpus("0.5").unwrap(), (50_000, 100_000));
-        assert!(parse_cpus("-1").unwrap_err().to_string().contains("--cpus"));
-        assert!(parse_cpus("abc").is_err());
-        assert!(parse_cpus("100000")
+        assert_eq!(cpu_quota(0.5).unwrap(), (50_000, 100_000));
+        assert!(cpu_quota(100000.0)
             .unwrap_err()
             .to_string()
             .contains("CPUs this host has"));

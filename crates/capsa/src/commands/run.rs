@@ -7,8 +7,11 @@ use anyhow::{Context, Result};
 use capsa_engine::client::{self, Ended};
 use capsa_engine::{images, manage, monitor, Container, Engine, RunOptions, Status};
 
-fn options(a: &RunArgs) -> RunOptions {
-    RunOptions {
+/// The flags, read here, once, into the engine's types: a flag that does
+/// not read fails the command before anything is made.
+fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
+    use capsa_engine::flags::Flag;
+    Ok(RunOptions {
         name: a.name.clone(),
         detach: a.detach,
         interactive: a.interactive,
@@ -20,27 +23,27 @@ fn options(a: &RunArgs) -> RunOptions {
         user: a.user.clone(),
         hostname: a.hostname.clone(),
         entrypoint: a.entrypoint.clone(),
-        volumes: a.volume.clone(),
-        tmpfs: a.tmpfs.clone(),
+        volumes: Flag::all(&a.volume)?,
+        tmpfs: Flag::all(&a.tmpfs)?,
         read_only: a.read_only,
-        cpus: a.cpus.clone(),
+        cpus: a.cpus.as_deref().map(Flag::parse).transpose()?,
         cpu_shares: a.cpu_shares,
         cpuset_cpus: a.cpuset_cpus.clone(),
-        memory: a.memory.clone(),
-        memory_swap: a.memory_swap.clone(),
+        memory: a.memory.as_deref().map(Flag::parse).transpose()?,
+        memory_swap: a.memory_swap.as_deref().map(Flag::parse).transpose()?,
         pids_limit: a.pids_limit,
         blkio_weight: a.blkio_weight,
-        devices: a.device.clone(),
+        devices: Flag::all(&a.device)?,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         security_opt: a.security_opt.clone(),
-        ulimits: a.ulimit.clone(),
-        sysctls: a.sysctl.clone(),
+        ulimits: Flag::all(&a.ulimit)?,
+        sysctls: Flag::all(&a.sysctl)?,
         init: a.init,
         network: a.network.clone(),
         network_aliases: a.network_alias.clone(),
-        publish: a.publish.clone(),
+        publish: Flag::all(&a.publish)?,
         publish_all: a.publish_all,
         userns: a.userns.clone(),
         runtime: a.runtime.clone(),
@@ -49,7 +52,7 @@ fn options(a: &RunArgs) -> RunOptions {
         stop_timeout: a.stop_timeout,
         trace: a.trace,
         args: a.command.clone(),
-    }
+    })
 }
 
 /// Docker's exit codes for a container that did not start: 127 when the
@@ -91,10 +94,11 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
 }
 
 pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
+    // The flags first: one that does not read costs nothing.
+    let opts = options(&a)?;
     // The monitor starts up while the container is being prepared.
     let ready = start.then(|| prespawn(engine)).transpose()?;
     let (rec, image_name) = resolve_image(engine, &a)?;
-    let opts = options(&a);
     let c = capsa_engine::create::create(engine, &rec, &image_name, &opts)?;
     match ready {
         Some(ready) => start_container(engine, ready, &c, !a.detach, a.trace),

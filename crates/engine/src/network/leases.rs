@@ -87,7 +87,7 @@ pub fn request(
 ) -> Result<(Option<Network>, Vec<capsa_network::Published>)> {
     let mut ports = Vec::new();
     for p in &opts.publish {
-        ports.extend(capsa_network::ports::parse(p).map_err(net_err)?);
+        ports.extend(p.get().0.iter().copied());
     }
     let publishes = !ports.is_empty() || opts.publish_all;
     let net = match mode {

@@ -4,7 +4,7 @@
 
 use super::{add_mount, linux, mount, Inputs};
 use crate::error::{flag, Error, IoContext, Result};
-use crate::options::{self, RunOptions};
+use crate::options::RunOptions;
 use capsa_spec::oci;
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,7 @@ pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
 
 pub(super) fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut oci::Spec) -> Result<()> {
     for v in &o.volumes {
-        let v = options::parse_volume(v)?;
+        let v = v.get();
         let source = if v.source.is_empty() {
             // Anonymous: a volume of its own, named by the container.
             let d = i
@@ -105,13 +105,10 @@ pub(super) fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut oci::Spec) -> R
         add_mount(spec, mount(&v.target, "bind", source, &opts)?);
     }
     for t in &o.tmpfs {
-        let (dest, extra) = t.split_once(':').unwrap_or((t.as_str(), ""));
-        if !dest.starts_with('/') {
-            return Err(flag("--tmpfs", format!("{dest:?} must be absolute")));
-        }
+        let t = t.get();
         let mut opts = vec!["nosuid", "nodev", "noexec"];
-        opts.extend(extra.split(',').filter(|s| !s.is_empty()));
-        add_mount(spec, mount(dest, "tmpfs", "tmpfs", &opts)?);
+        opts.extend(t.options.iter().map(String::as_str));
+        add_mount(spec, mount(&t.destination, "tmpfs", "tmpfs", &opts)?);
     }
     Ok(())
 }
@@ -127,12 +124,8 @@ pub(super) fn image_volumes(
     let covered: Vec<String> = o
         .volumes
         .iter()
-        .filter_map(|v| options::parse_volume(v).ok().map(|v| v.target))
-        .chain(
-            o.tmpfs
-                .iter()
-                .map(|t| t.split(':').next().unwrap_or("").to_string()),
-        )
+        .map(|v| v.get().target.clone())
+        .chain(o.tmpfs.iter().map(|t| t.get().destination.clone()))
         .collect();
     for target in declared {
         let target = format!("/{}", target.trim_matches('/'));

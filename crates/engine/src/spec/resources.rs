@@ -2,6 +2,7 @@
 
 use super::{linux, process};
 use crate::error::{flag, Result};
+use crate::flags::Swap;
 use crate::options::{self, RunOptions};
 use capsa_spec::oci;
 
@@ -11,9 +12,9 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
     let mut devices = Vec::new();
     let mut allowed = Vec::new();
     for d in &o.devices {
-        let (host, ctr, perms) = options::parse_device(d)?;
+        let (host, ctr, perms) = (&d.get().host, &d.get().container, &d.get().permissions);
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let m = std::fs::metadata(&host).map_err(|e| flag("--device", format!("{host}: {e}")))?;
+        let m = std::fs::metadata(host).map_err(|e| flag("--device", format!("{host}: {e}")))?;
         let ty = if m.file_type().is_char_device() {
             oci::LinuxDeviceType::C
         } else if m.file_type().is_block_device() {
@@ -24,7 +25,7 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
         let (major, minor) = (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64);
         devices.push(
             oci::LinuxDeviceBuilder::default()
-                .path(ctr)
+                .path(ctr.as_str())
                 .typ(ty)
                 .major(major)
                 .minor(minor)
@@ -39,7 +40,7 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
                 .typ(ty)
                 .major(major)
                 .minor(minor)
-                .access(perms)
+                .access(perms.as_str())
                 .build()?,
         );
     }
@@ -53,15 +54,11 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
     let r = linux.resources_mut().get_or_insert_with(Default::default);
     r.devices_mut().get_or_insert_with(Vec::new).extend(allowed);
     if let Some(m) = &o.memory {
-        let limit = options::parse_bytes("--memory", m)?;
-        if limit < 6 << 20 {
-            return Err(flag("--memory", "the minimum is 6 MiB"));
-        }
-        let swap = match o.memory_swap.as_deref() {
+        let limit = m.get().0;
+        let swap = match o.memory_swap.as_ref().map(|s| *s.get()) {
             None => limit * 2,
-            Some("-1") => -1,
-            Some(s) => {
-                let total = options::parse_bytes("--memory-swap", s)?;
+            Some(Swap::Unlimited) => -1,
+            Some(Swap::Total(total)) => {
                 if total < limit {
                     return Err(flag(
                         "--memory-swap",
@@ -78,7 +75,7 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
         return Err(flag("--memory-swap", "needs --memory"));
     }
     if let Some(c) = &o.cpus {
-        let (quota, period) = options::parse_cpus(c)?;
+        let (quota, period) = options::cpu_quota(c.get().0)?;
         let cpu = r.cpu_mut().get_or_insert_with(Default::default);
         cpu.set_quota(Some(quota));
         cpu.set_period(Some(period));
@@ -117,10 +114,7 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
 /// `--ulimit` (replacing the default of the same type) and `--sysctl`.
 pub(super) fn ulimits_and_sysctls(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
     for u in &o.ulimits {
-        let (ty, soft, hard) = options::parse_ulimit(u)?;
-        let typ: oci::PosixRlimitType =
-            serde_json::from_value(serde_json::Value::String(ty.clone()))
-                .map_err(|_| flag("--ulimit", format!("{u:?}: no such limit ({ty})")))?;
+        let (typ, soft, hard) = (u.get().typ, u.get().soft, u.get().hard);
         let p = process(spec);
         let mut list = p.rlimits().clone().unwrap_or_default();
         list.retain(|r| r.typ() != typ);
@@ -134,7 +128,7 @@ pub(super) fn ulimits_and_sysctls(o: &RunOptions, spec: &mut oci::Spec) -> Resul
         p.set_rlimits(Some(list));
     }
     for s in &o.sysctls {
-        let (k, v) = options::parse_kv("--sysctl", s)?;
+        let (k, v) = (s.get().key.clone(), s.get().value.clone());
         linux(spec)
             .sysctl_mut()
             .get_or_insert_with(Default::default)

@@ -2,6 +2,12 @@
 //! image's /etc/passwd and /etc/group.
 
 use super::*;
+use crate::flags::{Flag, FromFlag};
+
+/// A flag, read as the command line reads it.
+fn flag<T: FromFlag>(text: &str) -> Flag<T> {
+    Flag::parse(text).unwrap()
+}
 use crate::options::NetworkMode as Mode;
 use capsa_spec::oci::{LinuxNamespaceType, PosixRlimitType};
 
@@ -205,10 +211,10 @@ fn volumes_and_tmpfs_become_mounts_and_replace_defaults() {
     std::fs::create_dir_all(&host).unwrap();
     let o = RunOptions {
         volumes: vec![
-            format!("{}:/data:ro", host.display()),
-            "named:/named".into(),
+            flag(&format!("{}:/data:ro", host.display())),
+            flag("named:/named"),
         ],
-        tmpfs: vec!["/dev/shm:size=1m".into()],
+        tmpfs: vec![flag("/dev/shm:size=1m")],
         ..Default::default()
     };
     let (spec, _) = f.build(serde_json::json!({"Cmd": ["sh"]}), &o).unwrap();
@@ -245,7 +251,7 @@ fn volumes_and_tmpfs_become_mounts_and_replace_defaults() {
         .ends_with("files/hosts"));
     // A host path that does not exist is an error naming it.
     let o = RunOptions {
-        volumes: vec!["/no/such/dir:/x".into()],
+        volumes: vec![flag("/no/such/dir:/x")],
         ..Default::default()
     };
     let e = f.build(serde_json::json!({"Cmd": ["sh"]}), &o).unwrap_err();
@@ -287,12 +293,12 @@ fn capabilities_follow_dockers_all_rules() {
 fn ulimits_devices_limits_and_namespaces_land_typed() {
     let f = Fixture::new("res");
     let o = RunOptions {
-        ulimits: vec!["nofile=100:200".into()],
-        devices: vec!["/dev/null:/dev/mynull:r".into()],
-        memory: Some("64m".into()),
-        cpus: Some("0.5".into()),
+        ulimits: vec![flag("nofile=100:200")],
+        devices: vec![flag("/dev/null:/dev/mynull:r")],
+        memory: Some(flag("64m")),
+        cpus: Some(flag("0.5")),
         pids_limit: Some(0),
-        sysctls: vec!["net.ipv4.ip_forward=1".into()],
+        sysctls: vec![flag("net.ipv4.ip_forward=1")],
         ..Default::default()
     };
     let (spec, _) = f
@@ -341,12 +347,15 @@ fn ulimits_devices_limits_and_namespaces_land_typed() {
         .collect();
     assert_eq!(net.len(), 1);
     assert_eq!(net[0].path().as_deref(), Some(Path::new("/proc/42/ns/net")));
-    // --memory below the kernel's floor, and a swap below memory.
+    // A swap total below memory (the memory floor is the flag's own:
+    // flags.rs).
     let o = RunOptions {
-        memory: Some("1m".into()),
+        memory: Some(flag("64m")),
+        memory_swap: Some(flag("32m")),
         ..Default::default()
     };
-    assert!(f.build(serde_json::json!({"Cmd": ["sh"]}), &o).is_err());
+    let e = f.build(serde_json::json!({"Cmd": ["sh"]}), &o).unwrap_err();
+    assert!(e.to_string().contains("--memory-swap"), "{e}");
 }
 
 #[test]

@@ -1,0 +1,237 @@
+//! `capsa run`'s flag values, read once, at the command line, into types
+//! ([`Flag`]); the engine only ever sees them read. A record keeps each as
+//! the user wrote it (docker's spelling, which `inspect` shows), and reads
+//! it again when it is loaded.
+
+use crate::error::{flag, Result};
+use crate::options;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A value a flag's text is read into.
+pub trait FromFlag: Sized {
+    /// Read `text`; an error names the flag.
+    fn from_flag(text: &str) -> Result<Self>;
+}
+
+/// A flag's value as written and as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flag<T> {
+    text: String,
+    value: T,
+}
+
+impl<T: FromFlag> Flag<T> {
+    /// Read `text` (the only way to make one: a `Flag` is always read).
+    pub fn parse(text: &str) -> Result<Flag<T>> {
+        Ok(Flag {
+            value: T::from_flag(text)?,
+            text: text.to_string(),
+        })
+    }
+
+    /// Each of `texts`, read.
+    pub fn all(texts: &[String]) -> Result<Vec<Flag<T>>> {
+        texts.iter().map(|t| Flag::parse(t)).collect()
+    }
+}
+
+impl<T> Flag<T> {
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+    /// As the user wrote it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T> Serialize for Flag<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de, T: FromFlag> Deserialize<'de> for Flag<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Flag::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromFlag for options::Volume {
+    fn from_flag(text: &str) -> Result<Self> {
+        options::parse_volume(text)
+    }
+}
+
+/// `--tmpfs DEST[:OPTIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+impl FromFlag for Tmpfs {
+    fn from_flag(text: &str) -> Result<Self> {
+        let (dest, extra) = text.split_once(':').unwrap_or((text, ""));
+        if !dest.starts_with('/') {
+            return Err(flag("--tmpfs", format!("{dest:?} must be absolute")));
+        }
+        Ok(Tmpfs {
+            destination: dest.to_string(),
+            options: extra
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+}
+
+/// `-m/--memory`: bytes, at least the kernel's floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory(pub i64);
+
+impl FromFlag for Memory {
+    fn from_flag(text: &str) -> Result<Self> {
+        let limit = options::parse_bytes("--memory", text)?;
+        if limit < 6 << 20 {
+            return Err(flag("--memory", "the minimum is 6 MiB"));
+        }
+        Ok(Memory(limit))
+    }
+}
+
+/// `--memory-swap`: memory plus swap, or `-1` for no limit on swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    Unlimited,
+    Total(i64),
+}
+
+impl FromFlag for Swap {
+    fn from_flag(text: &str) -> Result<Self> {
+        if text.trim() == "-1" {
+            return Ok(Swap::Unlimited);
+        }
+        options::parse_bytes("--memory-swap", text).map(Swap::Total)
+    }
+}
+
+/// `--cpus`: a share of CPUs, more than 0 (how many this host has is
+/// checked when a container is made, not when a record is read).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cpus(pub f64);
+
+impl FromFlag for Cpus {
+    fn from_flag(text: &str) -> Result<Self> {
+        let v: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| flag("--cpus", format!("{text:?} is not a number")))?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(flag("--cpus", format!("{text:?} must be more than 0")));
+        }
+        Ok(Cpus(v))
+    }
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub host: String,
+    pub container: String,
+    pub permissions: String,
+}
+
+impl FromFlag for Device {
+    fn from_flag(text: &str) -> Result<Self> {
+        let (host, container, permissions) = options::parse_device(text)?;
+        Ok(Device {
+            host,
+            container,
+            permissions,
+        })
+    }
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`, as the OCI rlimit it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub typ: capsa_spec::oci::PosixRlimitType,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl FromFlag for Ulimit {
+    fn from_flag(text: &str) -> Result<Self> {
+        let (ty, soft, hard) = options::parse_ulimit(text)?;
+        let typ = serde_json::from_value(serde_json::Value::String(ty.clone()))
+            .map_err(|_| flag("--ulimit", format!("{text:?}: no such limit ({ty})")))?;
+        Ok(Ulimit { typ, soft, hard })
+    }
+}
+
+/// `--sysctl KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
+}
+
+impl FromFlag for Sysctl {
+    fn from_flag(text: &str) -> Result<Self> {
+        let (key, value) = options::parse_kv("--sysctl", text)?;
+        Ok(Sysctl { key, value })
+    }
+}
+
+/// `-p [IP:][HOST:]CONTAINER[/PROTO]`: the ports it publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish(pub Vec<capsa_network::Published>);
+
+impl FromFlag for Publish {
+    fn from_flag(text: &str) -> Result<Self> {
+        capsa_network::ports::parse(text)
+            .map(Publish)
+            .map_err(crate::network::net_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_once_kept_as_written() {
+        let v: Flag<options::Volume> = Flag::parse("/srv:/data:ro").unwrap();
+        assert!(v.get().readonly && v.get().target == "/data");
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, "\"/srv:/data:ro\"");
+        let back: Flag<options::Volume> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        // A record holding what no longer reads is refused as a whole.
+        assert!(serde_json::from_str::<Flag<options::Volume>>("\"relative\"").is_err());
+    }
+
+    #[test]
+    fn each_kind_reads_its_flag() {
+        assert_eq!(
+            Flag::<Memory>::parse("64m").unwrap().get(),
+            &Memory(64 << 20)
+        );
+        let e = Flag::<Memory>::parse("1m").unwrap_err().to_string();
+        assert!(e.contains("--memory") && e.contains("6 MiB"), "{e}");
+        assert_eq!(Flag::<Swap>::parse("-1").unwrap().get(), &Swap::Unlimited);
+        assert!(Flag::<Cpus>::parse("0").is_err());
+        let t = Flag::<Tmpfs>::parse("/run:size=1m,mode=700").unwrap();
+        assert_eq!(t.get().options, ["size=1m", "mode=700"]);
+        assert!(Flag::<Tmpfs>::parse("run").is_err());
+        let d = Flag::<Device>::parse("/dev/null:/dev/n:r").unwrap();
+        assert_eq!(d.get().permissions, "r");
+        let u = Flag::<Ulimit>::parse("nofile=10:20").unwrap();
+        assert_eq!((u.get().soft, u.get().hard), (10, 20));
+        assert!(Flag::<Sysctl>::parse("=1").is_err());
+        assert_eq!(Flag::<Publish>::parse("8080:80").unwrap().get().0.len(), 1);
+    }
+}
