@@ -455,5 +455,8 @@ pub fn receive_master(
 // SCM_RIGHTS installed the fd for us alone. (Reopening it through /proc
 // would not do: that opens a new pty.)
 fn owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
-    capsa_sys::fd::inherited(fd).expect("the received fd is open")
+    // SAFETY: SCM_RIGHTS just installed it for us alone.
+    #[allow(unsafe_code)]
+    let owned = unsafe { capsa_sys::fd::inherited(fd) };
+    owned.expect("the received fd is open")
 }

@@ -25,6 +25,17 @@ fn main() {
         std::process::exit(3);
     }
     let mut cli = Cli::parse();
+    // An fd handed over by number is checked open before this process
+    // opens anything of its own: then the number is surely the caller's
+    // (the checkpoint takes it over).
+    if let Command::Checkpoint(a) = &cli.command {
+        if let Some(fd) = a.criu.status_fd {
+            if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+                eprintln!("invalid --status-fd argument {fd}: not an open file descriptor");
+                std::process::exit(1);
+            }
+        }
+    }
     // The global flags, where the commands take them.
     let (systemd, hardened) = (cli.systemd_cgroup, cli.hardened);
     match &mut cli.command {

@@ -94,6 +94,11 @@ impl Container {
 }
 
 /// 64 random hex digits.
+/// Whether `id` is one [`new_id`] makes: 64 lowercase hex digits.
+pub fn is_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 pub fn new_id() -> Result<String> {
     let mut b = [0u8; 32];
     rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
@@ -155,9 +160,16 @@ impl Engine {
             Err(e) => return Err(e).at("read", dir),
         };
         for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !is_id(&name) {
+                continue;
+            }
             if let Ok(b) = fs::read(e.path().join("container.json")) {
                 if let Ok(c) = serde_json::from_slice::<Container>(&b) {
-                    out.push(c);
+                    // A record whose id is not its directory's is skipped.
+                    if c.id == name {
+                        out.push(c);
+                    }
                 } else {
                     self.sweep_if_abandoned(&e.path(), &b);
                 }
@@ -191,7 +203,7 @@ impl Engine {
         );
         // Its network leases are files in `dir`, and go with it: links
         // are made by the monitor, which a reservation never had.
-        if !id.is_empty() && !id.contains('/') && id != ".." {
+        if is_id(&id) && dir.file_name().is_some_and(|n| n.to_string_lossy() == id) {
             let _ = fs::remove_dir_all(self.run.join("files").join(&id));
         }
         let _ = fs::remove_dir_all(dir);
@@ -221,11 +233,15 @@ impl Engine {
         let path = self.record_path(&c.id);
         let bytes = serde_json::to_vec_pretty(c).map_err(|e| Error::data(path.display(), e))?;
         // A record holds the container's environment: its owner only.
-        capsa_sys::file::write_atomic(&path, &bytes, 0o600).at("write", &path)
+        capsa_sys::file::write_atomic(&path, &bytes, 0o600, capsa_sys::file::Durability::Synced)
+            .at("write", &path)
     }
 
     /// Re-read a record.
     pub fn load(&self, id: &str) -> Result<Container> {
+        if !is_id(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
         let path = self.record_path(id);
         let b = fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
@@ -235,7 +251,14 @@ impl Engine {
                 source: e,
             },
         })?;
-        serde_json::from_slice(&b).map_err(|e| Error::data(path.display(), e))
+        let c: Container =
+            serde_json::from_slice(&b).map_err(|e| Error::data(path.display(), e))?;
+        // Security: a record's id names its paths (its directory, its run
+        // files): one that is not the directory's own is not trusted.
+        if c.id != id {
+            return Err(Error::data(path.display(), "its id is not its directory's"));
+        }
+        Ok(c)
     }
 
     /// Change a record under its lock (re-read, change, write).

@@ -98,7 +98,10 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         .map(|b| b.iter().map(capsa_spec::caps::name_of).collect())
         .unwrap_or_default();
     caps.sort();
+    // A config that does not read says nothing: "unknown", never
+    // "unconfined" or no capabilities.
     let seccomp = match linux.as_ref().and_then(|l| l.seccomp().as_ref()) {
+        None if spec.is_none() => json!("unknown"),
         None => json!("unconfined"),
         Some(s) => json!({
             "defaultAction": s.default_action(),
@@ -159,7 +162,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "UidMap": [format!("0:{}:{}", r.uid, r.size)],
             "GidMap": [format!("0:{}:{}", r.gid, r.size)],
         })),
-        "Capabilities": caps,
+        "Capabilities": if spec.is_some() { json!(caps) } else { json!("unknown") },
         "Seccomp": seccomp,
         "Cgroup": {"Path": c.cgroup_path, "Files": if running { cgroup_files(&c.cgroup_path) } else { json!({}) }},
         "Namespaces": if running { namespaces(c.state.pid) } else { json!([]) },

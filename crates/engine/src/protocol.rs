@@ -149,6 +149,7 @@ pub trait Frame: Sized + Serialize + serde::de::DeserializeOwned {
             [VERSION, tag, bytes @ ..] => {
                 Self::from_data(*tag, bytes).ok_or_else(|| bad(format!("an unknown frame tag {tag}")))
             }
+            [VERSION] => Err(bad("a frame without a tag".into())),
             [v, ..] => Err(bad(format!(
                 "a frame of protocol version {v}, not {VERSION} (capsa and its monitor are of different builds)"
             ))),

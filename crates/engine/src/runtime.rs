@@ -385,8 +385,20 @@ fn exec_external(
         cmd.arg("--cwd").arg(w);
     }
     if let Some(u) = &o.user {
-        let (uid, gid, _) = crate::spec::resolve_user(&c.dir(engine).join("rootfs"), u)?;
+        let (uid, gid, groups) = crate::spec::resolve_user(&c.dir(engine).join("rootfs"), u)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
+        // The user's own groups, not those of the config's user (runc
+        // keeps the config's unless told).
+        for g in groups {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
+    }
+    if o.privileged {
+        for cap in (0..=capsa_sys::caps::last_cap())
+            .filter_map(|n| capsa_spec::caps::NAMES.get(n as usize))
+        {
+            cmd.arg("--cap").arg(cap);
+        }
     }
     cmd.arg(&c.id).args(&o.args);
     if !o.interactive && !o.tty {

@@ -114,7 +114,8 @@ pub fn allocate(engine: &Engine, dir: &Path, size: u32) -> Result<IdRange> {
     };
     let path = dir.join(LEASE);
     let body = serde_json::to_vec(&r).map_err(|e| Error::data(path.display(), e))?;
-    capsa_sys::file::write_atomic(&path, &body, 0o644).at("write", &path)?;
+    capsa_sys::file::write_atomic(&path, &body, 0o644, capsa_sys::file::Durability::Synced)
+        .at("write", &path)?;
     Ok(r)
 }
 

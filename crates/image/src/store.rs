@@ -85,7 +85,8 @@ pub(crate) fn now_secs() -> u64 {
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    capsa_sys::file::write_atomic(path, bytes, mode).at("write", path)
+    capsa_sys::file::write_atomic(path, bytes, mode, capsa_sys::file::Durability::Synced)
+        .at("write", path)
 }
 
 impl Store {

@@ -39,6 +39,9 @@ pub struct CriuFlags {
     pub empty_ns: Vec<String>,
     pub auto_dedup: bool,
     pub lazy_pages: bool,
+    /// An fd the process inherited for `--status-fd` (the caller checks
+    /// it was open before the process opened anything: see
+    /// `capsa-runtime`'s main); the checkpoint takes it over.
     pub status_fd: Option<i32>,
     /// `ADDRESS:PORT` of a page server for the memory pages (checkpoint).
     pub page_server: Option<String>,
@@ -337,8 +340,12 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
                     "invalid --status-fd argument {fd}: not writable"
                 )));
             }
+            // SAFETY: the fd was inherited as this number (the caller's
+            // contract, see `CriuFlags::status_fd`); nothing here owns it.
+            #[allow(unsafe_code)]
+            let owned = unsafe { capsa_sys::fd::inherited(fd) };
             Some(
-                capsa_sys::fd::inherited(fd).map_err(|e| {
+                owned.map_err(|e| {
                     Error::Invalid(format!("invalid --status-fd argument {fd}: {e}"))
                 })?,
             )

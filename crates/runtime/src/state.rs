@@ -267,9 +267,10 @@ impl Store {
 pub const CREATING: &str = "creating.cgroup";
 
 /// Write `bytes` to `path` through a temp file and a rename, so that readers
-/// see the old or the new content, never half of one.
+/// see the old or the new content, never half of one. Not synced: the
+/// runtime's state describes processes a reboot ends (and lives on tmpfs).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    capsa_sys::file::write_atomic(path, bytes, mode)
+    capsa_sys::file::write_atomic(path, bytes, mode, capsa_sys::file::Durability::Volatile)
         .map_err(|e| Error::io("write", path.display(), e))
 }
 

@@ -170,7 +170,13 @@ pub fn openat(
 /// Take ownership of fd `fd`, which this process was handed by number
 /// (an argument, `--status-fd`), after checking it is open: the number is
 /// then ours to close, and nothing else may use it.
-pub fn inherited(fd: RawFd) -> Result<OwnedFd> {
+///
+/// # Safety
+///
+/// `fd` must have been inherited (or received) as this number, and
+/// nothing else in the process may own it: an open number is not proof
+/// of that, as the process's own fds are open too.
+pub unsafe fn inherited(fd: RawFd) -> Result<OwnedFd> {
     // SAFETY: F_GETFD only reads the fd's flags; it fails with EBADF for a
     // number that is not open.
     Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;

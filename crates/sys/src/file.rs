@@ -9,11 +9,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
+/// Whether a write must survive a crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync of the file and its directory: records and stores that
+    /// outlive a reboot.
+    Synced,
+    /// No fsync: state that describes processes, which a reboot ends
+    /// anyway (the runtime's, kept on tmpfs in /run), where a sync would
+    /// cost the start path milliseconds for nothing.
+    Volatile,
+}
+
 /// Write `bytes` to `path` so that readers see the old content or the
-/// new, never half of one, and a crash after the return keeps the new:
-/// a temp file beside it (created new, `mode`), fsync, rename over `path`,
-/// fsync of the directory. The temp file is removed on failure.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+/// new, never half of one, and (`Synced`) a crash after the return keeps
+/// the new: a temp file beside it (created new, `mode`), fsync, rename
+/// over `path`, fsync of the directory. The temp file is removed on
+/// failure.
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -34,9 +52,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durability == Durability::Synced {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durability == Durability::Synced {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -85,7 +108,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("state.json");
         std::fs::write(&p, "old").unwrap();
-        write_atomic(&p, b"new", 0o600).unwrap();
+        write_atomic(&p, b"new", 0o600, Durability::Synced).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
@@ -98,7 +121,7 @@ mod tests {
             .collect();
         assert_eq!(names, [std::ffi::OsString::from("state.json")]);
         // Into a directory that does not exist: an error, nothing made.
-        assert!(write_atomic(&dir.join("no/such"), b"x", 0o600).is_err());
+        assert!(write_atomic(&dir.join("no/such"), b"x", 0o600, Durability::Volatile).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -194,7 +194,7 @@ fn report(w: &mut Option<OwnedFd>, r: &Report) {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -211,7 +211,12 @@ pub const MONITOR_ARG: &str = "__capsa_monitor";
 pub fn main_from_args(args: &[String]) -> ! {
     let fd = |i: usize| match args.get(i).and_then(|s| s.parse::<i32>().ok()) {
         Some(raw) if capsa_sys::fd::set_cloexec(raw, true).is_ok() => {
-            match capsa_sys::fd::inherited(raw) {
+            // SAFETY: our parent handed these numbers down to the exec
+            // (prespawn); nothing in this fresh process has opened
+            // anything yet.
+            #[allow(unsafe_code)]
+            let owned = unsafe { capsa_sys::fd::inherited(raw) };
+            match owned {
                 Ok(fd) => fd,
                 Err(_) => capsa_sys::process::exit_now(2),
             }

@@ -146,6 +146,17 @@ pub fn connect_one(
         let res = std::fs::File::open(&ns_path)
             .at("open", &ns_path)
             .and_then(|ns| {
+                // Security: the pid is checked to still be the init after
+                // its namespace was opened: a recycled pid would put the
+                // link into another process's (the host's) namespace.
+                let same = capsa_runtime::state::proc_stat(c.state.pid)
+                    .is_some_and(|(_, start)| start == c.state.pid_start);
+                if !same {
+                    return Err(Error::Conflict(format!(
+                        "container {} stopped meanwhile",
+                        c.name
+                    )));
+                }
                 let _l = engine.lock(&format!("net-{}", net.name))?;
                 capsa_network::attach(&net, ns.as_fd(), &ep, n == 0).map_err(net_err)?;
                 // The guard, asserted on this attach too.

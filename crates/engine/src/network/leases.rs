@@ -174,7 +174,8 @@ pub fn allocate(
         aliases: aliases.to_vec(),
     };
     let body = serde_json::to_vec(&ep).map_err(|e| Error::data(file.display(), e))?;
-    capsa_sys::file::write_atomic(&file, &body, 0o644).at("write", &file)?;
+    capsa_sys::file::write_atomic(&file, &body, 0o644, capsa_sys::file::Durability::Synced)
+        .at("write", &file)?;
     Ok(ep)
 }
 

@@ -70,7 +70,8 @@ fn save(engine: &Engine, n: &Network) -> Result<()> {
     std::fs::create_dir_all(&d).at("create", &d)?;
     let p = path(engine, &n.name);
     let body = serde_json::to_vec_pretty(n).map_err(|e| Error::data(&n.name, e))?;
-    capsa_sys::file::write_atomic(&p, &body, 0o644).at("write", &p)
+    capsa_sys::file::write_atomic(&p, &body, 0o644, capsa_sys::file::Durability::Synced)
+        .at("write", &p)
 }
 
 /// The network `name`; the default one is made on first use.

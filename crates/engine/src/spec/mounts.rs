@@ -144,11 +144,14 @@ pub(super) fn image_volumes(
                 what: format!("the image's config.Volumes: {target:?}"),
                 reason: e.desc().to_string(),
             })?;
-        let kernel = |p: &Path| ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k));
+        // A volume over `/` itself would cover all three.
+        let kernel = |p: &Path| {
+            p == Path::new("/") || ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k))
+        };
         if kernel(&lexical) || kernel(&resolved) || target.contains("..") {
             return Err(Error::Refused {
                 what: format!("the image's config.Volumes: {target:?}"),
-                reason: "a volume may not cover /proc, /sys or /dev".into(),
+                reason: "a volume may not cover /, /proc, /sys or /dev".into(),
             });
         }
         if covered.iter().any(|c| c.trim_end_matches('/') == target) {

@@ -83,7 +83,14 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
         .iter()
         .filter_map(|n| capsa_spec::caps::parse(n))
         .collect();
-    let mut caps = p.capabilities().clone().unwrap_or_default();
+    // Security: CVE-2022-29162 class. oci-spec's default capability sets
+    // fill inheritable and ambient; a spec without sets starts from none.
+    let mut caps = p.capabilities().clone().unwrap_or_else(|| {
+        let mut none = oci::LinuxCapabilities::default();
+        none.set_inheritable(None);
+        none.set_ambient(None);
+        none
+    });
     caps.set_bounding(Some(set.clone()));
     caps.set_effective(Some(set.clone()));
     caps.set_permitted(Some(set));
@@ -115,9 +122,7 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
             ("seccomp", file) if !file.is_empty() => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| flag("--security-opt seccomp", format!("{file}: {e}")))?;
-                // docker's profile format has fields the OCI spec has not
-                // (archMap, includes, excludes): they are not read.
-                let profile: oci::LinuxSeccomp = serde_json::from_str(&text).map_err(|e| {
+                let profile = profile(&text, &names).map_err(|e| {
                     flag(
                         "--security-opt seccomp",
                         format!("{file}: not a seccomp profile: {e}"),
@@ -146,4 +151,138 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The conditions docker's profile format puts on a rule.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Filter {
+    caps: Vec<String>,
+    arches: Vec<String>,
+    min_kernel: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Conditions {
+    includes: Option<Filter>,
+    excludes: Option<Filter>,
+}
+
+/// What docker's format adds to the OCI one.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct DockerProfile {
+    arch_map: Vec<ArchMap>,
+    syscalls: Vec<Conditions>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ArchMap {
+    architecture: String,
+    sub_architectures: Vec<String>,
+}
+
+/// A seccomp profile file, in the OCI format or docker's, for a container
+/// with capabilities `caps` on this (x86_64) host.
+///
+/// Security: docker's rules can be conditional ("allow `unshare` only with
+/// CAP_SYS_ADMIN", "only on this architecture", "only from kernel X").
+/// Read as a plain OCI profile those conditions would vanish and every
+/// conditional allow would hold for everyone (a container without
+/// CAP_SYS_ADMIN could make namespaces). They are applied here as docker
+/// applies them: a rule whose conditions do not hold is left out.
+fn profile(text: &str, caps: &[String]) -> std::result::Result<oci::LinuxSeccomp, String> {
+    let mut p: oci::LinuxSeccomp = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let docker: DockerProfile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let kernel = kernel_version(&rustix::system::uname().release().to_string_lossy());
+    let native = ["amd64", "x86_64", "SCMP_ARCH_X86_64"];
+    let holds = |c: &Conditions| {
+        let has = |cap: &String| caps.contains(&cap_name(cap));
+        let inc = c.includes.as_ref();
+        let exc = c.excludes.as_ref();
+        inc.is_none_or(|f| f.caps.iter().all(has))
+            && inc.is_none_or(|f| {
+                f.arches.is_empty() || f.arches.iter().any(|a| native.contains(&a.as_str()))
+            })
+            && inc
+                .and_then(|f| f.min_kernel.as_deref())
+                .is_none_or(|m| kernel >= kernel_version(m))
+            && exc.is_none_or(|f| !f.caps.iter().any(has))
+            && exc.is_none_or(|f| !f.arches.iter().any(|a| native.contains(&a.as_str())))
+    };
+    if let Some(rules) = p.syscalls().clone() {
+        if rules.len() != docker.syscalls.len() {
+            return Err("the rules could not be read twice alike".into());
+        }
+        let kept = rules
+            .into_iter()
+            .zip(&docker.syscalls)
+            .filter(|(_, c)| holds(c))
+            .map(|(r, _)| r)
+            .collect();
+        p.set_syscalls(Some(kept));
+    }
+    // docker's archMap: the native architecture and its sub-architectures.
+    if p.architectures().is_none() {
+        if let Some(m) = docker
+            .arch_map
+            .iter()
+            .find(|m| m.architecture == "SCMP_ARCH_X86_64")
+        {
+            let mut names = vec![m.architecture.clone()];
+            names.extend(m.sub_architectures.iter().cloned());
+            let arches: Vec<oci::Arch> = names
+                .iter()
+                .filter_map(|n| serde_json::from_value(serde_json::Value::String(n.clone())).ok())
+                .collect();
+            p.set_architectures(Some(arches));
+        }
+    }
+    Ok(p)
+}
+
+/// `6.18.0-...` as (6, 18).
+fn kernel_version(s: &str) -> (u32, u32) {
+    let mut it = s
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|x| !x.is_empty());
+    let n = |x: Option<&str>| x.and_then(|v| v.parse().ok()).unwrap_or(0);
+    (n(it.next()), n(it.next()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockers_conditions_leave_out_the_rules_that_do_not_hold() {
+        let text = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["unshare"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["chown"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["arm_only"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+                {"names": ["future"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "99.0"}}
+            ]
+        })
+        .to_string();
+        let names = |p: &oci::LinuxSeccomp| -> Vec<String> {
+            p.syscalls()
+                .clone()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.names().clone())
+                .collect()
+        };
+        let plain = profile(&text, &["CAP_CHOWN".into()]).unwrap();
+        assert_eq!(names(&plain), ["read", "chown"]);
+        assert_eq!(plain.architectures().as_ref().unwrap().len(), 2);
+        let admin = profile(&text, &["CAP_SYS_ADMIN".into()]).unwrap();
+        assert_eq!(names(&admin), ["read", "unshare"]);
+        assert_eq!(kernel_version("6.18.0-capsa"), (6, 18));
+    }
 }
