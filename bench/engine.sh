@@ -44,6 +44,7 @@ c["linux"]["cgroupsPath"] = "/capsa-engine-bench-bare/bare"
 json.dump(c, open(p, "w"))
 PY
 
+now() { date +%s%N; }
 declare -A times failed
 # A pause between commands lets each engine's leftover work (podman's
 # cleanup process, say) finish before the next one is timed.

@@ -1,7 +1,7 @@
 use crate::cli::UpdateArgs;
 use anyhow::{anyhow, bail, Context};
 use capsa_runtime::Store;
-use serde_json::{json, Map, Value};
+use capsa_spec::oci::LinuxResources;
 use std::io::Read;
 
 /// A size as runc takes it: bytes, or with a k/m/g/t suffix (powers of
@@ -15,9 +15,10 @@ pub fn parse_size(flag: &str, s: &str) -> anyhow::Result<i64> {
         .map_err(|e| anyhow!("--{flag}: {e}"))
 }
 
-/// The resources the flags (over `--resources`, as runc does) ask for.
-fn resources(a: &UpdateArgs) -> anyhow::Result<Value> {
-    let mut r: Value = match &a.resources {
+/// The resources the flags (over `--resources`, as runc does) ask for,
+/// read typed from the file and set field by field.
+fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
+    let mut r: LinuxResources = match &a.resources {
         Some(p) => {
             let mut text = String::new();
             if p.as_os_str() == "-" {
@@ -29,69 +30,80 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<Value> {
             serde_json::from_str(&text)
                 .with_context(|| format!("{}: not a linux.resources JSON object", p.display()))?
         }
-        None => json!({}),
+        None => LinuxResources::default(),
     };
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         bail!("Intel RDT (--l3-cache-schema, --mem-bw-schema) is not supported");
     }
-    let obj = r
-        .as_object_mut()
-        .ok_or_else(|| anyhow!("--resources: not a JSON object"))?;
-    let mut set = |group: &str, key: &str, v: Value| {
-        let g = obj
-            .entry(group.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(m) = g.as_object_mut() {
-            m.insert(key.to_string(), v);
-        }
-    };
     if let Some(v) = a.blkio_weight {
-        set("blockIO", "weight", json!(v));
+        r.block_io_mut()
+            .get_or_insert_with(Default::default)
+            .set_weight(Some(v));
     }
-    for (v, k) in [
-        (a.cpu_period, "period"),
-        (a.cpu_share, "shares"),
-        (a.cpu_rt_period, "realtimePeriod"),
-        (a.cpu_burst, "burst"),
-    ] {
-        if let Some(v) = v {
-            set("cpu", k, json!(v));
+    {
+        let cpu = r.cpu_mut().get_or_insert_with(Default::default);
+        if let Some(v) = a.cpu_period {
+            cpu.set_period(Some(v));
+        }
+        if let Some(v) = a.cpu_share {
+            cpu.set_shares(Some(v));
+        }
+        if let Some(v) = a.cpu_rt_period {
+            cpu.set_realtime_period(Some(v));
+        }
+        if let Some(v) = a.cpu_burst {
+            cpu.set_burst(Some(v));
+        }
+        if let Some(v) = a.cpu_quota {
+            cpu.set_quota(Some(v));
+        }
+        if let Some(v) = a.cpu_rt_runtime {
+            cpu.set_realtime_runtime(Some(v));
+        }
+        if let Some(v) = a.cpu_idle {
+            cpu.set_idle(Some(v));
+        }
+        if let Some(v) = &a.cpuset_cpus {
+            cpu.set_cpus(Some(v.clone()));
+        }
+        if let Some(v) = &a.cpuset_mems {
+            cpu.set_mems(Some(v.clone()));
         }
     }
-    for (v, k) in [
-        (a.cpu_quota, "quota"),
-        (a.cpu_rt_runtime, "realtimeRuntime"),
-        (a.cpu_idle, "idle"),
-    ] {
-        if let Some(v) = v {
-            set("cpu", k, json!(v));
+    // An empty cpu object changes nothing; it is left out as the file had it.
+    if r.cpu().as_ref().is_some_and(|c| *c == Default::default()) {
+        r.set_cpu(None);
+    }
+    {
+        let mem = r.memory_mut().get_or_insert_with(Default::default);
+        if let Some(v) = &a.memory {
+            mem.set_limit(Some(parse_size("memory", v)?));
+        }
+        if let Some(v) = &a.memory_reservation {
+            mem.set_reservation(Some(parse_size("memory-reservation", v)?));
+        }
+        if let Some(v) = &a.memory_swap {
+            mem.set_swap(Some(parse_size("memory-swap", v)?));
         }
     }
-    if let Some(v) = &a.cpuset_cpus {
-        set("cpu", "cpus", json!(v));
-    }
-    if let Some(v) = &a.cpuset_mems {
-        set("cpu", "mems", json!(v));
-    }
-    for (v, k, flag) in [
-        (&a.memory, "limit", "memory"),
-        (&a.memory_reservation, "reservation", "memory-reservation"),
-        (&a.memory_swap, "swap", "memory-swap"),
-    ] {
-        if let Some(v) = v {
-            set("memory", k, json!(parse_size(flag, v)?));
-        }
+    if r.memory()
+        .as_ref()
+        .is_some_and(|m| *m == Default::default())
+    {
+        r.set_memory(None);
     }
     if let Some(v) = a.pids_limit {
-        set("pids", "limit", json!(v));
+        r.set_pids(Some(
+            capsa_spec::oci::LinuxPidsBuilder::default()
+                .limit(v)
+                .build()?,
+        ));
     }
     Ok(r)
 }
 
 pub fn run(store: &Store, a: &UpdateArgs) -> anyhow::Result<i32> {
-    let v = resources(a)?;
-    let r: capsa_spec::oci::LinuxResources =
-        serde_json::from_value(v).context("linux.resources")?;
+    let r = resources(a)?;
     capsa_runtime::update(store, &a.id, &r)?;
     Ok(0)
 }

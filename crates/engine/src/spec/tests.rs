@@ -413,8 +413,10 @@ fn an_image_volume_over_the_root_or_the_kernels_filesystems_is_refused() {
     let f = Fixture::new("imgvol");
     for v in ["/", "/proc", "/./dev", "/x/../sys"] {
         let image = serde_json::json!({"Cmd": ["sh"], "Volumes": {v: {}}});
-        let e = f.build(image, &RunOptions::default()).unwrap_err().to_string();
+        let e = f
+            .build(image, &RunOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("may not cover"), "{v}: {e}");
     }
 }
-
