@@ -230,11 +230,14 @@ impl Engine {
 
     /// Write a record atomically.
     pub fn save(&self, c: &Container) -> Result<()> {
+        self.write_record(c, capsa_sys::file::Durability::Synced)
+    }
+
+    fn write_record(&self, c: &Container, durability: capsa_sys::file::Durability) -> Result<()> {
         let path = self.record_path(&c.id);
         let bytes = serde_json::to_vec_pretty(c).map_err(|e| Error::data(path.display(), e))?;
         // A record holds the container's environment: its owner only.
-        capsa_sys::file::write_atomic(&path, &bytes, 0o600, capsa_sys::file::Durability::Synced)
-            .at("write", &path)
+        capsa_sys::file::write_atomic(&path, &bytes, 0o600, durability).at("write", &path)
     }
 
     /// Re-read a record.
@@ -266,7 +269,11 @@ impl Engine {
         let _l = self.lock(&format!("ctr-{id}"))?;
         let mut c = self.load(id)?;
         f(&mut c);
-        self.save(&c)?;
+        // The record was made durable when it was created; a change of
+        // state (running, exited) is not synced: a reboot ends the
+        // process it describes, and the next command finds it exited
+        // (`manage::refresh`). The rename still replaces it whole.
+        self.write_record(&c, capsa_sys::file::Durability::Volatile)?;
         Ok(c)
     }
 
