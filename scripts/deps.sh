@@ -9,7 +9,9 @@
 set -euo pipefail
 need=()
 for p in runc crun busybox-static procps protobuf-compiler containerd podman docker.io catatonit containernetworking-plugins docker-registry skopeo umoci apache2-utils openssl nftables iproute2 qemu-system-x86 mmdebstrap e2fsprogs cpio; do
-    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    # Installed, not merely known: a removed package keeps its config
+    # files, and `dpkg -s` then still succeeds.
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
