@@ -34,7 +34,7 @@ pub mod signals;
 pub mod state;
 pub mod trace;
 
-pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuFlags, RestoreOptions};
+pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuFlags, RestoreOptions, Restored};
 pub use create::Created;
 pub use create::{create, CreateOptions};
 pub use error::{describe, ChildError, Error, Kind, Result};
