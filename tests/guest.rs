@@ -70,8 +70,25 @@ fn the_v2_suite_passes_in_a_pure_v2_systemd_guest() {
         .unwrap()
         .to_path_buf();
     let suite = test_binary(&deps, "v2");
+    // Under TCG the emulated guest has been seen to stop answering, now
+    // and then, in the middle of a suite that passes when run again: one
+    // more try in a freshly booted guest, said loudly. A second hang, or
+    // any failure of the suite itself, fails the test.
+    if let Err(hang) = suite_in_guest(&env.dir.join("vm"), &target, &suite) {
+        eprintln!("GUEST HUNG, trying once more in a new guest: {hang}");
+        if let Err(again) = suite_in_guest(&env.dir.join("vm2"), &target, &suite) {
+            panic!("the guest hung twice:\n{hang}\n---\n{again}");
+        }
+    }
+}
+
+/// Boot a guest at `vm` and run the v2 suite in it. An `Err` is a guest
+/// that stopped answering (its words and console); everything else that
+/// goes wrong panics.
+fn suite_in_guest(vm: &Path, target: &Path, suite: &Path) -> Result<(), String> {
+    let target = target.to_path_buf();
     let in_guest = |p: &Path| Path::new("/capsa").join(p.strip_prefix(&target).unwrap());
-    let mut g = match Guest::boot(&env.dir.join("vm"), &target) {
+    let mut g = match Guest::boot(vm, &target) {
         Ok(g) => g,
         Err(e) => panic!("the guest did not boot: {e}"),
     };
@@ -106,7 +123,7 @@ fn the_v2_suite_passes_in_a_pure_v2_systemd_guest() {
             names.push(name);
         }
     }
-    strip_into(&suite, &stage.join("v2-suite"));
+    strip_into(suite, &stage.join("v2-suite"));
     assert!(names.iter().any(|n| n == "capsa-runtime"), "{names:?}");
     let log = "/var/tmp/capsa-v2.log";
     let script = format!(
@@ -126,10 +143,14 @@ fn the_v2_suite_passes_in_a_pure_v2_systemd_guest() {
                 .exec(&format!("cat {log}"), Duration::from_secs(30))
                 .map(|o| o.stdout)
                 .unwrap_or_else(|e| format!("(the guest does not answer: {e})"));
-            panic!(
+            let what = format!(
                 "{e}; the suite so far:\n{so_far}\nthe console's end:\n{}",
                 tail(&g.console(), 40)
-            )
+            );
+            if e.contains("did not answer in time") {
+                return Err(what);
+            }
+            panic!("{what}")
         }
     };
     eprintln!("{}", o.stdout);
@@ -152,4 +173,5 @@ fn the_v2_suite_passes_in_a_pure_v2_systemd_guest() {
         "left in the guest: {}",
         left.stdout
     );
+    Ok(())
 }
