@@ -16,7 +16,7 @@ cleanup() {
     ctr -a "$work/c.sock" -n "$ns" images rm docker.io/library/busybox:capsa-bench >/dev/null 2>&1 || true
     [ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null || true
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    for d in /sys/fs/cgroup/*/"$ns"; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    remove_cgroup_dirs /sys/fs/cgroup/*/"$ns"
     rmdir /run/containerd/runc/"$ns" 2>/dev/null || true
     rm -rf "$work"
 }

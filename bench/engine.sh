@@ -26,7 +26,7 @@ cleanup() {
     pm system reset -f >/dev/null 2>&1 || true
     "$bin/capsa-runtime" --root "$work/rt" delete -f bare >/dev/null 2>&1 || true
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    for d in /sys/fs/cgroup/*/capsa-engine-bench*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    remove_cgroup_dirs /sys/fs/cgroup/*/capsa-engine-bench*
     grep -o " $runs_tmp[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$work" "$runs_tmp"
 }

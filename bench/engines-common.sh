@@ -1,6 +1,22 @@
 # Shared by bench/ctr.sh and bench/podman.sh (sourced): the runtimes to
 # compare, a crun that works on this hybrid host, timing and the table.
 
+# remove_cgroup_dirs DIR...: a bench's cgroups under every hierarchy,
+# deepest first. On this hybrid host some /sys/fs/cgroup/X are plain tmpfs
+# directories where conmon leaves `tasks` files: those are removed as the
+# files they are (rmdir alone left them behind).
+remove_cgroup_dirs() {
+    local d
+    for d in "$@"; do
+        [ -d "$d" ] || continue
+        if [ "$(stat -fc %T "$d")" = tmpfs ]; then
+            rm -rf "$d"
+        else
+            find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+        fi
+    done
+}
+
 # crun 1.8 refuses a v1 host with a cgroup2 mount beside it: run it in a
 # private mount namespace without /sys/fs/cgroup/unified.
 write_crun_wrapper() {

@@ -31,7 +31,7 @@ cleanup() {
     for i in 0 1 2; do pkill -f "busybox nc -l -p $((loop_port + i))" 2>/dev/null || true; done
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     grep -o " $runs_tmp[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    for d in /sys/fs/cgroup/*/capsa-net-bench*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    remove_cgroup_dirs /sys/fs/cgroup/*/capsa-net-bench*
     rm -rf "$work" "$runs_tmp"
 }
 trap cleanup EXIT

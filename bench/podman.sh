@@ -17,7 +17,7 @@ cleanup() {
     pm rm -a -f >/dev/null 2>&1 || true
     pm system reset -f >/dev/null 2>&1 || true
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    for d in /sys/fs/cgroup/*/capsa-podman-bench; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    remove_cgroup_dirs /sys/fs/cgroup/*/capsa-podman-bench
     rm -rf "$work"
 }
 trap cleanup EXIT

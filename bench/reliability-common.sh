@@ -2,6 +2,8 @@
 # a work directory and cgroup parent named after NAME, a busybox image
 # (localhost/NAME) and a bundle running ARGS, and a clean-up on exit.
 # Usage: reliability_setup NAME ARGS...
+source bench/engines-common.sh
+
 reliability_setup() {
     local name=$1; shift
     cargo build --release -q -p capsa -p capsa-monitor -p capsa-runtime
@@ -33,6 +35,6 @@ reliability_cleanup() {
     capsa rm -f $(capsa ps -aq 2>/dev/null) >/dev/null 2>&1 || true
     for id in $(rt list -q 2>/dev/null); do rt delete -f "$id" >/dev/null 2>&1 || true; done
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    for d in /sys/fs/cgroup/*/"$parent"*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    remove_cgroup_dirs /sys/fs/cgroup/*/"$parent"*
     rm -rf "$work"
 }
