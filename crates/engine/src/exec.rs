@@ -6,18 +6,7 @@ use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::Engine;
 
-/// What to run.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOptions {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub tty: bool,
-    pub interactive: bool,
-    pub detach: bool,
-    pub privileged: bool,
-}
+pub use crate::options::ExecOptions;
 
 /// Run it; with `detach`, return at once (exit code 0), else wait with
 /// signals forwarded and the pty proxied, and return its exit code.

@@ -4,7 +4,6 @@
 //! it again when it is loaded.
 
 use crate::error::{flag, Result};
-use crate::options;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value a flag's text is read into.
@@ -58,9 +57,9 @@ impl<'de, T: FromFlag> Deserialize<'de> for Flag<T> {
     }
 }
 
-impl FromFlag for options::Volume {
+impl FromFlag for Volume {
     fn from_flag(text: &str) -> Result<Self> {
-        options::parse_volume(text)
+        parse_volume(text)
     }
 }
 
@@ -94,7 +93,7 @@ pub struct Memory(pub i64);
 
 impl FromFlag for Memory {
     fn from_flag(text: &str) -> Result<Self> {
-        let limit = options::parse_bytes("--memory", text)?;
+        let limit = parse_bytes("--memory", text)?;
         if limit < 6 << 20 {
             return Err(flag("--memory", "the minimum is 6 MiB"));
         }
@@ -114,7 +113,7 @@ impl FromFlag for Swap {
         if text.trim() == "-1" {
             return Ok(Swap::Unlimited);
         }
-        options::parse_bytes("--memory-swap", text).map(Swap::Total)
+        parse_bytes("--memory-swap", text).map(Swap::Total)
     }
 }
 
@@ -146,7 +145,7 @@ pub struct Device {
 
 impl FromFlag for Device {
     fn from_flag(text: &str) -> Result<Self> {
-        let (host, container, permissions) = options::parse_device(text)?;
+        let (host, container, permissions) = parse_device(text)?;
         Ok(Device {
             host,
             container,
@@ -165,7 +164,7 @@ pub struct Ulimit {
 
 impl FromFlag for Ulimit {
     fn from_flag(text: &str) -> Result<Self> {
-        let (ty, soft, hard) = options::parse_ulimit(text)?;
+        let (ty, soft, hard) = parse_ulimit(text)?;
         let typ = serde_json::from_value(serde_json::Value::String(ty.clone()))
             .map_err(|_| flag("--ulimit", format!("{text:?}: no such limit ({ty})")))?;
         Ok(Ulimit { typ, soft, hard })
@@ -181,7 +180,7 @@ pub struct Sysctl {
 
 impl FromFlag for Sysctl {
     fn from_flag(text: &str) -> Result<Self> {
-        let (key, value) = options::parse_kv("--sysctl", text)?;
+        let (key, value) = parse_kv("--sysctl", text)?;
         Ok(Sysctl { key, value })
     }
 }
@@ -194,7 +193,146 @@ impl FromFlag for Publish {
     fn from_flag(text: &str) -> Result<Self> {
         capsa_network::ports::parse(text)
             .map(Publish)
-            .map_err(crate::network::net_err)
+            .map_err(|e| flag("-p", e))
+    }
+}
+
+/// `512m`, `1g`, `100k`, `2048` (bytes), as docker reads memory sizes.
+pub fn parse_bytes(name: &str, s: &str) -> Result<i64> {
+    match capsa_spec::units::parse_size(s) {
+        Ok(0) => Err(flag(name, format!("{s:?} must be positive"))),
+        Ok(n) => Ok(n as i64),
+        Err(e) => Err(flag(name, e.to_string())),
+    }
+}
+
+/// A bind or named volume: `HOST:CTR[:ro|rw]` or `NAME:CTR[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// An absolute host path, or a volume name.
+    pub source: String,
+    pub target: String,
+    pub readonly: bool,
+}
+
+impl Volume {
+    pub fn is_named(&self) -> bool {
+        !self.source.starts_with('/')
+    }
+}
+
+pub fn parse_volume(s: &str) -> Result<Volume> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => (String::new(), *t, ""),
+        [s, t] => (s.to_string(), *t, ""),
+        [s, t, m] => (s.to_string(), *t, *m),
+        _ => return Err(flag("-v", format!("{s:?}: expected SOURCE:TARGET[:ro]"))),
+    };
+    if !target.starts_with('/') {
+        return Err(flag(
+            "-v",
+            format!("{s:?}: the container path must be absolute"),
+        ));
+    }
+    let readonly = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        m => return Err(flag("-v", format!("{s:?}: unknown mode {m:?} (ro or rw)"))),
+    };
+    if !source.is_empty() && !source.starts_with('/') {
+        let ok = source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(flag(
+                "-v",
+                format!("{source:?} is neither an absolute path nor a volume name"),
+            ));
+        }
+    }
+    Ok(Volume {
+        source,
+        target: target.to_string(),
+        readonly,
+    })
+}
+
+/// `nofile=1024[:2048]` as an OCI rlimit.
+pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| flag("--ulimit", format!("{s:?}: expected NAME=SOFT[:HARD]")))?;
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !known.contains(&name) {
+        return Err(flag("--ulimit", format!("unknown limit {name:?}")));
+    }
+    let num = |v: &str| -> Result<u64> {
+        if v == "-1" || v == "unlimited" {
+            return Ok(u64::MAX);
+        }
+        v.parse()
+            .map_err(|_| flag("--ulimit", format!("{s:?}: {v:?} is not a number")))
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    if soft > hard {
+        return Err(flag(
+            "--ulimit",
+            format!("{s:?}: soft limit above hard limit"),
+        ));
+    }
+    Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
+}
+
+/// `/dev/x[:/dev/y[:rwm]]`.
+pub fn parse_device(s: &str) -> Result<(String, String, String)> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, ctr, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] if c.starts_with('/') => (*h, *c, "rwm"),
+        [h, p] => (*h, *h, *p),
+        [h, c, p] => (*h, *c, *p),
+        _ => {
+            return Err(flag(
+                "--device",
+                format!("{s:?}: expected HOST[:CONTAINER[:PERMS]]"),
+            ))
+        }
+    };
+    if !perms.chars().all(|c| "rwm".contains(c)) || perms.is_empty() {
+        return Err(flag(
+            "--device",
+            format!("{s:?}: permissions are a mix of r, w, m"),
+        ));
+    }
+    Ok((host.to_string(), ctr.to_string(), perms.to_string()))
+}
+
+/// `KEY=VALUE`.
+pub fn parse_kv(name: &str, s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(flag(name, format!("{s:?}: expected KEY=VALUE"))),
     }
 }
 
@@ -204,14 +342,14 @@ mod tests {
 
     #[test]
     fn read_once_kept_as_written() {
-        let v: Flag<options::Volume> = Flag::parse("/srv:/data:ro").unwrap();
+        let v: Flag<Volume> = Flag::parse("/srv:/data:ro").unwrap();
         assert!(v.get().readonly && v.get().target == "/data");
         let json = serde_json::to_string(&v).unwrap();
         assert_eq!(json, "\"/srv:/data:ro\"");
-        let back: Flag<options::Volume> = serde_json::from_str(&json).unwrap();
+        let back: Flag<Volume> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
         // A record holding what no longer reads is refused as a whole.
-        assert!(serde_json::from_str::<Flag<options::Volume>>("\"relative\"").is_err());
+        assert!(serde_json::from_str::<Flag<Volume>>("\"relative\"").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! sizes (`512m`), CPU counts (`0.5`), volumes, ulimits, devices, sysctls.
 
 use crate::error::{flag, Result};
-use crate::flags::{Cpus, Device, Flag, Memory, Publish, Swap, Sysctl, Tmpfs, Ulimit};
+use crate::flags::{Cpus, Device, Flag, Memory, Publish, Swap, Sysctl, Tmpfs, Ulimit, Volume};
 use serde::{Deserialize, Serialize};
 
 /// Everything `capsa run`/`create` accepts, as docker spells it.
@@ -59,15 +59,6 @@ pub struct RunOptions {
     pub args: Vec<String>,
 }
 
-/// `512m`, `1g`, `100k`, `2048` (bytes), as docker reads memory sizes.
-pub fn parse_bytes(name: &str, s: &str) -> Result<i64> {
-    match capsa_spec::units::parse_size(s) {
-        Ok(0) => Err(flag(name, format!("{s:?} must be positive"))),
-        Ok(n) => Ok(n as i64),
-        Err(e) => Err(flag(name, e.to_string())),
-    }
-}
-
 /// `--cpus 0.5` as a CFS quota over a 100 ms period, on this host (which
 /// must have that many CPUs).
 pub fn cpu_quota(v: f64) -> Result<(i64, u64)> {
@@ -84,134 +75,17 @@ pub fn cpu_quota(v: f64) -> Result<(i64, u64)> {
     Ok(((v * period as f64).round() as i64, period))
 }
 
-/// A bind or named volume: `HOST:CTR[:ro|rw]` or `NAME:CTR[:ro]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    /// An absolute host path, or a volume name.
-    pub source: String,
-    pub target: String,
-    pub readonly: bool,
-}
-
-impl Volume {
-    pub fn is_named(&self) -> bool {
-        !self.source.starts_with('/')
-    }
-}
-
-pub fn parse_volume(s: &str) -> Result<Volume> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (source, target, mode) = match parts.as_slice() {
-        [t] => (String::new(), *t, ""),
-        [s, t] => (s.to_string(), *t, ""),
-        [s, t, m] => (s.to_string(), *t, *m),
-        _ => return Err(flag("-v", format!("{s:?}: expected SOURCE:TARGET[:ro]"))),
-    };
-    if !target.starts_with('/') {
-        return Err(flag(
-            "-v",
-            format!("{s:?}: the container path must be absolute"),
-        ));
-    }
-    let readonly = match mode {
-        "" | "rw" => false,
-        "ro" => true,
-        m => return Err(flag("-v", format!("{s:?}: unknown mode {m:?} (ro or rw)"))),
-    };
-    if !source.is_empty() && !source.starts_with('/') {
-        let ok = source
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(flag(
-                "-v",
-                format!("{source:?} is neither an absolute path nor a volume name"),
-            ));
-        }
-    }
-    Ok(Volume {
-        source,
-        target: target.to_string(),
-        readonly,
-    })
-}
-
-/// `nofile=1024[:2048]` as an OCI rlimit.
-pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
-    let (name, vals) = s
-        .split_once('=')
-        .ok_or_else(|| flag("--ulimit", format!("{s:?}: expected NAME=SOFT[:HARD]")))?;
-    let known = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !known.contains(&name) {
-        return Err(flag("--ulimit", format!("unknown limit {name:?}")));
-    }
-    let num = |v: &str| -> Result<u64> {
-        if v == "-1" || v == "unlimited" {
-            return Ok(u64::MAX);
-        }
-        v.parse()
-            .map_err(|_| flag("--ulimit", format!("{s:?}: {v:?} is not a number")))
-    };
-    let (soft, hard) = match vals.split_once(':') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => (num(vals)?, num(vals)?),
-    };
-    if soft > hard {
-        return Err(flag(
-            "--ulimit",
-            format!("{s:?}: soft limit above hard limit"),
-        ));
-    }
-    Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
-}
-
-/// `/dev/x[:/dev/y[:rwm]]`.
-pub fn parse_device(s: &str) -> Result<(String, String, String)> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (host, ctr, perms) = match parts.as_slice() {
-        [h] => (*h, *h, "rwm"),
-        [h, c] if c.starts_with('/') => (*h, *c, "rwm"),
-        [h, p] => (*h, *h, *p),
-        [h, c, p] => (*h, *c, *p),
-        _ => {
-            return Err(flag(
-                "--device",
-                format!("{s:?}: expected HOST[:CONTAINER[:PERMS]]"),
-            ))
-        }
-    };
-    if !perms.chars().all(|c| "rwm".contains(c)) || perms.is_empty() {
-        return Err(flag(
-            "--device",
-            format!("{s:?}: permissions are a mix of r, w, m"),
-        ));
-    }
-    Ok((host.to_string(), ctr.to_string(), perms.to_string()))
-}
-
-/// `KEY=VALUE`.
-pub fn parse_kv(name: &str, s: &str) -> Result<(String, String)> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(flag(name, format!("{s:?}: expected KEY=VALUE"))),
-    }
+/// What `capsa exec` runs, as docker's flags say it.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub detach: bool,
+    pub privileged: bool,
 }
 
 /// The network `capsa run` uses unless told otherwise.
@@ -244,6 +118,7 @@ pub fn mode(value: Option<&str>) -> NetworkMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::*;
 
     #[test]
     fn sizes_read_like_docker() {

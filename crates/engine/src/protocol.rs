@@ -264,16 +264,32 @@ pub fn bind_private(fd: &OwnedFd, addr: &rustix::net::SocketAddrUnix) -> std::io
 
 /// Listen on `path` (replacing a stale socket), mode 0600.
 pub fn listen(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    listen_unix(
+        path,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::NONBLOCK,
+        16,
+    )
+}
+
+/// A unix socket of `kind` listening on `path` (replacing a stale one),
+/// mode 0600, close-on-exec plus `flags`.
+pub fn listen_unix(
+    path: &std::path::Path,
+    kind: rustix::net::SocketType,
+    flags: rustix::net::SocketFlags,
+    backlog: i32,
+) -> std::io::Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
     let fd = rustix::net::socket_with(
         rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::SEQPACKET,
-        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        kind,
+        rustix::net::SocketFlags::CLOEXEC | flags,
         None,
     )?;
     let addr = rustix::net::SocketAddrUnix::new(path)?;
     bind_private(&fd, &addr)?;
-    rustix::net::listen(&fd, 16)?;
+    rustix::net::listen(&fd, backlog)?;
     Ok(fd)
 }
 

@@ -4,7 +4,7 @@
 
 use crate::container::Container;
 use crate::error::{Error, Kind, Result};
-use crate::exec::ExecOptions;
+use crate::options::ExecOptions;
 use crate::protocol::Created;
 use crate::Engine;
 use std::os::fd::{AsFd, OwnedFd};
@@ -77,14 +77,7 @@ impl Runtime {
             args: o.args.clone(),
             terminal: o.tty,
             // `-e KEY` takes the value from our own environment, as docker's.
-            env: o
-                .env
-                .iter()
-                .map(|e| match e.contains('=') {
-                    true => e.clone(),
-                    false => format!("{e}={}", std::env::var(e).unwrap_or_default()),
-                })
-                .collect(),
+            env: o.env.iter().map(|e| crate::spec::env_entry(e)).collect(),
             cwd: o.workdir.as_ref().map(Into::into),
             ..Default::default()
         };
@@ -345,19 +338,13 @@ fn create_external(
 }
 
 fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
-    let _ = std::fs::remove_file(path);
-    let fd = rustix::net::socket_with(
-        rustix::net::AddressFamily::UNIX,
+    crate::protocol::listen_unix(
+        path,
         rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
+        rustix::net::SocketFlags::empty(),
+        1,
     )
-    .map_err(|e| Error::sys("socket", path.display(), e))?;
-    let addr = rustix::net::SocketAddrUnix::new(path)
-        .map_err(|e| Error::sys("socket", path.display(), e))?;
-    crate::protocol::bind_private(&fd, &addr).map_err(|e| Error::sys("bind", path.display(), e))?;
-    rustix::net::listen(&fd, 1).map_err(|e| Error::sys("listen", path.display(), e))?;
-    Ok(fd)
+    .map_err(|e| Error::sys("listen", path.display(), e))
 }
 
 /// `exec` through a runtime binary with runc's command line, in the

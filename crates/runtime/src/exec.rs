@@ -146,7 +146,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<Execed> {
     // container's config, not by comparing namespaces: a runtime running
     // in another mount namespace than the create's joins the host's by
     // setns, whose root is the host's.
-    let chroot = if crate::hostmounts::in_host_namespace(&st) || flags & libc::CLONE_NEWNS == 0 {
+    let chroot = if st.in_host_mount_namespace() || flags & libc::CLONE_NEWNS == 0 {
         Some(crate::lifecycle::open_init_root(&st)?)
     } else {
         None

@@ -7,23 +7,11 @@
 //! but never takes it, or what is under it, away.
 
 use crate::error::{Error, Result};
-use crate::state::ContainerState;
-use capsa_spec::oci::LinuxNamespaceType;
-use capsa_sys::procfs::ProcFs;
 use capsa_sys::resolve::fd_path;
 use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-
-/// Whether the container was made without a mount namespace of its own.
-pub fn in_host_namespace(st: &ContainerState) -> bool {
-    !st.config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
-}
 
 /// Bind `rootfs` onto itself (with what is mounted under it), private all
 /// the way down; returns the new mount's id.
@@ -56,7 +44,7 @@ pub fn bind_root(rootfs: &Path) -> Result<u64> {
     capsa_sys::mount::attach(tree.as_raw_fd(), here.as_raw_fd())
         .map_err(|e| Error::sys("bind mount", rootfs.display(), e))?;
     // Attached, the tree's fd is the new mount's root.
-    mount_id(tree.as_raw_fd())
+    capsa_sys::exe::mount_id(tree.as_raw_fd())
         .ok_or_else(|| Error::State(format!("{}: no mount id", rootfs.display())))
 }
 
@@ -72,7 +60,7 @@ pub fn detach_root(rootfs: &Path, id: u64) -> Result<()> {
         }) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if mount_id(here.as_raw_fd()) != Some(id) {
+    if capsa_sys::exe::mount_id(here.as_raw_fd()) != Some(id) {
         return Ok(());
     }
     match umount2(fd_path(here.as_raw_fd()).as_str(), MntFlags::MNT_DETACH) {
@@ -89,15 +77,4 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open", p.display(), e))
-}
-
-/// The id of the mount `fd` is on (`mnt_id` in its fdinfo).
-fn mount_id(fd: i32) -> Option<u64> {
-    ProcFs::new()
-        .ok()?
-        .read(&ProcFs::own(&format!("fdinfo/{fd}")), 4096)
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("mnt_id:"))
-        .and_then(|v| v.trim().parse().ok())
 }

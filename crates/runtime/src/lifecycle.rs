@@ -174,7 +174,7 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     // does, so that no process of the container outlives a kill.
     // A cgroup the container shares with processes that were there before
     // it (runc's mode) is never signalled whole but by `--all`.
-    let all = all || sig == libc::SIGKILL && !own_pid_namespace(&st) && !st.cgroup.shared;
+    let all = all || sig == libc::SIGKILL && kill_reaches_cgroup(&st);
     if status == Status::Stopped {
         if !all {
             return Err(Error::State("container not running".into()));
@@ -193,6 +193,15 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let pidfd = open_verified(&st)?;
     capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), sig)
         .map_err(|e| Error::sys("kill", st.pid, e))
+}
+
+/// Whether killing the container means killing every process of its
+/// cgroup: without a pid namespace of its own the init's death does not
+/// end the rest; with one, they end with it. Never a cgroup the container
+/// shares with processes that were there before it (runc's mode): those
+/// are not its own.
+fn kill_reaches_cgroup(st: &ContainerState) -> bool {
+    !own_pid_namespace(st) && !st.cgroup.shared
 }
 
 /// Whether the container made its own pid namespace (not the host's, not
@@ -251,7 +260,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
     // too. With one, they died with the init: whatever else is in the
     // cgroup was there before the container (runc's mode lets a populated
     // cgroup through with a warning) and is not ours to kill.
-    if !own_pid_namespace(&st) && !st.cgroup.shared {
+    if kill_reaches_cgroup(&st) {
         let _ = st.cgroup.signal_all(libc::SIGKILL);
     }
     if let Some(id) = st.host_root_mount {
@@ -277,7 +286,7 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     if let Some(d) = st.cgroup.v1_dir("freezer") {
         let _ = std::fs::write(d.join("freezer.state"), "THAWED");
     }
-    if !own_pid_namespace(st) && !st.cgroup.shared {
+    if kill_reaches_cgroup(st) {
         let _ = st.cgroup.signal_all(libc::SIGKILL);
     }
     match capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL) {

@@ -75,14 +75,20 @@ pub struct ContainerState {
     /// The configuration the container was created from (for hooks and
     /// `exec` defaults).
     pub config: oci::Spec,
-    /// Without a mount namespace of its own: the id of the private bind of
-    /// the rootfs onto itself that holds every mount the container made in
-    /// the host's namespace (see `hostmounts`).
+    /// Without a mount namespace of its own (and only then): the id of the
+    /// private bind of the rootfs onto itself that holds every mount the
+    /// container made in the host's namespace (see `hostmounts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_root_mount: Option<u64>,
 }
 
 impl ContainerState {
+    /// Whether the container was made without a mount namespace of its
+    /// own (its mounts are in the host's).
+    pub fn in_host_mount_namespace(&self) -> bool {
+        self.host_root_mount.is_some()
+    }
+
     /// The OCI runtime-spec state, as `state` prints and hooks read.
     pub fn oci_state(&self, status: Status) -> OciState {
         let annotations: BTreeMap<String, String> = self

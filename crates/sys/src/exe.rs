@@ -159,7 +159,8 @@ pub fn is_sealed(fd: RawFd) -> bool {
 }
 
 /// The id of the mount `fd` is on (`statx(STATX_MNT_ID)`).
-fn mount_id(fd: RawFd) -> Option<u64> {
+/// The id of the mount `fd` is on (`statx(STATX_MNT_ID)`).
+pub fn mount_id(fd: RawFd) -> Option<u64> {
     // SAFETY: struct statx is plain integers, for which zero is valid.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx writes one struct statx into the buffer; the empty

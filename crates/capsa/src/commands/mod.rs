@@ -16,7 +16,7 @@ use capsa_engine::Engine;
 use capsa_image::Store;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
-    let max = capsa_engine::options::parse_bytes("--max-layer-size", &cli.max_layer_size)?;
+    let max = capsa_engine::flags::parse_bytes("--max-layer-size", &cli.max_layer_size)?;
     capsa_image::unpack::set_limits(capsa_image::unpack::Limits {
         max_bytes: u64::try_from(max).unwrap_or(0),
         max_ratio: cli.max_inflate_ratio,

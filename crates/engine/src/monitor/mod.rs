@@ -127,14 +127,13 @@ impl Ready {
         }
         // One line, not EOF: a created init still holds a copy of the
         // pipe until it execs. A failed send still has a report to read.
-        let mut text = String::new();
+        let mut frame = Vec::new();
         std::io::BufReader::new(std::fs::File::from(self.report))
-            .read_line(&mut text)
+            .read_until(b'\n', &mut frame)
             .map_err(|e| Error::Protocol(format!("reading the monitor's report: {e}")))?;
-        let hex = text.trim();
-        let frame = decode_hex(hex).ok_or_else(|| {
-            Error::Protocol(format!("the monitor died before reporting ({hex:?})"))
-        })?;
+        if frame.pop() != Some(b'\n') {
+            return Err(Error::Protocol("the monitor died before reporting".into()));
+        }
         match Report::decode(&frame)
             .map_err(|e| Error::Protocol(format!("the monitor's report: {e}")))?
         {
@@ -183,24 +182,15 @@ fn wait_for_container(engine: &Engine, sock: OwnedFd, w: OwnedFd) -> ! {
     monitor(engine, &c, hello.attach, w, hello.attach.then_some(sock))
 }
 
-/// The report, once: one frame as a line of hex (a line, since a created
+/// The report, once: one frame and a newline (a line, since a created
 /// init holds a copy of the pipe until it execs: no end of file to wait
-/// for).
+/// for). A report is a control frame, JSON, so it holds no newline.
 fn report(w: &mut Option<OwnedFd>, r: &Report) {
     if let Some(fd) = w.take() {
-        let line: String = r.encode().iter().map(|b| format!("{b:02x}")).collect();
-        let _ = std::fs::File::from(fd).write_all(format!("{line}\n").as_bytes());
+        let mut line = r.encode();
+        line.push(b'\n');
+        let _ = std::fs::File::from(fd).write_all(&line);
     }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The hidden first argument that makes a binary act as a monitor.

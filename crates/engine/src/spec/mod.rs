@@ -196,7 +196,7 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
 }
 
 /// `KEY=VALUE`, or `KEY` alone: take the value from our environment.
-fn env_entry(e: &str) -> String {
+pub(crate) fn env_entry(e: &str) -> String {
     if e.contains('=') {
         e.to_string()
     } else {

@@ -15,7 +15,7 @@ pub fn checkpoint(store: &Store, opts: &CheckpointOptions) -> Result<Vec<String>
         _ => return Err(Error::State("container not running".into())),
     }
     // Its mounts are the host's: CRIU would dump (and restore) those.
-    if crate::hostmounts::in_host_namespace(&st) {
+    if st.in_host_mount_namespace() {
         return Err(Error::Unsupported(
             "checkpoint of a container without a mount namespace of its own".into(),
         ));

@@ -249,12 +249,7 @@ pub fn restore(store: &Store, opts: &RestoreOptions) -> Result<Restored> {
         return Err(e);
     }
     undo.cgroup = Some(cgroup.clone());
-    let resources = plan
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().clone())
-        .unwrap_or_default();
+    let resources = plan.resources();
     cgroup.apply(&resources)?;
 
     let mut o = opts.flags.opts(&images, work.as_ref(), "restore.log")?;

@@ -15,12 +15,12 @@ pub(crate) fn has_mount_namespace(plan: &Plan) -> bool {
 /// propagation and pivot_root in it. Refused: a spec that means the
 /// host's names no mount namespace.
 pub(super) fn refuse_joining_our_mount_namespace(plan: &Plan) -> Result<()> {
-    let ours = nix::sys::stat::stat("/proc/self/ns/mnt")
-        .map_err(|e| Error::sys("stat", "/proc/self/ns/mnt", e))?;
     for (flag, path) in &plan.namespaces.join {
         if *flag != libc::CLONE_NEWNS {
             continue;
         }
+        let ours = nix::sys::stat::stat("/proc/self/ns/mnt")
+            .map_err(|e| Error::sys("stat", "/proc/self/ns/mnt", e))?;
         let theirs = nix::sys::stat::stat(path.as_path())
             .map_err(|e| Error::sys("stat", path.display(), e))?;
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {

@@ -163,12 +163,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         cg_path.as_os_str().as_encoded_bytes().to_vec()
     };
     state::write_atomic(&dir.join(state::CREATING), &note, 0o600)?;
-    let resources = plan
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().clone())
-        .unwrap_or_default();
+    let resources = plan.resources();
     // systemd makes a scope's cgroup, once the init exists to be put in
     // it. Not ours until it has started (no invocation id yet): nothing is
     // done to a unit of that name on the way out before then.

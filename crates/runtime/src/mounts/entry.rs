@@ -25,24 +25,22 @@ pub(super) fn mount_made(
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let cloned;
-        // Where the source is, as mountinfo spells it: read from the fd
-        // the clone is made from, so that the tree and the path looked up
-        // for cgroup filesystems under it are one.
-        let src_at;
+        // The source opened once: the clone is made from this fd, and the
+        // cgroup check below reads where the source is from it too, so
+        // the tree and the path looked up are one.
+        let mut src_fd = None;
         let tree = match host_tree {
             // The runtime cloned (and perhaps id-mapped) the source.
-            Some(tree) => {
-                src_at = std::fs::canonicalize(src).ok();
-                tree
-            }
+            Some(tree) => tree,
             None => {
-                let at = capsa_sys::fd::open(
-                    src,
-                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?;
-                src_at = std::fs::read_link(fd_path(at.as_raw_fd())).ok();
+                let at = src_fd.insert(
+                    capsa_sys::fd::open(
+                        src,
+                        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| err("bind mount", format!("{} on {dest}", src.display()), e))?,
+                );
                 cloned =
                     capsa_sys::mount::clone_tree(Path::new(&fd_path(at.as_raw_fd())), m.recursive)
                         .map_err(|e| {
@@ -96,7 +94,16 @@ pub(super) fn mount_made(
         // `/sys`, as `spec --rootless` binds it) is read-only all the way
         // down all the same, or a container without a cgroup namespace
         // could write the cgroups its user owns on the host.
-        if m.recursive && m.readonly() && src_at.as_deref().is_none_or(holds_cgroupfs) {
+        // Hardened (`rro` already asked) needs no look.
+        let top_only = m.recursive && m.readonly() && m.recursive_set & libc::MS_RDONLY == 0;
+        let source_holds_cgroupfs = || {
+            let at = match &src_fd {
+                Some(fd) => std::fs::read_link(fd_path(fd.as_raw_fd())).ok(),
+                None => std::fs::canonicalize(src).ok(),
+            };
+            at.as_deref().is_none_or(holds_cgroupfs)
+        };
+        if top_only && source_holds_cgroupfs() {
             capsa_sys::mount::set_attrs(tree, capsa_sys::mount::ATTR_RDONLY, 0, true)
                 .map_err(|e| err("make read-only recursively", &dest, e))?;
         }
