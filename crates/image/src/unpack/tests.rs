@@ -1,6 +1,7 @@
 //! Hostile and ordinary layer tars, unpacked for real into temp dirs.
 
 use super::*;
+use crate::error::Error;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
