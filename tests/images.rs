@@ -74,7 +74,7 @@ fn run_from_image(env: &Env, c: &Capsa, image: &str, name: &str, script: &str) -
     let lowers = capsa_image::local::unpack(&store, &rec, &|_| {}).unwrap();
     let bundle = env.dir.join(name);
     let snap = Snapshot::create(&bundle, &lowers, OverlayApi::Auto, None).unwrap();
-    let mut config = capsa_spec::defaults::spec(None).unwrap();
+    let mut config = serde_json::to_value(capsa_spec::defaults::hardened(None).unwrap()).unwrap();
     config["process"]["terminal"] = Value::Bool(false);
     config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
     config["root"] = serde_json::json!({"path": snap.rootfs, "readonly": false});

@@ -177,7 +177,9 @@ fn a_created_user_maps_its_subuid_range_through_newuidmap() {
     let state = env.dir.join("user-state");
     std::fs::create_dir(&state).unwrap();
     nix::unistd::chown(&state, Some(user.uid.into()), Some(user.gid.into())).unwrap();
-    let mut v = capsa_spec::defaults::spec(Some((user.uid, user.gid))).unwrap();
+    let mut v =
+        serde_json::to_value(capsa_spec::defaults::hardened(Some((user.uid, user.gid))).unwrap())
+            .unwrap();
     v["process"]["terminal"] = Value::Bool(false);
     v["linux"]["uidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": user.uid, "size": 1 }, { "containerID": 1, "hostID": user.sub.0, "size": user.sub.1 }]);
     v["linux"]["gidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": user.gid, "size": 1 }, { "containerID": 1, "hostID": user.sub.0, "size": user.sub.1 }]);
@@ -238,7 +240,8 @@ fn rootless_without_cgroupns_cannot_write_the_host_cgroupfs() {
     let state = env.dir.join("user-state");
     std::fs::create_dir(&state).unwrap();
     chown_user(&state);
-    let mut v = capsa_spec::defaults::spec(Some((1000, 1000))).unwrap();
+    let mut v =
+        serde_json::to_value(capsa_spec::defaults::hardened(Some((1000, 1000))).unwrap()).unwrap();
     v["process"]["terminal"] = Value::Bool(false);
     let ns: Vec<Value> = v["linux"]["namespaces"]
         .as_array()

@@ -374,7 +374,7 @@ fn masked_paths_stay_masked_against_a_new_procfs() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "proc-refused");
     // With CAP_SYS_ADMIN and the default profile, umount is refused...
     let mut v = b.config.clone();
-    v["linux"]["seccomp"] = capsa_spec::defaults::seccomp().unwrap();
+    v["linux"]["seccomp"] = serde_json::to_value(capsa_spec::defaults::seccomp().unwrap()).unwrap();
     v["process"]["args"] = json!([
         "sh",
         "-c",

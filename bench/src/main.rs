@@ -114,11 +114,13 @@ fn bundle(dir: &Path, args: &[&str]) {
     for a in ["sh", "true", "sleep"] {
         let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
     }
-    let mut spec = capsa_spec::defaults::spec(None).unwrap();
+    let mut spec = capsa_spec::defaults::hardened(None).unwrap();
     // crun 1.8 knows spec versions up to 1.0.x only.
-    spec["ociVersion"] = serde_json::json!("1.0.2");
-    spec["process"]["terminal"] = serde_json::json!(false);
-    spec["process"]["args"] = serde_json::json!(args);
+    spec.set_version("1.0.2".into());
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(false));
+        p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+    }
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_vec_pretty(&spec).unwrap(),

@@ -104,7 +104,8 @@ impl Env {
         )
         .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-        let mut config = capsa_spec::defaults::spec(None).unwrap();
+        let mut config =
+            serde_json::to_value(capsa_spec::defaults::hardened(None).unwrap()).unwrap();
         config["process"]["terminal"] = Value::Bool(false);
         config["root"]["readonly"] = Value::Bool(false);
         config["linux"]["cgroupsPath"] = Value::String(format!("/{}/{name}", self.cgroup_parent));

@@ -1,18 +1,48 @@
-//! The default `config.json` that `capsa-runtime spec` writes: runc's
-//! shape, with the capabilities and seccomp profile that docker and podman
-//! apply by default, kept as data in `data/` (and later used by the
-//! engine).
+//! The default specs, as typed values: runc's (which `capsa-runtime spec`
+//! writes), and capsa's hardened one (`spec --hardened`, and the engine's
+//! base), with the capabilities and seccomp profile that docker and podman
+//! apply by default, kept as data in `data/`.
 
+use crate::oci;
 use crate::SpecError;
-use serde_json::{json, Value};
+use oci::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
+    LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, SpecBuilder,
+    UserBuilder,
+};
+use std::collections::HashSet;
+
+/// Capability sets as given: oci-spec's builder fills the sets left out
+/// with its own defaults, where a spec means "none".
+fn cap_sets(
+    bounding: &oci::Capabilities,
+    ambient: Option<&oci::Capabilities>,
+) -> Result<oci::LinuxCapabilities, SpecError> {
+    let mut c = built(
+        LinuxCapabilitiesBuilder::default()
+            .bounding(bounding.clone())
+            .effective(bounding.clone())
+            .permitted(bounding.clone())
+            .build(),
+    )?;
+    c.set_inheritable(None);
+    c.set_ambient(ambient.cloned());
+    Ok(c)
+}
+
+/// A builder's refusal, which for built-in defaults is our bug.
+fn built<T>(r: Result<T, oci_spec::OciSpecError>) -> Result<T, SpecError> {
+    r.map_err(|e| SpecError::invalid("the default spec", format!("built in, and not a spec: {e}")))
+}
 
 /// The capabilities a container gets by default (docker's and podman's
 /// set), from `data/default-capabilities.json`.
-pub fn capabilities() -> Result<Value, SpecError> {
+pub fn capabilities() -> Result<oci::Capabilities, SpecError> {
     serde_json::from_str(include_str!("../data/default-capabilities.json")).map_err(|e| {
         SpecError::invalid(
             "data/default-capabilities.json",
-            format!("built in, and not JSON: {e}"),
+            format!("built in, and not a capability list: {e}"),
         )
     })
 }
@@ -23,21 +53,13 @@ pub fn capabilities() -> Result<Value, SpecError> {
 /// Security: a profile that does not parse is an error, never "no
 /// filter": the default spec is not made without it (fail closed), and a
 /// unit test compiles it on every run.
-pub fn seccomp() -> Result<Value, SpecError> {
-    let v: Value =
-        serde_json::from_str(include_str!("../data/default-seccomp.json")).map_err(|e| {
-            SpecError::invalid(
-                "data/default-seccomp.json",
-                format!("built in, and not JSON: {e}"),
-            )
-        })?;
-    if !v.is_object() {
-        return Err(SpecError::invalid(
+pub fn seccomp() -> Result<oci::LinuxSeccomp, SpecError> {
+    serde_json::from_str(include_str!("../data/default-seccomp.json")).map_err(|e| {
+        SpecError::invalid(
             "data/default-seccomp.json",
-            "built in, and not a seccomp profile",
-        ));
-    }
-    Ok(v)
+            format!("built in, and not a seccomp profile: {e}"),
+        )
+    })
 }
 
 /// capsa's hardened default (`spec --hardened`, and the engine's base):
@@ -45,115 +67,224 @@ pub fn seccomp() -> Result<Value, SpecError> {
 /// capabilities instead of runc's three, their seccomp profile, and
 /// `/sys/devices/virtual/powercap` masked (CVE-2020-8694). `rootless`
 /// adapts it for an unprivileged user whose uid and gid are given, as
-/// [`runc_spec`] does.
-pub fn spec(rootless: Option<(u32, u32)>) -> Result<Value, SpecError> {
+/// [`runc`] does.
+pub fn hardened(rootless: Option<(u32, u32)>) -> Result<oci::Spec, SpecError> {
     let caps = capabilities()?;
-    let mut v = runc_spec(rootless, true);
-    v["process"]["capabilities"] = json!({
-        "bounding": caps, "effective": caps, "permitted": caps
-    });
-    if let Some(masked) = v["linux"]["maskedPaths"].as_array_mut() {
-        masked.push(json!("/sys/devices/virtual/powercap"));
+    let mut spec = runc(rootless, true)?;
+    if let Some(p) = spec.process_mut() {
+        p.set_capabilities(Some(cap_sets(&caps, None)?));
     }
-    v["linux"]["seccomp"] = seccomp()?;
-    Ok(v)
+    if let Some(linux) = spec.linux_mut() {
+        let mut masked = linux.masked_paths().clone().unwrap_or_default();
+        masked.push("/sys/devices/virtual/powercap".into());
+        linux.set_masked_paths(Some(masked));
+        linux.set_seccomp(Some(seccomp()?));
+    }
+    Ok(spec)
 }
 
-/// capsa's hardened default ([`spec`]) as the typed spec the engine
-/// builds on.
-pub fn hardened() -> Result<crate::oci::Spec, SpecError> {
-    serde_json::from_value(spec(None)?).map_err(|e| {
-        SpecError::invalid("the default spec", format!("built in, and not a spec: {e}"))
-    })
+fn mount(
+    destination: &str,
+    typ: &str,
+    source: &str,
+    options: &[&str],
+) -> Result<oci::Mount, SpecError> {
+    let mut b = MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source);
+    if !options.is_empty() {
+        b = b.options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+    }
+    built(b.build())
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
 }
 
 /// runc's default spec (`runc spec`), which `capsa-runtime spec` writes so
 /// that tools and users who start from it and edit it get what they
 /// expect: three capabilities, no seccomp profile, no cgroup namespace
 /// unless the host is pure cgroup v2 (`cgroup_ns`), hostname "runc"'s
-/// place taken by "capsa". capsa's hardened default is [`spec`] (`spec
-/// --hardened`). `rootless` adapts it as runc's `--rootless` does.
-pub fn runc_spec(rootless: Option<(u32, u32)>, cgroup_ns: bool) -> Value {
-    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+/// place taken by "capsa". capsa's hardened default is [`hardened`]
+/// (`spec --hardened`). `rootless` adapts it as runc's `--rootless` does:
+/// a user namespace mapping the user to root, no network namespace, /sys
+/// bound from the host, and no device rules.
+pub fn runc(rootless: Option<(u32, u32)>, cgroup_ns: bool) -> Result<oci::Spec, SpecError> {
+    let caps: HashSet<Capability> = [
+        Capability::AuditWrite,
+        Capability::Kill,
+        Capability::NetBindService,
+    ]
+    .into();
     let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "network"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
     ];
     if cgroup_ns {
-        namespaces.push(json!({"type": "cgroup"}));
+        namespaces.push(LinuxNamespaceType::Cgroup);
     }
-    let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-               "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    // devpts' gid=5 means the host's tty group, which a user namespace
+    // that maps one id does not hold.
+    let devpts: &[&str] = if rootless.is_some() {
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+        ]
+    } else {
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]
+    };
+    let sys = if rootless.is_some() {
+        mount(
+            "/sys",
+            "none",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )?
+    } else {
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?
+    };
+    let mounts = vec![
+        mount("/proc", "proc", "proc", &[])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount("/dev/pts", "devpts", "devpts", devpts)?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        sys,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
     ];
-    let mut linux = json!({
-        "maskedPaths": [
-            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
-        ],
-        "readonlyPaths": [
-            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-        ],
-        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-    });
+    let mut linux = LinuxBuilder::default()
+        .masked_paths(strings(&[
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/sys/firmware",
+            "/proc/scsi",
+        ]))
+        .readonly_paths(strings(&[
+            "/proc/bus",
+            "/proc/fs",
+            "/proc/irq",
+            "/proc/sys",
+            "/proc/sysrq-trigger",
+        ]));
     if let Some((uid, gid)) = rootless {
-        namespaces.retain(|n| n["type"] != "network" && n["type"] != "user");
-        namespaces.push(json!({"type": "user"}));
-        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
-        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-        for m in &mut mounts {
-            if m["destination"] == "/sys" {
-                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
-                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-            } else if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
-                opts.retain(|o| {
-                    let o = o.as_str().unwrap_or_default();
-                    !o.starts_with("gid=") && !o.starts_with("uid=")
-                });
-            }
-        }
-        if let Some(l) = linux.as_object_mut() {
-            l.remove("resources");
-        }
+        namespaces.retain(|n| *n != LinuxNamespaceType::Network);
+        namespaces.push(LinuxNamespaceType::User);
+        let map = |host: u32| {
+            built(
+                LinuxIdMappingBuilder::default()
+                    .container_id(0u32)
+                    .host_id(host)
+                    .size(1u32)
+                    .build(),
+            )
+        };
+        linux = linux
+            .uid_mappings(vec![map(uid)?])
+            .gid_mappings(vec![map(gid)?]);
+    } else {
+        let deny_all = built(
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build(),
+        )?;
+        linux = linux.resources(built(
+            LinuxResourcesBuilder::default()
+                .devices(vec![deny_all])
+                .build(),
+        )?);
     }
-    linux["namespaces"] = Value::Array(namespaces);
-    json!({
-        "ociVersion": crate::OCI_VERSION,
-        "process": {
-            "terminal": true,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh"],
-            "env": [
+    let namespaces = namespaces
+        .into_iter()
+        .map(|typ| built(LinuxNamespaceBuilder::default().typ(typ).build()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut linux = built(linux.namespaces(namespaces).build())?;
+    if rootless.is_some() {
+        // The builder's default is an empty device list; rootless has none.
+        linux.set_resources(None);
+    }
+    let process = built(
+        ProcessBuilder::default()
+            .terminal(true)
+            .user(built(UserBuilder::default().uid(0u32).gid(0u32).build())?)
+            .args(strings(&["sh"]))
+            .env(strings(&[
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "TERM=xterm"
-            ],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": true},
-        "hostname": "capsa",
-        "mounts": mounts,
-        "linux": linux
-    })
+                "TERM=xterm",
+            ]))
+            .cwd("/")
+            .capabilities(cap_sets(&caps, Some(&caps))?)
+            .rlimits(vec![built(
+                PosixRlimitBuilder::default()
+                    .typ(PosixRlimitType::RlimitNofile)
+                    .hard(1024u64)
+                    .soft(1024u64)
+                    .build(),
+            )?])
+            .no_new_privileges(true)
+            .build(),
+    )?;
+    let mut spec = built(
+        SpecBuilder::default()
+            .version(crate::OCI_VERSION)
+            .process(process)
+            .root(built(
+                RootBuilder::default().path("rootfs").readonly(true).build(),
+            )?)
+            .hostname("capsa")
+            .mounts(mounts)
+            .linux(linux)
+            .build(),
+    )?;
+    // The builder's default is an empty map, which runc does not write.
+    spec.set_annotations(None);
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -162,13 +293,9 @@ mod tests {
 
     #[test]
     fn default_masks_are_dockers_with_powercap() {
-        let v = spec(None).unwrap();
-        let masked: Vec<&str> = v["linux"]["maskedPaths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p.as_str())
-            .collect();
+        let s = hardened(None).unwrap();
+        let masked = s.linux().as_ref().unwrap().masked_paths().clone().unwrap();
+        let masked: Vec<&str> = masked.iter().map(String::as_str).collect();
         // CVE-2020-8694: RAPL energy counters leak what other tenants run.
         assert!(masked.contains(&"/sys/devices/virtual/powercap"));
         assert!(masked.contains(&"/proc/kcore") && masked.contains(&"/sys/firmware"));
@@ -176,7 +303,7 @@ mod tests {
 
     #[test]
     fn default_spec_parses_and_validates_shape() {
-        let bytes = serde_json::to_vec(&spec(None).unwrap()).unwrap();
+        let bytes = serde_json::to_vec(&hardened(None).unwrap()).unwrap();
         let s = crate::parse(std::path::Path::new("config.json"), &bytes).unwrap();
         assert_eq!(s.hostname().as_deref(), Some("capsa"));
         assert_eq!(s.mounts().as_ref().unwrap().len(), 7);
@@ -185,8 +312,8 @@ mod tests {
     #[test]
     fn default_data_loads_and_the_profile_refuses_what_escapes() {
         use crate::seccomp::{compile, simulate};
-        assert_eq!(capabilities().unwrap().as_array().unwrap().len(), 14);
-        let s: crate::oci::LinuxSeccomp = serde_json::from_value(seccomp().unwrap()).unwrap();
+        assert_eq!(capabilities().unwrap().len(), 14);
+        let s = seccomp().unwrap();
         let p = compile(&s).unwrap();
         let x64 = 0xC000_003E;
         let call = |name: &str, args: [u64; 6]| {
@@ -238,7 +365,7 @@ mod tests {
 
     #[test]
     fn rootless_spec_maps_the_user_and_drops_the_network_namespace() {
-        let v = spec(Some((1000, 1000))).unwrap();
+        let v = serde_json::to_value(hardened(Some((1000, 1000))).unwrap()).unwrap();
         assert_eq!(v["linux"]["uidMappings"][0]["hostID"], 1000);
         let ns: Vec<_> = v["linux"]["namespaces"]
             .as_array()

@@ -18,11 +18,11 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<i32> {
     // runc's default, which tools and users edit; the hardened one on
     // request. runc adds a cgroup namespace on pure v2 hosts only.
     let spec = if a.hardened {
-        capsa_spec::defaults::spec(rootless)?
+        capsa_spec::defaults::hardened(rootless)?
     } else {
         let pure_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
-        capsa_spec::defaults::runc_spec(rootless, pure_v2)
+        capsa_spec::defaults::runc(rootless, pure_v2)?
     };
     let text = serde_json::to_string_pretty(&spec)? + "\n";
     capsa_runtime::state::write_atomic(&path, text.as_bytes(), 0o644)

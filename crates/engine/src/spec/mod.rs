@@ -48,7 +48,7 @@ pub struct Inputs<'a> {
 
 /// The spec, and the process args it runs (for the record).
 pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)> {
-    let mut spec = capsa_spec::defaults::hardened()?;
+    let mut spec = capsa_spec::defaults::hardened(None)?;
     let image = i.config.config().clone().unwrap_or_default();
 
     // Command: --entrypoint replaces the image's entrypoint and its Cmd.
