@@ -343,6 +343,94 @@ fn stdin_goes_through_with_i_and_a_tty_with_t() {
     );
 }
 
+/// An attached client that stops reading (here: its own stdout is a pipe
+/// nobody reads) must not stop the container's output or its log: the
+/// monitor drops it once its queue is full. A container that never reads
+/// its stdin must not stop the monitor either.
+#[test]
+fn a_stalled_client_does_not_stop_the_log_nor_a_deaf_container_the_monitor() {
+    let (_env, c, img) = setup("eng-stall");
+    let line = "x".repeat(100);
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loud",
+        img,
+        "sh",
+        "-c",
+        &format!("while :; do echo {line}; done"),
+    ]);
+    let mut stalled = c
+        .cmd(&["attach", "loud"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = inspect(&c, "loud")["Id"].as_str().unwrap().to_string();
+    let log = c.store.join("containers").join(&id).join("ctr.log");
+    // The log rotates at 10 MiB, keeping one old file.
+    let size = || {
+        [log.clone(), log.with_extension("log.1")]
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>()
+    };
+    // Far past what the pipe, the socket and the client's queue hold
+    // (64 KiB + a few hundred KiB + 1 MiB of output, less as log).
+    let grew = wait_for(60, || size() > 8 << 20);
+    let at = size();
+    c.ok(&["rm", "-f", "loud"]);
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+    assert!(
+        grew,
+        "the log stopped at {at} bytes behind a stalled client"
+    );
+
+    // 4 MiB of input to a container that reads none of it for a while:
+    // the monitor keeps serving (logs flow), then all of it arrives.
+    use std::io::Write;
+    let mut deaf = c
+        .cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "--name",
+            "deaf",
+            img,
+            "sh",
+            "-c",
+            "while [ ! -e /go ]; do echo tick; sleep 0.05; done; wc -c",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = deaf.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        input.write_all(&vec![b'y'; 4 << 20]).unwrap();
+    });
+    // Its output reaches the log while its input waits: 40 ticks take
+    // two seconds, long after the input pipe (64 KiB) was full.
+    let ticks = || {
+        String::from_utf8_lossy(&c.run(&["logs", "deaf"]).stdout)
+            .lines()
+            .filter(|l| *l == "tick")
+            .count()
+    };
+    assert!(
+        wait_for(30, || ticks() >= 40),
+        "the monitor stopped serving while input waited ({} ticks logged)",
+        ticks()
+    );
+    c.ok(&["exec", "deaf", "touch", "/go"]);
+    writer.join().unwrap();
+    let o = deaf.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.ends_with("tick\n4194304\n"), "{out}");
+}
+
 #[test]
 fn stats_report_memory_and_pids_from_the_cgroup() {
     let (_env, c, img) = setup("eng-stats");

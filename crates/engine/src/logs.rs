@@ -58,12 +58,13 @@ impl Writer {
     }
 
     fn entry(&mut self, stream: usize, line: &[u8]) {
-        let v = serde_json::json!({
-            "log": String::from_utf8_lossy(line),
-            "stream": if stream == 0 { "stdout" } else { "stderr" },
-            "time": capsa_sys::time::now_rfc3339(),
-        });
-        let mut text = v.to_string();
+        let entry = Line {
+            log: &String::from_utf8_lossy(line),
+            stream: if stream == 0 { "stdout" } else { "stderr" },
+            time: &capsa_sys::time::now_rfc3339(),
+        };
+        // Serializing strings into a string cannot fail.
+        let mut text = serde_json::to_string(&entry).unwrap_or_default();
         text.push('\n');
         if self.size + text.len() as u64 > MAX_SIZE {
             let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
@@ -80,6 +81,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// One log entry as written: docker's json-file line.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    log: &'a str,
+    stream: &'a str,
+    time: &'a str,
 }
 
 /// One log entry read back.

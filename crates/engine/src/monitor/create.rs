@@ -20,12 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>, Stdio)> {
     let tty = c.options.tty;
     let null = devnull()?;
-    let mut stdio = Stdio {
-        out: None,
-        err: None,
-        input: None,
-        tty,
-    };
+    let mut stdio = Stdio::new(tty);
     // The create runs in a child that exits once the init exists: the
     // init is then reparented to us (we are its subreaper), and the
     // monitor never holds the create path's memory (spec, seccomp).
@@ -89,6 +84,10 @@ pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>
                 stdio.input = to_init_stdin;
                 stdio.out = Some(out_r);
                 stdio.err = Some(err_r);
+            }
+            // Input is written as the container reads it, never waited on.
+            if let Some(input) = &stdio.input {
+                let _ = rustix::io::ioctl_fionbio(input, true);
             }
             // The container holds its ends; ours go, so EOF means it is done.
             drop((init_stdin, out_w, err_w));

@@ -17,6 +17,7 @@
 //! in a child; `run` starts it and waits; `serve` relays stdio and
 //! clients until the exit.
 
+mod clients;
 mod create;
 mod run;
 mod serve;

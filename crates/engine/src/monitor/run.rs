@@ -1,6 +1,7 @@
 //! Starting the created container (networks, the runtime's start, the
 //! record), then serving it until its exit, and the clean-up after.
 
+use super::clients::Clients;
 use super::serve;
 use super::{record_failure, report};
 use crate::container::{Container, Status};
@@ -138,13 +139,14 @@ pub(super) fn run(
             ));
         }
         start(engine).map_err(|e| fail(e, &clients))?;
-        for cl in &clients {
-            let _ = rustix::io::ioctl_fionbio(cl, false);
-            let _ = protocol::send(cl, &FromMonitor::Started { pid });
-        }
     } else {
         start(engine).map_err(|e| fail(e, &clients))?;
         report(w, &ok);
+    }
+    // Those connected now started it: primary clients (see `clients`).
+    let mut clients = Clients::new(clients);
+    if attach_first {
+        clients.broadcast(&FromMonitor::Started { pid });
     }
     // The container's last exit tears down its mount namespace (every
     // mount, then an RCU grace period) before the kernel reports it; held
@@ -186,9 +188,8 @@ pub(super) fn run(
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);
     }
-    for cl in &clients {
-        let _ = protocol::send(cl, &FromMonitor::Exit(code));
-    }
+    // A client that attached later gets a few seconds to take the rest.
+    clients.finish(&FromMonitor::Exit(code), Duration::from_secs(5));
     drop(held_mnt);
     crate::network::teardown(engine, &endpoints);
     if c.options.rm {

@@ -2,11 +2,13 @@
 //! to every client, client input to it, until its init exits and its
 //! output is drained.
 
+use super::clients::Clients;
 use crate::logs;
-use crate::protocol::{self, poll_in, FromMonitor, ToMonitor};
+use crate::protocol::{self, FromMonitor, ToMonitor};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::event::PollFlags;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// The container's stdio as the monitor holds it.
@@ -17,6 +19,88 @@ pub(super) struct Stdio {
     /// Where client input goes: the stdin pipe, or the pty master.
     pub input: Option<OwnedFd>,
     pub tty: bool,
+    /// Client input the container has not read yet.
+    pub pending: Vec<u8>,
+    /// A client's stdin ended: close the pipe once `pending` is written.
+    pub eof: bool,
+}
+
+impl Stdio {
+    pub fn new(tty: bool) -> Stdio {
+        Stdio {
+            out: None,
+            err: None,
+            input: None,
+            tty,
+            pending: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Write what input is pending, as far as the container reads it.
+    /// Never waits: a container that does not read its stdin must not
+    /// stop the monitor.
+    fn write_input(&mut self) {
+        let Some(input) = &self.input else {
+            self.pending.clear();
+            return;
+        };
+        let mut off = 0;
+        let mut gone = false;
+        while off < self.pending.len() {
+            match rustix::io::write(input, &self.pending[off..]) {
+                Ok(n) => off += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => {
+                    // The container closed its stdin: drop what it
+                    // will never read.
+                    off = self.pending.len();
+                    gone = true;
+                }
+            }
+        }
+        self.pending.drain(..off);
+        if gone {
+            self.input = None;
+        }
+        if self.eof && self.pending.is_empty() {
+            self.input = None;
+        }
+    }
+}
+
+/// Client input held back past this: clients are not read until the
+/// container takes some.
+const INPUT_LIMIT: usize = 1 << 20;
+
+/// `poll(2)` on `fds` for `flags`, up to `ms` (forever when negative):
+/// which fds have any event.
+pub(super) fn poll(fds: &[BorrowedFd<'_>], flags: &[PollFlags], ms: i32) -> Vec<bool> {
+    let mut p: Vec<rustix::event::PollFd<'_>> = fds
+        .iter()
+        .zip(flags)
+        .map(|(f, fl)| rustix::event::PollFd::new(f, *fl))
+        .collect();
+    let ts = rustix::event::Timespec {
+        tv_sec: (ms / 1000) as i64,
+        tv_nsec: ((ms % 1000) as i64) * 1_000_000,
+    };
+    let _ = rustix::event::poll(&mut p, if ms < 0 { None } else { Some(&ts) });
+    p.iter().map(|x| !x.revents().is_empty()).collect()
+}
+
+/// Add `f` (if any) to the poll set: its index there.
+fn slot<'a>(
+    fds: &mut Vec<BorrowedFd<'a>>,
+    flags: &mut Vec<PollFlags>,
+    f: Option<BorrowedFd<'a>>,
+    fl: PollFlags,
+) -> Option<usize> {
+    let f = f?;
+    fds.push(f);
+    flags.push(fl);
+    Some(fds.len() - 1)
 }
 
 fn exit_code(s: WaitStatus) -> Option<i32> {
@@ -33,7 +117,7 @@ fn exit_code(s: WaitStatus) -> Option<i32> {
 pub(super) fn serve(
     pid: i32,
     listener: &OwnedFd,
-    clients: &mut Vec<OwnedFd>,
+    clients: &mut Clients,
     stdio: &mut Stdio,
     log: &std::path::Path,
 ) -> i32 {
@@ -64,35 +148,68 @@ pub(super) fn serve(
                 break;
             }
         }
-        let mut fds: Vec<std::os::fd::BorrowedFd<'_>> = vec![listener.as_fd()];
+        let mut fds: Vec<BorrowedFd<'_>> = vec![listener.as_fd()];
+        let mut flags = vec![PollFlags::IN];
         if let Some(p) = pidfd.as_ref().filter(|_| code.is_none()) {
             fds.push(p.as_fd());
+            flags.push(PollFlags::IN);
         }
-        let out_slot = stdio.out.as_ref().map(|f| {
-            fds.push(f.as_fd());
-            fds.len() - 1
-        });
-        let err_slot = stdio.err.as_ref().map(|f| {
-            fds.push(f.as_fd());
-            fds.len() - 1
-        });
+        // A primary client that cannot keep up holds the output back.
+        let reading = !clients.backlogged();
+        let out_slot = slot(
+            &mut fds,
+            &mut flags,
+            stdio.out.as_ref().filter(|_| reading).map(AsFd::as_fd),
+            PollFlags::IN,
+        );
+        let err_slot = slot(
+            &mut fds,
+            &mut flags,
+            stdio.err.as_ref().filter(|_| reading).map(AsFd::as_fd),
+            PollFlags::IN,
+        );
+        let input_slot = slot(
+            &mut fds,
+            &mut flags,
+            stdio
+                .input
+                .as_ref()
+                .filter(|_| !stdio.pending.is_empty())
+                .map(AsFd::as_fd),
+            PollFlags::OUT,
+        );
+        // Input the container has not taken holds the clients back.
+        let listening = stdio.pending.len() < INPUT_LIMIT;
         let first_client = fds.len();
-        for cl in clients.iter() {
-            fds.push(cl.as_fd());
+        let polled: Vec<u64> = clients.list.iter().map(|c| c.id).collect();
+        for cl in &clients.list {
+            let mut fl = PollFlags::empty();
+            if listening {
+                fl |= PollFlags::IN;
+            }
+            if cl.pending() {
+                fl |= PollFlags::OUT;
+            }
+            fds.push(cl.fd.as_fd());
+            flags.push(fl);
         }
         let timeout = if drain_until.is_some() || pidfd.is_none() {
             50
         } else {
             -1
         };
-        let ready = poll_in(&fds, timeout);
+        let ready = poll(&fds, &flags, timeout);
         drop(fds);
         if ready[0] {
             while let Ok(cl) = rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC)
             {
-                clients.push(cl);
+                clients.add(cl);
             }
         }
+        if input_slot.is_some_and(|i| ready[i]) {
+            stdio.write_input();
+        }
+        clients.flush();
         for (slot, stream) in [(out_slot, 0usize), (err_slot, 1usize)] {
             let Some(i) = slot else { continue };
             if !ready[i] {
@@ -120,30 +237,35 @@ pub(super) fn serve(
                     } else {
                         FromMonitor::Stderr(buf[..n].to_vec())
                     };
-                    clients.retain(|cl| protocol::send(cl, &m).is_ok());
+                    clients.broadcast(&m);
                 }
                 Err(_) => {}
             }
         }
-        let mut i = 0;
-        let mut idx = first_client;
-        while i < clients.len() {
-            let is_ready = ready.get(idx).copied().unwrap_or(false);
-            idx += 1;
-            if !is_ready {
-                i += 1;
+        if !listening {
+            continue;
+        }
+        // Clients by id: flushing and broadcasting may have dropped some.
+        let readable: Vec<u64> = polled
+            .iter()
+            .zip(&ready[first_client..])
+            .filter(|(_, r)| **r)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in readable {
+            let Some(i) = clients.list.iter().position(|c| c.id == id) else {
                 continue;
-            }
-            match protocol::recv::<ToMonitor>(&clients[i], &mut buf) {
+            };
+            match protocol::recv::<ToMonitor>(&clients.list[i].fd, &mut buf) {
                 Ok(Some(m)) => {
                     // Signals go to the init's pidfd, and never once it
                     // was reaped (its pid may name another process by now).
                     let target = pidfd.as_ref().filter(|_| code.is_none());
                     handle(m, target, stdio);
-                    i += 1;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 _ => {
-                    clients.remove(i);
+                    clients.list.remove(i);
                 }
             }
         }
@@ -155,20 +277,15 @@ pub(super) fn serve(
 /// A client's message.
 pub(super) fn handle(m: ToMonitor, init: Option<&OwnedFd>, stdio: &mut Stdio) {
     match m {
-        ToMonitor::Stdin(data) => {
-            if let Some(input) = &stdio.input {
-                let mut off = 0;
-                while off < data.len() {
-                    match rustix::io::write(input, &data[off..]) {
-                        Ok(n) => off += n,
-                        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
-                        Err(_) => break,
-                    }
-                }
-            }
+        ToMonitor::Stdin(data) if stdio.input.is_some() && !stdio.eof => {
+            stdio.pending.extend_from_slice(&data);
+            stdio.write_input();
         }
         // A pipe closes; a pty gets its EOF character from the client.
-        ToMonitor::StdinEof if !stdio.tty => stdio.input = None,
+        ToMonitor::StdinEof if !stdio.tty => {
+            stdio.eof = true;
+            stdio.write_input();
+        }
         ToMonitor::Resize { rows, cols } => {
             if let Some(m) = &stdio.out {
                 let _ = capsa_sys::fd::set_window_size(m.as_raw_fd(), rows, cols);
