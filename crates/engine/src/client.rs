@@ -102,12 +102,39 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
     let mut stdin_open = interactive;
     let mut buf = vec![0u8; protocol::MAX];
     let mut ctrl_p = false;
+    // Frames for the monitor that its socket could not take yet. While
+    // any wait, stdin is not read but output still is: a monitor that
+    // waits for the container to read its input, while the container
+    // waits for us to read its output, must not find us stuck in a send.
+    let mut outgoing: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let queue = |out: &mut std::collections::VecDeque<Vec<u8>>, m: &ToMonitor| {
+        out.push_back(protocol::Frame::encode(m));
+    };
     loop {
+        while let Some(f) = outgoing.front() {
+            match rustix::net::send(
+                sock,
+                f,
+                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+            ) {
+                Ok(_) => {
+                    outgoing.pop_front();
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => return Err(Error::sys("send", "the monitor", e)),
+            }
+        }
+        let sock_events = if outgoing.is_empty() {
+            rustix::event::PollFlags::IN
+        } else {
+            rustix::event::PollFlags::IN | rustix::event::PollFlags::OUT
+        };
         let mut fds = vec![
-            rustix::event::PollFd::new(sock, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::new(sock, sock_events),
             rustix::event::PollFd::from_borrowed_fd(sfd.as_fd(), rustix::event::PollFlags::IN),
         ];
-        if stdin_open {
+        if stdin_open && outgoing.is_empty() {
             fds.push(rustix::event::PollFd::from_borrowed_fd(
                 stdin,
                 rustix::event::PollFlags::IN,
@@ -119,8 +146,13 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
             Ok(_) => {}
         }
         let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        let readable = fds[0].revents().intersects(
+            rustix::event::PollFlags::IN
+                | rustix::event::PollFlags::HUP
+                | rustix::event::PollFlags::ERR,
+        );
         drop(fds);
-        if ready[0] {
+        if readable {
             match protocol::recv::<FromMonitor>(sock, &mut buf)
                 .map_err(|e| Error::Protocol(format!("the monitor: {e}")))?
             {
@@ -140,18 +172,20 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let signo = info.ssi_signo as i32;
                 if signo == libc::SIGWINCH {
-                    send_size(sock);
+                    if let Ok((rows, cols)) = capsa_sys::fd::window_size(0) {
+                        queue(&mut outgoing, &ToMonitor::Resize { rows, cols });
+                    }
                 } else {
-                    let _ = protocol::send(sock, &ToMonitor::Signal(signo));
+                    queue(&mut outgoing, &ToMonitor::Signal(signo));
                 }
             }
         }
-        if stdin_open && ready.get(2).copied().unwrap_or(false) {
+        if stdin_open && outgoing.is_empty() && ready.get(2).copied().unwrap_or(false) {
             // Room for the frame's two header bytes.
             match rustix::io::read(stdin, &mut buf[..protocol::MAX - 2]) {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
-                    let _ = protocol::send(sock, &ToMonitor::StdinEof);
+                    queue(&mut outgoing, &ToMonitor::StdinEof);
                 }
                 Ok(n) => {
                     let data = buf[..n].to_vec();
@@ -164,7 +198,7 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
                             ctrl_p = *b == 0x10;
                         }
                     }
-                    let _ = protocol::send(sock, &ToMonitor::Stdin(data));
+                    queue(&mut outgoing, &ToMonitor::Stdin(data));
                 }
             }
         }

@@ -37,6 +37,7 @@ pub mod monitor;
 pub mod network;
 pub mod options;
 pub mod protocol;
+pub mod rootless;
 pub mod runtime;
 pub mod spec;
 pub mod stats;

@@ -100,13 +100,20 @@ pub enum NetworkMode {
     Container(String),
     /// A bridge network by name (`bridge` or a user network).
     Bridge(String),
+    /// A namespace of its own, joined to the host's network by `pasta`
+    /// (passt's user-mode TCP/IP): rootless capsa's default, since making
+    /// bridges and veths takes the host's root.
+    Pasta,
 }
 
 /// `--network VALUE`; the default network without one.
 pub fn mode(value: Option<&str>) -> NetworkMode {
-    match value.unwrap_or(DEFAULT_NETWORK) {
+    let rootless = crate::rootless::in_user_namespace();
+    match value.unwrap_or("default") {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
+        "pasta" => NetworkMode::Pasta,
+        "default" if rootless => NetworkMode::Pasta,
         "default" => NetworkMode::Bridge(DEFAULT_NETWORK.into()),
         c if c.starts_with("container:") => {
             NetworkMode::Container(c["container:".len()..].to_string())

@@ -59,6 +59,9 @@ pub fn mount_overlay(
 fn mount_legacy(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<()> {
     let join = |ls: Vec<String>| {
         let mut o = format!("lowerdir={}", ls.join(":"));
+        if capsa_sys::process::in_user_namespace() {
+            o.push_str(",userxattr");
+        }
         if let Some((u, w)) = upper {
             o.push_str(&format!(
                 ",upperdir={},workdir={}",
@@ -131,6 +134,11 @@ fn mount_new_api(
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // The name /proc/mounts shows as the mount's source.
     rustix::mount::fsconfig_set_string(&fs, "source", "capsa")?;
+    // Rootless: whiteouts and opaque directories as `user.overlay.*`
+    // xattrs, the only ones a user namespace may write (Linux 5.11+).
+    if capsa_sys::process::in_user_namespace() {
+        rustix::mount::fsconfig_set_flag(&fs, "userxattr")?;
+    }
     for l in lowers {
         rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }

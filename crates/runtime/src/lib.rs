@@ -29,7 +29,7 @@ mod mounts;
 mod namespaces;
 mod process;
 mod procfs;
-mod rootless;
+pub mod rootless;
 pub mod signals;
 pub mod state;
 pub mod trace;

@@ -175,6 +175,10 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     // A cgroup the container shares with processes that were there before
     // it (runc's mode) is never signalled whole but by `--all`.
     let all = all || sig == libc::SIGKILL && kill_reaches_cgroup(&st);
+    // Rootless without a delegated cgroup there is none to signal: the
+    // init is what can be reached (with its own pid namespace, the rest
+    // ends with it).
+    let all = all && (!st.cgroup.v1.is_empty() || st.cgroup.v2.is_some());
     if status == Status::Stopped {
         if !all {
             return Err(Error::State("container not running".into()));

@@ -6,6 +6,13 @@
 use crate::error::{Error, Result};
 use capsa_spec::IdMap;
 
+/// Whether we run without the host's root: as an ordinary user, or as
+/// root of a user namespace (rootless capsa runs there), where cgroup v1
+/// files and undelegated cgroups stay out of reach.
+pub fn active() -> bool {
+    !nix::unistd::geteuid().is_root() || capsa_sys::process::in_user_namespace()
+}
+
 /// Whether `r` asks for any limit (device rules alone do not count: they
 /// cannot be applied without a cgroup and the user namespace already keeps
 /// the container from creating device nodes).

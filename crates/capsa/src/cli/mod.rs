@@ -18,17 +18,14 @@ use std::path::PathBuf;
     about = "Containers without a daemon, with the kernel in view"
 )]
 pub struct Cli {
-    /// Where images, layers and containers live.
-    #[arg(
-        long,
-        global = true,
-        env = "CAPSA_ROOT",
-        default_value = "/var/lib/capsa"
-    )]
-    pub root: PathBuf,
-    /// Where runtime state, monitor sockets and locks live.
-    #[arg(long, global = true, env = "CAPSA_RUN", default_value = "/run/capsa")]
-    pub run_root: PathBuf,
+    /// Where images, layers and containers live [default: /var/lib/capsa;
+    /// rootless: $XDG_DATA_HOME/capsa]
+    #[arg(long, global = true, env = "CAPSA_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Where runtime state, monitor sockets and locks live [default:
+    /// /run/capsa; rootless: $XDG_RUNTIME_DIR/capsa]
+    #[arg(long, global = true, env = "CAPSA_RUN")]
+    pub run_root: Option<PathBuf>,
     /// The most an image layer may unpack to (bytes, or with k/m/g).
     #[arg(
         long,

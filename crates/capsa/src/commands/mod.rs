@@ -16,24 +16,18 @@ use capsa_engine::Engine;
 use capsa_image::Store;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
+    let (root, run_root) = capsa_engine::rootless::paths(cli.root.clone(), cli.run_root.clone())?;
     let max = capsa_engine::flags::parse_bytes("--max-layer-size", &cli.max_layer_size)?;
     capsa_image::unpack::set_limits(capsa_image::unpack::Limits {
         max_bytes: u64::try_from(max).unwrap_or(0),
         max_ratio: cli.max_inflate_ratio,
         ..capsa_image::unpack::Limits::DEFAULT
     });
-    let store = || {
-        Store::open(&cli.root)
-            .with_context(|| format!("opening the store at {}", cli.root.display()))
-    };
+    let store =
+        || Store::open(&root).with_context(|| format!("opening the store at {}", root.display()));
     let engine = || {
-        Engine::open(&cli.root, &cli.run_root).with_context(|| {
-            format!(
-                "opening {} and {}",
-                cli.root.display(),
-                cli.run_root.display()
-            )
-        })
+        Engine::open(&root, &run_root)
+            .with_context(|| format!("opening {} and {}", root.display(), run_root.display()))
     };
     let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {

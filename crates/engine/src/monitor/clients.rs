@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 /// The most bytes queued for one client: past it, a primary client holds
 /// back the container's output and a secondary one is dropped.
 const LIMIT: usize = 1 << 20;
+/// What a queued frame costs beyond its bytes (its allocation and queue
+/// slot): a container writing a byte at a time must not get past the
+/// limit by many small frames.
+const FRAME_COST: usize = 64;
+/// The most clients one monitor serves; more are refused at once.
+const MAX_CLIENTS: usize = 64;
 
 pub(super) struct Client {
     /// Unique within the monitor: a client's place in the list moves.
@@ -47,7 +53,7 @@ impl Client {
         while let Some(frame) = self.queue.front() {
             match rustix::net::send(&self.fd, frame, rustix::net::SendFlags::NOSIGNAL) {
                 Ok(_) => {
-                    self.queued -= frame.len();
+                    self.queued -= frame.len() + FRAME_COST;
                     self.queue.pop_front();
                 }
                 Err(rustix::io::Errno::INTR) => {}
@@ -85,6 +91,9 @@ impl Clients {
 
     /// A client that attached while the container runs: secondary.
     pub fn add(&mut self, fd: OwnedFd) {
+        if self.list.len() >= MAX_CLIENTS {
+            return;
+        }
         self.list.push(Client::new(self.next, fd, false));
         self.next += 1;
     }
@@ -93,11 +102,12 @@ impl Clients {
     /// client whose queue overflows is dropped.
     pub fn broadcast(&mut self, m: &FromMonitor) {
         let frame = m.encode();
+        let cost = frame.len() + FRAME_COST;
         self.list.retain_mut(|c| {
-            if !c.primary && c.queued + frame.len() > LIMIT {
+            if !c.primary && c.queued + cost > LIMIT {
                 return false;
             }
-            c.queued += frame.len();
+            c.queued += cost;
             c.queue.push_back(frame.clone());
             c.flush().is_ok()
         });
@@ -114,12 +124,10 @@ impl Clients {
         self.list.iter().any(|c| c.primary && c.queued >= LIMIT)
     }
 
-    /// Queue `m` (the exit) and send everything left. A primary client
-    /// gets all of its output however long it takes to read it, as long
-    /// as it is connected; a secondary one gets `grace` to take its
-    /// share, then is left behind.
-    pub fn finish(mut self, m: &FromMonitor, grace: Duration) {
-        self.broadcast(m);
+    /// Send everything left. A primary client gets all of its output
+    /// however long it takes to read it, as long as it is connected; a
+    /// secondary one gets `grace` to take its share, then is left behind.
+    pub fn finish(mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
         loop {
             if Instant::now() >= deadline {
@@ -131,6 +139,7 @@ impl Clients {
             }
             let fds: Vec<BorrowedFd<'_>> = self.list.iter().map(|c| c.fd.as_fd()).collect();
             let flags = vec![rustix::event::PollFlags::OUT; fds.len()];
+            // (A client that hung up fails its next send and goes.)
             super::serve::poll(&fds, &flags, 100);
             self.flush();
         }

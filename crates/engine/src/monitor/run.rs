@@ -112,7 +112,7 @@ pub(super) fn run(
             }
             let mut buf = vec![0u8; protocol::MAX];
             let mut i = 0;
-            while i < clients.len() {
+            while i < clients.len() && stdio.pending.len() < serve::INPUT_LIMIT {
                 let _ = rustix::io::ioctl_fionbio(&clients[i], true);
                 match protocol::recv::<ToMonitor>(&clients[i], &mut buf) {
                     Ok(Some(ToMonitor::Start)) => {
@@ -188,12 +188,15 @@ pub(super) fn run(
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);
     }
-    // A client that attached later gets a few seconds to take the rest.
-    clients.finish(&FromMonitor::Exit(code), Duration::from_secs(5));
+    // The exit goes out now to every client with room for it (the usual
+    // case); the teardown does not wait for one that does not read.
+    clients.broadcast(&FromMonitor::Exit(code));
     drop(held_mnt);
     crate::network::teardown(engine, &endpoints);
     if c.options.rm {
         crate::manage::empty_trash(engine);
     }
+    // A client that attached later gets a few seconds to take the rest.
+    clients.finish(Duration::from_secs(5));
     Ok(())
 }

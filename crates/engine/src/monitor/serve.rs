@@ -72,11 +72,11 @@ impl Stdio {
 
 /// Client input held back past this: clients are not read until the
 /// container takes some.
-const INPUT_LIMIT: usize = 1 << 20;
+pub(super) const INPUT_LIMIT: usize = 1 << 20;
 
 /// `poll(2)` on `fds` for `flags`, up to `ms` (forever when negative):
-/// which fds have any event.
-pub(super) fn poll(fds: &[BorrowedFd<'_>], flags: &[PollFlags], ms: i32) -> Vec<bool> {
+/// the events of each.
+pub(super) fn poll(fds: &[BorrowedFd<'_>], flags: &[PollFlags], ms: i32) -> Vec<PollFlags> {
     let mut p: Vec<rustix::event::PollFd<'_>> = fds
         .iter()
         .zip(flags)
@@ -87,7 +87,7 @@ pub(super) fn poll(fds: &[BorrowedFd<'_>], flags: &[PollFlags], ms: i32) -> Vec<
         tv_nsec: ((ms % 1000) as i64) * 1_000_000,
     };
     let _ = rustix::event::poll(&mut p, if ms < 0 { None } else { Some(&ts) });
-    p.iter().map(|x| !x.revents().is_empty()).collect()
+    p.iter().map(|x| x.revents()).collect()
 }
 
 /// Add `f` (if any) to the poll set: its index there.
@@ -138,7 +138,10 @@ pub(super) fn serve(
                 }
             }
         }
-        if code.is_some() && drain_until.is_none() {
+        // The drain's clock runs from the exit, or from when a primary
+        // client last held the output back: what is still in the pipe
+        // goes to it and to the log, however slowly it reads.
+        if code.is_some() && (drain_until.is_none() || clients.backlogged()) {
             drain_until =
                 Some(Instant::now() + Duration::from_millis(if stdio.tty { 100 } else { 2000 }));
         }
@@ -198,8 +201,9 @@ pub(super) fn serve(
         } else {
             -1
         };
-        let ready = poll(&fds, &flags, timeout);
+        let events = poll(&fds, &flags, timeout);
         drop(fds);
+        let ready: Vec<bool> = events.iter().map(|e| !e.is_empty()).collect();
         if ready[0] {
             while let Ok(cl) = rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC)
             {
@@ -242,9 +246,18 @@ pub(super) fn serve(
                 Err(_) => {}
             }
         }
-        if !listening {
-            continue;
-        }
+        // A client that hung up or failed goes, whether or not it was
+        // read this round (else poll reports it at once, forever).
+        let gone: Vec<u64> = polled
+            .iter()
+            .zip(&events[first_client..])
+            .filter(|(_, e)| {
+                e.intersects(PollFlags::ERR | PollFlags::NVAL)
+                    || (!listening && e.contains(PollFlags::HUP))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        clients.list.retain(|c| !gone.contains(&c.id));
         // Clients by id: flushing and broadcasting may have dropped some.
         let readable: Vec<u64> = polled
             .iter()
@@ -252,7 +265,7 @@ pub(super) fn serve(
             .filter(|(_, r)| **r)
             .map(|(id, _)| *id)
             .collect();
-        for id in readable {
+        for id in readable.into_iter().filter(|_| listening) {
             let Some(i) = clients.list.iter().position(|c| c.id == id) else {
                 continue;
             };

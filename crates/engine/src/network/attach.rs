@@ -11,6 +11,8 @@ pub struct Attached {
     pub ports: Vec<capsa_network::Published>,
     /// The networks it was put on.
     pub endpoints: Vec<Endpoint>,
+    /// Rootless: the pasta that carries its traffic.
+    pub pasta: Option<Pasta>,
 }
 
 /// Put the container (its init is `pid`) on its networks and publish its
@@ -18,8 +20,13 @@ pub struct Attached {
 /// on failure.
 pub fn connect(engine: &Engine, c: &Container, pid: i32) -> Result<Attached> {
     use std::os::fd::AsFd;
-    let eps = endpoints(&c.dir(engine));
     let mut held = Attached::default();
+    if mode(c.options.network.as_deref()) == Mode::Pasta {
+        held.ports = c.ports.clone();
+        held.pasta = Some(pasta::start(&c.dir(engine), pid, &mut held.ports)?);
+        return Ok(held);
+    }
+    let eps = endpoints(&c.dir(engine));
     let Some(first) = eps.first() else {
         return Ok(held);
     };

@@ -91,7 +91,21 @@ pub fn request(
     }
     let publishes = !ports.is_empty() || opts.publish_all;
     let net = match mode {
+        Mode::Bridge(_) if crate::rootless::in_user_namespace() => {
+            return Err(crate::error::flag(
+                "--network",
+                "rootless capsa cannot make bridges (veths and bridges take the host's root): use the default (pasta), none, host or container:NAME",
+            ))
+        }
         Mode::Bridge(n) => get(engine, n)?,
+        // pasta publishes the ports itself.
+        Mode::Pasta if !opts.network_aliases.is_empty() => {
+            return Err(crate::error::flag(
+                "--network-alias",
+                "aliases are names on a user network, not with pasta",
+            ))
+        }
+        Mode::Pasta => return Ok((None, ports)),
         _ if publishes => {
             return Err(crate::error::flag(
                 "-p",

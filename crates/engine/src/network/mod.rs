@@ -16,11 +16,13 @@ mod attach;
 mod hosts;
 mod inspect;
 mod leases;
+mod pasta;
 
 pub use attach::*;
 pub use hosts::*;
 pub use inspect::*;
 pub use leases::*;
+pub use pasta::Pasta;
 
 use crate::container::{Container, Status};
 use crate::error::{Error, IoContext, Result};

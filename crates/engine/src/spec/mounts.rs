@@ -59,7 +59,7 @@ pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
     let list = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
     let net = |n: &oci::LinuxNamespace| n.typ() == oci::LinuxNamespaceType::Network;
     match i.network {
-        Mode::None | Mode::Bridge(_) => {}
+        Mode::None | Mode::Bridge(_) | Mode::Pasta => {}
         Mode::Host => list.retain(|n| !net(n)),
         Mode::Container(_) => {
             for n in list.iter_mut().filter(|n| net(n)) {

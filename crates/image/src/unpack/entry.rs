@@ -27,7 +27,16 @@ pub(super) struct Unpacker<'a> {
     pub(super) compressed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
-pub(super) const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
+/// The xattr that makes a directory opaque: overlay's `trusted.` one, or
+/// in a user namespace (rootless), where `trusted.` is out of reach and
+/// overlay is mounted with `userxattr`, its `user.` one.
+pub(super) fn opaque_xattr() -> &'static str {
+    if capsa_sys::process::in_user_namespace() {
+        "user.overlay.opaque"
+    } else {
+        "trusted.overlay.opaque"
+    }
+}
 
 fn unsafe_entry(entry: &[String], reason: impl Into<String>) -> Error {
     Error::UnsafeEntry {
@@ -151,7 +160,7 @@ impl Unpacker<'_> {
             if hidden == ".wh..opq" {
                 rustix::fs::fsetxattr(
                     &parent,
-                    OVERLAY_OPAQUE,
+                    opaque_xattr(),
                     b"y",
                     rustix::fs::XattrFlags::empty(),
                 )
@@ -298,8 +307,16 @@ impl Unpacker<'_> {
                     header.device_major().ok().flatten().unwrap_or(0),
                     header.device_minor().ok().flatten().unwrap_or(0),
                 );
-                rustix::fs::mknodat(&parent, name.as_str(), ft, mode, dev)
-                    .at("create node", path())?;
+                match rustix::fs::mknodat(&parent, name.as_str(), ft, mode, dev) {
+                    Ok(()) => {}
+                    // Rootless: a user namespace may not make device nodes
+                    // (podman's rootless store skips them too); the
+                    // runtime binds the host's standard devices anyway.
+                    Err(rustix::io::Errno::PERM) if capsa_sys::process::in_user_namespace() => {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(e).at("create node", path()),
+                }
                 chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
                 // mknod applied the umask: set the mode from the tar (the
                 // node is ours and new, so chmodat cannot be redirected).
@@ -334,8 +351,13 @@ impl Unpacker<'_> {
         // After chown: chown clears set-id bits.
         rustix::fs::fchmod(fd, mode).at("chmod", path())?;
         for (k, v) in xattrs {
-            rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty())
-                .at("set xattr on", path())?;
+            match rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty()) {
+                Ok(()) => {}
+                // Rootless: `trusted.` and some `security.` attributes
+                // are the host root's; the file is kept without them.
+                Err(rustix::io::Errno::PERM) if capsa_sys::process::in_user_namespace() => {}
+                Err(e) => return Err(e).at("set xattr on", path()),
+            }
         }
         if let Some(m) = mtime {
             rustix::fs::futimens(fd, &times(m)).at("set times of", path())?;
@@ -387,9 +409,10 @@ fn times(mtime: i64) -> Timestamps {
     }
 }
 
-/// xattrs from pax `SCHILY.xattr.*` records. Overlay's own `trusted.overlay.*`
-/// attributes are refused: a layer must not forge redirects or metacopy
-/// markers; whiteouts are the tar's own business.
+/// xattrs from pax `SCHILY.xattr.*` records. Overlay's own attributes,
+/// `trusted.overlay.*` and (for a rootless overlay with `userxattr`)
+/// `user.overlay.*`, are refused: a layer must not forge redirects or
+/// metacopy markers; whiteouts are the tar's own business.
 fn xattrs_of<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     comps: &[String],
@@ -400,7 +423,10 @@ fn xattrs_of<R: Read>(
             let ext = ext.map_err(|e| unsafe_entry(comps, format!("bad pax header: {e}")))?;
             let Ok(key) = ext.key() else { continue };
             if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                if name.starts_with("trusted.overlay.") {
+                // Security: a forged redirect or metacopy xattr makes
+                // overlay show a file of another path or layer (the
+                // CVE-2021-3847 class of overlay xattr confusion).
+                if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
                     return Err(unsafe_entry(comps, format!("overlay attribute {name}")));
                 }
                 out.push((name.to_string(), ext.value_bytes().to_vec()));

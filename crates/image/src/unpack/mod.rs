@@ -315,10 +315,10 @@ pub fn clean_path(raw: &[u8]) -> Vec<String> {
 }
 
 mod entry;
+#[cfg(test)]
+use entry::opaque_xattr;
 pub(crate) use entry::remove_at;
 use entry::Unpacker;
-#[cfg(test)]
-use entry::OVERLAY_OPAQUE;
 
 #[cfg(test)]
 mod tests;

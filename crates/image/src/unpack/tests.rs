@@ -259,7 +259,7 @@ fn whiteouts_become_overlay_whiteouts() {
     assert_eq!(m.rdev(), 0);
     assert!(!d.layer.join("etc/.wh.gone").exists());
     let mut v = [0u8; 4];
-    let n = rustix::fs::getxattr(d.layer.join("opaque").as_path(), OVERLAY_OPAQUE, &mut v).unwrap();
+    let n = rustix::fs::getxattr(d.layer.join("opaque").as_path(), opaque_xattr(), &mut v).unwrap();
     assert_eq!(&v[..n], b"y");
     assert!(d.layer.join("opaque/kept").is_file());
 }

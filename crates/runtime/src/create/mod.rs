@@ -204,7 +204,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             errno: nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS,
             path,
             ..
-        }) if !nix::unistd::geteuid().is_root() => {
+        }) if crate::rootless::active() => {
             if crate::rootless::asks_for_limits(&resources) {
                 return Err(Error::Unsupported(format!(
                     "linux.resources: running rootless, and {} is not delegated to uid {}: limits cannot be applied (delegate a cgroup, or drop the limits)",

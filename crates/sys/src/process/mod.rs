@@ -11,6 +11,19 @@ pub use sched::{
     set_sched_attr, SchedAttr,
 };
 
+/// Whether this process runs in a user namespace other than the host's:
+/// its uid map is not the identity over every id. (Rootless capsa runs as
+/// root of such a namespace, where overlay wants `userxattr`, mknod of
+/// devices is refused and the host's cgroup files are out of reach.)
+/// Read once.
+pub fn in_user_namespace() -> bool {
+    static NESTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NESTED.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    })
+}
+
 /// What `clone3`/`fork` returned in the calling process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {
