@@ -36,6 +36,16 @@ impl LayerTar {
         self.0.append_data(&mut h, path, data).unwrap();
         self
     }
+    /// A file owned by `uid`:`gid`.
+    pub fn owned_file(mut self, path: &str, data: &[u8], uid: u64, gid: u64) -> Self {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_size(data.len() as u64);
+        self.0.append_data(&mut h, path, data).unwrap();
+        self
+    }
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);

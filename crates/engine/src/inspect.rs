@@ -332,6 +332,7 @@ pub fn info(engine: &Engine) -> Value {
                 .collect::<Vec<_>>(),
             "DropRule": capsa_network::nft::guard_active(),
         },
+        "Rootless": crate::rootless::describe(),
         "Root": engine.root,
         "RunRoot": engine.run,
         "Containers": engine.list().map(|l| l.len()).unwrap_or(0),

@@ -313,6 +313,52 @@ fn join(pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// What `capsa info` says of rootless mode: off, or the namespace's maps,
+/// how the root filesystem and the network are made, what limits can be
+/// applied, and what is missing.
+pub fn describe() -> serde_json::Value {
+    if !in_user_namespace() {
+        return serde_json::Value::Bool(false);
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    let mut missing = Vec::new();
+    if !tun_usable() {
+        missing.push("/dev/net/tun is not open to this user (pasta needs it; udev makes it 0666): only --network none or host work");
+    }
+    if !on_path("pasta") {
+        missing.push("pasta (Debian's passt): only --network none or host work");
+    }
+    serde_json::json!({
+        "Mode": "rootless: a user namespace of the user's own, held by capsa-pause",
+        "UidMap": read("/proc/self/uid_map"),
+        "GidMap": read("/proc/self/gid_map"),
+        "RootFilesystem": "native overlayfs in the user namespace (userxattr)",
+        "Network": "pasta (default), none, host, container:NAME",
+        "Cgroups": "none delegated here: --memory, --cpus and the other limits are refused",
+        "Missing": missing,
+    })
+}
+
+/// Whether this user may open /dev/net/tun, as pasta must.
+pub fn tun_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_ok()
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

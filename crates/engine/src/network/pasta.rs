@@ -58,6 +58,12 @@ pub fn start(
         // A free port, found by binding it; pasta binds it again.
         drop(capsa_network::ports::reserve(p).map_err(net_err)?);
     }
+    if !crate::rootless::tun_usable() {
+        return Err(Error::Refused {
+            what: "pasta".into(),
+            reason: "/dev/net/tun cannot be opened by this user (udev makes it mode 0666; as root: chmod 666 /dev/net/tun); or use --network none or host".into(),
+        });
+    }
     let pidfile = dir.join("pasta.pid");
     let _ = std::fs::remove_file(&pidfile);
     use capsa_network::ports::Proto;

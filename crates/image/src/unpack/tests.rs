@@ -223,24 +223,30 @@ fn a_file_replaced_by_a_symlink_and_written_again_stays_inside() {
     assert_eq!(fs::read(d.layer.join("f")).unwrap(), b"2");
 }
 
+/// Both of overlay's namespaces: `trusted.` (root) and `user.` (the
+/// rootless overlay, mounted with `userxattr`).
 #[test]
 fn overlay_attributes_in_a_tar_are_refused() {
-    let d = Dirs::new("xattr");
-    let mut b = tar::Builder::new(Vec::new());
-    b.append_pax_extensions([("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..])])
-        .unwrap();
-    let mut h = tar::Header::new_gnu();
-    h.set_path("dir/").unwrap();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o755);
-    h.set_size(0);
-    h.set_cksum();
-    b.append(&h, &b""[..]).unwrap();
-    let err = unpack(&d, b.into_inner().unwrap()).unwrap_err();
-    assert!(
-        err.to_string().contains("trusted.overlay.redirect"),
-        "{err}"
-    );
+    for attr in [
+        "trusted.overlay.redirect",
+        "user.overlay.redirect",
+        "user.overlay.metacopy",
+    ] {
+        let d = Dirs::new("xattr");
+        let mut b = tar::Builder::new(Vec::new());
+        let key = format!("SCHILY.xattr.{attr}");
+        b.append_pax_extensions([(key.as_str(), &b"/etc"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("dir/").unwrap();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        let err = unpack(&d, b.into_inner().unwrap()).unwrap_err();
+        assert!(err.to_string().contains(attr), "{err}");
+    }
 }
 
 #[test]

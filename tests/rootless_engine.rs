@@ -1,0 +1,380 @@
+//! Rootless capsa end to end: users the test creates (and removes), with
+//! the /etc/subuid ranges useradd gives them, run the engine's commands
+//! as themselves: pull from a registry of the test's own, run, exec, logs,
+//! bind mounts, published ports, stop and rm.
+
+use capsa_tests::engines::busybox_rootfs_tar;
+use capsa_tests::images::{oci_layout, LayerTar};
+use capsa_tests::registry::Registry;
+use capsa_tests::{bin_dir, require, wait_for, Env};
+use serde_json::Value;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A user of the test's own, with a home under the test's directory and
+/// copies of capsa and its monitor it may run. Removed on drop, with
+/// every process it still has.
+struct User {
+    name: String,
+    uid: u32,
+    home: PathBuf,
+    bin: PathBuf,
+}
+
+impl User {
+    fn create(env: &Env, tag: &str, subids: bool) -> User {
+        // Users and the binaries live under the test's directory, which
+        // they must be able to cross.
+        std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let name = format!("cr{tag}{}", std::process::id());
+        let home = env.dir.join(format!("home-{tag}"));
+        // useradd takes a lock on /etc/passwd that a parallel test may hold.
+        let mut last = String::new();
+        let made = wait_for(30, || {
+            let o = Command::new("useradd")
+                .args(["--create-home", "--shell", "/bin/sh", "--home-dir"])
+                .arg(&home)
+                .arg(&name)
+                .output()
+                .expect("useradd (passwd) is installed");
+            last = String::from_utf8_lossy(&o.stderr).into_owned();
+            o.status.success()
+        });
+        assert!(made, "useradd {name}: {last}");
+        let uid = nix::unistd::User::from_name(&name)
+            .unwrap()
+            .expect("the user just made")
+            .uid
+            .as_raw();
+        let user = User {
+            name: name.clone(),
+            uid,
+            bin: env.dir.join(format!("bin-{tag}")),
+            home,
+        };
+        strip_subids(&name);
+        if subids {
+            // A range of the test's own, far from others: 65536 ids from
+            // a base the uid picks.
+            let base = 3_000_000 + (uid % 1000) * 70_000;
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                let mut text = std::fs::read_to_string(f).unwrap_or_default();
+                text.push_str(&format!("{name}:{base}:65536\n"));
+                std::fs::write(f, text).unwrap();
+            }
+        }
+        std::fs::create_dir_all(&user.bin).unwrap();
+        for b in ["capsa", "capsa-monitor"] {
+            let dst = user.bin.join(b);
+            std::fs::copy(bin_dir().join(b), &dst).unwrap();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&user.bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = user.home.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        nix::unistd::chown(&run, Some(uid.into()), None).unwrap();
+        user
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", &self.name, "--", "env", "-i"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!(
+                "XDG_RUNTIME_DIR={}",
+                self.home.join("run").display()
+            ))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .arg(self.bin.join("capsa"))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("runuser (util-linux)")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "{} capsa {args:?} failed ({}):\n{}",
+            self.name,
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            !o.status.success(),
+            "{} capsa {args:?} should have failed:\n{}",
+            self.name,
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// The user's processes, by name.
+    fn processes(&self) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                p.file_name()?.to_str()?.parse::<u32>().ok()?;
+                let m = std::fs::metadata(&p).ok()?;
+                let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+                let status = std::fs::read_to_string(p.join("status")).ok()?;
+                // Zombies hold nothing.
+                let zombie = status.lines().any(|l| l.starts_with("State:\tZ"));
+                (m.uid() == self.uid && !zombie).then(|| comm.trim().to_string())
+            })
+            .collect()
+    }
+}
+
+fn strip_subids(name: &str) {
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        if let Ok(text) = std::fs::read_to_string(f) {
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{name}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write(f, kept);
+        }
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = self.run(&["rm", "-f", id]);
+            }
+        }
+        // The pause process (and with it the user's namespace and every
+        // overlay mounted there), and anything else of the user's.
+        let _ = wait_for(10, || {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-U", &self.uid.to_string()])
+                .output();
+            self.processes().is_empty()
+        });
+        let _ = Command::new("userdel").arg(&self.name).output();
+        strip_subids(&self.name);
+    }
+}
+
+fn tun_open_to_users() -> bool {
+    std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006)
+}
+
+fn skopeo(args: &[&str]) {
+    let o = Command::new("skopeo").args(args).output().expect("skopeo");
+    assert!(
+        o.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// An image of busybox, files of two owners, and a top layer that deletes
+/// a file (whiteout) and empties a directory (opaque), pushed to `reg`.
+fn push_image(env: &Env, reg: &Registry) -> String {
+    let owned = LayerTar::default()
+        .dir("owned")
+        .owned_file("owned/a", b"a", 1000, 1000)
+        .owned_file("owned/b", b"b", 2, 3)
+        .dir("gone")
+        .file("gone/x", b"x")
+        .file("etc/dropped", b"x")
+        .bytes();
+    let top = LayerTar::default()
+        .dir("etc")
+        .file("etc/.wh.dropped", b"")
+        .dir("gone")
+        .file("gone/.wh..wh..opq", b"")
+        .file("gone/y", b"y")
+        .bytes();
+    let layout = env.dir.join("layout");
+    oci_layout(
+        &layout,
+        "v1",
+        &[("amd64", vec![busybox_rootfs_tar(), owned, top])],
+    );
+    let name = format!("{}/rootless/img:v1", reg.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{name}"),
+    ]);
+    name
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// The host's uid of `pid`'s process.
+fn host_uid(pid: i64) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() {
+    if !require(
+        tun_open_to_users(),
+        "/dev/net/tun open to users (udev makes it 0666; .ci/run does here)",
+    ) || !require(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "newuidmap (uidmap)",
+    ) || !require(Path::new("/usr/bin/pasta").exists(), "pasta (passt)")
+    {
+        return;
+    }
+    let env = Env::new("rl-engine");
+    let Some(reg) = Registry::plain(&env, "rootless") else {
+        return;
+    };
+    let img = push_image(&env, &reg);
+    let user = User::create(&env, "a", true);
+    user.ok(&["pull", "-q", &img]);
+    let info = user.ok(&["info"]);
+    assert!(info.contains("rootless"), "{info}");
+
+    // The image's owners are kept (within the mapped range), whiteouts
+    // and opaque directories hide what they should; root inside.
+    let out = user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img,
+        "sh",
+        "-c",
+        "stat -c %u:%g /owned/a /owned/b; ls /gone; test -e /etc/dropped && echo dropped-seen; id -u",
+    ]);
+    assert_eq!(out, "1000:1000\n2:3\ny\n0\n");
+
+    // Root inside is the user outside; exec joins it; logs are kept.
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        &img,
+        "sh",
+        "-c",
+        "echo hello-rootless; exec sleep 600",
+    ]);
+    let pid = json(&user.ok(&["inspect", "sleeper"]))[0]["State"]["Pid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(host_uid(pid), user.uid, "the container's root on the host");
+    assert_eq!(user.ok(&["exec", "sleeper", "id", "-u"]), "0\n");
+    assert!(wait_for(10, || user
+        .ok(&["logs", "sleeper"])
+        .contains("hello-rootless")));
+
+    // A file written into a bind mount is the user's on the host.
+    let data = user.home.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    nix::unistd::chown(&data, Some(user.uid.into()), None).unwrap();
+    let vol = format!("{}:/data", data.display());
+    user.ok(&["run", "--rm", "-v", &vol, &img, "touch", "/data/made"]);
+    assert_eq!(
+        std::fs::metadata(data.join("made")).unwrap().uid(),
+        user.uid
+    );
+
+    // A published port reaches a server inside, through pasta.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("{port}:80"),
+        &img,
+        "sh",
+        "-c",
+        "echo served-rootless > /index.html; exec httpd -f -p 80 -h /",
+    ]);
+    assert!(
+        wait_for(30, || http_get(port)
+            .is_some_and(|r| r.contains("served-rootless"))),
+        "port {port} did not reach the container"
+    );
+
+    // Limits need a delegated cgroup, which this host has not.
+    let e = user.fails(&["run", "--rm", "--memory", "64m", &img, "true"]);
+    assert!(e.contains("rootless") && e.contains("cgroup"), "{e}");
+
+    user.ok(&["stop", "-t", "1", "sleeper", "web"]);
+    user.ok(&["rm", "sleeper", "web"]);
+    assert_eq!(user.ok(&["ps", "-aq"]), "");
+    // Nothing of the containers is left: no monitor, no pasta; only the
+    // pause process that holds the user's namespace.
+    assert!(
+        wait_for(10, || user.processes() == ["capsa-pause"]),
+        "left behind: {:?}",
+        user.processes()
+    );
+    assert!(!Path::new(&format!("/tmp/capsa-run-{}", user.uid)).exists());
+}
+
+#[test]
+fn two_users_keep_apart_and_a_user_without_subids_is_told_what_to_add() {
+    if !require(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "newuidmap (uidmap)",
+    ) {
+        return;
+    }
+    let env = Env::new("rl-users");
+    let tar = env.dir.join("busybox.tar");
+    std::fs::write(&tar, busybox_rootfs_tar()).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (a, b) = (User::create(&env, "a", true), User::create(&env, "b", true));
+    a.ok(&["import", tar.to_str().unwrap(), "mine:1"]);
+    assert!(a.ok(&["images"]).contains("mine"));
+    assert!(!b.ok(&["images"]).contains("mine"));
+    let store = a.home.join(".local/share/capsa");
+    let m = std::fs::metadata(&store).unwrap();
+    assert_eq!(
+        (m.uid(), m.permissions().mode() & 0o777),
+        (a.uid, 0o700),
+        "a's store is a's alone"
+    );
+
+    let c = User::create(&env, "c", false);
+    let e = c.fails(&["images"]);
+    assert!(
+        e.contains("/etc/subuid") && e.contains("usermod --add-subuids"),
+        "{e}"
+    );
+}
