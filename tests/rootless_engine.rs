@@ -330,6 +330,23 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         "port {port} did not reach the container"
     );
 
+    // An image with an owner beyond the user's 65536 ids is refused by
+    // name, with what to change.
+    let wide = LayerTar::default()
+        .owned_file("far", b"f", 70_000, 0)
+        .bytes();
+    let layout = env.dir.join("wide");
+    oci_layout(&layout, "v1", &[("amd64", vec![wide])]);
+    let wide_name = format!("{}/rootless/wide:v1", reg.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{wide_name}"),
+    ]);
+    let e = user.fails(&["pull", "-q", &wide_name]);
+    assert!(e.contains("70000") && e.contains("/etc/subuid"), "{e}");
+
     // Limits need a delegated cgroup, which this host has not.
     let e = user.fails(&["run", "--rm", "--memory", "64m", &img, "true"]);
     assert!(e.contains("rootless") && e.contains("cgroup"), "{e}");

@@ -257,7 +257,8 @@ impl Unpacker<'_> {
                 // inside the container's root (or RESOLVE_IN_ROOT here).
                 rustix::fs::symlinkat(target.as_slice(), &parent, name.as_str())
                     .at("create symlink", path())?;
-                chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
+                chown_nofollow(&parent, &name, uid, gid)
+                    .map_err(|e| chown_err(e, uid, gid, path()))?;
                 times_nofollow(&parent, &name, mtime).at("set times of", path())?;
             }
             tar::EntryType::Link => {
@@ -317,7 +318,8 @@ impl Unpacker<'_> {
                     }
                     Err(e) => return Err(e).at("create node", path()),
                 }
-                chown_nofollow(&parent, &name, uid, gid).at("chown", path())?;
+                chown_nofollow(&parent, &name, uid, gid)
+                    .map_err(|e| chown_err(e, uid, gid, path()))?;
                 // mknod applied the umask: set the mode from the tar (the
                 // node is ours and new, so chmodat cannot be redirected).
                 rustix::fs::chmodat(&parent, name.as_str(), mode, AtFlags::empty())
@@ -346,7 +348,7 @@ impl Unpacker<'_> {
         let path = || self.dest.join(comps.join("/"));
         if uid != 0 || gid != 0 {
             rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .at("chown", path())?;
+                .map_err(|e| chown_err(e, uid, gid, path()))?;
         }
         // After chown: chown clears set-id bits.
         rustix::fs::fchmod(fd, mode).at("chmod", path())?;
@@ -383,6 +385,24 @@ impl Unpacker<'_> {
 }
 
 /// lchown relative to a directory fd.
+/// A failed chown; in a user namespace (rootless), EINVAL means the id
+/// is not mapped: the user's subordinate range is too small for the image.
+fn chown_err(e: rustix::io::Errno, uid: u32, gid: u32, path: std::path::PathBuf) -> Error {
+    if e == rustix::io::Errno::INVAL && capsa_sys::process::in_user_namespace() {
+        return Error::Invalid {
+            what: path.display().to_string(),
+            reason: format!(
+                "owned by {uid}:{gid} in the image, beyond the ids this user namespace maps: give the user a larger range in /etc/subuid and /etc/subgid (65536 ids cover most images)"
+            ),
+        };
+    }
+    Error::Io {
+        op: "chown",
+        path,
+        source: e.into(),
+    }
+}
+
 fn chown_nofollow(dir: &OwnedFd, name: &str, uid: u32, gid: u32) -> rustix::io::Result<()> {
     rustix::fs::chownat(
         dir,

@@ -231,7 +231,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
                 format!("{file}={}", w.value.trim())
             })
             .collect();
-        let step = if writes.is_empty() {
+        let step = if cgroup.v1.is_empty() && cgroup.v2.is_none() {
+            format!(
+                "no cgroup: rootless, and {} is not delegated (no limits asked)",
+                cg_path.display()
+            )
+        } else if writes.is_empty() {
             format!("cgroup {} created (no limits)", cg_path.display())
         } else {
             format!(
