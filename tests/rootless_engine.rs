@@ -292,6 +292,21 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         .unwrap();
     assert_eq!(host_uid(pid), user.uid, "the container's root on the host");
     assert_eq!(user.ok(&["exec", "sleeper", "id", "-u"]), "0\n");
+    // No cgroup: top lists the container's pid namespace instead.
+    let top = user.ok(&["top", "sleeper"]);
+    assert!(top.contains("sleep 600"), "{top}");
+    // The host's network: /sys is bound, not mounted (sysfs is the
+    // network namespace owner's to mount).
+    let out = user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &img,
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert!(out.contains("lo"), "{out}");
     assert!(wait_for(10, || user
         .ok(&["logs", "sleeper"])
         .contains("hello-rootless")));
@@ -387,6 +402,15 @@ fn two_users_keep_apart_and_a_user_without_subids_is_told_what_to_add() {
         (a.uid, 0o700),
         "a's store is a's alone"
     );
+
+    // A pause process that was killed (and, on a host whose init does not
+    // reap, left a zombie) is replaced by the next command.
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-x", "-U", &a.uid.to_string(), "capsa-pause"])
+        .output();
+    assert!(wait_for(10, || a.processes().is_empty()));
+    assert!(a.ok(&["images"]).contains("mine"));
+    assert_eq!(a.processes(), ["capsa-pause"]);
 
     let c = User::create(&env, "c", false);
     let e = c.fails(&["images"]);

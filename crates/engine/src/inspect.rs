@@ -261,6 +261,28 @@ fn host_memory() -> u64 {
 
 /// The container's processes, as host pids.
 pub fn top(c: &Container) -> Result<Vec<i32>> {
+    // Rootless without a delegated cgroup: the processes of the init's
+    // pid namespace (the container's own, as the spec always makes one).
+    if crate::rootless::in_user_namespace() {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino());
+        let init = ns(&c.state.pid.to_string()).map_err(|e| crate::error::Error::Io {
+            op: "stat",
+            path: format!("/proc/{}/ns/pid", c.state.pid).into(),
+            source: e,
+        })?;
+        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+            .map_err(|e| crate::error::Error::Io {
+                op: "list",
+                path: "/proc".into(),
+                source: e,
+            })?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| ns(&p.to_string()).is_ok_and(|i| i == init))
+            .collect();
+        pids.sort_unstable();
+        return Ok(pids);
+    }
     crate::runtime::cgroup(c)?
         .procs()
         .map_err(|e| crate::error::Error::Data {

@@ -173,37 +173,61 @@ pub fn enter(run: &Path) -> Result<Mapping> {
     let map = Mapping::of_caller()?;
     std::fs::create_dir_all(run).at("create", run)?;
     let lock = capsa_sys::file::lock_path(&run.join("pause.lock"), true).at("lock", run)?;
-    let pid = match running_pause(run, map.uid) {
-        Some(pid) => pid,
-        None => start_pause(run, &map)?,
+    let ns = match running_pause(run, map.uid) {
+        Some(ns) => ns,
+        None => {
+            start_pause(run, &map)?;
+            running_pause(run, map.uid).ok_or_else(|| Error::Refused {
+                what: "capsa-pause".into(),
+                reason: "the user namespace's pause process ended as it started".into(),
+            })?
+        }
     };
     drop(lock);
-    join(pid)?;
+    join(&ns.0, &ns.1)?;
     Ok(map)
 }
 
-/// The pause process recorded in `run`, if it still runs as ours.
-fn running_pause(run: &Path, uid: u32) -> Option<i32> {
+/// The namespaces (user, mount) of the pause process recorded in `run`,
+/// if it still runs as ours.
+fn running_pause(run: &Path, uid: u32) -> Option<(std::fs::File, std::fs::File)> {
     let pid: i32 = std::fs::read_to_string(run.join(PAUSE_PID))
         .ok()?
         .trim()
         .parse()
         .ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    // The pidfd pins the process the checks below are about: if it ends
+    // and its pid is reused meanwhile, the last check fails.
+    let pidfd = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(pid)).ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
-    (comm.trim() == PAUSE_NAME && owner == uid && pid > 0).then_some(pid)
+    if comm.trim() != PAUSE_NAME || owner != uid {
+        return None;
+    }
+    // A pause that was killed but not reaped (a zombie) has no
+    // namespaces left to open.
+    let user = std::fs::File::open(format!("/proc/{pid}/ns/user")).ok()?;
+    let mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+    capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), 0).ok()?;
+    Some((user, mnt))
 }
 
 /// Fork the pause process: it makes the user and mount namespaces, waits
 /// for its maps, then holds them until killed. Returns its pid.
 #[allow(unsafe_code)] // fork: see the SAFETY note
-fn start_pause(run: &Path, map: &Mapping) -> Result<i32> {
+fn start_pause(run: &Path, map: &Mapping) -> Result<()> {
     let (unshared_r, unshared_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", "", e))?;
     let (mapped_r, mapped_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", "", e))?;
     // SAFETY: called from `enter`, whose caller is single-threaded.
     match unsafe { capsa_sys::process::fork() }.map_err(|e| Error::sys("fork", "pause", e))? {
         capsa_sys::process::Forked::Child => {
             drop((unshared_r, mapped_w));
+            // Named first: the parent checks the name once the maps are
+            // written.
+            let _ = nix::sys::prctl::set_name(c"capsa-pause");
             let ok = capsa_sys::process::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).is_ok();
             let mut w = std::fs::File::from(unshared_w);
             let _ = w.write_all(if ok { b"u" } else { b"!" });
@@ -243,7 +267,7 @@ fn start_pause(run: &Path, map: &Mapping) -> Result<i32> {
                 capsa_sys::file::Durability::Volatile,
             )
             .at("write", run.join(PAUSE_PID))?;
-            Ok(pid)
+            Ok(())
         }
     }
 }
@@ -252,7 +276,6 @@ fn start_pause(run: &Path, map: &Mapping) -> Result<i32> {
 /// /dev/null, no other fd, then nothing until a signal ends it.
 fn pause_forever() -> ! {
     let _ = nix::unistd::setsid();
-    let _ = nix::sys::prctl::set_name(c"capsa-pause");
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -294,18 +317,14 @@ fn write_maps(pid: i32, map: &Mapping) -> Result<()> {
     Ok(())
 }
 
-/// Join `pid`'s user and mount namespaces, keeping the working directory.
-fn join(pid: i32) -> Result<()> {
+/// Join the pause's user and mount namespaces, keeping the working
+/// directory.
+fn join(user: &std::fs::File, mnt: &std::fs::File) -> Result<()> {
     let cwd = std::env::current_dir().ok();
-    let open = |ns: &str| {
-        let p = format!("/proc/{pid}/ns/{ns}");
-        std::fs::File::open(&p).at("open", &p)
-    };
-    let (user, mnt) = (open("user")?, open("mnt")?);
     capsa_sys::process::setns(user.as_raw_fd(), libc::CLONE_NEWUSER)
-        .map_err(|e| Error::sys("setns", format!("/proc/{pid}/ns/user"), e))?;
+        .map_err(|e| Error::sys("setns", "the user namespace of capsa-pause", e))?;
     capsa_sys::process::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS)
-        .map_err(|e| Error::sys("setns", format!("/proc/{pid}/ns/mnt"), e))?;
+        .map_err(|e| Error::sys("setns", "the mount namespace of capsa-pause", e))?;
     // A mount namespace's root and cwd replace ours on setns.
     if let Some(d) = cwd {
         let _ = std::env::set_current_dir(d);

@@ -50,6 +50,10 @@ pub fn parse(value: Option<&str>) -> Result<Option<u32>> {
                 })?;
             Ok(Some(size))
         }
+        Some("keep-id") | Some("nomap") => Err(flag(
+            "--userns",
+            format!("{value:?} is not supported yet (it needs an id-mapped copy of the image); host and auto[:size=N] are", value = value.unwrap_or_default()),
+        )),
         Some(v) => Err(flag(
             "--userns",
             format!("{v:?}: expected host or auto[:size=N]"),

@@ -60,7 +60,28 @@ pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
     let net = |n: &oci::LinuxNamespace| n.typ() == oci::LinuxNamespaceType::Network;
     match i.network {
         Mode::None | Mode::Bridge(_) | Mode::Pasta => {}
-        Mode::Host => list.retain(|n| !net(n)),
+        Mode::Host => {
+            list.retain(|n| !net(n));
+            // sysfs may be mounted only by the owner of the network
+            // namespace: rootless on the host's network, /sys is the
+            // host's, bound read-only (as runc's rootless spec has it).
+            if crate::rootless::in_user_namespace() {
+                if let Some(m) = spec
+                    .mounts_mut()
+                    .iter_mut()
+                    .flatten()
+                    .find(|m| m.destination() == Path::new("/sys"))
+                {
+                    m.set_typ(Some("bind".into()));
+                    m.set_source(Some("/sys".into()));
+                    m.set_options(Some(
+                        ["rbind", "nosuid", "noexec", "nodev", "ro"]
+                            .map(String::from)
+                            .to_vec(),
+                    ));
+                }
+            }
+        }
         Mode::Container(_) => {
             for n in list.iter_mut().filter(|n| net(n)) {
                 n.set_path(i.join_netns.as_ref().map(PathBuf::from));
