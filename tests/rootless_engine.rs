@@ -292,6 +292,32 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         .unwrap();
     assert_eq!(host_uid(pid), user.uid, "the container's root on the host");
     assert_eq!(user.ok(&["exec", "sleeper", "id", "-u"]), "0\n");
+    // Security: a record naming a container's process (as a pid reused
+    // after the pause died would, start time and user namespace matching)
+    // is not joined: that would put the command in the container's mounts.
+    let record = user.home.join("run/capsa/pause.pid");
+    let original = std::fs::read_to_string(&record).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .unwrap()
+        .ino();
+    std::fs::write(&record, format!("{pid} {start} {userns}\n")).unwrap();
+    nix::unistd::chown(&record, Some(user.uid.into()), None).unwrap();
+    assert!(user.ok(&["ps"]).contains("sleeper"));
+    let now = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        !now.starts_with(&format!("{pid} ")),
+        "the container's process was taken for the pause: {now}"
+    );
+    // Back to the pause that holds the containers' namespace (the one
+    // just started made a namespace of its own, where they are not).
+    std::fs::write(&record, original).unwrap();
     // No cgroup: top lists the container's pid namespace instead.
     let top = user.ok(&["top", "sleeper"]);
     assert!(top.contains("sleep 600"), "{top}");
@@ -372,7 +398,7 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
     // Nothing of the containers is left: no monitor, no pasta; only the
     // pause process that holds the user's namespace.
     assert!(
-        wait_for(10, || user.processes() == ["capsa-pause"]),
+        wait_for(10, || user.processes().iter().all(|p| p == "capsa-pause")),
         "left behind: {:?}",
         user.processes()
     );
@@ -410,7 +436,25 @@ fn two_users_keep_apart_and_a_user_without_subids_is_told_what_to_add() {
         .output();
     assert!(wait_for(10, || a.processes().is_empty()));
     assert!(a.ok(&["images"]).contains("mine"));
-    assert_eq!(a.processes(), ["capsa-pause"]);
+    assert!(
+        wait_for(10, || a.processes() == ["capsa-pause"]),
+        "{:?}",
+        a.processes()
+    );
+    // Its command line is its own, never the command's that started it.
+    let pause = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "capsa-pause")
+                && std::fs::metadata(e.path()).is_ok_and(|m| m.uid() == a.uid)
+                // The one killed above may linger as a zombie.
+                && std::fs::read_to_string(e.path().join("status"))
+                    .is_ok_and(|st| !st.contains("State:\tZ"))
+        })
+        .unwrap();
+    let cmdline = std::fs::read(pause.path().join("cmdline")).unwrap();
+    assert_eq!(cmdline, b"capsa-pause\0__capsa_pause\0");
 
     let c = User::create(&env, "c", false);
     let e = c.fails(&["images"]);

@@ -22,6 +22,9 @@ fn main() {
         }
         capsa_engine::monitor::main_from_args(&args[1..]);
     }
+    if args.get(1).map(String::as_str) == Some(capsa_engine::rootless::PAUSE_ARG) {
+        capsa_engine::rootless::pause_main();
+    }
     let cli = cli::Cli::parse();
     // Commands that put a process into a container pass the door: this
     // process runs from a sealed image of its binary (CVE-2019-5736).

@@ -33,7 +33,7 @@ pub fn create(
         crate::options::cpu_quota(c.get().0)?;
     }
     let userns_size = crate::userns::parse(opts.userns.as_deref())?;
-    if userns_size.is_some() && crate::rootless::in_user_namespace() {
+    if userns_size.is_some() && crate::rootless::active() {
         return Err(crate::error::flag(
             "--userns",
             "auto takes host ids beyond the user's own range: rootless, every container already runs in the user's namespace",

@@ -263,7 +263,7 @@ fn host_memory() -> u64 {
 pub fn top(c: &Container) -> Result<Vec<i32>> {
     // Rootless without a delegated cgroup: the processes of the init's
     // pid namespace (the container's own, as the spec always makes one).
-    if crate::rootless::in_user_namespace() {
+    if capsa_sys::process::in_user_namespace() {
         use std::os::unix::fs::MetadataExt;
         let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino());
         let init = ns(&c.state.pid.to_string()).map_err(|e| crate::error::Error::Io {

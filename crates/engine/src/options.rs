@@ -108,7 +108,7 @@ pub enum NetworkMode {
 
 /// `--network VALUE`; the default network without one.
 pub fn mode(value: Option<&str>) -> NetworkMode {
-    let rootless = crate::rootless::in_user_namespace();
+    let rootless = crate::rootless::active();
     match value.unwrap_or("default") {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,

@@ -25,8 +25,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The name the pause process goes by (`/proc/PID/comm`).
-const PAUSE_NAME: &str = "capsa-pause";
 const PAUSE_PID: &str = "pause.pid";
 
 /// Who the user is and which ids the namespace maps.
@@ -82,49 +80,40 @@ fn subid_range(text: &str, name: &str, uid: u32) -> Option<(u32, u32)> {
     })
 }
 
-/// Where a user's store and run directory are: `$XDG_DATA_HOME/capsa`
-/// (default `~/.local/share/capsa`) and `$XDG_RUNTIME_DIR/capsa`, or,
-/// without a runtime directory, `/tmp/capsa-run-UID`, checked to be the
-/// user's own and private.
-pub fn default_paths() -> Result<(PathBuf, PathBuf)> {
-    let uid = nix::unistd::getuid().as_raw();
+/// The user's store: `$XDG_DATA_HOME/capsa`, default
+/// `~/.local/share/capsa`.
+fn data_dir() -> Result<PathBuf> {
     let var = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
+    let uid = nix::unistd::getuid();
     let home = var("HOME").or_else(|| {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        nix::unistd::User::from_uid(uid)
             .ok()
             .flatten()
             .map(|u| u.dir)
     });
-    let data = match (var("XDG_DATA_HOME"), home) {
-        (Some(d), _) => d,
-        (None, Some(h)) => h.join(".local/share"),
-        (None, None) => {
-            return Err(Error::Refused {
-                what: "rootless store".into(),
-                reason: "neither XDG_DATA_HOME nor HOME is set; set one, or pass --root".into(),
-            })
-        }
-    };
-    let run = match var("XDG_RUNTIME_DIR") {
-        Some(r) if owned_private(&r, uid).is_ok() => r.join("capsa"),
-        _ => {
-            let fallback = PathBuf::from(format!("/tmp/capsa-run-{uid}"));
-            match std::fs::DirBuilder::new().mode(0o700).create(&fallback) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).at("create", &fallback),
-            }
-            // Security: /tmp is shared; a directory another user made
-            // there first (or a symlink) must not take our sockets.
-            owned_private(&fallback, uid)?;
-            fallback
-        }
-    };
-    Ok((data.join("capsa"), run))
+    match (var("XDG_DATA_HOME"), home) {
+        (Some(d), _) => Ok(d.join("capsa")),
+        (None, Some(h)) => Ok(h.join(".local/share/capsa")),
+        (None, None) => Err(Error::Refused {
+            what: "rootless store".into(),
+            reason: "neither XDG_DATA_HOME nor HOME is set; set one, or pass --root".into(),
+        }),
+    }
+}
+
+/// The user's run directory: `$XDG_RUNTIME_DIR/capsa`, or without a
+/// runtime directory `/tmp/capsa-run-UID` (checked in [`enter`] to be
+/// the user's own and private).
+fn run_dir() -> Result<PathBuf> {
+    let uid = nix::unistd::getuid().as_raw();
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(r) if owned_private(Path::new(&r), uid).is_ok() => Ok(PathBuf::from(r).join("capsa")),
+        _ => Ok(PathBuf::from(format!("/tmp/capsa-run-{uid}"))),
+    }
 }
 
 /// `dir` is a directory (not a symlink) that `uid` owns and no one else
@@ -154,16 +143,29 @@ pub fn paths(root: Option<PathBuf>, run: Option<PathBuf>) -> Result<(PathBuf, Pa
             run.unwrap_or_else(|| "/run/capsa".into()),
         ));
     }
-    let (default_root, default_run) = default_paths()?;
-    let (root, run) = (root.unwrap_or(default_root), run.unwrap_or(default_run));
+    let root = match root {
+        Some(r) => r,
+        None => data_dir()?,
+    };
+    let run = match run {
+        Some(r) => r,
+        None => run_dir()?,
+    };
     enter(&run)?;
     Ok((root, run))
 }
 
-/// Whether this process runs in a user namespace other than the host's
-/// (its uid map is not the identity over every id).
-pub fn in_user_namespace() -> bool {
-    capsa_sys::process::in_user_namespace()
+/// The environment variable that tells the processes a rootless command
+/// starts (its monitors) that they are rootless capsa.
+const ROOTLESS_ENV: &str = "CAPSA_ROOTLESS";
+
+/// Whether this process is rootless capsa: a command that joined the
+/// user's namespace ([`enter`]), or a monitor it started. Not merely "in
+/// a user namespace": root capsa inside a container or a user-namespaced
+/// CI keeps root's behaviour (bridges, cgroups) there.
+pub fn active() -> bool {
+    std::env::var_os(ROOTLESS_ENV).is_some_and(|v| v == "1")
+        && capsa_sys::process::in_user_namespace()
 }
 
 /// Join the user's namespace, starting its pause process first if none
@@ -171,7 +173,18 @@ pub fn in_user_namespace() -> bool {
 /// requires it, and starting the pause process forks).
 pub fn enter(run: &Path) -> Result<Mapping> {
     let map = Mapping::of_caller()?;
-    std::fs::create_dir_all(run).at("create", run)?;
+    if let Some(parent) = run.parent() {
+        std::fs::create_dir_all(parent).at("create", parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(run) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).at("create", run),
+    }
+    // Security: the run directory holds the pause's pid and the attach
+    // sockets. One another user made first (in /tmp, say) or can write
+    // is refused, and so a symlink planted in it cannot exist.
+    owned_private(run, map.uid)?;
     let lock = capsa_sys::file::lock_path(&run.join("pause.lock"), true).at("lock", run)?;
     let ns = match running_pause(run, map.uid) {
         Some(ns) => ns,
@@ -185,49 +198,98 @@ pub fn enter(run: &Path) -> Result<Mapping> {
     };
     drop(lock);
     join(&ns.0, &ns.1)?;
+    // Single-threaded still: the monitors this command starts inherit it.
+    std::env::set_var(ROOTLESS_ENV, "1");
     Ok(map)
+}
+
+/// What `pause.pid` records: the pid, its start time (clock ticks since
+/// boot) and the inode of the user namespace it made. A pid alone could
+/// be reused by any process of the user, a container's among them (whose
+/// root is the user): the start time and namespace tell the pause apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PauseRecord {
+    pid: i32,
+    start: u64,
+    userns: u64,
+}
+
+impl PauseRecord {
+    fn parse(text: &str) -> Option<PauseRecord> {
+        let mut f = text.split_whitespace();
+        Some(PauseRecord {
+            pid: f.next()?.parse().ok().filter(|p| *p > 0)?,
+            start: f.next()?.parse().ok()?,
+            userns: f.next()?.parse().ok()?,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!("{} {} {}\n", self.pid, self.start, self.userns)
+    }
+}
+
+/// A process's start time, field 22 of /proc/PID/stat (after the
+/// parenthesised name, which may hold spaces).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn ns_inode(f: &std::fs::File) -> Option<u64> {
+    f.metadata().ok().map(|m| m.ino())
 }
 
 /// The namespaces (user, mount) of the pause process recorded in `run`,
 /// if it still runs as ours.
 fn running_pause(run: &Path, uid: u32) -> Option<(std::fs::File, std::fs::File)> {
-    let pid: i32 = std::fs::read_to_string(run.join(PAUSE_PID))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    if pid <= 0 {
-        return None;
-    }
+    let rec = PauseRecord::parse(&std::fs::read_to_string(run.join(PAUSE_PID)).ok()?)?;
+    let pid = rec.pid;
     // The pidfd pins the process the checks below are about: if it ends
     // and its pid is reused meanwhile, the last check fails.
     let pidfd = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(pid)).ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
-    if comm.trim() != PAUSE_NAME || owner != uid {
-        return None;
-    }
     // A pause that was killed but not reaped (a zombie) has no
     // namespaces left to open.
     let user = std::fs::File::open(format!("/proc/{pid}/ns/user")).ok()?;
     let mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+    let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid")).ok()?;
+    let own_pidns = std::fs::File::open("/proc/self/ns/pid").ok()?;
+    // Security: only the pause we started may be joined. A container's
+    // process (root inside is the user outside) that took its pid after
+    // it died has another start time and lives in another pid namespace;
+    // joining it would put this command in the container's mounts.
+    let ours = owner == uid
+        && start_time(pid) == Some(rec.start)
+        && ns_inode(&user) == Some(rec.userns)
+        && ns_inode(&pidns).is_some()
+        && ns_inode(&pidns) == ns_inode(&own_pidns);
+    if !ours {
+        return None;
+    }
     capsa_sys::process::pidfd_send_signal(pidfd.as_raw_fd(), 0).ok()?;
     Some((user, mnt))
 }
 
+/// The argument that makes `capsa` the pause process (see [`pause_main`]).
+pub const PAUSE_ARG: &str = "__capsa_pause";
+
 /// Fork the pause process: it makes the user and mount namespaces, waits
-/// for its maps, then holds them until killed. Returns its pid.
+/// for its maps, then execs this binary again as [`pause_main`] (so that
+/// the command line it shows is its own, never the first command's with
+/// its flags and secrets), holding the namespaces until killed.
 #[allow(unsafe_code)] // fork: see the SAFETY note
 fn start_pause(run: &Path, map: &Mapping) -> Result<()> {
     let (unshared_r, unshared_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", "", e))?;
     let (mapped_r, mapped_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", "", e))?;
+    // Made before the fork: the child only execs.
+    let exe = c"/proc/self/exe";
+    let argv = [c"capsa-pause", c"__capsa_pause"];
     // SAFETY: called from `enter`, whose caller is single-threaded.
     match unsafe { capsa_sys::process::fork() }.map_err(|e| Error::sys("fork", "pause", e))? {
         capsa_sys::process::Forked::Child => {
             drop((unshared_r, mapped_w));
-            // Named first: the parent checks the name once the maps are
-            // written.
-            let _ = nix::sys::prctl::set_name(c"capsa-pause");
             let ok = capsa_sys::process::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).is_ok();
             let mut w = std::fs::File::from(unshared_w);
             let _ = w.write_all(if ok { b"u" } else { b"!" });
@@ -238,43 +300,66 @@ fn start_pause(run: &Path, map: &Mapping) -> Result<()> {
                 capsa_sys::process::exit_now(1);
             }
             drop(r);
-            pause_forever();
+            let _ = nix::unistd::execv(exe, &argv);
+            capsa_sys::process::exit_now(1);
         }
         capsa_sys::process::Forked::Parent(pid) => {
             drop((unshared_w, mapped_r));
+            let child = pid;
             let pid = pid.as_raw();
+            let abandon = |e: Error| -> Error {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                e
+            };
             let mut got = [0u8; 1];
             let _ = std::fs::File::from(unshared_r).read_exact(&mut got);
-            let mapped = if got[0] == b'u' {
-                write_maps(pid, map)
-            } else {
-                Err(Error::Refused {
+            if got[0] != b'u' {
+                return Err(abandon(Error::Refused {
                     what: "user namespace".into(),
                     reason: "unshare(CLONE_NEWUSER) was refused: unprivileged user namespaces are off on this host (sysctl kernel.unprivileged_userns_clone or user.max_user_namespaces)".into(),
-                })
-            };
-            let mut w = std::fs::File::from(mapped_w);
-            let _ = w.write_all(if mapped.is_ok() { b"m" } else { b"!" });
-            drop(w);
-            if let Err(e) = mapped {
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                return Err(e);
+                }));
             }
+            write_maps(pid, map).map_err(abandon)?;
+            // Recorded before it is let go: no pause runs unrecorded.
+            let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+                .ok()
+                .and_then(|f| ns_inode(&f));
+            let rec = match (start_time(pid), userns) {
+                (Some(start), Some(userns)) => PauseRecord { pid, start, userns },
+                _ => {
+                    return Err(abandon(Error::Refused {
+                        what: "capsa-pause".into(),
+                        reason: "its /proc entry could not be read".into(),
+                    }))
+                }
+            };
             capsa_sys::file::write_atomic(
                 &run.join(PAUSE_PID),
-                pid.to_string().as_bytes(),
+                rec.text().as_bytes(),
                 0o600,
                 capsa_sys::file::Durability::Volatile,
             )
-            .at("write", run.join(PAUSE_PID))?;
+            .at("write", run.join(PAUSE_PID))
+            .map_err(abandon)?;
+            let mut w = std::fs::File::from(mapped_w);
+            w.write_all(b"m").map_err(|e| {
+                abandon(Error::sys(
+                    "write",
+                    "the pause's pipe",
+                    e.raw_os_error().unwrap_or(0),
+                ))
+            })?;
             Ok(())
         }
     }
 }
 
-/// The pause process's life: out of the command's session, stdio on
+/// The pause process (`capsa __capsa_pause`, exec'd by [`start_pause`]
+/// inside the namespaces): out of the command's session, stdio on
 /// /dev/null, no other fd, then nothing until a signal ends it.
-fn pause_forever() -> ! {
+pub fn pause_main() -> ! {
+    let _ = nix::sys::prctl::set_name(c"capsa-pause");
     let _ = nix::unistd::setsid();
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -325,9 +410,14 @@ fn join(user: &std::fs::File, mnt: &std::fs::File) -> Result<()> {
         .map_err(|e| Error::sys("setns", "the user namespace of capsa-pause", e))?;
     capsa_sys::process::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS)
         .map_err(|e| Error::sys("setns", "the mount namespace of capsa-pause", e))?;
-    // A mount namespace's root and cwd replace ours on setns.
+    // A mount namespace's root and cwd replace ours on setns. A working
+    // directory the user's namespace cannot see would make every relative
+    // path (-v ./data, cp, load -i) name something else: refused.
     if let Some(d) = cwd {
-        let _ = std::env::set_current_dir(d);
+        std::env::set_current_dir(&d).map_err(|e| Error::Refused {
+            what: d.display().to_string(),
+            reason: format!("the working directory is not reachable in the user's namespace ({e}); run capsa from another directory"),
+        })?;
     }
     Ok(())
 }
@@ -336,7 +426,7 @@ fn join(user: &std::fs::File, mnt: &std::fs::File) -> Result<()> {
 /// how the root filesystem and the network are made, what limits can be
 /// applied, and what is missing.
 pub fn describe() -> serde_json::Value {
-    if !in_user_namespace() {
+    if !active() {
         return serde_json::Value::Bool(false);
     }
     let read = |p: &str| {

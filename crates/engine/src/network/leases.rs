@@ -91,13 +91,21 @@ pub fn request(
     }
     let publishes = !ports.is_empty() || opts.publish_all;
     let net = match mode {
-        Mode::Bridge(_) if crate::rootless::in_user_namespace() => {
+        Mode::Bridge(_) if crate::rootless::active() => {
             return Err(crate::error::flag(
                 "--network",
                 "rootless capsa cannot make bridges (veths and bridges take the host's root): use the default (pasta), none, host or container:NAME",
             ))
         }
         Mode::Bridge(n) => get(engine, n)?,
+        // pasta is the rootless network: as root it would parse the
+        // container's traffic with the host's root, for no gain.
+        Mode::Pasta if !crate::rootless::active() => {
+            return Err(crate::error::flag(
+                "--network",
+                "pasta is rootless capsa's network; as root, use a bridge (the default), none, host or container:NAME",
+            ))
+        }
         // pasta publishes the ports itself.
         Mode::Pasta if !opts.network_aliases.is_empty() => {
             return Err(crate::error::flag(

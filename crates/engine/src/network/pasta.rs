@@ -107,7 +107,15 @@ pub fn start(
             what: pidfile.display().to_string(),
             message: "not a pid".into(),
         })?;
-    let pidfd = capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(daemon))
-        .map_err(|e| Error::sys("pidfd_open", "pasta", e))?;
-    Ok(Pasta { pidfd })
+    match capsa_sys::process::pidfd_open(nix::unistd::Pid::from_raw(daemon)) {
+        Ok(pidfd) => Ok(Pasta { pidfd }),
+        Err(e) => {
+            // Not left running for a container that will not start.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(daemon),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            Err(Error::sys("pidfd_open", "pasta", e))
+        }
+    }
 }

@@ -65,7 +65,7 @@ pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
             // sysfs may be mounted only by the owner of the network
             // namespace: rootless on the host's network, /sys is the
             // host's, bound read-only (as runc's rootless spec has it).
-            if crate::rootless::in_user_namespace() {
+            if capsa_sys::process::in_user_namespace() {
                 if let Some(m) = spec
                     .mounts_mut()
                     .iter_mut()
