@@ -27,7 +27,7 @@ done
 work=$(mktemp -d /var/tmp/capsa-guest.XXXXXX)
 [[ -n ${CAPSA_GUEST_KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 root=$work/root
-packages=systemd,systemd-sysv,dbus,udev,iproute2,kmod,procps,qemu-guest-agent,busybox-static,runc,crun,containerd,catatonit,iptables,ca-certificates
+packages=systemd,systemd-sysv,dbus,udev,iproute2,kmod,procps,qemu-guest-agent,busybox-static,runc,crun,containerd,catatonit,iptables,ca-certificates,uidmap,libpam-systemd
 echo "guest image: mmdebstrap bookworm ($packages)"
 mmdebstrap --quiet --variant=apt --include="$packages" \
     --customize-hook='echo capsa-guest > "$1/etc/hostname"' \

@@ -998,3 +998,111 @@ fn the_systemd_driver_never_touches_a_unit_it_did_not_start() {
     drop(newcomer);
     env.assert_gone(&id);
 }
+
+/// Rootless with a delegated cgroup (issue 18): a user with a systemd
+/// user manager (`loginctl enable-linger`) owns `user@UID.service`'s
+/// cgroup; rootless capsa puts its containers under it and applies their
+/// limits there, where on a host without delegation they are refused.
+#[test]
+#[ignore = "runs inside the pure v2 guest (tests/guest.rs)"]
+fn rootless_limits_land_in_the_users_delegated_cgroup() {
+    use capsa_tests::users::User;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_v2();
+    let env = Env::new("v2-rootless");
+    let mut user = User::create(&env, "v", true);
+    let o = Command::new("loginctl")
+        .args(["enable-linger", &user.name])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "loginctl enable-linger: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    user.linger = true;
+    let uid = user.uid;
+    let service = cg_dir(&format!("user.slice/user-{uid}.slice/user@{uid}.service"));
+    assert!(
+        wait_for(60, || std::fs::metadata(service.join("cgroup.procs"))
+            .is_ok_and(|m| m.uid() == uid)),
+        "systemd did not delegate {} to {}",
+        service.display(),
+        user.name
+    );
+    // The user manager trims its cgroup of what it does not know as it
+    // starts: the leaf is made once it is up.
+    let unit = format!("user@{uid}.service");
+    assert!(
+        wait_for(60, || Command::new("systemctl")
+            .args(["is-active", "--quiet", &unit])
+            .status()
+            .is_ok_and(|s| s.success())),
+        "{unit} did not start"
+    );
+    // A leaf of the user's own for the commands (the delegation root
+    // itself may hold no process once it gives controllers away).
+    let leaf = service.join("capsa-commands");
+    std::fs::create_dir_all(&leaf).unwrap();
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.subtree_control",
+    ] {
+        nix::unistd::chown(&leaf.join(f), Some(uid.into()), None).unwrap();
+    }
+    user.cgroup = Some(leaf.clone());
+
+    let tar = env.dir.join("busybox.tar");
+    std::fs::write(&tar, capsa_tests::engines::busybox_rootfs_tar()).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    user.ok(&["import", tar.to_str().unwrap(), "bb:rl"]);
+    let info = user.ok(&["info"]);
+    assert!(info.contains("delegated cgroup v2 subtree"), "{info}");
+    let inside = user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "40",
+        "bb:rl",
+        "cat",
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(
+        inside.split_whitespace().collect::<Vec<_>>(),
+        ["67108864", "40"]
+    );
+    let id = user.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "32m",
+        "bb:rl",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let v: Value = serde_json::from_str(&user.ok(&["inspect", id])).unwrap();
+    let path = v[0]["Cgroup"]["Path"].as_str().unwrap().to_string();
+    assert!(
+        path.starts_with(&format!(
+            "/user.slice/user-{uid}.slice/user@{uid}.service/capsa/"
+        )),
+        "{path}"
+    );
+    let dir = cg_dir(&path);
+    assert_eq!(read(&dir, "memory.max"), "33554432");
+    user.ok(&["stop", "-t", "1", id]);
+    user.ok(&["rm", id]);
+    assert!(!dir.exists(), "{} left", dir.display());
+    drop(user);
+    let _ = std::fs::remove_dir(&leaf);
+}

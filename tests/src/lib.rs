@@ -6,6 +6,7 @@ pub mod engines;
 pub mod guest;
 pub mod images;
 pub mod registry;
+pub mod users;
 
 use serde_json::Value;
 use std::cell::RefCell;

@@ -116,7 +116,11 @@ pub fn create(
         // v2 host, the container's cgroup is a scope systemd makes
         // (`machine.slice/capsa-ID.scope`), unless --cgroup-parent names a
         // cgroupfs path or another runtime runs it.
+        // Rootless: the system's systemd makes no scope for a user; a
+        // delegated subtree of its own takes the container (cgroupfs).
+        let rootless = crate::rootless::active();
         let systemd = opts.runtime.is_none()
+            && !rootless
             && crate::runtime::systemd_host()
             && opts
                 .cgroup_parent
@@ -138,10 +142,12 @@ pub fn create(
                 .map_err(|e| crate::error::flag("--cgroup-parent", e.to_string()))?;
             (scope.path.display().to_string(), Some(form))
         } else {
-            let parent = opts
-                .cgroup_parent
-                .clone()
-                .unwrap_or_else(|| "/capsa".to_string());
+            let parent = opts.cgroup_parent.clone().unwrap_or_else(|| {
+                match rootless.then(crate::rootless::delegated_cgroup).flatten() {
+                    Some(d) => format!("{}/capsa", d.display()),
+                    None => "/capsa".to_string(),
+                }
+            });
             if !parent.starts_with('/') {
                 return Err(crate::error::flag(
                     "--cgroup-parent",

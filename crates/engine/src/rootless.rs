@@ -449,9 +449,41 @@ pub fn describe() -> serde_json::Value {
         "GidMap": read("/proc/self/gid_map"),
         "RootFilesystem": "native overlayfs in the user namespace (userxattr)",
         "Network": "pasta (default), none, host, container:NAME",
-        "Cgroups": "none delegated here: --memory, --cpus and the other limits are refused",
+        "Cgroups": match delegated_cgroup() {
+            Some(d) => format!("delegated cgroup v2 subtree {}: containers go under {}/capsa, with limits", d.display(), d.display()),
+            None => "none delegated here: --memory, --cpus and the other limits are refused".into(),
+        },
         "Missing": missing,
     })
+}
+
+/// On a pure cgroup v2 host, the subtree delegated to this user that its
+/// containers' cgroups can go under: the topmost ancestor of our own
+/// cgroup that we own (systemd's `user@UID.service`, whose `Delegate=`
+/// hands it to the user), as a path from the hierarchy's root. None on
+/// cgroup v1 or hybrid hosts, or when our cgroup is not ours (a login
+/// session's scope belongs to root).
+pub fn delegated_cgroup() -> Option<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if !root.join("cgroup.controllers").exists() {
+        return None;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let me = nix::unistd::geteuid().as_raw();
+    let ours = |rel: &Path| {
+        let d = root.join(rel.strip_prefix("/").unwrap_or(rel));
+        std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir() && m.uid() == me)
+            && std::fs::metadata(d.join("cgroup.procs")).is_ok_and(|m| m.uid() == me)
+    };
+    let mut top: Option<&Path> = None;
+    for a in Path::new(rel).ancestors() {
+        if a == Path::new("/") || !ours(a) {
+            break;
+        }
+        top = Some(a);
+    }
+    top.map(Path::to_path_buf)
 }
 
 /// Whether this user may open /dev/net/tun, as pasta must.

@@ -277,6 +277,13 @@ impl Cgroup {
         let Some(d) = self.v1_dir("devices") else {
             // cgroup v2: an eBPF program attached to the cgroup.
             return match &self.v2 {
+                // Security (device access: what the devices cgroup guards):
+                // in a user namespace the kernel loads no cgroup device
+                // program (it wants CAP_SYS_ADMIN of the host), and none
+                // is needed there: the namespace may not create device
+                // nodes, and the container sees only the host's nodes the
+                // runtime binds. runc's rootless mode skips it too.
+                Some(_) if capsa_sys::process::in_user_namespace() => Ok(()),
                 Some(v2) => crate::devices::attach_filter(v2, rules),
                 None => Ok(()),
             };
