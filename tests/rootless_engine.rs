@@ -175,6 +175,38 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         "/sys/class/net",
     ]);
     assert!(out.contains("lo"), "{out}");
+    // The host's cgroupfs stays out of a rootless container's reach, on
+    // its own network and on the host's (where /sys is the host's).
+    for net in ["none", "host"] {
+        let o = user.run(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            &img,
+            "sh",
+            "-c",
+            "for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs /sys/fs/cgroup/*/tasks; do [ -e $f ] && echo 1 > $f && echo WROTE $f; done; true",
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && !out.contains("WROTE"),
+            "--network {net}: {out}"
+        );
+    }
+    // push: what was pulled goes back under another name.
+    let pushed = format!("{}/rootless/again:v1", reg.addr);
+    user.ok(&["tag", &img, &pushed]);
+    user.ok(&["push", "-q", &pushed]);
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{pushed}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(wait_for(10, || user
         .ok(&["logs", "sleeper"])
         .contains("hello-rootless")));
