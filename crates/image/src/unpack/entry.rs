@@ -2,9 +2,10 @@
 //! directory, creating the entry without following symlinks, and the
 //! overlay whiteouts. See the module above for the security argument.
 
+use super::meta::{chown_err, chown_nofollow, times, times_nofollow, xattrs_of};
 use super::{clean_path, limits, Options};
 use crate::error::{Error, IoContext, Result};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::process::{Gid, Uid};
 use std::fs::File;
 use std::io::{self, Read};
@@ -38,7 +39,7 @@ pub(super) fn opaque_xattr() -> &'static str {
     }
 }
 
-fn unsafe_entry(entry: &[String], reason: impl Into<String>) -> Error {
+pub(super) fn unsafe_entry(entry: &[String], reason: impl Into<String>) -> Error {
     Error::UnsafeEntry {
         entry: entry.join("/"),
         reason: reason.into(),
@@ -382,78 +383,6 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
-}
-
-/// lchown relative to a directory fd.
-/// A failed chown; in a user namespace (rootless), EINVAL means the id
-/// is not mapped: the user's subordinate range is too small for the image.
-fn chown_err(e: rustix::io::Errno, uid: u32, gid: u32, path: std::path::PathBuf) -> Error {
-    if e == rustix::io::Errno::INVAL && capsa_sys::process::in_user_namespace() {
-        return Error::Invalid {
-            what: path.display().to_string(),
-            reason: format!(
-                "owned by {uid}:{gid} in the image, beyond the ids this user namespace maps: give the user a larger range in /etc/subuid and /etc/subgid (65536 ids cover most images)"
-            ),
-        };
-    }
-    Error::Io {
-        op: "chown",
-        path,
-        source: e.into(),
-    }
-}
-
-fn chown_nofollow(dir: &OwnedFd, name: &str, uid: u32, gid: u32) -> rustix::io::Result<()> {
-    rustix::fs::chownat(
-        dir,
-        name,
-        Some(Uid::from_raw(uid)),
-        Some(Gid::from_raw(gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-}
-
-/// lutimes relative to a directory fd.
-fn times_nofollow(dir: &OwnedFd, name: &str, mtime: i64) -> rustix::io::Result<()> {
-    rustix::fs::utimensat(dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
-}
-
-fn times(mtime: i64) -> Timestamps {
-    let t = Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
-}
-
-/// xattrs from pax `SCHILY.xattr.*` records. Overlay's own attributes,
-/// `trusted.overlay.*` and (for a rootless overlay with `userxattr`)
-/// `user.overlay.*`, are refused: a layer must not forge redirects or
-/// metacopy markers; whiteouts are the tar's own business.
-fn xattrs_of<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    comps: &[String],
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    if let Ok(Some(exts)) = entry.pax_extensions() {
-        for ext in exts {
-            let ext = ext.map_err(|e| unsafe_entry(comps, format!("bad pax header: {e}")))?;
-            let Ok(key) = ext.key() else { continue };
-            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                // Security: a forged redirect or metacopy xattr makes
-                // overlay show a file of another path or layer (the
-                // CVE-2021-3847 class of overlay xattr confusion).
-                if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-                    return Err(unsafe_entry(comps, format!("overlay attribute {name}")));
-                }
-                out.push((name.to_string(), ext.value_bytes().to_vec()));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Copy `r` into `w`, counting into `written`, refused when `check`

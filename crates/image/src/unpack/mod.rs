@@ -315,6 +315,7 @@ pub fn clean_path(raw: &[u8]) -> Vec<String> {
 }
 
 mod entry;
+mod meta;
 #[cfg(test)]
 use entry::opaque_xattr;
 pub(crate) use entry::remove_at;
