@@ -31,6 +31,26 @@ fn cap_sets(
     Ok(c)
 }
 
+/// `spec` as JSON text for people and diffs: oci-spec keeps capability
+/// sets as hash sets, whose order changes from run to run; written out,
+/// each set is sorted, so that `capsa-runtime spec` writes the same file
+/// every time, as runc does.
+pub fn to_stable_json(spec: &oci::Spec) -> Result<String, SpecError> {
+    let bad = |e: serde_json::Error| SpecError::invalid("the spec", format!("not JSON: {e}"));
+    let mut v = serde_json::to_value(spec).map_err(bad)?;
+    if let Some(sets) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for set in sets.values_mut() {
+            if let Some(list) = set.as_array_mut() {
+                list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    serde_json::to_string_pretty(&v).map_err(bad)
+}
+
 /// A builder's refusal, which for built-in defaults is our bug.
 fn built<T>(r: Result<T, oci_spec::OciSpecError>) -> Result<T, SpecError> {
     r.map_err(|e| SpecError::invalid("the default spec", format!("built in, and not a spec: {e}")))

@@ -24,7 +24,7 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<i32> {
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
         capsa_spec::defaults::runc(rootless, pure_v2)?
     };
-    let text = serde_json::to_string_pretty(&spec)? + "\n";
+    let text = capsa_spec::defaults::to_stable_json(&spec)? + "\n";
     capsa_runtime::state::write_atomic(&path, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
