@@ -99,7 +99,7 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         return;
     };
     let img = push_image(&env, &reg);
-    let user = User::create(&env, "a", true);
+    let mut user = User::create(&env, "a", true);
     user.ok(&["pull", "-q", &img]);
     let info = user.ok(&["info"]);
     assert!(info.contains("rootless"), "{info}");
@@ -117,6 +117,27 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         "stat -c %u:%g /owned/a /owned/b; ls /gone; test -e /etc/dropped && echo dropped-seen; id -u",
     ]);
     assert_eq!(out, "1000:1000\n2:3\ny\n0\n");
+    // The same through fuse-overlayfs, the fallback where the kernel
+    // refuses an overlay in a user namespace (asked for here: this
+    // kernel does not refuse).
+    user.env = vec!["CAPSA_OVERLAY=fuse".into()];
+    let name = "fused";
+    let out = user.ok(&[
+        "run",
+        "--name",
+        name,
+        "--network",
+        "none",
+        &img,
+        "sh",
+        "-c",
+        "stat -c %u:%g /owned/a /owned/b; ls /gone; test -e /etc/dropped && echo dropped-seen; echo new > /owned/c; cat /owned/c",
+    ]);
+    assert_eq!(out, "1000:1000\n2:3\ny\nnew\n");
+    let trace = json(&user.ok(&["inspect", name]))[0]["Trace"].to_string();
+    assert!(trace.contains("fuse-overlayfs mounted"), "{trace}");
+    user.ok(&["rm", name]);
+    user.env.clear();
 
     // Root inside is the user outside; exec joins it; logs are kept.
     user.ok(&[

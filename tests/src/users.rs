@@ -18,6 +18,8 @@ pub struct User {
     pub cgroup: Option<PathBuf>,
     /// `loginctl enable-linger` was asked for: undone on drop.
     pub linger: bool,
+    /// Extra environment for every command (`KEY=VALUE`).
+    pub env: Vec<String>,
 }
 
 impl User {
@@ -52,6 +54,7 @@ impl User {
             home,
             cgroup: None,
             linger: false,
+            env: Vec::new(),
         };
         strip_subids(&name);
         if subids {
@@ -100,6 +103,7 @@ impl User {
                 self.home.join("run").display()
             ))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .args(&self.env)
             .arg(self.bin.join("capsa"))
             .args(args)
             .stdin(Stdio::null());

@@ -102,7 +102,8 @@ pub fn create(
             }
         };
         mark(format!(
-            "overlay mounted at {}: lowerdir+={} (top first), upperdir={}, workdir={}",
+            "{} mounted at {}: lowerdir+={} (top first), upperdir={}, workdir={}",
+            snap.driver.name(),
             snap.rootfs.display(),
             lowers
                 .iter()

@@ -168,6 +168,110 @@ pub fn unmount(target: &Path) -> Result<()> {
 pub struct Snapshot {
     pub dir: PathBuf,
     pub rootfs: PathBuf,
+    /// What mounted it: the kernel's overlay, or fuse-overlayfs.
+    pub driver: Driver,
+}
+
+/// Which overlay a root is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// The kernel's overlayfs (in a user namespace, with `userxattr`).
+    Kernel,
+    /// fuse-overlayfs: rootless where the kernel refuses an overlay in a
+    /// user namespace (before Linux 5.11, or a filesystem it will not
+    /// stack on), or where `CAPSA_OVERLAY=fuse` asks for it.
+    Fuse,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Kernel => "overlay",
+            Driver::Fuse => "fuse-overlayfs",
+        }
+    }
+}
+
+/// The environment variable that asks rootless capsa for fuse-overlayfs.
+pub const DRIVER_ENV: &str = "CAPSA_OVERLAY";
+
+/// Mount the container root at `target`: the kernel's overlay, or in a
+/// user namespace fuse-overlayfs when asked or when the kernel refuses.
+fn mount_root(
+    lowers: &[PathBuf],
+    upper: (&Path, &Path),
+    target: &Path,
+    api: OverlayApi,
+) -> Result<Driver> {
+    let nested = capsa_sys::process::in_user_namespace();
+    if nested && std::env::var_os(DRIVER_ENV).is_some_and(|v| v == "fuse") {
+        mount_fuse(lowers, upper, target)?;
+        return Ok(Driver::Fuse);
+    }
+    match mount_overlay(lowers, Some(upper), target, api) {
+        Ok(()) => Ok(Driver::Kernel),
+        Err(Error::Io { source, .. })
+            if nested
+                && matches!(
+                    source.raw_os_error(),
+                    Some(libc::EPERM) | Some(libc::EINVAL) | Some(libc::ENODEV)
+                ) =>
+        {
+            mount_fuse(lowers, upper, target)?;
+            Ok(Driver::Fuse)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// fuse-overlayfs over `lowers` (top first) with `upper`, at `target`.
+/// It forks into the background once the mount is made; unmounting the
+/// target ends it.
+fn mount_fuse(lowers: &[PathBuf], (upper, work): (&Path, &Path), target: &Path) -> Result<()> {
+    // Its options are one comma-separated string with colon-separated
+    // lowers: a path holding either would be misread.
+    let all: Vec<&Path> = lowers
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([upper, work])
+        .collect();
+    if let Some(p) = all
+        .iter()
+        .find(|p| p.to_string_lossy().contains([',', ':']))
+    {
+        return Err(Error::Unsupported(format!(
+            "fuse-overlayfs cannot take {} (a ',' or ':' in the path)",
+            p.display()
+        )));
+    }
+    let lower = lowers
+        .iter()
+        .map(|l| l.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let out = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        ))
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::Unsupported(format!(
+                "fuse-overlayfs: {e} (rootless capsa falls back to it where the kernel refuses an overlay: Debian's fuse-overlayfs package)"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(Error::Unsupported(format!(
+            "fuse-overlayfs on {}: {}",
+            target.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// Image layers seen through a user namespace's id map: what the
@@ -194,8 +298,9 @@ impl Snapshot {
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).at("create", d)?;
         }
+        let mut driver = Driver::Kernel;
         match mapped {
-            None => mount_overlay(lowers, Some((&upper, &work)), &rootfs, api)?,
+            None => driver = mount_root(lowers, (&upper, &work), &rootfs, api)?,
             Some(m) => {
                 let (uid, gid) = m.root;
                 rustix::fs::chown(
@@ -216,6 +321,7 @@ impl Snapshot {
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             rootfs,
+            driver,
         })
     }
 

@@ -223,6 +223,21 @@ pub fn describe() -> serde_json::Value {
     if !tun_usable() {
         missing.push("/dev/net/tun is not open to this user (pasta needs it; udev makes it 0666): only --network none or host work");
     }
+    if !on_path("fuse-overlayfs") {
+        missing.push(
+            "fuse-overlayfs: no fallback where the kernel refuses an overlay in a user namespace",
+        );
+    }
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_err()
+    {
+        missing.push(
+            "/dev/fuse is not open to this user (udev makes it 0666): no fuse-overlayfs fallback",
+        );
+    }
     if !on_path("pasta") {
         missing.push("pasta (Debian's passt): only --network none or host work");
     }
@@ -230,7 +245,11 @@ pub fn describe() -> serde_json::Value {
         "Mode": "rootless: a user namespace of the user's own, held by capsa-pause",
         "UidMap": read("/proc/self/uid_map"),
         "GidMap": read("/proc/self/gid_map"),
-        "RootFilesystem": "native overlayfs in the user namespace (userxattr)",
+        "RootFilesystem": if std::env::var_os(capsa_image::snapshot::DRIVER_ENV).is_some_and(|v| v == "fuse") {
+            "fuse-overlayfs (CAPSA_OVERLAY=fuse)"
+        } else {
+            "native overlayfs in the user namespace (userxattr); fuse-overlayfs where the kernel refuses"
+        },
         "Network": "pasta (default), none, host, container:NAME",
         "Cgroups": match delegated_cgroup() {
             Some(d) => format!("delegated cgroup v2 subtree {}: containers go under {}/capsa, with limits", d.display(), d.display()),
