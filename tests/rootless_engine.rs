@@ -243,6 +243,29 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         user.uid
     );
 
+    // --userns keep-id (podman's): the user's own uid inside, the image's
+    // owners kept (through fuse-overlayfs's id map), and what it writes
+    // into a bind mount is the user's on the host.
+    let out = user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns",
+        "keep-id",
+        "-v",
+        &vol,
+        &img,
+        "sh",
+        "-c",
+        "id -u; stat -c %u:%g /bin/busybox /owned/a /owned/b; touch /data/kept",
+    ]);
+    assert_eq!(out, format!("{}\n0:0\n1000:1000\n2:3\n", user.uid));
+    assert_eq!(
+        std::fs::metadata(data.join("kept")).unwrap().uid(),
+        user.uid
+    );
+
     // A published port reaches a server inside, through pasta.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

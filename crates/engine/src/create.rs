@@ -33,6 +33,7 @@ pub fn create(
         crate::options::cpu_quota(c.get().0)?;
     }
     let userns_size = crate::userns::parse(opts.userns.as_deref())?;
+    let keep_id = crate::userns::keep_id(opts.userns.as_deref())?;
     if userns_size.is_some() && crate::rootless::active() {
         return Err(crate::error::flag(
             "--userns",
@@ -71,9 +72,25 @@ pub fn create(
         let idmap = userns_size
             .map(|size| crate::userns::allocate(engine, &dir, size))
             .transpose()?;
-        let snap = match idmap {
-            None => Snapshot::create(&dir, &lowers, OverlayApi::Auto, None)?,
-            Some(r) => {
+        let snap = match (idmap, keep_id) {
+            (None, Some(k)) => {
+                let snap = Snapshot::create_fuse_mapped(
+                    &dir,
+                    &lowers,
+                    &k.fuse_option(false),
+                    &k.fuse_option(true),
+                )?;
+                mark(format!(
+                    "user namespace keep-id: uid {} and gid {} the same inside as outside; uid map {}, gid map {}; image layers through fuse-overlayfs with that map",
+                    k.uid,
+                    k.gid,
+                    k.fuse_option(false),
+                    k.fuse_option(true)
+                ));
+                snap
+            }
+            (None, None) => Snapshot::create(&dir, &lowers, OverlayApi::Auto, None)?,
+            (Some(r), _) => {
                 let maps = [capsa_spec::IdMap {
                     container: 0,
                     host: r.uid,
@@ -220,6 +237,7 @@ pub fn create(
             volumes: &engine.volumes(),
             cgroup_path: systemd_scope.as_deref().unwrap_or(&cgroup_path),
             idmap,
+            keep_id,
             network: &mode,
             join_netns: join
                 .as_ref()

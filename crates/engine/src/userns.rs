@@ -50,15 +50,105 @@ pub fn parse(value: Option<&str>) -> Result<Option<u32>> {
                 })?;
             Ok(Some(size))
         }
-        Some("keep-id") | Some("nomap") => Err(flag(
+        // podman's keep-id: see [`keep_id`].
+        Some("keep-id") => Ok(None),
+        Some("nomap") => Err(flag(
             "--userns",
-            format!("{value:?} is not supported yet (it needs an id-mapped copy of the image); host and auto[:size=N] are", value = value.unwrap_or_default()),
+            "\"nomap\" is not supported; host, auto[:size=N] and keep-id (rootless) are",
         )),
         Some(v) => Err(flag(
             "--userns",
             format!("{v:?}: expected host or auto[:size=N]"),
         )),
     }
+}
+
+/// podman's `--userns keep-id`, rootless: the user's own uid and gid are
+/// the same inside the container as outside, in a user namespace of the
+/// container's own nested in the user's. In the user's namespace the user
+/// is 0 and its subordinate ids are 1..=`top`; the container's map puts
+/// container ids 0..uid on 1..=uid, the uid on 0, and the rest on
+/// themselves, so that every id of the user's namespace is used once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepId {
+    pub uid: u32,
+    pub gid: u32,
+    /// The highest uid and gid of the user's namespace.
+    pub top: (u32, u32),
+}
+
+impl KeepId {
+    /// The container's uid (`gid` false) or gid map, as
+    /// (container, in the user's namespace, size) triples.
+    pub fn map(&self, gid: bool) -> [(u32, u32, u32); 3] {
+        let (own, top) = if gid {
+            (self.gid, self.top.1)
+        } else {
+            (self.uid, self.top.0)
+        };
+        [(0, 1, own), (own, 0, 1), (own + 1, own + 1, top - own)]
+    }
+
+    /// fuse-overlayfs's `uidmapping=`/`gidmapping=` value for the map.
+    pub fn fuse_option(&self, gid: bool) -> String {
+        self.map(gid)
+            .iter()
+            .map(|(c, h, n)| format!("{c}:{h}:{n}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+/// `--userns keep-id`: only rootless, where the user's namespace maps the
+/// user to 0 (read from our own uid and gid maps).
+pub fn keep_id(value: Option<&str>) -> Result<Option<KeepId>> {
+    if value != Some("keep-id") {
+        return Ok(None);
+    }
+    if !crate::rootless::active() {
+        return Err(flag(
+            "--userns",
+            "keep-id keeps an ordinary user's uid inside: it is for rootless capsa (as root, use auto)",
+        ));
+    }
+    let read = |file: &str| -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(file).ok()?;
+        let mut own = None;
+        let mut top = 0u32;
+        for l in text.lines() {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let [inside, outside, size] = f[..] else {
+                continue;
+            };
+            if inside == 0 {
+                own = Some(outside);
+            }
+            top = top.max(inside.saturating_add(size).saturating_sub(1));
+        }
+        Some((own?, top))
+    };
+    let (Some((uid, utop)), Some((gid, gtop))) =
+        (read("/proc/self/uid_map"), read("/proc/self/gid_map"))
+    else {
+        return Err(flag(
+            "--userns",
+            "keep-id: the user namespace's maps cannot be read",
+        ));
+    };
+    if uid >= utop || gid >= gtop {
+        return Err(flag(
+            "--userns",
+            format!("keep-id needs more subordinate ids than the user's uid {uid} (gid {gid}): the user's namespace reaches {utop}:{gtop}; give a larger range in /etc/subuid and /etc/subgid"),
+        ));
+    }
+    Ok(Some(KeepId {
+        uid,
+        gid,
+        top: (utop, gtop),
+    }))
 }
 
 /// The first range of `name` in a subid file (`name:start:count` lines).
@@ -139,6 +229,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keep_id_maps_every_id_of_the_users_namespace_once() {
+        let k = KeepId {
+            uid: 1000,
+            gid: 1001,
+            top: (65536, 65536),
+        };
+        assert_eq!(
+            k.map(false),
+            [(0, 1, 1000), (1000, 0, 1), (1001, 1001, 64536)]
+        );
+        assert_eq!(k.fuse_option(true), "0:1:1001:1001:0:1:1002:1002:64535");
+        for gid in [false, true] {
+            let total: u32 = k.map(gid).iter().map(|m| m.2).sum();
+            assert_eq!(total, 65537, "ids 0..=65536, each once");
+        }
+        assert!(parse(Some("keep-id")).unwrap().is_none());
+        // As root (not rootless capsa), keep-id is refused by name.
+        if !crate::rootless::active() {
+            let e = keep_id(Some("keep-id")).unwrap_err().to_string();
+            assert!(e.contains("--userns") && e.contains("rootless"), "{e}");
+        }
+    }
+
+    #[test]
     fn userns_values_parse_as_podman_spells_them() {
         assert_eq!(parse(None).unwrap(), None);
         assert_eq!(parse(Some("host")).unwrap(), None);
@@ -148,7 +262,7 @@ mod tests {
             "auto:size=0",
             "auto:size=x",
             "auto:uidmapping=0:1:2",
-            "keep-id",
+            "keep-ids",
         ] {
             let e = parse(Some(bad)).unwrap_err().to_string();
             assert!(e.contains("--userns") && e.contains(bad), "{e}");

@@ -228,6 +228,16 @@ fn mount_root(
 /// It forks into the background once the mount is made; unmounting the
 /// target ends it.
 fn mount_fuse(lowers: &[PathBuf], (upper, work): (&Path, &Path), target: &Path) -> Result<()> {
+    mount_fuse_with(lowers, (upper, work), target, "")
+}
+
+/// As [`mount_fuse`], with more options (`,uidmapping=...`).
+fn mount_fuse_with(
+    lowers: &[PathBuf],
+    (upper, work): (&Path, &Path),
+    target: &Path,
+    extra: &str,
+) -> Result<()> {
     // Its options are one comma-separated string with colon-separated
     // lowers: a path holding either would be misread.
     let all: Vec<&Path> = lowers
@@ -252,7 +262,7 @@ fn mount_fuse(lowers: &[PathBuf], (upper, work): (&Path, &Path), target: &Path) 
     let out = std::process::Command::new("fuse-overlayfs")
         .arg("-o")
         .arg(format!(
-            "lowerdir={lower},upperdir={},workdir={}",
+            "lowerdir={lower},upperdir={},workdir={}{extra}",
             upper.display(),
             work.display()
         ))
@@ -322,6 +332,35 @@ impl Snapshot {
             dir: dir.to_path_buf(),
             rootfs,
             driver,
+        })
+    }
+
+    /// Create upper/work/rootfs under `dir` and mount `lowers` through
+    /// fuse-overlayfs, its files' owners shown through `uidmapping` and
+    /// `gidmapping` (fuse-overlayfs's `container:host:size` triples): a
+    /// rootless container in a user namespace of its own (`--userns
+    /// keep-id`) sees the image's owners, where id-mapped mounts are out
+    /// of a user namespace's reach.
+    pub fn create_fuse_mapped(
+        dir: &Path,
+        lowers: &[PathBuf],
+        uidmapping: &str,
+        gidmapping: &str,
+    ) -> Result<Snapshot> {
+        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+        for d in [&upper, &work, &rootfs] {
+            fs::create_dir_all(d).at("create", d)?;
+        }
+        mount_fuse_with(
+            lowers,
+            (&upper, &work),
+            &rootfs,
+            &format!(",uidmapping={uidmapping},gidmapping={gidmapping}"),
+        )?;
+        Ok(Snapshot {
+            dir: dir.to_path_buf(),
+            rootfs,
+            driver: Driver::Fuse,
         })
     }
 

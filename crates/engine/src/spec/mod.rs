@@ -38,6 +38,8 @@ pub struct Inputs<'a> {
     pub cgroup_path: &'a str,
     /// The container's private id range (`--userns auto`), if any.
     pub idmap: Option<crate::userns::IdRange>,
+    /// `--userns keep-id` (rootless), if asked.
+    pub keep_id: Option<crate::userns::KeepId>,
     /// What `--network` asked for.
     pub network: &'a crate::options::NetworkMode,
     /// Another container's network namespace to join (`container:NAME`).
@@ -184,6 +186,35 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
                 .typ(oci::LinuxNamespaceType::User)
                 .build()?,
         );
+    }
+    if let Some(k) = i.keep_id {
+        let maps = |gid: bool| {
+            k.map(gid)
+                .iter()
+                .map(|(c, h, n)| {
+                    oci::LinuxIdMappingBuilder::default()
+                        .container_id(*c)
+                        .host_id(*h)
+                        .size(*n)
+                        .build()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+        };
+        let linux = self::linux(&mut spec);
+        linux.set_uid_mappings(Some(maps(false)?));
+        linux.set_gid_mappings(Some(maps(true)?));
+        linux.namespaces_mut().get_or_insert_with(Vec::new).push(
+            oci::LinuxNamespaceBuilder::default()
+                .typ(oci::LinuxNamespaceType::User)
+                .build()?,
+        );
+        // podman's keep-id: the user's own ids run the command, unless
+        // -u says otherwise.
+        if o.user.is_none() {
+            if let Some(p) = spec.process_mut() {
+                p.set_user(oci::UserBuilder::default().uid(k.uid).gid(k.gid).build()?);
+            }
+        }
     }
     mounts::hosts_files(o, i, &hostname, &mut spec)?;
     mounts::namespaces(&mut spec, i);

@@ -65,6 +65,7 @@ impl Fixture {
             volumes: &volumes,
             cgroup_path: "/capsa/0123456789ab",
             idmap: None,
+            keep_id: None,
             network,
             join_netns: Some("/proc/42/ns/net".into()),
             hosts: &hosts,
