@@ -137,6 +137,20 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
     let trace = json(&user.ok(&["inspect", name]))[0]["Trace"].to_string();
     assert!(trace.contains("fuse-overlayfs mounted"), "{trace}");
     user.ok(&["rm", name]);
+    // A user other than the container's root reads through it too.
+    let out = user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "1000",
+        &img,
+        "sh",
+        "-c",
+        "id -u; cat /owned/a",
+    ]);
+    assert_eq!(out, "1000\na");
     user.env.clear();
 
     // Root inside is the user outside; exec joins it; logs are kept.
