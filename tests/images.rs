@@ -73,7 +73,14 @@ fn run_from_image(env: &Env, c: &Capsa, image: &str, name: &str, script: &str) -
     let rec = store.resolve(image).unwrap();
     let lowers = capsa_image::local::unpack(&store, &rec, &|_| {}).unwrap();
     let bundle = env.dir.join(name);
-    let snap = Snapshot::create(&bundle, &lowers, OverlayApi::Auto, None).unwrap();
+    let snap = Snapshot::create(
+        &bundle,
+        &lowers,
+        OverlayApi::Auto,
+        None,
+        capsa_image::snapshot::Fuse::Never,
+    )
+    .unwrap();
     let mut config = serde_json::to_value(capsa_spec::defaults::hardened(None).unwrap()).unwrap();
     config["process"]["terminal"] = Value::Bool(false);
     config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
@@ -624,7 +631,14 @@ fn many_layers_fit_the_overlay_options_with_short_links() {
         "the test must exceed a page with absolute paths ({absolute})"
     );
     for (api, name) in [(OverlayApi::Legacy, "legacy"), (OverlayApi::Auto, "auto")] {
-        let snap = Snapshot::create(&env.dir.join(name), &lowers, api, None).unwrap();
+        let snap = Snapshot::create(
+            &env.dir.join(name),
+            &lowers,
+            api,
+            None,
+            capsa_image::snapshot::Fuse::Never,
+        )
+        .unwrap();
         let seen = (0..120).all(|i| {
             std::fs::read_to_string(snap.rootfs.join(format!("f{i}"))).unwrap() == format!("{i}")
         });

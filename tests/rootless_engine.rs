@@ -323,6 +323,29 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
     // Limits need a delegated cgroup, which this host has not.
     let e = user.fails(&["run", "--rm", "--memory", "64m", &img, "true"]);
     assert!(e.contains("rootless") && e.contains("cgroup"), "{e}");
+    // A device access mode only the devices cgroup could keep is refused,
+    // not dropped in silence; rwm (the node as the user may open it) runs.
+    let e = user.fails(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/null:r",
+        &img,
+        "true",
+    ]);
+    assert!(e.contains("--device") && e.contains("rwm"), "{e}");
+    user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--device",
+        "/dev/zero:/dev/zero2",
+        &img,
+        "head",
+        "-c1",
+        "/dev/zero2",
+    ]);
 
     user.ok(&["stop", "-t", "1", "sleeper", "web"]);
     user.ok(&["rm", "sleeper", "web"]);

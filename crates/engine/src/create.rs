@@ -72,6 +72,16 @@ pub fn create(
         let idmap = userns_size
             .map(|size| crate::userns::allocate(engine, &dir, size))
             .transpose()?;
+        // fuse-overlayfs only for rootless capsa: where the kernel refuses
+        // the overlay, or where CAPSA_OVERLAY=fuse asks.
+        let fuse = match (
+            crate::rootless::active(),
+            std::env::var_os(capsa_image::snapshot::DRIVER_ENV).is_some_and(|v| v == "fuse"),
+        ) {
+            (false, _) => capsa_image::snapshot::Fuse::Never,
+            (true, false) => capsa_image::snapshot::Fuse::Fallback,
+            (true, true) => capsa_image::snapshot::Fuse::Always,
+        };
         let snap = match (idmap, keep_id) {
             (None, Some(k)) => {
                 let snap = Snapshot::create_fuse_mapped(
@@ -89,7 +99,7 @@ pub fn create(
                 ));
                 snap
             }
-            (None, None) => Snapshot::create(&dir, &lowers, OverlayApi::Auto, None)?,
+            (None, None) => Snapshot::create(&dir, &lowers, OverlayApi::Auto, None, fuse)?,
             (Some(r), _) => {
                 let maps = [capsa_spec::IdMap {
                     container: 0,
@@ -106,7 +116,7 @@ pub fn create(
                     userns: ns.as_fd(),
                     root: (r.uid, r.gid),
                 };
-                let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto, Some(mapped))?;
+                let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto, Some(mapped), fuse)?;
                 mark(format!(
                     "user namespace: container ids 0-{} are host uids {}-{} and gids {}-{}; image layers id-mapped",
                     r.size - 1,

@@ -80,13 +80,17 @@ pub struct KeepId {
 impl KeepId {
     /// The container's uid (`gid` false) or gid map, as
     /// (container, in the user's namespace, size) triples.
-    pub fn map(&self, gid: bool) -> [(u32, u32, u32); 3] {
+    pub fn map(&self, gid: bool) -> Vec<(u32, u32, u32)> {
         let (own, top) = if gid {
             (self.gid, self.top.1)
         } else {
             (self.uid, self.top.0)
         };
+        // An empty extent (a uid or gid of 0) is one the kernel refuses.
         [(0, 1, own), (own, 0, 1), (own + 1, own + 1, top - own)]
+            .into_iter()
+            .filter(|m| m.2 > 0)
+            .collect()
     }
 
     /// fuse-overlayfs's `uidmapping=`/`gidmapping=` value for the map.
@@ -239,6 +243,8 @@ mod tests {
             k.map(false),
             [(0, 1, 1000), (1000, 0, 1), (1001, 1001, 64536)]
         );
+        let root_group = KeepId { gid: 0, ..k };
+        assert_eq!(root_group.map(true), [(0, 0, 1), (1, 1, 65536)]);
         assert_eq!(k.fuse_option(true), "0:1:1001:1001:0:1:1002:1002:64535");
         for gid in [false, true] {
             let total: u32 = k.map(gid).iter().map(|m| m.2).sum();

@@ -195,23 +195,33 @@ impl Driver {
 /// The environment variable that asks rootless capsa for fuse-overlayfs.
 pub const DRIVER_ENV: &str = "CAPSA_OVERLAY";
 
-/// Mount the container root at `target`: the kernel's overlay, or in a
-/// user namespace fuse-overlayfs when asked or when the kernel refuses.
+/// When fuse-overlayfs may make a root: the caller's choice (rootless
+/// capsa allows it; root never runs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fuse {
+    Never,
+    /// Where the kernel refuses the overlay.
+    Fallback,
+    Always,
+}
+
+/// Mount the container root at `target`: the kernel's overlay, or
+/// fuse-overlayfs as `fuse` allows.
 fn mount_root(
     lowers: &[PathBuf],
     upper: (&Path, &Path),
     target: &Path,
     api: OverlayApi,
+    fuse: Fuse,
 ) -> Result<Driver> {
-    let nested = capsa_sys::process::in_user_namespace();
-    if nested && std::env::var_os(DRIVER_ENV).is_some_and(|v| v == "fuse") {
+    if fuse == Fuse::Always {
         mount_fuse(lowers, upper, target)?;
         return Ok(Driver::Fuse);
     }
     match mount_overlay(lowers, Some(upper), target, api) {
         Ok(()) => Ok(Driver::Kernel),
         Err(Error::Io { source, .. })
-            if nested
+            if fuse == Fuse::Fallback
                 && matches!(
                     source.raw_os_error(),
                     Some(libc::EPERM) | Some(libc::EINVAL) | Some(libc::ENODEV)
@@ -247,10 +257,10 @@ fn mount_fuse_with(
         .collect();
     if let Some(p) = all
         .iter()
-        .find(|p| p.to_string_lossy().contains([',', ':']))
+        .find(|p| p.to_string_lossy().contains([',', ':', '\\']))
     {
         return Err(Error::Unsupported(format!(
-            "fuse-overlayfs cannot take {} (a ',' or ':' in the path)",
+            "fuse-overlayfs cannot take {} (a ',', ':' or '\\' in the path)",
             p.display()
         )));
     }
@@ -303,6 +313,7 @@ impl Snapshot {
         lowers: &[PathBuf],
         api: OverlayApi,
         mapped: Option<IdMapped<'_>>,
+        fuse: Fuse,
     ) -> Result<Snapshot> {
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
@@ -310,7 +321,7 @@ impl Snapshot {
         }
         let mut driver = Driver::Kernel;
         match mapped {
-            None => driver = mount_root(lowers, (&upper, &work), &rootfs, api)?,
+            None => driver = mount_root(lowers, (&upper, &work), &rootfs, api, fuse)?,
             Some(m) => {
                 let (uid, gid) = m.root;
                 rustix::fs::chown(

@@ -11,6 +11,7 @@ mod memory;
 mod others;
 
 use crate::{write, Cgroup, CgroupError, Result};
+use nix::errno::Errno;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxThrottleDevice};
 use std::path::{Path, PathBuf};
 
@@ -277,14 +278,21 @@ impl Cgroup {
         let Some(d) = self.v1_dir("devices") else {
             // cgroup v2: an eBPF program attached to the cgroup.
             return match &self.v2 {
-                // Security (device access: what the devices cgroup guards):
-                // in a user namespace the kernel loads no cgroup device
-                // program (it wants CAP_SYS_ADMIN of the host), and none
-                // is needed there: the namespace may not create device
-                // nodes, and the container sees only the host's nodes the
-                // runtime binds. runc's rootless mode skips it too.
-                Some(_) if capsa_sys::process::in_user_namespace() => Ok(()),
-                Some(v2) => crate::devices::attach_filter(v2, rules),
+                Some(v2) => match crate::devices::attach_filter(v2, rules) {
+                    // Security (device access: what the devices cgroup
+                    // guards): in a user namespace the kernel loads no
+                    // cgroup device program (it wants CAP_SYS_ADMIN of the
+                    // host). As runc's rootless mode, that refusal is
+                    // taken there: the namespace may not create device
+                    // nodes, the container sees only the host nodes the
+                    // runtime binds, and the engine refuses the access
+                    // modes that only the filter could keep.
+                    Err(CgroupError::Sys {
+                        errno: Errno::EPERM | Errno::EACCES,
+                        ..
+                    }) if capsa_sys::process::in_user_namespace() => Ok(()),
+                    r => r,
+                },
                 None => Ok(()),
             };
         };

@@ -272,6 +272,14 @@ pub fn delegated_cgroup() -> Option<PathBuf> {
     }
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    // In a cgroup namespace, after a move, the path can climb ("/../x"):
+    // nothing outside the hierarchy is ours to choose.
+    if Path::new(rel)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return None;
+    }
     let me = nix::unistd::geteuid().as_raw();
     let ours = |rel: &Path| {
         let d = root.join(rel.strip_prefix("/").unwrap_or(rel));

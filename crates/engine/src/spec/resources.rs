@@ -13,6 +13,19 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
     let mut allowed = Vec::new();
     for d in &o.devices {
         let (host, ctr, perms) = (&d.get().host, &d.get().container, &d.get().permissions);
+        // Security (device access): a mode narrower than rwm is kept by the
+        // devices cgroup, which a user namespace cannot load: rootless, it
+        // would be dropped in silence, so it is refused.
+        if crate::rootless::active() && {
+            let mut p: Vec<char> = perms.chars().collect();
+            p.sort_unstable();
+            p != ['m', 'r', 'w']
+        } {
+            return Err(flag(
+                "--device",
+                format!("{host}:{ctr}:{perms}: rootless, access modes other than rwm cannot be enforced (the devices cgroup is the host root's); the device is open to the container as it is to you"),
+            ));
+        }
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let m = std::fs::metadata(host).map_err(|e| flag("--device", format!("{host}: {e}")))?;
         let ty = if m.file_type().is_char_device() {
@@ -22,6 +35,16 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
         } else {
             return Err(flag("--device", format!("{host} is not a device")));
         };
+        // Rootless: a user namespace may not make device nodes; the
+        // host's node is bound where the container wants it (the runtime
+        // would look for it at the container's path on the host).
+        if crate::rootless::active() {
+            super::add_mount(
+                spec,
+                super::mount(ctr.as_str(), "bind", host.as_str(), &["bind", "nosuid"])?,
+            );
+            continue;
+        }
         let (major, minor) = (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64);
         devices.push(
             oci::LinuxDeviceBuilder::default()
