@@ -21,16 +21,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 now() { date +%s%N; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# A network namespace with a server on port 8000 inside: its holder pid.
+# A network namespace with a server on port 8000 inside: its holder's
+# pid in $ns (not a subshell: the pids to kill stay in this shell).
 namespace() {
     unshare -n -- sleep 1000 &
-    local ns=$!
+    ns=$!
     pids+=("$ns")
     for _ in $(seq 50); do [ -e "/proc/$ns/ns/net" ] && break; sleep 0.02; done
     nsenter -t "$ns" -n ip link set lo up
     nsenter -t "$ns" -n python3 -m http.server 8000 --bind 0.0.0.0 --directory "$work" >/dev/null 2>&1 &
     pids+=("$!")
-    echo "$ns"
 }
 
 wait_port() { # port -> waits until it answers
@@ -41,12 +41,15 @@ wait_port() { # port -> waits until it answers
 declare -A setup speed
 for i in $(seq "$runs"); do
     for tool in pasta slirp4netns; do
-        ns=$(namespace)
+        namespace
         port=$(free_port)
         t0=$(now)
         if [ "$tool" = pasta ]; then
-            pasta --config-net --quiet --netns "/proc/$ns/ns/net" --netns-only --runas 0:0 \
-                --no-map-gw -T none -U none -t "$port:8000" -u none --pid "$work/pasta.pid"
+            # (the namespace as stdin: pasta drops CAP_SYS_PTRACE first, as
+            # in crates/engine/src/network/pasta.rs)
+            pasta --config-net --quiet --netns /proc/self/fd/0 --netns-only --runas 0:0 \
+                --no-map-gw -T none -U none -t "$port:8000" -u none --pid "$work/pasta.pid" \
+                < "/proc/$ns/ns/net"
             pids+=("$(cat "$work/pasta.pid")")
         else
             slirp4netns --configure --mtu=65520 --disable-host-loopback \
