@@ -287,7 +287,7 @@ impl Cgroup {
                     // nodes, the container sees only the host nodes the
                     // runtime binds, and the engine refuses the access
                     // modes that only the filter could keep.
-                    Err(CgroupError::Sys {
+                    Err(CgroupError::Device {
                         errno: Errno::EPERM | Errno::EACCES,
                         ..
                     }) if capsa_sys::process::in_user_namespace() => Ok(()),
