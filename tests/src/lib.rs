@@ -387,6 +387,29 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The stdout of `o`, which `what` (a command, for the message) must have
+/// succeeded with; its stderr in the panic otherwise.
+pub fn succeeded(what: &str, o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The stderr of `o`, which `what` must have failed with; its stdout in
+/// the panic otherwise.
+pub fn failed(what: &str, o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "{what} should have failed:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Whether `what`, a tool or host feature a test needs, is `present`. A
 /// test that returns on `false` is skipped, and says so on stderr; under
 /// `CI` the absence fails the test instead, so no test passes there by

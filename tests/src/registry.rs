@@ -257,25 +257,12 @@ impl Capsa {
 
     /// Run and require success; stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "capsa {args:?} failed ({}):\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        crate::succeeded(&format!("capsa {args:?}"), &self.run(args))
     }
 
     /// Run and require failure; stderr.
     pub fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            !o.status.success(),
-            "capsa {args:?} should have failed:\n{}",
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stderr).into_owned()
+        crate::failed(&format!("capsa {args:?}"), &self.run(args))
     }
 
     pub fn store(&self) -> capsa_image::Store {

@@ -115,26 +115,11 @@ impl User {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "{} capsa {args:?} failed ({}):\n{}",
-            self.name,
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        crate::succeeded(&format!("{} capsa {args:?}", self.name), &self.run(args))
     }
 
     pub fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            !o.status.success(),
-            "{} capsa {args:?} should have failed:\n{}",
-            self.name,
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stderr).into_owned()
+        crate::failed(&format!("{} capsa {args:?}", self.name), &self.run(args))
     }
 
     /// The user's processes, by name.
