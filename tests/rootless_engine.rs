@@ -195,6 +195,61 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
     // Back to the pause that holds the containers' namespace (the one
     // just started made a namespace of its own, where they are not).
     std::fs::write(&record, original).unwrap();
+    // cp both ways: the copy out is the user's on the host.
+    let host_file = user.home.join("to-copy");
+    std::fs::write(&host_file, "copied-in\n").unwrap();
+    nix::unistd::chown(&host_file, Some(user.uid.into()), None).unwrap();
+    user.ok(&["cp", host_file.to_str().unwrap(), "sleeper:/copied"]);
+    assert_eq!(
+        user.ok(&["exec", "sleeper", "cat", "/copied"]),
+        "copied-in\n"
+    );
+    let back = user.home.join("copied-back");
+    user.ok(&["cp", "sleeper:/copied", back.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&back).unwrap().uid(), user.uid);
+    // stats answers as far as the host allows (no cgroup here: no usage).
+    assert!(user
+        .ok(&["stats", "--no-stream", "sleeper"])
+        .contains("sleeper"));
+    // A named volume keeps what a container wrote for the next one.
+    user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "kept:/v",
+        &img,
+        "sh",
+        "-c",
+        "echo in-volume > /v/f",
+    ]);
+    assert_eq!(
+        user.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "kept:/v",
+            &img,
+            "cat",
+            "/v/f"
+        ]),
+        "in-volume\n"
+    );
+    // save, then load into a fresh store of the same user.
+    let archive = user.home.join("img.tar");
+    user.ok(&["save", "-o", archive.to_str().unwrap(), &img]);
+    let other_store = user.home.join("second-store");
+    let loaded = user.ok(&[
+        "--root",
+        other_store.to_str().unwrap(),
+        "load",
+        "-i",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(loaded.contains("rootless/img"), "{loaded}");
     // No cgroup: top lists the container's pid namespace instead.
     let top = user.ok(&["top", "sleeper"]);
     assert!(top.contains("sleep 600"), "{top}");
