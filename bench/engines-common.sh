@@ -103,3 +103,45 @@ bench_image() {
     capsa import -q "$d/rootfs.tar" localhost/bench:latest >/dev/null
     pm import "$d/rootfs.tar" localhost/bench:latest >/dev/null 2>&1
 }
+
+# oci_layout_of WORK DIR...: an OCI layout at WORK/oci, tagged "bench",
+# with one gzip layer per host directory DIR (relative to /), each also
+# kept as WORK/layers/N.tar.gz. Sets `total` (uncompressed bytes) and
+# `compressed` (bytes of the gzip layers).
+oci_layout_of() {
+    local work=$1; shift
+    local oci=$work/oci dir n=0 d s C CS M MS
+    mkdir -p "$oci/blobs/sha256" "$work/layers"
+    blob() { local h; h=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$oci/blobs/sha256/$h"; echo "$h $(stat -c %s "$oci/blobs/sha256/$h")"; }
+    local diffs=() descs=()
+    total=0
+    for dir in "$@"; do
+        n=$((n + 1))
+        tar -C / --numeric-owner -cf "$work/layer$n.tar" "$dir" 2>/dev/null || true
+        diffs+=("\"sha256:$(sha256sum "$work/layer$n.tar" | cut -d' ' -f1)\"")
+        total=$((total + $(stat -c %s "$work/layer$n.tar")))
+        gzip -6 "$work/layer$n.tar"
+        cp "$work/layer$n.tar.gz" "$work/layers/$n.tar.gz"
+        read -r d s < <(blob "$work/layer$n.tar.gz")
+        descs+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$d\",\"size\":$s}")
+    done
+    join() { local IFS=,; echo "$*"; }
+    printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$(join "${diffs[@]}")" > "$work/config.json"
+    read -r C CS < <(blob "$work/config.json")
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' "$C" "$CS" "$(join "${descs[@]}")" > "$work/manifest.json"
+    read -r M MS < <(blob "$work/manifest.json")
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' "$M" "$MS" > "$oci/index.json"
+    echo '{"imageLayoutVersion":"1.0.0"}' > "$oci/oci-layout"
+    compressed=$(du -cb "$work"/layers/*.tar.gz | tail -1 | cut -f1)
+}
+
+# start_registry WORK: a docker-registry on a free 127.0.0.1 port, its
+# storage under WORK; sets `regpid` and `port` once it answers.
+start_registry() {
+    local work=$1
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry" "$port" > "$work/registry.yml"
+    docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
+    regpid=$!
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+}

@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 cargo build --release -q -p capsa
+source bench/engines-common.sh
 capsa=$(pwd)/target/x86_64-unknown-linux-gnu/release/capsa
 # BENCH_TMP=/dev/shm measures the tools rather than the disk.
 work=$(mktemp -d "${BENCH_TMP:-/tmp}/capsa-img-bench.XXXXXX")
@@ -25,43 +26,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building the image from /usr/lib/gcc /usr/include /usr/share/locale /usr/lib/python3 ..." >&2
-oci=$work/oci; mkdir -p "$oci/blobs/sha256" "$work/layers"
-blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$oci/blobs/sha256/$d"; echo "$d $(stat -c %s "$oci/blobs/sha256/$d")"; }
-diffs=(); descs=(); total=0; n=0
-for dir in usr/lib/gcc usr/include usr/share/locale usr/lib/python3; do
-    n=$((n + 1))
-    tar -C / --numeric-owner -cf - "$dir" 2>/dev/null | tee >(sha256sum | cut -d' ' -f1 > "$work/diff$n") \
-        | tee >(wc -c > "$work/size$n") | gzip -6 > "$work/layer$n.tar.gz"
-    sleep 0.2
-    cp "$work/layer$n.tar.gz" "$work/layers/$n.tar.gz"
-    read -r d s < <(blob "$work/layer$n.tar.gz")
-    diffs+=("\"sha256:$(cat "$work/diff$n")\"")
-    descs+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$d\",\"size\":$s}")
-    total=$((total + $(cat "$work/size$n")))
-done
-join() { local IFS=,; echo "$*"; }
-printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$(join "${diffs[@]}")" > "$work/config.json"
-read -r C CS < <(blob "$work/config.json")
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' "$C" "$CS" "$(join "${descs[@]}")" > "$work/manifest.json"
-read -r M MS < <(blob "$work/manifest.json")
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' "$M" "$MS" > "$oci/index.json"
-echo '{"imageLayoutVersion":"1.0.0"}' > "$oci/oci-layout"
-compressed=$(du -cb "$work"/layers/*.tar.gz | tail -1 | cut -f1)
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/registry.yml" <<EOT
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-EOT
-docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
-regpid=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+oci=$work/oci
+oci_layout_of "$work" usr/lib/gcc usr/include usr/share/locale usr/lib/python3
+start_registry "$work"
 ref=127.0.0.1:$port/bench/big:v1
 skopeo copy -q --dest-tls-verify=false "oci:$oci:bench" "docker://$ref"
 

@@ -62,15 +62,9 @@ driver = "overlay"
 graphroot = "$home/podman-root"
 runroot = "$home/run/podman"
 EOT
-cat > "$home/.config/containers/containers.conf" <<EOT
-[containers]
-netns = "none"
-[engine]
-cgroup_manager = "cgroupfs"
-# crun 1.8 refuses this hybrid host; runc is what works here.
-runtime = "runc"
-events_logger = "file"
-EOT
+# The same containers.conf as the root benches', where rootless podman
+# reads it.
+podman_setup "$home/.config/containers"
 chown -R "$user:" "$home/.config"
 as_user podman import "$work/rootfs.tar" localhost/bench:latest >/dev/null 2>&1
 
@@ -102,30 +96,9 @@ echo "| capsa as root | $ro | $ro | $(ratio "$ro") | ${failed[capsa_root]:-0} |"
 echo "| floor: runuser /bin/true | $fl | 0 | - | ${failed[floor]:-0} |"
 
 # Pull + unpack from a local registry.
-oci=$work/oci; mkdir -p "$oci/blobs/sha256"
-blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$oci/blobs/sha256/$d"; echo "$d $(stat -c %s "$oci/blobs/sha256/$d")"; }
-diffs=(); descs=(); total=0; n=0
-for dir in usr/lib/gcc usr/include; do
-    n=$((n + 1))
-    tar -C / --numeric-owner -cf "$work/layer$n.tar" "$dir" 2>/dev/null || true
-    diffs+=("\"sha256:$(sha256sum "$work/layer$n.tar" | cut -d' ' -f1)\"")
-    total=$((total + $(stat -c %s "$work/layer$n.tar")))
-    gzip -6 "$work/layer$n.tar"
-    read -r d s < <(blob "$work/layer$n.tar.gz")
-    descs+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$d\",\"size\":$s}")
-done
-join() { local IFS=,; echo "$*"; }
-printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$(join "${diffs[@]}")" > "$work/config.json"
-read -r C CS < <(blob "$work/config.json")
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' "$C" "$CS" "$(join "${descs[@]}")" > "$work/manifest.json"
-read -r M MS < <(blob "$work/manifest.json")
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' "$M" "$MS" > "$oci/index.json"
-echo '{"imageLayoutVersion":"1.0.0"}' > "$oci/oci-layout"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry" "$port" > "$work/registry.yml"
-docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
-regpid=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+oci=$work/oci
+oci_layout_of "$work" usr/lib/gcc usr/include
+start_registry "$work"
 ref=127.0.0.1:$port/bench/big:v1
 skopeo copy -q --dest-tls-verify=false "oci:$oci:bench" "docker://$ref"
 

@@ -153,17 +153,7 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         let _ = Command::new("userdel").arg(&self.name).output();
-        // Older shadow versions keep the ranges: drop them too.
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            if let Ok(text) = std::fs::read_to_string(f) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&format!("{}:", self.name)))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                let _ = std::fs::write(f, kept);
-            }
-        }
+        capsa_tests::users::strip_subids(&self.name);
     }
 }
 

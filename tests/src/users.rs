@@ -140,7 +140,9 @@ impl User {
     }
 }
 
-fn strip_subids(name: &str) {
+/// Remove `name`'s lines from /etc/subuid and /etc/subgid (older shadow
+/// versions keep them after userdel).
+pub fn strip_subids(name: &str) {
     for f in ["/etc/subuid", "/etc/subgid"] {
         if let Ok(text) = std::fs::read_to_string(f) {
             let kept: String = text

@@ -58,7 +58,7 @@ pub struct Engine {
 }
 
 /// Make `d` (and its missing parents) with mode 0700 when it is missing.
-fn private_dir(d: &Path) -> Result<()> {
+pub(crate) fn private_dir(d: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if d.exists() {
         return Ok(());

@@ -15,19 +15,34 @@
 //! misread each other.
 
 pub use crate::error::Failure;
-/// Wait up to `ms` (forever when negative) until one of `fds` can be
-/// read; which ones can.
-pub fn poll_in(fds: &[std::os::fd::BorrowedFd<'_>], ms: i32) -> Vec<bool> {
+/// `poll(2)` on `fds` for `flags`, up to `ms` (forever when negative):
+/// the events of each.
+pub fn poll(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    flags: &[rustix::event::PollFlags],
+    ms: i32,
+) -> Vec<rustix::event::PollFlags> {
     let mut p: Vec<rustix::event::PollFd<'_>> = fds
         .iter()
-        .map(|f| rustix::event::PollFd::new(f, rustix::event::PollFlags::IN))
+        .zip(flags)
+        .map(|(f, fl)| rustix::event::PollFd::new(f, *fl))
         .collect();
     let ts = rustix::event::Timespec {
         tv_sec: (ms / 1000) as i64,
         tv_nsec: ((ms % 1000) as i64) * 1_000_000,
     };
     let _ = rustix::event::poll(&mut p, if ms < 0 { None } else { Some(&ts) });
-    p.iter().map(|x| !x.revents().is_empty()).collect()
+    p.iter().map(|x| x.revents()).collect()
+}
+
+/// Wait up to `ms` (forever when negative) until one of `fds` can be
+/// read; which ones can.
+pub fn poll_in(fds: &[std::os::fd::BorrowedFd<'_>], ms: i32) -> Vec<bool> {
+    let flags = vec![rustix::event::PollFlags::IN; fds.len()];
+    poll(fds, &flags, ms)
+        .iter()
+        .map(|e| !e.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

@@ -155,12 +155,16 @@ pub fn keep_id(value: Option<&str>) -> Result<Option<KeepId>> {
     }))
 }
 
-/// The first range of `name` in a subid file (`name:start:count` lines).
-fn subid_range(text: &str, name: &str) -> Option<(u32, u32)> {
+/// The first non-empty range in a subid file (`who:start:count` lines)
+/// of any of `whos` (a user's name and its uid, or `containers`).
+pub(crate) fn subid_range(text: &str, whos: &[&str]) -> Option<(u32, u32)> {
     text.lines().find_map(|l| {
         let mut f = l.trim().split(':');
-        (f.next()? == name).then_some(())?;
-        Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        let who = f.next()?;
+        whos.contains(&who).then_some(())?;
+        let first: u32 = f.next()?.trim().parse().ok()?;
+        let count: u32 = f.next()?.trim().parse().ok()?;
+        (count > 0).then_some((first, count))
     })
 }
 
@@ -169,8 +173,8 @@ fn subid_range(text: &str, name: &str) -> Option<(u32, u32)> {
 fn pools() -> ((u32, u32), (u32, u32)) {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     match (
-        subid_range(&read("/etc/subuid"), "containers"),
-        subid_range(&read("/etc/subgid"), "containers"),
+        subid_range(&read("/etc/subuid"), &["containers"]),
+        subid_range(&read("/etc/subgid"), &["containers"]),
     ) {
         (Some(u), Some(g)) => (u, g),
         _ => (DEFAULT_POOL, DEFAULT_POOL),
@@ -278,8 +282,11 @@ mod tests {
     #[test]
     fn subid_files_give_the_containers_range() {
         let t = "alice:100000:65536\ncontainers:2147483647:2147483648\n";
-        assert_eq!(subid_range(t, "containers"), Some((2147483647, 2147483648)));
-        assert_eq!(subid_range(t, "bob"), None);
+        assert_eq!(
+            subid_range(t, &["containers"]),
+            Some((2147483647, 2147483648))
+        );
+        assert_eq!(subid_range(t, &["bob"]), None);
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn mount_root(
     fuse: Fuse,
 ) -> Result<Driver> {
     if fuse == Fuse::Always {
-        mount_fuse(lowers, upper, target)?;
+        mount_fuse(lowers, upper, target, "")?;
         return Ok(Driver::Fuse);
     }
     match mount_overlay(lowers, Some(upper), target, api) {
@@ -227,22 +227,17 @@ fn mount_root(
                     Some(libc::EPERM) | Some(libc::EINVAL) | Some(libc::ENODEV)
                 ) =>
         {
-            mount_fuse(lowers, upper, target)?;
+            mount_fuse(lowers, upper, target, "")?;
             Ok(Driver::Fuse)
         }
         Err(e) => Err(e),
     }
 }
 
-/// fuse-overlayfs over `lowers` (top first) with `upper`, at `target`.
-/// It forks into the background once the mount is made; unmounting the
-/// target ends it.
-fn mount_fuse(lowers: &[PathBuf], (upper, work): (&Path, &Path), target: &Path) -> Result<()> {
-    mount_fuse_with(lowers, (upper, work), target, "")
-}
-
-/// As [`mount_fuse`], with more options (`,uidmapping=...`).
-fn mount_fuse_with(
+/// fuse-overlayfs over `lowers` (top first) with `upper`, at `target`,
+/// with `extra` options (`,uidmapping=...`). It forks into the background
+/// once the mount is made; unmounting the target ends it.
+fn mount_fuse(
     lowers: &[PathBuf],
     (upper, work): (&Path, &Path),
     target: &Path,
@@ -362,7 +357,7 @@ impl Snapshot {
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).at("create", d)?;
         }
-        mount_fuse_with(
+        mount_fuse(
             lowers,
             (&upper, &work),
             &rootfs,

@@ -140,7 +140,7 @@ impl Clients {
             let fds: Vec<BorrowedFd<'_>> = self.list.iter().map(|c| c.fd.as_fd()).collect();
             let flags = vec![rustix::event::PollFlags::OUT; fds.len()];
             // (A client that hung up fails its next send and goes.)
-            super::serve::poll(&fds, &flags, 100);
+            crate::protocol::poll(&fds, &flags, 100);
             self.flush();
         }
     }

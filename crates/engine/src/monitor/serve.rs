@@ -4,7 +4,7 @@
 
 use super::clients::Clients;
 use crate::logs;
-use crate::protocol::{self, FromMonitor, ToMonitor};
+use crate::protocol::{self, poll, FromMonitor, ToMonitor};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use rustix::event::PollFlags;
@@ -73,22 +73,6 @@ impl Stdio {
 /// Client input held back past this: clients are not read until the
 /// container takes some.
 pub(super) const INPUT_LIMIT: usize = 1 << 20;
-
-/// `poll(2)` on `fds` for `flags`, up to `ms` (forever when negative):
-/// the events of each.
-pub(super) fn poll(fds: &[BorrowedFd<'_>], flags: &[PollFlags], ms: i32) -> Vec<PollFlags> {
-    let mut p: Vec<rustix::event::PollFd<'_>> = fds
-        .iter()
-        .zip(flags)
-        .map(|(f, fl)| rustix::event::PollFd::new(f, *fl))
-        .collect();
-    let ts = rustix::event::Timespec {
-        tv_sec: (ms / 1000) as i64,
-        tv_nsec: ((ms % 1000) as i64) * 1_000_000,
-    };
-    let _ = rustix::event::poll(&mut p, if ms < 0 { None } else { Some(&ts) });
-    p.iter().map(|x| x.revents()).collect()
-}
 
 /// Add `f` (if any) to the poll set: its index there.
 fn slot<'a>(

@@ -20,7 +20,7 @@
 //! ```
 
 use crate::error::{Error, IoContext, Result};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 mod pause;
@@ -52,7 +52,7 @@ impl Mapping {
             .unwrap_or_else(|| uid.to_string());
         let range = |file: &str| -> Result<(u32, u32)> {
             let text = std::fs::read_to_string(file).unwrap_or_default();
-            subid_range(&text, &name, uid).ok_or_else(|| Error::Refused {
+            crate::userns::subid_range(&text, &[&name, &uid.to_string()]).ok_or_else(|| Error::Refused {
                 what: file.to_string(),
                 reason: format!(
                     "no line for {name} (uid {uid}): rootless capsa maps the ids of a container's files to the user's subordinate ids; as root, add a range with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}`"
@@ -66,20 +66,6 @@ impl Mapping {
             subgid: range("/etc/subgid")?,
         })
     }
-}
-
-/// `name`'s (or `uid`'s) first range in a subid file; a range of fewer
-/// than 1 id is no range.
-fn subid_range(text: &str, name: &str, uid: u32) -> Option<(u32, u32)> {
-    let uid = uid.to_string();
-    text.lines().find_map(|l| {
-        let mut f = l.trim().split(':');
-        let who = f.next()?;
-        (who == name || who == uid).then_some(())?;
-        let first: u32 = f.next()?.trim().parse().ok()?;
-        let count: u32 = f.next()?.trim().parse().ok()?;
-        (count > 0).then_some((first, count))
-    })
 }
 
 /// The user's store: `$XDG_DATA_HOME/capsa`, default
@@ -175,14 +161,7 @@ pub fn active() -> bool {
 /// requires it, and starting the pause process forks).
 pub fn enter(run: &Path) -> Result<Mapping> {
     let map = Mapping::of_caller()?;
-    if let Some(parent) = run.parent() {
-        std::fs::create_dir_all(parent).at("create", parent)?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(run) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).at("create", run),
-    }
+    crate::private_dir(run)?;
     // Security: the run directory holds the pause's pid and the attach
     // sockets. One another user made first (in /tmp, say) or can write
     // is refused, and so a symlink planted in it cannot exist.
@@ -306,20 +285,19 @@ pub fn tun_usable() -> bool {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+    crate::runtime::resolve_bin(program).is_absolute()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn subid_lines_are_found_by_name_or_uid() {
         let text = "root:1:2\nalice:100000:65536\n1001:200000:1000\nzero:5:0\n";
-        assert_eq!(subid_range(text, "alice", 1000), Some((100000, 65536)));
-        assert_eq!(subid_range(text, "bob", 1001), Some((200000, 1000)));
-        assert_eq!(subid_range(text, "carol", 1002), None);
-        assert_eq!(subid_range(text, "zero", 1003), None);
+        let range =
+            |name: &str, uid: u32| crate::userns::subid_range(text, &[name, &uid.to_string()]);
+        assert_eq!(range("alice", 1000), Some((100000, 65536)));
+        assert_eq!(range("bob", 1001), Some((200000, 1000)));
+        assert_eq!(range("carol", 1002), None);
+        assert_eq!(range("zero", 1003), None);
     }
 }

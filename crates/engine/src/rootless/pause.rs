@@ -183,28 +183,29 @@ pub fn pause_main() -> ! {
     }
 }
 
-/// `newuidmap`/`newgidmap` for the pause process: 0 is the user, 1..N
-/// the subordinate ids.
+/// The pause's maps: 0 is the user, 1..N the subordinate ids (written
+/// by newuidmap/newgidmap, as the runtime writes any map of ranges an
+/// ordinary user may not write itself).
 fn write_maps(pid: i32, map: &Mapping) -> Result<()> {
-    for (tool, own, (first, count)) in [
-        ("newuidmap", map.uid, map.subuid),
-        ("newgidmap", map.gid, map.subgid),
-    ] {
-        let out = std::process::Command::new(tool)
-            .args([pid.to_string(), "0".into(), own.to_string(), "1".into()])
-            .args(["1".to_string(), first.to_string(), count.to_string()])
-            .output()
-            .map_err(|e| Error::Refused {
-                what: tool.into(),
-                reason: format!("{e}: rootless capsa needs it (Debian's uidmap package)"),
-            })?;
-        if !out.status.success() {
-            return Err(Error::Refused {
-                what: format!("{tool} {pid}"),
-                reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-    }
+    let ranges = |own: u32, (first, count): (u32, u32)| {
+        [
+            capsa_spec::IdMap {
+                container: 0,
+                host: own,
+                size: 1,
+            },
+            capsa_spec::IdMap {
+                container: 1,
+                host: first,
+                size: count,
+            },
+        ]
+    };
+    capsa_runtime::rootless::write_maps(
+        pid,
+        &ranges(map.uid, map.subuid),
+        &ranges(map.gid, map.subgid),
+    )?;
     Ok(())
 }
 
