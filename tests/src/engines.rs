@@ -115,7 +115,10 @@ pub fn oci_archive(
             "Entrypoint": if entrypoint.is_empty() { serde_json::Value::Null } else { serde_json::json!(entrypoint) },
             "Cmd": if cmd.is_empty() { serde_json::Value::Null } else { serde_json::json!(cmd) }
         },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_d}")] }
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_d}")] },
+        // One history entry per layer, as buildah insists when it builds
+        // on the image.
+        "history": [{ "created_by": "capsa tests" }]
     })
     .to_string()
     .into_bytes();

@@ -68,6 +68,16 @@ fn stream_copy(
         xattrs: archive,
         top: Some(top.to_string()),
     };
+    stream(pack, dir, opts)
+}
+
+/// Pack with `pack` into a pipe while the unpacker, with `opts`, writes
+/// it into `dir` (see `stream_copy`; `capsa build` copies with it too).
+pub fn stream(
+    pack: impl FnOnce(&mut tar::Builder<Stoppable>) -> Result<()> + Send,
+    dir: &Path,
+    opts: capsa_image::unpack::Options,
+) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys("pipe", "copy", e))?;
     let (mut r, w) = (std::fs::File::from(r), std::fs::File::from(w));
@@ -106,7 +116,7 @@ fn stream_copy(
 
 /// The packer's end of the pipe: writes fail once the unpacker has
 /// stopped.
-struct Stoppable {
+pub struct Stoppable {
     inner: std::fs::File,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }

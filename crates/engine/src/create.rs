@@ -12,6 +12,19 @@ use capsa_image::ImageRecord;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
+/// Whether a snapshot may use fuse-overlayfs: only for rootless capsa,
+/// where the kernel refuses the overlay, or where CAPSA_OVERLAY=fuse asks.
+pub fn fuse_choice() -> capsa_image::snapshot::Fuse {
+    match (
+        crate::rootless::active(),
+        std::env::var_os(capsa_image::snapshot::DRIVER_ENV).is_some_and(|v| v == "fuse"),
+    ) {
+        (false, _) => capsa_image::snapshot::Fuse::Never,
+        (true, false) => capsa_image::snapshot::Fuse::Fallback,
+        (true, true) => capsa_image::snapshot::Fuse::Always,
+    }
+}
+
 /// Make container from `image` (already in the store) with `opts`.
 pub fn create(
     engine: &Engine,
@@ -72,16 +85,7 @@ pub fn create(
         let idmap = userns_size
             .map(|size| crate::userns::allocate(engine, &dir, size))
             .transpose()?;
-        // fuse-overlayfs only for rootless capsa: where the kernel refuses
-        // the overlay, or where CAPSA_OVERLAY=fuse asks.
-        let fuse = match (
-            crate::rootless::active(),
-            std::env::var_os(capsa_image::snapshot::DRIVER_ENV).is_some_and(|v| v == "fuse"),
-        ) {
-            (false, _) => capsa_image::snapshot::Fuse::Never,
-            (true, false) => capsa_image::snapshot::Fuse::Fallback,
-            (true, true) => capsa_image::snapshot::Fuse::Always,
-        };
+        let fuse = fuse_choice();
         let snap = match (idmap, keep_id) {
             (None, Some(k)) => {
                 let snap = Snapshot::create_fuse_mapped(
@@ -255,6 +259,21 @@ pub fn create(
             hosts: &hosts,
         };
         let (spec, args) = crate::spec::build(opts, &inputs)?;
+        // The working directory exists before the start, made in the
+        // container's root (through the in-root handle) when the image
+        // lacks it, as docker's daemon and BuildKit's WORKDIR make it.
+        if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
+            if cwd != std::path::Path::new("/") {
+                capsa_sys::root::Root::open(&snap.rootfs)
+                    .and_then(|r| r.mkdir_all(&cwd))
+                    .map_err(|e| {
+                        crate::error::flag(
+                            "-w (or the image's WorkingDir)",
+                            format!("{}: {}", cwd.display(), e.desc()),
+                        )
+                    })?;
+            }
+        }
         let path = dir.join("config.json");
         std::fs::write(
             &path,

@@ -12,6 +12,10 @@
 
 pub mod archive;
 pub mod auth;
+pub mod cache;
+pub mod commit;
+pub mod config;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod layers;

@@ -323,6 +323,14 @@ fn referenced(store: &Store) -> Result<(HashSet<String>, HashSet<String>)> {
             chains.insert(l.chain_id.hex().to_string());
         }
     }
+    // The build cache's layers stay until its entries are pruned.
+    for (_, e) in crate::cache::entries(store)? {
+        let ids: Vec<Digest> = e.layers.iter().map(|l| l.diff_id.clone()).collect();
+        for (l, chain) in e.layers.iter().zip(layers::chain_ids(&ids)) {
+            blobs.insert(l.blob.hex().to_string());
+            chains.insert(chain.hex().to_string());
+        }
+    }
     Ok((blobs, chains))
 }
 

@@ -87,6 +87,29 @@ pub fn add_fd<W: Write>(
     name: &str,
     specials: Specials,
 ) -> Result<()> {
+    add_fd_with(b, fd, name, specials, &|_, _| Keep::Yes)
+}
+
+/// What an edit says of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Yes,
+    /// Left out (a directory: with everything under it).
+    No,
+    /// A directory left out whose children are still asked about (a
+    /// `!pattern` may take some back).
+    Children,
+}
+
+/// As [`add_fd`], each entry's header first shown to `edit` (with its
+/// name), which may change it (owners, modes, times) or leave it out.
+pub fn add_fd_with<W: Write>(
+    b: &mut tar::Builder<W>,
+    fd: &OwnedFd,
+    name: &str,
+    specials: Specials,
+    edit: &dyn Fn(&str, &mut tar::Header) -> Keep,
+) -> Result<()> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let st = rustix::fs::fstat(fd).at("stat", name)?;
     let mut h = header_of(&st);
@@ -94,8 +117,13 @@ pub fn add_fd<W: Write>(
         FileType::Directory => {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
-            b.append_data(&mut h, format!("{name}/"), std::io::empty())
-                .at("archive", name)?;
+            match edit(name, &mut h) {
+                Keep::No => return Ok(()),
+                Keep::Yes => b
+                    .append_data(&mut h, format!("{name}/"), std::io::empty())
+                    .at("archive", name)?,
+                Keep::Children => {}
+            }
             let mut names = Vec::new();
             for e in rustix::fs::Dir::read_from(fd).at("read directory", name)? {
                 let e = e.at("read directory", name)?;
@@ -117,6 +145,9 @@ pub fn add_fd<W: Write>(
                         lh.set_entry_type(tar::EntryType::Symlink);
                         lh.set_mode(0o777);
                         lh.set_size(0);
+                        if edit(&child, &mut lh) != Keep::Yes {
+                            continue;
+                        }
                         b.append_link(&mut lh, &child, target.to_string_lossy().as_ref())
                             .at("archive", child.as_str())?;
                         continue;
@@ -133,6 +164,9 @@ pub fn add_fd<W: Write>(
                         sh.set_size(0);
                         let _ = sh.set_device_major(rustix::fs::major(cst.st_rdev));
                         let _ = sh.set_device_minor(rustix::fs::minor(cst.st_rdev));
+                        if edit(&child, &mut sh) != Keep::Yes {
+                            continue;
+                        }
                         b.append_data(&mut sh, &child, std::io::empty())
                             .at("archive", child.as_str())?;
                         continue;
@@ -142,13 +176,17 @@ pub fn add_fd<W: Write>(
                 let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 if let Ok(pfd) = rustix::fs::openat(fd, n.as_str(), flags, Mode::empty()) {
                     if let Some(cfd) = reopen_plain(&pfd)? {
-                        add_fd(b, &cfd, &child, specials)?;
+                        add_fd_with(b, &cfd, &child, specials, edit)?;
                     }
                 }
             }
         }
         FileType::RegularFile => {
             let size = st.st_size as u64;
+            h.set_entry_type(tar::EntryType::Regular);
+            if edit(name, &mut h) != Keep::Yes {
+                return Ok(());
+            }
             h.set_size(size);
             let mut exact = Exact {
                 inner: std::fs::File::from(fd.try_clone().at("dup", name)?),

@@ -17,6 +17,7 @@ struct OpenHow {
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// How symlinks met during resolution are treated.
@@ -26,6 +27,10 @@ pub enum Symlinks {
     InRoot,
     /// Refused with `ELOOP` (for mount points that must not be links).
     Refuse,
+    /// Followed while they stay beneath the root; one that leads out (an
+    /// absolute target, or `..` past the top) fails with `EXDEV` instead
+    /// of being scoped (a build's context: a link out is an error).
+    Beneath,
 }
 
 /// `openat2(root, path, flags, mode)` with every component resolved inside
@@ -46,10 +51,12 @@ pub fn open_in_root(
         rel
     };
     let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let mut resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    if links == Symlinks::Refuse {
-        resolve |= RESOLVE_NO_SYMLINKS;
-    }
+    let resolve = RESOLVE_NO_MAGICLINKS
+        | match links {
+            Symlinks::InRoot => RESOLVE_IN_ROOT,
+            Symlinks::Refuse => RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS,
+            Symlinks::Beneath => RESOLVE_BENEATH,
+        };
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: mode as u64,

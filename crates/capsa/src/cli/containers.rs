@@ -127,11 +127,29 @@ pub struct RunArgs {
     pub trace: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// The image, then the command and its arguments (default: the
+    /// image's). Everything after the image is the command's, even what
+    /// looks like a flag (`--entrypoint sh IMAGE -c 'cmd'`), as in docker.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub argv: Vec<String>,
+}
+
+impl RunArgs {
     /// The image.
-    pub image: String,
-    /// The command and its arguments (default: the image's).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    pub fn image(&self) -> &str {
+        self.argv.first().map_or("", String::as_str)
+    }
+
+    /// The command after the image.
+    pub fn command(&self) -> &[String] {
+        self.argv.get(1..).unwrap_or(&[])
+    }
 }
 
 #[derive(Args, Debug)]

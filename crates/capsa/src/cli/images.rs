@@ -1,7 +1,7 @@
 //! The flags of the image and registry verbs.
 
 use super::*;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
@@ -178,4 +178,73 @@ pub struct MountArgs {
 #[derive(Args, Debug)]
 pub struct UnmountArgs {
     pub directory: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BuildProgress {
+    /// One line per step and its result, as BuildKit's plain mode.
+    #[default]
+    Plain,
+    /// The same lines, for a terminal.
+    Tty,
+    /// Pick by whether stderr is a terminal.
+    Auto,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name the image (NAME[:TAG]); may be given more than once.
+    #[arg(short, long)]
+    pub tag: Vec<String>,
+    /// The Containerfile (default: Containerfile, else Dockerfile, in the
+    /// context).
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// A build arg, KEY=VALUE (or KEY, from the environment).
+    #[arg(long = "build-arg")]
+    pub build_arg: Vec<String>,
+    /// Build up to this stage.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, ignoring the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull base images even when the store has them.
+    #[arg(long)]
+    pub pull: bool,
+    /// The network of RUN steps (bridge, host, none, ...).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = BuildProgress::Auto)]
+    pub progress: BuildProgress,
+    /// Write the image's id to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// A label on the image, KEY=VALUE.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// After the build, each step's time and the layer it made.
+    #[arg(long)]
+    pub trace: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The context directory.
+    pub context: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Remove build cache entries no image uses (all with -a).
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuilderPruneArgs {
+    /// Remove every cache entry.
+    #[arg(short, long)]
+    pub all: bool,
 }

@@ -118,6 +118,11 @@ pub enum Command {
     Save(SaveArgs),
     /// Create an image from a rootfs tarball.
     Import(ImportArgs),
+    /// Build an image from a Containerfile (or Dockerfile).
+    Build(BuildArgs),
+    /// The build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -143,6 +148,7 @@ pub enum ImageCommand {
     Load(LoadArgs),
     Save(SaveArgs),
     Import(ImportArgs),
+    Build(BuildArgs),
     /// Mount an image's layers read-only at a directory.
     Mount(MountArgs),
     /// Unmount what `image mount` mounted.

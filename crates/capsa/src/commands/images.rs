@@ -127,7 +127,7 @@ pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
 }
 
 /// Image ids and layer chains that containers use.
-fn in_use(
+pub fn in_use(
     engine: &capsa_engine::Engine,
 ) -> Result<(Vec<capsa_image::Digest>, Vec<capsa_image::Digest>)> {
     let mut ids = Vec::new();
@@ -241,6 +241,9 @@ pub fn prune(engine: &capsa_engine::Engine, a: PruneArgs) -> Result<()> {
             removed.push(rec.id.to_string());
         }
     }
+    // Build cache entries no image left uses go too (docker keeps them
+    // for `builder prune`; one prune is what a user expects here).
+    capsa_image::cache::prune(store, false)?;
     let c = local::gc(store, &chains)?;
     if a.format == Format::Json {
         println!(

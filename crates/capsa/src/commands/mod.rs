@@ -2,6 +2,7 @@
 //! and returns the exit code.
 
 mod archive;
+mod build;
 mod containers;
 mod images;
 mod inspect;
@@ -10,7 +11,7 @@ mod ps;
 mod run;
 mod transfer;
 
-use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
+use crate::cli::{BuilderCommand, Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use anyhow::{Context, Result};
 use capsa_engine::Engine;
 use capsa_image::Store;
@@ -87,5 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             done(archive::import(&store()?, a))
         }
         Command::System(SystemCommand::Df(a)) => done(images::df(&store()?, a)),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(&engine()?, a),
+        Command::Builder(BuilderCommand::Prune(a)) => done(build::prune(&engine()?, a)),
     }
 }

@@ -51,7 +51,7 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         trace: a.trace,
-        args: a.command.clone(),
+        args: a.command().to_vec(),
     })
 }
 
@@ -90,7 +90,7 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
             reason: format!("not in the store, and pulling it failed: {e}"),
         })
     };
-    Ok(images::resolve(engine, &a.image, policy, &probe, pull)?)
+    Ok(images::resolve(engine, a.image(), policy, &probe, pull)?)
 }
 
 pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {

@@ -11,7 +11,7 @@ mod resources;
 mod security;
 #[cfg(test)]
 mod tests;
-mod user;
+pub mod user;
 
 pub use user::resolve_user;
 

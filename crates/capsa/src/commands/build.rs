@@ -1,0 +1,177 @@
+//! build, and builder prune: a Containerfile built through capsa-build,
+//! its steps shown as they go (on stderr), the image id on stdout.
+
+use crate::cli::*;
+use crate::progress::Display;
+use anyhow::{Context, Result};
+use capsa_build::Event;
+use capsa_engine::Engine;
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+fn pair(flag: &str, v: &str, from_env: bool) -> Result<(String, String)> {
+    match v.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        None if from_env && !v.is_empty() => {
+            Ok((v.to_string(), std::env::var(v).unwrap_or_default()))
+        }
+        _ => anyhow::bail!("{flag} {v:?}: expected KEY=VALUE"),
+    }
+}
+
+fn size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1 << 10 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+/// A step as the display keeps it, for the trace at the end.
+struct Step {
+    text: String,
+    took: Duration,
+    layer: Option<u64>,
+    cached: bool,
+}
+
+pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
+    let tags = a
+        .tag
+        .iter()
+        .map(|t| capsa_image::Reference::parse(t).with_context(|| format!("-t {t}")))
+        .collect::<Result<Vec<_>>>()?;
+    let exe = std::env::current_exe().context("locating the capsa binary")?;
+    let monitor = Some(exe.with_file_name("capsa-monitor")).filter(|m| m.exists());
+    let opts = capsa_build::Options {
+        context: a.context.clone(),
+        file: a.file.clone(),
+        tags,
+        build_args: a
+            .build_arg
+            .iter()
+            .map(|v| pair("--build-arg", v, true))
+            .collect::<Result<_>>()?,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        network: a.network.clone(),
+        labels: a
+            .label
+            .iter()
+            .map(|v| pair("--label", v, false))
+            .collect::<Result<_>>()?,
+        monitor,
+        probe: exe.with_file_name("capsa-probe"),
+    };
+    let _tty = match a.progress {
+        BuildProgress::Tty => true,
+        BuildProgress::Plain => false,
+        BuildProgress::Auto => std::io::stderr().is_terminal(),
+    };
+    let quiet = a.quiet;
+    // Each step's line and timing, for the end (--trace).
+    let steps: RefCell<Vec<Step>> = RefCell::new(Vec::new());
+    let events = |e: Event| match e {
+        Event::Step {
+            stage,
+            stages,
+            n,
+            total,
+            text,
+        } => {
+            if !quiet {
+                eprintln!("[{stage}/{stages}] STEP {n}/{total}: {text}");
+            }
+            steps.borrow_mut().push(Step {
+                text,
+                took: Duration::ZERO,
+                layer: None,
+                cached: false,
+            });
+        }
+        Event::Cached => {
+            if let Some(s) = steps.borrow_mut().last_mut() {
+                s.cached = true;
+            }
+        }
+        Event::Done { took, layer } => {
+            let mut st = steps.borrow_mut();
+            if let Some(s) = st.last_mut() {
+                s.took = took;
+                s.layer = layer;
+                if !quiet {
+                    let what = match (s.cached, layer) {
+                        (true, _) => "Using cache".to_string(),
+                        (false, Some(n)) => format!("layer {}", size(n)),
+                        (false, None) => "no layer".to_string(),
+                    };
+                    eprintln!("--> {what} ({:.3}s)", took.as_secs_f64());
+                }
+            }
+        }
+        Event::Note(n) => eprintln!("capsa: {n}"),
+    };
+    let pull = |r: &capsa_image::Reference| -> capsa_engine::Result<capsa_image::ImageRecord> {
+        let options =
+            super::transfer::options(&a.registry).map_err(|e| capsa_engine::Error::Refused {
+                what: "the registry flags".into(),
+                reason: e.to_string(),
+            })?;
+        let client = capsa_image::registry::Client::new(r, &options)?;
+        let display = Display::new(quiet);
+        let rec =
+            capsa_image::registry::pull(&engine.images, &client, r, &Default::default(), &|p| {
+                display.event(p)
+            });
+        display.finish();
+        Ok(rec?)
+    };
+    let built = match capsa_build::build(engine, &opts, &pull, &events) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("capsa: build: {e}");
+            // docker build's status for a failed build.
+            return Ok(1);
+        }
+    };
+    if a.trace {
+        eprintln!("trace of the build (each step's time, and the layer it made):");
+        for s in steps.borrow().iter() {
+            eprintln!(
+                "  {:>9.3} ms  {:>10}  {}{}",
+                s.took.as_secs_f64() * 1e3,
+                s.layer.map(size).unwrap_or_else(|| "-".into()),
+                if s.cached { "(cached) " } else { "" },
+                s.text
+            );
+        }
+    }
+    if !quiet {
+        eprintln!(
+            "--> {} steps ran, {} from the cache",
+            built.ran, built.cached
+        );
+        for n in &built.image.names {
+            eprintln!("Successfully tagged {n}");
+        }
+    }
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, built.image.id.to_string())
+            .with_context(|| format!("--iidfile {}", f.display()))?;
+    }
+    println!("{}", built.image.id);
+    Ok(0)
+}
+
+pub fn prune(engine: &Engine, a: BuilderPruneArgs) -> Result<()> {
+    let n = capsa_image::cache::prune(&engine.images, a.all)?;
+    let (_, chains) = super::images::in_use(engine)?;
+    let c = capsa_image::local::gc(&engine.images, &chains)?;
+    println!(
+        "Deleted {n} build cache entries; total reclaimed space: {}",
+        size(c.bytes)
+    );
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! A container's upper directory (what its overlay changed) as a layer
+//! tar: overlay's whiteouts (0/0 character devices) become `.wh.NAME`
+//! entries, an opaque directory gets `.wh..wh..opq`, hard links stay
+//! links, and `security.capability` travels as a PAX xattr. This is what
+//! `capsa build` commits after each `RUN` and `COPY`.
+//!
+//! Security (the CVE-2018-15664 class, and "trust nothing that came out
+//! of a container"): the upper directory was written by the container. It
+//! is walked by fd, children opened `O_PATH|O_NOFOLLOW` relative to their
+//! directory and reopened only as what `fstat` says they are; device
+//! nodes and FIFOs become header-only entries and are never opened; a
+//! file is read for exactly the size its header announces. A name the
+//! container made that a layer would read as a whiteout (`.wh.*`) is
+//! refused, so a build step cannot delete what it did not delete.
+
+use crate::error::{invalid, IoContext, Result};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// What a diff holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Entries written (0: the step changed nothing).
+    pub entries: usize,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+/// How to read the upper directory.
+pub struct Options<'a> {
+    /// Paths (relative, `/`-separated) the runtime may have made as mount
+    /// points (`etc/resolv.conf`, `proc`): left out when they are empty
+    /// and the image below does not have them.
+    pub mount_points: &'a [String],
+    /// Whether the image below has `path` (to tell a mount point the
+    /// runtime made from one the step emptied).
+    pub below: &'a dyn Fn(&str) -> bool,
+}
+
+/// Overlay's xattrs that say a directory is opaque, root's and rootless's.
+const OPAQUE: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+/// Overlay features whose upper directories are not a plain diff.
+const UNSUPPORTED: [&str; 4] = [
+    "trusted.overlay.redirect",
+    "user.overlay.redirect",
+    "trusted.overlay.metacopy",
+    "user.overlay.metacopy",
+];
+
+fn xattr(fd: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    match rustix::fs::fgetxattr(fd, name, &mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(_) => None,
+    }
+}
+
+fn header(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(st.st_uid as u64);
+    h.set_gid(st.st_gid as u64);
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+struct Walk<'a, W: Write> {
+    b: &'a mut tar::Builder<W>,
+    opts: &'a Options<'a>,
+    links: HashMap<(u64, u64), String>,
+    skip: HashSet<&'a str>,
+    out: Written,
+}
+
+/// Write the diff in `upper` to `b`.
+pub fn write<W: Write>(
+    b: &mut tar::Builder<W>,
+    upper: &Path,
+    opts: &Options<'_>,
+) -> Result<Written> {
+    let fd = rustix::fs::open(
+        upper,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .at("open", upper)?;
+    let mut w = Walk {
+        b,
+        opts,
+        links: HashMap::new(),
+        skip: opts.mount_points.iter().map(String::as_str).collect(),
+        out: Written::default(),
+    };
+    w.dir(&fd, "")?;
+    Ok(w.out)
+}
+
+impl<W: Write> Walk<'_, W> {
+    fn dir(&mut self, fd: &OwnedFd, rel: &str) -> Result<()> {
+        let mut names = Vec::new();
+        for e in rustix::fs::Dir::read_from(fd).at("read directory", rel)? {
+            let e = e.at("read directory", rel)?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(String::from_utf8_lossy(n).into_owned());
+            }
+        }
+        names.sort();
+        for n in names {
+            let path = if rel.is_empty() {
+                n.clone()
+            } else {
+                format!("{rel}/{n}")
+            };
+            self.entry(fd, &n, &path)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, parent: &OwnedFd, name: &str, path: &str) -> Result<()> {
+        let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).at("stat", path)?;
+        let kind = FileType::from_raw_mode(st.st_mode);
+        // An overlay whiteout: the step deleted what the image had.
+        if kind == FileType::CharacterDevice && st.st_rdev == 0 {
+            let mut h = header(&st, tar::EntryType::Regular);
+            h.set_mode(0o600);
+            let wh = match path.rsplit_once('/') {
+                Some((d, n)) => format!("{d}/.wh.{n}"),
+                None => format!(".wh.{name}"),
+            };
+            self.b
+                .append_data(&mut h, &wh, std::io::empty())
+                .at("archive", path)?;
+            self.out.entries += 1;
+            return Ok(());
+        }
+        if name.starts_with(".wh.") {
+            return Err(invalid(
+                path,
+                "a build step made a file whose name marks a whiteout in a layer (.wh.*)",
+            ));
+        }
+        if self.skip.contains(path) && !(self.opts.below)(path) && self.empty(parent, name, kind)? {
+            return Ok(());
+        }
+        match kind {
+            FileType::Directory => {
+                let fd = rustix::fs::openat(
+                    parent,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .at("open", path)?;
+                for x in UNSUPPORTED {
+                    if xattr(&fd, x).is_some() {
+                        return Err(invalid(
+                            path,
+                            format!("the overlay wrote {x}: mount overlay without redirect_dir and metacopy to build"),
+                        ));
+                    }
+                }
+                let mut h = header(&st, tar::EntryType::Directory);
+                self.b
+                    .append_data(&mut h, format!("{path}/"), std::io::empty())
+                    .at("archive", path)?;
+                self.out.entries += 1;
+                if OPAQUE
+                    .iter()
+                    .any(|x| xattr(&fd, x).as_deref() == Some(b"y"))
+                {
+                    let mut oh = header(&st, tar::EntryType::Regular);
+                    oh.set_mode(0o600);
+                    self.b
+                        .append_data(&mut oh, format!("{path}/.wh..wh..opq"), std::io::empty())
+                        .at("archive", path)?;
+                    self.out.entries += 1;
+                }
+                self.dir(&fd, path)
+            }
+            FileType::Symlink => {
+                let target =
+                    rustix::fs::readlinkat(parent, name, Vec::new()).at("read link", path)?;
+                let mut h = header(&st, tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                self.b
+                    .append_link(&mut h, path, target.to_string_lossy().as_ref())
+                    .at("archive", path)?;
+                self.out.entries += 1;
+                Ok(())
+            }
+            FileType::RegularFile => self.file(parent, name, path, &st),
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                let mut h = header(
+                    &st,
+                    match kind {
+                        FileType::CharacterDevice => tar::EntryType::Char,
+                        FileType::BlockDevice => tar::EntryType::Block,
+                        _ => tar::EntryType::Fifo,
+                    },
+                );
+                let _ = h.set_device_major(rustix::fs::major(st.st_rdev));
+                let _ = h.set_device_minor(rustix::fs::minor(st.st_rdev));
+                self.b
+                    .append_data(&mut h, path, std::io::empty())
+                    .at("archive", path)?;
+                self.out.entries += 1;
+                Ok(())
+            }
+            // Sockets do not travel in layers.
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `name` is an empty file or directory (a bare mount point).
+    fn empty(&self, parent: &OwnedFd, name: &str, kind: FileType) -> Result<bool> {
+        Ok(match kind {
+            FileType::RegularFile => {
+                rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .at("stat", name)?
+                    .st_size
+                    == 0
+            }
+            FileType::Directory => {
+                let fd = rustix::fs::openat(
+                    parent,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .at("open", name)?;
+                let mut n = 0;
+                for e in rustix::fs::Dir::read_from(&fd).at("read directory", name)? {
+                    let e = e.at("read directory", name)?;
+                    if !matches!(e.file_name().to_bytes(), b"." | b"..") {
+                        n += 1;
+                    }
+                }
+                n == 0
+            }
+            _ => false,
+        })
+    }
+
+    fn file(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        path: &str,
+        st: &rustix::fs::Stat,
+    ) -> Result<()> {
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.links.get(&key) {
+                let mut h = header(st, tar::EntryType::Link);
+                self.b
+                    .append_link(&mut h, path, first.as_str())
+                    .at("archive", path)?;
+                self.out.entries += 1;
+                return Ok(());
+            }
+            self.links.insert(key, path.to_string());
+        }
+        let pfd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .at("open", path)?;
+        let Some(fd) = crate::pack::reopen_plain(&pfd)? else {
+            return Err(invalid(path, "changed type while the diff was read"));
+        };
+        let now = rustix::fs::fstat(&fd).at("stat", path)?;
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(invalid(path, "replaced while the diff was read"));
+        }
+        if let Some(cap) = xattr(&fd, "security.capability") {
+            self.b
+                .append_pax_extensions([("SCHILY.xattr.security.capability", cap.as_slice())])
+                .at("archive", path)?;
+        }
+        let size = now.st_size as u64;
+        let mut h = header(&now, tar::EntryType::Regular);
+        h.set_size(size);
+        let mut exact = std::io::Read::take(std::fs::File::from(fd), size);
+        self.b
+            .append_data(&mut h, path, &mut exact)
+            .at("archive", path)?;
+        if exact.limit() != 0 {
+            return Err(invalid(path, "shrank while the diff was read"));
+        }
+        self.out.entries += 1;
+        self.out.bytes += size;
+        Ok(())
+    }
+}
