@@ -18,14 +18,11 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod containerfile;
 mod copy;
-pub mod expand;
-pub mod ignore;
 mod run;
 mod stage;
 
-pub use containerfile::ParseError;
+pub use capsa_containerfile::{self as containerfile, expand, ignore, ParseError};
 
 use capsa_image::{Digest, ImageRecord, Reference};
 use std::path::PathBuf;
@@ -92,6 +89,8 @@ pub struct Options {
     pub monitor: Option<PathBuf>,
     /// The probe, for the built-in demo image as a base.
     pub probe: PathBuf,
+    /// `-q`: the steps' output is not shown.
+    pub quiet: bool,
 }
 
 /// What the build tells as it goes.

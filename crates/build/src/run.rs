@@ -10,6 +10,7 @@ use capsa_engine::client::{self, Ended};
 use capsa_engine::{manage, monitor, Container, RunOptions};
 use capsa_image::commit::LayerBlob;
 use capsa_image::ImageRecord;
+use std::os::fd::AsFd;
 
 /// What the runtime may make in the root as mount points, relative: kept
 /// out of the layer when empty and not in the image below.
@@ -100,9 +101,7 @@ pub(crate) fn step(
         env: st.run_env(),
         user: config.config.user.clone().filter(|u| !u.is_empty()),
         workdir: config.config.working_dir.clone(),
-        network: network
-            .map(str::to_string)
-            .or_else(|| b.opts.network.clone()),
+        network: b.run_network(ins, network)?,
         ..Default::default()
     };
     let ready = monitor::prespawn(engine, b.opts.monitor.as_deref())?;
@@ -111,10 +110,28 @@ pub(crate) fn step(
     let gone = Gone(engine, Some(c.clone()));
     let (_, sock) = ready.go(&c, true).map_err(|e| b.fail(ins, e))?;
     client::started(&sock).map_err(|e| b.fail(ins, e))?;
-    let code = match client::session(&sock, false, false).map_err(|e| b.fail(ins, e))? {
-        Ended::Exited(code) => code,
-        Ended::Detached => -1,
+    // The step's output is the build's progress: on stderr (stdout holds
+    // only the image id, which `$(capsa build -q .)` takes), or nowhere
+    // with -q.
+    let sink = if b.opts.quiet {
+        std::fs::File::options()
+            .write(true)
+            .open("/dev/null")
+            .map(std::os::fd::OwnedFd::from)
+            .ok()
+    } else {
+        None
     };
+    let err = std::io::stderr();
+    let to = match &sink {
+        Some(f) => f.as_fd(),
+        None => err.as_fd(),
+    };
+    let code =
+        match client::session_with(&sock, false, false, to, to).map_err(|e| b.fail(ins, e))? {
+            Ended::Exited(code) => code,
+            Ended::Detached => -1,
+        };
     if code != 0 {
         return Err(Error::Run {
             file: b.file.file.clone(),
@@ -137,15 +154,19 @@ pub(crate) fn step(
         })
     };
     let mount_points: Vec<String> = MOUNT_POINTS.iter().map(|s| s.to_string()).collect();
-    let layer = capsa_image::commit::layer(
-        store,
-        &c.dir(engine).join("upper"),
-        &capsa_image::diff::Options {
-            mount_points: &mount_points,
-            below: &below,
-        },
-    )
-    .map_err(|e| b.fail(ins, e))?;
+    let rootfs = c.dir(engine).join("rootfs");
+    let layer = b
+        .commit(
+            st,
+            &c.dir(engine).join("upper"),
+            &mount_points,
+            &below,
+            || {
+                let _ =
+                    rustix::mount::unmount(rootfs.as_path(), rustix::mount::UnmountFlags::DETACH);
+            },
+        )
+        .map_err(|e| b.fail(ins, e))?;
     drop(gone);
-    Ok(layer.map(|(l, _)| l))
+    Ok(layer)
 }

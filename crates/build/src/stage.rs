@@ -8,6 +8,7 @@ use capsa_image::cache::{self, Entry};
 use capsa_image::commit::LayerBlob;
 use capsa_image::config::{Empty, Healthcheck, History, ImageConfig};
 use capsa_image::{Digest, ImageRecord};
+use capsa_sys::root::Root;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,50 +69,103 @@ pub(crate) struct Build<'a> {
     pull: Pull<'a>,
     pub events: &'a dyn Fn(Event),
     pub file: Containerfile,
-    pub context: PathBuf,
+    /// The context directory, opened once.
+    pub ctx: Root,
     pub ignore: crate::ignore::Ignore,
     globals: BTreeMap<String, Option<String>>,
     used: std::cell::RefCell<std::collections::BTreeSet<String>>,
     pub ran: Cell<usize>,
     pub cached: Cell<usize>,
-    /// Files `ADD URL` fetched, removed when the build ends.
+    /// Files `ADD URL` fetched (in the build's own directory).
     pub fetched: std::cell::RefCell<Vec<PathBuf>>,
+    /// The build's own directory under `build-work/`, made on first use.
+    scratch: std::cell::RefCell<Option<crate::copy::Work>>,
 }
 
 impl Drop for Build<'_> {
     fn drop(&mut self) {
-        for f in self.fetched.borrow().iter() {
-            let _ = std::fs::remove_file(f);
-        }
+        // The build's own directory (fetched URLs) goes with it.
+        self.scratch.borrow_mut().take();
     }
 }
 
-/// The Containerfile in `context`, as `-f` names it or podman finds it.
-fn containerfile(opts: &Options) -> Result<(String, PathBuf)> {
-    let path = match &opts.file {
-        Some(f) => f.clone(),
-        None => ["Containerfile", "Dockerfile"]
-            .iter()
-            .map(|n| opts.context.join(n))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                invalid(
-                    opts.context.display().to_string(),
-                    "no Containerfile or Dockerfile in the context (or give -f)",
-                )
-            })?,
-    };
-    let path = std::fs::canonicalize(&path).map_err(|e| invalid(path.display().to_string(), e))?;
-    let meta = std::fs::metadata(&path).map_err(|e| invalid(path.display().to_string(), e))?;
-    if !meta.is_file() || meta.len() > containerfile::MAX_SIZE as u64 {
-        return Err(invalid(
-            path.display().to_string(),
-            "not a regular file of at most 4 MiB",
-        ));
+/// Read a small file of the context through its handle: a regular file
+/// only (a FIFO would hang the build, a device be opened by root), links
+/// scoped to the context, at most `limit` bytes.
+///
+/// Security: "trust nothing that came out of" a context someone else may
+/// have written: `Containerfile -> /etc/shadow` reads the context's own
+/// `etc/shadow` (or nothing), never the host's.
+fn read_in(ctx: &Root, name: &str, limit: usize) -> Result<Option<String>> {
+    use capsa_sys::root::ReadError;
+    match ctx.read(std::path::Path::new(name), limit as u64 + 1) {
+        Ok(b) if b.len() > limit => Err(invalid(name, format!("larger than {limit} bytes"))),
+        Ok(b) => String::from_utf8(b)
+            .map(Some)
+            .map_err(|_| invalid(name, "not UTF-8 text")),
+        Err(ReadError::Sys(capsa_sys::Errno::ENOENT)) => Ok(None),
+        Err(e) => Err(invalid(name, e)),
     }
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| invalid(path.display().to_string(), e))?;
-    Ok((text, path))
+}
+
+/// The Containerfile, as `-f` names it or podman finds it in the context,
+/// and the name errors give it.
+fn containerfile(
+    opts: &Options,
+    context: &std::path::Path,
+    ctx: &Root,
+) -> Result<(String, String)> {
+    let limit = containerfile::MAX_SIZE;
+    let Some(f) = &opts.file else {
+        for n in ["Containerfile", "Dockerfile"] {
+            if let Some(t) = read_in(ctx, n, limit)? {
+                return Ok((t, n.to_string()));
+            }
+        }
+        return Err(invalid(
+            context.display().to_string(),
+            "no Containerfile or Dockerfile in the context (or give -f)",
+        ));
+    };
+    let shown = f.display().to_string();
+    let path = std::fs::canonicalize(f).map_err(|e| invalid(&shown, e))?;
+    if let Ok(rel) = path.strip_prefix(context) {
+        let rel = rel.display().to_string();
+        return read_in(ctx, &rel, limit)?
+            .map(|t| (t, rel.clone()))
+            .ok_or_else(|| invalid(&shown, "not found"));
+    }
+    // Outside the context: the user's own path, read as a regular file.
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let root = Root::open(dir).map_err(|e| invalid(&shown, e.desc()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    read_in(&root, &name, limit)?
+        .map(|t| (t, shown.clone()))
+        .ok_or_else(|| invalid(&shown, "not found"))
+}
+
+/// The context directory, opened once: every later look into it goes
+/// through this handle, so renaming the directory (or putting a link in
+/// its place) mid-build changes nothing.
+fn open_context(context: &std::path::Path) -> Result<Root> {
+    let fd = rustix::fs::open(
+        context,
+        rustix::fs::OFlags::PATH
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| {
+        invalid(
+            context.display().to_string(),
+            format!("the context must be a directory: {e}"),
+        )
+    })?;
+    Ok(Root::from_fd(fd))
 }
 
 impl<'a> Build<'a> {
@@ -123,24 +177,26 @@ impl<'a> Build<'a> {
     ) -> Result<Build<'a>> {
         let context = std::fs::canonicalize(&opts.context)
             .map_err(|e| invalid(opts.context.display().to_string(), e))?;
-        if !context.is_dir() {
+        let ctx = open_context(&context)?;
+        let (text, name) = containerfile(opts, &context, &ctx)?;
+        let file = containerfile::parse(&text, &name)?;
+        let mut ignore = crate::ignore::Ignore::default();
+        for n in [".containerignore", ".dockerignore"] {
+            if let Some(t) = read_in(&ctx, n, 1 << 20)? {
+                ignore = crate::ignore::Ignore::parse(&t);
+                break;
+            }
+        }
+        if let Some(n) = opts
+            .network
+            .as_deref()
+            .filter(|n| n.starts_with("container:"))
+        {
             return Err(invalid(
-                context.display().to_string(),
-                "the context must be a directory",
+                "--network",
+                format!("{n}: a build's steps do not join another container"),
             ));
         }
-        let (text, path) = containerfile(opts)?;
-        let name = path
-            .strip_prefix(&context)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        let file = containerfile::parse(&text, &name)?;
-        let ignore = [".containerignore", ".dockerignore"]
-            .iter()
-            .find_map(|n| std::fs::read_to_string(context.join(n)).ok())
-            .map(|t| crate::ignore::Ignore::parse(&t))
-            .unwrap_or_default();
         let b = Build {
             engine,
             opts,
@@ -148,12 +204,13 @@ impl<'a> Build<'a> {
             events,
             globals: BTreeMap::new(),
             file,
-            context,
+            ctx,
             ignore,
             used: Default::default(),
             ran: Cell::new(0),
             cached: Cell::new(0),
             fetched: Default::default(),
+            scratch: Default::default(),
         };
         let mut globals = BTreeMap::new();
         for ins in &b.file.args {
@@ -186,6 +243,61 @@ impl<'a> Build<'a> {
             .map(|d| expand::word(d, self.file.escape, lookup))
             .transpose()
             .map_err(|r| self.fail(ins, r))
+    }
+
+    /// The build's own directory (for fetched URLs), made on first use
+    /// and removed with the build.
+    pub fn scratch(&self) -> std::result::Result<PathBuf, String> {
+        let mut s = self.scratch.borrow_mut();
+        if s.is_none() {
+            *s = Some(crate::copy::Work::new(self).map_err(|e| e.to_string())?);
+        }
+        Ok(s.as_ref().map(|w| w.dir.clone()).unwrap_or_default())
+    }
+
+    /// Commit a step's upper directory: `unmount` first, then its diff as
+    /// a layer blob, then the directory itself (less what the layer
+    /// leaves out) renamed into the store as that layer's unpacked copy.
+    pub fn commit(
+        &self,
+        st: &State,
+        upper: &std::path::Path,
+        mount_points: &[String],
+        below: &dyn Fn(&str) -> bool,
+        unmount: impl FnOnce(),
+    ) -> Result<Option<LayerBlob>> {
+        unmount();
+        let store = &self.engine.images;
+        let opts = capsa_image::diff::Options {
+            mount_points,
+            below,
+            strip: true,
+        };
+        let Some((layer, written)) = capsa_image::commit::layer(store, upper, &opts)? else {
+            return Ok(None);
+        };
+        let root = Root::open(upper).map_err(|e| invalid(upper.display().to_string(), e.desc()))?;
+        for p in &written.left_out {
+            let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+                continue;
+            };
+            let dir = root
+                .open_at(
+                    parent,
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    capsa_sys::resolve::Symlinks::Refuse,
+                )
+                .map_err(|e| invalid(p.display().to_string(), e.desc()))?;
+            let gone = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())
+                .or_else(|_| rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::REMOVEDIR));
+            gone.map_err(|e| invalid(p.display().to_string(), e))?;
+        }
+        let mut ids: Vec<Digest> = st.layers.iter().map(|l| l.diff_id.clone()).collect();
+        ids.push(layer.diff_id.clone());
+        if let Some(chain) = capsa_image::layers::chain_ids(&ids).last() {
+            capsa_image::layers::adopt(store, chain, &layer.diff_id, upper)?;
+        }
+        Ok(Some(layer))
     }
 
     pub fn fail(&self, ins: &Instruction, reason: impl ToString) -> Error {
@@ -231,6 +343,7 @@ impl<'a> Build<'a> {
 
     pub fn run(self) -> Result<Built> {
         let _lock = self.engine.images.writer_lock()?;
+        crate::copy::Work::sweep(&self);
         let target = match &self.opts.target {
             Some(t) => self
                 .stage_named(t, self.file.stages.len())
@@ -289,6 +402,14 @@ impl<'a> Build<'a> {
         let mut steps: Vec<(Instruction, bool)> = Vec::new();
         for t in &triggers {
             let ins = containerfile::parse_one(t, &self.file.file, s.from.line)?;
+            // Security: a base image's trigger does not choose the
+            // network its step runs on (the host's, say).
+            if let Kind::Run {
+                network: Some(n), ..
+            } = &ins.kind
+            {
+                return Err(self.fail(&ins, format!("ONBUILD RUN --network={n}: a base image's trigger cannot choose the network")));
+            }
             steps.push((ins, true));
         }
         steps.extend(s.steps.iter().map(|x| (x.clone(), false)));
@@ -324,6 +445,25 @@ impl<'a> Build<'a> {
             });
         }
         Ok(st)
+    }
+
+    /// The network a `RUN` step runs on: its `--network` flag (`none`
+    /// and `default` always; `host` only when the build itself was given
+    /// `--network host`), else the build's.
+    ///
+    /// Security: a Containerfile (or a base image's trigger) does not put
+    /// a step in the host's network namespace on its own say.
+    pub fn run_network(&self, ins: &Instruction, flag: Option<&str>) -> Result<Option<String>> {
+        let build = self.opts.network.clone();
+        match flag {
+            None | Some("default") => Ok(build),
+            Some("none") => Ok(Some("none".into())),
+            Some("host") if build.as_deref() == Some("host") => Ok(build),
+            Some(n) => Err(self.fail(
+                ins,
+                format!("--network={n}: a step may ask for none or default; host only when the build is given --network host"),
+            )),
+        }
     }
 
     /// The state a `FROM` starts from.
@@ -431,28 +571,41 @@ impl<'a> Build<'a> {
             }
             return Ok(None);
         }
-        // What the step does, spelled out for its key.
+        // What the step does, spelled out for its key: each part framed
+        // by its length (`key`), so no two different steps read alike.
         let prepared = match &ins.kind {
             Kind::Copy(c) | Kind::Add(c) => {
                 Some(crate::copy::prepare(self, st, ins, c, done, stage)?)
             }
             _ => None,
         };
-        let what = match (&prepared, &ins.kind) {
-            (Some(p), _) => p.describe(),
-            (None, Kind::Run { heredocs, .. }) => {
-                let mut w = ins.to_string();
+        let text = ins.to_string();
+        let mut parts: Vec<Vec<u8>> = vec![text.clone().into_bytes()];
+        match (&prepared, &ins.kind) {
+            (Some(p), _) => parts.push(p.digest().as_str().as_bytes().to_vec()),
+            (
+                None,
+                Kind::Run {
+                    heredocs, network, ..
+                },
+            ) => {
+                parts.push(
+                    self.run_network(ins, network.as_deref())?
+                        .unwrap_or_default()
+                        .into_bytes(),
+                );
                 for h in heredocs {
-                    w.push('\n');
-                    w.push_str(&h.body);
+                    parts.push(h.name.clone().into_bytes());
+                    parts.push(h.body.clone().into_bytes());
                 }
-                w.push('\n');
-                w.push_str(&st.run_env().join("\n"));
-                w
+                for e in st.run_env() {
+                    parts.push(e.into_bytes());
+                }
             }
-            _ => ins.to_string(),
-        };
-        let k = key(&st.key, &[what.as_bytes()]);
+            _ => {}
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let k = key(&st.key, &refs);
         let store = &self.engine.images;
         if !self.opts.no_cache {
             if let Some(e) = cache::get(store, &k) {
@@ -489,7 +642,7 @@ impl<'a> Build<'a> {
         st.layers.extend(layer);
         st.config.history.push(History {
             created: Some(capsa_image::local::rfc3339_now()),
-            created_by: Some(format!("{what_line} # capsa", what_line = ins)),
+            created_by: Some(format!("{text} # capsa")),
             empty_layer: empty,
             ..Default::default()
         });

@@ -85,6 +85,25 @@ fn write_all(fd: std::os::fd::BorrowedFd<'_>, data: &[u8]) {
 
 /// Proxy a session until the container exits or we detach.
 pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
+    session_with(
+        sock,
+        interactive,
+        tty,
+        std::io::stdout().as_fd(),
+        std::io::stderr().as_fd(),
+    )
+}
+
+/// As [`session`], the container's output going to `out` and `err`
+/// (`capsa build` sends a step's output to its stderr: its stdout is for
+/// the image id alone).
+pub fn session_with(
+    sock: &OwnedFd,
+    interactive: bool,
+    tty: bool,
+    out: std::os::fd::BorrowedFd<'_>,
+    err: std::os::fd::BorrowedFd<'_>,
+) -> Result<Ended> {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None);
     let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::sys("signalfd", "the forwarded signals", e))?;
@@ -156,8 +175,8 @@ pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
             match protocol::recv::<FromMonitor>(sock, &mut buf)
                 .map_err(|e| Error::Protocol(format!("the monitor: {e}")))?
             {
-                Some(FromMonitor::Stdout(b)) => write_all(std::io::stdout().as_fd(), &b),
-                Some(FromMonitor::Stderr(b)) => write_all(std::io::stderr().as_fd(), &b),
+                Some(FromMonitor::Stdout(b)) => write_all(out, &b),
+                Some(FromMonitor::Stderr(b)) => write_all(err, &b),
                 Some(FromMonitor::Exit(code)) => return Ok(Ended::Exited(code)),
                 Some(FromMonitor::Failed(f)) => return Err(f.into()),
                 Some(FromMonitor::Started { .. }) => {}

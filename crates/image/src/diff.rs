@@ -16,18 +16,28 @@
 use crate::error::{invalid, IoContext, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 /// What a diff holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// Entries written (0: the step changed nothing).
     pub entries: usize,
     /// Bytes of file content.
     pub bytes: u64,
+    /// What the upper directory has that the layer does not (bare mount
+    /// points, sockets), relative: to remove before the directory itself
+    /// becomes the layer's unpacked copy.
+    pub left_out: Vec<PathBuf>,
 }
+
+/// How deep a diff goes: deeper trees are refused, not walked (each level
+/// holds a descriptor).
+pub const MAX_DEPTH: usize = 256;
 
 /// How to read the upper directory.
 pub struct Options<'a> {
@@ -38,10 +48,40 @@ pub struct Options<'a> {
     /// Whether the image below has `path` (to tell a mount point the
     /// runtime made from one the step emptied).
     pub below: &'a dyn Fn(&str) -> bool,
+    /// Remove overlay's private xattrs (origin, impure, nlink) as the
+    /// walk goes, so the directory can serve as a lower layer itself. Only
+    /// on an unmounted upper directory.
+    pub strip: bool,
 }
 
-/// Overlay's xattrs that say a directory is opaque, root's and rootless's.
-const OPAQUE: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+/// Overlay's own bookkeeping on an upper directory, meaningless (and
+/// misleading) once the directory is a lower layer.
+const PRIVATE: [&str; 6] = [
+    "trusted.overlay.origin",
+    "trusted.overlay.impure",
+    "trusted.overlay.nlink",
+    "user.overlay.origin",
+    "user.overlay.impure",
+    "user.overlay.nlink",
+];
+
+fn strip(fd: &OwnedFd) {
+    for x in PRIVATE {
+        let _ = rustix::fs::fremovexattr(fd, x);
+    }
+}
+
+/// The xattr that says a directory is opaque, in the namespace the
+/// overlay was mounted with: `trusted.` for root, `user.` with
+/// `userxattr` (rootless). The other namespace's is the container's own
+/// (it may set `user.overlay.opaque` on root's overlay) and means nothing.
+fn opaque_xattr() -> &'static str {
+    if capsa_sys::process::in_user_namespace() {
+        "user.overlay.opaque"
+    } else {
+        "trusted.overlay.opaque"
+    }
+}
 /// Overlay features whose upper directories are not a plain diff.
 const UNSUPPORTED: [&str; 4] = [
     "trusted.overlay.redirect",
@@ -75,7 +115,7 @@ fn header(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
 struct Walk<'a, W: Write> {
     b: &'a mut tar::Builder<W>,
     opts: &'a Options<'a>,
-    links: HashMap<(u64, u64), String>,
+    links: HashMap<(u64, u64), PathBuf>,
     skip: HashSet<&'a str>,
     out: Written,
 }
@@ -99,56 +139,64 @@ pub fn write<W: Write>(
         skip: opts.mount_points.iter().map(String::as_str).collect(),
         out: Written::default(),
     };
-    w.dir(&fd, "")?;
+    w.dir(&fd, Path::new(""), 0)?;
     Ok(w.out)
 }
 
 impl<W: Write> Walk<'_, W> {
-    fn dir(&mut self, fd: &OwnedFd, rel: &str) -> Result<()> {
-        let mut names = Vec::new();
+    fn dir(&mut self, fd: &OwnedFd, rel: &Path, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(invalid(
+                rel.display().to_string(),
+                format!("deeper than {MAX_DEPTH} directories"),
+            ));
+        }
+        let mut names: Vec<OsString> = Vec::new();
         for e in rustix::fs::Dir::read_from(fd).at("read directory", rel)? {
             let e = e.at("read directory", rel)?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." {
-                names.push(String::from_utf8_lossy(n).into_owned());
+                names.push(OsStr::from_bytes(n).to_os_string());
             }
         }
         names.sort();
         for n in names {
-            let path = if rel.is_empty() {
-                n.clone()
-            } else {
-                format!("{rel}/{n}")
-            };
-            self.entry(fd, &n, &path)?;
+            let path = rel.join(&n);
+            self.entry(fd, &n, &path, depth)?;
         }
         Ok(())
     }
 
-    fn entry(&mut self, parent: &OwnedFd, name: &str, path: &str) -> Result<()> {
+    fn entry(&mut self, parent: &OwnedFd, name: &OsStr, path: &Path, depth: usize) -> Result<()> {
+        // A name the container made that a layer reads as a whiteout is
+        // refused first, whatever the entry is.
+        if name.as_bytes().starts_with(b".wh.") {
+            return Err(invalid(
+                path.display().to_string(),
+                "a build step made a file whose name marks a whiteout in a layer (.wh.*)",
+            ));
+        }
         let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).at("stat", path)?;
         let kind = FileType::from_raw_mode(st.st_mode);
         // An overlay whiteout: the step deleted what the image had.
         if kind == FileType::CharacterDevice && st.st_rdev == 0 {
             let mut h = header(&st, tar::EntryType::Regular);
             h.set_mode(0o600);
-            let wh = match path.rsplit_once('/') {
-                Some((d, n)) => format!("{d}/.wh.{n}"),
-                None => format!(".wh.{name}"),
-            };
+            let mut wh = OsString::from(".wh.");
+            wh.push(name);
+            let wh = path.with_file_name(wh);
             self.b
                 .append_data(&mut h, &wh, std::io::empty())
                 .at("archive", path)?;
             self.out.entries += 1;
             return Ok(());
         }
-        if name.starts_with(".wh.") {
-            return Err(invalid(
-                path,
-                "a build step made a file whose name marks a whiteout in a layer (.wh.*)",
-            ));
-        }
-        if self.skip.contains(path) && !(self.opts.below)(path) && self.empty(parent, name, kind)? {
+        let shown = path.to_str().unwrap_or("");
+        if self.skip.contains(shown)
+            && !(self.opts.below)(shown)
+            && self.empty(parent, name, kind)?
+        {
+            self.out.left_out.push(path.to_path_buf());
             return Ok(());
         }
         match kind {
@@ -163,28 +211,28 @@ impl<W: Write> Walk<'_, W> {
                 for x in UNSUPPORTED {
                     if xattr(&fd, x).is_some() {
                         return Err(invalid(
-                            path,
+                            path.display().to_string(),
                             format!("the overlay wrote {x}: mount overlay without redirect_dir and metacopy to build"),
                         ));
                     }
                 }
+                if self.opts.strip {
+                    strip(&fd);
+                }
                 let mut h = header(&st, tar::EntryType::Directory);
                 self.b
-                    .append_data(&mut h, format!("{path}/"), std::io::empty())
+                    .append_data(&mut h, path, std::io::empty())
                     .at("archive", path)?;
                 self.out.entries += 1;
-                if OPAQUE
-                    .iter()
-                    .any(|x| xattr(&fd, x).as_deref() == Some(b"y"))
-                {
+                if xattr(&fd, opaque_xattr()).as_deref() == Some(b"y") {
                     let mut oh = header(&st, tar::EntryType::Regular);
                     oh.set_mode(0o600);
                     self.b
-                        .append_data(&mut oh, format!("{path}/.wh..wh..opq"), std::io::empty())
+                        .append_data(&mut oh, path.join(".wh..wh..opq"), std::io::empty())
                         .at("archive", path)?;
                     self.out.entries += 1;
                 }
-                self.dir(&fd, path)
+                self.dir(&fd, path, depth + 1)
             }
             FileType::Symlink => {
                 let target =
@@ -192,7 +240,7 @@ impl<W: Write> Walk<'_, W> {
                 let mut h = header(&st, tar::EntryType::Symlink);
                 h.set_mode(0o777);
                 self.b
-                    .append_link(&mut h, path, target.to_string_lossy().as_ref())
+                    .append_link(&mut h, path, OsStr::from_bytes(target.as_bytes()))
                     .at("archive", path)?;
                 self.out.entries += 1;
                 Ok(())
@@ -216,16 +264,19 @@ impl<W: Write> Walk<'_, W> {
                 Ok(())
             }
             // Sockets do not travel in layers.
-            _ => Ok(()),
+            _ => {
+                self.out.left_out.push(path.to_path_buf());
+                Ok(())
+            }
         }
     }
 
     /// Whether `name` is an empty file or directory (a bare mount point).
-    fn empty(&self, parent: &OwnedFd, name: &str, kind: FileType) -> Result<bool> {
+    fn empty(&self, parent: &OwnedFd, name: &OsStr, kind: FileType) -> Result<bool> {
         Ok(match kind {
             FileType::RegularFile => {
                 rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .at("stat", name)?
+                    .at("stat", Path::new(name))?
                     .st_size
                     == 0
             }
@@ -236,10 +287,10 @@ impl<W: Write> Walk<'_, W> {
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
-                .at("open", name)?;
+                .at("open", Path::new(name))?;
                 let mut n = 0;
-                for e in rustix::fs::Dir::read_from(&fd).at("read directory", name)? {
-                    let e = e.at("read directory", name)?;
+                for e in rustix::fs::Dir::read_from(&fd).at("read directory", Path::new(name))? {
+                    let e = e.at("read directory", Path::new(name))?;
                     if !matches!(e.file_name().to_bytes(), b"." | b"..") {
                         n += 1;
                     }
@@ -253,8 +304,8 @@ impl<W: Write> Walk<'_, W> {
     fn file(
         &mut self,
         parent: &OwnedFd,
-        name: &str,
-        path: &str,
+        name: &OsStr,
+        path: &Path,
         st: &rustix::fs::Stat,
     ) -> Result<()> {
         if st.st_nlink > 1 {
@@ -262,12 +313,12 @@ impl<W: Write> Walk<'_, W> {
             if let Some(first) = self.links.get(&key) {
                 let mut h = header(st, tar::EntryType::Link);
                 self.b
-                    .append_link(&mut h, path, first.as_str())
+                    .append_link(&mut h, path, first)
                     .at("archive", path)?;
                 self.out.entries += 1;
                 return Ok(());
             }
-            self.links.insert(key, path.to_string());
+            self.links.insert(key, path.to_path_buf());
         }
         let pfd = rustix::fs::openat(
             parent,
@@ -277,11 +328,20 @@ impl<W: Write> Walk<'_, W> {
         )
         .at("open", path)?;
         let Some(fd) = crate::pack::reopen_plain(&pfd)? else {
-            return Err(invalid(path, "changed type while the diff was read"));
+            return Err(invalid(
+                path.display().to_string(),
+                "changed type while the diff was read",
+            ));
         };
         let now = rustix::fs::fstat(&fd).at("stat", path)?;
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
-            return Err(invalid(path, "replaced while the diff was read"));
+            return Err(invalid(
+                path.display().to_string(),
+                "replaced while the diff was read",
+            ));
+        }
+        if self.opts.strip {
+            strip(&fd);
         }
         if let Some(cap) = xattr(&fd, "security.capability") {
             self.b
@@ -296,7 +356,10 @@ impl<W: Write> Walk<'_, W> {
             .append_data(&mut h, path, &mut exact)
             .at("archive", path)?;
         if exact.limit() != 0 {
-            return Err(invalid(path, "shrank while the diff was read"));
+            return Err(invalid(
+                path.display().to_string(),
+                "shrank while the diff was read",
+            ));
         }
         self.out.entries += 1;
         self.out.bytes += size;

@@ -96,6 +96,51 @@ pub fn ensure(store: &Store, chain: &Digest, diff_id: &Digest, blob: &Digest) ->
     result
 }
 
+/// Make `dir` (a step's overlay upper directory, unmounted, holding
+/// exactly what the layer's tar holds, in overlay's own form) the layer
+/// `chain`, by rename: `capsa build` then need not unpack the layer it
+/// has just written. Returns false (and leaves `dir`) when the layer is
+/// there already, or `dir` is on another filesystem.
+pub fn adopt(
+    store: &Store,
+    chain: &Digest,
+    diff_id: &Digest,
+    dir: &std::path::Path,
+) -> Result<bool> {
+    if exists(store, chain) {
+        return Ok(false);
+    }
+    let layers = store.root().join("layers");
+    let tmp = layers.join(unique_name(".tmp-"));
+    let result = (|| {
+        fs::create_dir_all(&tmp).at("create", &tmp)?;
+        match fs::rename(dir, tmp.join("diff")) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
+            Err(e) => return Err(e).at("rename", dir),
+        }
+        fs::write(tmp.join("diff-id"), diff_id.as_str()).at("write", tmp.join("diff-id"))?;
+        let link = short_link(store, chain);
+        let target = PathBuf::from("../layers").join(chain.hex()).join("diff");
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).at("create link", &link),
+        }
+        match fs::rename(&tmp, layer_dir(store, chain)) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+                Ok(false)
+            }
+            Err(e) => Err(e).at("rename into place", layer_dir(store, chain)),
+        }
+    })();
+    if tmp.exists() {
+        remove_tree(&tmp);
+    }
+    result
+}
+
 /// Remove a directory tree we own, without following symlinks in it.
 pub(crate) fn remove_tree(path: &std::path::Path) {
     if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {

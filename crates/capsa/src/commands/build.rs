@@ -64,6 +64,7 @@ pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
             .collect::<Result<_>>()?,
         monitor,
         probe: exe.with_file_name("capsa-probe"),
+        quiet: a.quiet,
     };
     let _tty = match a.progress {
         BuildProgress::Tty => true,

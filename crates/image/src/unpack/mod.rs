@@ -105,7 +105,7 @@ pub fn set_limits(l: Limits) {
     let _ = LIMITS.set(l);
 }
 
-fn limits() -> Limits {
+pub fn limits() -> Limits {
     *LIMITS.get().unwrap_or(&Limits::DEFAULT)
 }
 

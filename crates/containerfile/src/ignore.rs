@@ -96,16 +96,23 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
 }
 
 /// A path (components split on `/`) against a pattern, `**` spanning any
-/// number of components.
+/// number of components. Dynamic programming over (pattern, path)
+/// positions, so a pattern of many `**` cannot take exponential time.
 pub fn path(pattern: &[&str], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|k| self::path(rest, &path[k..])),
-        Some((p, rest)) => match path.split_first() {
-            Some((n, prest)) => component(p, n) && self::path(rest, prest),
-            None => false,
-        },
+    let (np, nn) = (pattern.len(), path.len());
+    // ok[i][j]: pattern[i..] matches path[j..].
+    let mut ok = vec![vec![false; nn + 1]; np + 1];
+    ok[np][nn] = true;
+    for i in (0..np).rev() {
+        for j in (0..=nn).rev() {
+            ok[i][j] = if pattern[i] == "**" {
+                ok[i + 1][j] || (j < nn && ok[i][j + 1])
+            } else {
+                j < nn && component(pattern[i], path[j]) && ok[i + 1][j + 1]
+            };
+        }
     }
+    ok[0][0]
 }
 
 /// Clean a pattern or path: no leading `/` or `./`, no empty or `.`

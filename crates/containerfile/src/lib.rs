@@ -4,12 +4,18 @@
 //! `<<-EOF`, quoted delimiters), the JSON (exec) form with its fallback to
 //! the shell form, and flags (`--from=`). Nothing is expanded here:
 //! variables are the build's to expand, in the instructions Docker expands
-//! them in (see `expand`).
+//! them in, with [`expand::word`].
 //!
 //! No crate on crates.io was faithful enough: `dockerfile-parser` has no
 //! heredocs and no escape directive, so this small one is ours (and
 //! fuzzed: `fuzz/fuzz_targets/containerfile_parse.rs`).
 
+// Library code returns errors; tests may unwrap.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod expand;
+pub mod ignore;
 mod words;
 
 pub use words::{heredoc_marker, json_list, split_flags, split_pairs, split_words};
