@@ -741,3 +741,57 @@ fn podman_build_and_capsa_build_make_the_same_image() {
     }
     assert_nothing_left(&c);
 }
+
+/// Security ("trust nothing that came out of" a context, or an image):
+/// the Containerfile and ignore file are read through the context's
+/// handle as regular files; an ignored directory is not taken in through
+/// a link; a step cannot pick the host's network, nor a base image's
+/// trigger any network; a step's output never reaches stdout.
+#[test]
+fn a_hostile_context_or_base_cannot_read_host_files_hang_the_build_or_pick_the_network() {
+    let env = Env::new("build-hostile");
+    let c = Capsa::new(&env, "hostile");
+    base(&env, &c, "localhost/bb:1");
+    let secret = env.dir.join("host-secret");
+    std::fs::write(&secret, "FROM-HOST-SECRET\n").unwrap();
+    // A Containerfile that is a link to a host file reads the context's
+    // own path (absent here), never the host's.
+    let ctx = context(&env, "link", &[]);
+    std::os::unix::fs::symlink(&secret, ctx.join("Containerfile")).unwrap();
+    let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
+    assert!(!ok && !err.contains("SECRET"), "{err}");
+    assert!(err.contains("no Containerfile or Dockerfile"), "{err}");
+    // A FIFO as the ignore file, or as the Containerfile: refused, not
+    // waited on.
+    let ctx = context(&env, "fifo", &[("Containerfile", "FROM localhost/bb:1\n")]);
+    nix::unistd::mkfifo(&ctx.join(".dockerignore"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
+    assert!(!ok && err.contains(".dockerignore"), "{err}");
+    let ctx = context(&env, "fifo2", &[]);
+    nix::unistd::mkfifo(&ctx.join("Containerfile"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
+    assert!(!ok && err.contains("Containerfile"), "{err}");
+    // An ignored directory, taken in through a link: refused.
+    let ctx = context(
+        &env,
+        "ign",
+        &[("Containerfile", "FROM localhost/bb:1\nCOPY assets /x\n"), ("secrets/key", "k\n"), (".dockerignore", "secrets\n")],
+    );
+    std::os::unix::fs::symlink("secrets", ctx.join("assets")).unwrap();
+    let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
+    assert!(!ok && err.contains("left out of the context"), "{err}");
+    // The host's network: not on a step's own say, nor a trigger's.
+    let ctx = context(&env, "net", &[("Containerfile", "FROM localhost/bb:1\nRUN --network=host true\n")]);
+    let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
+    assert!(!ok && err.contains("--network=host"), "{err}");
+    let parent = context(&env, "trig", &[("Containerfile", "FROM localhost/bb:1\nONBUILD RUN --network=none true\n")]);
+    built(&c, &["-q", "-t", "localhost/trig:1", parent.to_str().unwrap()]);
+    let child = context(&env, "child", &[("Containerfile", "FROM localhost/trig:1\n")]);
+    let (ok, _, err) = build(&c, &[child.to_str().unwrap()]);
+    assert!(!ok && err.contains("trigger cannot choose the network"), "{err}");
+    // A step that prints flags cannot feed them to $(capsa build -q).
+    let ctx = context(&env, "out", &[("Containerfile", "FROM localhost/bb:1\nRUN echo --privileged\n")]);
+    let (id, _) = built(&c, &["-q", ctx.to_str().unwrap()]);
+    assert!(id.starts_with("sha256:") && !id.contains("privileged"), "{id}");
+    assert_nothing_left(&c);
+}
