@@ -317,7 +317,7 @@ fn a_rebuild_with_nothing_changed_makes_no_container_and_a_change_reruns_only_wh
     std::fs::write(ctx.join("app.txt"), "v2\n").unwrap();
     let (third, out) = built(&c, &["-t", "localhost/c:1", ctx.to_str().unwrap()]);
     assert_ne!(third, first);
-    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("-->")).collect();
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("] -->")).collect();
     assert!(lines[1].contains("Using cache"), "{out}");
     assert!(
         !lines[2].contains("Using cache") && !lines[3].contains("Using cache"),
@@ -764,34 +764,123 @@ fn a_hostile_context_or_base_cannot_read_host_files_hang_the_build_or_pick_the_n
     // A FIFO as the ignore file, or as the Containerfile: refused, not
     // waited on.
     let ctx = context(&env, "fifo", &[("Containerfile", "FROM localhost/bb:1\n")]);
-    nix::unistd::mkfifo(&ctx.join(".dockerignore"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    nix::unistd::mkfifo(
+        &ctx.join(".dockerignore"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
     assert!(!ok && err.contains(".dockerignore"), "{err}");
     let ctx = context(&env, "fifo2", &[]);
-    nix::unistd::mkfifo(&ctx.join("Containerfile"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    nix::unistd::mkfifo(
+        &ctx.join("Containerfile"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
     assert!(!ok && err.contains("Containerfile"), "{err}");
     // An ignored directory, taken in through a link: refused.
     let ctx = context(
         &env,
         "ign",
-        &[("Containerfile", "FROM localhost/bb:1\nCOPY assets /x\n"), ("secrets/key", "k\n"), (".dockerignore", "secrets\n")],
+        &[
+            ("Containerfile", "FROM localhost/bb:1\nCOPY assets /x\n"),
+            ("secrets/key", "k\n"),
+            (".dockerignore", "secrets\n"),
+        ],
     );
     std::os::unix::fs::symlink("secrets", ctx.join("assets")).unwrap();
     let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
     assert!(!ok && err.contains("left out of the context"), "{err}");
     // The host's network: not on a step's own say, nor a trigger's.
-    let ctx = context(&env, "net", &[("Containerfile", "FROM localhost/bb:1\nRUN --network=host true\n")]);
+    let ctx = context(
+        &env,
+        "net",
+        &[(
+            "Containerfile",
+            "FROM localhost/bb:1\nRUN --network=host true\n",
+        )],
+    );
     let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
     assert!(!ok && err.contains("--network=host"), "{err}");
-    let parent = context(&env, "trig", &[("Containerfile", "FROM localhost/bb:1\nONBUILD RUN --network=none true\n")]);
-    built(&c, &["-q", "-t", "localhost/trig:1", parent.to_str().unwrap()]);
-    let child = context(&env, "child", &[("Containerfile", "FROM localhost/trig:1\n")]);
+    let parent = context(
+        &env,
+        "trig",
+        &[(
+            "Containerfile",
+            "FROM localhost/bb:1\nONBUILD RUN --network=none true\n",
+        )],
+    );
+    built(
+        &c,
+        &["-q", "-t", "localhost/trig:1", parent.to_str().unwrap()],
+    );
+    let child = context(
+        &env,
+        "child",
+        &[("Containerfile", "FROM localhost/trig:1\n")],
+    );
     let (ok, _, err) = build(&c, &[child.to_str().unwrap()]);
-    assert!(!ok && err.contains("trigger cannot choose the network"), "{err}");
+    assert!(
+        !ok && err.contains("trigger cannot choose the network"),
+        "{err}"
+    );
     // A step that prints flags cannot feed them to $(capsa build -q).
-    let ctx = context(&env, "out", &[("Containerfile", "FROM localhost/bb:1\nRUN echo --privileged\n")]);
+    let ctx = context(
+        &env,
+        "out",
+        &[(
+            "Containerfile",
+            "FROM localhost/bb:1\nRUN echo --privileged\n",
+        )],
+    );
     let (id, _) = built(&c, &["-q", ctx.to_str().unwrap()]);
-    assert!(id.starts_with("sha256:") && !id.contains("privileged"), "{id}");
+    assert!(
+        id.starts_with("sha256:") && !id.contains("privileged"),
+        "{id}"
+    );
+    assert_nothing_left(&c);
+}
+
+/// Independent stages run at once, as BuildKit runs them: one stage's
+/// step listens on a port, the other's connects to it. Built one after
+/// the other, the listener would wait for a client that never comes and
+/// fail at its timeout.
+#[test]
+fn independent_stages_build_at_once() {
+    let env = Env::new("build-parallel");
+    let c = Capsa::new(&env, "parallel");
+    base(&env, &c, "localhost/bb:1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = format!(
+        "FROM localhost/bb:1 AS listener\n\
+         RUN timeout 30 nc -l -p {port} > /got && test -s /got\n\
+         FROM localhost/bb:1 AS client\n\
+         RUN i=0; until echo hello | nc 127.0.0.1 {port}; do i=$((i+1)); [ $i -lt 300 ] || exit 1; usleep 100000; done\n\
+         FROM localhost/bb:1\n\
+         COPY --from=listener /got /got\n\
+         COPY --from=client /etc/passwd /client-passwd\n"
+    );
+    let ctx = context(&env, "ctx", &[("Containerfile", &file)]);
+    let o = c.run(&[
+        "build",
+        "--network",
+        "host",
+        "--trace",
+        ctx.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(sh(&c, &id, "cat /got"), "hello\n");
+    // The trace has every stage's steps, the fork's too.
+    assert!(
+        err.contains("[1] RUN timeout 30 nc") && err.contains("[2] RUN i=0; until"),
+        "{err}"
+    );
     assert_nothing_left(&c);
 }

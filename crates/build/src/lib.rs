@@ -18,7 +18,10 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod context;
 mod copy;
+mod metadata;
+mod parallel;
 mod run;
 mod stage;
 
@@ -106,10 +109,26 @@ pub enum Event {
     },
     /// The step's result came from the cache.
     Cached,
-    /// The step is done: its time and the layer it made.
-    Done { took: Duration, layer: Option<u64> },
+    /// The step is done: its stage, its time and the layer it made.
+    Done {
+        stage: usize,
+        took: Duration,
+        layer: Option<u64>,
+    },
     /// Something the user should know (an unused build arg).
     Note(String),
+}
+
+/// One step as it went, for `--trace`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StepRecord {
+    /// The stage's number in the build (1-based).
+    pub stage: usize,
+    pub text: String,
+    pub micros: u64,
+    /// The size of the layer it made.
+    pub layer: Option<u64>,
+    pub cached: bool,
 }
 
 /// The built image.
@@ -119,6 +138,8 @@ pub struct Built {
     /// Steps run, and steps taken from the cache.
     pub ran: usize,
     pub cached: usize,
+    /// Every step, stage by stage (those of stages built at once, too).
+    pub steps: Vec<StepRecord>,
 }
 
 /// Pull a base image that is not in the store (the binary shows progress).

@@ -1,12 +1,12 @@
 //! The build: which stages the target needs, and each stage's steps in
 //! order over a state (config, layers, cache key, build args in scope).
 
-use crate::containerfile::{self, Command, Containerfile, Health, Instruction, Kind};
+use crate::containerfile::{self, Containerfile, Instruction, Kind};
 use crate::{expand, invalid, key, Built, Error, Event, Options, Pull, Result};
 use capsa_engine::images::PullPolicy;
 use capsa_image::cache::{self, Entry};
 use capsa_image::commit::LayerBlob;
-use capsa_image::config::{Empty, Healthcheck, History, ImageConfig};
+use capsa_image::config::{History, ImageConfig};
 use capsa_image::{Digest, ImageRecord};
 use capsa_sys::root::Root;
 use std::cell::Cell;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// A stage as it stands after some steps.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     pub config: ImageConfig,
     pub layers: Vec<LayerBlob>,
@@ -73,7 +73,9 @@ pub(crate) struct Build<'a> {
     pub ctx: Root,
     pub ignore: crate::ignore::Ignore,
     globals: BTreeMap<String, Option<String>>,
-    used: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    pub(crate) used: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// Each step done, for the trace (a fork's come back with its report).
+    pub(crate) records: std::cell::RefCell<Vec<crate::StepRecord>>,
     pub ran: Cell<usize>,
     pub cached: Cell<usize>,
     /// Files `ADD URL` fetched (in the build's own directory).
@@ -89,85 +91,6 @@ impl Drop for Build<'_> {
     }
 }
 
-/// Read a small file of the context through its handle: a regular file
-/// only (a FIFO would hang the build, a device be opened by root), links
-/// scoped to the context, at most `limit` bytes.
-///
-/// Security: "trust nothing that came out of" a context someone else may
-/// have written: `Containerfile -> /etc/shadow` reads the context's own
-/// `etc/shadow` (or nothing), never the host's.
-fn read_in(ctx: &Root, name: &str, limit: usize) -> Result<Option<String>> {
-    use capsa_sys::root::ReadError;
-    match ctx.read(std::path::Path::new(name), limit as u64 + 1) {
-        Ok(b) if b.len() > limit => Err(invalid(name, format!("larger than {limit} bytes"))),
-        Ok(b) => String::from_utf8(b)
-            .map(Some)
-            .map_err(|_| invalid(name, "not UTF-8 text")),
-        Err(ReadError::Sys(capsa_sys::Errno::ENOENT)) => Ok(None),
-        Err(e) => Err(invalid(name, e)),
-    }
-}
-
-/// The Containerfile, as `-f` names it or podman finds it in the context,
-/// and the name errors give it.
-fn containerfile(
-    opts: &Options,
-    context: &std::path::Path,
-    ctx: &Root,
-) -> Result<(String, String)> {
-    let limit = containerfile::MAX_SIZE;
-    let Some(f) = &opts.file else {
-        for n in ["Containerfile", "Dockerfile"] {
-            if let Some(t) = read_in(ctx, n, limit)? {
-                return Ok((t, n.to_string()));
-            }
-        }
-        return Err(invalid(
-            context.display().to_string(),
-            "no Containerfile or Dockerfile in the context (or give -f)",
-        ));
-    };
-    let shown = f.display().to_string();
-    let path = std::fs::canonicalize(f).map_err(|e| invalid(&shown, e))?;
-    if let Ok(rel) = path.strip_prefix(context) {
-        let rel = rel.display().to_string();
-        return read_in(ctx, &rel, limit)?
-            .map(|t| (t, rel.clone()))
-            .ok_or_else(|| invalid(&shown, "not found"));
-    }
-    // Outside the context: the user's own path, read as a regular file.
-    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-    let root = Root::open(dir).map_err(|e| invalid(&shown, e.desc()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    read_in(&root, &name, limit)?
-        .map(|t| (t, shown.clone()))
-        .ok_or_else(|| invalid(&shown, "not found"))
-}
-
-/// The context directory, opened once: every later look into it goes
-/// through this handle, so renaming the directory (or putting a link in
-/// its place) mid-build changes nothing.
-fn open_context(context: &std::path::Path) -> Result<Root> {
-    let fd = rustix::fs::open(
-        context,
-        rustix::fs::OFlags::PATH
-            | rustix::fs::OFlags::DIRECTORY
-            | rustix::fs::OFlags::NOFOLLOW
-            | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| {
-        invalid(
-            context.display().to_string(),
-            format!("the context must be a directory: {e}"),
-        )
-    })?;
-    Ok(Root::from_fd(fd))
-}
-
 impl<'a> Build<'a> {
     pub fn new(
         engine: &'a capsa_engine::Engine,
@@ -177,12 +100,12 @@ impl<'a> Build<'a> {
     ) -> Result<Build<'a>> {
         let context = std::fs::canonicalize(&opts.context)
             .map_err(|e| invalid(opts.context.display().to_string(), e))?;
-        let ctx = open_context(&context)?;
-        let (text, name) = containerfile(opts, &context, &ctx)?;
+        let ctx = crate::context::open_context(&context)?;
+        let (text, name) = crate::context::containerfile(opts, &context, &ctx)?;
         let file = containerfile::parse(&text, &name)?;
         let mut ignore = crate::ignore::Ignore::default();
         for n in [".containerignore", ".dockerignore"] {
-            if let Some(t) = read_in(&ctx, n, 1 << 20)? {
+            if let Some(t) = crate::context::read_in(&ctx, n, 1 << 20)? {
                 ignore = crate::ignore::Ignore::parse(&t);
                 break;
             }
@@ -207,6 +130,7 @@ impl<'a> Build<'a> {
             ctx,
             ignore,
             used: Default::default(),
+            records: Default::default(),
             ran: Cell::new(0),
             cached: Cell::new(0),
             fetched: Default::default(),
@@ -310,11 +234,38 @@ impl<'a> Build<'a> {
     }
 
     /// The stage `name` (an alias or an index) names, if one before `before`.
-    fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
+    pub(crate) fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
         let n = name.to_ascii_lowercase();
         self.file.stages[..before]
             .iter()
             .position(|s| s.alias() == Some(n.as_str()) || s.index.to_string() == n)
+    }
+
+    /// The stages stage `i` starts from or copies from.
+    pub(crate) fn deps(&self, i: usize) -> Vec<usize> {
+        let s = &self.file.stages[i];
+        let mut out = Vec::new();
+        if let Kind::From { image, .. } = &s.from.kind {
+            out.extend(self.stage_named(image, i));
+        }
+        for ins in &s.steps {
+            if let Kind::Copy(c) = &ins.kind {
+                if let Some(f) = &c.from {
+                    out.extend(self.stage_named(f, i));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the build's own directory exists yet.
+    pub(crate) fn has_scratch(&self) -> bool {
+        self.scratch.borrow().is_some()
+    }
+
+    /// Remove the build's own directory now.
+    pub(crate) fn drop_scratch(&self) {
+        self.scratch.borrow_mut().take();
     }
 
     /// The stages `t` needs (itself, the stages it starts from and copies
@@ -326,17 +277,7 @@ impl<'a> Build<'a> {
             if std::mem::replace(&mut need[i], true) {
                 continue;
             }
-            let s = &self.file.stages[i];
-            if let Kind::From { image, .. } = &s.from.kind {
-                todo.extend(self.stage_named(image, i));
-            }
-            for ins in &s.steps {
-                if let Kind::Copy(c) = &ins.kind {
-                    if let Some(f) = &c.from {
-                        todo.extend(self.stage_named(f, i));
-                    }
-                }
-            }
+            todo.extend(self.deps(i));
         }
         (0..need.len()).filter(|&i| need[i]).collect()
     }
@@ -351,11 +292,7 @@ impl<'a> Build<'a> {
             None => self.file.stages.len() - 1,
         };
         let order = self.needed(target);
-        let mut done: Vec<Option<State>> = vec![None; self.file.stages.len()];
-        for (n, &i) in order.iter().enumerate() {
-            let st = self.stage(i, n + 1, order.len(), &done)?;
-            done[i] = Some(st);
-        }
+        let mut done = self.stages(&order)?;
         let unused: Vec<&str> = self
             .opts
             .build_args
@@ -389,11 +326,18 @@ impl<'a> Build<'a> {
             image,
             ran: self.ran.get(),
             cached: self.cached.get(),
+            steps: self.records.take(),
         })
     }
 
     /// Build stage `i` (the `n`th of `of`).
-    fn stage(&self, i: usize, n: usize, of: usize, done: &[Option<State>]) -> Result<State> {
+    pub(crate) fn stage(
+        &self,
+        i: usize,
+        n: usize,
+        of: usize,
+        done: &[Option<State>],
+    ) -> Result<State> {
         let s = &self.file.stages[i];
         let t0 = Instant::now();
         let mut st = self.from(i, &s.from, done)?;
@@ -421,30 +365,39 @@ impl<'a> Build<'a> {
             total,
             text: s.from.to_string(),
         });
-        (self.events)(Event::Done {
-            took: t0.elapsed(),
-            layer: None,
-        });
+        self.done(n, s.from.to_string(), t0, None, false);
         for (k, (ins, trigger)) in steps.iter().enumerate() {
+            let text = if *trigger {
+                format!("ONBUILD {ins}")
+            } else {
+                ins.to_string()
+            };
             (self.events)(Event::Step {
                 stage: n,
                 stages: of,
                 n: k + 2,
                 total,
-                text: if *trigger {
-                    format!("ONBUILD {ins}")
-                } else {
-                    ins.to_string()
-                },
+                text: text.clone(),
             });
             let t0 = Instant::now();
+            let before = self.cached.get();
             let layer = self.step(&mut st, ins, done, i)?;
-            (self.events)(Event::Done {
-                took: t0.elapsed(),
-                layer,
-            });
+            self.done(n, text, t0, layer, self.cached.get() > before);
         }
         Ok(st)
+    }
+
+    /// A step is done: tell, and keep it for the trace.
+    fn done(&self, stage: usize, text: String, t0: Instant, layer: Option<u64>, cached: bool) {
+        let took = t0.elapsed();
+        (self.events)(Event::Done { stage, took, layer });
+        self.records.borrow_mut().push(crate::StepRecord {
+            stage,
+            text,
+            micros: took.as_micros() as u64,
+            layer,
+            cached,
+        });
     }
 
     /// The network a `RUN` step runs on: its `--network` flag (`none`
@@ -541,7 +494,7 @@ impl<'a> Build<'a> {
         })
     }
 
-    fn word(&self, st: &State, ins: &Instruction, w: &str) -> Result<String> {
+    pub(crate) fn word(&self, st: &State, ins: &Instruction, w: &str) -> Result<String> {
         expand::word(w, self.file.escape, &|n| st.lookup(n)).map_err(|r| self.fail(ins, r))
     }
 
@@ -658,182 +611,5 @@ impl<'a> Build<'a> {
         )?;
         st.key = k;
         Ok(size)
-    }
-
-    /// The instructions that change only the config.
-    fn metadata(&self, st: &mut State, ins: &Instruction) -> Result<()> {
-        let shell = |st: &State, c: &Command| match c {
-            Command::Exec(v) => v.clone(),
-            Command::Shell(s) => {
-                let mut v = st
-                    .config
-                    .config
-                    .shell
-                    .clone()
-                    .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-                v.push(s.clone());
-                v
-            }
-        };
-        match &ins.kind {
-            Kind::Env(pairs) => {
-                // Every value is expanded with the env before this line.
-                let vals = pairs
-                    .iter()
-                    .map(|(k, v)| Ok((self.word(st, ins, k)?, self.word(st, ins, v)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                for (k, v) in vals {
-                    st.config.config.set_env(&k, &v);
-                }
-            }
-            Kind::Label(pairs) => {
-                let vals = pairs
-                    .iter()
-                    .map(|(k, v)| Ok((self.word(st, ins, k)?, self.word(st, ins, v)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                let labels = st.config.config.labels.get_or_insert_with(BTreeMap::new);
-                labels.extend(vals);
-            }
-            Kind::Workdir(w) => {
-                let w = self.word(st, ins, w)?;
-                let base = st
-                    .config
-                    .config
-                    .working_dir
-                    .clone()
-                    .unwrap_or_else(|| "/".into());
-                let joined = if w.starts_with('/') {
-                    w
-                } else {
-                    format!("{base}/{w}")
-                };
-                st.config.config.working_dir =
-                    Some(format!("/{}", crate::ignore::clean(&joined).join("/")));
-            }
-            Kind::User(u) => st.config.config.user = Some(self.word(st, ins, u)?),
-            Kind::Cmd(c) => {
-                st.config.config.cmd = Some(shell(st, c));
-                st.cmd_set = true;
-            }
-            Kind::Entrypoint(c) => {
-                st.config.config.entrypoint = Some(shell(st, c));
-                if !st.cmd_set {
-                    st.config.config.cmd = None;
-                }
-            }
-            Kind::Shell(v) => st.config.config.shell = Some(v.clone()),
-            Kind::Expose(ports) => {
-                for p in ports {
-                    let p = self.word(st, ins, p)?;
-                    let p = if p.contains('/') {
-                        p
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    st.config
-                        .config
-                        .exposed_ports
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(p, Empty {});
-                }
-            }
-            Kind::Volume(vs) => {
-                for v in vs {
-                    let v = self.word(st, ins, v)?;
-                    if v.is_empty() {
-                        return Err(self.fail(ins, "a volume needs a path"));
-                    }
-                    st.config
-                        .config
-                        .volumes
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(v, Empty {});
-                }
-            }
-            Kind::StopSignal(s) => st.config.config.stop_signal = Some(self.word(st, ins, s)?),
-            Kind::Maintainer(m) => st.config.author = Some(m.clone()),
-            Kind::Onbuild(t) => st
-                .config
-                .config
-                .on_build
-                .get_or_insert_with(Vec::new)
-                .push(t.clone()),
-            Kind::Healthcheck(Health::None) => {
-                st.config.config.healthcheck = Some(Healthcheck {
-                    test: vec!["NONE".into()],
-                    ..Default::default()
-                })
-            }
-            Kind::Healthcheck(Health::Check { command, options }) => {
-                let test = match command {
-                    Command::Exec(v) => [vec!["CMD".to_string()], v.clone()].concat(),
-                    Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                };
-                let mut h = Healthcheck {
-                    test,
-                    ..Default::default()
-                };
-                for (k, v) in options {
-                    let bad = |why: &str| self.fail(ins, format!("--{k}={v}: {why}"));
-                    if k == "retries" {
-                        h.retries = Some(v.parse().map_err(|_| bad("not a number"))?);
-                        continue;
-                    }
-                    let ns =
-                        duration_ns(v).ok_or_else(|| bad("not a duration (30s, 1m30s, 500ms)"))?;
-                    match k.as_str() {
-                        "interval" => h.interval = Some(ns),
-                        "timeout" => h.timeout = Some(ns),
-                        "start-period" => h.start_period = Some(ns),
-                        _ => h.start_interval = Some(ns),
-                    }
-                }
-                st.config.config.healthcheck = Some(h);
-            }
-            _ => return Err(self.fail(ins, "not a metadata instruction")),
-        }
-        Ok(())
-    }
-}
-
-/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
-pub(crate) fn duration_ns(s: &str) -> Option<i64> {
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let n: f64 = rest[..end].parse().ok()?;
-        rest = &rest[end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
-    Some(total as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn go_durations_read_as_docker_reads_them() {
-        assert_eq!(super::duration_ns("30s"), Some(30_000_000_000));
-        assert_eq!(super::duration_ns("1m30s"), Some(90_000_000_000));
-        assert_eq!(super::duration_ns("500ms"), Some(500_000_000));
-        assert_eq!(super::duration_ns("5"), None);
-        assert_eq!(super::duration_ns("5x"), None);
-        assert_eq!(super::duration_ns(""), None);
     }
 }

@@ -6,9 +6,8 @@ use crate::progress::Display;
 use anyhow::{Context, Result};
 use capsa_build::Event;
 use capsa_engine::Engine;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::io::IsTerminal;
-use std::time::Duration;
 
 fn pair(flag: &str, v: &str, from_env: bool) -> Result<(String, String)> {
     match v.split_once('=') {
@@ -26,14 +25,6 @@ fn size(n: u64) -> String {
         n if n >= 1 << 10 => format!("{:.1} kB", n as f64 / 1e3),
         n => format!("{n} B"),
     }
-}
-
-/// A step as the display keeps it, for the trace at the end.
-struct Step {
-    text: String,
-    took: Duration,
-    layer: Option<u64>,
-    cached: bool,
 }
 
 pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
@@ -66,50 +57,49 @@ pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
         probe: exe.with_file_name("capsa-probe"),
         quiet: a.quiet,
     };
-    let _tty = match a.progress {
+    // A terminal gets the step lines in bold; plain is for logs and CI.
+    let tty = match a.progress {
         BuildProgress::Tty => true,
         BuildProgress::Plain => false,
         BuildProgress::Auto => std::io::stderr().is_terminal(),
     };
     let quiet = a.quiet;
-    // Each step's line and timing, for the end (--trace).
-    let steps: RefCell<Vec<Step>> = RefCell::new(Vec::new());
+    // This process's current step (a stage built by a fork of this
+    // process has its own copy): whether the cache answered it.
+    let cached = Cell::new(false);
+    let stages = Cell::new(0);
     let events = |e: Event| match e {
         Event::Step {
             stage,
-            stages,
+            stages: of,
             n,
             total,
             text,
         } => {
+            cached.set(false);
+            stages.set(of);
             if !quiet {
-                eprintln!("[{stage}/{stages}] STEP {n}/{total}: {text}");
-            }
-            steps.borrow_mut().push(Step {
-                text,
-                took: Duration::ZERO,
-                layer: None,
-                cached: false,
-            });
-        }
-        Event::Cached => {
-            if let Some(s) = steps.borrow_mut().last_mut() {
-                s.cached = true;
-            }
-        }
-        Event::Done { took, layer } => {
-            let mut st = steps.borrow_mut();
-            if let Some(s) = st.last_mut() {
-                s.took = took;
-                s.layer = layer;
-                if !quiet {
-                    let what = match (s.cached, layer) {
-                        (true, _) => "Using cache".to_string(),
-                        (false, Some(n)) => format!("layer {}", size(n)),
-                        (false, None) => "no layer".to_string(),
-                    };
-                    eprintln!("--> {what} ({:.3}s)", took.as_secs_f64());
+                let line = format!("[{stage}/{of}] STEP {n}/{total}: {text}");
+                if tty {
+                    eprintln!("\x1b[1m{line}\x1b[0m");
+                } else {
+                    eprintln!("{line}");
                 }
+            }
+        }
+        Event::Cached => cached.set(true),
+        Event::Done { stage, took, layer } => {
+            if !quiet {
+                let what = match (cached.get(), layer) {
+                    (true, _) => "Using cache".to_string(),
+                    (false, Some(n)) => format!("layer {}", size(n)),
+                    (false, None) => "no layer".to_string(),
+                };
+                eprintln!(
+                    "[{stage}/{}] --> {what} ({:.3}s)",
+                    stages.get(),
+                    took.as_secs_f64()
+                );
             }
         }
         Event::Note(n) => eprintln!("capsa: {n}"),
@@ -139,11 +129,12 @@ pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
     };
     if a.trace {
         eprintln!("trace of the build (each step's time, and the layer it made):");
-        for s in steps.borrow().iter() {
+        for s in &built.steps {
             eprintln!(
-                "  {:>9.3} ms  {:>10}  {}{}",
-                s.took.as_secs_f64() * 1e3,
+                "  {:>9.3} ms  {:>10}  [{}] {}{}",
+                s.micros as f64 / 1e3,
                 s.layer.map(size).unwrap_or_else(|| "-".into()),
+                s.stage,
                 if s.cached { "(cached) " } else { "" },
                 s.text
             );

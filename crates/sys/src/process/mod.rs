@@ -117,6 +117,29 @@ pub unsafe fn fork() -> Result<Forked> {
     unsafe { clone_fork(0, None) }
 }
 
+/// The number of threads this process has (`Threads:` in
+/// /proc/self/status).
+pub fn thread_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// `fork` when this process has one thread; `None` (nothing forked) when
+/// it has more: a fork of a multi-threaded process may inherit a lock
+/// another thread held (malloc's), and its child may then hang.
+pub fn fork_single_threaded() -> Result<Option<Forked>> {
+    if thread_count() != Some(1) {
+        return Ok(None);
+    }
+    // SAFETY: the process has one thread (just checked; only this thread
+    // could start another, and it is here), so the child inherits no lock
+    // held by a thread it does not have.
+    unsafe { fork() }.map(Some)
+}
+
 fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<libc::c_int> {
     // SAFETY: the prctl options used through this helper take integer
     // arguments only; unused arguments are zero as the man page asks.
