@@ -884,3 +884,60 @@ fn independent_stages_build_at_once() {
     );
     assert_nothing_left(&c);
 }
+
+/// Globs as sources, SHELL for RUN and the shell form of CMD, and COPY
+/// --from an image (not a stage), pulled from the store.
+#[test]
+fn globs_shell_and_copy_from_an_image() {
+    let env = Env::new("build-glob");
+    let c = Capsa::new(&env, "glob");
+    base(&env, &c, "localhost/bb:1");
+    let other = context(
+        &env,
+        "other",
+        &[(
+            "Containerfile",
+            "FROM localhost/bb:1\nRUN echo from-image > /marker\n",
+        )],
+    );
+    built(
+        &c,
+        &["-q", "-t", "localhost/other:1", other.to_str().unwrap()],
+    );
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            (
+                "Containerfile",
+                "FROM localhost/bb:1\nSHELL [\"/bin/env\", \"MARK=1\", \"/bin/sh\", \"-c\"]\nCOPY *.txt d?/[a-b].md /t/\nCOPY --from=localhost/other:1 /marker /from-image\nRUN echo \"$MARK\" > /mark\nCMD echo hi\n",
+            ),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("c.log", "c\n"),
+            ("d1/a.md", "d1a\n"),
+            ("d1/c.md", "d1c\n"),
+        ],
+    );
+    let (id, _) = built(&c, &["-q", ctx.to_str().unwrap()]);
+    assert_eq!(
+        sh(&c, &id, "ls /t; cat /from-image /mark"),
+        "a.md\na.txt\nb.txt\nfrom-image\n1\n"
+    );
+    let cfg = json(&c.ok(&["image", "inspect", &id]));
+    assert_eq!(
+        cfg[0]["Config"]["Cmd"],
+        serde_json::json!(["/bin/env", "MARK=1", "/bin/sh", "-c", "echo hi"])
+    );
+    let none = context(
+        &env,
+        "none",
+        &[("Containerfile", "FROM localhost/bb:1\nCOPY *.nothing /x/\n")],
+    );
+    let (ok, _, err) = build(&c, &[none.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("*.nothing: no file in the context matches"),
+        "{err}"
+    );
+    assert_nothing_left(&c);
+}

@@ -86,6 +86,8 @@ pub struct Options {
     pub pull: bool,
     /// `--network` for `RUN` steps.
     pub network: Option<String>,
+    /// `--cgroup-parent` for `RUN` steps.
+    pub cgroup_parent: Option<String>,
     /// `--label`s on the final image.
     pub labels: Vec<(String, String)>,
     /// The monitor binary for `RUN` containers (beside `capsa`).

@@ -102,6 +102,7 @@ pub(crate) fn step(
         user: config.config.user.clone().filter(|u| !u.is_empty()),
         workdir: config.config.working_dir.clone(),
         network: b.run_network(ins, network)?,
+        cgroup_parent: b.opts.cgroup_parent.clone(),
         ..Default::default()
     };
     let ready = monitor::prespawn(engine, b.opts.monitor.as_deref())?;

@@ -215,6 +215,9 @@ pub struct BuildArgs {
     /// The network of RUN steps (bridge, host, none, ...).
     #[arg(long)]
     pub network: Option<String>,
+    /// The cgroup under which RUN steps' cgroups are made (default /capsa).
+    #[arg(long, env = "CAPSA_CGROUP_PARENT")]
+    pub cgroup_parent: Option<String>,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = BuildProgress::Auto)]
     pub progress: BuildProgress,

@@ -48,6 +48,7 @@ pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
         no_cache: a.no_cache,
         pull: a.pull,
         network: a.network.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
         labels: a
             .label
             .iter()
