@@ -77,7 +77,11 @@ fn entries(dir: &Path) -> Vec<String> {
 /// Nothing a build step makes is left: containers, work directories.
 fn assert_nothing_left(c: &Capsa) {
     assert_eq!(entries(&c.store.join("containers")), Vec::<String>::new());
-    assert_eq!(entries(&c.store.join("build-work")), Vec::<String>::new());
+    let work: Vec<String> = entries(&c.store.join("build-work"))
+        .into_iter()
+        .filter(|e| e != ".sweep")
+        .collect();
+    assert_eq!(work, Vec::<String>::new());
     assert_eq!(c.ok(&["ps", "-aq"]).trim(), "");
 }
 
@@ -430,7 +434,10 @@ fn add_unpacks_local_archives_and_fetches_urls_from_a_local_server() {
     );
     let ctx = context(&env, "ctx", &[("Containerfile", &file)]);
     std::fs::write(ctx.join("a.tar.gz"), gz).unwrap();
-    let (id, _) = built(&c, &["-q", ctx.to_str().unwrap()]);
+    // No network for the build (the tests' CAPSA_NETWORK=none): no fetch.
+    let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
+    assert!(!ok && err.contains("the build has --network none"), "{err}");
+    let (id, _) = built(&c, &["-q", "--network", "host", ctx.to_str().unwrap()]);
     server.join().unwrap();
     let o = sh(
         &c,
@@ -761,6 +768,10 @@ fn a_hostile_context_or_base_cannot_read_host_files_hang_the_build_or_pick_the_n
     let (ok, _, err) = build(&c, &[ctx.to_str().unwrap()]);
     assert!(!ok && !err.contains("SECRET"), "{err}");
     assert!(err.contains("no Containerfile or Dockerfile"), "{err}");
+    // Named with -f, the same: read through the context's handle.
+    let f = ctx.join("Containerfile");
+    let (ok, _, err) = build(&c, &["-f", f.to_str().unwrap(), ctx.to_str().unwrap()]);
+    assert!(!ok && !err.contains("SECRET"), "{err}");
     // A FIFO as the ignore file, or as the Containerfile: refused, not
     // waited on.
     let ctx = context(&env, "fifo", &[("Containerfile", "FROM localhost/bb:1\n")]);

@@ -26,6 +26,7 @@ pub(crate) fn read_in(ctx: &Root, name: &str, limit: usize) -> Result<Option<Str
 /// and the name errors give it.
 pub(crate) fn containerfile(
     opts: &Options,
+    given: &std::path::Path,
     context: &std::path::Path,
     ctx: &Root,
 ) -> Result<(String, String)> {
@@ -42,17 +43,39 @@ pub(crate) fn containerfile(
         ));
     };
     let shown = f.display().to_string();
-    let path = std::fs::canonicalize(f).map_err(|e| invalid(&shown, e))?;
-    if let Ok(rel) = path.strip_prefix(context) {
-        let rel = rel.display().to_string();
-        return read_in(ctx, &rel, limit)?
-            .map(|t| (t, rel.clone()))
-            .ok_or_else(|| invalid(&shown, "not found"));
+    // Where -f names, its links not followed: a file in the context (by
+    // the context's path as given or as resolved) is read through the
+    // context's handle, whatever it links to.
+    let lexical = |p: &std::path::Path| {
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        format!(
+            "/{}",
+            crate::ignore::clean(&abs.to_string_lossy()).join("/")
+        )
+    };
+    let path = lexical(f);
+    for base in [lexical(given), context.display().to_string()] {
+        if let Some(rel) = std::path::Path::new(&path)
+            .strip_prefix(&base)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+        {
+            let rel = rel.display().to_string();
+            return read_in(ctx, &rel, limit)?
+                .map(|t| (t, rel.clone()))
+                .ok_or_else(|| invalid(&shown, "not found"));
+        }
     }
-    // Outside the context: the user's own path, read as a regular file.
-    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    // Outside the context: the user's own path; a link in its last part
+    // stays in its directory.
+    let p = std::path::Path::new(&path);
+    let dir = p.parent().unwrap_or(std::path::Path::new("/"));
     let root = Root::open(dir).map_err(|e| invalid(&shown, e.desc()))?;
-    let name = path
+    let name = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();

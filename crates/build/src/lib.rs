@@ -55,6 +55,9 @@ pub enum Error {
     /// The build as a whole (its flags, context or file).
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
+    /// A stage built by a fork of the build failed; its words.
+    #[error("{0}")]
+    Forked(String),
     #[error(transparent)]
     Engine(#[from] capsa_engine::Error),
     #[error(transparent)]

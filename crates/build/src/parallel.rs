@@ -1,27 +1,34 @@
 //! Independent stages at once, as BuildKit runs them (and podman does
 //! not by default): when several needed stages have everything they
 //! depend on, all but one are built by forks of this process while this
-//! one builds the first; each fork sends its stage's final state back
-//! through a pipe. A fork that fails sends nothing, and its stage is then
-//! built here, where its error is told.
+//! one builds the first; each fork sends back its stage's final state, or
+//! the error it failed with, through a pipe.
 //!
 //! A fork is made only while this process has one thread
-//! (`fork_single_threaded`); otherwise the stages run in turn.
+//! (`fork_single_threaded`); otherwise the stages run in turn. A fork
+//! dies with its parent (`PR_SET_PDEATHSIG`), never runs the parent's
+//! destructors (it leaves with `_exit`, a panic included), and is killed
+//! and reaped if the parent gives up on it.
 
 use crate::stage::{Build, State};
-use crate::Result;
+use crate::{Error, Result};
 use capsa_sys::process::Forked;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 
 /// What a fork sends back.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Report {
-    state: State,
-    ran: usize,
-    cached: usize,
-    used: BTreeSet<String>,
-    steps: Vec<crate::StepRecord>,
+enum Report {
+    Built {
+        state: Box<State>,
+        /// Its own steps: run, and taken from the cache.
+        ran: usize,
+        cached: usize,
+        used: BTreeSet<String>,
+        steps: Vec<crate::StepRecord>,
+    },
+    /// The stage failed: the error as the build tells it.
+    Failed(String),
 }
 
 /// A fork building one stage.
@@ -29,7 +36,7 @@ struct Child {
     stage: usize,
     /// How many step records we had when it forked (its copy has them).
     records: usize,
-    pid: rustix::process::Pid,
+    pid: Option<rustix::process::Pid>,
     from: std::fs::File,
 }
 
@@ -56,20 +63,33 @@ impl Build<'_> {
             }
             let mine = self.stage(first, number(first), order.len(), &done);
             // The forks are waited for whatever happened here.
-            for k in kids {
-                let (stage, theirs) = (k.stage, k.records);
-                if let Some(r) = k.collect() {
-                    self.ran.set(self.ran.get() + r.ran);
-                    self.cached.set(self.cached.get() + r.cached);
-                    self.used.borrow_mut().extend(r.used);
-                    // The fork's copy began with ours: only its own are new.
-                    self.records
-                        .borrow_mut()
-                        .extend(r.steps.into_iter().skip(theirs));
-                    done[stage] = Some(r.state);
+            let mut failed = None;
+            for mut k in kids {
+                match k.collect() {
+                    Some(Report::Built {
+                        state,
+                        ran,
+                        cached,
+                        used,
+                        steps,
+                    }) => {
+                        self.ran.set(self.ran.get() + ran);
+                        self.cached.set(self.cached.get() + cached);
+                        self.used.borrow_mut().extend(used);
+                        self.records
+                            .borrow_mut()
+                            .extend(steps.into_iter().skip(k.records));
+                        done[k.stage] = Some(*state);
+                    }
+                    Some(Report::Failed(e)) => failed = failed.or(Some(Error::Forked(e))),
+                    // No word from it (killed): built here below.
+                    None => {}
                 }
             }
             done[first] = Some(mine?);
+            if let Some(e) = failed {
+                return Err(e);
+            }
             for &j in rest {
                 if done[j].is_none() {
                     done[j] = Some(self.stage(j, number(j), order.len(), &done)?);
@@ -84,40 +104,49 @@ impl Build<'_> {
     fn fork_stage(&self, i: usize, n: usize, of: usize, done: &[Option<State>]) -> Option<Child> {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
         let had_scratch = self.has_scratch();
+        let parent = rustix::process::getpid();
+        let records = self.records.borrow().len();
         match capsa_sys::process::fork_single_threaded() {
             Ok(Some(Forked::Child)) => {
                 drop(r);
-                let report = self.stage(i, n, of, done).ok().map(|state| Report {
-                    state,
-                    ran: self.ran.get(),
-                    cached: self.cached.get(),
-                    used: self.used.borrow().clone(),
-                    steps: self.records.borrow().clone(),
-                });
-                let code = match report.and_then(|r| serde_json::to_vec(&r).ok()) {
-                    Some(bytes) => {
-                        let ok = std::fs::File::from(w).write_all(&bytes).is_ok();
-                        if ok {
-                            0
-                        } else {
-                            1
-                        }
-                    }
-                    None => 1,
+                // Dies with the build; and if the build died already, goes.
+                let _ = rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ));
+                if rustix::process::getppid() != Some(parent) {
+                    capsa_sys::process::exit_now(1);
+                }
+                let (ran, cached) = (self.ran.get(), self.cached.get());
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.stage(i, n, of, done)
+                }));
+                let report = match built {
+                    Ok(Ok(state)) => Report::Built {
+                        state: Box::new(state),
+                        ran: self.ran.get() - ran,
+                        cached: self.cached.get() - cached,
+                        used: self.used.borrow().clone(),
+                        steps: self.records.borrow().clone(),
+                    },
+                    Ok(Err(e)) => Report::Failed(e.to_string()),
+                    Err(_) => Report::Failed(format!("stage {n}: the build panicked")),
                 };
+                let sent = serde_json::to_vec(&report)
+                    .ok()
+                    .is_some_and(|b| std::fs::File::from(w).write_all(&b).is_ok());
                 // Only what the child made itself goes with it: the
                 // parent's directories and locks stay the parent's.
                 if !had_scratch {
                     self.drop_scratch();
                 }
-                capsa_sys::process::exit_now(code)
+                capsa_sys::process::exit_now(if sent { 0 } else { 1 })
             }
             Ok(Some(Forked::Parent(pid))) => {
                 drop(w);
                 Some(Child {
                     stage: i,
-                    records: self.records.borrow().len(),
-                    pid: rustix::process::Pid::from_raw(pid.as_raw())?,
+                    records,
+                    pid: rustix::process::Pid::from_raw(pid.as_raw()),
                     from: std::fs::File::from(r),
                 })
             }
@@ -127,16 +156,24 @@ impl Build<'_> {
 }
 
 impl Child {
-    /// The fork's report, once it has exited; `None` if it failed.
-    fn collect(mut self) -> Option<Report> {
+    /// The fork's report, once it has exited; `None` without one.
+    fn collect(&mut self) -> Option<Report> {
         let mut bytes = Vec::new();
         let read = self.from.read_to_end(&mut bytes);
-        let status =
-            rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty());
-        let ok = matches!(status, Ok(Some((_, s))) if s.exit_status() == Some(0));
-        if read.is_err() || !ok {
-            return None;
-        }
+        let pid = self.pid.take()?;
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        read.ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+impl Drop for Child {
+    /// A fork not collected (the parent is unwinding) is killed and
+    /// reaped, not left building.
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        }
     }
 }

@@ -163,8 +163,10 @@ pub(crate) fn step(
             &mount_points,
             &below,
             || {
-                let _ =
-                    rustix::mount::unmount(rootfs.as_path(), rustix::mount::UnmountFlags::DETACH);
+                // A plain unmount: one that fails (something holds the
+                // root) leaves the directory diffed, not adopted.
+                rustix::mount::unmount(rootfs.as_path(), rustix::mount::UnmountFlags::empty())
+                    .is_ok()
             },
         )
         .map_err(|e| b.fail(ins, e))?;

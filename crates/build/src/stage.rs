@@ -101,7 +101,7 @@ impl<'a> Build<'a> {
         let context = std::fs::canonicalize(&opts.context)
             .map_err(|e| invalid(opts.context.display().to_string(), e))?;
         let ctx = crate::context::open_context(&context)?;
-        let (text, name) = crate::context::containerfile(opts, &context, &ctx)?;
+        let (text, name) = crate::context::containerfile(opts, &opts.context, &context, &ctx)?;
         let file = containerfile::parse(&text, &name)?;
         let mut ignore = crate::ignore::Ignore::default();
         for n in [".containerignore", ".dockerignore"] {
@@ -179,27 +179,34 @@ impl<'a> Build<'a> {
         Ok(s.as_ref().map(|w| w.dir.clone()).unwrap_or_default())
     }
 
-    /// Commit a step's upper directory: `unmount` first, then its diff as
-    /// a layer blob, then the directory itself (less what the layer
-    /// leaves out) renamed into the store as that layer's unpacked copy.
+    /// Commit a step's upper directory: `unmount` first (true when its
+    /// mounts are gone for good), then its diff as a layer blob, then the
+    /// directory itself (less what the layer leaves out) renamed into the
+    /// store as that layer's unpacked copy, when it holds exactly what
+    /// the blob holds.
     pub fn commit(
         &self,
         st: &State,
         upper: &std::path::Path,
         mount_points: &[String],
         below: &dyn Fn(&str) -> bool,
-        unmount: impl FnOnce(),
+        unmount: impl FnOnce() -> bool,
     ) -> Result<Option<LayerBlob>> {
-        unmount();
+        // Adopted only when nothing can still write to it: unmounted for
+        // good, not lazily.
+        let unmounted = unmount();
         let store = &self.engine.images;
         let opts = capsa_image::diff::Options {
             mount_points,
             below,
-            strip: true,
+            strip: unmounted,
         };
         let Some((layer, written)) = capsa_image::commit::layer(store, upper, &opts)? else {
             return Ok(None);
         };
+        if !(unmounted && written.adoptable) {
+            return Ok(Some(layer)); // unpacked from its blob when needed
+        }
         let root = Root::open(upper).map_err(|e| invalid(upper.display().to_string(), e.desc()))?;
         for p in &written.left_out {
             let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {

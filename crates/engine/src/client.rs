@@ -104,7 +104,12 @@ pub fn session_with(
     out: std::os::fd::BorrowedFd<'_>,
     err: std::os::fd::BorrowedFd<'_>,
 ) -> Result<Ended> {
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None);
+    let mut old = SigSet::empty();
+    let _ =
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), Some(&mut old));
+    // The caller's mask again when the session ends: a command that goes
+    // on after it (`capsa build`) answers Ctrl-C itself between steps.
+    let _restore = RestoreMask(old);
     let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::sys("signalfd", "the forwarded signals", e))?;
     let stdin_handle = std::io::stdin();
@@ -221,6 +226,15 @@ pub fn session_with(
                 }
             }
         }
+    }
+}
+
+/// A signal mask to set again on drop.
+struct RestoreMask(SigSet);
+
+impl Drop for RestoreMask {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
 }
 

@@ -33,6 +33,11 @@ pub struct Written {
     /// points, sockets), relative: to remove before the directory itself
     /// becomes the layer's unpacked copy.
     pub left_out: Vec<PathBuf>,
+    /// Whether the directory, less `left_out`, is what unpacking the layer
+    /// gives: false when it holds what the tar does not carry (xattrs
+    /// other than overlay's and file capabilities, device nodes and FIFOs
+    /// whose xattrs are not looked at). The layer is then unpacked.
+    pub adoptable: bool,
 }
 
 /// How deep a diff goes: deeper trees are refused, not walked (each level
@@ -69,6 +74,26 @@ fn strip(fd: &OwnedFd) {
     for x in PRIVATE {
         let _ = rustix::fs::fremovexattr(fd, x);
     }
+}
+
+/// Whether every xattr on `fd` is one the layer carries or overlay's own.
+///
+/// Security: layers are shared by chain id. A directory adopted as a
+/// layer's unpacked copy must hold exactly what its tar holds, or a step
+/// that reproduces a known layer byte for byte could add (say) an ACL
+/// that every later image with that layer would get.
+fn carried(fd: &OwnedFd) -> bool {
+    let mut buf = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::flistxattr(fd, &mut buf) else {
+        return false;
+    };
+    buf[..n]
+        .split(|b| *b == 0)
+        .filter(|x| !x.is_empty())
+        .all(|x| {
+            let x = std::str::from_utf8(x).unwrap_or("");
+            x == "security.capability" || x == opaque_xattr() || PRIVATE.contains(&x)
+        })
 }
 
 /// The xattr that says a directory is opaque, in the namespace the
@@ -139,6 +164,17 @@ pub fn write<W: Write>(
         skip: opts.mount_points.iter().map(String::as_str).collect(),
         out: Written::default(),
     };
+    w.out.adoptable = carried(&fd);
+    if opts.strip {
+        // The layer's own top directory, as an unpack makes it.
+        strip(&fd);
+        let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755));
+        let _ = rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::ROOT),
+            Some(rustix::fs::Gid::ROOT),
+        );
+    }
     w.dir(&fd, Path::new(""), 0)?;
     Ok(w.out)
 }
@@ -216,6 +252,7 @@ impl<W: Write> Walk<'_, W> {
                         ));
                     }
                 }
+                self.out.adoptable &= carried(&fd);
                 if self.opts.strip {
                     strip(&fd);
                 }
@@ -257,6 +294,9 @@ impl<W: Write> Walk<'_, W> {
                 );
                 let _ = h.set_device_major(rustix::fs::major(st.st_rdev));
                 let _ = h.set_device_minor(rustix::fs::minor(st.st_rdev));
+                // Never opened, so their xattrs are not looked at: the
+                // layer is unpacked rather than adopted.
+                self.out.adoptable = false;
                 self.b
                     .append_data(&mut h, path, std::io::empty())
                     .at("archive", path)?;
@@ -340,6 +380,15 @@ impl<W: Write> Walk<'_, W> {
                 "replaced while the diff was read",
             ));
         }
+        for x in UNSUPPORTED {
+            if xattr(&fd, x).is_some() {
+                return Err(invalid(
+                    path.display().to_string(),
+                    format!("the overlay wrote {x}: mount overlay without redirect_dir and metacopy to build"),
+                ));
+            }
+        }
+        self.out.adoptable &= carried(&fd);
         if self.opts.strip {
             strip(&fd);
         }

@@ -20,10 +20,41 @@ pub(crate) struct Work {
     _lock: std::fs::File,
 }
 
-fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::File::create(dir.join("lock"))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+/// Open (made when missing, never truncated, never through a link) and
+/// flock `path`.
+fn flock(path: &Path, op: rustix::fs::FlockOperation) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)?;
+    rustix::fs::flock(&f, op)?;
     Ok(f)
+}
+
+fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    flock(
+        &dir.join("lock"),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+}
+
+/// `build-work/.sweep`: held shared while a work directory is made and
+/// locked, exclusively by a sweep, so a sweep never takes a directory
+/// between its making and its locking.
+fn sweep_lock(base: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
+    flock(
+        &base.join(".sweep"),
+        if exclusive {
+            rustix::fs::FlockOperation::LockExclusive
+        } else {
+            rustix::fs::FlockOperation::LockShared
+        },
+    )
 }
 
 /// Unmount whatever is mounted under `dir`, deepest first.
@@ -50,8 +81,11 @@ impl Work {
         let mut n = [0u8; 8];
         let _ = rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::empty());
         let dir = base.join(n.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        std::fs::create_dir(&dir).map_err(|e| crate::invalid(dir.display().to_string(), e))?;
-        let l = lock(&dir).map_err(|e| crate::invalid(dir.display().to_string(), e))?;
+        let bad = |e: std::io::Error| crate::invalid(dir.display().to_string(), e);
+        let guard = sweep_lock(&base, false).map_err(bad)?;
+        std::fs::create_dir(&dir).map_err(bad)?;
+        let l = lock(&dir).map_err(bad)?;
+        drop(guard);
         Ok(Work {
             dir,
             mounts: Vec::new(),
@@ -63,12 +97,15 @@ impl Work {
     /// locks are free); live builds' directories stay.
     pub fn sweep(b: &Build<'_>) {
         let base = b.engine.root.join("build-work");
+        let Ok(_guard) = sweep_lock(&base, true) else {
+            return;
+        };
         let Ok(rd) = std::fs::read_dir(&base) else {
             return;
         };
         for e in rd.flatten() {
             let d = e.path();
-            if !d.is_dir() || d.is_symlink() {
+            if e.file_type().map_or(true, |t| !t.is_dir()) {
                 continue;
             }
             if lock(&d).is_ok() {
@@ -96,11 +133,17 @@ impl Work {
         Ok(vec![empty])
     }
 
-    /// Unmount what this step mounted (before its upper directory goes).
-    pub fn unmount(&mut self) {
+    /// Unmount what this step mounted (before its upper directory goes);
+    /// true when every mount went at once (none lazily).
+    pub fn unmount(&mut self) -> bool {
+        let mut clean = true;
         for m in self.mounts.drain(..).rev() {
-            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
+            if rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::empty()).is_err() {
+                clean = false;
+                let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
+            }
         }
+        clean
     }
 }
 

@@ -225,7 +225,7 @@ pub(crate) fn apply(
     };
     // The source root: the context's handle, or the --from stage mounted
     // read-only.
-    let from_root;
+    let mut from_root = None;
     let (src_root, links, keep_owner) = match &p.from {
         From::Context => (&b.ctx, Symlinks::Beneath, false),
         From::Layers(layers) => {
@@ -239,8 +239,8 @@ pub(crate) fn apply(
                 capsa_image::snapshot::OverlayApi::Auto,
             )?;
             work.mounts.push(at.clone());
-            from_root = Root::open(&at).map_err(|e| fail(&e.desc()))?;
-            (&from_root, Symlinks::InRoot, true)
+            let r: &Root = from_root.insert(Root::open(&at).map_err(|e| fail(&e.desc()))?);
+            (r, Symlinks::InRoot, true)
         }
     };
     // Into a directory when the destination says so, or is one already.
@@ -339,6 +339,9 @@ pub(crate) fn apply(
             ));
         }
     }
+    // Nothing of ours holds the step's roots any more.
+    drop(root);
+    drop(from_root);
     let upper = work.dir.join("upper");
     let layer = b.commit(st, &upper, &[], &|_| true, || work.unmount())?;
     Ok(layer)

@@ -267,8 +267,20 @@ pub(super) fn fetch(
         .build();
     let resp = agent.get(url).call().map_err(|e| e.to_string())?;
     let dir = b.scratch()?;
-    let file = dir.join(format!("url-{}", b.fetched.borrow().len()));
-    let mut f = std::fs::File::create(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    // A name of this process's own, made here and nowhere else: a fork
+    // building another stage shares the directory.
+    let mut n = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::empty());
+    let file = dir.join(format!(
+        "url-{}-{}",
+        std::process::id(),
+        n.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let limit = url_limit();
     let mut r = capsa_image::digest::HashingReader::new(std::io::Read::take(
         resp.into_reader(),

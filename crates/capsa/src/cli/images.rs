@@ -212,8 +212,9 @@ pub struct BuildArgs {
     /// Pull base images even when the store has them.
     #[arg(long)]
     pub pull: bool,
-    /// The network of RUN steps (bridge, host, none, ...).
-    #[arg(long)]
+    /// The network of RUN steps: bridge (the default; or CAPSA_NETWORK),
+    /// a network's name, none or host.
+    #[arg(long, env = "CAPSA_NETWORK")]
     pub network: Option<String>,
     /// The cgroup under which RUN steps' cgroups are made (default /capsa).
     #[arg(long, env = "CAPSA_CGROUP_PARENT")]
