@@ -60,14 +60,17 @@ pub struct Options<'a> {
 }
 
 /// Overlay's own bookkeeping on an upper directory, meaningless (and
-/// misleading) once the directory is a lower layer.
-const PRIVATE: [&str; 6] = [
+/// misleading) once the directory is a lower layer (`uuid` is on the
+/// upper's top directory since Linux 6.6).
+const PRIVATE: [&str; 8] = [
     "trusted.overlay.origin",
     "trusted.overlay.impure",
     "trusted.overlay.nlink",
+    "trusted.overlay.uuid",
     "user.overlay.origin",
     "user.overlay.impure",
     "user.overlay.nlink",
+    "user.overlay.uuid",
 ];
 
 fn strip(fd: &OwnedFd) {
