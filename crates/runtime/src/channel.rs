@@ -75,7 +75,15 @@ impl Channel {
         // JSON); 64 KiB stays under malloc's mmap threshold, so a receive on
         // the start path costs no mmap/munmap.
         let mut buf = vec![0u8; 64 * 1024];
-        let (n, fd) = capsa_sys::fd::recv_with_fd(self.fd.as_fd(), &mut buf)?;
+        // A peer that closed with our last message unread leaves ECONNRESET
+        // pending, reported once, ahead of what it sent before it went (a
+        // joiner's Failed report, say): read on to that.
+        let (n, fd) = match capsa_sys::fd::recv_with_fd(self.fd.as_fd(), &mut buf) {
+            Err(nix::errno::Errno::ECONNRESET) => {
+                capsa_sys::fd::recv_with_fd(self.fd.as_fd(), &mut buf)?
+            }
+            r => r?,
+        };
         if n == 0 {
             return Ok(None);
         }
