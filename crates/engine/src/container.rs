@@ -123,14 +123,20 @@ pub fn generated_name(id: &str) -> String {
     format!("{}_{}", ADJECTIVES[b(0) % 24], SCIENTISTS[b(2) % 24])
 }
 
-/// Names as docker allows them.
-pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.as_bytes()[0].is_ascii_alphanumeric()
+/// Docker's rule for the names of containers and volumes:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn is_docker_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Names as docker allows them.
+pub fn check_name(name: &str) -> Result<()> {
+    if is_docker_name(name) {
         Ok(())
     } else {
         Err(crate::error::flag(

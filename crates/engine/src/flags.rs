@@ -240,16 +240,14 @@ pub fn parse_volume(s: &str) -> Result<Volume> {
         "ro" => true,
         m => return Err(flag("-v", format!("{s:?}: unknown mode {m:?} (ro or rw)"))),
     };
-    if !source.is_empty() && !source.starts_with('/') {
-        let ok = source
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(flag(
-                "-v",
-                format!("{source:?} is neither an absolute path nor a volume name"),
-            ));
-        }
+    // Security: a name is a directory of the store's `volumes/`: `..`
+    // (which the old check let through) led to the store's own top.
+    if !source.is_empty() && !source.starts_with('/') && crate::volume::check_name(&source).is_err()
+    {
+        return Err(flag(
+            "-v",
+            format!("{source:?} is neither an absolute path nor a volume name"),
+        ));
     }
     Ok(Volume {
         source,

@@ -42,6 +42,7 @@ pub mod runtime;
 pub mod spec;
 pub mod stats;
 pub mod userns;
+pub mod volume;
 
 pub use container::{Container, Status};
 pub use error::{Error, Result};

@@ -164,6 +164,9 @@ mod tests {
         assert!(parse_volume("/a:relative").is_err());
         assert!(parse_volume("/a:/b:xx").is_err());
         assert!(parse_volume("bad name!:/b").is_err());
+        // A name is a directory of the store's: `..` is not one.
+        assert!(parse_volume("..:/b").is_err());
+        assert!(parse_volume(".:/b").is_err());
     }
 
     #[test]

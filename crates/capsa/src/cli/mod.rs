@@ -3,10 +3,12 @@
 mod containers;
 mod images;
 mod network;
+mod volume;
 
 pub use containers::*;
 pub use images::*;
 pub use network::*;
+pub use volume::*;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -98,6 +100,9 @@ pub enum Command {
     Network(NetworkCommand),
     /// The published ports of a container.
     Port(PortArgs),
+    /// Volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Pull an image from a registry.
     Pull(PullArgs),
     /// Push an image to a registry.

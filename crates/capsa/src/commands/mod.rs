@@ -10,6 +10,7 @@ mod network;
 mod ps;
 mod run;
 mod transfer;
+mod volume;
 
 use crate::cli::{BuilderCommand, Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use anyhow::{Context, Result};
@@ -59,6 +60,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Container(ContainerCommand::Prune) => containers::prune(&engine()?),
         Command::Network(cmd) => network::dispatch(&engine()?, cmd),
         Command::Port(a) => network::port(&engine()?, a),
+        Command::Volume(cmd) => volume::dispatch(&engine()?, cmd),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
             done(transfer::pull(&store()?, a))
         }

@@ -1,0 +1,100 @@
+//! `capsa volume`: named volumes made, listed with filters, inspected,
+//! kept across containers, refused to `rm` while a container mounts them,
+//! and pruned (anonymous ones; all with -a).
+
+use capsa_tests::images::load_busybox_probe;
+use capsa_tests::registry::Capsa;
+use capsa_tests::Env;
+use serde_json::Value;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn names(c: &Capsa, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["volume", "ls", "-q"];
+    a.extend_from_slice(args);
+    c.ok(&a).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn volumes_are_made_listed_kept_reused_refused_while_in_use_and_pruned() {
+    let env = Env::new("volumes");
+    let c = Capsa::new(&env, "vol");
+    let image = load_busybox_probe(&env, &c);
+    assert_eq!(
+        c.ok(&["volume", "create", "-l", "team=a", "-l", "tier=db", "data"])
+            .trim(),
+        "data"
+    );
+    c.ok(&["volume", "create", "--label", "team=b", "other"]);
+    let err = c.fails(&["volume", "create", "data"]);
+    assert!(err.contains("volume data exists already"), "{err}");
+    let err = c.fails(&["volume", "create", ".."]);
+    assert!(err.contains("volume name"), "{err}");
+    assert_eq!(names(&c, &[]), ["data", "other"]);
+    assert_eq!(names(&c, &["--filter", "label=team=a"]), ["data"]);
+    assert_eq!(names(&c, &["--filter", "label=team"]), ["data", "other"]);
+    assert_eq!(names(&c, &["--filter", "name=oth"]), ["other"]);
+    let v = json(&c.ok(&["volume", "inspect", "data"]));
+    assert_eq!(v[0]["Labels"]["tier"], "db");
+    assert_eq!(v[0]["Driver"], "local");
+    let mountpoint = v[0]["Mountpoint"].as_str().unwrap().to_string();
+    assert!(mountpoint.ends_with("/volumes/data/_data"), "{mountpoint}");
+    // Written by one container, read by the next: the volume outlives it.
+    c.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        image,
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(format!("{mountpoint}/f")).unwrap(),
+        "kept\n"
+    );
+    c.ok(&[
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        "data:/data",
+        image,
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(names(&c, &["--filter", "dangling=false"]), ["data"]);
+    // A container mounting it (created, not running) keeps it.
+    let err = c.fails(&["volume", "rm", "data"]);
+    assert!(
+        err.contains("volume data is in use by container holder"),
+        "{err}"
+    );
+    assert_eq!(c.ok(&["start", "-a", "holder"]), "kept\n");
+    assert_eq!(c.ok(&["volume", "prune", "-a"]).trim(), "Deleted: other");
+    c.ok(&["rm", "holder"]);
+    // An anonymous volume (-v /path) of a container not removed with --rm
+    // is pruned once the container is gone; named ones only with -a.
+    let id = c
+        .ok(&["create", "-v", "/anon", image, "true"])
+        .trim()
+        .to_string();
+    let anon: Vec<String> = names(&c, &[])
+        .into_iter()
+        .filter(|n| n.starts_with(&id[..12]))
+        .collect();
+    assert_eq!(anon.len(), 1, "{anon:?}");
+    c.ok(&["rm", &id]);
+    assert_eq!(
+        c.ok(&["volume", "prune"]).trim(),
+        format!("Deleted: {}", anon[0])
+    );
+    assert_eq!(names(&c, &[]), ["data"]);
+    assert_eq!(c.ok(&["volume", "rm", "data"]).trim(), "data");
+    assert!(names(&c, &[]).is_empty());
+    let err = c.fails(&["volume", "inspect", "data"]);
+    assert!(err.contains("volume data"), "{err}");
+}
