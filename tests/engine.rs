@@ -1246,3 +1246,62 @@ fn logs_since_takes_the_offset_of_the_time_given() {
     assert_eq!(c.ok(&["logs", "--since", "10m", "said"]), "hello\n");
     c.ok(&["rm", "said"]);
 }
+
+/// `--add-host`, `--dns`, `--dns-search` and `--dns-option` land in the
+/// container's /etc/hosts and /etc/resolv.conf; bad values name the flag
+/// (a word with a newline would write lines of its own).
+#[test]
+fn add_host_and_dns_flags_write_hosts_and_resolv_conf() {
+    let (_env, c, img) = setup("eng-dns");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.local:10.9.8.7",
+        "--add-host",
+        "six=[fd00::1]",
+        "--dns",
+        "192.0.2.53",
+        "--dns",
+        "192.0.2.54",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:2",
+        img,
+        "sh",
+        "-c",
+        "cat /etc/hosts; echo ---; cat /etc/resolv.conf",
+    ]);
+    let (hosts, resolv) = out.split_once("---\n").unwrap();
+    assert!(
+        hosts.contains("10.9.8.7\tdb.local\n") && hosts.contains("fd00::1\tsix\n"),
+        "{hosts}"
+    );
+    let ns: Vec<&str> = resolv
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(
+        ns,
+        ["nameserver 192.0.2.53", "nameserver 192.0.2.54"],
+        "{resolv}"
+    );
+    assert!(
+        resolv.contains("search example.test\n") && resolv.contains("options ndots:2\n"),
+        "{resolv}"
+    );
+    for (args, words) in [
+        (vec!["--add-host", "nocolon"], "--add-host"),
+        (vec!["--add-host", "x:not-an-ip"], "not an IP address"),
+        (vec!["--dns", "resolver.example"], "--dns"),
+        (vec!["--dns-search", "a\nnameserver 6.6.6.6"], "one word"),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args.iter().copied());
+        a.extend([img, "true"]);
+        let err = c.fails(&a);
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+    assert_eq!(c.ok(&["ps", "-aq"]).trim(), "");
+}

@@ -231,16 +231,18 @@ pub fn create(
                 e.host_veth
             ));
         }
+        let added = crate::network::added_hosts(opts);
         let hosts = |hostname: &str| -> String {
             match (&mode, &join) {
                 (crate::network::Mode::Host, _) => {
-                    std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+                    std::fs::read_to_string("/etc/hosts").unwrap_or_default() + &added
                 }
                 (_, Some(t)) => {
                     std::fs::read_to_string(engine.run.join("files").join(&t.id).join("hosts"))
                         .unwrap_or_default()
+                        + &added
                 }
-                _ => crate::network::hosts_file(engine, &id, hostname, &name, &eps),
+                _ => crate::network::hosts_file(engine, &id, hostname, &name, &eps, &added),
             }
         };
         let inputs = crate::spec::Inputs {

@@ -371,3 +371,73 @@ mod tests {
         assert_eq!(Flag::<Publish>::parse("8080:80").unwrap().get().0.len(), 1);
     }
 }
+
+/// `--add-host NAME:IP` (or `NAME=IP`): a line of the container's
+/// /etc/hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHost {
+    pub name: String,
+    pub ip: std::net::IpAddr,
+}
+
+impl FromFlag for AddHost {
+    fn from_flag(text: &str) -> Result<Self> {
+        let bad = |why: &str| flag("--add-host", format!("{text:?}: {why}"));
+        let (name, ip) = match (text.split_once('='), text.split_once(':')) {
+            (Some(kv), _) => kv,
+            (None, Some(kv)) => kv,
+            (None, None) => return Err(bad("expected NAME:IP")),
+        };
+        let host_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !host_name {
+            return Err(bad("the name may hold letters, digits, - . _"));
+        }
+        if ip == "host-gateway" {
+            return Err(bad("host-gateway is not supported yet; give the address"));
+        }
+        let ip = ip
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad("not an IP address"))?;
+        Ok(AddHost {
+            name: name.to_string(),
+            ip,
+        })
+    }
+}
+
+/// `--dns IP`: a nameserver of the container's /etc/resolv.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns(pub std::net::IpAddr);
+
+impl FromFlag for Dns {
+    fn from_flag(text: &str) -> Result<Self> {
+        text.parse()
+            .map(Dns)
+            .map_err(|_| flag("--dns", format!("{text:?}: not an IP address")))
+    }
+}
+
+/// `--dns-search DOMAIN` and `--dns-option OPT`: one word of a
+/// resolv.conf line.
+///
+/// Security: a word with a newline would add lines of its own choosing
+/// to the container's resolv.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvWord(pub String);
+
+impl FromFlag for ResolvWord {
+    fn from_flag(text: &str) -> Result<Self> {
+        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(flag(
+                "--dns-search/--dns-option",
+                format!("{text:?}: one word, no spaces"),
+            ));
+        }
+        Ok(ResolvWord(text.to_string()))
+    }
+}

@@ -2,7 +2,10 @@
 //! sizes (`512m`), CPU counts (`0.5`), volumes, ulimits, devices, sysctls.
 
 use crate::error::{flag, Result};
-use crate::flags::{Cpus, Device, Flag, Memory, Publish, Swap, Sysctl, Tmpfs, Ulimit, Volume};
+use crate::flags::{
+    AddHost, Cpus, Device, Dns, Flag, Memory, Publish, ResolvWord, Swap, Sysctl, Tmpfs, Ulimit,
+    Volume,
+};
 use serde::{Deserialize, Serialize};
 
 /// Everything `capsa run`/`create` accepts, as docker spells it.
@@ -47,6 +50,18 @@ pub struct RunOptions {
     /// `-P`: every port the image exposes, on free host ports.
     #[serde(default)]
     pub publish_all: bool,
+    /// `--add-host NAME:IP`: lines of /etc/hosts.
+    #[serde(default)]
+    pub add_hosts: Vec<Flag<AddHost>>,
+    /// `--dns`: the nameservers of /etc/resolv.conf, in place of the host's.
+    #[serde(default)]
+    pub dns: Vec<Flag<Dns>>,
+    /// `--dns-search`: resolv.conf's search domains.
+    #[serde(default)]
+    pub dns_search: Vec<Flag<ResolvWord>>,
+    /// `--dns-option`: resolv.conf's options.
+    #[serde(default)]
+    pub dns_options: Vec<Flag<ResolvWord>>,
     /// The user namespace: `host` or `auto[:size=N]`.
     #[serde(default)]
     pub userns: Option<String>,

@@ -99,6 +99,18 @@ pub struct RunArgs {
     /// Another name for the container on its user network (repeatable).
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// A line of /etc/hosts, NAME:IP (repeatable).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// A nameserver for /etc/resolv.conf, in place of the host's (repeatable).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// A search domain for /etc/resolv.conf (repeatable).
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// An option for /etc/resolv.conf, as `ndots:2` (repeatable).
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Publish a port: [IP:][HOST:]CONTAINER[/tcp|/udp].
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

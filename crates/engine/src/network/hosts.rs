@@ -57,6 +57,7 @@ impl Rosters {
         hostname: &str,
         name: &str,
         eps: &[Endpoint],
+        extra: &str,
     ) -> String {
         let mut s =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -74,6 +75,7 @@ impl Rosters {
                 s.push_str(&m.lines);
             }
         }
+        s.push_str(extra);
         s
     }
 }
@@ -86,8 +88,17 @@ pub fn hosts_file(
     hostname: &str,
     name: &str,
     eps: &[Endpoint],
+    extra: &str,
 ) -> String {
-    Rosters::default().hosts_file(engine, id, hostname, name, eps)
+    Rosters::default().hosts_file(engine, id, hostname, name, eps, extra)
+}
+
+/// The lines `--add-host` asks for, in /etc/hosts's form.
+pub fn added_hosts(o: &crate::RunOptions) -> String {
+    o.add_hosts
+        .iter()
+        .map(|h| format!("{}\t{}\n", h.get().ip, h.get().name))
+        .collect()
 }
 
 /// Rewrite the hosts files of every other container running on `c`'s user
@@ -105,7 +116,8 @@ pub fn refresh_peers(
     if let Some(eps) = own {
         let path = hosts(&c.id);
         if path.exists() {
-            let text = rosters.hosts_file(engine, &c.id, &c.hostname(), &c.name, eps);
+            let extra = added_hosts(&c.options);
+            let text = rosters.hosts_file(engine, &c.id, &c.hostname(), &c.name, eps, &extra);
             let _ = std::fs::write(&path, text);
         }
     }
@@ -122,7 +134,11 @@ pub fn refresh_peers(
                 continue;
             }
             let eps = endpoints(&engine.containers().join(&id));
-            let text = rosters.hosts_file(engine, &id, &hostname, &name, &eps);
+            let extra = engine
+                .load(&id)
+                .map(|p| added_hosts(&p.options))
+                .unwrap_or_default();
+            let text = rosters.hosts_file(engine, &id, &hostname, &name, &eps, &extra);
             let _ = std::fs::write(&path, text);
         }
     }

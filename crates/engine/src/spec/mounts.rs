@@ -37,6 +37,7 @@ pub(super) fn hosts_files(
             .map(|l| format!("{l}\n"))
             .collect()
     };
+    let resolv = with_dns(o, resolv);
     for (name, text) in [
         ("hostname", format!("{hostname}\n")),
         ("hosts", (i.hosts)(hostname)),
@@ -50,6 +51,40 @@ pub(super) fn hosts_files(
         add_mount(spec, mount(format!("/etc/{name}"), "bind", src, &opts)?);
     }
     Ok(())
+}
+
+/// `--dns`, `--dns-search` and `--dns-option` in place of the host's
+/// nameserver, search and options lines, as docker writes them.
+fn with_dns(o: &RunOptions, resolv: String) -> String {
+    let drop_ns = !o.dns.is_empty();
+    let drop_search = !o.dns_search.is_empty();
+    let drop_opts = !o.dns_options.is_empty();
+    let mut out: String = resolv
+        .lines()
+        .filter(|l| {
+            let k = l.split_whitespace().next();
+            !((drop_ns && k == Some("nameserver"))
+                || (drop_search && matches!(k, Some("search") | Some("domain")))
+                || (drop_opts && k == Some("options")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for d in &o.dns {
+        out.push_str(&format!("nameserver {}\n", d.get().0));
+    }
+    let words = |v: &[crate::flags::Flag<crate::flags::ResolvWord>]| {
+        v.iter()
+            .map(|w| w.get().0.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if !o.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", words(&o.dns_search)));
+    }
+    if !o.dns_options.is_empty() {
+        out.push_str(&format!("options {}\n", words(&o.dns_options)));
+    }
+    out
 }
 
 /// The network namespace `--network` asks for: the host's (none in the
