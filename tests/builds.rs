@@ -5,7 +5,7 @@
 
 use capsa_tests::engines::busybox_rootfs_tar;
 use capsa_tests::registry::{Capsa, Registry};
-use capsa_tests::Env;
+use capsa_tests::{skopeo, Env};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -229,16 +229,11 @@ fn a_multi_stage_build_from_a_registry_base_runs_pushes_and_round_trips() {
     let pushed = format!("{}/lib/multi:1", reg.addr);
     c.ok(&["tag", "localhost/multi:1", &pushed]);
     c.ok(&["push", "-q", &pushed]);
-    let o = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{pushed}"),
-        ])
-        .output()
-        .expect("skopeo (scripts/deps.sh installs it)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let sk = json(&String::from_utf8_lossy(&o.stdout));
+    let sk = json(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{pushed}"),
+    ]));
     assert_eq!(sk["Labels"]["by"], "flag");
     let archive = env.dir.join("multi.tar");
     c.ok(&["save", "-o", archive.to_str().unwrap(), "localhost/multi:1"]);

@@ -5,7 +5,7 @@
 use capsa_tests::engines::busybox_rootfs_tar;
 use capsa_tests::images::{oci_layout, LayerTar};
 use capsa_tests::registry::{Capsa, Registry};
-use capsa_tests::{wait_for, Env};
+use capsa_tests::{skopeo, wait_for, Env};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -36,19 +36,6 @@ fn registry_with_busybox(
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let o = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo (scripts/deps.sh installs it)");
-    assert!(
-        o.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Nothing but complete layers, no partial blobs, no images.

@@ -7,7 +7,7 @@ use capsa_tests::engines::busybox_rootfs_tar;
 use capsa_tests::images::{oci_layout, LayerTar};
 use capsa_tests::registry::Registry;
 use capsa_tests::users::User;
-use capsa_tests::{require, wait_for, Env};
+use capsa_tests::{require, skopeo, wait_for, Env};
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -15,15 +15,6 @@ use std::process::Command;
 
 fn tun_open_to_users() -> bool {
     std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006)
-}
-
-fn skopeo(args: &[&str]) {
-    let o = Command::new("skopeo").args(args).output().expect("skopeo");
-    assert!(
-        o.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// An image of busybox, files of two owners, and a top layer that deletes
@@ -288,15 +279,11 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
     let pushed = format!("{}/rootless/again:v1", reg.addr);
     user.ok(&["tag", &img, &pushed]);
     user.ok(&["push", "-q", &pushed]);
-    let o = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{pushed}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{pushed}"),
+    ]);
     assert!(wait_for(10, || user
         .ok(&["logs", "sleeper"])
         .contains("hello-rootless")));

@@ -485,3 +485,13 @@ fn owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
     let owned = unsafe { capsa_sys::fd::inherited(fd) };
     owned.expect("the received fd is open")
 }
+
+/// `skopeo ARGS...`, required to succeed; its stdout. An independent
+/// client of the registries and layouts capsa writes.
+pub fn skopeo(args: &[&str]) -> String {
+    let o = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo (scripts/deps.sh installs it)");
+    succeeded(&format!("skopeo {args:?}"), &o)
+}

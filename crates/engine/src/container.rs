@@ -227,7 +227,7 @@ impl Engine {
             .collect();
         match hits.len() {
             1 => Ok(hits[0].clone()),
-            0 => Err(Error::NotFound(what.to_string())),
+            0 => Err(Error::NotFound(format!("no such container: {what}"))),
             n => Err(Error::Conflict(format!(
                 "{what}: id prefix matches {n} containers"
             ))),
@@ -249,11 +249,11 @@ impl Engine {
     /// Re-read a record.
     pub fn load(&self, id: &str) -> Result<Container> {
         if !is_id(id) {
-            return Err(Error::NotFound(id.to_string()));
+            return Err(Error::NotFound(format!("no such container: {id}")));
         }
         let path = self.record_path(id);
         let b = fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
+            std::io::ErrorKind::NotFound => Error::NotFound(format!("no such container: {id}")),
             _ => Error::Io {
                 op: "read",
                 path: path.clone(),

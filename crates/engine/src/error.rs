@@ -66,8 +66,8 @@ pub enum Error {
     /// A flag's value does not parse or makes no sense.
     #[error("{flag}: {reason}")]
     Flag { flag: String, reason: String },
-    /// No such container.
-    #[error("no such container: {0}")]
+    /// No such container, network or volume: the words say which.
+    #[error("{0}")]
     NotFound(String),
     /// The container is in the wrong state, or a name is taken.
     #[error("{0}")]

@@ -231,7 +231,9 @@ pub fn wait(engine: &Engine, c: &Container) -> Result<i32> {
     loop {
         let c = match engine.load(&c.id) {
             Ok(c) => refresh(engine, c)?,
-            Err(Error::NotFound(_)) => return Err(Error::NotFound(c.name.clone())),
+            Err(Error::NotFound(_)) => {
+                return Err(Error::NotFound(format!("no such container: {}", c.name)))
+            }
             Err(e) => return Err(e),
         };
         match c.state.status {

@@ -62,10 +62,15 @@ fn anonymous_name(name: &str) -> bool {
 
 fn describe(engine: &Engine, name: &str) -> Result<Volume> {
     let d = dir(engine, name);
-    let meta =
-        std::fs::symlink_metadata(&d).map_err(|_| Error::NotFound(format!("volume {name}")))?;
+    let meta = std::fs::symlink_metadata(&d).map_err(|_| {
+        Error::NotFound(format!(
+            "volume {name} does not exist (capsa volume ls lists them)"
+        ))
+    })?;
     if !meta.is_dir() {
-        return Err(Error::NotFound(format!("volume {name}")));
+        return Err(Error::NotFound(format!(
+            "volume {name} does not exist (capsa volume ls lists them)"
+        )));
     }
     if let Ok(bytes) = std::fs::read(d.join("volume.json")) {
         if let Ok(v) = serde_json::from_slice::<Volume>(&bytes) {

@@ -83,35 +83,6 @@ pub fn layer(
     )))
 }
 
-/// Store a layer made by `fill` (a tar of the given entries).
-pub fn layer_from_tar(
-    store: &Store,
-    fill: impl FnOnce(&mut tar::Builder<&mut dyn Write>) -> Result<()>,
-) -> Result<LayerBlob> {
-    let gz = flate2::write::GzEncoder::new(store.blob_writer()?, flate2::Compression::fast());
-    let mut tee = Tee {
-        inner: gz,
-        diff: Hasher::new(),
-    };
-    {
-        let mut b = tar::Builder::new(&mut tee as &mut dyn Write);
-        fill(&mut b)?;
-        b.finish().at("write", store.tmp_dir())?;
-    }
-    let diff_id = tee.diff.finish();
-    let (blob, size) = tee
-        .inner
-        .finish()
-        .at("write", store.tmp_dir())?
-        .finish(None, "built layer")?;
-    Ok(LayerBlob {
-        blob,
-        diff_id,
-        size,
-        media_type: manifest::OCI_LAYER_GZIP.into(),
-    })
-}
-
 /// Write `config` (its diff ids set from `layers`) and an OCI manifest
 /// over them; returns the manifest's digest and the config's.
 pub fn image(

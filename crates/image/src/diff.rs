@@ -247,18 +247,7 @@ impl<W: Write> Walk<'_, W> {
                     Mode::empty(),
                 )
                 .at("open", path)?;
-                for x in UNSUPPORTED {
-                    if xattr(&fd, x).is_some() {
-                        return Err(invalid(
-                            path.display().to_string(),
-                            format!("the overlay wrote {x}: mount overlay without redirect_dir and metacopy to build"),
-                        ));
-                    }
-                }
-                self.out.adoptable &= carried(&fd);
-                if self.opts.strip {
-                    strip(&fd);
-                }
+                self.examine(&fd, path)?;
                 let mut h = header(&st, tar::EntryType::Directory);
                 self.b
                     .append_data(&mut h, path, std::io::empty())
@@ -312,6 +301,26 @@ impl<W: Write> Walk<'_, W> {
                 Ok(())
             }
         }
+    }
+
+    /// A directory's or regular file's xattrs: overlay features whose
+    /// upper directory is no plain diff are refused; anything the layer
+    /// does not carry makes the directory unfit to adopt; overlay's own
+    /// bookkeeping goes (with `strip`).
+    fn examine(&mut self, fd: &OwnedFd, path: &Path) -> Result<()> {
+        for x in UNSUPPORTED {
+            if xattr(fd, x).is_some() {
+                return Err(invalid(
+                    path.display().to_string(),
+                    format!("the overlay wrote {x}: mount overlay without redirect_dir and metacopy to build"),
+                ));
+            }
+        }
+        self.out.adoptable &= carried(fd);
+        if self.opts.strip {
+            strip(fd);
+        }
+        Ok(())
     }
 
     /// Whether `name` is an empty file or directory (a bare mount point).
@@ -383,18 +392,7 @@ impl<W: Write> Walk<'_, W> {
                 "replaced while the diff was read",
             ));
         }
-        for x in UNSUPPORTED {
-            if xattr(&fd, x).is_some() {
-                return Err(invalid(
-                    path.display().to_string(),
-                    format!("the overlay wrote {x}: mount overlay without redirect_dir and metacopy to build"),
-                ));
-            }
-        }
-        self.out.adoptable &= carried(&fd);
-        if self.opts.strip {
-            strip(&fd);
-        }
+        self.examine(&fd, path)?;
         if let Some(cap) = xattr(&fd, "security.capability") {
             self.b
                 .append_pax_extensions([("SCHILY.xattr.security.capability", cap.as_slice())])

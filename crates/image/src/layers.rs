@@ -73,22 +73,7 @@ pub fn ensure(store: &Store, chain: &Digest, diff_id: &Digest, blob: &Digest) ->
         if let Some(actual) = &u.diff_id {
             diff_id.check(actual, format!("layer {blob} (uncompressed)"))?;
         }
-        fs::write(tmp.join("diff-id"), diff_id.as_str()).at("write", tmp.join("diff-id"))?;
-        let link = short_link(store, chain);
-        let target = PathBuf::from("../layers").join(chain.hex()).join("diff");
-        match std::os::unix::fs::symlink(&target, &link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).at("create link", &link),
-        }
-        match fs::rename(&tmp, layer_dir(store, chain)) {
-            Ok(()) => Ok(true),
-            // Another process unpacked the same layer first: keep theirs.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
-                Ok(false)
-            }
-            Err(e) => Err(e).at("rename into place", layer_dir(store, chain)),
-        }
+        install(store, &tmp, chain, diff_id)
     })();
     if tmp.exists() {
         remove_tree(&tmp);
@@ -119,26 +104,33 @@ pub fn adopt(
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
             Err(e) => return Err(e).at("rename", dir),
         }
-        fs::write(tmp.join("diff-id"), diff_id.as_str()).at("write", tmp.join("diff-id"))?;
-        let link = short_link(store, chain);
-        let target = PathBuf::from("../layers").join(chain.hex()).join("diff");
-        match std::os::unix::fs::symlink(&target, &link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).at("create link", &link),
-        }
-        match fs::rename(&tmp, layer_dir(store, chain)) {
-            Ok(()) => Ok(true),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
-                Ok(false)
-            }
-            Err(e) => Err(e).at("rename into place", layer_dir(store, chain)),
-        }
+        install(store, &tmp, chain, diff_id)
     })();
     if tmp.exists() {
         remove_tree(&tmp);
     }
     result
+}
+
+/// `tmp` (holding the layer's `diff/`) made the layer `chain`: its diff
+/// id beside it, its short link, then one rename into place. False when
+/// another process installed the same layer first (theirs is kept).
+fn install(store: &Store, tmp: &std::path::Path, chain: &Digest, diff_id: &Digest) -> Result<bool> {
+    fs::write(tmp.join("diff-id"), diff_id.as_str()).at("write", tmp.join("diff-id"))?;
+    let link = short_link(store, chain);
+    let target = PathBuf::from("../layers").join(chain.hex()).join("diff");
+    match std::os::unix::fs::symlink(&target, &link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).at("create link", &link),
+    }
+    match fs::rename(tmp, layer_dir(store, chain)) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+            Ok(false)
+        }
+        Err(e) => Err(e).at("rename into place", layer_dir(store, chain)),
+    }
 }
 
 /// Remove a directory tree we own, without following symlinks in it.

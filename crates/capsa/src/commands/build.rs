@@ -2,7 +2,6 @@
 //! its steps shown as they go (on stderr), the image id on stdout.
 
 use crate::cli::*;
-use crate::progress::Display;
 use anyhow::{Context, Result};
 use capsa_build::Event;
 use capsa_engine::Engine;
@@ -105,20 +104,8 @@ pub fn build(engine: &Engine, a: BuildArgs) -> Result<i32> {
         }
         Event::Note(n) => eprintln!("capsa: {n}"),
     };
-    let pull = |r: &capsa_image::Reference| -> capsa_engine::Result<capsa_image::ImageRecord> {
-        let options =
-            super::transfer::options(&a.registry).map_err(|e| capsa_engine::Error::Refused {
-                what: "the registry flags".into(),
-                reason: e.to_string(),
-            })?;
-        let client = capsa_image::registry::Client::new(r, &options)?;
-        let display = Display::new(quiet);
-        let rec =
-            capsa_image::registry::pull(&engine.images, &client, r, &Default::default(), &|p| {
-                display.event(p)
-            });
-        display.finish();
-        Ok(rec?)
+    let pull = |r: &capsa_image::Reference| {
+        super::transfer::pull_missing(&engine.images, r, &a.registry, quiet)
     };
     let built = match capsa_build::build(engine, &opts, &pull, &events) {
         Ok(b) => b,

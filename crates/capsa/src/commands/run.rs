@@ -2,7 +2,6 @@
 //! attached to.
 
 use crate::cli::*;
-use crate::progress::Display;
 use anyhow::{Context, Result};
 use capsa_engine::client::{self, Ended};
 use capsa_engine::{images, manage, monitor, Container, Engine, RunOptions, Status};
@@ -76,23 +75,8 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
         .context("locating the capsa binary")?
         .with_file_name("capsa-probe");
     let policy: images::PullPolicy = a.pull.parse()?;
-    let pull = |r: &capsa_image::Reference| -> capsa_engine::Result<capsa_image::ImageRecord> {
-        let options =
-            super::transfer::options(&a.registry).map_err(|e| capsa_engine::Error::Refused {
-                what: "the registry flags".into(),
-                reason: e.to_string(),
-            })?;
-        let client = capsa_image::registry::Client::new(r, &options)?;
-        let display = Display::new(false);
-        let rec =
-            capsa_image::registry::pull(&engine.images, &client, r, &Default::default(), &|p| {
-                display.event(p)
-            });
-        display.finish();
-        rec.map_err(|e| capsa_engine::Error::Refused {
-            what: r.to_string(),
-            reason: format!("not in the store, and pulling it failed: {e}"),
-        })
+    let pull = |r: &capsa_image::Reference| {
+        super::transfer::pull_missing(&engine.images, r, &a.registry, false)
     };
     Ok(images::resolve(engine, a.image(), policy, &probe, pull)?)
 }

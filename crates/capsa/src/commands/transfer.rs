@@ -31,6 +31,31 @@ pub(crate) fn options(a: &RegistryArgs) -> Result<Options> {
     })
 }
 
+/// Pull `r` for a command that needs an image the store lacks (`run`,
+/// `build`'s FROM), with the registry flags and progress on stderr; an
+/// engine error, so the command's exit code comes from its kind.
+pub(crate) fn pull_missing(
+    store: &Store,
+    r: &Reference,
+    registry: &RegistryArgs,
+    quiet: bool,
+) -> capsa_engine::Result<capsa_image::ImageRecord> {
+    let options = options(registry).map_err(|e| capsa_engine::Error::Refused {
+        what: "the registry flags".into(),
+        reason: e.to_string(),
+    })?;
+    let client = Client::new(r, &options)?;
+    let display = Display::new(quiet);
+    let rec = registry::pull(store, &client, r, &Default::default(), &|p| {
+        display.event(p)
+    });
+    display.finish();
+    rec.map_err(|e| capsa_engine::Error::Refused {
+        what: r.to_string(),
+        reason: format!("not in the store, and pulling it failed: {e}"),
+    })
+}
+
 pub fn pull(store: &Store, a: PullArgs) -> Result<()> {
     let r = Reference::parse(&a.image)?;
     let client = Client::new(&r, &options(&a.registry)?)?;
