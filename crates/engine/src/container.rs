@@ -17,6 +17,8 @@ pub enum Status {
     Created,
     Running,
     Paused,
+    /// Exited, and its monitor waits to start it again (`--restart`).
+    Restarting,
     Exited,
 }
 
@@ -36,6 +38,13 @@ pub struct State {
     pub finished_secs: Option<u64>,
     /// Why a start failed, or what repaired the record.
     pub error: Option<String>,
+    /// Restarts by its policy since it was last started by hand.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped by `stop`, `kill` (a fatal signal) or `rm -f`: its restart
+    /// policy is set aside until the next `start`.
+    #[serde(default)]
+    pub stopped_by_hand: bool,
 }
 
 /// A container the engine knows.

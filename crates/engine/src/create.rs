@@ -53,6 +53,17 @@ pub fn create(
             "auto takes host ids beyond the user's own range: rootless, every container already runs in the user's namespace",
         ));
     }
+    if opts.rm
+        && opts
+            .restart
+            .as_ref()
+            .is_some_and(|p| *p.get() != crate::restart::Policy::No)
+    {
+        return Err(crate::error::flag(
+            "--restart",
+            "conflicts with --rm: a container removed at its exit cannot start again",
+        ));
+    }
     let mode = crate::network::mode(opts.network.as_deref());
     // The networks exist before anything is made.
     let (network, mut ports) = crate::network::request(engine, &mode, opts)?;
@@ -85,53 +96,10 @@ pub fn create(
         let idmap = userns_size
             .map(|size| crate::userns::allocate(engine, &dir, size))
             .transpose()?;
-        let fuse = fuse_choice();
-        let snap = match (idmap, keep_id) {
-            (None, Some(k)) => {
-                let snap = Snapshot::create_fuse_mapped(
-                    &dir,
-                    &lowers,
-                    &k.fuse_option(false),
-                    &k.fuse_option(true),
-                )?;
-                mark(format!(
-                    "user namespace keep-id: uid {} and gid {} the same inside as outside; uid map {}, gid map {}; image layers through fuse-overlayfs with that map",
-                    k.uid,
-                    k.gid,
-                    k.fuse_option(false),
-                    k.fuse_option(true)
-                ));
-                snap
-            }
-            (None, None) => Snapshot::create(&dir, &lowers, OverlayApi::Auto, None, fuse)?,
-            (Some(r), _) => {
-                let maps = [capsa_spec::IdMap {
-                    container: 0,
-                    host: r.uid,
-                    size: r.size,
-                }];
-                let gmaps = [capsa_spec::IdMap {
-                    container: 0,
-                    host: r.gid,
-                    size: r.size,
-                }];
-                let ns = capsa_runtime::userns_fd(&maps, &gmaps)?;
-                let mapped = IdMapped {
-                    userns: ns.as_fd(),
-                    root: (r.uid, r.gid),
-                };
-                let snap = Snapshot::create(&dir, &lowers, OverlayApi::Auto, Some(mapped), fuse)?;
-                mark(format!(
-                    "user namespace: container ids 0-{} are host uids {}-{} and gids {}-{}; image layers id-mapped",
-                    r.size - 1,
-                    r.uid,
-                    r.uid + (r.size - 1),
-                    r.gid,
-                    r.gid + (r.size - 1)
-                ));
-                snap
-            }
-        };
+        let (snap, note) = mount_snapshot(&dir, &lowers, idmap, keep_id)?;
+        if let Some(n) = note {
+            mark(n);
+        }
         mark(format!(
             "{} mounted at {}: lowerdir+={} (top first), upperdir={}, workdir={}",
             snap.driver.name(),
@@ -231,19 +199,16 @@ pub fn create(
                 e.host_veth
             ));
         }
-        let added = crate::network::added_hosts(opts);
-        let hosts = |hostname: &str| -> String {
-            match (&mode, &join) {
-                (crate::network::Mode::Host, _) => {
-                    std::fs::read_to_string("/etc/hosts").unwrap_or_default() + &added
-                }
-                (_, Some(t)) => {
-                    std::fs::read_to_string(engine.run.join("files").join(&t.id).join("hosts"))
-                        .unwrap_or_default()
-                        + &added
-                }
-                _ => crate::network::hosts_file(engine, &id, hostname, &name, &eps, &added),
-            }
+        let hosts = |hostname: &str| {
+            hosts_text(
+                engine,
+                &mode,
+                join.as_ref(),
+                (&id, &name),
+                hostname,
+                &eps,
+                opts,
+            )
         };
         let inputs = crate::spec::Inputs {
             id: &id,
@@ -338,6 +303,8 @@ pub fn create(
                 finished_at: None,
                 finished_secs: None,
                 error: None,
+                restart_count: 0,
+                stopped_by_hand: false,
             },
         };
         // The others' hosts files name it once it runs (the monitor).
@@ -352,4 +319,91 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// The /etc/hosts of container `id` (named `name`): the host's with the
+/// host's network, the joined container's with `container:`, else one of
+/// its own naming its peers; then `--add-host`'s lines.
+pub(crate) fn hosts_text(
+    engine: &Engine,
+    mode: &crate::network::Mode,
+    join: Option<&Container>,
+    (id, name): (&str, &str),
+    hostname: &str,
+    eps: &[capsa_network::Endpoint],
+    opts: &RunOptions,
+) -> String {
+    let added = crate::network::added_hosts(opts);
+    match (mode, join) {
+        (crate::network::Mode::Host, _) => {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default() + &added
+        }
+        (_, Some(t)) => {
+            std::fs::read_to_string(engine.run.join("files").join(&t.id).join("hosts"))
+                .unwrap_or_default()
+                + &added
+        }
+        _ => crate::network::hosts_file(engine, id, hostname, name, eps, &added),
+    }
+}
+
+/// Mount the container's overlay (`dir`'s upper and work over `lowers`):
+/// with its id range's mapping (`--userns auto`), through fuse-overlayfs's
+/// mapping (`keep-id`), or plain; with a line for the trace when mapped.
+pub(crate) fn mount_snapshot(
+    dir: &std::path::Path,
+    lowers: &[std::path::PathBuf],
+    idmap: Option<crate::userns::IdRange>,
+    keep_id: Option<crate::userns::KeepId>,
+) -> Result<(Snapshot, Option<String>)> {
+    let fuse = fuse_choice();
+    Ok(match (idmap, keep_id) {
+        (None, Some(k)) => {
+            let snap = Snapshot::create_fuse_mapped(
+                dir,
+                lowers,
+                &k.fuse_option(false),
+                &k.fuse_option(true),
+            )?;
+            let note = format!(
+                "user namespace keep-id: uid {} and gid {} the same inside as outside; uid map {}, gid map {}; image layers through fuse-overlayfs with that map",
+                k.uid,
+                k.gid,
+                k.fuse_option(false),
+                k.fuse_option(true)
+            );
+            (snap, Some(note))
+        }
+        (None, None) => (
+            Snapshot::create(dir, lowers, OverlayApi::Auto, None, fuse)?,
+            None,
+        ),
+        (Some(r), _) => {
+            let maps = [capsa_spec::IdMap {
+                container: 0,
+                host: r.uid,
+                size: r.size,
+            }];
+            let gmaps = [capsa_spec::IdMap {
+                container: 0,
+                host: r.gid,
+                size: r.size,
+            }];
+            let ns = capsa_runtime::userns_fd(&maps, &gmaps)?;
+            let mapped = IdMapped {
+                userns: ns.as_fd(),
+                root: (r.uid, r.gid),
+            };
+            let snap = Snapshot::create(dir, lowers, OverlayApi::Auto, Some(mapped), fuse)?;
+            let note = format!(
+                "user namespace: container ids 0-{} are host uids {}-{} and gids {}-{}; image layers id-mapped",
+                r.size - 1,
+                r.uid,
+                r.uid + (r.size - 1),
+                r.gid,
+                r.gid + (r.size - 1)
+            );
+            (snap, Some(note))
+        }
+    })
 }

@@ -109,6 +109,12 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         }),
     };
     let dir = c.dir(engine);
+    let restart = c
+        .options
+        .restart
+        .as_ref()
+        .map(|p| *p.get())
+        .unwrap_or_default();
     json!({
         "Id": c.id,
         "Name": c.name,
@@ -119,6 +125,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "Status": format!("{:?}", c.state.status).to_lowercase(),
             "Running": c.state.status == Status::Running,
             "Paused": c.state.status == Status::Paused,
+            "Restarting": c.state.status == Status::Restarting,
             "Pid": c.state.pid,
             "MonitorPid": c.state.monitor_pid,
             "ExitCode": c.state.exit_code,
@@ -126,6 +133,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "FinishedAt": c.state.finished_at,
             "Error": c.state.error,
         },
+        "RestartCount": c.state.restart_count,
         "Image": c.image_id,
         "ImageName": c.image,
         "Config": {
@@ -140,6 +148,10 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         },
         "HostConfig": {
             "AutoRemove": c.options.rm,
+            "RestartPolicy": {
+                "Name": restart.name(),
+                "MaximumRetryCount": restart.max_retries(),
+            },
             "Privileged": c.options.privileged,
             "ReadonlyRootfs": c.options.read_only,
             "NetworkMode": c.options.network.clone().unwrap_or_else(|| crate::network::DEFAULT.into()),

@@ -37,6 +37,8 @@ pub mod monitor;
 pub mod network;
 pub mod options;
 pub mod protocol;
+pub mod restart;
+pub mod revive;
 pub mod rootless;
 pub mod runtime;
 pub mod spec;

@@ -15,17 +15,22 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether `pid` runs: a zombie does not (a monitor killed whose parent
+/// never reaps it still answers kill(0)).
 fn alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+    pid > 0 && capsa_runtime::state::proc_stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
 }
 
 /// The record as it really is: a running container whose init and
 /// monitor are both gone (killed) is marked exited, with a note.
 pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
-    if !matches!(c.state.status, Status::Running | Status::Paused) {
+    if !matches!(
+        c.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
         return Ok(c);
     }
-    if c.init_alive() {
+    if c.state.status != Status::Restarting && c.init_alive() {
         // Paused or running is what pause/unpause recorded.
         return Ok(c);
     }
@@ -51,6 +56,11 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
 
 /// Send a signal (name or number) to the container's init.
 pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
+    if c.state.status == Status::Restarting && alive(c.state.monitor_pid) {
+        // Between two lives: no process to signal; the restarts end.
+        stop_by_hand(engine, c)?;
+        return Ok(());
+    }
     if !c.init_alive() {
         return Err(Error::Conflict(format!(
             "container {} is not running",
@@ -59,7 +69,23 @@ pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
     }
     let sig = capsa_runtime::signals::parse(signal)
         .ok_or_else(|| crate::error::flag("--signal", format!("unknown signal {signal:?}")))?;
+    if crate::restart::fatal(sig, c.options.stop_signal.as_deref()) {
+        stop_by_hand(engine, c)?;
+    }
     Runtime::of(engine, c).kill(&c.id, sig, false)
+}
+
+/// Mark `c` stopped by hand: its restart policy is set aside until the
+/// next `start`. A monitor waiting to restart it is woken (any connection
+/// to its socket has it read the record again) and ends; one restarting
+/// it now reads the mark when it records the start, and ends that life.
+/// The record as marked.
+fn stop_by_hand(engine: &Engine, c: &Container) -> Result<Container> {
+    let c = engine.update(&c.id, |r| r.state.stopped_by_hand = true)?;
+    if c.state.status == Status::Restarting {
+        let _ = crate::protocol::connect(&engine.socket(&c));
+    }
+    Ok(c)
 }
 
 /// Wait until the monitor has recorded the exit (or `limit` passes).
@@ -102,6 +128,10 @@ fn wait_recorded(engine: &Engine, id: &str, limit: Duration) -> Result<Container
 /// Stop: the stop signal, then SIGKILL after `timeout`; returns when the
 /// exit is recorded.
 pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Container> {
+    let c = &stop_by_hand(engine, c)?;
+    if c.state.status == Status::Restarting {
+        return wait_recorded(engine, &c.id, Duration::from_secs(10));
+    }
     if !c.init_alive() {
         return refresh(engine, c.clone());
     }
@@ -178,18 +208,18 @@ pub fn empty_trash(engine: &Engine) {
 pub fn remove(engine: &Engine, c: &Container, force: bool) -> Result<()> {
     let _l = engine.lock(&format!("rm-{}", c.id))?;
     let c = refresh(engine, c.clone())?;
-    if matches!(c.state.status, Status::Running | Status::Paused) {
+    if matches!(
+        c.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
         if !force {
             return Err(Error::Conflict(format!(
                 "container {} is {}: stop it first or use --force",
                 c.name,
-                if c.state.status == Status::Paused {
-                    "paused"
-                } else {
-                    "running"
-                }
+                format!("{:?}", c.state.status).to_lowercase()
             )));
         }
+        let c = stop_by_hand(engine, &c)?;
         let _ = Runtime::of(engine, &c).kill(&c.id, libc::SIGKILL, true);
         wait_recorded(engine, &c.id, Duration::from_secs(10))?;
     }
@@ -226,8 +256,11 @@ pub fn unpause(engine: &Engine, c: &Container) -> Result<()> {
     Ok(())
 }
 
-/// Block until the container exits; its exit code.
+/// Block until the container exits; its exit code. Under a restart
+/// policy, the next exit counts (docker's `not-running` condition): one
+/// between two lives, or a restart seen since the wait began.
 pub fn wait(engine: &Engine, c: &Container) -> Result<i32> {
+    let mut seen: Option<(i32, u32)> = None;
     loop {
         let c = match engine.load(&c.id) {
             Ok(c) => refresh(engine, c)?,
@@ -237,7 +270,7 @@ pub fn wait(engine: &Engine, c: &Container) -> Result<i32> {
             Err(e) => return Err(e),
         };
         match c.state.status {
-            Status::Exited => return Ok(c.state.exit_code.unwrap_or(-1)),
+            Status::Exited | Status::Restarting => return Ok(c.state.exit_code.unwrap_or(-1)),
             Status::Created => {
                 return Err(Error::Conflict(format!(
                     "container {} was never started",
@@ -246,10 +279,15 @@ pub fn wait(engine: &Engine, c: &Container) -> Result<i32> {
             }
             _ => {}
         }
-        // The monitor exits right after it recorded the exit code; without
-        // one (killed), the next refresh tells when the init is gone.
-        if await_exit(c.state.monitor_pid, Duration::from_secs(1)) {
-            std::thread::sleep(Duration::from_millis(20));
+        let life = (c.state.pid, c.state.restart_count);
+        if seen.is_some_and(|s| s != life) {
+            return Ok(c.state.exit_code.unwrap_or(-1));
+        }
+        seen = Some(life);
+        // The init's exit, then the monitor records it (and exits, unless
+        // it restarts it): the next round reads which.
+        if await_exit(c.state.pid, Duration::from_secs(1)) {
+            await_exit(c.state.monitor_pid, Duration::from_millis(50));
         }
     }
 }

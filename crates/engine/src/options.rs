@@ -69,6 +69,9 @@ pub struct RunOptions {
     pub cgroup_parent: Option<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u64>,
+    /// `--restart`: what the monitor does when the container exits.
+    #[serde(default)]
+    pub restart: Option<Flag<crate::restart::Policy>>,
     pub trace: bool,
     /// The command (after the image).
     pub args: Vec<String>,

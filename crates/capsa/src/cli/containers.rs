@@ -131,6 +131,10 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// What to do when it exits: no, on-failure[:max-retries], always,
+    /// unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
     /// Pull the image: missing (default), always, never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -171,7 +175,12 @@ pub struct StartArgs {
     pub attach: bool,
     #[arg(short, long)]
     pub interactive: bool,
-    #[arg(required = true)]
+    /// Start every stopped container its restart policy would start (after
+    /// a reboot: always, unless-stopped unless stopped by hand,
+    /// on-failure after a failed exit).
+    #[arg(long, conflicts_with_all = ["containers", "attach", "interactive"])]
+    pub all_restartable: bool,
+    #[arg(required_unless_present = "all_restartable")]
     pub containers: Vec<String>,
 }
 

@@ -21,6 +21,11 @@ fn status_text(c: &Container) -> String {
                 .unwrap_or_default()
         ),
         Status::Paused => "Up (Paused)".into(),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            c.state.exit_code.unwrap_or(-1),
+            c.state.finished_secs.map(since).unwrap_or_default()
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             c.state.exit_code.unwrap_or(-1),
@@ -47,7 +52,12 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
     let mut list = Vec::new();
     for c in engine.list()? {
         let c = manage::refresh(engine, c)?;
-        if a.all || matches!(c.state.status, Status::Running | Status::Paused) {
+        if a.all
+            || matches!(
+                c.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
+        {
             list.push(c);
         }
     }
@@ -162,7 +172,7 @@ pub fn logs(engine: &Engine, a: LogsArgs) -> Result<i32> {
             print(&more);
             if !matches!(
                 c.state.status,
-                Status::Running | Status::Paused | Status::Created
+                Status::Running | Status::Paused | Status::Created | Status::Restarting
             ) && more.is_empty()
             {
                 break;

@@ -53,6 +53,7 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         cgroup_parent: a.cgroup_parent.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        restart: a.restart.as_deref().map(Flag::parse).transpose()?,
         trace: a.trace,
         args: a.command().to_vec(),
     })
@@ -154,19 +155,64 @@ fn start_container(
 }
 
 pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
+    if a.all_restartable {
+        return start_restartable(engine);
+    }
     let mut code = 0;
     for what in &a.containers {
         let c = manage::refresh(engine, engine.find(what)?)?;
-        if matches!(c.state.status, Status::Running | Status::Paused) {
+        if matches!(
+            c.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
             continue;
         }
-        if c.state.status == Status::Exited {
-            // A stopped container starts again on its own snapshot.
-            capsa_engine::runtime::Runtime::of(engine, &c).delete(&c.id);
-        }
-        let mut c = c;
+        let mut c = start_again(engine, c)?;
         c.options.interactive |= a.interactive;
         code = start_container(engine, prespawn(engine)?, &c, a.attach, false)?;
+    }
+    Ok(code)
+}
+
+/// A stopped container, ready to start on its own snapshot (mounted
+/// again after a reboot).
+fn start_again(engine: &Engine, c: Container) -> Result<Container> {
+    if c.state.status == Status::Exited {
+        capsa_engine::runtime::Runtime::of(engine, &c).delete(&c.id);
+    }
+    let done = capsa_engine::revive::prepare(engine, &c)?;
+    let mut c = c;
+    c.trace.extend(done);
+    Ok(c)
+}
+
+/// `start --all-restartable`: what dockerd starts when it comes up.
+fn start_restartable(engine: &Engine) -> Result<i32> {
+    let mut code = 0;
+    for c in engine.list()? {
+        let c = manage::refresh(engine, c)?;
+        let policy = c
+            .options
+            .restart
+            .as_ref()
+            .map(|p| *p.get())
+            .unwrap_or_default();
+        if c.state.status != Status::Exited
+            || !policy.at_boot(c.state.exit_code, c.state.stopped_by_hand)
+        {
+            continue;
+        }
+        let name = c.name.clone();
+        let started = start_again(engine, c)
+            .and_then(|c| start_container(engine, prespawn(engine)?, &c, false, false));
+        match started {
+            Ok(0) => {}
+            Ok(n) => code = n,
+            Err(e) => {
+                eprintln!("capsa: {name}: {e:#}");
+                code = 1;
+            }
+        }
     }
     Ok(code)
 }

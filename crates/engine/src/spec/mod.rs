@@ -13,6 +13,7 @@ mod security;
 mod tests;
 pub mod user;
 
+pub use mounts::write_files;
 pub use user::resolve_user;
 
 use crate::error::{flag, Result};
@@ -46,6 +47,19 @@ pub struct Inputs<'a> {
     pub join_netns: Option<String>,
     /// The /etc/hosts to write, given the hostname.
     pub hosts: &'a dyn Fn(&str) -> String,
+}
+
+/// The container's hostname: `-h`, the host's with the host's network,
+/// else docker's short id.
+pub fn hostname(o: &RunOptions, network: &crate::options::NetworkMode, id: &str) -> String {
+    match (&o.hostname, network) {
+        (Some(h), _) => h.clone(),
+        (None, crate::options::NetworkMode::Host) => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        _ => id[..12].to_string(),
+    }
 }
 
 /// The spec, and the process args it runs (for the record).
@@ -122,14 +136,7 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
     for e in &o.env {
         set(env_entry(e));
     }
-    let hostname = match (&o.hostname, i.network) {
-        (Some(h), _) => h.clone(),
-        (None, crate::options::NetworkMode::Host) => rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
-        _ => i.id[..12].to_string(),
-    };
+    let hostname = hostname(o, i.network, i.id);
     set(format!("HOSTNAME={hostname}"));
     if o.tty {
         set("TERM=xterm".to_string());

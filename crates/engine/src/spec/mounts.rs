@@ -16,12 +16,32 @@ pub(super) fn hosts_files(
     hostname: &str,
     spec: &mut oci::Spec,
 ) -> Result<()> {
+    let files = write_files(o, i.dir, i.network, hostname, &(i.hosts)(hostname))?;
+    for (name, src) in ["hostname", "hosts", "resolv.conf"].iter().zip(files) {
+        let mut opts = vec!["rbind", "rprivate", "nosuid", "nodev", "noexec"];
+        if o.read_only {
+            opts.push("ro");
+        }
+        add_mount(spec, mount(format!("/etc/{name}"), "bind", src, &opts)?);
+    }
+    Ok(())
+}
+
+/// Write hostname, hosts and resolv.conf into `dir` (the run directory's,
+/// made again at a start after a reboot emptied it): their paths.
+pub fn write_files(
+    o: &RunOptions,
+    dir: &Path,
+    network: &crate::options::NetworkMode,
+    hostname: &str,
+    hosts: &str,
+) -> Result<[PathBuf; 3]> {
     let write = |name: &str, text: String| -> Result<PathBuf> {
-        let p = i.dir.join(name);
+        let p = dir.join(name);
         std::fs::write(&p, text).at("write", &p)?;
         Ok(p)
     };
-    let host_net = *i.network == crate::options::NetworkMode::Host;
+    let host_net = *network == crate::options::NetworkMode::Host;
     // Loopback resolvers of the host cannot answer inside another network
     // namespace: left out.
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -37,20 +57,11 @@ pub(super) fn hosts_files(
             .map(|l| format!("{l}\n"))
             .collect()
     };
-    let resolv = with_dns(o, resolv);
-    for (name, text) in [
-        ("hostname", format!("{hostname}\n")),
-        ("hosts", (i.hosts)(hostname)),
-        ("resolv.conf", resolv),
-    ] {
-        let src = write(name, text)?;
-        let mut opts = vec!["rbind", "rprivate", "nosuid", "nodev", "noexec"];
-        if o.read_only {
-            opts.push("ro");
-        }
-        add_mount(spec, mount(format!("/etc/{name}"), "bind", src, &opts)?);
-    }
-    Ok(())
+    Ok([
+        write("hostname", format!("{hostname}\n"))?,
+        write("hosts", hosts.to_string())?,
+        write("resolv.conf", with_dns(o, resolv))?,
+    ])
 }
 
 /// `--dns`, `--dns-search` and `--dns-option` in place of the host's
