@@ -28,7 +28,10 @@ fn main() {
     let cli = cli::Cli::parse();
     // Commands that put a process into a container pass the door: this
     // process runs from a sealed image of its binary (CVE-2019-5736).
-    if matches!(cli.command, cli::Command::Exec(_)) {
+    if matches!(
+        cli.command,
+        cli::Command::Exec(_) | cli::Command::Healthcheck(_)
+    ) {
         if let Err(e) = capsa_runtime::door::seal() {
             eprintln!("capsa: {e}");
             std::process::exit(125);

@@ -45,6 +45,9 @@ pub struct State {
     /// policy is set aside until the next `start`.
     #[serde(default)]
     pub stopped_by_hand: bool,
+    /// Its health, when it has a check (see [`crate::health`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// A container the engine knows.
@@ -69,6 +72,10 @@ pub struct Container {
     /// The private id range of `--userns auto` (none: the host's ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idmap: Option<crate::userns::IdRange>,
+    /// The health check it runs: the image's HEALTHCHECK with the
+    /// `--health-*` flags over it (docker's `Config.Healthcheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<capsa_image::config::Healthcheck>,
     /// Published ports, with the host ports chosen at start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<capsa_network::Published>,

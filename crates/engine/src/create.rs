@@ -274,6 +274,13 @@ pub fn create(
                 .as_ref()
                 .and_then(|c| c.stop_signal().clone())
         });
+        let image_health = capsa_image::config::ImageConfig::parse(
+            &img.config_bytes,
+            &format!("image {}", image.id.short()),
+        )?
+        .config
+        .healthcheck;
+        let healthcheck = crate::health::resolve(image_health.as_ref(), &opts.health)?;
         let now = crate::manage::now_secs();
         let c = Container {
             id: id.clone(),
@@ -290,6 +297,7 @@ pub fn create(
             cgroup_path,
             systemd_scope,
             idmap,
+            healthcheck,
             ports,
             lowers: lowers.iter().map(|l| l.display().to_string()).collect(),
             trace: trace.borrow().clone(),
@@ -305,6 +313,7 @@ pub fn create(
                 error: None,
                 restart_count: 0,
                 stopped_by_hand: false,
+                health: None,
             },
         };
         // The others' hosts files name it once it runs (the monitor).

@@ -132,6 +132,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "StartedAt": c.state.started_at,
             "FinishedAt": c.state.finished_at,
             "Error": c.state.error,
+            "Health": c.state.health,
         },
         "RestartCount": c.state.restart_count,
         "Image": c.image_id,
@@ -145,6 +146,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "Tty": c.options.tty,
             "OpenStdin": c.options.interactive,
             "StopSignal": c.options.stop_signal,
+            "Healthcheck": c.healthcheck,
         },
         "HostConfig": {
             "AutoRemove": c.options.rm,

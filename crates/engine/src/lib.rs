@@ -29,6 +29,7 @@ pub mod create;
 pub mod error;
 pub mod exec;
 pub mod flags;
+pub mod health;
 pub mod images;
 pub mod inspect;
 pub mod logs;

@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// `--restart`: what the monitor does when the container exits.
     #[serde(default)]
     pub restart: Option<Flag<crate::restart::Policy>>,
+    /// `--health-*` and `--no-healthcheck`.
+    #[serde(default)]
+    pub health: crate::health::HealthFlags,
     pub trace: bool,
     /// The command (after the image).
     pub args: Vec<String>,

@@ -66,9 +66,67 @@ impl Runtime {
     /// 0), else wait with signals forwarded and the pty proxied, and
     /// return its exit code.
     pub fn exec(&self, engine: &Engine, c: &Container, o: &ExecOptions) -> Result<i32> {
+        if let Runtime::External { bin, .. } = self {
+            let status = external_exec(engine, c, bin, o, None)?
+                .status()
+                .map_err(|e| Error::sys("spawn", bin.display(), e))?;
+            use std::os::unix::process::ExitStatusExt;
+            return Ok(status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+        }
+        if !o.detach {
+            let _ = capsa_sys::process::set_child_subreaper();
+            capsa_runtime::foreground::block_signals();
+        }
+        let (pid, console) = self.spawn(engine, c, o)?;
+        if o.detach {
+            return Ok(0);
+        }
+        Ok(capsa_runtime::foreground::wait(pid, console))
+    }
+
+    /// Start `o` in container `c` and return its pid (and pty master)
+    /// without waiting: a caller that made itself a child subreaper is its
+    /// parent once this returns. Through the door, as every exec.
+    pub fn spawn(
+        &self,
+        engine: &Engine,
+        c: &Container,
+        o: &ExecOptions,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         let rt = match self {
             Runtime::Builtin(rt) => rt,
-            Runtime::External { bin, .. } => return exec_external(engine, c, bin, o),
+            Runtime::External { bin, .. } => {
+                let pid_file = engine.run.join("ext-runtime").join(format!(
+                    "exec-{}-{}.pid",
+                    c.short_id(),
+                    std::process::id()
+                ));
+                let detached = ExecOptions {
+                    detach: true,
+                    ..o.clone()
+                };
+                let out = external_exec(engine, c, bin, &detached, Some(&pid_file))?
+                    .output()
+                    .map_err(|e| Error::sys("spawn", bin.display(), e))?;
+                let pid = std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok());
+                let _ = std::fs::remove_file(&pid_file);
+                return match pid {
+                    Some(pid) if out.status.success() => Ok((pid, None)),
+                    _ => {
+                        let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                        Err(Error::ExternalRuntime {
+                            bin: bin.display().to_string(),
+                            verb: "exec".into(),
+                            kind: kind_of_words(&message),
+                            message,
+                        })
+                    }
+                };
+            }
         };
         if let Some(w) = o.workdir.as_ref().filter(|w| !w.starts_with('/')) {
             return Err(crate::error::flag("-w", format!("{w:?} must be absolute")));
@@ -99,10 +157,6 @@ impl Runtime {
                 let _ = capsa_sys::fd::dup_to(null.as_raw_fd(), 0);
             }
         }
-        if !o.detach {
-            let _ = capsa_sys::process::set_child_subreaper();
-            capsa_runtime::foreground::block_signals();
-        }
         let e = capsa_runtime::exec(
             rt,
             &capsa_runtime::ExecOptions {
@@ -116,10 +170,7 @@ impl Runtime {
                 cgroups: Vec::new(),
             },
         )?;
-        if o.detach {
-            return Ok(0);
-        }
-        Ok(capsa_runtime::foreground::wait(e.pid, e.console))
+        Ok((e.pid, e.console))
     }
 
     /// Run `bin --root root ARGS`; its stderr becomes the error.
@@ -349,12 +400,15 @@ fn console_listener(path: &std::path::Path) -> Result<OwnedFd> {
 
 /// `exec` through a runtime binary with runc's command line, in the
 /// foreground (it proxies the terminal itself with `-t`).
-fn exec_external(
+/// `bin exec` of `o` in `c` (writing its pid to `pid_file`), as a
+/// command still to run.
+fn external_exec(
     engine: &Engine,
     c: &Container,
     bin: &std::path::Path,
     o: &ExecOptions,
-) -> Result<i32> {
+    pid_file: Option<&std::path::Path>,
+) -> Result<std::process::Command> {
     let mut cmd = std::process::Command::new(bin);
     cmd.arg("--root")
         .arg(engine.run.join("ext-runtime"))
@@ -364,6 +418,9 @@ fn exec_external(
     }
     if o.detach {
         cmd.arg("--detach");
+    }
+    if let Some(f) = pid_file {
+        cmd.arg("--pid-file").arg(f);
     }
     for e in &o.env {
         cmd.arg("--env").arg(e);
@@ -391,13 +448,7 @@ fn exec_external(
     if !o.interactive && !o.tty {
         cmd.stdin(std::process::Stdio::null());
     }
-    let status = cmd
-        .status()
-        .map_err(|e| Error::sys("spawn", bin.display(), e))?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(cmd)
 }
 
 #[cfg(test)]

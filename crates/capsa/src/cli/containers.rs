@@ -135,6 +135,27 @@ pub struct RunArgs {
     /// unless-stopped.
     #[arg(long)]
     pub restart: Option<String>,
+    /// A command whose success means healthy (run by /bin/sh -c).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (30s, 1m30s, 500ms).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// The most a health check may take.
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy.
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Time after the start when failures do not count.
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Time between health checks during the start period.
+    #[arg(long)]
+    pub health_start_interval: Option<String>,
+    /// No health check, whatever the image says.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Pull the image: missing (default), always, never.
     #[arg(long, default_value = "missing")]
     pub pull: String,

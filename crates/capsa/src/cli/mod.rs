@@ -86,6 +86,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// The processes of a container.
     Top(TopArgs),
+    /// Run a container's health check now.
+    #[command(subcommand)]
+    Healthcheck(HealthcheckCommand),
     /// Write a container's filesystem as a tar to stdout or a file.
     Export(ExportArgs),
     /// Copy files between a container (CONTAINER:PATH) and the host.
@@ -158,6 +161,18 @@ pub enum ImageCommand {
     Mount(MountArgs),
     /// Unmount what `image mount` mounted.
     Unmount(UnmountArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HealthcheckCommand {
+    /// Run the check once, record its result; exit 0 when healthy, 1 when
+    /// not.
+    Run(HealthcheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    pub container: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -22,6 +22,31 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<i32> {
     Ok(capsa_engine::exec::exec(engine, &c, &o)?)
 }
 
+/// `healthcheck run`: one probe now, recorded as the monitor records
+/// them; podman's exit codes (0 healthy, 1 not).
+pub fn healthcheck(engine: &Engine, a: HealthcheckArgs) -> Result<i32> {
+    let c = manage::refresh(engine, engine.find(&a.container)?)?;
+    if c.state.status != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let check = c
+        .healthcheck
+        .clone()
+        .filter(|h| matches!(capsa_engine::health::command(h), Ok(Some(_))))
+        .with_context(|| format!("container {} has no health check", c.name))?;
+    let entry = capsa_engine::health::start(engine, &c, &check)?.finish();
+    let failed = entry.exit_code != 0;
+    let health = capsa_engine::health::record(engine, &c.id, entry, &check)?;
+    if failed {
+        println!(
+            "{}",
+            serde_json::to_value(health.status)?.as_str().unwrap_or("")
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
 pub fn attach(engine: &Engine, a: AttachArgs) -> Result<i32> {
     let c = manage::refresh(engine, engine.find(&a.container)?)?;
     if c.state.status != Status::Running {

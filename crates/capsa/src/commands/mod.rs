@@ -12,7 +12,9 @@ mod run;
 mod transfer;
 mod volume;
 
-use crate::cli::{BuilderCommand, Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
+use crate::cli::{
+    BuilderCommand, Cli, Command, ContainerCommand, HealthcheckCommand, ImageCommand, SystemCommand,
+};
 use anyhow::{Context, Result};
 use capsa_engine::Engine;
 use capsa_image::Store;
@@ -39,6 +41,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&engine()?, a),
         Command::Logs(a) => ps::logs(&engine()?, a),
         Command::Exec(a) => containers::exec(&engine()?, a),
+        Command::Healthcheck(HealthcheckCommand::Run(a)) => containers::healthcheck(&engine()?, a),
         Command::Attach(a) => containers::attach(&engine()?, a),
         Command::Stop(a) => containers::stop(&engine()?, a),
         Command::Kill(a) => containers::kill(&engine()?, a),

@@ -2,6 +2,7 @@
 
 use crate::cli::*;
 use anyhow::{bail, Context, Result};
+use capsa_engine::health::HealthStatus;
 use capsa_engine::{manage, Container, Engine, Status};
 use serde_json::json;
 use std::time::Duration;
@@ -12,13 +13,19 @@ fn status_text(c: &Container) -> String {
     match c.state.status {
         Status::Created => "Created".into(),
         Status::Running => format!(
-            "Up {}",
+            "Up {}{}",
             c.state
                 .started_at
                 .as_deref()
                 .and_then(parse_ts)
                 .map(|t| ago(now.saturating_sub(t)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match c.state.health.as_ref().map(|h| h.status) {
+                Some(HealthStatus::Starting) => " (health: starting)",
+                Some(HealthStatus::Healthy) => " (healthy)",
+                Some(HealthStatus::Unhealthy) => " (unhealthy)",
+                None => "",
+            }
         ),
         Status::Paused => "Up (Paused)".into(),
         Status::Restarting => format!(

@@ -54,8 +54,27 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         restart: a.restart.as_deref().map(Flag::parse).transpose()?,
+        health: health_flags(a)?,
         trace: a.trace,
         args: a.command().to_vec(),
+    })
+}
+
+/// `--health-*`, read (durations as Go writes them).
+fn health_flags(a: &RunArgs) -> capsa_engine::Result<capsa_engine::health::HealthFlags> {
+    let d = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| capsa_engine::health::duration(name, t))
+            .transpose()
+    };
+    Ok(capsa_engine::health::HealthFlags {
+        cmd: a.health_cmd.clone(),
+        interval: d("--health-interval", &a.health_interval)?,
+        timeout: d("--health-timeout", &a.health_timeout)?,
+        start_period: d("--health-start-period", &a.health_start_period)?,
+        start_interval: d("--health-start-interval", &a.health_start_interval)?,
+        retries: a.health_retries,
+        none: a.no_healthcheck,
     })
 }
 

@@ -19,6 +19,7 @@
 
 mod clients;
 mod create;
+mod health;
 mod run;
 mod serve;
 

@@ -233,6 +233,12 @@ fn start(
         r.state.monitor_pid = std::process::id() as i32;
         r.state.started_at = Some(capsa_sys::time::now_rfc3339());
         r.state.error = None;
+        // Each start begins as docker's: `starting` until a probe says.
+        r.state.health = c
+            .healthcheck
+            .as_ref()
+            .and_then(|h| crate::health::command(h).ok().flatten())
+            .map(|_| crate::health::Health::starting());
         if by_policy {
             stopped = r.state.stopped_by_hand;
         } else {
@@ -283,6 +289,7 @@ fn live(
         &mut life.clients,
         &mut life.stdio,
         &c.dir(engine).join("ctr.log"),
+        super::health::Checker::new(engine, c),
     );
     // Exited: record it, release the runtime's state and cgroup, and the
     // network (ports, veth pairs, a bridge left empty).

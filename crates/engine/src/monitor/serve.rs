@@ -104,6 +104,7 @@ pub(super) fn serve(
     clients: &mut Clients,
     stdio: &mut Stdio,
     log: &std::path::Path,
+    mut health: Option<super::health::Checker>,
 ) -> i32 {
     let mut log = logs::Writer::open(log);
     let pidfd = capsa_sys::process::pidfd_open(Pid::from_raw(pid)).ok();
@@ -167,6 +168,16 @@ pub(super) fn serve(
         );
         // Input the container has not taken holds the clients back.
         let listening = stdio.pending.len() < INPUT_LIMIT;
+        // Probes run while the container does.
+        if code.is_some() {
+            health = None;
+        }
+        let health_slot = slot(
+            &mut fds,
+            &mut flags,
+            health.as_ref().and_then(|h| h.fd()),
+            PollFlags::IN,
+        );
         let first_client = fds.len();
         let polled: Vec<u64> = clients.list.iter().map(|c| c.id).collect();
         for cl in &clients.list {
@@ -183,11 +194,16 @@ pub(super) fn serve(
         let timeout = if drain_until.is_some() || pidfd.is_none() {
             50
         } else {
-            -1
+            health.as_ref().map_or(-1, |h| h.timeout_ms())
         };
         let events = poll(&fds, &flags, timeout);
         drop(fds);
         let ready: Vec<bool> = events.iter().map(|e| !e.is_empty()).collect();
+        // The probe's report (when `health_slot` is ready) or its timer.
+        let _ = health_slot;
+        if let Some(h) = &mut health {
+            h.tick();
+        }
         if ready[0] {
             while let Ok(cl) = rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC)
             {
