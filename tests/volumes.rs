@@ -98,3 +98,78 @@ fn volumes_are_made_listed_kept_reused_refused_while_in_use_and_pruned() {
     let err = c.fails(&["volume", "inspect", "data"]);
     assert!(err.contains("volume data"), "{err}");
 }
+
+#[test]
+fn mount_flag_binds_volumes_and_tmpfs_as_docker_does() {
+    let env = Env::new("mounts");
+    let c = Capsa::new(&env, "mnt");
+    let image = load_busybox_probe(&env, &c);
+    let host = env.dir.join("host-data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from the host\n").unwrap();
+    let bind = format!(
+        "type=bind,source={},target=/h,readonly,bind-propagation=rshared",
+        host.display()
+    );
+    let out = c.ok(&[
+        "run", "--rm", "--mount", &bind, "--mount",
+        "type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=1770", image, "sh", "-c",
+        "cat /h/f; touch /h/g 2>/dev/null && echo wrote; stat -c %a /scratch; grep ' /scratch ' /proc/self/mountinfo; grep ' /h ' /proc/self/mountinfo",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from the host", "{out}");
+    assert!(!out.contains("wrote"), "a readonly bind was written: {out}");
+    assert_eq!(lines[1], "1770", "{out}");
+    assert!(lines[2].contains("size=1024k"), "{out}");
+    assert!(
+        lines[3].contains(" ro,") && lines[3].contains(" shared:"),
+        "{out}"
+    );
+    assert!(!host.join("g").exists());
+
+    // Volumes: a new one gets the image's content at its target, unless
+    // volume-nocopy; a named one is refused by `volume rm` while mounted.
+    c.ok(&[
+        "create",
+        "--name",
+        "vols",
+        "--mount",
+        "source=seeded,target=/bin",
+        "--mount",
+        "type=volume,src=bare,dst=/etc,volume-nocopy",
+        "--mount",
+        "type=volume,target=/root,readonly",
+        image,
+        "true",
+    ]);
+    let data = |v: &str| c.store.join("volumes").join(v).join("_data");
+    assert!(data("seeded").join("busybox").exists());
+    assert_eq!(std::fs::read_dir(data("bare")).unwrap().count(), 0);
+    let e = c.fails(&["volume", "rm", "seeded"]);
+    assert!(e.contains("in use") && e.contains("vols"), "{e}");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "source=seeded,target=/bin,readonly",
+        image,
+        "sh",
+        "-c",
+        "ls /bin/busybox; touch /bin/x 2>/dev/null && echo wrote; true",
+    ]);
+    assert_eq!(out.trim(), "/bin/busybox", "{out}");
+
+    // Bad values name the flag and make nothing.
+    let before = c.ok(&["ps", "-aq"]);
+    let e = c.fails(&[
+        "run",
+        "--mount",
+        "type=bind,source=/no/such/dir,target=/x",
+        image,
+        "true",
+    ]);
+    assert!(e.contains("--mount") && e.contains("/no/such/dir"), "{e}");
+    let e = c.fails(&["run", "--mount", "type=volume,src=..,dst=/x", image, "true"]);
+    assert!(e.contains("--mount") && e.contains("volume name"), "{e}");
+    assert_eq!(c.ok(&["ps", "-aq"]), before);
+}

@@ -158,6 +158,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "ReadonlyRootfs": c.options.read_only,
             "NetworkMode": c.options.network.clone().unwrap_or_else(|| crate::network::DEFAULT.into()),
             "Binds": c.options.volumes,
+            "Mounts": c.options.mounts,
             "Resources": linux.as_ref().and_then(|l| l.resources().clone()),
             "CapAdd": c.options.cap_add,
             "CapDrop": c.options.cap_drop,

@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub entrypoint: Option<String>,
     pub volumes: Vec<Flag<Volume>>,
     pub tmpfs: Vec<Flag<Tmpfs>>,
+    /// `--mount type=bind|volume|tmpfs,...`.
+    #[serde(default)]
+    pub mounts: Vec<Flag<crate::flags::Mount>>,
     pub read_only: bool,
     pub cpus: Option<Flag<Cpus>>,
     pub cpu_shares: Option<u64>,

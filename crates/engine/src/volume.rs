@@ -181,7 +181,10 @@ pub fn users(engine: &Engine, name: &str) -> Result<Vec<String>> {
             .options
             .volumes
             .iter()
-            .any(|v| v.get().is_named() && v.get().source == name);
+            .any(|v| v.get().is_named() && v.get().source == name)
+            || c.options.mounts.iter().any(|m| {
+                matches!(m.get(), crate::flags::Mount::Volume { name: Some(n), .. } if n == name)
+            });
         let own = name.starts_with(&format!("{}-", c.short_id()));
         if named || own {
             out.push(c.name.clone());

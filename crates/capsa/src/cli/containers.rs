@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// PATH[:OPTIONS] for a tmpfs.
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// type=bind|volume|tmpfs,source=..,target=..[,readonly][,bind-propagation=..]
+    /// [,volume-nocopy][,tmpfs-size=..][,tmpfs-mode=..]
+    #[arg(long)]
+    pub mount: Vec<String>,
     #[arg(long)]
     pub read_only: bool,
     /// CPUs, e.g. 0.5.

@@ -24,6 +24,7 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         entrypoint: a.entrypoint.clone(),
         volumes: Flag::all(&a.volume)?,
         tmpfs: Flag::all(&a.tmpfs)?,
+        mounts: Flag::all(&a.mount)?,
         read_only: a.read_only,
         cpus: a.cpus.as_deref().map(Flag::parse).transpose()?,
         cpu_shares: a.cpu_shares,

@@ -4,6 +4,7 @@
 
 use super::{add_mount, linux, mount, Inputs};
 use crate::error::{flag, Error, IoContext, Result};
+use crate::flags::Mount;
 use crate::options::RunOptions;
 use capsa_spec::oci;
 use std::path::{Path, PathBuf};
@@ -140,21 +141,9 @@ pub(super) fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut oci::Spec) -> R
     for v in &o.volumes {
         let v = v.get();
         let source = if v.source.is_empty() {
-            // Anonymous: a volume of its own, named by the container.
-            let d = i
-                .volumes
-                .join(format!(
-                    "{}-{}",
-                    &i.id[..12],
-                    v.target.trim_start_matches('/').replace('/', "-")
-                ))
-                .join("_data");
-            std::fs::create_dir_all(&d).at("create volume", &d)?;
-            d
+            volume(i, None, &v.target, true)?
         } else if v.is_named() {
-            let d = i.volumes.join(&v.source).join("_data");
-            std::fs::create_dir_all(&d).at("create volume", &d)?;
-            d
+            volume(i, Some(&v.source), &v.target, true)?
         } else {
             let p = PathBuf::from(&v.source);
             if !p.exists() {
@@ -177,7 +166,97 @@ pub(super) fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut oci::Spec) -> R
         opts.extend(t.options.iter().map(String::as_str));
         add_mount(spec, mount(&t.destination, "tmpfs", "tmpfs", &opts)?);
     }
+    for m in &o.mounts {
+        match m.get() {
+            Mount::Bind {
+                source,
+                target,
+                readonly,
+                propagation,
+            } => {
+                // As docker's --mount (unlike -v): a missing source is an
+                // error, never made.
+                if !Path::new(source).exists() {
+                    return Err(flag(
+                        "--mount",
+                        format!("bind source {source}: no such file or directory on the host"),
+                    ));
+                }
+                let mut opts = vec!["rbind", propagation.map_or("rprivate", |p| p.option())];
+                // As docker: a shared or slave bind needs the root's
+                // propagation to match, or the pivot's recursive change
+                // undoes it.
+                use crate::flags::Propagation as P;
+                let root = match propagation {
+                    Some(P::Shared | P::Rshared) => Some("rshared"),
+                    Some(P::Slave | P::Rslave) => Some("rslave"),
+                    _ => None,
+                };
+                if let Some(r) = root {
+                    let l = linux(spec);
+                    if l.rootfs_propagation().as_deref() != Some("rshared") {
+                        l.set_rootfs_propagation(Some(r.into()));
+                    }
+                }
+                if *readonly {
+                    opts.push("ro");
+                }
+                add_mount(spec, mount(target, "bind", source, &opts)?);
+            }
+            Mount::Volume {
+                name,
+                target,
+                readonly,
+                nocopy,
+            } => {
+                let source = volume(i, name.as_deref(), target, !nocopy)?;
+                let mut opts = vec!["rbind", "rprivate"];
+                if *readonly {
+                    opts.push("ro");
+                }
+                add_mount(spec, mount(target, "bind", source, &opts)?);
+            }
+            Mount::Tmpfs { target, size, mode } => {
+                let mut opts: Vec<String> =
+                    ["nosuid", "nodev", "noexec"].map(String::from).to_vec();
+                if let Some(s) = size {
+                    opts.push(format!("size={s}"));
+                }
+                if let Some(m) = mode {
+                    opts.push(format!("mode={m:o}"));
+                }
+                let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+                add_mount(spec, mount(target, "tmpfs", "tmpfs", &opts)?);
+            }
+        }
+    }
     Ok(())
+}
+
+/// A volume's data directory, made if missing: `name`'s, or without one
+/// the container's own for `target`. An empty one gets the image's
+/// content at `target` when `copy` (docker copies into an empty volume
+/// unless told `volume-nocopy`).
+fn volume(i: &Inputs<'_>, name: Option<&str>, target: &str, copy: bool) -> Result<PathBuf> {
+    let dir = match name {
+        Some(n) => i.volumes.join(n),
+        // Anonymous: a volume of its own, named by the container.
+        None => i.volumes.join(format!(
+            "{}-{}",
+            &i.id[..12],
+            target.trim_start_matches('/').replace('/', "-")
+        )),
+    };
+    let d = dir.join("_data");
+    std::fs::create_dir_all(&d).at("create volume", &d)?;
+    let empty = std::fs::read_dir(&d)
+        .at("read volume", &d)?
+        .next()
+        .is_none();
+    if copy && empty {
+        crate::copy::seed_volume(i.rootfs, target, &d)?;
+    }
+    Ok(d)
 }
 
 /// The image's VOLUMEs that no -v or --tmpfs covers get anonymous volumes,
@@ -193,6 +272,7 @@ pub(super) fn image_volumes(
         .iter()
         .map(|v| v.get().target.clone())
         .chain(o.tmpfs.iter().map(|t| t.get().destination.clone()))
+        .chain(o.mounts.iter().map(|m| m.get().target().to_string()))
         .collect();
     for target in declared {
         let target = format!("/{}", target.trim_matches('/'));

@@ -6,6 +6,9 @@
 use crate::error::{flag, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod mount;
+pub use mount::{Mount, Propagation};
+
 /// A value a flag's text is read into.
 pub trait FromFlag: Sized {
     /// Read `text`; an error names the flag.
