@@ -88,3 +88,130 @@ fn docker_runs_execs_and_stats_through_capsa() {
             .exists()
     );
 }
+
+/// The same containers, made by dockerd (through capsa-runtime) and by
+/// capsa: `ps` templates and filters print the same, field for field
+/// (times aside), and `inspect -f` too.
+#[test]
+fn ps_templates_and_filters_print_what_dockers_print() {
+    let env = Env::new("docker-fmt");
+    let Some(d) = Dockerd::start(&env) else {
+        return;
+    };
+    d.import_busybox();
+    let c = capsa_tests::registry::Capsa::new(&env, "cmp");
+    let tar = env.dir.join("busybox.tar");
+    std::fs::write(&tar, capsa_tests::engines::busybox_rootfs_tar()).unwrap();
+    c.ok(&["import", tar.to_str().unwrap(), "busybox:capsa-test"]);
+    let docker = |args: &[&str]| d.ok(args);
+    let capsa = |args: &[&str]| c.ok(args);
+    type Cli<'a> = &'a dyn Fn(&[&str]) -> String;
+    let engines: [(Cli, &[&str]); 2] = [
+        (&docker, &["--runtime", "capsa", "--network", "none"]),
+        (&capsa, &[]),
+    ];
+    for (run, extra) in &engines {
+        let with = |verb: &str, rest: &[&str]| {
+            let mut a = vec![verb];
+            a.extend_from_slice(extra);
+            a.extend_from_slice(rest);
+            run(&a);
+        };
+        with(
+            "run",
+            &[
+                "-d",
+                "--name",
+                "up",
+                "-l",
+                "cmp=1",
+                "busybox:capsa-test",
+                "sleep",
+                "100",
+            ],
+        );
+        with(
+            "create",
+            &[
+                "--name",
+                "made",
+                "-l",
+                "cmp=1",
+                "-l",
+                "two=2",
+                "busybox:capsa-test",
+                "sh",
+                "-c",
+                "echo a rather long command line",
+            ],
+        );
+    }
+    // An exited one (a failing run is an error to the helpers).
+    assert_eq!(
+        d.docker(&[
+            "run",
+            "--runtime",
+            "capsa",
+            "--network",
+            "none",
+            "--name",
+            "down",
+            "-l",
+            "cmp=1",
+            "busybox:capsa-test",
+            "sh",
+            "-c",
+            "exit 3"
+        ])
+        .status
+        .code(),
+        Some(3)
+    );
+    assert_eq!(
+        c.run(&[
+            "run",
+            "--name",
+            "down",
+            "-l",
+            "cmp=1",
+            "busybox:capsa-test",
+            "sh",
+            "-c",
+            "exit 3"
+        ])
+        .status
+        .code(),
+        Some(3)
+    );
+    let both = |args: &[&str]| -> (String, String) { (docker(args), capsa(args)) };
+    for args in [
+        &["ps", "-a", "-f", "label=cmp=1", "--format", "{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Networks}}|{{.Mounts}}|{{.Ports}}|{{.LocalVolumes}}"][..],
+        &["ps", "-f", "label=cmp=1", "--format", "{{.Names}}"],
+        &["ps", "-f", "status=exited", "-f", "label=cmp=1", "--format", "{{.Names}} {{.State}}"],
+        &["ps", "-f", "exited=3", "--format", "{{.Names}}"],
+        &["ps", "-a", "-f", "name=do", "-f", "name=ma", "--format", "{{.Names}}"],
+        &["ps", "-a", "-f", "label=two", "--format", "{{.Names}}"],
+        &["ps", "-a", "-f", "since=up", "--format", "{{.Names}}"],
+        &["ps", "-a", "-f", "before=down", "--format", "{{.Names}}"],
+        &["ps", "-a", "-f", "label=cmp=1", "--format", r"table {{.Names}}\t{{.State}}"],
+        &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}} {{.Config.Labels.cmp}}", "up", "made", "down"],
+    ] {
+        let (want, got) = both(args);
+        assert_eq!(got, want, "{args:?}\n{}", capsa(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
+    }
+    // Labels: docker joins them in map order; the same set.
+    let set = |s: String| {
+        let mut v: Vec<String> = s.trim().split(',').map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let (want, got) = both(&["ps", "-a", "-f", "name=made", "--format", "{{.Labels}}"]);
+    assert_eq!(set(got), set(want));
+    // {{json .}}: the same fields.
+    let keys = |s: String| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    let (want, got) = both(&["ps", "-a", "-f", "name=made", "--format", "{{json .}}"]);
+    assert_eq!(keys(got.clone()), keys(want.clone()), "{want}\n{got}");
+}

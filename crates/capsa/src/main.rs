@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod format;
 mod progress;
 
 use clap::Parser;

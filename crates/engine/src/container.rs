@@ -60,6 +60,10 @@ pub struct Container {
     pub image: String,
     pub created: String,
     pub created_secs: u64,
+    /// The same in nanoseconds: the order of containers made in one
+    /// second (`ps -l`, `--filter before=`/`since=`).
+    #[serde(default)]
+    pub created_ns: u64,
     /// The process: args, env, cwd, user, as the spec has them.
     pub args: Vec<String>,
     pub options: RunOptions,
@@ -72,6 +76,9 @@ pub struct Container {
     /// The private id range of `--userns auto` (none: the host's ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idmap: Option<crate::userns::IdRange>,
+    /// Its labels: the image's, then `--label`'s over them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The health check it runs: the image's HEALTHCHECK with the
     /// `--health-*` flags over it (docker's `Config.Healthcheck`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +204,11 @@ impl Engine {
                 }
             }
         }
-        out.sort_by(|a, b| b.created_secs.cmp(&a.created_secs).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            (b.created_secs, b.created_ns)
+                .cmp(&(a.created_secs, a.created_ns))
+                .then(a.id.cmp(&b.id))
+        });
         Ok(out)
     }
 

@@ -274,13 +274,16 @@ pub fn create(
                 .as_ref()
                 .and_then(|c| c.stop_signal().clone())
         });
-        let image_health = capsa_image::config::ImageConfig::parse(
+        let typed = capsa_image::config::ImageConfig::parse(
             &img.config_bytes,
             &format!("image {}", image.id.short()),
-        )?
-        .config
-        .healthcheck;
-        let healthcheck = crate::health::resolve(image_health.as_ref(), &opts.health)?;
+        )?;
+        let healthcheck = crate::health::resolve(typed.config.healthcheck.as_ref(), &opts.health)?;
+        let mut labels = typed.config.labels.clone().unwrap_or_default();
+        for l in &opts.labels {
+            let (k, v) = crate::flags::key_value("--label", l)?;
+            labels.insert(k, v);
+        }
         let now = crate::manage::now_secs();
         let c = Container {
             id: id.clone(),
@@ -289,6 +292,9 @@ pub fn create(
             image: image_name.to_string(),
             created: capsa_image::local::rfc3339(now),
             created_secs: now,
+            created_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             args,
             options: RunOptions {
                 stop_signal,
@@ -297,6 +303,7 @@ pub fn create(
             cgroup_path,
             systemd_scope,
             idmap,
+            labels,
             healthcheck,
             ports,
             lowers: lowers.iter().map(|l| l.display().to_string()).collect(),

@@ -254,7 +254,7 @@ impl From<Failure> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub(crate) fn flag(flag: &str, reason: impl std::fmt::Display) -> Error {
+pub fn flag(flag: &str, reason: impl std::fmt::Display) -> Error {
     Error::Flag {
         flag: flag.to_string(),
         reason: reason.to_string(),

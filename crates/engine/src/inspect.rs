@@ -128,7 +128,9 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "Restarting": c.state.status == Status::Restarting,
             "Pid": c.state.pid,
             "MonitorPid": c.state.monitor_pid,
-            "ExitCode": c.state.exit_code,
+            // Docker's: 0 while it runs (a restarted container's last exit
+            // is in the log of its restarts, not here).
+            "ExitCode": if matches!(c.state.status, Status::Running | Status::Paused) { 0 } else { c.state.exit_code.unwrap_or(0) },
             "StartedAt": c.state.started_at,
             "FinishedAt": c.state.finished_at,
             "Error": c.state.error,
@@ -147,9 +149,11 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "OpenStdin": c.options.interactive,
             "StopSignal": c.options.stop_signal,
             "Healthcheck": c.healthcheck,
+            "Labels": c.labels,
         },
         "HostConfig": {
             "AutoRemove": c.options.rm,
+            "Annotations": c.options.annotations.iter().filter_map(|a| crate::flags::key_value("--annotation", a).ok()).collect::<std::collections::BTreeMap<_, _>>(),
             "RestartPolicy": {
                 "Name": restart.name(),
                 "MaximumRetryCount": restart.max_retries(),

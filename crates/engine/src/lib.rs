@@ -28,6 +28,7 @@ pub mod copy;
 pub mod create;
 pub mod error;
 pub mod exec;
+pub mod filter;
 pub mod flags;
 pub mod health;
 pub mod images;

@@ -75,6 +75,12 @@ pub struct RunOptions {
     /// `--restart`: what the monitor does when the container exits.
     #[serde(default)]
     pub restart: Option<Flag<crate::restart::Policy>>,
+    /// `-l/--label KEY=VALUE` and `--label-file`'s lines, in order.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `--annotation KEY=VALUE`: the OCI spec's annotations.
+    #[serde(default)]
+    pub annotations: Vec<String>,
     /// `--health-*` and `--no-healthcheck`.
     #[serde(default)]
     pub health: crate::health::HealthFlags,

@@ -135,6 +135,15 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// KEY=VALUE: a label of the container.
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// A file of labels, KEY=VALUE a line.
+    #[arg(long)]
+    pub label_file: Vec<String>,
+    /// KEY=VALUE: an annotation of the OCI spec.
+    #[arg(long)]
+    pub annotation: Vec<String>,
     /// What to do when it exits: no, on-failure[:max-retries], always,
     /// unless-stopped.
     #[arg(long)]
@@ -219,7 +228,18 @@ pub struct PsArgs {
     pub quiet: bool,
     #[arg(long)]
     pub no_trunc: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// KEY=VALUE: id, name, label, exited, status, ancestor, before,
+    /// since, volume, network, health (docker's).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// The last N containers made (any state).
+    #[arg(short = 'n', long)]
+    pub last: Option<usize>,
+    /// The last container made (any state).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, default_value = "table")]
     pub format: Format,
 }
 
@@ -314,6 +334,9 @@ pub struct InspectAnyArgs {
     /// container or image (default: whichever the name finds).
     #[arg(long = "type")]
     pub kind: Option<String>,
+    /// json (the default), or a Go template over each (`{{.State.Pid}}`).
+    #[arg(short, long, default_value = "json")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -321,7 +344,8 @@ pub struct StatsArgs {
     /// One sample, then exit.
     #[arg(long)]
     pub no_stream: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, default_value = "table")]
     pub format: Format,
     /// Containers (default: all running).
     pub containers: Vec<String>,

@@ -95,7 +95,11 @@ pub struct ImagesArgs {
     /// Full ids.
     #[arg(long)]
     pub no_trunc: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// KEY=VALUE: dangling, label, reference, before, since (docker's).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, default_value = "table")]
     pub format: Format,
 }
 
@@ -165,7 +169,8 @@ pub struct PruneArgs {
     /// Remove every image, not only those without a name.
     #[arg(short, long)]
     pub all: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, default_value = "table")]
     pub format: Format,
 }
 

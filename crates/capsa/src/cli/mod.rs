@@ -10,7 +10,7 @@ pub use images::*;
 pub use network::*;
 pub use volume::*;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -181,16 +181,11 @@ pub enum SystemCommand {
     Df(FormatArgs),
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Format {
-    #[default]
-    Table,
-    Json,
-}
+pub use crate::format::Format;
 
 #[derive(Args, Debug)]
 pub struct FormatArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, short = 'f', default_value = "table")]
     pub format: Format,
 }

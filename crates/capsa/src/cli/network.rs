@@ -9,7 +9,7 @@ pub enum NetworkCommand {
     Create(NetworkCreateArgs),
     /// List networks.
     #[command(alias = "list")]
-    Ls(FormatArgs),
+    Ls(NetworkLsArgs),
     /// Show networks as JSON, with their containers.
     Inspect(NetworkNamesArgs),
     /// Remove networks no container is on.
@@ -21,6 +21,19 @@ pub enum NetworkCommand {
     Disconnect(NetworkConnectArgs),
     /// Remove every network no container is on (the default stays).
     Prune,
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkLsArgs {
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// KEY=VALUE: name, id, driver (docker's).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug, Clone)]

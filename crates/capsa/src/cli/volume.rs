@@ -39,7 +39,8 @@ pub struct VolumeLsArgs {
     /// Names only.
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// table, json, or a Go template (`{{.Field}}`, `table {{.A}}\t{{.B}}`).
+    #[arg(long, default_value = "table")]
     pub format: Format,
 }
 

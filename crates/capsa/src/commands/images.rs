@@ -18,6 +18,7 @@ struct Row {
     size: u64,
     digest: String,
     names: Vec<String>,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 fn rows(store: &Store) -> Result<Vec<Row>> {
@@ -31,6 +32,14 @@ fn rows(store: &Store) -> Result<Vec<Row>> {
                 .iter()
                 .map(|l| l.size())
                 .sum::<u64>();
+        let labels = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let names = if rec.names.is_empty() {
             vec![String::new()]
         } else {
@@ -49,6 +58,7 @@ fn rows(store: &Store) -> Result<Vec<Row>> {
                 size,
                 digest: rec.manifest.to_string(),
                 names: rec.names.clone(),
+                labels: std::collections::BTreeMap::clone(&labels),
             });
         }
     }
@@ -77,12 +87,168 @@ fn ago(created: Option<&str>) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// One `images --filter`, as docker's.
+enum Filter {
+    Dangling(bool),
+    Label(String, Option<String>),
+    /// A glob over `REPOSITORY[:TAG]`.
+    Reference(String),
+    Before(String),
+    Since(String),
+}
+
+impl Filter {
+    fn parse(s: &str) -> Result<Filter> {
+        let bad = |why: &str| anyhow::anyhow!("--filter {s:?}: {why}");
+        let (k, v) = s.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+        Ok(match k {
+            "dangling" => match v {
+                "true" | "1" => Filter::Dangling(true),
+                "false" | "0" => Filter::Dangling(false),
+                _ => return Err(bad("dangling is true or false")),
+            },
+            "label" => match v.split_once('=') {
+                Some((k, v)) => Filter::Label(k.into(), Some(v.into())),
+                None => Filter::Label(v.into(), None),
+            },
+            "reference" => Filter::Reference(v.into()),
+            "before" => Filter::Before(v.into()),
+            "since" => Filter::Since(v.into()),
+            _ => {
+                return Err(bad(
+                    "filters are dangling, label, reference, before and since",
+                ))
+            }
+        })
+    }
+
+    fn key(&self) -> u8 {
+        match self {
+            Filter::Dangling(_) => 0,
+            Filter::Label(..) => 1,
+            Filter::Reference(_) => 2,
+            Filter::Before(_) => 3,
+            Filter::Since(_) => 4,
+        }
+    }
+}
+
+/// `*` any run of characters, `?` one (docker matches references so).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // match[i][j]: p[..i] matches t[..j].
+    let mut m = vec![vec![false; t.len() + 1]; p.len() + 1];
+    m[0][0] = true;
+    for i in 1..=p.len() {
+        m[i][0] = m[i - 1][0] && p[i - 1] == '*';
+        for j in 1..=t.len() {
+            m[i][j] = match p[i - 1] {
+                '*' => m[i - 1][j] || m[i][j - 1],
+                '?' => m[i - 1][j - 1],
+                c => m[i - 1][j - 1] && c == t[j - 1],
+            };
+        }
+    }
+    m[p.len()][t.len()]
+}
+
+/// The rows that pass: every kind of filter given, one of its values.
+fn select(store: &Store, rows: Vec<Row>, filters: &[Filter]) -> Result<Vec<Row>> {
+    let created = |what: &str| -> Result<u64> {
+        let rec = store.resolve(what)?;
+        Ok(rec
+            .created
+            .as_deref()
+            .and_then(capsa_sys::time::parse_rfc3339)
+            .unwrap_or(0))
+    };
+    let mut times = Vec::new();
+    for f in filters {
+        times.push(match f {
+            Filter::Before(w) | Filter::Since(w) => created(w)?,
+            _ => 0,
+        });
+    }
+    let passes = |r: &Row, f: &Filter, t: u64| {
+        let at = r
+            .created
+            .as_deref()
+            .and_then(capsa_sys::time::parse_rfc3339)
+            .unwrap_or(0);
+        match f {
+            Filter::Dangling(d) => (r.repository == "<none>") == *d,
+            Filter::Label(k, v) => match (r.labels.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+            Filter::Reference(p) => {
+                let short = r
+                    .repository
+                    .strip_prefix("docker.io/library/")
+                    .unwrap_or(&r.repository);
+                [&r.repository, short]
+                    .iter()
+                    .any(|name| glob(p, name) || glob(p, &format!("{name}:{}", r.tag)))
+            }
+            Filter::Before(_) => at < t,
+            Filter::Since(_) => at > t,
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|r| {
+            (0..5u8).all(|k| {
+                let of_kind: Vec<usize> = (0..filters.len())
+                    .filter(|&i| filters[i].key() == k)
+                    .collect();
+                of_kind.is_empty() || of_kind.iter().any(|&i| passes(r, &filters[i], times[i]))
+            })
+        })
+        .collect())
+}
+
+/// Docker's column titles of `images`'s template fields.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+];
+
 pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
-    let rows = rows(store)?;
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = select(store, rows(store)?, &filters)?;
+    let template: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "ID": if a.no_trunc { r.id.clone() } else { r.id[7..19].to_string() },
+                "Repository": r.repository.strip_prefix("docker.io/library/").unwrap_or(&r.repository),
+                "Tag": r.tag,
+                "Digest": r.digest,
+                "CreatedSince": ago(r.created.as_deref()),
+                "CreatedAt": r.created.as_deref().map(|c| c.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " +0000 UTC").unwrap_or_default(),
+                "Size": human(r.size),
+                "Containers": "N/A",
+            })
+        })
+        .collect();
+    if !a.quiet && crate::format::template(&a.format, &template, HEADERS)? {
+        return Ok(());
+    }
     if a.format == Format::Json {
         let v: Vec<_> = rows
             .iter()
-            .map(|r| json!({"Id": r.id, "Repository": r.repository, "Tag": r.tag, "Names": r.names, "Digest": r.digest, "Created": r.created, "Size": r.size}))
+            .map(|r| json!({"Id": r.id, "Repository": r.repository, "Tag": r.tag, "Names": r.names, "Digest": r.digest, "Created": r.created, "Size": r.size, "Labels": r.labels}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -103,26 +269,15 @@ pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let w = rows
-        .iter()
-        .map(|r| r.repository.len())
-        .max()
-        .unwrap_or(0)
-        .max(10);
-    println!(
-        "{:w$}  {:10}  {:12}  {:15}  SIZE",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+    print!(
+        "{}",
+        crate::format::render(
+            "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
+            true,
+            &template,
+            HEADERS
+        )?
     );
-    for r in &rows {
-        println!(
-            "{:w$}  {:10}  {:12}  {:15}  {}",
-            r.repository,
-            r.tag,
-            id(r),
-            ago(r.created.as_deref()),
-            human(r.size)
-        );
-    }
     Ok(())
 }
 

@@ -27,7 +27,9 @@ pub fn inspect(engine: &Engine, a: InspectAnyArgs) -> Result<i32> {
         }
         bail!("no such container or image: {t}");
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !crate::format::template(&a.format, &out, &[])? {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
     Ok(0)
 }
 

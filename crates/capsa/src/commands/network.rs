@@ -22,8 +22,63 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
         NetworkCommand::Ls(a) => {
             // The default network is listed even before its first use.
             let _ = network::get(engine, network::DEFAULT);
-            let nets = network::list(engine);
-            if a.format == Format::Json {
+            let mut filters: Vec<(&str, &str)> = Vec::new();
+            for f in &a.filter {
+                match f.split_once('=') {
+                    Some((k @ ("name" | "id" | "driver"), v)) => filters.push((k, v)),
+                    _ => anyhow::bail!("--filter {f:?}: filters are name=, id= and driver="),
+                }
+            }
+            // Every key given, one of its values (docker's rule).
+            let nets: Vec<_> = network::list(engine)
+                .into_iter()
+                .filter(|n| {
+                    ["name", "id", "driver"].iter().all(|k| {
+                        let vals: Vec<&str> = filters
+                            .iter()
+                            .filter(|(fk, _)| fk == k)
+                            .map(|(_, v)| *v)
+                            .collect();
+                        vals.is_empty()
+                            || vals.iter().any(|v| match *k {
+                                "name" => n.name.contains(v),
+                                "id" => n.id.starts_with(v),
+                                _ => *v == "bridge",
+                            })
+                    })
+                })
+                .collect();
+            let rows: Vec<_> = nets
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "ID": &n.id[..12],
+                        "Name": n.name,
+                        "Driver": "bridge",
+                        "Scope": "local",
+                        "IPv6": n.subnet6.is_some().to_string(),
+                        "Internal": n.internal.to_string(),
+                        "Labels": "",
+                        "CreatedAt": n.created,
+                    })
+                })
+                .collect();
+            const HEADERS: &[(&str, &str)] = &[
+                ("ID", "NETWORK ID"),
+                ("Name", "NAME"),
+                ("Driver", "DRIVER"),
+                ("Scope", "SCOPE"),
+                ("IPv6", "IPV6"),
+                ("Internal", "INTERNAL"),
+                ("Labels", "LABELS"),
+                ("CreatedAt", "CREATED AT"),
+            ];
+            if a.quiet {
+                for n in &nets {
+                    println!("{}", &n.id[..12]);
+                }
+            } else if crate::format::template(&a.format, &rows, HEADERS)? {
+            } else if a.format == Format::Json {
                 let v: Vec<_> = nets
                     .iter()
                     .map(|n| network::inspect(engine, &n.name))

@@ -56,9 +56,37 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         stop_timeout: a.stop_timeout,
         restart: a.restart.as_deref().map(Flag::parse).transpose()?,
         health: health_flags(a)?,
+        labels: labels(a)?,
+        annotations: checked("--annotation", &a.annotation)?,
         trace: a.trace,
         args: a.command().to_vec(),
     })
+}
+
+/// `-l` and `--label-file`'s lines (blank lines and `#` comments left
+/// out), files first, as docker reads them.
+fn labels(a: &RunArgs) -> capsa_engine::Result<Vec<String>> {
+    let mut all = Vec::new();
+    for f in &a.label_file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| capsa_engine::error::flag("--label-file", format!("{f}: {e}")))?;
+        all.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    all.extend(a.label.iter().cloned());
+    checked("--label", &all)
+}
+
+/// `KEY=VALUE`s, each checked.
+fn checked(name: &str, all: &[String]) -> capsa_engine::Result<Vec<String>> {
+    for l in all {
+        capsa_engine::flags::key_value(name, l)?;
+    }
+    Ok(all.to_vec())
 }
 
 /// `--health-*`, read (durations as Go writes them).

@@ -29,10 +29,34 @@ pub fn dispatch(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
         }
         VolumeCommand::Ls(a) => {
             let vols = volume::select(engine, &filters(&a.filter)?)?;
+            let rows: Vec<_> = vols
+                .iter()
+                .map(|(v, users)| {
+                    serde_json::json!({
+                        "Name": v.name,
+                        "Driver": v.driver,
+                        "Scope": v.scope,
+                        "Mountpoint": v.mountpoint,
+                        "Labels": v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        "Links": users.len().to_string(),
+                        "Size": "N/A",
+                    })
+                })
+                .collect();
+            const HEADERS: &[(&str, &str)] = &[
+                ("Name", "VOLUME NAME"),
+                ("Driver", "DRIVER"),
+                ("Scope", "SCOPE"),
+                ("Mountpoint", "MOUNTPOINT"),
+                ("Labels", "LABELS"),
+                ("Links", "LINKS"),
+                ("Size", "SIZE"),
+            ];
             if a.quiet {
                 for (v, _) in &vols {
                     println!("{}", v.name);
                 }
+            } else if crate::format::template(&a.format, &rows, HEADERS)? {
             } else if a.format == Format::Json {
                 let v: Vec<_> = vols.iter().map(|(v, _)| v).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);

@@ -375,6 +375,16 @@ mod tests {
     }
 }
 
+/// `KEY=VALUE` (or `KEY`, an empty value) of `--label` and
+/// `--annotation`: the key may not be empty.
+pub fn key_value(name: &str, text: &str) -> Result<(String, String)> {
+    let (k, v) = text.split_once('=').unwrap_or((text, ""));
+    if k.trim().is_empty() {
+        return Err(flag(name, format!("{text:?}: expected KEY=VALUE")));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// `--add-host NAME:IP` (or `NAME=IP`): a line of the container's
 /// /etc/hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -230,6 +230,14 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
     resources::apply(o, &mut spec)?;
     security::apply(o, &mut spec)?;
     resources::ulimits_and_sysctls(o, &mut spec)?;
+    if !o.annotations.is_empty() {
+        let mut all = spec.annotations().clone().unwrap_or_default();
+        for a in &o.annotations {
+            let (k, v) = crate::flags::key_value("--annotation", a)?;
+            all.insert(k, v);
+        }
+        spec.set_annotations(Some(all));
+    }
     Ok((spec, args))
 }
 
