@@ -398,7 +398,11 @@ impl Engine {
             )));
         }
         let c = self.find(what)?;
-        self.update(&c.id, |c| c.name = new.to_string())?;
+        let c2 = self.update(&c.id, |c| c.name = new.to_string())?;
+        crate::events::emit(
+            self,
+            &crate::events::Event::container(&c2, "rename", &[("oldName", &c.name)]),
+        );
         Ok(())
     }
 }

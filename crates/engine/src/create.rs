@@ -325,6 +325,7 @@ pub fn create(
         };
         // The others' hosts files name it once it runs (the monitor).
         engine.save(&c)?;
+        crate::events::emit(engine, &crate::events::Event::container(&c, "create", &[]));
         Ok(c)
     })();
     if result.is_err() {

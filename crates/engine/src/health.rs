@@ -468,7 +468,8 @@ fn run(
 pub fn record(engine: &Engine, id: &str, e: Entry, h: &Healthcheck) -> Result<Health> {
     let t = Timing::of(h);
     let mut out = Health::starting();
-    engine.update(id, |r| {
+    let mut before = None;
+    let c = engine.update(id, |r| {
         let since = r
             .state
             .started_at
@@ -477,9 +478,22 @@ pub fn record(engine: &Engine, id: &str, e: Entry, h: &Healthcheck) -> Result<He
             .map(|s| crate::manage::now_secs().saturating_sub(s));
         let in_start = since.is_some_and(|s| Duration::from_secs(s) < t.start_period);
         let health = r.state.health.get_or_insert_with(Health::starting);
+        before = Some(health.status);
         health.apply(e, &t, in_start);
         out = health.clone();
     })?;
+    // docker's `health_status: STATUS`, when it changes.
+    if before != Some(out.status) {
+        let word = match out.status {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        };
+        crate::events::emit(
+            engine,
+            &crate::events::Event::container(&c, &format!("health_status: {word}"), &[]),
+        );
+    }
     Ok(out)
 }
 

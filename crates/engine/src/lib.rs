@@ -27,6 +27,7 @@ pub mod container;
 pub mod copy;
 pub mod create;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod flags;

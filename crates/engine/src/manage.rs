@@ -72,7 +72,12 @@ pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
     if crate::restart::fatal(sig, c.options.stop_signal.as_deref()) {
         stop_by_hand(engine, c)?;
     }
-    Runtime::of(engine, c).kill(&c.id, sig, false)
+    Runtime::of(engine, c).kill(&c.id, sig, false)?;
+    crate::events::emit(
+        engine,
+        &crate::events::Event::container(c, "kill", &[("signal", &sig.to_string())]),
+    );
+    Ok(())
 }
 
 /// Mark `c` stopped by hand: its restart policy is set aside until the
@@ -142,10 +147,20 @@ pub fn stop(engine: &Engine, c: &Container, timeout: Duration) -> Result<Contain
     let sig = c.options.stop_signal.as_deref().unwrap_or("SIGTERM");
     let sig = capsa_runtime::signals::parse(sig).unwrap_or(libc::SIGTERM);
     let _ = rt.kill(&c.id, sig, false);
+    let ev = |action: &str, sig: i32| {
+        crate::events::emit(
+            engine,
+            &crate::events::Event::container(c, action, &[("signal", &sig.to_string())]),
+        )
+    };
+    ev("kill", sig);
     if !await_exit(c.state.pid, timeout) && c.init_alive() {
         let _ = rt.kill(&c.id, libc::SIGKILL, true);
+        ev("kill", libc::SIGKILL);
     }
-    wait_recorded(engine, &c.id, Duration::from_secs(10))
+    let done = wait_recorded(engine, &c.id, Duration::from_secs(10))?;
+    crate::events::emit(engine, &crate::events::Event::container(c, "stop", &[]));
+    Ok(done)
 }
 
 /// Unmount the snapshot and remove the container's files and record.
@@ -192,6 +207,7 @@ pub fn remove_files(engine: &Engine, c: &Container) -> Result<()> {
         source: e,
     })?;
     crate::network::refresh_peers(engine, c, &networks, None);
+    crate::events::emit(engine, &crate::events::Event::container(c, "destroy", &[]));
     Ok(())
 }
 
@@ -241,6 +257,7 @@ pub fn pause(engine: &Engine, c: &Container) -> Result<()> {
     }
     Runtime::of(engine, c).pause(&c.id)?;
     engine.update(&c.id, |r| r.state.status = Status::Paused)?;
+    crate::events::emit(engine, &crate::events::Event::container(c, "pause", &[]));
     Ok(())
 }
 
@@ -253,6 +270,7 @@ pub fn unpause(engine: &Engine, c: &Container) -> Result<()> {
     }
     Runtime::of(engine, c).resume(&c.id)?;
     engine.update(&c.id, |r| r.state.status = Status::Running)?;
+    crate::events::emit(engine, &crate::events::Event::container(c, "unpause", &[]));
     Ok(())
 }
 

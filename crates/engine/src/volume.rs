@@ -146,6 +146,15 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&d);
         return Err(e);
     }
+    crate::events::emit(
+        engine,
+        &crate::events::Event::new(
+            crate::events::Kind::Volume,
+            "create",
+            &v.name,
+            &[("driver", "local")],
+        ),
+    );
     Ok(v)
 }
 
@@ -212,6 +221,15 @@ pub fn remove(engine: &Engine, name: &str) -> Result<()> {
     std::fs::create_dir_all(engine.trash()).at("create", engine.trash())?;
     std::fs::rename(&d, &trash).at("remove", &d)?;
     crate::manage::empty_trash(engine);
+    crate::events::emit(
+        engine,
+        &crate::events::Event::new(
+            crate::events::Kind::Volume,
+            "destroy",
+            name,
+            &[("driver", "local")],
+        ),
+    );
     Ok(())
 }
 

@@ -86,6 +86,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// The processes of a container.
     Top(TopArgs),
+    /// What happens to containers, images, volumes and networks, as it
+    /// happens (from the event log every command and monitor appends to).
+    Events(EventsArgs),
     /// Run a container's health check now.
     #[command(subcommand)]
     Healthcheck(HealthcheckCommand),
@@ -161,6 +164,22 @@ pub enum ImageCommand {
     Mount(MountArgs),
     /// Unmount what `image mount` mounted.
     Unmount(UnmountArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Events from this time on (RFC 3339, seconds, or a duration ago).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Events up to this time, then exit (else follow).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// KEY=VALUE: container, image, volume, network, event, type, label.
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// table (docker's lines), json, or a Go template (`{{.Action}}`).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Subcommand, Debug)]

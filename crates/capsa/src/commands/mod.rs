@@ -4,6 +4,7 @@
 mod archive;
 mod build;
 mod containers;
+mod events;
 mod images;
 mod inspect;
 mod network;
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&engine()?, a),
         Command::Logs(a) => ps::logs(&engine()?, a),
         Command::Exec(a) => containers::exec(&engine()?, a),
+        Command::Events(a) => events::events(&engine()?, a),
         Command::Healthcheck(HealthcheckCommand::Run(a)) => containers::healthcheck(&engine()?, a),
         Command::Attach(a) => containers::attach(&engine()?, a),
         Command::Stop(a) => containers::stop(&engine()?, a),
@@ -65,7 +67,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Port(a) => network::port(&engine()?, a),
         Command::Volume(cmd) => volume::dispatch(&engine()?, cmd),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
-            done(transfer::pull(&store()?, a))
+            let name = a.image.clone();
+            done(transfer::pull(&store()?, a)).inspect(|_| image_event(engine(), "pull", &[name]))
         }
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
             done(transfer::push(&store()?, a))
@@ -76,9 +79,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             done(images::list(&store()?, a))
         }
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => {
-            done(images::remove(&engine()?, a))
+            let names = a.images.clone();
+            done(images::remove(&engine()?, a)).inspect(|_| image_event(engine(), "untag", &names))
         }
-        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => done(images::tag(&store()?, a)),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => {
+            let name = a.target.clone();
+            done(images::tag(&store()?, a)).inspect(|_| image_event(engine(), "tag", &[name]))
+        }
         Command::Image(ImageCommand::Inspect(a)) => done(images::inspect(&store()?, a)),
         Command::Image(ImageCommand::Prune(a)) => done(images::prune(&engine()?, a)),
         Command::Image(ImageCommand::Mount(a)) => done(images::mount(&store()?, a)),
@@ -90,10 +97,31 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             done(archive::save(&store()?, a))
         }
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            let name = a.reference.clone().unwrap_or_default();
             done(archive::import(&store()?, a))
+                .inspect(|_| image_event(engine(), "import", &[name]))
         }
         Command::System(SystemCommand::Df(a)) => done(images::df(&store()?, a)),
         Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(&engine()?, a),
         Command::Builder(BuilderCommand::Prune(a)) => done(build::prune(&engine()?, a)),
+    }
+}
+
+/// Image events, for `capsa events` (the image store has no engine of its
+/// own to log them): one per name, after the command succeeded.
+fn image_event(engine: Result<Engine>, action: &str, names: &[String]) {
+    let Ok(e) = engine else {
+        return;
+    };
+    for n in names {
+        capsa_engine::events::emit(
+            &e,
+            &capsa_engine::events::Event::new(
+                capsa_engine::events::Kind::Image,
+                action,
+                n,
+                &[("name", n.as_str())],
+            ),
+        );
     }
 }

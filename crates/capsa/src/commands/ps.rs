@@ -231,7 +231,9 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn since_secs(s: &str) -> Result<u64> {
+/// A time as `--since` and `--until` take it: RFC 3339, seconds since the
+/// epoch, or a duration before now.
+pub(crate) fn since_secs(s: &str) -> Result<u64> {
     if let Some(t) = parse_ts(s) {
         return Ok(t);
     }

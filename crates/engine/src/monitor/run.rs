@@ -262,6 +262,7 @@ fn start(
         }
     }
     crate::network::running_changed(engine, c, &attached.endpoints);
+    crate::events::emit(engine, &crate::events::Event::container(c, "start", &[]));
     Ok(())
 }
 
@@ -324,6 +325,10 @@ fn live(
         });
         crate::network::running_changed(engine, c, &endpoints);
     }
+    crate::events::emit(
+        engine,
+        &crate::events::Event::container(c, "die", &[("exitCode", &code.to_string())]),
+    );
     if c.options.rm {
         let _ = crate::manage::remove_files(engine, c);
     }

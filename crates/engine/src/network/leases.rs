@@ -39,7 +39,17 @@ pub fn remove(engine: &Engine, name: &str) -> Result<()> {
     }
     let _ = capsa_network::remove_bridge_if_unused(&n);
     let p = path(engine, name);
-    std::fs::remove_file(&p).at("remove", &p)
+    std::fs::remove_file(&p).at("remove", &p)?;
+    crate::events::emit(
+        engine,
+        &crate::events::Event::new(
+            crate::events::Kind::Network,
+            "destroy",
+            &n.id,
+            &[("name", &n.name), ("type", "bridge")],
+        ),
+    );
+    Ok(())
 }
 
 /// Endpoints of a container, in the order it joined its networks.

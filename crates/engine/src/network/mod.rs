@@ -247,5 +247,14 @@ pub fn create(engine: &Engine, name: &str, o: &CreateOptions<'_>) -> Result<Netw
         created: capsa_sys::time::now_rfc3339(),
     };
     save(engine, &n)?;
+    crate::events::emit(
+        engine,
+        &crate::events::Event::new(
+            crate::events::Kind::Network,
+            "create",
+            &n.id,
+            &[("name", &n.name), ("type", "bridge")],
+        ),
+    );
     Ok(n)
 }
