@@ -180,6 +180,40 @@ fn ps_filters_and_templates_read_as_dockers() {
     ]);
     assert_eq!(s, "running 0 a\nexited 3 b\n", "{s:?}");
 
+    // Security: a label (an image's too) holding a terminal's escape
+    // sequence is printed escaped, never raw.
+    c.ok(&[
+        "create",
+        "--name",
+        "evil",
+        "-l",
+        "x=\u{1b}]0;pwned\u{7}\u{1b}[2J",
+        image,
+        "true",
+    ]);
+    let out = c.ok(&["ps", "-a", "-f", "name=evil", "--format", "{{.Labels}}"]);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("pwned"), "{out:?}");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let line = c.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "container=evil",
+    ]);
+    assert!(
+        line.contains("pwned") && !line.contains('\u{1b}'),
+        "{line:?}"
+    );
+    c.ok(&["rm", "evil"]);
+
     // Bad values name the flag.
     let e = c.fails(&["ps", "-f", "colour=red"]);
     assert!(e.contains("--filter") && e.contains("colour"), "{e}");

@@ -98,12 +98,15 @@ impl Event {
     }
 
     /// docker's text line: time, type, action, id, (attributes).
+    ///
+    /// Security: attributes carry an image's labels; a control character
+    /// (a terminal's escape sequence) is written escaped, never raw.
     pub fn line(&self) -> String {
         let attrs: Vec<String> = self
             .actor
             .attributes
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{}={}", visible(k), visible(v)))
             .collect();
         format!(
             "{} {} {} {} ({})",
@@ -120,6 +123,19 @@ impl Event {
             attrs.join(", ")
         )
     }
+}
+
+/// `s` with its control characters escaped (`\x1b`), for a terminal.
+pub fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn path(engine: &Engine) -> PathBuf {

@@ -2,6 +2,7 @@
 
 use crate::cli::*;
 use anyhow::{bail, Context, Result};
+use capsa_engine::events::visible;
 use capsa_engine::health::HealthStatus;
 use capsa_engine::{manage, Container, Engine, Status};
 use serde_json::json;
@@ -114,7 +115,9 @@ fn row(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
         "Size": "0B",
         "Platform": null,
         "Names": c.name,
-        "Labels": c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        // Security: labels are an image's words too; no raw escape
+        // sequence reaches the terminal.
+        "Labels": c.labels.iter().map(|(k, v)| format!("{}={}", visible(k), visible(v))).collect::<Vec<_>>().join(","),
         "Mounts": mounts.join(","),
         "Networks": networks.join(","),
         "LocalVolumes": mounts.iter().filter(|m| !m.starts_with('/')).count().to_string(),
