@@ -293,3 +293,67 @@ fn images_volumes_and_networks_filter_and_template_too() {
     ]);
     assert_eq!(out, "bridge bridge\n");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_and_install() {
+    let env = Env::new("formats-install");
+    let c = Capsa::new(&env, "f");
+    let bash = c.ok(&["completion", "bash"]);
+    assert!(
+        bash.contains("_capsa()") && bash.contains("--health-cmd"),
+        "{}",
+        &bash[..200]
+    );
+    let script = env.dir.join("capsa.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(c.ok(&["completion", "zsh"]).starts_with("#compdef capsa"));
+    assert!(c.ok(&["completion", "fish"]).contains("complete -c capsa"));
+    let e = c.fails(&["completion", "tcsh"]);
+    assert!(e.contains("tcsh") && e.contains("bash"), "{e}");
+
+    // The install script, with the binaries under test, into a scratch
+    // DESTDIR.
+    let dest = env.dir.join("dest");
+    let out = std::process::Command::new("sh")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install.sh"))
+        .arg("/usr")
+        .env("DESTDIR", &dest)
+        .env("CAPSA_BIN_DIR", capsa_tests::bin_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let usr = dest.join("usr");
+    for f in [
+        "bin/capsa",
+        "bin/capsa-runtime",
+        "bin/capsa-monitor",
+        "share/bash-completion/completions/capsa",
+        "share/zsh/site-functions/_capsa",
+        "share/fish/vendor_completions.d/capsa.fish",
+    ] {
+        assert!(usr.join(f).exists(), "{f} not installed");
+    }
+    let run = std::fs::read_to_string(usr.join("share/man/man1/capsa-run.1")).unwrap();
+    assert!(
+        run.contains(".TH capsa-run") && run.contains("health\\-cmd"),
+        "{}",
+        &run[..300]
+    );
+    let ls = std::fs::read_to_string(usr.join("share/man/man1/capsa-volume-ls.1")).unwrap();
+    assert!(ls.contains("\\-\\-filter"), "{}", &ls[..300]);
+    assert!(!usr.join("share/man/man1/capsa-help.1").exists());
+}

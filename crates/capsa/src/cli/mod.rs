@@ -89,6 +89,12 @@ pub enum Command {
     /// What happens to containers, images, volumes and networks, as it
     /// happens (from the event log every command and monitor appends to).
     Events(EventsArgs),
+    /// Print a shell's completion script (bash, zsh, fish, elvish,
+    /// powershell): `source <(capsa completion bash)`.
+    Completion(CompletionArgs),
+    /// Write the man pages (capsa.1, capsa-run.1, ...) into a directory.
+    #[command(hide = true)]
+    Man(ManArgs),
     /// Run a container's health check now.
     #[command(subcommand)]
     Healthcheck(HealthcheckCommand),
@@ -180,6 +186,16 @@ pub struct EventsArgs {
     /// table (docker's lines), json, or a Go template (`{{.Action}}`).
     #[arg(long, default_value = "table")]
     pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    pub dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

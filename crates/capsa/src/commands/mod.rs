@@ -3,6 +3,7 @@
 
 mod archive;
 mod build;
+mod completion;
 mod containers;
 mod events;
 mod images;
@@ -43,6 +44,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Logs(a) => ps::logs(&engine()?, a),
         Command::Exec(a) => containers::exec(&engine()?, a),
         Command::Events(a) => events::events(&engine()?, a),
+        Command::Completion(a) => done(completion::completion(a)),
+        Command::Man(a) => done(completion::man(a)),
         Command::Healthcheck(HealthcheckCommand::Run(a)) => containers::healthcheck(&engine()?, a),
         Command::Attach(a) => containers::attach(&engine()?, a),
         Command::Stop(a) => containers::stop(&engine()?, a),
