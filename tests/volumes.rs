@@ -173,3 +173,60 @@ fn mount_flag_binds_volumes_and_tmpfs_as_docker_does() {
     assert!(e.contains("--mount") && e.contains("volume name"), "{e}");
     assert_eq!(c.ok(&["ps", "-aq"]), before);
 }
+
+#[test]
+fn system_df_counts_and_prune_removes_what_docker_would() {
+    let env = Env::new("sysprune");
+    let c = Capsa::new(&env, "sp");
+    let image = load_busybox_probe(&env, &c);
+    c.ok(&["run", "-d", "--name", "kept", image, "sleep", "1000"]);
+    c.ok(&[
+        "run",
+        "--name",
+        "done",
+        "-v",
+        "/anon",
+        image,
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /anon/f",
+    ]);
+    c.ok(&["volume", "create", "named"]);
+    let net = format!("sp{}", std::process::id());
+    c.ok(&["network", "create", &net]);
+    let df = c.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}|{{.TotalCount}}|{{.Active}}",
+    ]);
+    assert!(df.contains("Containers|2|1"), "{df}");
+    // A volume a stopped container mounts is in use, as docker counts it.
+    assert!(df.contains("Local Volumes|2|1"), "{df}");
+    let size = c.ok(&["system", "df", "--format", "{{.Type}} {{.Size}}"]);
+    assert!(
+        size.lines()
+            .any(|l| l.starts_with("Local Volumes ") && !l.ends_with(" 0B")),
+        "{size}"
+    );
+
+    // Without -f and no answer: nothing goes.
+    let o = c.run(&["system", "prune", "--volumes"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Nothing removed"));
+    assert_eq!(names(&c, &[]).len(), 2);
+
+    let out = c.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(out.contains("Deleted Containers:\ndone\n"), "{out}");
+    assert!(
+        out.contains(&format!("Deleted Networks:\n{net}\n")),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    // The running container and its image stay; the named volume stays,
+    // the anonymous one of the removed container goes.
+    assert_eq!(c.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "kept");
+    assert_eq!(names(&c, &[]), ["named"]);
+    assert!(c.ok(&["images", "-q"]).lines().count() >= 1);
+    c.ok(&["run", "--rm", image, "true"]);
+}

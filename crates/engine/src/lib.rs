@@ -46,6 +46,7 @@ pub mod rootless;
 pub mod runtime;
 pub mod spec;
 pub mod stats;
+pub mod usage;
 pub mod userns;
 pub mod volume;
 

@@ -212,8 +212,35 @@ pub struct HealthcheckArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SystemCommand {
-    /// Disk space used by images, blobs and layers.
-    Df(FormatArgs),
+    /// Disk space used by images, containers, volumes and the build cache.
+    Df(SystemDfArgs),
+    /// Remove stopped containers, unused networks, dangling images and the
+    /// build cache (with -a every unused image, with --volumes unused
+    /// anonymous volumes).
+    Prune(SystemPruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SystemDfArgs {
+    /// Each image, container and volume on a line of its own.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// table, json, or a Go template (`{{.Type}}\t{{.Size}}`).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct SystemPruneArgs {
+    /// Every image no container uses, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Unused anonymous volumes too.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not ask.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 pub use crate::format::Format;

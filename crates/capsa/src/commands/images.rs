@@ -1,8 +1,7 @@
 //! images, rmi, tag, image inspect/prune/mount/unmount, system df.
 
 use crate::cli::{
-    Format, FormatArgs, ImagesArgs, InspectArgs, MountArgs, PruneArgs, RmiArgs, TagArgs,
-    UnmountArgs,
+    Format, ImagesArgs, InspectArgs, MountArgs, PruneArgs, RmiArgs, TagArgs, UnmountArgs,
 };
 use crate::progress::human;
 use anyhow::{Context, Result};
@@ -386,12 +385,18 @@ pub fn inspect_one(store: &Store, what: &str) -> Result<serde_json::Value> {
     }))
 }
 
-pub fn prune(engine: &capsa_engine::Engine, a: PruneArgs) -> Result<()> {
+/// Remove images no container uses (unnamed ones; every one with `all`),
+/// the build cache entries no image left uses, then blobs and layers
+/// nothing references: the ids removed and what went.
+pub fn prune_images(
+    engine: &capsa_engine::Engine,
+    all: bool,
+) -> Result<(Vec<String>, capsa_image::local::Collected)> {
     let store = &engine.images;
     let (ids, chains) = in_use(engine)?;
     let mut removed = Vec::new();
     for rec in store.images()? {
-        if (a.all || rec.names.is_empty()) && !ids.contains(&rec.id) {
+        if (all || rec.names.is_empty()) && !ids.contains(&rec.id) {
             local::remove(store, rec.id.as_str(), true, &ids)?;
             removed.push(rec.id.to_string());
         }
@@ -399,7 +404,11 @@ pub fn prune(engine: &capsa_engine::Engine, a: PruneArgs) -> Result<()> {
     // Build cache entries no image left uses go too (docker keeps them
     // for `builder prune`; one prune is what a user expects here).
     capsa_image::cache::prune(store, false)?;
-    let c = local::gc(store, &chains)?;
+    Ok((removed, local::gc(store, &chains)?))
+}
+
+pub fn prune(engine: &capsa_engine::Engine, a: PruneArgs) -> Result<()> {
+    let (removed, c) = prune_images(engine, a.all)?;
     if a.format == Format::Json {
         println!(
             "{}",
@@ -428,30 +437,5 @@ pub fn mount(store: &Store, a: MountArgs) -> Result<()> {
 pub fn unmount(a: UnmountArgs) -> Result<()> {
     snapshot::unmount(&a.directory)
         .with_context(|| format!("unmounting {}", a.directory.display()))?;
-    Ok(())
-}
-
-pub fn df(store: &Store, a: FormatArgs) -> Result<()> {
-    let u = local::usage(store)?;
-    if a.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&u)?);
-    } else {
-        println!("{:8}  {:6}  {:10}  RECLAIMABLE", "TYPE", "COUNT", "SIZE");
-        println!("{:8}  {:6}  {:10}", "Images", u.images, "");
-        println!("{:8}  {:6}  {:10}", "Blobs", u.blobs, human(u.blob_bytes));
-        println!(
-            "{:8}  {:6}  {:10}",
-            "Layers",
-            u.layers,
-            human(u.layer_bytes)
-        );
-        println!(
-            "{:8}  {:6}  {:10}  {}",
-            "Total",
-            "",
-            human(u.blob_bytes + u.layer_bytes),
-            human(u.reclaimable_bytes)
-        );
-    }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod inspect;
 mod network;
 mod ps;
 mod run;
+mod system;
 mod transfer;
 mod volume;
 
@@ -104,7 +105,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             done(archive::import(&store()?, a))
                 .inspect(|_| image_event(engine(), "import", &[name]))
         }
-        Command::System(SystemCommand::Df(a)) => done(images::df(&store()?, a)),
+        Command::System(SystemCommand::Df(a)) => done(system::df(&engine()?, a)),
+        Command::System(SystemCommand::Prune(a)) => done(system::prune(&engine()?, a)),
         Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(&engine()?, a),
         Command::Builder(BuilderCommand::Prune(a)) => done(build::prune(&engine()?, a)),
     }
