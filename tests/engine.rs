@@ -794,6 +794,39 @@ fn run_it_gives_a_terminal_the_exit_code_and_detach_keys() {
 }
 
 #[test]
+fn detach_keys_of_its_own_replace_dockers() {
+    use std::io::Write;
+    let (_env, c, img) = setup("eng-keys");
+    let e = c.fails(&["run", "-it", "--detach-keys", "ctrl-", img, "sh"]);
+    assert!(e.contains("--detach-keys"), "{e}");
+    let (mut m, mut child) = on_pty(
+        &c,
+        &[
+            "run",
+            "-it",
+            "--name",
+            "keys",
+            "--detach-keys",
+            "ctrl-a,x",
+            img,
+            "sh",
+        ],
+    );
+    read_until(&mut m, "# ");
+    // docker's keys are plain input now.
+    m.write_all(b"\x10\x11echo still-$((1+1))\r").unwrap();
+    let seen = read_until(&mut m, "still-2");
+    assert!(seen.contains("still-2"), "{seen}");
+    m.write_all(b"\x01x").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        c.ok(&["ps"]).contains("keys"),
+        "detaching stopped the container"
+    );
+    c.ok(&["rm", "-f", "keys"]);
+}
+
+#[test]
 fn signals_to_an_attached_run_reach_the_container() {
     let (_env, c, img) = setup("eng-signals");
     let child = c

@@ -129,7 +129,9 @@ pub(crate) fn step(
         None => err.as_fd(),
     };
     let code =
-        match client::session_with(&sock, false, false, to, to).map_err(|e| b.fail(ins, e))? {
+        match client::session_with(&sock, false, false, &client::DetachKeys::default(), to, to)
+            .map_err(|e| b.fail(ins, e))?
+        {
             Ended::Exited(code) => code,
             Ended::Detached => -1,
         };

@@ -83,15 +83,64 @@ fn write_all(fd: std::os::fd::BorrowedFd<'_>, data: &[u8]) {
     }
 }
 
-/// Proxy a session until the container exits or we detach.
-pub fn session(sock: &OwnedFd, interactive: bool, tty: bool) -> Result<Ended> {
+/// Proxy a session until the container exits or we detach (with a tty,
+/// by `keys`).
+pub fn session(sock: &OwnedFd, interactive: bool, tty: bool, keys: &DetachKeys) -> Result<Ended> {
     session_with(
         sock,
         interactive,
         tty,
+        keys,
         std::io::stdout().as_fd(),
         std::io::stderr().as_fd(),
     )
+}
+
+/// The keys that detach a client from a container with a tty: docker's
+/// `--detach-keys` (`ctrl-p,ctrl-q` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(Vec<u8>);
+
+impl Default for DetachKeys {
+    fn default() -> Self {
+        DetachKeys(vec![0x10, 0x11])
+    }
+}
+
+impl DetachKeys {
+    /// docker's spelling: comma-separated `a`..`z` (and other single
+    /// characters) and `ctrl-a`..`ctrl-z`, `ctrl-@`, `ctrl-[`, `ctrl-\`,
+    /// `ctrl-]`, `ctrl-^`, `ctrl-_`.
+    pub fn parse(text: &str) -> Result<DetachKeys> {
+        let bad = |k: &str| {
+            crate::error::flag(
+                "--detach-keys",
+                format!("{k:?}: a character or ctrl-<letter>, comma-separated"),
+            )
+        };
+        let mut out = Vec::new();
+        for k in text.split(',') {
+            let b = match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => {
+                    let c = c.as_bytes()[0].to_ascii_lowercase();
+                    match c {
+                        b'a'..=b'z' => c - b'a' + 1,
+                        b'@' => 0,
+                        b'[' => 27,
+                        b'\\' => 28,
+                        b']' => 29,
+                        b'^' => 30,
+                        b'_' => 31,
+                        _ => return Err(bad(k)),
+                    }
+                }
+                None if k.len() == 1 && k.as_bytes()[0].is_ascii_graphic() => k.as_bytes()[0],
+                _ => return Err(bad(k)),
+            };
+            out.push(b);
+        }
+        Ok(DetachKeys(out))
+    }
 }
 
 /// As [`session`], the container's output going to `out` and `err`
@@ -101,6 +150,7 @@ pub fn session_with(
     sock: &OwnedFd,
     interactive: bool,
     tty: bool,
+    keys: &DetachKeys,
     out: std::os::fd::BorrowedFd<'_>,
     err: std::os::fd::BorrowedFd<'_>,
 ) -> Result<Ended> {
@@ -125,7 +175,8 @@ pub fn session_with(
     }
     let mut stdin_open = interactive;
     let mut buf = vec![0u8; protocol::MAX];
-    let mut ctrl_p = false;
+    // How much of the detach sequence the last bytes typed.
+    let mut matched = 0usize;
     // Frames for the monitor that its socket could not take yet. While
     // any wait, stdin is not read but output still is: a monitor that
     // waits for the container to read its input, while the container
@@ -213,13 +264,18 @@ pub fn session_with(
                 }
                 Ok(n) => {
                     let data = buf[..n].to_vec();
-                    if tty {
-                        // Ctrl-P Ctrl-Q detaches, as in docker.
+                    if tty && !keys.0.is_empty() {
+                        // The detach keys (Ctrl-P Ctrl-Q unless told), as
+                        // in docker.
                         for b in &data {
-                            if ctrl_p && *b == 0x11 {
+                            matched = if *b == keys.0[matched] {
+                                matched + 1
+                            } else {
+                                usize::from(*b == keys.0[0])
+                            };
+                            if matched == keys.0.len() {
                                 return Ok(Ended::Detached);
                             }
-                            ctrl_p = *b == 0x10;
                         }
                     }
                     queue(&mut outgoing, &ToMonitor::Stdin(data));
@@ -259,5 +315,24 @@ impl Drop for RawMode {
             rustix::termios::OptionalActions::Now,
             &self.0,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DetachKeys;
+
+    #[test]
+    fn detach_keys_read_as_docker_writes_them() {
+        assert_eq!(
+            DetachKeys::parse("ctrl-p,ctrl-q").unwrap(),
+            DetachKeys::default()
+        );
+        assert_eq!(DetachKeys::parse("ctrl-a,x").unwrap().0, vec![1, b'x']);
+        assert_eq!(DetachKeys::parse("ctrl-\\").unwrap().0, vec![28]);
+        for bad in ["ctrl-", "ctrl-pp", "", "ab"] {
+            let e = DetachKeys::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--detach-keys"), "{bad}: {e}");
+        }
     }
 }

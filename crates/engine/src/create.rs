@@ -79,6 +79,7 @@ pub fn create(
         }
         _ => None,
     };
+    let shared = shared_namespaces(engine, opts)?;
     let (id, name) = engine.reserve(opts.name.as_deref())?;
     let dir = engine.containers().join(&id);
     let result = (|| {
@@ -224,6 +225,7 @@ pub fn create(
                 .as_ref()
                 .map(|t| format!("/proc/{}/ns/net", t.state.pid)),
             hosts: &hosts,
+            shared: shared.clone(),
         };
         let (spec, args) = crate::spec::build(opts, &inputs)?;
         // The working directory exists before the start, made in the
@@ -336,6 +338,80 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// `--pid`, `--ipc` and `--uts` resolved before anything is made: the
+/// host's namespace, or a running container's (through its init, whose
+/// start time the record holds).
+pub(crate) fn shared_namespaces(engine: &Engine, opts: &RunOptions) -> Result<crate::spec::Shared> {
+    use crate::flags::NsMode;
+    use capsa_spec::oci::LinuxNamespaceType as T;
+    let mut out = crate::spec::Shared::default();
+    let modes = [
+        (
+            opts.pid
+                .as_ref()
+                .map(|f| (f.get().flag(), f.get().0.clone())),
+            T::Pid,
+            "pid",
+        ),
+        (
+            opts.ipc
+                .as_ref()
+                .map(|f| (f.get().flag(), f.get().0.clone())),
+            T::Ipc,
+            "ipc",
+        ),
+        (
+            opts.uts
+                .as_ref()
+                .map(|f| (f.get().flag(), f.get().0.clone())),
+            T::Uts,
+            "uts",
+        ),
+    ];
+    for (mode, typ, kind) in modes {
+        let Some((flag, mode)) = mode else { continue };
+        match mode {
+            NsMode::Host => {
+                out.namespaces.push((typ, None));
+                if typ == T::Uts {
+                    out.hostname = Some(
+                        rustix::system::uname()
+                            .nodename()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+            NsMode::Container(what) => {
+                let t = crate::manage::refresh(engine, engine.find(&what)?)?;
+                if t.state.status != Status::Running || !t.init_alive() {
+                    return Err(Error::Conflict(format!(
+                        "{flag} container:{what}: that container is not running"
+                    )));
+                }
+                out.namespaces
+                    .push((typ, Some(format!("/proc/{}/ns/{kind}", t.state.pid))));
+                if typ == T::Uts {
+                    let file = engine.run.join("files").join(&t.id).join("hostname");
+                    out.hostname = Some(
+                        std::fs::read_to_string(file)
+                            .map(|h| h.trim().to_string())
+                            .unwrap_or_else(|_| t.hostname()),
+                    );
+                }
+            }
+            NsMode::Private | NsMode::NoShm => {}
+        }
+    }
+    if out.hostname.is_some() && opts.hostname.is_some() {
+        return Err(crate::error::flag(
+            "--hostname",
+            "conflicts with --uts host or container: (the hostname is that namespace's)",
+        ));
+    }
+    Ok(out)
 }
 
 /// The /etc/hosts of container `id` (named `name`): the host's with the

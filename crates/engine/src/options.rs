@@ -65,6 +65,31 @@ pub struct RunOptions {
     /// `--dns-option`: resolv.conf's options.
     #[serde(default)]
     pub dns_options: Vec<Flag<ResolvWord>>,
+    /// `--pid`, `--ipc`, `--uts`: host, private or container:NAME.
+    #[serde(default)]
+    pub pid: Option<Flag<crate::flags::Ns<{ crate::flags::PID }>>>,
+    #[serde(default)]
+    pub ipc: Option<Flag<crate::flags::Ns<{ crate::flags::IPC }>>>,
+    #[serde(default)]
+    pub uts: Option<Flag<crate::flags::Ns<{ crate::flags::UTS }>>>,
+    /// `--shm-size`: bytes of /dev/shm (docker's default 64 MiB).
+    #[serde(default)]
+    pub shm_size: Option<i64>,
+    /// `--group-add`: more groups for the process (names from the image).
+    #[serde(default)]
+    pub group_add: Vec<String>,
+    /// `--memory-reservation`: the soft limit, in bytes.
+    #[serde(default)]
+    pub memory_reservation: Option<i64>,
+    /// `--oom-kill-disable`.
+    #[serde(default)]
+    pub oom_kill_disable: bool,
+    /// `--oom-score-adj`: -1000..1000.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    /// `--detach-keys`: what detaches a client (docker's `ctrl-p,ctrl-q`).
+    #[serde(default)]
+    pub detach_keys: Option<String>,
     /// The user namespace: `host` or `auto[:size=N]`.
     #[serde(default)]
     pub userns: Option<String>,

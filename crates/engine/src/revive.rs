@@ -40,7 +40,10 @@ pub fn prepare(engine: &Engine, c: &Container) -> Result<Vec<String>> {
             }
             _ => None,
         };
-        let hostname = crate::spec::hostname(&c.options, &mode, &c.id);
+        let shared = crate::create::shared_namespaces(engine, &c.options)?;
+        let hostname = shared
+            .hostname
+            .unwrap_or_else(|| crate::spec::hostname(&c.options, &mode, &c.id));
         let eps = crate::network::endpoints(&dir);
         let hosts = crate::create::hosts_text(
             engine,

@@ -135,6 +135,36 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// The PID namespace: host, private or container:NAME.
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// The IPC namespace: host, private, shareable, none or container:NAME.
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// The UTS namespace (hostname): host, private or container:NAME.
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// The size of /dev/shm (default 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// More groups for the process: a gid or a group of the image.
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// The memory soft limit, e.g. 256m.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Never OOM-kill the container's processes (cgroup v1 only).
+    #[arg(long)]
+    pub oom_kill_disable: bool,
+    /// The processes' OOM score adjustment, -1000 to 1000.
+    #[arg(long, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    /// Write the container's id to this file (which must not exist).
+    #[arg(long)]
+    pub cidfile: Option<String>,
+    /// The keys that detach from its tty (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     /// KEY=VALUE: a label of the container.
     #[arg(short = 'l', long = "label")]
     pub label: Vec<String>,
@@ -287,6 +317,9 @@ pub struct AttachArgs {
     /// Do not forward stdin.
     #[arg(long)]
     pub no_stdin: bool,
+    /// The keys that detach (default ctrl-p,ctrl-q, or the container's).
+    #[arg(long)]
+    pub detach_keys: Option<String>,
 }
 
 #[derive(Args, Debug)]

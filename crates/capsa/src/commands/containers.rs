@@ -53,7 +53,17 @@ pub fn attach(engine: &Engine, a: AttachArgs) -> Result<i32> {
         bail!("container {} is not running", c.name);
     }
     let sock = client::connect(engine, &c)?;
-    match client::session(&sock, c.options.interactive && !a.no_stdin, c.options.tty)? {
+    let keys = super::run::detach_keys(
+        a.detach_keys
+            .as_deref()
+            .or(c.options.detach_keys.as_deref()),
+    )?;
+    match client::session(
+        &sock,
+        c.options.interactive && !a.no_stdin,
+        c.options.tty,
+        &keys,
+    )? {
         Ended::Exited(code) => Ok(code),
         Ended::Detached => Ok(0),
     }

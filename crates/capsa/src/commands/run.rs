@@ -57,6 +57,37 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         restart: a.restart.as_deref().map(Flag::parse).transpose()?,
         health: health_flags(a)?,
         labels: labels(a)?,
+        pid: a.pid.as_deref().map(Flag::parse).transpose()?,
+        ipc: a.ipc.as_deref().map(Flag::parse).transpose()?,
+        uts: a.uts.as_deref().map(Flag::parse).transpose()?,
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(|s| capsa_engine::flags::parse_bytes("--shm-size", s))
+            .transpose()?,
+        group_add: a.group_add.clone(),
+        memory_reservation: a
+            .memory_reservation
+            .as_deref()
+            .map(|s| capsa_engine::flags::parse_bytes("--memory-reservation", s))
+            .transpose()?,
+        oom_kill_disable: a.oom_kill_disable,
+        oom_score_adj: match a.oom_score_adj {
+            Some(n) if !(-1000..=1000).contains(&n) => {
+                return Err(capsa_engine::error::flag(
+                    "--oom-score-adj",
+                    format!("{n}: from -1000 to 1000"),
+                ))
+            }
+            n => n,
+        },
+        detach_keys: match &a.detach_keys {
+            Some(k) => {
+                capsa_engine::client::DetachKeys::parse(k)?;
+                Some(k.clone())
+            }
+            None => None,
+        },
         annotations: checked("--annotation", &a.annotation)?,
         trace: a.trace,
         args: a.command().to_vec(),
@@ -135,8 +166,32 @@ pub fn run(engine: &Engine, a: RunArgs, start: bool) -> Result<i32> {
     let opts = options(&a)?;
     // The monitor starts up while the container is being prepared.
     let ready = start.then(|| prespawn(engine)).transpose()?;
-    let (rec, image_name) = resolve_image(engine, &a)?;
-    let c = capsa_engine::create::create(engine, &rec, &image_name, &opts)?;
+    // --cidfile: made (and found free) before the container, as docker's;
+    // removed again if no container comes of it.
+    let cidfile = a.cidfile.as_deref().map(cidfile).transpose()?;
+    let made = resolve_image(engine, &a).and_then(|(rec, image_name)| {
+        Ok(capsa_engine::create::create(
+            engine,
+            &rec,
+            &image_name,
+            &opts,
+        )?)
+    });
+    let c = match (made, cidfile) {
+        (Ok(c), Some((mut f, path))) => {
+            use std::io::Write;
+            f.write_all(c.id.as_bytes())
+                .with_context(|| format!("--cidfile {path}"))?;
+            c
+        }
+        (Ok(c), None) => c,
+        (Err(e), file) => {
+            if let Some((_, path)) = file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
     match ready {
         Some(ready) => start_container(engine, ready, &c, !a.detach, a.trace),
         None => {
@@ -193,7 +248,8 @@ fn start_container(
         eprintln!("capsa: {}: {e}", c.name);
         return Ok(start_failure(&e));
     }
-    match client::session(&sock, c.options.interactive, c.options.tty)? {
+    let keys = detach_keys(c.options.detach_keys.as_deref())?;
+    match client::session(&sock, c.options.interactive, c.options.tty, &keys)? {
         Ended::Exited(code) => Ok(code),
         Ended::Detached => {
             eprintln!("detached from {}", c.name);
@@ -263,4 +319,34 @@ fn start_restartable(engine: &Engine) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// The detach keys given (checked when the container was made), or
+/// docker's.
+pub(crate) fn detach_keys(text: Option<&str>) -> Result<client::DetachKeys> {
+    Ok(text
+        .map(client::DetachKeys::parse)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// `--cidfile PATH`, made new (never over a file there: another
+/// container's, as docker's refusal says).
+fn cidfile(path: &str) -> Result<(std::fs::File, String)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => capsa_engine::error::flag(
+                "--cidfile",
+                format!(
+                    "{path} exists already: another container may be using it; remove it first"
+                ),
+            ),
+            _ => capsa_engine::error::flag("--cidfile", format!("{path}: {e}")),
+        })?;
+    Ok((f, path.to_string()))
 }

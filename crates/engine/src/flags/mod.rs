@@ -7,7 +7,9 @@ use crate::error::{flag, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod mount;
+mod ns;
 pub use mount::{Mount, Propagation};
+pub use ns::{Ns, NsMode, IPC, PID, UTS};
 
 /// A value a flag's text is read into.
 pub trait FromFlag: Sized {

@@ -47,6 +47,18 @@ pub struct Inputs<'a> {
     pub join_netns: Option<String>,
     /// The /etc/hosts to write, given the hostname.
     pub hosts: &'a dyn Fn(&str) -> String,
+    /// `--pid`, `--ipc`, `--uts`: the host's namespace (no path) or another
+    /// container's (its path).
+    pub shared: Shared,
+}
+
+/// The namespaces of `--pid`, `--ipc` and `--uts` not the container's own.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    pub namespaces: Vec<(oci::LinuxNamespaceType, Option<String>)>,
+    /// The hostname of the UTS namespace shared (the host's or another
+    /// container's): no hostname of its own is set.
+    pub hostname: Option<String>,
 }
 
 /// The container's hostname: `-h`, the host's with the host's network,
@@ -136,7 +148,11 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
     for e in &o.env {
         set(env_entry(e));
     }
-    let hostname = hostname(o, i.network, i.id);
+    let hostname = i
+        .shared
+        .hostname
+        .clone()
+        .unwrap_or_else(|| hostname(o, i.network, i.id));
     set(format!("HOSTNAME={hostname}"));
     if o.tty {
         set("TERM=xterm".to_string());
@@ -155,13 +171,21 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
         .clone()
         .or_else(|| image.user().clone())
         .unwrap_or_default();
-    let (uid, gid, groups) = resolve_user(i.rootfs, &user)?;
+    let (uid, gid, mut groups) = resolve_user(i.rootfs, &user)?;
+    for g in user::resolve_groups(i.rootfs, &o.group_add)? {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
 
     let process = spec.process_mut().get_or_insert_with(Default::default);
     process.set_terminal(Some(o.tty));
     process.set_args(Some(args.clone()));
     process.set_env(Some(env));
     process.set_cwd(PathBuf::from(&cwd));
+    if let Some(adj) = o.oom_score_adj {
+        process.set_oom_score_adj(Some(adj));
+    }
     process.set_user(
         oci::UserBuilder::default()
             .uid(uid)
@@ -169,7 +193,9 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
             .additional_gids(groups)
             .build()?,
     );
-    spec.set_hostname(Some(hostname.clone()));
+    // Security: in a UTS namespace not its own, a hostname set would be
+    // the host's (or the other container's): none is.
+    spec.set_hostname(i.shared.hostname.is_none().then(|| hostname.clone()));
     spec.set_root(Some(
         oci::RootBuilder::default()
             .path(i.rootfs)
@@ -225,6 +251,7 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
     }
     mounts::hosts_files(o, i, &hostname, &mut spec)?;
     mounts::namespaces(&mut spec, i);
+    mounts::shared(o, &mut spec, i)?;
     mounts::volumes(o, i, &mut spec)?;
     mounts::image_volumes(o, i, image.volumes().as_deref().unwrap_or(&[]), &mut spec)?;
     resources::apply(o, &mut spec)?;

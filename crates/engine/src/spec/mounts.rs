@@ -137,6 +137,60 @@ pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
     }
 }
 
+/// `--pid`, `--ipc`, `--uts` (the host's or another container's
+/// namespace), and /dev/shm as `--ipc` and `--shm-size` say.
+pub(super) fn shared(o: &RunOptions, spec: &mut oci::Spec, i: &Inputs<'_>) -> Result<()> {
+    let list = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
+    for (typ, path) in &i.shared.namespaces {
+        match path {
+            None => list.retain(|n| n.typ() != *typ),
+            Some(p) => {
+                for n in list.iter_mut().filter(|n| n.typ() == *typ) {
+                    n.set_path(Some(PathBuf::from(p)));
+                }
+            }
+        }
+    }
+    let ipc = o.ipc.as_ref().map(|f| f.get().0.clone());
+    let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+    let shm = |m: &oci::Mount| m.destination() == Path::new("/dev/shm");
+    match ipc {
+        // The host's IPC namespace: the host's /dev/shm with it.
+        Some(crate::flags::NsMode::Host) => {
+            mounts.retain(|m| !shm(m));
+            add_mount(
+                spec,
+                mount(
+                    "/dev/shm",
+                    "bind",
+                    "/dev/shm",
+                    &["rbind", "rprivate", "nosuid", "nodev", "noexec"],
+                )?,
+            );
+        }
+        Some(crate::flags::NsMode::NoShm) => mounts.retain(|m| !shm(m)),
+        _ => {
+            if let Some(size) = o.shm_size {
+                for m in mounts
+                    .iter_mut()
+                    .filter(|m| shm(m) && m.typ().as_deref() == Some("tmpfs"))
+                {
+                    let mut opts: Vec<String> = m
+                        .options()
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|x| !x.starts_with("size="))
+                        .collect();
+                    opts.push(format!("size={size}"));
+                    m.set_options(Some(opts));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn volumes(o: &RunOptions, i: &Inputs<'_>, spec: &mut oci::Spec) -> Result<()> {
     for v in &o.volumes {
         let v = v.get();

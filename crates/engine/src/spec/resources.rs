@@ -97,6 +97,22 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
     } else if o.memory_swap.is_some() {
         return Err(flag("--memory-swap", "needs --memory"));
     }
+    if let Some(soft) = o.memory_reservation {
+        if o.memory.as_ref().is_some_and(|m| soft > m.get().0) {
+            return Err(flag(
+                "--memory-reservation",
+                "must be at most --memory (it is the soft limit under it)",
+            ));
+        }
+        r.memory_mut()
+            .get_or_insert_with(Default::default)
+            .set_reservation(Some(soft));
+    }
+    if o.oom_kill_disable {
+        r.memory_mut()
+            .get_or_insert_with(Default::default)
+            .set_disable_oom_killer(Some(true));
+    }
     if let Some(c) = &o.cpus {
         let (quota, period) = options::cpu_quota(c.get().0)?;
         let cpu = r.cpu_mut().get_or_insert_with(Default::default);

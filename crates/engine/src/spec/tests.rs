@@ -69,6 +69,7 @@ impl Fixture {
             network,
             join_netns: Some("/proc/42/ns/net".into()),
             hosts: &hosts,
+            shared: Default::default(),
         };
         build(o, &i)
     }

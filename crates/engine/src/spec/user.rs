@@ -91,3 +91,28 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
     }
     Ok((uid, gid, groups))
 }
+
+/// `--group-add`: each a gid, or a group name of the image's /etc/group.
+pub fn resolve_groups(rootfs: &Path, names: &[String]) -> Result<Vec<u32>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let group = read_in_root(rootfs, "/etc/group").map_err(|why| flag("--group-add", why))?;
+    names
+        .iter()
+        .map(|n| match n.parse::<u32>() {
+            Ok(g) => Ok(g),
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == n)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    flag(
+                        "--group-add",
+                        format!("no group {n:?} in the image's /etc/group"),
+                    )
+                }),
+        })
+        .collect()
+}
