@@ -29,7 +29,12 @@ for b in capsa capsa-monitor capsa-runtime capsa-probe; do
     install -m 0755 "$CAPSA_BIN_DIR/$b" "$DEST/bin/$b"
 done
 install -m 0644 "$work"/man/*.1 "$DEST/share/man/man1/"
-"$CAPSA_BIN_DIR/capsa" completion bash > "$DEST/share/bash-completion/completions/capsa"
-"$CAPSA_BIN_DIR/capsa" completion zsh > "$DEST/share/zsh/site-functions/_capsa"
-"$CAPSA_BIN_DIR/capsa" completion fish > "$DEST/share/fish/vendor_completions.d/capsa.fish"
+# Written in the scratch directory, then installed (install replaces a
+# file; a shell's > would follow a link planted where it writes).
+for sh in bash zsh fish; do
+    "$CAPSA_BIN_DIR/capsa" completion "$sh" > "$work/capsa.$sh"
+done
+install -m 0644 "$work/capsa.bash" "$DEST/share/bash-completion/completions/capsa"
+install -m 0644 "$work/capsa.zsh" "$DEST/share/zsh/site-functions/_capsa"
+install -m 0644 "$work/capsa.fish" "$DEST/share/fish/vendor_completions.d/capsa.fish"
 echo "installed capsa in $DEST (man capsa, man capsa-run; completions for bash, zsh, fish)"

@@ -212,7 +212,14 @@ fn ps_filters_and_templates_read_as_dockers() {
         line.contains("pwned") && !line.contains('\u{1b}'),
         "{line:?}"
     );
-    c.ok(&["rm", "evil"]);
+    let raw = c.ok(&["inspect", "-f", "{{.Config.Labels.x}}", "evil"]);
+    assert!(!raw.contains('\u{1b}') && raw.contains("pwned"), "{raw:?}");
+    c.ok(&["create", "--name", "c1", "-l", "y=a\u{9b}2J", image, "true"]);
+    let j = c.ok(&["ps", "-a", "-f", "name=c1", "--format", "{{json .}}"]);
+    assert!(!j.contains('\u{9b}') && j.contains("9b}2J"), "{j:?}");
+    let j = c.ok(&["inspect", "c1"]);
+    assert!(!j.contains('\u{9b}') && j.contains("\\u009b"), "{j:?}");
+    c.ok(&["rm", "evil", "c1"]);
 
     // Bad values name the flag.
     let e = c.fails(&["ps", "-f", "colour=red"]);

@@ -114,6 +114,55 @@ fn namespaces_are_shared_with_a_container_or_the_host_as_asked() {
     );
     assert!(shm.contains("size=1024k"), "{shm}");
 
+    // Security: x rewrites its /etc/hostname (a file of the host's run
+    // directory): a container sharing its UTS namespace takes the name
+    // from x's record, and no line of x's writing reaches its /etc/hosts.
+    c.ok(&[
+        "exec",
+        "x",
+        "sh",
+        "-c",
+        "printf 'xhost\\n6.6.6.6 bank.example\\n' > /etc/hostname",
+    ]);
+    let hosts = inside(
+        &c,
+        &[
+            "--uts",
+            "container:x",
+            image,
+            "cat",
+            "/etc/hosts",
+            "/etc/hostname",
+        ],
+    );
+    assert!(!hosts.contains("bank.example"), "{hosts}");
+
+    // Security: a join is resolved again at each start. y joins x's PID
+    // namespace; x starts again (a new init, a new pid): y follows it, and
+    // never joins whatever took x's old pid.
+    c.ok(&[
+        "create",
+        "--name",
+        "y",
+        "--pid",
+        "container:x",
+        image,
+        "sleep",
+        "1000",
+    ]);
+    c.ok(&["stop", "-t", "1", "x"]);
+    c.ok(&["start", "x"]);
+    c.ok(&["start", "y"]);
+    assert_eq!(
+        c.ok(&["exec", "y", "readlink", "/proc/self/ns/pid"]).trim(),
+        of_x("pid")
+    );
+    c.ok(&["stop", "-t", "1", "x"]);
+    c.ok(&["stop", "-t", "1", "y"]);
+    let e = c.fails(&["start", "y"]);
+    assert!(e.contains("--pid") && e.contains("not running"), "{e}");
+    c.ok(&["start", "x"]);
+
     // A container that is not running cannot be joined; bad values name
     // the flag.
     c.ok(&["create", "--name", "idle", image, "true"]);

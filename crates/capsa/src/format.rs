@@ -119,7 +119,10 @@ fn value(v: &serde_json::Value) -> Value {
             (_, _, Some(f)) => Value::from(f),
             _ => Value::Nil,
         },
-        serde_json::Value::String(s) => Value::String(s.clone()),
+        // Security: a string may be an image's or a container's (labels, a
+        // health probe's output): its control characters reach the
+        // terminal escaped, never as a sequence it obeys.
+        serde_json::Value::String(s) => Value::String(capsa_engine::events::visible(s)),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(value).collect()),
         serde_json::Value::Object(m) => {
             Value::Map(m.iter().map(|(k, v)| (k.clone(), value(v))).collect())
@@ -162,7 +165,26 @@ fn arg<'a>(name: &str, args: &'a [Value], n: usize) -> std::result::Result<&'a [
 
 fn f_json(args: &[Value]) -> std::result::Result<Value, FuncError> {
     let a = arg("json", args, 1)?;
-    Ok(Value::String(json(&a[0]).to_string()))
+    Ok(Value::String(no_c1(&json(&a[0]).to_string())))
+}
+
+/// JSON text with the C1 controls (U+0080 to U+009F, which a terminal may
+/// take as escape sequences; serde_json leaves them raw) escaped.
+pub fn no_c1(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if ('\u{80}'..='\u{9f}').contains(&c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `v` as pretty JSON, for the terminal (see [`no_c1`]).
+pub fn pretty(v: &impl serde::Serialize) -> Result<String> {
+    Ok(no_c1(&serde_json::to_string_pretty(v)?))
 }
 fn f_join(args: &[Value]) -> std::result::Result<Value, FuncError> {
     let a = arg("join", args, 2)?;

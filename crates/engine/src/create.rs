@@ -68,15 +68,16 @@ pub fn create(
     // The networks exist before anything is made.
     let (network, mut ports) = crate::network::request(engine, &mode, opts)?;
     let join = match &mode {
-        crate::network::Mode::Container(target) => {
-            let t = crate::manage::refresh(engine, engine.find(target)?)?;
-            if t.state.status != Status::Running {
-                return Err(Error::Conflict(format!(
-                    "--network container:{target}: that container is not running"
-                )));
-            }
-            Some(t)
-        }
+        crate::network::Mode::Container(target) => Some(
+            crate::joins::resolve(
+                engine,
+                "--network",
+                target,
+                "net",
+                capsa_spec::oci::LinuxNamespaceType::Network,
+            )?
+            .1,
+        ),
         _ => None,
     };
     let shared = shared_namespaces(engine, opts)?;
@@ -385,21 +386,13 @@ pub(crate) fn shared_namespaces(engine: &Engine, opts: &RunOptions) -> Result<cr
                 }
             }
             NsMode::Container(what) => {
-                let t = crate::manage::refresh(engine, engine.find(&what)?)?;
-                if t.state.status != Status::Running || !t.init_alive() {
-                    return Err(Error::Conflict(format!(
-                        "{flag} container:{what}: that container is not running"
-                    )));
-                }
-                out.namespaces
-                    .push((typ, Some(format!("/proc/{}/ns/{kind}", t.state.pid))));
+                let (j, t) = crate::joins::resolve(engine, flag, &what, kind, typ)?;
+                out.namespaces.push((typ, Some(j.path)));
                 if typ == T::Uts {
-                    let file = engine.run.join("files").join(&t.id).join("hostname");
-                    out.hostname = Some(
-                        std::fs::read_to_string(file)
-                            .map(|h| h.trim().to_string())
-                            .unwrap_or_else(|_| t.hostname()),
-                    );
+                    // Security: from the other container's record, never
+                    // from its /etc/hostname, which it may rewrite (into
+                    // lines of this one's /etc/hosts).
+                    out.hostname = Some(t.hostname());
                 }
             }
             NsMode::Private | NsMode::NoShm => {}

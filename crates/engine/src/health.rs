@@ -21,6 +21,8 @@ const INTERVAL: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(30);
 const START_INTERVAL: Duration = Duration::from_secs(5);
 const RETRIES: u32 = 3;
+/// The shortest time between two probes, whatever the image says.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Docker keeps the last five results, each with at most 4 KiB of output.
 const LOG_ENTRIES: usize = 5;
 const OUTPUT_MAX: usize = 4096;
@@ -162,11 +164,15 @@ impl Timing {
             Some(n) if n > 0 => Duration::from_nanos(n as u64),
             _ => default,
         };
+        // Security: an image's HEALTHCHECK is not bound by the flags' 1 ms
+        // floor; a probe a nanosecond apart would have the monitor fork and
+        // exec without pause. At most ten a second.
+        let floor = |t: Duration| t.max(MIN_INTERVAL);
         Timing {
-            interval: d(h.interval, INTERVAL),
+            interval: floor(d(h.interval, INTERVAL)),
             timeout: d(h.timeout, TIMEOUT),
             start_period: d(h.start_period, Duration::ZERO),
-            start_interval: d(h.start_interval, START_INTERVAL),
+            start_interval: floor(d(h.start_interval, START_INTERVAL)),
             retries: match h.retries {
                 Some(n) if n > 0 => n as u32,
                 _ => RETRIES,
@@ -421,14 +427,18 @@ fn run(
     };
     let _ = rustix::io::ioctl_fionbio(&out_r, true);
     let mut output = Vec::new();
+    // A bounded number of reads a round: a probe that writes without end
+    // must not keep the deadline from being looked at.
     let read = |output: &mut Vec<u8>| {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = rustix::io::read(&out_r, &mut buf) {
-            if n == 0 {
-                break;
+        for _ in 0..16 {
+            match rustix::io::read(&out_r, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let room = OUTPUT_MAX.saturating_sub(output.len());
+                    output.extend_from_slice(&buf[..n.min(room)]);
+                }
+                _ => break,
             }
-            let room = OUTPUT_MAX.saturating_sub(output.len());
-            output.extend_from_slice(&buf[..n.min(room)]);
         }
     };
     let deadline = Instant::now() + timeout;
@@ -562,6 +572,16 @@ mod tests {
             .to_string()
             .contains("--no-healthcheck"));
         assert_eq!(resolve(None, &HealthFlags::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn an_images_probe_interval_has_a_floor() {
+        let t = Timing::of(&Healthcheck {
+            interval: Some(1),
+            start_interval: Some(1),
+            ..Default::default()
+        });
+        assert_eq!((t.interval, t.start_interval), (MIN_INTERVAL, MIN_INTERVAL));
     }
 
     #[test]

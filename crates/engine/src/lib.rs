@@ -34,6 +34,7 @@ pub mod flags;
 pub mod health;
 pub mod images;
 pub mod inspect;
+pub mod joins;
 pub mod logs;
 pub mod manage;
 pub mod monitor;

@@ -57,6 +57,13 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
 /// Send a signal (name or number) to the container's init.
 pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
     if c.state.status == Status::Restarting && alive(c.state.monitor_pid) {
+        let sig = capsa_runtime::signals::parse(signal).unwrap_or(libc::SIGKILL);
+        if !crate::restart::fatal(sig, c.options.stop_signal.as_deref()) {
+            return Err(Error::Conflict(format!(
+                "container {} is restarting: no process to signal; wait until it runs",
+                c.name
+            )));
+        }
         // Between two lives: no process to signal; the restarts end.
         stop_by_hand(engine, c)?;
         return Ok(());

@@ -107,17 +107,21 @@ impl Runtime {
                     detach: true,
                     ..o.clone()
                 };
-                let out = external_exec(engine, c, bin, &detached, Some(&pid_file))?
-                    .output()
+                // Its stdio is ours (a probe's pipe): the detached process
+                // inherits it, and the command does not wait on it.
+                let status = external_exec(engine, c, bin, &detached, Some(&pid_file))?
+                    .stdout(std::process::Stdio::inherit())
+                    .stderr(std::process::Stdio::inherit())
+                    .status()
                     .map_err(|e| Error::sys("spawn", bin.display(), e))?;
                 let pid = std::fs::read_to_string(&pid_file)
                     .ok()
                     .and_then(|p| p.trim().parse().ok());
                 let _ = std::fs::remove_file(&pid_file);
                 return match pid {
-                    Some(pid) if out.status.success() => Ok((pid, None)),
+                    Some(pid) if status.success() => Ok((pid, None)),
                     _ => {
-                        let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                        let message = format!("{status} (its words went to the process's stderr)");
                         Err(Error::ExternalRuntime {
                             bin: bin.display().to_string(),
                             verb: "exec".into(),

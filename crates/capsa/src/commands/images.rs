@@ -249,7 +249,7 @@ pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
             .iter()
             .map(|r| json!({"Id": r.id, "Repository": r.repository, "Tag": r.tag, "Names": r.names, "Digest": r.digest, "Created": r.created, "Size": r.size, "Labels": r.labels}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", crate::format::pretty(&v)?);
         return Ok(());
     }
     let id = |r: &Row| {
@@ -343,7 +343,7 @@ pub fn inspect(store: &Store, a: InspectArgs) -> Result<()> {
         .iter()
         .map(|w| inspect_one(store, w))
         .collect::<Result<Vec<_>>>()?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    println!("{}", crate::format::pretty(&out)?);
     Ok(())
 }
 
@@ -412,7 +412,7 @@ pub fn prune(engine: &capsa_engine::Engine, a: PruneArgs) -> Result<()> {
     if a.format == Format::Json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            crate::format::pretty(
                 &json!({"ImagesDeleted": removed, "BlobsDeleted": c.blobs, "LayersDeleted": c.layers, "SpaceReclaimed": c.bytes})
             )?
         );

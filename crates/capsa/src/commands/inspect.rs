@@ -28,7 +28,7 @@ pub fn inspect(engine: &Engine, a: InspectAnyArgs) -> Result<i32> {
         bail!("no such container or image: {t}");
     }
     if !crate::format::template(&a.format, &out, &[])? {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", crate::format::pretty(&out)?);
     }
     Ok(0)
 }
@@ -111,7 +111,7 @@ pub fn top(engine: &Engine, a: TopArgs) -> Result<i32> {
 pub fn info(engine: &Engine, a: FormatArgs) -> Result<i32> {
     let v = inspect::info(engine);
     if a.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", crate::format::pretty(&v)?);
     } else if let Some(m) = v.as_object() {
         for (k, val) in m {
             let text = match val {

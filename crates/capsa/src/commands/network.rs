@@ -83,7 +83,7 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                     .iter()
                     .map(|n| network::inspect(engine, &n.name))
                     .collect::<Result<_, _>>()?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", crate::format::pretty(&v)?);
             } else {
                 println!(
                     "{:<14}{:<20}{:<16}{:<18}CONTAINERS",
@@ -107,7 +107,7 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 .iter()
                 .map(|n| network::inspect(engine, n))
                 .collect::<Result<_, _>>()?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", crate::format::pretty(&v)?);
         }
         NetworkCommand::Rm(a) => {
             let mut code = 0;

@@ -204,7 +204,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
             .iter()
             .map(|c| json!({"Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id, "Command": c.args, "Created": c.created, "State": format!("{:?}", c.state.status).to_lowercase(), "Status": status_text(c), "Pid": c.state.pid, "ExitCode": c.state.exit_code, "Labels": c.labels}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", crate::format::pretty(&v)?);
         return Ok(0);
     }
     let id = |c: &Container| {

@@ -293,7 +293,18 @@ fn start_again(engine: &Engine, c: Container) -> Result<Container> {
 /// `start --all-restartable`: what dockerd starts when it comes up.
 fn start_restartable(engine: &Engine) -> Result<i32> {
     let mut code = 0;
-    for c in engine.list()? {
+    // Those that join another container's namespaces after the others,
+    // so that what they join runs first.
+    let mut all = engine.list()?;
+    all.sort_by_key(|c| {
+        let o = &c.options;
+        let joins = |m: Option<&str>| m.is_some_and(|m| m.starts_with("container:"));
+        joins(o.network.as_deref())
+            || joins(o.pid.as_ref().map(|f| f.text()))
+            || joins(o.ipc.as_ref().map(|f| f.text()))
+            || joins(o.uts.as_ref().map(|f| f.text()))
+    });
+    for c in all {
         let c = manage::refresh(engine, c)?;
         let policy = c
             .options

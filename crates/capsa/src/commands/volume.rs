@@ -59,7 +59,7 @@ pub fn dispatch(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
             } else if crate::format::template(&a.format, &rows, HEADERS)? {
             } else if a.format == Format::Json {
                 let v: Vec<_> = vols.iter().map(|(v, _)| v).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", crate::format::pretty(&v)?);
             } else {
                 println!("{:<10}{:<40}CONTAINERS", "DRIVER", "VOLUME NAME");
                 for (v, users) in &vols {
@@ -75,7 +75,7 @@ pub fn dispatch(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
                 j["UsedBy"] = serde_json::json!(volume::users(engine, n)?);
                 out.push(j);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            println!("{}", crate::format::pretty(&out)?);
         }
         VolumeCommand::Rm(a) => {
             let mut code = 0;

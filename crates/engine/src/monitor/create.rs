@@ -19,6 +19,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 #[allow(unsafe_code)] // fork: see the SAFETY notes
 pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>, Stdio)> {
     let tty = c.options.tty;
+    // The namespaces of other containers, resolved again for this start
+    // (their inits may not be the ones the bundle last named).
+    let joins = crate::joins::refresh(engine, c)?;
     let null = devnull()?;
     let mut stdio = Stdio::new(tty);
     // The create runs in a child that exits once the init exists: the
@@ -71,6 +74,10 @@ pub(super) fn create(engine: &Engine, c: &Container) -> Result<(i32, Vec<String>
                 Created::Created { pid, trace } => (pid, trace),
                 Created::Failed(f) => return Err(f.into()),
             };
+            if let Err(e) = crate::joins::verify(pid, &joins) {
+                crate::runtime::Runtime::of(engine, c).delete(&c.id);
+                return Err(e);
+            }
             if tty {
                 let master =
                     console.ok_or_else(|| Error::Protocol("no pty from the runtime".into()))?;
