@@ -30,9 +30,7 @@ pub struct Join {
 }
 
 fn ns_id(path: &str) -> Option<(u64, u64)> {
-    rustix::fs::stat(path)
-        .ok()
-        .map(|s| (s.st_dev as u64, s.st_ino as u64))
+    rustix::fs::stat(path).ok().map(|s| (s.st_dev, s.st_ino))
 }
 
 /// Container `what`'s namespace of `kind`, as `flag` asked for it.
