@@ -296,3 +296,137 @@ fn process_and_memory_flags_reach_the_kernel() {
     ]);
     assert!(!other.exists());
 }
+
+#[test]
+fn cpu_memory_and_name_flags_and_the_refused_ones() {
+    let env = Env::new("runflags-more");
+    let c = Capsa::new(&env, "r");
+    let image = load_busybox_probe(&env, &c);
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cpu",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "--cpuset-mems",
+        "0",
+        "--memory",
+        "64m",
+        "--memory-swappiness",
+        "10",
+        image,
+        "sleep",
+        "1000",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&c.ok(&["inspect", "cpu"])).unwrap();
+    let path = v[0]["Cgroup"]["Path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    let v1 = |ctl: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{path}/{f}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    if std::path::Path::new(&format!("/sys/fs/cgroup/memory/{path}")).exists() {
+        let cpu = |f: &str| {
+            let a = v1("cpu,cpuacct", f);
+            if a.is_empty() {
+                v1("cpu", f)
+            } else {
+                a
+            }
+        };
+        assert_eq!(cpu("cpu.cfs_period_us"), "50000");
+        assert_eq!(cpu("cpu.cfs_quota_us"), "25000");
+        assert_eq!(v1("cpuset", "cpuset.mems"), "0");
+        assert_eq!(v1("memory", "memory.swappiness"), "10");
+    } else {
+        let max = std::fs::read_to_string(format!("/sys/fs/cgroup/{path}/cpu.max")).unwrap();
+        assert_eq!(max.trim(), "25000 50000");
+    }
+    assert_eq!(
+        inside(
+            &c,
+            &[
+                "--domainname",
+                "example.org",
+                image,
+                "cat",
+                "/proc/sys/kernel/domainname"
+            ]
+        ),
+        "example.org"
+    );
+    let host_cg = std::fs::read_link("/proc/self/ns/cgroup")
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(
+        inside(
+            &c,
+            &[
+                "--cgroupns",
+                "host",
+                image,
+                "readlink",
+                "/proc/self/ns/cgroup"
+            ]
+        ),
+        host_cg
+    );
+    assert_ne!(
+        inside(&c, &[image, "readlink", "/proc/self/ns/cgroup"]),
+        host_cg
+    );
+
+    // What capsa does not take is refused, naming the flag and why,
+    // before anything is made.
+    let before = c.ok(&["ps", "-aq"]);
+    for (args, words) in [
+        (&["--gpus", "all"][..], "--gpus"),
+        (&["-a", "stdout"][..], "--attach"),
+        (&["--link", "db:db"][..], "--link"),
+        (&["--log-driver", "syslog"][..], "--log-driver"),
+        (&["--volumes-from", "cpu"][..], "--volumes-from"),
+        (&["--platform", "linux/arm64"][..], "--platform"),
+        (&["--sig-proxy=false"][..], "--sig-proxy"),
+        (&["--cpus", "1", "--cpu-quota", "50000"][..], "--cpus"),
+        (&["--memory-swappiness", "101"][..], "--memory-swappiness"),
+        (&["--cgroupns", "shared"][..], "--cgroupns"),
+        (
+            &["--disable-content-trust=false"][..],
+            "--disable-content-trust",
+        ),
+        (&["--cpu-rt-runtime", "950000"][..], "real-time"),
+        (&["--expose", "80"][..], "--expose"),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[image, "true"]);
+        let e = c.fails(&a);
+        assert!(e.contains(words), "{args:?}: {e}");
+    }
+    assert_eq!(c.ok(&["ps", "-aq"]), before);
+    // And what it takes as docker's default is taken.
+    assert_eq!(
+        inside(
+            &c,
+            &[
+                "--sig-proxy",
+                "--disable-content-trust",
+                "--platform",
+                "linux/amd64",
+                "-q",
+                image,
+                "echo",
+                "ok"
+            ]
+        ),
+        "ok"
+    );
+}

@@ -72,6 +72,23 @@ pub struct RunOptions {
     pub ipc: Option<Flag<crate::flags::Ns<{ crate::flags::IPC }>>>,
     #[serde(default)]
     pub uts: Option<Flag<crate::flags::Ns<{ crate::flags::UTS }>>>,
+    /// `--cpu-period` and `--cpu-quota`, in microseconds.
+    #[serde(default)]
+    pub cpu_period: Option<u64>,
+    #[serde(default)]
+    pub cpu_quota: Option<i64>,
+    /// `--cpuset-mems`.
+    #[serde(default)]
+    pub cpuset_mems: Option<String>,
+    /// `--memory-swappiness`: 0 to 100.
+    #[serde(default)]
+    pub memory_swappiness: Option<u64>,
+    /// `--domainname`.
+    #[serde(default)]
+    pub domainname: Option<String>,
+    /// `--cgroupns host`: the host's cgroup namespace.
+    #[serde(default)]
+    pub cgroupns_host: bool,
     /// `--shm-size`: bytes of /dev/shm (docker's default 64 MiB).
     #[serde(default)]
     pub shm_size: Option<i64>,

@@ -135,6 +135,40 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// The CFS period, in microseconds (with --cpu-quota).
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// The CFS quota, in microseconds a period (-1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Memory nodes the container may use (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// How readily its anonymous pages swap, 0 to 100.
+    #[arg(long)]
+    pub memory_swappiness: Option<u64>,
+    /// The NIS domain name.
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// The cgroup namespace: private (the default) or host.
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    /// The image's platform: this host's only (no emulation).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// No pull progress.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Pass the signals the command gets to the container (docker's
+    /// default; false is not supported).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: Option<bool>,
+    /// Take images without Notary signatures (docker's default; capsa has
+    /// no content trust, so false is refused).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: Option<bool>,
+    #[command(flatten)]
+    pub refused: RefusedRunArgs,
     /// The PID namespace: host, private or container:NAME.
     #[arg(long)]
     pub pid: Option<String>,
@@ -406,4 +440,153 @@ pub struct CpArgs {
     pub source: String,
     /// CONTAINER:PATH or a host path.
     pub destination: String,
+}
+
+/// docker's `run` flags capsa does not take: each is accepted by the
+/// parser so that it is refused with its reason, never with "unexpected
+/// argument" (docs/engine.md lists them).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RefusedRunArgs {
+    #[arg(short = 'a', long, hide = true)]
+    pub attach: Vec<String>,
+    #[arg(long, hide = true)]
+    pub blkio_weight_device: Vec<String>,
+    #[arg(long, hide = true)]
+    pub device_read_bps: Vec<String>,
+    #[arg(long, hide = true)]
+    pub device_read_iops: Vec<String>,
+    #[arg(long, hide = true)]
+    pub device_write_bps: Vec<String>,
+    #[arg(long, hide = true)]
+    pub device_write_iops: Vec<String>,
+    #[arg(long, hide = true)]
+    pub cpu_count: Vec<String>,
+    #[arg(long, hide = true)]
+    pub cpu_percent: Vec<String>,
+    #[arg(long, hide = true)]
+    pub io_maxbandwidth: Vec<String>,
+    #[arg(long, hide = true)]
+    pub io_maxiops: Vec<String>,
+    #[arg(long, hide = true)]
+    pub isolation: Vec<String>,
+    #[arg(long, hide = true)]
+    pub cpu_rt_period: Vec<String>,
+    #[arg(long, hide = true)]
+    pub cpu_rt_runtime: Vec<String>,
+    #[arg(long, hide = true)]
+    pub device_cgroup_rule: Vec<String>,
+    #[arg(long, hide = true)]
+    pub expose: Vec<String>,
+    #[arg(long, hide = true)]
+    pub gpus: Vec<String>,
+    #[arg(long, hide = true)]
+    pub ip: Vec<String>,
+    #[arg(long, hide = true)]
+    pub ip6: Vec<String>,
+    #[arg(long, hide = true)]
+    pub kernel_memory: Vec<String>,
+    #[arg(long, hide = true)]
+    pub link: Vec<String>,
+    #[arg(long, hide = true)]
+    pub link_local_ip: Vec<String>,
+    #[arg(long, hide = true)]
+    pub log_driver: Vec<String>,
+    #[arg(long, hide = true)]
+    pub log_opt: Vec<String>,
+    #[arg(long, hide = true)]
+    pub mac_address: Vec<String>,
+    #[arg(long, hide = true)]
+    pub storage_opt: Vec<String>,
+    #[arg(long, hide = true)]
+    pub volume_driver: Vec<String>,
+    #[arg(long, hide = true)]
+    pub volumes_from: Vec<String>,
+}
+
+impl RefusedRunArgs {
+    /// The first flag given, with why capsa does not take it.
+    pub fn first(&self) -> Option<(&'static str, &'static str)> {
+        let io = "per-device I/O limits are not built yet";
+        let win = "Windows only";
+        [
+            (
+                &self.attach,
+                "--attach",
+                "run attaches stdin (with -i), stdout and stderr, or none with -d",
+            ),
+            (&self.blkio_weight_device, "--blkio-weight-device", io),
+            (&self.device_read_bps, "--device-read-bps", io),
+            (&self.device_read_iops, "--device-read-iops", io),
+            (&self.device_write_bps, "--device-write-bps", io),
+            (&self.device_write_iops, "--device-write-iops", io),
+            (&self.cpu_count, "--cpu-count", win),
+            (&self.cpu_percent, "--cpu-percent", win),
+            (&self.io_maxbandwidth, "--io-maxbandwidth", win),
+            (&self.io_maxiops, "--io-maxiops", win),
+            (&self.isolation, "--isolation", win),
+            (
+                &self.cpu_rt_period,
+                "--cpu-rt-period",
+                "real-time CPU scheduling is not built",
+            ),
+            (
+                &self.cpu_rt_runtime,
+                "--cpu-rt-runtime",
+                "real-time CPU scheduling is not built",
+            ),
+            (
+                &self.device_cgroup_rule,
+                "--device-cgroup-rule",
+                "not built yet (--device adds a device and its rule)",
+            ),
+            (
+                &self.expose,
+                "--expose",
+                "not built yet (-p publishes; -P takes the image's ports)",
+            ),
+            (&self.gpus, "--gpus", "no GPU support"),
+            (
+                &self.ip,
+                "--ip",
+                "addresses are leased; a fixed one is not built yet",
+            ),
+            (
+                &self.ip6,
+                "--ip6",
+                "addresses are leased; a fixed one is not built yet",
+            ),
+            (
+                &self.kernel_memory,
+                "--kernel-memory",
+                "deprecated by the kernel and by docker",
+            ),
+            (
+                &self.link,
+                "--link",
+                "legacy links: use a user network, whose names resolve",
+            ),
+            (&self.link_local_ip, "--link-local-ip", "not built"),
+            (
+                &self.log_driver,
+                "--log-driver",
+                "the monitor writes docker's json-file log only",
+            ),
+            (
+                &self.log_opt,
+                "--log-opt",
+                "the monitor writes docker's json-file log only",
+            ),
+            (&self.mac_address, "--mac-address", "not built yet"),
+            (
+                &self.storage_opt,
+                "--storage-opt",
+                "the overlay has no per-container size",
+            ),
+            (&self.volume_driver, "--volume-driver", "local volumes only"),
+            (&self.volumes_from, "--volumes-from", "not built yet"),
+        ]
+        .into_iter()
+        .find(|(v, _, _)| !v.is_empty())
+        .map(|(_, f, why)| (f, why))
+    }
 }

@@ -9,8 +9,59 @@ use capsa_engine::{images, manage, monitor, Container, Engine, RunOptions, Statu
 /// The flags, read here, once, into the engine's types: a flag that does
 /// not read fails the command before anything is made.
 fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
+    use capsa_engine::error::flag;
     use capsa_engine::flags::Flag;
+    if let Some((name, why)) = a.refused.first() {
+        return Err(flag(name, format!("not supported: {why}")));
+    }
+    if a.disable_content_trust == Some(false) {
+        return Err(flag(
+            "--disable-content-trust",
+            "false is not supported: capsa has no content trust (Notary) to enable",
+        ));
+    }
+    if a.sig_proxy == Some(false) {
+        return Err(flag(
+            "--sig-proxy",
+            "false is not supported: the attached command always passes signals on",
+        ));
+    }
+    if let Some(p) = &a.platform {
+        let host = capsa_image::manifest::Platform::host();
+        let (os, rest) = p.split_once('/').unwrap_or(("linux", p.as_str()));
+        let arch = rest.split('/').next().unwrap_or(rest);
+        let arch = if arch == "x86_64" { "amd64" } else { arch };
+        if os != host.os || arch != host.arch {
+            return Err(flag(
+                "--platform",
+                format!(
+                    "{p}: this host runs {}/{} only (no emulation)",
+                    host.os, host.arch
+                ),
+            ));
+        }
+    }
+    let cgroupns_host = match a.cgroupns.as_deref() {
+        None | Some("private") => false,
+        Some("host") => true,
+        Some(o) => return Err(flag("--cgroupns", format!("{o:?}: host or private"))),
+    };
+    if a.memory_swappiness.is_some_and(|s| s > 100) {
+        return Err(flag("--memory-swappiness", "from 0 to 100"));
+    }
+    if a.cpus.is_some() && (a.cpu_period.is_some() || a.cpu_quota.is_some()) {
+        return Err(flag(
+            "--cpus",
+            "conflicts with --cpu-period and --cpu-quota (it sets both)",
+        ));
+    }
     Ok(RunOptions {
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpuset_mems: a.cpuset_mems.clone(),
+        memory_swappiness: a.memory_swappiness,
+        domainname: a.domainname.clone(),
+        cgroupns_host,
         name: a.name.clone(),
         detach: a.detach,
         interactive: a.interactive,
@@ -156,7 +207,7 @@ fn resolve_image(engine: &Engine, a: &RunArgs) -> Result<(capsa_image::ImageReco
         .with_file_name("capsa-probe");
     let policy: images::PullPolicy = a.pull.parse()?;
     let pull = |r: &capsa_image::Reference| {
-        super::transfer::pull_missing(&engine.images, r, &a.registry, false)
+        super::transfer::pull_missing(&engine.images, r, &a.registry, a.quiet)
     };
     Ok(images::resolve(engine, a.image(), policy, &probe, pull)?)
 }

@@ -196,6 +196,15 @@ pub fn build(o: &RunOptions, i: &Inputs<'_>) -> Result<(oci::Spec, Vec<String>)>
     // Security: in a UTS namespace not its own, a hostname set would be
     // the host's (or the other container's): none is.
     spec.set_hostname(i.shared.hostname.is_none().then(|| hostname.clone()));
+    if let Some(d) = &o.domainname {
+        if i.shared.hostname.is_some() {
+            return Err(flag(
+                "--domainname",
+                "conflicts with --uts host or container: (the name is that namespace's)",
+            ));
+        }
+        spec.set_domainname(Some(d.clone()));
+    }
     spec.set_root(Some(
         oci::RootBuilder::default()
             .path(i.rootfs)

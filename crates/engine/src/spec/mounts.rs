@@ -141,6 +141,9 @@ pub(super) fn namespaces(spec: &mut oci::Spec, i: &Inputs<'_>) {
 /// namespace), and /dev/shm as `--ipc` and `--shm-size` say.
 pub(super) fn shared(o: &RunOptions, spec: &mut oci::Spec, i: &Inputs<'_>) -> Result<()> {
     let list = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
+    if o.cgroupns_host {
+        list.retain(|n| n.typ() != oci::LinuxNamespaceType::Cgroup);
+    }
     for (typ, path) in &i.shared.namespaces {
         match path {
             None => list.retain(|n| n.typ() != *typ),

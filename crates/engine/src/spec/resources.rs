@@ -127,6 +127,34 @@ pub(super) fn apply(o: &RunOptions, spec: &mut oci::Spec) -> Result<()> {
             .get_or_insert_with(Default::default)
             .set_shares(Some(s));
     }
+    if o.cpu_period.is_some() || o.cpu_quota.is_some() {
+        let cpu = r.cpu_mut().get_or_insert_with(Default::default);
+        if let Some(p) = o.cpu_period {
+            if !(1000..=1_000_000).contains(&p) {
+                return Err(flag("--cpu-period", "from 1000 to 1000000 microseconds"));
+            }
+            cpu.set_period(Some(p));
+        }
+        if let Some(q) = o.cpu_quota {
+            if q != -1 && q < 1000 {
+                return Err(flag(
+                    "--cpu-quota",
+                    "at least 1000 microseconds, or -1 for none",
+                ));
+            }
+            cpu.set_quota(Some(q));
+        }
+    }
+    if let Some(m) = &o.cpuset_mems {
+        r.cpu_mut()
+            .get_or_insert_with(Default::default)
+            .set_mems(Some(m.clone()));
+    }
+    if let Some(s) = o.memory_swappiness {
+        r.memory_mut()
+            .get_or_insert_with(Default::default)
+            .set_swappiness(Some(s));
+    }
     if let Some(c) = &o.cpuset_cpus {
         r.cpu_mut()
             .get_or_insert_with(Default::default)
