@@ -299,6 +299,44 @@ fn images_volumes_and_networks_filter_and_template_too() {
         "{{.Name}} {{.Driver}}",
     ]);
     assert_eq!(out, "bridge bridge\n");
+    // inspect -f on volumes, networks and images; info and stats too.
+    assert_eq!(
+        c.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}}",
+            "v1",
+            "v2"
+        ]),
+        "v1 local\nv2 local\n"
+    );
+    assert_eq!(
+        c.ok(&["network", "inspect", "--format", "{{.Name}}", "bridge"]),
+        "bridge\n"
+    );
+    assert_eq!(
+        c.ok(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", image]),
+        "linux/amd64\n"
+    );
+    let kernel = c.ok(&["info", "-f", "{{.Kernel}}"]);
+    assert_eq!(
+        kernel.trim(),
+        nix::sys::utsname::uname()
+            .unwrap()
+            .release()
+            .to_string_lossy()
+    );
+    c.ok(&["run", "-d", "--name", "busy", image, "sleep", "1000"]);
+    let s = c.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}"]);
+    assert_eq!(s.trim(), "busy 1", "{s}");
+    let t = c.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        r"table {{.Name}}\t{{.PIDs}}",
+    ]);
+    assert!(t.starts_with("NAME      PIDS\nbusy      1"), "{t:?}");
 }
 
 #[test]

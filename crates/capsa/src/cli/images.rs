@@ -162,6 +162,9 @@ pub struct ImportArgs {
 pub struct InspectArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// json (the default), or a Go template over each.
+    #[arg(short, long, default_value = "json")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

@@ -11,7 +11,7 @@ pub enum NetworkCommand {
     #[command(alias = "list")]
     Ls(NetworkLsArgs),
     /// Show networks as JSON, with their containers.
-    Inspect(NetworkNamesArgs),
+    Inspect(NetworkInspectArgs),
     /// Remove networks no container is on.
     #[command(alias = "remove")]
     Rm(NetworkNamesArgs),
@@ -62,6 +62,15 @@ pub struct NetworkCreateArgs {
 pub struct NetworkNamesArgs {
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkInspectArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// json (the default), or a Go template over each.
+    #[arg(short, long, default_value = "json")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,7 +11,7 @@ pub enum VolumeCommand {
     #[command(alias = "list")]
     Ls(VolumeLsArgs),
     /// Show volumes as JSON, with the containers that mount them.
-    Inspect(VolumeNamesArgs),
+    Inspect(VolumeInspectArgs),
     /// Remove volumes no container mounts.
     #[command(alias = "remove")]
     Rm(VolumeRmArgs),
@@ -48,6 +48,15 @@ pub struct VolumeLsArgs {
 pub struct VolumeNamesArgs {
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeInspectArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// json (the default), or a Go template over each.
+    #[arg(short, long, default_value = "json")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -343,7 +343,9 @@ pub fn inspect(store: &Store, a: InspectArgs) -> Result<()> {
         .iter()
         .map(|w| inspect_one(store, w))
         .collect::<Result<Vec<_>>>()?;
-    println!("{}", crate::format::pretty(&out)?);
+    if !crate::format::template(&a.format, &out, &[])? {
+        println!("{}", crate::format::pretty(&out)?);
+    }
     Ok(())
 }
 

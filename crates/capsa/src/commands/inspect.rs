@@ -52,7 +52,40 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<i32> {
     loop {
         std::thread::sleep(interval);
         let rows = sampler.sample(&pick()?);
-        if a.format == Format::Json {
+        // docker's stats fields, for a template.
+        let fields: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "Container": s.id,
+                    "ID": s.id,
+                    "Name": s.name,
+                    "CPUPerc": format!("{:.2}%", s.cpu_percent.unwrap_or(0.0)),
+                    "MemUsage": format!("{} / {}", human(s.mem_usage), human(s.mem_limit)),
+                    "MemPerc": format!("{:.2}%", s.mem_perc),
+                    "NetIO": format!("{} / {}", human(s.net_input), human(s.net_output)),
+                    "BlockIO": format!("{} / {}", human(s.block_input), human(s.block_output)),
+                    "PIDs": s.pids.to_string(),
+                })
+            })
+            .collect();
+        const HEADERS: &[(&str, &str)] = &[
+            ("Container", "CONTAINER"),
+            ("ID", "CONTAINER ID"),
+            ("Name", "NAME"),
+            ("CPUPerc", "CPU %"),
+            ("MemUsage", "MEM USAGE / LIMIT"),
+            ("MemPerc", "MEM %"),
+            ("NetIO", "NET I/O"),
+            ("BlockIO", "BLOCK I/O"),
+            ("PIDs", "PIDS"),
+        ];
+        if matches!(a.format, Format::Template { .. }) {
+            if !a.no_stream {
+                print!("\x1b[2J\x1b[H");
+            }
+            crate::format::template(&a.format, &fields, HEADERS)?;
+        } else if a.format == Format::Json {
             println!("{}", serde_json::to_string(&rows)?);
         } else {
             if !a.no_stream {
@@ -110,7 +143,8 @@ pub fn top(engine: &Engine, a: TopArgs) -> Result<i32> {
 
 pub fn info(engine: &Engine, a: FormatArgs) -> Result<i32> {
     let v = inspect::info(engine);
-    if a.format == Format::Json {
+    if crate::format::template(&a.format, std::slice::from_ref(&v), &[])? {
+    } else if a.format == Format::Json {
         println!("{}", crate::format::pretty(&v)?);
     } else if let Some(m) = v.as_object() {
         for (k, val) in m {

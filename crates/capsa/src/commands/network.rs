@@ -107,7 +107,9 @@ pub fn dispatch(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 .iter()
                 .map(|n| network::inspect(engine, n))
                 .collect::<Result<_, _>>()?;
-            println!("{}", crate::format::pretty(&v)?);
+            if !crate::format::template(&a.format, &v, &[])? {
+                println!("{}", crate::format::pretty(&v)?);
+            }
         }
         NetworkCommand::Rm(a) => {
             let mut code = 0;

@@ -75,7 +75,9 @@ pub fn dispatch(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
                 j["UsedBy"] = serde_json::json!(volume::users(engine, n)?);
                 out.push(j);
             }
-            println!("{}", crate::format::pretty(&out)?);
+            if !crate::format::template(&a.format, &out, &[])? {
+                println!("{}", crate::format::pretty(&out)?);
+            }
         }
         VolumeCommand::Rm(a) => {
             let mut code = 0;
