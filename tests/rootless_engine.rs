@@ -128,6 +128,53 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
     let trace = json(&user.ok(&["inspect", name]))[0]["Trace"].to_string();
     assert!(trace.contains("fuse-overlayfs mounted"), "{trace}");
     user.ok(&["rm", name]);
+
+    // Restarts and health probes: the user's own monitor makes the
+    // container again and execs the probe, in the user's namespace.
+    user.env.clear();
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:1",
+        &img,
+        "sh",
+        "-c",
+        "exit 2",
+    ]);
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "checked",
+        "--network",
+        "none",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "100ms",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let a = json(&user.ok(&["inspect", "again"]))[0].clone();
+        let h = json(&user.ok(&["inspect", "checked"]))[0].clone();
+        let restarted = a["State"]["Status"] == "exited"
+            && a["State"]["MonitorPid"] == 0
+            && a["RestartCount"] == 1;
+        if restarted && h["State"]["Health"]["Status"] == "healthy" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a:#}\n{h:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    user.ok(&["rm", "-f", "again", "checked"]);
     // A user other than the container's root reads through it too.
     let out = user.ok(&[
         "run",
