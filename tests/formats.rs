@@ -214,7 +214,28 @@ fn ps_filters_and_templates_read_as_dockers() {
     );
     let raw = c.ok(&["inspect", "-f", "{{.Config.Labels.x}}", "evil"]);
     assert!(!raw.contains('\u{1b}') && raw.contains("pwned"), "{raw:?}");
-    c.ok(&["create", "--name", "c1", "-l", "y=a\u{9b}2J", image, "true"]);
+    c.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "-l",
+        "y=a\u{9b}2J",
+        "-l",
+        "k\u{1b}[2J=v",
+        image,
+        "true",
+    ]);
+    // Keys too, as a template ranges over them.
+    let keys = c.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .Config.Labels}}{{$k}} {{end}}",
+        "c1",
+    ]);
+    assert!(
+        !keys.contains('\u{1b}') && !keys.contains('\u{9b}') && keys.contains("[2J"),
+        "{keys:?}"
+    );
     let j = c.ok(&["ps", "-a", "-f", "name=c1", "--format", "{{json .}}"]);
     assert!(!j.contains('\u{9b}') && j.contains("9b}2J"), "{j:?}");
     let j = c.ok(&["inspect", "c1"]);

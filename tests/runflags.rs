@@ -398,6 +398,22 @@ fn cpu_memory_and_name_flags_and_the_refused_ones() {
         (&["--cpus", "1", "--cpu-quota", "50000"][..], "--cpus"),
         (&["--memory-swappiness", "101"][..], "--memory-swappiness"),
         (&["--cgroupns", "shared"][..], "--cgroupns"),
+        (&["--platform", "linux/amd64/v9"][..], "--platform"),
+        // Security: a sysctl of a namespace shared with the host or another
+        // container would change it.
+        (
+            &["--network", "host", "--sysctl", "net.ipv4.ip_forward=0"][..],
+            "--sysctl",
+        ),
+        (
+            &["--ipc", "host", "--sysctl", "kernel.shmmax=1000000"][..],
+            "--sysctl",
+        ),
+        (
+            &["--uts", "host", "--sysctl", "kernel.domainname=evil"][..],
+            "--sysctl",
+        ),
+        (&["--sysctl", "kernel.hostname=evil"][..], "--sysctl"),
         (
             &["--disable-content-trust=false"][..],
             "--disable-content-trust",
@@ -420,7 +436,7 @@ fn cpu_memory_and_name_flags_and_the_refused_ones() {
                 "--sig-proxy",
                 "--disable-content-trust",
                 "--platform",
-                "linux/amd64",
+                "linux",
                 "-q",
                 image,
                 "echo",

@@ -604,3 +604,38 @@ fn no_pivot_does_not_let_a_user_namespace_mount_a_bare_proc() {
     );
     env.assert_gone(&id);
 }
+
+/// Security: a sysctl is written into the namespace of its kind the
+/// container has; one joined by path may be the host's (another
+/// container's that runs on the host's network): refused there, as runc
+/// refuses `net.*` in the host's network namespace, and the host's value
+/// is left as it was.
+#[test]
+fn a_sysctl_in_a_namespace_joined_from_the_host_is_refused() {
+    let env = Env::new("sec-sysctl-host");
+    let mut b = env.bundle("b");
+    // This test's own network namespace: the host's.
+    let host_net = format!("/proc/{}/ns/net", std::process::id());
+    let list = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|n| n["type"] != "network");
+    list.push(serde_json::json!({"type": "network", "path": host_net}));
+    let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap();
+    let other: u32 = if before.trim() == "63" { 62 } else { 63 };
+    b.config["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_default_ttl": other.to_string()});
+    b.args(&["true"]);
+    let id = env.id("s");
+    let o = env.rt(&["run", "-b", b.path(), &id]);
+    // Were the defence gone, the host's value is put back before failing.
+    let after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap();
+    if after != before {
+        std::fs::write("/proc/sys/net/ipv4/ip_default_ttl", &before).unwrap();
+        panic!("the host's sysctl was written: {before:?} became {after:?}");
+    }
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("net.ipv4.ip_default_ttl") && err.contains("host's"),
+        "{err}"
+    );
+    env.assert_gone(&id);
+}

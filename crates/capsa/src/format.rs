@@ -95,7 +95,24 @@ pub fn render(
         out.push_str(&run(top(r))?);
         out.push('\n');
     }
-    Ok(if table { align(&out) } else { out })
+    Ok(terminal_safe(&if table { align(&out) } else { out }))
+}
+
+/// Security: what a template prints holds strings of images and
+/// containers (label keys and values, a health probe's output, names of
+/// events' attributes): a control character other than the newline and
+/// tab a template writes, and every C1 one, is written escaped, never as a
+/// sequence the terminal obeys.
+fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if (c.is_control() && c != '\n' && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A row: its own fields are checked (a misspelt one is an error, as a
@@ -119,10 +136,7 @@ fn value(v: &serde_json::Value) -> Value {
             (_, _, Some(f)) => Value::from(f),
             _ => Value::Nil,
         },
-        // Security: a string may be an image's or a container's (labels, a
-        // health probe's output): its control characters reach the
-        // terminal escaped, never as a sequence it obeys.
-        serde_json::Value::String(s) => Value::String(capsa_engine::events::visible(s)),
+        serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(value).collect()),
         serde_json::Value::Object(m) => {
             Value::Map(m.iter().map(|(k, v)| (k.clone(), value(v))).collect())

@@ -45,6 +45,10 @@ pub struct State {
     /// policy is set aside until the next `start`.
     #[serde(default)]
     pub stopped_by_hand: bool,
+    /// The boot it last started in (`/proc/sys/kernel/random/boot_id`):
+    /// after a reboot its pids name other processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// Its health, when it has a check (see [`crate::health`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,
@@ -99,9 +103,23 @@ impl Container {
         engine.containers().join(&self.id)
     }
     /// Whether the recorded init is still that process (not a recycled pid).
+    ///
+    /// Security: a pid and its start time (in clock ticks since boot) name
+    /// a process in one boot only; after a reboot another may have both.
+    /// A record from another boot names no live process.
     pub fn init_alive(&self) -> bool {
-        self.state.pid > 0
+        self.same_boot()
+            && self.state.pid > 0
             && matches!(capsa_runtime::state::proc_stat(self.state.pid), Some((s, start)) if start == self.state.pid_start && s != 'Z' && s != 'X')
+    }
+
+    /// Whether the record's processes are of this boot (a record without
+    /// a boot id is an older capsa's: taken as this boot's).
+    pub fn same_boot(&self) -> bool {
+        match (&self.state.boot_id, boot_id()) {
+            (Some(then), Some(now)) => then == now,
+            _ => true,
+        }
     }
 
     pub fn short_id(&self) -> &str {
@@ -114,6 +132,17 @@ impl Container {
             .clone()
             .unwrap_or_else(|| self.short_id().to_string())
     }
+}
+
+/// This boot's id, read once.
+pub fn boot_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .as_deref()
 }
 
 /// 64 random hex digits.

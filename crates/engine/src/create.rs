@@ -324,6 +324,7 @@ pub fn create(
                 restart_count: 0,
                 stopped_by_hand: false,
                 health: None,
+                boot_id: None,
             },
         };
         // The others' hosts files name it once it runs (the monitor).

@@ -34,7 +34,7 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
         // Paused or running is what pause/unpause recorded.
         return Ok(c);
     }
-    if alive(c.state.monitor_pid) {
+    if c.same_boot() && alive(c.state.monitor_pid) {
         return Ok(c); // the monitor is recording the exit right now
     }
     Runtime::of(engine, &c).delete(&c.id);
@@ -57,7 +57,8 @@ pub fn refresh(engine: &Engine, c: Container) -> Result<Container> {
 /// Send a signal (name or number) to the container's init.
 pub fn kill(engine: &Engine, c: &Container, signal: &str) -> Result<()> {
     if c.state.status == Status::Restarting && alive(c.state.monitor_pid) {
-        let sig = capsa_runtime::signals::parse(signal).unwrap_or(libc::SIGKILL);
+        let sig = capsa_runtime::signals::parse(signal)
+            .ok_or_else(|| crate::error::flag("--signal", format!("unknown signal {signal:?}")))?;
         if !crate::restart::fatal(sig, c.options.stop_signal.as_deref()) {
             return Err(Error::Conflict(format!(
                 "container {} is restarting: no process to signal; wait until it runs",

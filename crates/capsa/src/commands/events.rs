@@ -70,7 +70,7 @@ pub fn events(engine: &Engine, a: EventsArgs) -> Result<i32> {
         }
         let mut o = out.lock();
         match &a.format {
-            Format::Json => writeln!(o, "{}", docker_json(e))?,
+            Format::Json => writeln!(o, "{}", crate::format::no_c1(&docker_json(e).to_string()))?,
             Format::Table => writeln!(o, "{}", e.line())?,
             Format::Template { table, text } => write!(
                 o,

@@ -27,11 +27,19 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
         ));
     }
     if let Some(p) = &a.platform {
+        // OS[/ARCH[/VARIANT]], each part this host's.
         let host = capsa_image::manifest::Platform::host();
-        let (os, rest) = p.split_once('/').unwrap_or(("linux", p.as_str()));
-        let arch = rest.split('/').next().unwrap_or(rest);
-        let arch = if arch == "x86_64" { "amd64" } else { arch };
-        if os != host.os || arch != host.arch {
+        let mut parts = p.split('/');
+        let os = parts.next().unwrap_or("");
+        let arch = parts
+            .next()
+            .map(|a| if a == "x86_64" { "amd64" } else { a });
+        let variant = parts.next();
+        if os != host.os
+            || arch.is_some_and(|a| a != host.arch)
+            || variant.is_some_and(|v| Some(v) != host.variant.as_deref())
+            || parts.next().is_some()
+        {
             return Err(flag(
                 "--platform",
                 format!(

@@ -231,6 +231,7 @@ fn start(
         r.state.pid = pid;
         r.state.pid_start = pid_start;
         r.state.monitor_pid = std::process::id() as i32;
+        r.state.boot_id = crate::container::boot_id().map(str::to_string);
         r.state.started_at = Some(capsa_sys::time::now_rfc3339());
         r.state.error = None;
         // Each start begins as docker's: `starting` until a probe says.

@@ -196,6 +196,34 @@ pub(super) fn ulimits_and_sysctls(o: &RunOptions, spec: &mut oci::Spec) -> Resul
     }
     for s in &o.sysctls {
         let (k, v) = (s.get().key.clone(), s.get().value.clone());
+        // Security: a sysctl is written into the namespace it belongs to;
+        // one the container shares (the host's, another container's)
+        // would change the host or that container. The hostname is -h's.
+        use crate::flags::NsMode;
+        let own = |m: Option<NsMode>| matches!(m, None | Some(NsMode::Private | NsMode::NoShm));
+        let ok = if k == "kernel.hostname" {
+            return Err(flag(
+                "--sysctl",
+                "kernel.hostname: give -h/--hostname instead",
+            ));
+        } else if k.starts_with("net.") {
+            matches!(
+                crate::options::mode(o.network.as_deref()),
+                crate::options::NetworkMode::None
+                    | crate::options::NetworkMode::Bridge(_)
+                    | crate::options::NetworkMode::Pasta
+            )
+        } else if k == "kernel.domainname" {
+            own(o.uts.as_ref().map(|f| f.get().0.clone()))
+        } else {
+            own(o.ipc.as_ref().map(|f| f.get().0.clone()))
+        };
+        if !ok {
+            return Err(flag(
+                "--sysctl",
+                format!("{k}: its namespace is shared (--network, --ipc or --uts host or container:): it would change the host or the other container"),
+            ));
+        }
         linux(spec)
             .sysctl_mut()
             .get_or_insert_with(Default::default)

@@ -14,6 +14,37 @@ pub(crate) fn has_mount_namespace(plan: &Plan) -> bool {
 /// (the host's, `/proc/1/ns/mnt`) would have the init change the host's
 /// propagation and pivot_root in it. Refused: a spec that means the
 /// host's names no mount namespace.
+/// Security: sysctls are written into the container's namespaces. One it
+/// joins by path may be the runtime's own, the host's (another
+/// container's that runs on the host's network, say): a sysctl there
+/// would change the host. Refused, as runc refuses `net.*` in the host's
+/// network namespace.
+pub(super) fn refuse_sysctls_in_our_namespaces(plan: &Plan) -> Result<()> {
+    for key in plan.sysctl.keys() {
+        let (flag, kind) = if key.starts_with("net.") {
+            (libc::CLONE_NEWNET, "net")
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            (libc::CLONE_NEWUTS, "uts")
+        } else {
+            (libc::CLONE_NEWIPC, "ipc")
+        };
+        let Some((_, path)) = plan.namespaces.join.iter().find(|(f, _)| *f == flag) else {
+            continue;
+        };
+        let ours = nix::sys::stat::stat(format!("/proc/self/ns/{kind}").as_str())
+            .map_err(|e| Error::sys("stat", format!("/proc/self/ns/{kind}"), e))?;
+        let theirs = nix::sys::stat::stat(path.as_path())
+            .map_err(|e| Error::sys("stat", path.display(), e))?;
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
+            return Err(Error::Invalid(format!(
+                "linux.sysctl.{key}: the {kind} namespace at {} is the host's: the sysctl would change the host",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn refuse_joining_our_mount_namespace(plan: &Plan) -> Result<()> {
     for (flag, path) in &plan.namespaces.join {
         if *flag != libc::CLONE_NEWNS {

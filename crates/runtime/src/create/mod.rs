@@ -118,6 +118,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         check_without_mount_namespace(&plan, opts.mode)?;
     }
     refuse_joining_our_mount_namespace(&plan)?;
+    checks::refuse_sysctls_in_our_namespaces(&plan)?;
     if plan.process.terminal && opts.console_socket.is_none() && !opts.own_console {
         return Err(Error::Invalid(
             "cannot allocate tty if capsa-runtime will detach without setting console socket"
