@@ -517,10 +517,14 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
         "exp",
         "-v",
         &vol,
+        "--expose",
+        "9090/udp",
         img,
     ]);
     let lines = published(&c, "exp", "80/tcp");
     assert_eq!(lines.len(), 1, "{lines:?}");
+    // --expose adds to what -P publishes.
+    assert_eq!(published(&c, "exp", "9090/udp").len(), 1);
     let port: u16 = lines[0].trim_start_matches("0.0.0.0:").parse().unwrap();
     assert!(port > 0);
     let addr = format!("127.0.0.1:{port}");
@@ -530,7 +534,16 @@ fn publish_all_puts_the_images_exposed_ports_on_free_host_ports() {
         "no answer through {addr}"
     );
     let all = c.ok(&["port", "exp"]);
-    assert_eq!(all.trim(), format!("80/tcp -> 0.0.0.0:{port}"));
+    assert_eq!(
+        all.lines().next(),
+        Some(format!("80/tcp -> 0.0.0.0:{port}").as_str())
+    );
+    assert!(
+        all.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("9090/udp -> 0.0.0.0:")),
+        "{all}"
+    );
     c.ok(&["rm", "-f", "exp"]);
     assert_network_gone(&bridge, octet);
     c.ok(&["network", "rm", &net]);

@@ -392,7 +392,6 @@ fn cpu_memory_and_name_flags_and_the_refused_ones() {
         (&["-a", "stdout"][..], "--attach"),
         (&["--link", "db:db"][..], "--link"),
         (&["--log-driver", "syslog"][..], "--log-driver"),
-        (&["--volumes-from", "cpu"][..], "--volumes-from"),
         (&["--platform", "linux/arm64"][..], "--platform"),
         (&["--sig-proxy=false"][..], "--sig-proxy"),
         (&["--cpus", "1", "--cpu-quota", "50000"][..], "--cpus"),
@@ -419,7 +418,13 @@ fn cpu_memory_and_name_flags_and_the_refused_ones() {
             "--disable-content-trust",
         ),
         (&["--cpu-rt-runtime", "950000"][..], "real-time"),
-        (&["--expose", "80"][..], "--expose"),
+        (&["--expose", "80:80"][..], "--expose"),
+        (&["--expose", "80/sctp"][..], "--expose"),
+        (
+            &["--volumes-from", "nosuchcontainer"][..],
+            "nosuchcontainer",
+        ),
+        (&["--volumes-from", "cpu:rx"][..], "--volumes-from"),
     ] {
         let mut a = vec!["run", "--rm"];
         a.extend_from_slice(args);

@@ -159,6 +159,58 @@ fn mount_flag_binds_volumes_and_tmpfs_as_docker_does() {
     ]);
     assert_eq!(out.trim(), "/bin/busybox", "{out}");
 
+    // --volumes-from: the other's volumes (named, anonymous, the image's)
+    // and binds at the same paths; :ro makes them all read-only.
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "-v",
+        "keep:/keep",
+        "-v",
+        "/anon",
+        "--mount",
+        &format!("type=bind,source={},target=/hostdir", host.display()),
+        image,
+        "sh",
+        "-c",
+        "echo one > /keep/f; echo two > /anon/f; exec sleep 1000",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c
+        .run(&["exec", "holder", "test", "-s", "/anon/f"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "holder",
+        image,
+        "sh",
+        "-c",
+        "cat /keep/f /anon/f /hostdir/f; echo more >> /keep/f && echo wrote",
+    ]);
+    assert_eq!(out, "one\ntwo\nfrom the host\nwrote\n", "{out}");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "holder:ro",
+        image,
+        "sh",
+        "-c",
+        "touch /keep/g 2>/dev/null || echo ro",
+    ]);
+    assert_eq!(out.trim(), "ro");
+    c.ok(&["rm", "-f", "holder"]);
+
     // Bad values name the flag and make nothing.
     let before = c.ok(&["ps", "-aq"]);
     let e = c.fails(&[

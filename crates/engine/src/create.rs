@@ -81,6 +81,18 @@ pub fn create(
         _ => None,
     };
     let shared = shared_namespaces(engine, opts)?;
+    // --volumes-from: the other containers' volumes and binds, as -v
+    // entries of this one's (its record keeps them).
+    let with_volumes;
+    let opts = if opts.volumes_from.is_empty() {
+        opts
+    } else {
+        with_volumes = RunOptions {
+            volumes: volumes_from(engine, opts)?,
+            ..opts.clone()
+        };
+        &with_volumes
+    };
     let (id, name) = engine.reserve(opts.name.as_deref())?;
     let dir = engine.containers().join(&id);
     let result = (|| {
@@ -169,7 +181,7 @@ pub fn create(
                 .as_ref()
                 .and_then(|c| c.exposed_ports().clone())
                 .unwrap_or_default();
-            for e in exposed {
+            for e in exposed.iter().chain(&opts.expose) {
                 for p in capsa_network::ports::parse(&e).map_err(crate::network::net_err)? {
                     if !ports
                         .iter()
@@ -340,6 +352,102 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// `--volumes-from C[:ro|rw]`: `opts`' own `-v`, then each of C's volumes
+/// (named, anonymous and its image's, as its bundle mounts them from the
+/// store) and binds (its `-v` and `--mount` ones) at the same paths, read
+/// only with `:ro` (else as C has them). A path this container mounts
+/// already keeps its own.
+fn volumes_from(
+    engine: &Engine,
+    opts: &RunOptions,
+) -> Result<Vec<crate::flags::Flag<crate::flags::Volume>>> {
+    use crate::flags::{Flag, Mount};
+    let mut out = opts.volumes.clone();
+    let taken = |out: &[Flag<crate::flags::Volume>], t: &str| {
+        out.iter().any(|v| v.get().target == t)
+            || opts.mounts.iter().any(|m| m.get().target() == t)
+            || opts.tmpfs.iter().any(|m| m.get().destination == t)
+    };
+    for from in &opts.volumes_from {
+        let (what, ro) = match from.rsplit_once(':') {
+            Some((w, "ro")) => (w, Some(true)),
+            Some((w, "rw")) => (w, Some(false)),
+            Some((_, m)) => {
+                return Err(crate::error::flag(
+                    "--volumes-from",
+                    format!("{from:?}: the mode is ro or rw, not {m:?}"),
+                ))
+            }
+            None => (from.as_str(), None),
+        };
+        let c = engine.find(what)?;
+        let path = c.dir(engine).join("config.json");
+        let spec: capsa_spec::oci::Spec = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| Error::data(path.display(), "not a bundle capsa wrote"))?;
+        let mut found: Vec<(String, String, bool)> = Vec::new();
+        // Volumes: bind mounts of `<root>/volumes/NAME/_data`.
+        let store = engine.volumes();
+        for m in spec.mounts().iter().flatten() {
+            let Some(src) = m.source().as_ref() else {
+                continue;
+            };
+            let Ok(rest) = src.strip_prefix(&store) else {
+                continue;
+            };
+            let mut parts = rest.components();
+            let (Some(name), Some(data), None) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            if data.as_os_str() != "_data" {
+                continue;
+            }
+            let readonly = m.options().iter().flatten().any(|o| o == "ro");
+            found.push((
+                name.as_os_str().to_string_lossy().into_owned(),
+                m.destination().display().to_string(),
+                readonly,
+            ));
+        }
+        // Binds: as its flags gave them.
+        for v in c
+            .options
+            .volumes
+            .iter()
+            .map(Flag::get)
+            .filter(|v| !v.is_named())
+        {
+            found.push((v.source.clone(), v.target.clone(), v.readonly));
+        }
+        for m in c.options.mounts.iter().map(Flag::get) {
+            if let Mount::Bind {
+                source,
+                target,
+                readonly,
+                ..
+            } = m
+            {
+                found.push((source.clone(), target.clone(), *readonly));
+            }
+        }
+        for (source, target, readonly) in found {
+            if taken(&out, &target) {
+                continue;
+            }
+            let text = format!(
+                "{source}:{target}{}",
+                if ro.unwrap_or(readonly) { ":ro" } else { "" }
+            );
+            out.push(
+                Flag::parse(&text)
+                    .map_err(|e| crate::error::flag("--volumes-from", format!("{what}: {e}")))?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// `--pid`, `--ipc` and `--uts` resolved before anything is made: the

@@ -89,6 +89,12 @@ pub struct RunOptions {
     /// `--cgroupns host`: the host's cgroup namespace.
     #[serde(default)]
     pub cgroupns_host: bool,
+    /// `--expose PORT[/PROTO]`: more ports `-P` publishes.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     /// `--shm-size`: bytes of /dev/shm (docker's default 64 MiB).
     #[serde(default)]
     pub shm_size: Option<i64>,

@@ -135,6 +135,12 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// A port (or range) -P publishes too: PORT[/PROTO].
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Mount the volumes of another container: NAME[:ro|rw].
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
     /// The CFS period, in microseconds (with --cpu-quota).
     #[arg(long)]
     pub cpu_period: Option<u64>,
@@ -476,8 +482,6 @@ pub struct RefusedRunArgs {
     #[arg(long, hide = true)]
     pub device_cgroup_rule: Vec<String>,
     #[arg(long, hide = true)]
-    pub expose: Vec<String>,
-    #[arg(long, hide = true)]
     pub gpus: Vec<String>,
     #[arg(long, hide = true)]
     pub ip: Vec<String>,
@@ -499,8 +503,6 @@ pub struct RefusedRunArgs {
     pub storage_opt: Vec<String>,
     #[arg(long, hide = true)]
     pub volume_driver: Vec<String>,
-    #[arg(long, hide = true)]
-    pub volumes_from: Vec<String>,
 }
 
 impl RefusedRunArgs {
@@ -538,11 +540,6 @@ impl RefusedRunArgs {
                 &self.device_cgroup_rule,
                 "--device-cgroup-rule",
                 "not built yet (--device adds a device and its rule)",
-            ),
-            (
-                &self.expose,
-                "--expose",
-                "not built yet (-p publishes; -P takes the image's ports)",
             ),
             (&self.gpus, "--gpus", "no GPU support"),
             (
@@ -583,7 +580,6 @@ impl RefusedRunArgs {
                 "the overlay has no per-container size",
             ),
             (&self.volume_driver, "--volume-driver", "local volumes only"),
-            (&self.volumes_from, "--volumes-from", "not built yet"),
         ]
         .into_iter()
         .find(|(v, _, _)| !v.is_empty())

@@ -63,7 +63,25 @@ fn options(a: &RunArgs) -> capsa_engine::Result<RunOptions> {
             "conflicts with --cpu-period and --cpu-quota (it sets both)",
         ));
     }
+    for e in &a.expose {
+        let bad = || flag("--expose", format!("{e:?}: PORT[-PORT][/tcp|udp]"));
+        if e.contains(':') || e.is_empty() {
+            return Err(bad());
+        }
+        let port = e.split('/').next().unwrap_or("");
+        let proto_ok = e
+            .split_once('/')
+            .is_none_or(|(_, p)| p == "tcp" || p == "udp");
+        let ports_ok = port
+            .split('-')
+            .all(|n| n.parse::<u16>().is_ok_and(|n| n > 0));
+        if !proto_ok || !ports_ok || port.split('-').count() > 2 {
+            return Err(bad());
+        }
+    }
     Ok(RunOptions {
+        expose: a.expose.clone(),
+        volumes_from: a.volumes_from.clone(),
         cpu_period: a.cpu_period,
         cpu_quota: a.cpu_quota,
         cpuset_mems: a.cpuset_mems.clone(),
