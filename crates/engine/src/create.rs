@@ -182,7 +182,7 @@ pub fn create(
                 .and_then(|c| c.exposed_ports().clone())
                 .unwrap_or_default();
             for e in exposed.iter().chain(&opts.expose) {
-                for p in capsa_network::ports::parse(&e).map_err(crate::network::net_err)? {
+                for p in capsa_network::ports::parse(e).map_err(crate::network::net_err)? {
                     if !ports
                         .iter()
                         .any(|q| q.container_port == p.container_port && q.proto == p.proto)
