@@ -103,21 +103,26 @@ fn ps_templates_and_filters_print_what_dockers_print() {
     let tar = env.dir.join("busybox.tar");
     std::fs::write(&tar, capsa_tests::engines::busybox_rootfs_tar()).unwrap();
     c.ok(&["import", tar.to_str().unwrap(), "busybox:capsa-test"]);
-    let docker = |args: &[&str]| d.ok(args);
-    let capsa = |args: &[&str]| c.ok(args);
-    type Cli<'a> = &'a dyn Fn(&[&str]) -> String;
+    let docker = |args: &[&str]| d.docker(args);
+    let capsa = |args: &[&str]| c.run(args);
+    type Cli<'a> = &'a dyn Fn(&[&str]) -> std::process::Output;
     let engines: [(Cli, &[&str]); 2] = [
         (&docker, &["--runtime", "capsa", "--network", "none"]),
         (&capsa, &[]),
     ];
     for (run, extra) in &engines {
+        // Each verb with the engine's own flags; its exit code.
         let with = |verb: &str, rest: &[&str]| {
             let mut a = vec![verb];
             a.extend_from_slice(extra);
             a.extend_from_slice(rest);
-            run(&a);
+            let o = run(&a);
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
         };
-        with(
+        let (code, err) = with(
             "run",
             &[
                 "-d",
@@ -130,7 +135,8 @@ fn ps_templates_and_filters_print_what_dockers_print() {
                 "100",
             ],
         );
-        with(
+        assert_eq!(code, Some(0), "{err}");
+        let (code, err) = with(
             "create",
             &[
                 "--name",
@@ -145,44 +151,25 @@ fn ps_templates_and_filters_print_what_dockers_print() {
                 "echo a rather long command line",
             ],
         );
+        assert_eq!(code, Some(0), "{err}");
+        // An exited one.
+        let (code, err) = with(
+            "run",
+            &[
+                "--name",
+                "down",
+                "-l",
+                "cmp=1",
+                "busybox:capsa-test",
+                "sh",
+                "-c",
+                "exit 3",
+            ],
+        );
+        assert_eq!(code, Some(3), "{err}");
     }
-    // An exited one (a failing run is an error to the helpers).
-    assert_eq!(
-        d.docker(&[
-            "run",
-            "--runtime",
-            "capsa",
-            "--network",
-            "none",
-            "--name",
-            "down",
-            "-l",
-            "cmp=1",
-            "busybox:capsa-test",
-            "sh",
-            "-c",
-            "exit 3"
-        ])
-        .status
-        .code(),
-        Some(3)
-    );
-    assert_eq!(
-        c.run(&[
-            "run",
-            "--name",
-            "down",
-            "-l",
-            "cmp=1",
-            "busybox:capsa-test",
-            "sh",
-            "-c",
-            "exit 3"
-        ])
-        .status
-        .code(),
-        Some(3)
-    );
+    let docker = |args: &[&str]| d.ok(args);
+    let capsa = |args: &[&str]| c.ok(args);
     let both = |args: &[&str]| -> (String, String) { (docker(args), capsa(args)) };
     for args in [
         &["ps", "-a", "-f", "label=cmp=1", "--format", "{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Networks}}|{{.Mounts}}|{{.Ports}}|{{.LocalVolumes}}"][..],

@@ -139,14 +139,10 @@ fn events_follow_the_log_as_it_grows() {
         "sleep",
         "1000",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c
-        .ok(&["ps", "--format", "{{.Status}}"])
-        .contains("(healthy)")
-    {
-        assert!(Instant::now() < deadline, "never healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    capsa_tests::until(30, "probed healthy", || {
+        c.ok(&["ps", "--format", "{{.Status}}"])
+            .contains("(healthy)")
+    });
     c.ok(&["rm", "-f", "probed"]);
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -4,27 +4,11 @@
 
 use capsa_tests::images::load_busybox_probe;
 use capsa_tests::registry::Capsa;
-use capsa_tests::Env;
+use capsa_tests::{until, Env};
 use serde_json::Value;
-use std::time::{Duration, Instant};
-
-fn inspect(c: &Capsa, name: &str) -> Value {
-    let out = c.ok(&["inspect", name]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v[0].clone()
-}
 
 fn health(c: &Capsa, name: &str) -> Value {
-    inspect(c, name)["State"]["Health"].clone()
-}
-
-/// Poll until `what` holds: the monitor probes on its own clock.
-fn until(secs: u64, why: &str, mut what: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !what() {
-        assert!(Instant::now() < deadline, "not within {secs} s: {why}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    c.inspect(name)["State"]["Health"].clone()
 }
 
 fn ps_status(c: &Capsa, name: &str) -> String {
@@ -71,7 +55,7 @@ fn a_health_check_turns_unhealthy_when_its_file_is_removed() {
         (last["ExitCode"].clone(), last["Output"].clone()),
         (0.into(), "fine\n".into())
     );
-    let v = inspect(&c, "web");
+    let v = c.inspect("web");
     assert_eq!(
         v["Config"]["Healthcheck"]["Test"],
         serde_json::json!(["CMD-SHELL", "cat /ok"])
@@ -230,7 +214,7 @@ fn the_images_healthcheck_runs_unless_told_otherwise() {
         health(&c, "img")["Status"] == "healthy"
     });
     assert_eq!(
-        inspect(&c, "img")["Config"]["Healthcheck"]["Test"],
+        c.inspect("img")["Config"]["Healthcheck"]["Test"],
         serde_json::json!(["CMD-SHELL", "test -e /ok"])
     );
     // A start period: failures do not count while it lasts.
@@ -267,7 +251,7 @@ fn the_images_healthcheck_runs_unless_told_otherwise() {
         "sleep",
         "1000",
     ]);
-    let v = inspect(&c, "plain");
+    let v = c.inspect("plain");
     assert_eq!(v["State"]["Health"], Value::Null);
     assert_eq!(
         v["Config"]["Healthcheck"]["Test"],

@@ -5,25 +5,8 @@
 
 use capsa_tests::images::load_busybox_probe;
 use capsa_tests::registry::Capsa;
-use capsa_tests::Env;
+use capsa_tests::{until, Env};
 use serde_json::Value;
-use std::time::{Duration, Instant};
-
-fn inspect(c: &Capsa, name: &str) -> Value {
-    let out = c.ok(&["inspect", name]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v[0].clone()
-}
-
-/// Poll `what` until it holds (or fail after `secs`): the state changes
-/// in another process, the monitor.
-fn until(secs: u64, why: &str, mut what: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !what() {
-        assert!(Instant::now() < deadline, "not within {secs} s: {why}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn status(v: &Value) -> &str {
     v["State"]["Status"].as_str().unwrap_or("")
@@ -32,7 +15,7 @@ fn status(v: &Value) -> &str {
 fn settled_exited(c: &Capsa, name: &str) -> Value {
     let mut last = Value::Null;
     until(30, &format!("{name} exited, its monitor gone"), || {
-        last = inspect(c, name);
+        last = c.inspect(name);
         status(&last) == "exited" && last["State"]["MonitorPid"] == 0
     });
     last
@@ -108,9 +91,9 @@ fn stop_and_kill_set_the_policy_aside_until_the_next_start() {
         "sleep",
         "1000",
     ]);
-    let monitor = inspect(&c, "us")["State"]["MonitorPid"].as_i64().unwrap();
+    let monitor = c.inspect("us")["State"]["MonitorPid"].as_i64().unwrap();
     c.ok(&["stop", "-t", "1", "us"]);
-    let v = inspect(&c, "us");
+    let v = c.inspect("us");
     assert_eq!(status(&v), "exited", "{v:#}");
     assert_eq!(v["RestartCount"], 0);
     assert!(!pid_alive(monitor), "the monitor {monitor} is still there");
@@ -118,14 +101,14 @@ fn stop_and_kill_set_the_policy_aside_until_the_next_start() {
     // Started by hand, the policy holds again: an init killed from the
     // host (a crash, not `capsa kill`) is restarted.
     c.ok(&["start", "us"]);
-    let pid = inspect(&c, "us")["State"]["Pid"].as_i64().unwrap();
+    let pid = c.inspect("us")["State"]["Pid"].as_i64().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     until(30, "us restarted after its crash", || {
-        let v = inspect(&c, "us");
+        let v = c.inspect("us");
         v["RestartCount"] == 1 && status(&v) == "running" && v["State"]["Pid"] != pid
     });
     c.ok(&["stop", "-t", "1", "us"]);
@@ -144,10 +127,10 @@ fn stop_and_kill_set_the_policy_aside_until_the_next_start() {
         "exit 1",
     ]);
     until(30, "loop restarted three times", || {
-        inspect(&c, "loop")["RestartCount"].as_u64() >= Some(3)
+        c.inspect("loop")["RestartCount"].as_u64() >= Some(3)
     });
     c.ok(&["stop", "loop"]);
-    let v = inspect(&c, "loop");
+    let v = c.inspect("loop");
     assert_eq!(status(&v), "exited", "{v:#}");
     assert_eq!(v["State"]["MonitorPid"], 0);
     let count = v["RestartCount"].clone();
@@ -170,7 +153,7 @@ fn stop_and_kill_set_the_policy_aside_until_the_next_start() {
     ]);
     c.ok(&["kill", "-s", "USR1", "usr1"]);
     until(30, "usr1 back after SIGUSR1", || {
-        let v = inspect(&c, "usr1");
+        let v = c.inspect("usr1");
         v["RestartCount"] == 1 && status(&v) == "running"
     });
     c.ok(&["kill", "usr1"]);
@@ -210,7 +193,7 @@ fn start_all_restartable_brings_back_what_a_reboot_stopped() {
     // first, so none records or restarts anything), the overlays
     // unmounted, the run directory's files gone.
     for name in ["always", "unless", "onfail", "never"] {
-        let v = inspect(&c, name);
+        let v = c.inspect(name);
         let id = v["Id"].as_str().unwrap().to_string();
         for pid in [&v["State"]["MonitorPid"], &v["State"]["Pid"]] {
             let pid = pid.as_i64().unwrap() as i32;
@@ -234,7 +217,7 @@ fn start_all_restartable_brings_back_what_a_reboot_stopped() {
         ("never", false),
         ("byhand", false),
     ] {
-        let v = inspect(&c, name);
+        let v = c.inspect(name);
         assert_eq!(status(&v) == "running", up, "{name}: {v:#}");
         if up {
             // Its root mounted again, its files written again.
@@ -244,7 +227,7 @@ fn start_all_restartable_brings_back_what_a_reboot_stopped() {
                 name,
                 "{}\n{:#}\n{}",
                 String::from_utf8_lossy(&out.stderr),
-                inspect(&c, name),
+                c.inspect(name),
                 c.ok(&["logs", name])
             );
         }

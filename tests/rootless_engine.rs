@@ -161,19 +161,14 @@ fn a_user_pulls_runs_execs_publishes_and_removes_as_root_of_its_own_namespace() 
         "sleep",
         "1000",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    capsa_tests::until(30, "again restarted once, checked healthy", || {
         let a = json(&user.ok(&["inspect", "again"]))[0].clone();
         let h = json(&user.ok(&["inspect", "checked"]))[0].clone();
-        let restarted = a["State"]["Status"] == "exited"
+        a["State"]["Status"] == "exited"
             && a["State"]["MonitorPid"] == 0
-            && a["RestartCount"] == 1;
-        if restarted && h["State"]["Health"]["Status"] == "healthy" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{a:#}\n{h:#}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+            && a["RestartCount"] == 1
+            && h["State"]["Health"]["Status"] == "healthy"
+    });
     user.ok(&["rm", "-f", "again", "checked"]);
     // A user other than the container's root reads through it too.
     let out = user.ok(&[

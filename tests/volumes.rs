@@ -177,16 +177,11 @@ fn mount_flag_binds_volumes_and_tmpfs_as_docker_does() {
         "-c",
         "echo one > /keep/f; echo two > /anon/f; exec sleep 1000",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while c
-        .run(&["exec", "holder", "test", "-s", "/anon/f"])
-        .status
-        .code()
-        != Some(0)
-    {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    capsa_tests::until(10, "holder wrote /anon/f", || {
+        c.run(&["exec", "holder", "test", "-s", "/anon/f"])
+            .status
+            .success()
+    });
     let out = c.ok(&[
         "run",
         "--rm",

@@ -370,6 +370,12 @@ pub fn ns_inode(pid: &str, ns: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Wait until `f` holds, or fail the test after `secs` seconds saying
+/// what did not come (the state changes in another process: a monitor).
+pub fn until(secs: u64, why: &str, f: impl FnMut() -> bool) {
+    assert!(wait_for(secs, f), "not within {secs} s: {why}");
+}
+
 /// Wait until `f` holds, up to `secs` seconds.
 pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);

@@ -265,6 +265,14 @@ impl Capsa {
         crate::failed(&format!("capsa {args:?}"), &self.run(args))
     }
 
+    /// `inspect NAME`, the object itself (not the list around it).
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v[0].clone()
+    }
+
     pub fn store(&self) -> capsa_image::Store {
         capsa_image::Store::open(&self.store).unwrap()
     }

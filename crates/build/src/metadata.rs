@@ -144,33 +144,10 @@ impl Build<'_> {
         Ok(())
     }
 }
-/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
+/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds, read as every
+/// duration of the project is (`capsa_sys::time::parse_duration`).
 pub(crate) fn duration_ns(s: &str) -> Option<i64> {
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let n: f64 = rest[..end].parse().ok()?;
-        rest = &rest[end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
-    Some(total as i64)
+    capsa_sys::time::parse_duration(s).and_then(|d| i64::try_from(d.as_nanos()).ok())
 }
 
 #[cfg(test)]

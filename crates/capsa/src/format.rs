@@ -53,6 +53,15 @@ fn compile(text: &str) -> Result<Template> {
     Ok(t)
 }
 
+/// An RFC 3339 UTC time as Go prints a `time.Time` (docker's `CreatedAt`):
+/// `2026-11-30 17:12:44 +0000 UTC`.
+pub fn go_time(rfc3339: &str) -> String {
+    format!(
+        "{} +0000 UTC",
+        rfc3339.replacen('T', " ", 1).trim_end_matches('Z')
+    )
+}
+
 /// With a template asked for, print `rows` (docker's fields for the
 /// command, with `headers` their column titles) by it and say so; with
 /// `table` or `json` the command prints its own way.
@@ -104,15 +113,15 @@ pub fn render(
 /// tab a template writes, and every C1 one, is written escaped, never as a
 /// sequence the terminal obeys.
 fn terminal_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if (c.is_control() && c != '\n' && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c) {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
+    text.split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(capsa_engine::events::visible)
+                .collect::<Vec<_>>()
+                .join("\t")
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A row: its own fields are checked (a misspelt one is an error, as a

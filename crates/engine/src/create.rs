@@ -53,12 +53,7 @@ pub fn create(
             "auto takes host ids beyond the user's own range: rootless, every container already runs in the user's namespace",
         ));
     }
-    if opts.rm
-        && opts
-            .restart
-            .as_ref()
-            .is_some_and(|p| *p.get() != crate::restart::Policy::No)
-    {
+    if opts.rm && opts.restart_policy() != crate::restart::Policy::No {
         return Err(crate::error::flag(
             "--restart",
             "conflicts with --rm: a container removed at its exit cannot start again",
@@ -457,31 +452,7 @@ pub(crate) fn shared_namespaces(engine: &Engine, opts: &RunOptions) -> Result<cr
     use crate::flags::NsMode;
     use capsa_spec::oci::LinuxNamespaceType as T;
     let mut out = crate::spec::Shared::default();
-    let modes = [
-        (
-            opts.pid
-                .as_ref()
-                .map(|f| (f.get().flag(), f.get().0.clone())),
-            T::Pid,
-            "pid",
-        ),
-        (
-            opts.ipc
-                .as_ref()
-                .map(|f| (f.get().flag(), f.get().0.clone())),
-            T::Ipc,
-            "ipc",
-        ),
-        (
-            opts.uts
-                .as_ref()
-                .map(|f| (f.get().flag(), f.get().0.clone())),
-            T::Uts,
-            "uts",
-        ),
-    ];
-    for (mode, typ, kind) in modes {
-        let Some((flag, mode)) = mode else { continue };
+    for (flag, mode, kind, typ) in opts.namespace_modes() {
         match mode {
             NsMode::Host => {
                 out.namespaces.push((typ, None));

@@ -50,39 +50,16 @@ pub fn duration(name: &str, text: &str) -> Result<i64> {
             format!("{text:?}: a duration such as 30s, 1m30s or 500ms"),
         )
     };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += value * scale;
-        rest = &rest[unit..];
-    }
-    if !(1e6..=i64::MAX as f64).contains(&total) {
+    let total = capsa_sys::time::parse_duration(text)
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .ok_or_else(bad)?;
+    if total < 1_000_000 {
         return Err(flag(
             name,
             format!("{text:?}: at least 1ms, as docker requires"),
         ));
     }
-    Ok(total as i64)
+    Ok(total)
 }
 
 /// The check a container runs: the flags over the image's HEALTHCHECK,
@@ -472,9 +449,9 @@ fn run(
     entry(code, String::from_utf8_lossy(&output).into_owned())
 }
 
-/// Record a probe's result in `id`'s record, under its lock; the health
-/// as it now is. `in_start_period`: the container started less than its
-/// start period ago.
+/// Record a probe's result in `id`'s record, under its lock (whether it
+/// is still in its start period is read from the record's start time);
+/// the health as it now is.
 pub fn record(engine: &Engine, id: &str, e: Entry, h: &Healthcheck) -> Result<Health> {
     let t = Timing::of(h);
     let mut out = Health::starting();

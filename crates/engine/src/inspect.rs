@@ -109,12 +109,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         }),
     };
     let dir = c.dir(engine);
-    let restart = c
-        .options
-        .restart
-        .as_ref()
-        .map(|p| *p.get())
-        .unwrap_or_default();
+    let restart = c.options.restart_policy();
     json!({
         "Id": c.id,
         "Name": c.name,

@@ -80,25 +80,8 @@ pub fn all(engine: &Engine, o: &crate::RunOptions) -> Result<Vec<Join>> {
     if let NetworkMode::Container(t) = crate::options::mode(o.network.as_deref()) {
         out.push(resolve(engine, "--network", &t, "net", T::Network)?.0);
     }
-    let modes = [
-        (
-            o.pid.as_ref().map(|f| (f.get().flag(), f.get().0.clone())),
-            "pid",
-            T::Pid,
-        ),
-        (
-            o.ipc.as_ref().map(|f| (f.get().flag(), f.get().0.clone())),
-            "ipc",
-            T::Ipc,
-        ),
-        (
-            o.uts.as_ref().map(|f| (f.get().flag(), f.get().0.clone())),
-            "uts",
-            T::Uts,
-        ),
-    ];
-    for (mode, kind, typ) in modes {
-        if let Some((flag, NsMode::Container(t))) = mode {
+    for (flag, mode, kind, typ) in o.namespace_modes() {
+        if let NsMode::Container(t) = mode {
             out.push(resolve(engine, flag, &t, kind, typ)?.0);
         }
     }

@@ -47,7 +47,6 @@ pub mod rootless;
 pub mod runtime;
 pub mod spec;
 pub mod stats;
-pub mod usage;
 pub mod userns;
 pub mod volume;
 

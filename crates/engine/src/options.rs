@@ -137,6 +137,52 @@ pub struct RunOptions {
     pub args: Vec<String>,
 }
 
+/// A namespace flag as given: the flag, what it asks for, the namespace's
+/// name under `/proc/PID/ns`, and its OCI type.
+pub type NamespaceMode = (
+    &'static str,
+    crate::flags::NsMode,
+    &'static str,
+    capsa_spec::oci::LinuxNamespaceType,
+);
+
+impl RunOptions {
+    /// `--restart`'s policy (docker's `no` without one).
+    pub fn restart_policy(&self) -> crate::restart::Policy {
+        self.restart.as_ref().map(|p| *p.get()).unwrap_or_default()
+    }
+
+    /// `--pid`, `--ipc` and `--uts`, those given.
+    pub fn namespace_modes(&self) -> Vec<NamespaceMode> {
+        use capsa_spec::oci::LinuxNamespaceType as T;
+        fn one<const K: u8>(
+            f: &Option<Flag<crate::flags::Ns<K>>>,
+            kind: &'static str,
+            typ: T,
+        ) -> Option<NamespaceMode> {
+            f.as_ref()
+                .map(|f| (f.get().flag(), f.get().0.clone(), kind, typ))
+        }
+        [
+            one(&self.pid, "pid", T::Pid),
+            one(&self.ipc, "ipc", T::Ipc),
+            one(&self.uts, "uts", T::Uts),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Whether it joins another container's namespaces (`container:`).
+    pub fn joins_another(&self) -> bool {
+        matches!(mode(self.network.as_deref()), NetworkMode::Container(_))
+            || self
+                .namespace_modes()
+                .iter()
+                .any(|(_, m, _, _)| matches!(m, crate::flags::NsMode::Container(_)))
+    }
+}
+
 /// `--cpus 0.5` as a CFS quota over a 100 ms period, on this host (which
 /// must have that many CPUs).
 pub fn cpu_quota(v: f64) -> Result<(i64, u64)> {

@@ -288,18 +288,56 @@ pub struct Usage {
     pub reclaimable_bytes: u64,
 }
 
-fn tree_size(path: &std::path::Path) -> u64 {
+/// Bytes allocated under `path` (its files' blocks, as `du` counts them),
+/// 0 where it cannot be read.
+///
+/// Security: `system df` measures trees containers write (their upper
+/// layers, volumes) while they run; a directory swapped for a link to `/`
+/// must not have the host walked. The walk is by fd: each directory opened
+/// `O_NOFOLLOW` beneath its parent's fd, entries looked at without
+/// following links, the depth bounded.
+pub fn tree_size(path: &std::path::Path) -> u64 {
+    match rustix::fs::open(path, SUBDIR, rustix::fs::Mode::empty()) {
+        Ok(fd) => tree_size_at(fd, 0),
+        Err(_) => 0,
+    }
+}
+
+/// A directory, never through a link.
+const SUBDIR: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY
+    .union(rustix::fs::OFlags::DIRECTORY)
+    .union(rustix::fs::OFlags::NOFOLLOW)
+    .union(rustix::fs::OFlags::CLOEXEC);
+
+/// Deeper than this is not measured.
+const TREE_DEPTH: usize = 128;
+
+fn tree_size_at(dir: std::os::fd::OwnedFd, depth: usize) -> u64 {
+    use std::os::fd::AsFd;
+    let Ok(list) = rustix::fs::Dir::read_from(&dir) else {
+        return 0;
+    };
+    let names: Vec<std::ffi::CString> = list
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
     let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&p) else { continue };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                use std::os::unix::fs::MetadataExt;
-                total += m.blocks() * 512;
+    for n in names {
+        let Ok(st) = rustix::fs::statat(
+            dir.as_fd(),
+            n.as_c_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) else {
+            continue;
+        };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+            total += st.st_blocks as u64 * 512;
+        } else if depth < TREE_DEPTH {
+            if let Ok(sub) =
+                rustix::fs::openat(dir.as_fd(), n.as_c_str(), SUBDIR, rustix::fs::Mode::empty())
+            {
+                total += tree_size_at(sub, depth + 1);
             }
         }
     }
@@ -411,4 +449,18 @@ pub fn gc(store: &Store, keep_layers: &[Digest]) -> Result<Collected> {
         }
     }
     Ok(c)
+}
+
+#[cfg(test)]
+mod tree_size_tests {
+    #[test]
+    fn a_link_to_elsewhere_is_not_walked() {
+        let d = std::env::temp_dir().join(format!("capsa-usage-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("a")).unwrap();
+        std::fs::write(d.join("a/f"), vec![1u8; 64 * 1024]).unwrap();
+        std::os::unix::fs::symlink("/usr", d.join("host")).unwrap();
+        let n = super::tree_size(&d);
+        assert!((64 * 1024..1 << 20).contains(&n), "{n}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

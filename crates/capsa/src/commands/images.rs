@@ -235,7 +235,7 @@ pub fn list(store: &Store, a: ImagesArgs) -> Result<()> {
                 "Tag": r.tag,
                 "Digest": r.digest,
                 "CreatedSince": ago(r.created.as_deref()),
-                "CreatedAt": r.created.as_deref().map(|c| c.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " +0000 UTC").unwrap_or_default(),
+                "CreatedAt": r.created.as_deref().map(crate::format::go_time).unwrap_or_default(),
                 "Size": human(r.size),
                 "Containers": "N/A",
             })

@@ -107,7 +107,7 @@ fn row(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
         "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
         "Image": c.image.strip_prefix("docker.io/library/").unwrap_or(&c.image),
         "Command": command,
-        "CreatedAt": c.created.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " +0000 UTC",
+        "CreatedAt": crate::format::go_time(&c.created),
         "RunningFor": format!("{} ago", ago(now.saturating_sub(c.created_secs))),
         "Ports": c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
         "State": format!("{:?}", c.state.status).to_lowercase(),

@@ -373,22 +373,10 @@ fn start_restartable(engine: &Engine) -> Result<i32> {
     // Those that join another container's namespaces after the others,
     // so that what they join runs first.
     let mut all = engine.list()?;
-    all.sort_by_key(|c| {
-        let o = &c.options;
-        let joins = |m: Option<&str>| m.is_some_and(|m| m.starts_with("container:"));
-        joins(o.network.as_deref())
-            || joins(o.pid.as_ref().map(|f| f.text()))
-            || joins(o.ipc.as_ref().map(|f| f.text()))
-            || joins(o.uts.as_ref().map(|f| f.text()))
-    });
+    all.sort_by_key(|c| c.options.joins_another());
     for c in all {
         let c = manage::refresh(engine, c)?;
-        let policy = c
-            .options
-            .restart
-            .as_ref()
-            .map(|p| *p.get())
-            .unwrap_or_default();
+        let policy = c.options.restart_policy();
         if c.state.status != Status::Exited
             || !policy.at_boot(c.state.exit_code, c.state.stopped_by_hand)
         {

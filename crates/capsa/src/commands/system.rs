@@ -3,7 +3,7 @@
 use crate::cli::{Format, SystemDfArgs, SystemPruneArgs};
 use crate::progress::human;
 use anyhow::Result;
-use capsa_engine::{manage, usage, volume, Engine, Status};
+use capsa_engine::{manage, volume, Engine, Status};
 use serde_json::json;
 use std::io::{BufRead, Write};
 
@@ -39,7 +39,7 @@ pub fn df(engine: &Engine, a: SystemDfArgs) -> Result<()> {
         .filter_map(|c| manage::refresh(engine, c).ok())
         .collect();
     for c in &containers {
-        let size = usage::tree_size(&c.dir(engine).join("upper"));
+        let size = capsa_image::local::tree_size(&c.dir(engine).join("upper"));
         let active = matches!(
             c.state.status,
             Status::Running | Status::Paused | Status::Restarting
@@ -57,7 +57,7 @@ pub fn df(engine: &Engine, a: SystemDfArgs) -> Result<()> {
     let (mut vol_total, mut vol_free, mut vol_active) = (0u64, 0u64, 0usize);
     let mut vol_rows = Vec::new();
     for (v, users) in &vols {
-        let size = usage::tree_size(&v.mountpoint);
+        let size = capsa_image::local::tree_size(&v.mountpoint);
         vol_total += size;
         if users.is_empty() {
             vol_free += size;

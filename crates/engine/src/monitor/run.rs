@@ -39,12 +39,7 @@ pub(super) fn run(
     let sock = engine.socket(c);
     let listener = protocol::listen(&sock).map_err(|e| Error::sys("listen", sock.display(), e))?;
     let runtime = Runtime::of(engine, c);
-    let policy = c
-        .options
-        .restart
-        .as_ref()
-        .map(|p| *p.get())
-        .unwrap_or_default();
+    let policy = c.options.restart_policy();
     let mut backoff = Backoff::default();
     let mut life = first_life(engine, c, &runtime, &listener, attach_first, w, client)?;
     loop {
