@@ -118,7 +118,7 @@ pub fn refresh_peers(
         if path.exists() {
             let extra = added_hosts(&c.options);
             let text = rosters.hosts_file(engine, &c.id, &c.hostname(), &c.name, eps, &extra);
-            let _ = std::fs::write(&path, text);
+            rewrite_in_place(&path, &text);
         }
     }
     for net in networks.iter().filter(|n| n.as_str() != DEFAULT) {
@@ -139,9 +139,29 @@ pub fn refresh_peers(
                 .map(|p| added_hosts(&p.options))
                 .unwrap_or_default();
             let text = rosters.hosts_file(engine, &id, &hostname, &name, &eps, &extra);
-            let _ = std::fs::write(&path, text);
+            rewrite_in_place(&path, &text);
         }
     }
+}
+
+/// Replace a hosts file's text in place (it is bind-mounted in its
+/// container: a rename would leave the container the old file). Left
+/// alone when the text is the same, as at most starts; else written from
+/// the start, then cut to length, so that a process reading it meanwhile
+/// never finds it empty (a truncate first made a container starting on a
+/// network find none of its peers: CI saw `ping6: bad address`).
+fn rewrite_in_place(path: &std::path::Path, text: &str) {
+    use std::io::{Seek, Write};
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return;
+    }
+    let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    let _ = f
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .and_then(|()| f.set_len(text.len() as u64));
 }
 
 /// `c` started or stopped (its record says so), on endpoints `eps`: its
@@ -155,5 +175,38 @@ pub fn running_changed(engine: &Engine, c: &Container, eps: &[Endpoint]) {
         .collect();
     if !networks.is_empty() {
         refresh_peers(engine, c, &networks, Some(eps));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A reader of a hosts file while it is rewritten (a container's
+    /// resolver, as peers come and go) never finds it empty.
+    #[test]
+    fn a_hosts_file_rewritten_in_place_is_never_empty_to_a_reader() {
+        let path = std::env::temp_dir().join(format!("capsa-hosts-{}", std::process::id()));
+        let long = format!("127.0.0.1\tlocalhost\n{}", "10.0.0.2\tpeer\n".repeat(50));
+        let short = "127.0.0.1\tlocalhost\n10.0.0.3\tother\n".to_string();
+        std::fs::write(&path, &long).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut empty = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    if !text.starts_with("127.0.0.1\tlocalhost\n") {
+                        empty += 1;
+                    }
+                }
+                empty
+            })
+        };
+        for i in 0..5000 {
+            super::rewrite_in_place(&path, if i % 2 == 0 { &short } else { &long });
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(reader.join().unwrap(), 0, "a reader found the file empty");
+        std::fs::remove_file(&path).unwrap();
     }
 }
